@@ -1,0 +1,181 @@
+"""Configuration: every option declared once, resolved once into a frozen :class:`Settings`.
+
+The same table drives the pytest options (CLI flag + typed ini key), the environment variables and
+the README's configuration table, so the three can never drift apart. Precedence is
+CLI > ini > environment > default, and "not given" is always tested with ``is None`` so that a
+deliberate ``0`` or empty value is honoured rather than silently replaced by a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from cutover.errors import SetupError
+
+IniType = Literal["string", "int", "bool"]
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PLAN = PACKAGE_ROOT / "fixtures" / "plan.toml"
+SANDBOX_BACKENDS = ("auto", "url", "docker", "local")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration knob: its CLI flag, its ini key, its environment variables, its default."""
+
+    name: str
+    flag: str
+    type: IniType
+    default: Any
+    help: str
+    env: tuple[str, ...] = ()
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def ini(self) -> str:
+        return f"cutover_{self.name}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("sandbox", "--sandbox", "string", "auto",
+           "Where the throwaway PostgreSQL comes from: auto, url, docker or local.",
+           ("CUTOVER_SANDBOX",), SANDBOX_BACKENDS),
+    Option("db_url", "--db-url", "string", None,
+           "An existing database to check. Nothing is created or dropped there.",
+           ("CUTOVER_DB_URL", "DATABASE_URL")),
+    Option("pg_bindir", "--pg-bindir", "string", None,
+           "Directory holding initdb and pg_ctl for the local sandbox (default: PATH, then pg_config).",
+           ("CUTOVER_PG_BINDIR",)),
+    Option("sandbox_dir", "--sandbox-dir", "string", None,
+           "Parent directory of the local sandbox cluster; must be reachable by the postgres user when "
+           "running as root (default: the system temp dir).", ("CUTOVER_SANDBOX_DIR",)),
+    Option("docker_image", "--docker-image", "string", "postgres:15",
+           "Image for the docker sandbox.", ("CUTOVER_DOCKER_IMAGE",)),
+    Option("snapshot", "--snapshot", "string", None,
+           "Snapshot file (.sql.gz plain or pg_dump custom) to restore into the sandbox "
+           "(default: the generated synthetic snapshot).", ("CUTOVER_SNAPSHOT",)),
+    Option("snapshot_scale", "--snapshot-scale", "int", 1,
+           "Scale of the generated default snapshot (1 is about 50k rows).", ("CUTOVER_SNAPSHOT_SCALE",)),
+    Option("snapshot_seed", "--snapshot-seed", "int", 20260430,
+           "Seed of the generated default snapshot.", ("CUTOVER_SNAPSHOT_SEED",)),
+    Option("plan", "--plan", "string", None,
+           "The plan file: tenants, ownership rules, classifications (default: fixtures/plan.toml).",
+           ("CUTOVER_PLAN",)),
+    Option("cache_dir", "--cache-dir", "string", None,
+           "Where generated snapshots are cached (default: .cutover-cache next to the plan's repo).",
+           ("CUTOVER_CACHE_DIR",)),
+    Option("startup_timeout", "--startup-timeout", "int", 60,
+           "Seconds to wait for the sandbox server to accept connections.", ("CUTOVER_STARTUP_TIMEOUT",)),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one run. Frozen: resolved once, then only read."""
+
+    sandbox: str = "auto"
+    db_url: str | None = None
+    pg_bindir: str | None = None
+    sandbox_dir: str | None = None
+    docker_image: str = "postgres:15"
+    snapshot: str | None = None
+    snapshot_scale: int = 1
+    snapshot_seed: int = 20260430
+    plan: str | None = None
+    cache_dir: str | None = None
+    startup_timeout: int = 60
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def plan_path(self) -> Path:
+        return Path(self.plan) if self.plan is not None else DEFAULT_PLAN
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir is not None else PACKAGE_ROOT / ".cutover-cache"
+
+
+def _convert(option: Option, raw: Any, origin: str) -> Any:
+    """Turn a raw value (string from env, typed from ini/CLI) into the option's type."""
+    if option.type == "int":
+        try:
+            value: Any = int(raw)
+        except (TypeError, ValueError):
+            raise SetupError(f"{origin} must be a whole number, got {raw!r}; fix the value of {origin}") from None
+    elif option.type == "bool":
+        if isinstance(raw, bool):
+            value = raw
+        elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
+            value = True
+        elif str(raw).strip().lower() in ("0", "false", "no", "off"):
+            value = False
+        else:
+            raise SetupError(f"{origin} must be true or false, got {raw!r}; fix the value of {origin}")
+    else:
+        value = str(raw)
+    if option.choices is not None and value not in option.choices:
+        raise SetupError(
+            f"{origin} must be one of {', '.join(option.choices)}, got {value!r}; fix the value of {origin}"
+        )
+    return value
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every option with precedence CLI > ini > environment > default.
+
+    ``cli`` and ``ini`` map option names to values, ``None`` meaning "not given". An empty
+    environment variable counts as not given, as shells commonly export ``VAR=`` to unset.
+    """
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        chosen: tuple[Any, str] | None = None
+        if cli.get(option.name) is not None:
+            chosen = (cli[option.name], option.flag)
+        elif ini.get(option.name) is not None:
+            chosen = (ini[option.name], f"ini {option.ini}")
+        else:
+            for var in option.env:
+                if environ.get(var) is not None and environ[var] != "":
+                    chosen = (environ[var], f"${var}")
+                    break
+        if chosen is None:
+            values[option.name] = option.default
+            sources[option.name] = "default"
+        else:
+            values[option.name] = _convert(option, chosen[0], chosen[1])
+            sources[option.name] = chosen[1]
+    return Settings(**values, sources=sources)
+
+
+def option_table() -> list[tuple[str, str, str, str]]:
+    """Rows (flag, ini key, env vars, default) for the README's configuration table."""
+    return [
+        (o.flag, o.ini, ", ".join(o.env) or "-", "-" if o.default is None else str(o.default))
+        for o in OPTIONS
+    ]
+
+
+def add_to_parser(add: Callable[..., Any], add_ini: Callable[..., Any] | None = None) -> None:
+    """Declare every option on a pytest or argparse parser (``add`` is its ``addoption``)."""
+    for option in OPTIONS:
+        kwargs: dict[str, Any] = {"dest": f"cutover_{option.name}", "default": None, "help": option.help}
+        if option.type == "int":
+            kwargs["type"] = int
+        if option.choices is not None:
+            kwargs["choices"] = option.choices
+        add(option.flag, **kwargs)
+        if add_ini is not None:
+            add_ini(option.ini, option.help, type=option.type, default=None)
+
+
+assert {f.name for f in fields(Settings)} - {"sources"} == {o.name for o in OPTIONS}, "options and Settings drift"

@@ -1,0 +1,113 @@
+"""Database access: connecting, naming databases, and turning driver errors into operator errors.
+
+All connections are opened here so that timeouts, ``application_name`` and the mapping of
+psycopg's errors to one-line :class:`SetupError` messages (with the password masked) are the same
+for the CLI, the sandbox and the checks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from cutover.errors import SetupError
+from cutover.redact import mask_url, redact, split_password
+
+APPLICATION_NAME = "cutover-suite"
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server and credentials, another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def database_name(url: str) -> str:
+    path = urlsplit(url).path.lstrip("/")
+    return path or (urlsplit(url).username or "postgres")
+
+
+def describe_failure(url: str, exc: BaseException, option: str = "--db-url") -> str:
+    """One line saying why a connection failed and what fixes it; never the password."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}/{database_name(url)}"
+    text = redact(str(exc)).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    lowered = str(exc).lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return (f"authentication failed for user '{parts.username}' at {where} (password not shown); "
+                f"fix the credentials in {option}")
+    if "does not exist" in lowered and "database" in lowered:
+        return f"database '{database_name(url)}' does not exist at {where}; create it or fix {option}"
+    if any(s in lowered for s in ("connection refused", "could not translate host", "timeout expired",
+                                  "no route to host", "name or service not known", "network is unreachable")):
+        return f"cannot reach PostgreSQL at {where} ({first}); check the server is up, or fix {option}"
+    return f"cannot connect to {mask_url(url)} ({first}); fix {option}"
+
+
+def connect(
+    url: str,
+    *,
+    autocommit: bool = False,
+    read_only: bool = False,
+    connect_timeout: int = 5,
+    options: Mapping[str, str] | None = None,
+    purpose: str = "--db-url",
+) -> psycopg.Connection[tuple[object, ...]]:
+    """Open a connection; a failure becomes a one-line :class:`SetupError` naming ``purpose``."""
+    settings = dict(options or {})
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+    pg_options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout,
+                               application_name=APPLICATION_NAME, options=pg_options or None)
+    except psycopg.Error as exc:
+        raise SetupError(describe_failure(url, exc, purpose)) from None
+    return conn
+
+
+@contextmanager
+def connection(url: str, **kwargs: object) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A connection that is closed however the block ends."""
+    conn = connect(url, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def tool_env(url: str) -> tuple[str, dict[str, str]]:
+    """The URL and environment to hand to psql/pg_dump/pg_restore: the password goes in PGPASSWORD."""
+    bare, password = split_password(url)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    env.setdefault("PGCONNECT_TIMEOUT", "5")
+    return bare, env
+
+
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """Create a database (optionally from a template) and return its URL."""
+    stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+    with connection(admin_url, autocommit=True, purpose="the sandbox") as conn:
+        conn.execute(stmt)
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with connection(admin_url, autocommit=True, purpose="the sandbox") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def database_exists(admin_url: str, name: str) -> bool:
+    with connection(admin_url, autocommit=True, purpose="the sandbox") as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return row is not None

@@ -1,0 +1,28 @@
+"""Operator-facing errors.
+
+Every error a person can fix is raised as a :class:`CutoverError` whose message is one line:
+what was checked, what was found, and which option fixes it. Callers (the CLI, the pytest plugin)
+turn it into exit code 2 without a traceback, because in a maintenance window a traceback is noise.
+"""
+
+from __future__ import annotations
+
+EXIT_USAGE = 2
+
+
+class CutoverError(Exception):
+    """An error with a one-line, secret-free message that tells the operator the fix."""
+
+    exit_code: int = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        # Collapse accidental newlines: the contract is one line, greppable in a log.
+        super().__init__(" ".join(message.split()))
+
+
+class SetupError(CutoverError):
+    """The environment (binaries, server, snapshot, options) does not allow the run to start."""
+
+
+class PlanError(CutoverError):
+    """The plan file is missing, malformed, or inconsistent."""

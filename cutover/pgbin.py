@@ -1,0 +1,110 @@
+"""Finding the PostgreSQL binaries and running them as a user PostgreSQL accepts.
+
+initdb and postgres refuse to run as root. This machine, CI and many operators' CI run as root, so
+server binaries are run as the ``postgres`` system user (via ``runuser``) whenever we are root.
+Client tools (psql, pg_dump, pg_restore) run as whoever we are: they do not care.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cutover.errors import SetupError
+
+SERVER_TOOLS = ("initdb", "pg_ctl", "postgres")
+SERVICE_USER = "postgres"
+
+
+@dataclass(frozen=True)
+class PgBin:
+    """Where the server binaries are, and who must run them."""
+
+    bindir: Path
+    run_as: str | None  # a system user name when we are root, else None
+
+    def server_cmd(self, tool: str, *args: str) -> list[str]:
+        """argv for a server binary, wrapped in runuser when we are root."""
+        argv = [str(self.bindir / tool), *args]
+        if self.run_as is None:
+            return argv
+        return ["runuser", "-u", self.run_as, "--", *argv]
+
+    def chown(self, path: Path) -> None:
+        """Give ``path`` to the service user, so the server can write its data directory."""
+        if self.run_as is not None:
+            entry = pwd.getpwnam(self.run_as)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def version(self) -> str:
+        out = subprocess.run([str(self.bindir / "pg_ctl"), "--version"], capture_output=True, text=True,
+                             timeout=10, check=False)
+        return out.stdout.strip()
+
+
+def client_tool(name: str, bindir: Path | None = None) -> str:
+    """Path of a client tool (psql, pg_dump, pg_restore), preferring the server's bindir."""
+    if bindir is not None and (bindir / name).exists():
+        return str(bindir / name)
+    found = shutil.which(name)
+    if found is None:
+        raise SetupError(f"'{name}' not found on PATH; install the PostgreSQL client "
+                         f"(apt-get install postgresql-client-15) or pass --pg-bindir")
+    return found
+
+
+def _has_server(directory: Path) -> bool:
+    return all(os.access(directory / tool, os.X_OK) for tool in SERVER_TOOLS)
+
+
+def find_bindir(option: str | None) -> Path:
+    """Locate initdb/pg_ctl/postgres: --pg-bindir, then PATH, then ``pg_config --bindir``."""
+    checked: list[str] = []
+    if option is not None:
+        if _has_server(Path(option)):
+            return Path(option)
+        raise SetupError(f"--pg-bindir {option} does not hold {', '.join(SERVER_TOOLS)}; "
+                         "point --pg-bindir at PostgreSQL's bin directory")
+    on_path = shutil.which("pg_ctl")
+    if on_path is not None:
+        directory = Path(on_path).resolve().parent
+        if _has_server(directory):
+            return directory
+        checked.append(f"PATH ({directory} lacks initdb or postgres)")
+    else:
+        checked.append("PATH (no pg_ctl)")
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=10, check=True)
+        directory = Path(out.stdout.strip())
+        if _has_server(directory):
+            return directory
+        checked.append(f"pg_config --bindir ({directory} has no server binaries)")
+    except (OSError, subprocess.SubprocessError):
+        checked.append("pg_config (not runnable)")
+    raise SetupError(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; checked "
+        + "; ".join(checked)
+        + "; install them (apt-get install postgresql-15), pass --pg-bindir, or use --sandbox url --db-url URL"
+    )
+
+
+def locate(option: str | None) -> PgBin:
+    """The binaries plus the user to run them as (root is refused by PostgreSQL)."""
+    bindir = find_bindir(option)
+    run_as = None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            raise SetupError(
+                f"running as root and there is no '{SERVICE_USER}' system user to run PostgreSQL as; "
+                f"create it (useradd --system {SERVICE_USER}) or run as a non-root user"
+            ) from None
+        if shutil.which("runuser") is None:
+            raise SetupError("running as root but 'runuser' is missing; install util-linux or run as non-root")
+        run_as = SERVICE_USER
+    return PgBin(bindir=bindir, run_as=run_as)

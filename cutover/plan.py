@@ -1,0 +1,197 @@
+"""The plan: the suite's only source of schema-specific knowledge.
+
+Checks, cutover and sweep take table names, ownership rules and classifications from here, so an
+operator adapts the suite to a real schema by editing one TOML file. Loading validates the whole
+file up front: a typo in the plan must stop the run before anything touches a database, with the
+offending key named.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from cutover.errors import PlanError
+
+OWNER_KINDS = ("patient", "provider", "column", "classified")
+CLASSES = ("patient", "provider", "system")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A row's pointer to its parent; the row belongs on the parent's tenant unless ``via_share``."""
+
+    column: str
+    table: str
+    via_share: bool = False
+
+
+@dataclass(frozen=True)
+class JsonReference:
+    """A parent named inside a jsonb value (an idempotency key's cached response naming a case)."""
+
+    column: str
+    key: str
+    table: str
+
+
+@dataclass(frozen=True)
+class TableRule:
+    """How one tenant-scoped table's rows are owned, and what they point at."""
+
+    name: str
+    key: str
+    owner: str
+    column: str | None = None
+    patient_values: tuple[str, ...] = ()
+    classification: str | None = None
+    references: tuple[Reference, ...] = ()
+    case_json: JsonReference | None = None
+    share_target: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated plan file."""
+
+    path: Path
+    name: str
+    schema_head: str
+    version_table: str
+    version_column: str
+    tenant_column: str
+    tenant_table: str
+    source: str
+    target: str
+    protected: tuple[str, ...]
+    mirrored_settings: tuple[str, ...]
+    app_role: str
+    app_privileges: tuple[str, ...]
+    tenant_setting: str
+    static_tables: tuple[str, ...]
+    tables: tuple[TableRule, ...]
+    classifications: Mapping[str, Mapping[str, str]]
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        """Tenant-scoped tables in the plan's (cutover) order."""
+        return tuple(t.name for t in self.tables)
+
+    @property
+    def all_tables(self) -> tuple[str, ...]:
+        return self.static_tables + self.table_names
+
+    def table(self, name: str) -> TableRule:
+        for rule in self.tables:
+            if rule.name == name:
+                return rule
+        raise KeyError(name)
+
+    def patient_values(self, rule: TableRule) -> tuple[str, ...]:
+        """Values of ``rule.column`` that make a row patient-owned (empty for fixed owners)."""
+        if rule.owner == "column":
+            return rule.patient_values
+        if rule.owner == "classified" and rule.classification is not None:
+            mapping = self.classifications[rule.classification]
+            return tuple(sorted(v for v, cls in mapping.items() if cls == "patient"))
+        return ()
+
+
+def _get(section: Mapping[str, Any], key: str, where: str, kind: type, default: Any = ...) -> Any:
+    if key not in section:
+        if default is not ...:
+            return default
+        raise PlanError(f"plan {where}: missing key '{key}'")
+    value = section[key]
+    if not isinstance(value, kind):
+        raise PlanError(f"plan {where}.{key}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _strings(section: Mapping[str, Any], key: str, where: str, default: Any = ...) -> tuple[str, ...]:
+    values = _get(section, key, where, list, default)
+    if not all(isinstance(v, str) for v in values):
+        raise PlanError(f"plan {where}.{key}: expected a list of strings")
+    return tuple(values)
+
+
+def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str, Any]) -> TableRule:
+    where = f"[tables.{name}]"
+    owner = _get(raw, "owner", where, str)
+    if owner not in OWNER_KINDS:
+        raise PlanError(f"plan {where}.owner: '{owner}' is not one of {', '.join(OWNER_KINDS)}")
+    column = _get(raw, "column", where, str, None)
+    classification = _get(raw, "classification", where, str, None)
+    if owner in ("column", "classified") and column is None:
+        raise PlanError(f"plan {where}: owner '{owner}' needs a 'column'")
+    patient_values = _strings(raw, "patient_values", where, [])
+    if owner == "column" and not patient_values:
+        raise PlanError(f"plan {where}: owner 'column' needs 'patient_values'")
+    if owner == "classified" and classification not in classifications:
+        raise PlanError(f"plan {where}: classification '{classification}' has no [classification.*] table")
+    refs = []
+    for i, ref in enumerate(_get(raw, "references", where, list, [])):
+        refs.append(Reference(_get(ref, "column", f"{where}.references[{i}]", str),
+                              _get(ref, "table", f"{where}.references[{i}]", str),
+                              _get(ref, "via_share", f"{where}.references[{i}]", bool, False)))
+    case_json = None
+    if "case_json" in raw:
+        cj = _get(raw, "case_json", where, dict)
+        case_json = JsonReference(_get(cj, "column", f"{where}.case_json", str),
+                                  _get(cj, "key", f"{where}.case_json", str),
+                                  _get(cj, "table", f"{where}.case_json", str))
+    return TableRule(name=name, key=_get(raw, "key", where, str), owner=owner, column=column,
+                     patient_values=patient_values, classification=classification, references=tuple(refs),
+                     case_json=case_json, share_target=_get(raw, "share_target", where, str, None))
+
+
+def load_plan(path: Path) -> Plan:
+    """Read and validate a plan file; every problem is a one-line :class:`PlanError`."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise PlanError(f"plan file {path} not found; pass an existing plan with --plan") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError(f"plan file {path} is not valid TOML ({exc}); fix the file or pass --plan") from None
+    meta = _get(raw, "plan", "", dict)
+    tenants = _get(raw, "tenants", "", dict)
+    roles = _get(raw, "roles", "", dict)
+    classifications_raw = _get(raw, "classification", "", dict, {})
+    classifications: dict[str, Mapping[str, str]] = {}
+    for cname, mapping in classifications_raw.items():
+        for value, cls in mapping.items():
+            if cls not in CLASSES:
+                raise PlanError(f"plan [classification.{cname}].\"{value}\": '{cls}' is not one of "
+                                f"{', '.join(CLASSES)}")
+        classifications[cname] = MappingProxyType(dict(mapping))
+    rules = tuple(_table_rule(n, t, classifications) for n, t in _get(raw, "tables", "", dict).items())
+    names = {r.name for r in rules}
+    for rule in rules:
+        parents = [ref.table for ref in rule.references] + ([rule.case_json.table] if rule.case_json else [])
+        for parent in parents:
+            if parent not in names:
+                raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' that the plan lacks")
+    return Plan(
+        path=path,
+        name=_get(meta, "name", "[plan]", str),
+        schema_head=_get(meta, "schema_head", "[plan]", str),
+        version_table=_get(meta, "version_table", "[plan]", str),
+        version_column=_get(meta, "version_column", "[plan]", str),
+        tenant_column=_get(meta, "tenant_column", "[plan]", str),
+        tenant_table=_get(tenants, "table", "[tenants]", str),
+        source=_get(tenants, "source", "[tenants]", str),
+        target=_get(tenants, "target", "[tenants]", str),
+        protected=_strings(tenants, "protected", "[tenants]"),
+        mirrored_settings=_strings(tenants, "mirrored_settings", "[tenants]"),
+        app_role=_get(roles, "app", "[roles]", str),
+        app_privileges=_strings(roles, "app_privileges", "[roles]"),
+        tenant_setting=_get(roles, "tenant_setting", "[roles]", str),
+        static_tables=_strings(_get(raw, "static", "", dict), "tables", "[static]"),
+        tables=rules,
+        classifications=MappingProxyType(classifications),
+    )

@@ -1,0 +1,260 @@
+"""Sandbox process control: a throwaway PostgreSQL server, started once and always cleaned up.
+
+Backends: ``url`` (a server someone else runs; we never create or drop anything there), ``docker``
+(testcontainers), ``local`` (initdb + pg_ctl on 127.0.0.1, run as the ``postgres`` user when we are
+root). ``auto`` picks the first that can work and, when none can, says what it tried.
+
+A local cluster lives in ``<tmp>/cutover-sandbox-*`` with an ``owner.json`` naming the process that
+must stop it. Stopping is idempotent. Should that process die without cleaning up (SIGKILL), the
+next start reaps clusters whose owner is gone, so no postgres process outlives its run for long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cutover.config import Settings
+from cutover.errors import SetupError
+from cutover.pgbin import locate
+from cutover.redact import register_secret
+
+PREFIX = "cutover-sandbox-"
+ADMIN_USER = "postgres"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A running server as the fixtures need it; JSON-serialisable to share it with xdist workers."""
+
+    backend: str
+    admin_url: str
+    base_dir: str | None = None
+    container_id: str | None = None
+    bindir: str | None = None
+    run_as: str | None = None
+    owner_pid: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerInfo:
+        info = cls(**json.loads(text))
+        register_secret(info.admin_url.rpartition("@")[0].rpartition(":")[2])
+        return info
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def docker_engine_problem(timeout: float = 3.0) -> str | None:
+    """None when a Docker engine answers a ping within ``timeout`` seconds, else why not."""
+    try:
+        import docker  # testcontainers depends on it
+
+        client = docker.from_env(timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # the docker SDK raises many unrelated types for "no engine"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"no Docker engine answered within {timeout:g} s ({reason[:160]})"
+    return None
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the server binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _postmaster_pid(base: Path) -> int | None:
+    try:
+        return int((base / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _log_tail(base: Path, lines: int = 3) -> str:
+    try:
+        text = (base / "postgres.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no server log"
+    return " | ".join(text[-lines:]) or "empty server log"
+
+
+def start_local(settings: Settings, owner_pid: int | None = None, log: Log = _quiet) -> ServerInfo:
+    """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off."""
+    pg = locate(settings.pg_bindir)
+    reap_stale(settings.sandbox_dir)
+    parent = settings.sandbox_dir if settings.sandbox_dir is not None else tempfile.gettempdir()
+    base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
+    (base / "owner.json").write_text(json.dumps({"pid": owner_pid or os.getpid()}))
+    pg.chown(base)
+    password = secrets.token_urlsafe(18)
+    register_secret(password)
+    info = ServerInfo(backend="local", admin_url="", base_dir=str(base), bindir=str(pg.bindir),
+                      run_as=pg.run_as, owner_pid=owner_pid or os.getpid())
+    try:
+        pwfile = base / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        pg.chown(pwfile)
+        log(f"sandbox: initdb in {base} ({pg.version()})")
+        init = subprocess.run(
+            pg.server_cmd("initdb", "-D", str(base / "data"), "-U", ADMIN_USER, f"--pwfile={pwfile}",
+                          "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-locale",
+                          "--no-sync", "--no-instructions"),
+            capture_output=True, text=True, timeout=settings.startup_timeout, check=False)
+        pwfile.unlink()
+        if init.returncode != 0:
+            detail = (init.stderr or init.stdout).strip().splitlines()
+            raise SetupError(f"initdb failed in {base}: {detail[-1] if detail else init.returncode}; "
+                             "check --sandbox-dir is writable by the postgres user, or use --sandbox url")
+        for attempt in range(3):
+            port = free_port()
+            opts = (f"-p {port} -c listen_addresses=127.0.0.1 -k {base} -c fsync=off "
+                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            start = subprocess.run(
+                pg.server_cmd("pg_ctl", "-D", str(base / "data"), "-l", str(base / "postgres.log"), "-w",
+                              "-t", str(settings.startup_timeout), "-o", opts, "start"),
+                capture_output=True, text=True, timeout=settings.startup_timeout + 10, check=False)
+            if start.returncode == 0:
+                url = f"postgresql://{ADMIN_USER}:{password}@127.0.0.1:{port}/postgres"
+                log(f"sandbox: local PostgreSQL up on 127.0.0.1:{port}")
+                return ServerInfo(**{**asdict(info), "admin_url": url})
+            if "could not bind" not in _log_tail(base, 10) or attempt == 2:
+                raise SetupError(f"pg_ctl start failed in {base}: {_log_tail(base)}; "
+                                 "see that log, or use --sandbox url --db-url URL")
+    except BaseException:
+        stop(info)
+        raise
+    raise AssertionError("unreachable")
+
+
+def start_docker(settings: Settings, log: Log = _quiet) -> ServerInfo:
+    """A testcontainers PostgresContainer; its reaper also removes it if we die."""
+    problem = docker_engine_problem()
+    if problem is not None:
+        raise SetupError(f"--sandbox docker: {problem}; start Docker, or use --sandbox local or --sandbox url")
+    from testcontainers.postgres import PostgresContainer
+
+    password = secrets.token_urlsafe(18)
+    register_secret(password)
+    container = PostgresContainer(settings.docker_image, username=ADMIN_USER, password=password, dbname="postgres")
+    container.with_command("postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    try:
+        container.start()
+    except Exception as exc:
+        raise SetupError(f"--sandbox docker: could not start {settings.docker_image} ({str(exc)[:160]}); "
+                         "pull the image or use --sandbox local") from None
+    host = container.get_container_host_ip()
+    port = container.get_exposed_port(5432)
+    log(f"sandbox: docker {settings.docker_image} up on {host}:{port}")
+    return ServerInfo(backend="docker", admin_url=f"postgresql://{ADMIN_USER}:{password}@{host}:{port}/postgres",
+                      container_id=container.get_wrapped_container().id, owner_pid=os.getpid())
+
+
+def start(settings: Settings, owner_pid: int | None = None, log: Log = _quiet) -> ServerInfo:
+    """Start (or, for ``url``, adopt) the server the ``--sandbox`` option asks for."""
+    choice = settings.sandbox
+    if choice == "url" or (choice == "auto" and settings.db_url is not None):
+        if settings.db_url is None:
+            raise SetupError("--sandbox url needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
+        return ServerInfo(backend="url", admin_url=settings.db_url, owner_pid=owner_pid or os.getpid())
+    if choice == "docker":
+        return start_docker(settings, log)
+    if choice == "local":
+        return start_local(settings, owner_pid, log)
+    tried: list[str] = []
+    problem = docker_engine_problem()
+    if problem is None:
+        return start_docker(settings, log)
+    tried.append(f"docker: {problem}")
+    try:
+        return start_local(settings, owner_pid, log)
+    except SetupError as exc:
+        tried.append(f"local: {exc}")
+    raise SetupError("no sandbox could be started (tried url: no --db-url given; " + "; ".join(tried)
+                     + "); pass --db-url, start Docker, or install PostgreSQL server binaries")
+
+
+def stop(info: ServerInfo) -> None:
+    """Stop the server and remove its files; safe to call twice, never raises for a gone server."""
+    if info.backend == "docker" and info.container_id:
+        try:
+            import docker
+
+            docker.from_env(timeout=10).containers.get(info.container_id).remove(force=True)
+        except Exception:  # already gone, or engine gone: testcontainers' reaper finishes the job
+            pass
+    if info.backend == "local" and info.base_dir:
+        _stop_local(Path(info.base_dir), info.bindir, info.run_as)
+
+
+def _stop_local(base: Path, bindir: str | None, run_as: str | None) -> None:
+    pid = _postmaster_pid(base)
+    if pid is not None and _pid_alive(pid) and bindir is not None:
+        for mode in ("fast", "immediate"):
+            argv = [str(Path(bindir) / "pg_ctl"), "-D", str(base / "data"), "-m", mode, "-w", "-t", "15", "stop"]
+            if run_as is not None:
+                argv = ["runuser", "-u", run_as, "--", *argv]
+            subprocess.run(argv, capture_output=True, timeout=30, check=False)
+            if not _pid_alive(pid):
+                break
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def reap_stale(parent: str | None = None) -> list[str]:
+    """Stop and remove sandbox clusters whose owning process is gone (e.g. it was SIGKILLed)."""
+    reaped = []
+    root = Path(parent if parent is not None else tempfile.gettempdir())
+    for owner in root.glob(f"{PREFIX}*/owner.json"):
+        try:
+            pid = int(json.loads(owner.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not _pid_alive(pid):
+            base = owner.parent
+            bindir = run_as = None
+            try:
+                pg = locate(None)
+                bindir, run_as = str(pg.bindir), pg.run_as
+            except SetupError:
+                pass
+            _stop_local(base, bindir, run_as)
+            reaped.append(str(base))
+    return reaped
