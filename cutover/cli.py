@@ -1,0 +1,100 @@
+"""The ``cutover`` command: snapshot tooling for operators and CI.
+
+Exit codes scripts can rely on: 0 done, 2 usage or setup error (one line on stderr, nothing written),
+130 interrupted. Progress goes to stderr so stdout stays clean for pipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cutover import sandbox, snapshot
+from cutover.config import resolve
+from cutover.errors import EXIT_USAGE, CutoverError
+from cutover.plan import load_plan
+from cutover.redact import redact
+
+EXIT_INTERRUPTED = 130
+
+
+def _progress(line: str) -> None:
+    print(redact(line), file=sys.stderr, flush=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with a one-line message, like every other error of this tool."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cutover", description="Phase 2a patient tenant cutover suite tooling.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    snap = commands.add_parser("snapshot", help="make or restore a pre-cutover snapshot")
+    snap_cmds = snap.add_subparsers(dest="snapshot_command", required=True, parser_class=_Parser)
+
+    make = snap_cmds.add_parser("make", help="write the deterministic synthetic pre-cutover snapshot")
+    make.add_argument("--out", required=True, type=Path, help="file to write (plus FILE.manifest.json)")
+    make.add_argument("--scale", type=float, default=1.0, help="1 is about 50k rows, 100 about 5M (default 1)")
+    make.add_argument("--seed", type=int, default=20260430, help="random seed (default 20260430)")
+    make.add_argument("--format", choices=snapshot.FORMATS, default="plain",
+                      help="plain: gzip'd SQL as the runbook makes it; custom: for pg_restore -j")
+    make.add_argument("--db-url", default=None,
+                      help="build on this server (a temporary database is created and dropped); "
+                           "default: a throwaway local sandbox")
+    make.add_argument("--plan", default=None, help="plan file (default fixtures/plan.toml)")
+
+    rest = snap_cmds.add_parser("restore", help="restore a snapshot into an empty database")
+    rest.add_argument("file", type=Path, help="snapshot: .sql.gz / .sql plain, or pg_dump custom")
+    rest.add_argument("--db-url", default=None, help="empty target database (or CUTOVER_DB_URL / DATABASE_URL)")
+    rest.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs for custom archives")
+    rest.add_argument("--plan", default=None, help="plan file (default fixtures/plan.toml)")
+    return parser
+
+
+def _snapshot_make(args: argparse.Namespace) -> int:
+    settings = resolve({"db_url": args.db_url, "plan": args.plan}, {}, {})
+    plan = load_plan(settings.plan_path)
+    if args.db_url is not None:
+        snapshot.make(args.out, plan, args.db_url, args.scale, args.seed, args.format, _progress)
+        return 0
+    local = resolve({"plan": args.plan, "sandbox": "local"}, {})
+    info = sandbox.start(local, log=_progress)
+    try:
+        snapshot.make(args.out, plan, info.admin_url, args.scale, args.seed, args.format, _progress)
+    finally:
+        sandbox.stop(info)
+    return 0
+
+
+def _snapshot_restore(args: argparse.Namespace) -> int:
+    settings = resolve({"db_url": args.db_url, "plan": args.plan}, {})
+    if settings.db_url is None:
+        raise CutoverError("snapshot restore needs a target: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
+    plan = load_plan(settings.plan_path)
+    result = snapshot.restore(args.file, settings.db_url, plan, jobs=args.jobs, log=_progress)
+    print(f"restore wall-clock: {result.seconds:.2f} s ({result.rows} rows, {result.format})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "snapshot" and args.snapshot_command == "make":
+            return _snapshot_make(args)
+        return _snapshot_restore(args)
+    except CutoverError as exc:
+        print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cutover: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

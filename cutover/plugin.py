@@ -1,0 +1,158 @@
+"""The pytest plugin: options, markers and fixtures. It only wires; the work lives in the modules.
+
+Loaded by the root conftest.py. Setup errors end the run at once with exit code 2 and one line
+(``pytest.exit``): a maintenance window has no use for 21 identical setup tracebacks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import pytest
+
+from cutover import config as cfg
+from cutover.errors import EXIT_USAGE, CutoverError
+from cutover.plan import Plan, load_plan
+from cutover.provider import SessionSandbox, release
+from cutover.redact import redact
+from cutover.sandbox import ServerInfo
+
+SETTINGS = pytest.StashKey[cfg.Settings]()
+SHARED_DIR = pytest.StashKey[Path]()
+
+MARKERS = (
+    "setA: dev-branch rehearsal check (runbook Set A)",
+    "setB: production-window check (runbook Set B): read-only, database only",
+    "sql: automated SQL check",
+    "manual: operator-executed check (prompt fixture)",
+    "check(id): the smoke-matrix check id, e.g. check('A3')",
+    "sandbox: needs the throwaway sandbox (never runs against --db-url)",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cutover", "Phase 2a patient tenant cutover suite")
+    cfg.add_to_parser(group.addoption, parser.addini)
+
+
+def _fail_setup(exc: CutoverError) -> NoReturn:
+    pytest.exit(f"cutover: error: {redact(str(exc))}", returncode=EXIT_USAGE)
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (CI cancelling a job) takes the same cleanup path as Ctrl-C."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    cli = {o.name: config.getoption(f"cutover_{o.name}") for o in cfg.OPTIONS}
+    ini = {o.name: config.getini(o.ini) for o in cfg.OPTIONS}
+    try:
+        config.stash[SETTINGS] = cfg.resolve(cli, ini)
+    except CutoverError as exc:
+        raise pytest.UsageError(redact(str(exc))) from None
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.stash[SHARED_DIR] = Path(workerinput["cutover_shared_dir"])
+        return
+    shared = Path(tempfile.mkdtemp(prefix="cutover-run-"))
+    config.stash[SHARED_DIR] = shared
+    atexit.register(release, shared)  # belt and braces: unconfigure normally does it
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller → worker: where the shared server is described, and who owns it."""
+    node.workerinput["cutover_shared_dir"] = str(node.config.stash[SHARED_DIR])
+    node.workerinput["cutover_owner_pid"] = os.getpid()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if getattr(config, "workerinput", None) is None and SHARED_DIR in config.stash:
+        release(config.stash[SHARED_DIR])
+
+
+def _progress(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines on the terminal even while output is captured (restores take a while)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        if reporter is None or capman is None:
+            return
+        with capman.global_and_fixture_disabled():
+            reporter.write_line(redact(line))
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def cutover_settings(pytestconfig: pytest.Config) -> cfg.Settings:
+    """The resolved configuration of this run."""
+    return pytestconfig.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def cutover_plan(cutover_settings: cfg.Settings) -> Plan:
+    """The validated plan file."""
+    try:
+        return load_plan(cutover_settings.plan_path)
+    except CutoverError as exc:
+        _fail_setup(exc)
+
+
+@pytest.fixture(scope="session")
+def cutover_sandbox(pytestconfig: pytest.Config, cutover_settings: cfg.Settings, cutover_plan: Plan) -> SessionSandbox:
+    """The session's sandbox provider (server, template, clones), shared across xdist workers."""
+    workerinput = getattr(pytestconfig, "workerinput", None)
+    worker = workerinput["workerid"] if workerinput else "main"
+    owner = int(workerinput["cutover_owner_pid"]) if workerinput else os.getpid()
+    return SessionSandbox(cutover_settings, cutover_plan, pytestconfig.stash[SHARED_DIR], worker, owner,
+                          _progress(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def cutover_server(cutover_sandbox: SessionSandbox) -> ServerInfo:
+    """The running server (a --db-url server is adopted, never modified)."""
+    try:
+        return cutover_sandbox.server()
+    except CutoverError as exc:
+        _fail_setup(exc)
+
+
+@pytest.fixture(scope="session")
+def cutover_db(cutover_sandbox: SessionSandbox, cutover_server: ServerInfo) -> Iterator[str]:
+    """URL of the database under check: --db-url as given, else a sandbox clone of the restored snapshot."""
+    if cutover_server.backend == "url":
+        yield cutover_server.admin_url
+        return
+    try:
+        url = cutover_sandbox.clone("target")
+    except CutoverError as exc:
+        _fail_setup(exc)
+    yield url
+    cutover_sandbox.drop(url)
+
+
+@pytest.fixture
+def fresh_db(cutover_sandbox: SessionSandbox, cutover_server: ServerInfo) -> Iterator[str]:
+    """A private clone of the restored snapshot for one test; dropped afterwards."""
+    if cutover_server.backend == "url":
+        pytest.skip("needs a sandbox: a --db-url target is never cloned or written")
+    try:
+        url = cutover_sandbox.clone("t")
+    except CutoverError as exc:
+        _fail_setup(exc)
+    yield url
+    cutover_sandbox.drop(url)

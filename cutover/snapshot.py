@@ -1,0 +1,341 @@
+"""Snapshots: making the synthetic pre-cutover database and restoring any snapshot into a sandbox.
+
+A snapshot is what the runbook makes: ``pg_dump --no-owner --no-privileges | gzip`` (plain SQL), or
+pg_dump's custom format for ``pg_restore -j``. We make ours with the real pg_dump from a database
+loaded by the reference generator, so a restore exercises exactly the path an operator's prod
+snapshot takes. Plain files are byte-identical for the same (scale, seed): gzip's header carries no
+time or name. A manifest (rows per table per tenant) sits next to every snapshot.
+
+A restore first reads the whole file (corruption, truncation, a dump of some other schema) and
+checks the target is empty, and only then writes, in one transaction where the format allows it:
+bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+from filelock import FileLock
+from psycopg import sql
+
+from cutover import db
+from cutover.config import PACKAGE_ROOT
+from cutover.errors import SetupError
+from cutover.pgbin import client_tool
+from cutover.plan import Plan
+from cutover.redact import mask_url, redact
+
+REFERENCE_DIR = PACKAGE_ROOT / "fixtures"
+CHUNK = 1 << 20
+FORMATS = ("plain", "custom")
+Log = Callable[[str], None]
+Counts = dict[str, dict[str, int]]
+
+_CREATE_TABLE = re.compile(rb"^CREATE TABLE (?:public\.)?\"?([A-Za-z_][A-Za-z0-9_]*)\"? \(", re.M)
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    format: str
+    seconds: float
+    rows: int
+
+
+def manifest_path(snapshot: Path) -> Path:
+    return snapshot.with_name(snapshot.name + ".manifest.json")
+
+
+def sniff_format(path: Path) -> str:
+    """'plain-gz', 'plain' or 'custom'; anything else is not a snapshot."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(5)
+    except FileNotFoundError:
+        raise SetupError(f"snapshot {path} not found; pass an existing file with --snapshot") from None
+    except OSError as exc:
+        raise SetupError(f"snapshot {path} cannot be read ({exc.strerror}); fix its permissions or --snapshot") from None
+    if head[:2] == b"\x1f\x8b":
+        return "plain-gz"
+    if head == b"PGDMP":
+        return "custom"
+    if head[:2] in (b"--", b"SE", b"\n-"):
+        return "plain"
+    raise SetupError(f"snapshot {path} is neither gzip'd SQL nor a pg_dump custom archive; "
+                     "pass a pg_dump snapshot with --snapshot")
+
+
+def _plain_chunks(path: Path, fmt: str) -> Iterator[bytes]:
+    opener: Callable[[Path], IO[bytes]] = gzip.open if fmt == "plain-gz" else open  # type: ignore[assignment]
+    try:
+        with opener(path) as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SetupError(f"snapshot {path} is corrupt or truncated ({exc}); "
+                         "make or download it again, then pass it with --snapshot") from None
+
+
+def _tables_in_plain(path: Path, fmt: str) -> set[str]:
+    """Read the whole file (that is the integrity check) and collect the tables it creates."""
+    tables: set[str] = set()
+    tail = b""
+    for chunk in _plain_chunks(path, fmt):
+        data = tail + chunk
+        cut = data.rfind(b"\n") + 1
+        tables.update(m.decode() for m in _CREATE_TABLE.findall(data[:cut]))
+        tail = data[cut:]
+    tables.update(m.decode() for m in _CREATE_TABLE.findall(tail))
+    return tables
+
+
+def _tables_in_custom(path: Path) -> set[str]:
+    tool = client_tool("pg_restore")
+    listing = subprocess.run([tool, "-l", str(path)], capture_output=True, text=True, check=False)
+    if listing.returncode != 0:
+        raise SetupError(f"snapshot {path} is not a readable pg_dump archive ({redact(listing.stderr.strip())}); "
+                         "make or download it again")
+    full = subprocess.run([tool, "-f", os.devnull, str(path)], capture_output=True, text=True, check=False)
+    if full.returncode != 0:
+        raise SetupError(f"snapshot {path} is corrupt or truncated "
+                         f"({redact(full.stderr.strip().splitlines()[-1] if full.stderr.strip() else '')}); "
+                         "make or download it again")
+    return {m.group(1) for m in re.finditer(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", listing.stdout, re.M)}
+
+
+def validate(path: Path, plan: Plan) -> str:
+    """Read the whole snapshot and check it holds the plan's tables; returns its format."""
+    fmt = sniff_format(path)
+    tables = _tables_in_custom(path) if fmt == "custom" else _tables_in_plain(path, fmt)
+    missing = [t for t in plan.all_tables if t not in tables]
+    if missing:
+        raise SetupError(f"snapshot {path} does not hold the plan's schema (missing tables: {', '.join(missing)}); "
+                         f"pass a snapshot of that schema with --snapshot, or a matching plan with --plan")
+    return fmt
+
+
+def count_rows(conn: Any, plan: Plan) -> Counts:
+    """Rows per table per tenant (static tables under '*'): the manifest and the conservation base."""
+    counts: Counts = {}
+    for table in plan.static_tables:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+        counts[table] = {"*": int(row[0])}
+    for table in plan.table_names:
+        col = sql.Identifier(plan.tenant_column)
+        rows = conn.execute(sql.SQL("SELECT {c}, count(*) FROM {t} GROUP BY {c} ORDER BY {c}")
+                            .format(c=col, t=sql.Identifier(table))).fetchall()
+        counts[table] = {str(tenant): int(n) for tenant, n in rows}
+    return counts
+
+
+@functools.cache
+def _load_generator() -> ModuleType:
+    """The reference generator, imported from fixtures/ by path (it is not part of the package)."""
+    spec = importlib.util.spec_from_file_location("cutover_reference_generator", REFERENCE_DIR / "generator.py")
+    if spec is None or spec.loader is None:
+        raise SetupError(f"reference generator missing in {REFERENCE_DIR}; restore fixtures/generator.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = _quiet) -> Counts:
+    """Create the reference schema in an empty database and fill it with generated rows."""
+    generator = _load_generator()
+    with db.connection(url, purpose="the build database") as conn:
+        conn.execute((REFERENCE_DIR / "schema.sql").read_text())  # static fixture file, no parameters
+        for data in generator.generate(scale, seed):
+            if data.table not in plan.all_tables:
+                raise SetupError(f"generator table '{data.table}' is not in the plan {plan.path}; fix the plan")
+            stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(data.table), sql.SQL(", ").join(map(sql.Identifier, data.columns)))
+            started = time.monotonic()
+            with conn.cursor().copy(stmt) as copy:
+                for row in data.rows:
+                    copy.write_row(row)
+            log(f"snapshot: {data.table:<20} {len(data.rows):>9,} rows  {time.monotonic() - started:5.1f} s")
+        conn.commit()
+        conn.execute("ANALYZE")
+        counts = count_rows(conn, plan)
+        conn.commit()
+    return counts
+
+
+def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20260430, fmt: str = "plain",
+         log: Log = _quiet) -> dict[str, Any]:
+    """Generate, dump and compress a snapshot to ``out`` (atomically), with its manifest."""
+    if fmt not in FORMATS:
+        raise SetupError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if scale <= 0:
+        raise SetupError(f"--scale must be positive, got {scale}")
+    if not out.parent.is_dir():
+        raise SetupError(f"output directory {out.parent} does not exist; create it or fix --out")
+    build = f"cutover_build_{uuid.uuid4().hex[:10]}"
+    url = db.create_database(admin_url, build)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        started = time.monotonic()
+        counts = load_reference(url, plan, scale, seed, log)
+        bare, env = db.tool_env(url)
+        dump = [client_tool("pg_dump"), "--no-owner", "--no-privileges", "-d", bare]
+        dump += _restrict_key(dump[0], f"{plan.name}:{scale}:{seed}")
+        if fmt == "custom":
+            _run([*dump, "-Fc", "-f", str(tmp)], env, "pg_dump")
+        else:
+            _dump_gzip(dump, env, tmp)
+        os.replace(tmp, out)
+        manifest = {"format": fmt, "scale": scale, "seed": seed, "plan": plan.name,
+                    "generator": _load_generator().GENERATOR_VERSION, "schema_head": plan.schema_head,
+                    "total_rows": sum(sum(t.values()) for t in counts.values()), "rows": counts,
+                    "sha256": _sha256(out)}
+        manifest_path(out).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        log(f"snapshot: wrote {out} ({manifest['total_rows']:,} rows) in {time.monotonic() - started:.1f} s")
+        return manifest
+    finally:
+        tmp.unlink(missing_ok=True)
+        db.drop_database(admin_url, build)
+
+
+def _restrict_key(pg_dump: str, basis: str) -> list[str]:
+    """A fixed psql \\restrict key where pg_dump supports one (15.14+): its default is random per dump,
+    which would make two makes of the same data differ. Derived from the inputs, not guessable from data."""
+    helptext = subprocess.run([pg_dump, "--help"], capture_output=True, text=True, check=False).stdout
+    if "--restrict-key" not in helptext:
+        return []
+    return [f"--restrict-key={hashlib.sha256(basis.encode()).hexdigest()[:40]}"]
+
+
+def _dump_gzip(argv: list[str], env: dict[str, str], out: Path) -> None:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    with open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        while chunk := proc.stdout.read(CHUNK):
+            gz.write(chunk)
+    err = proc.stderr.read().decode(errors="replace")
+    if proc.wait() != 0:
+        raise SetupError(f"pg_dump failed: {redact(err.strip())}")
+
+
+def _run(argv: list[str], env: dict[str, str], what: str, stdin: Any = None) -> None:
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, stdin=stdin)
+    if done.returncode != 0:
+        lines = redact(done.stderr.strip()).splitlines()
+        raise SetupError(f"{what} failed: {lines[-1] if lines else done.returncode}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _require_empty(conn: Any, url: str) -> None:
+    row = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                       "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'").fetchone()
+    if row[0]:
+        raise SetupError(f"target {mask_url(url)} is not empty ({row[0]} relations); restore into a new, "
+                         "empty database (createdb NAME) and pass its URL with --db-url")
+
+
+def ensure_roles(conn: Any, plan: Plan) -> None:
+    """Create the plan's application role when missing: pg_dump does not carry roles."""
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (plan.app_role,)).fetchone()
+    if exists is None:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOBYPASSRLS").format(sql.Identifier(plan.app_role)))
+
+
+def grant_app_role(conn: Any, plan: Plan) -> None:
+    """Re-grant what --no-privileges dropped: the app role's table privileges."""
+    role = sql.Identifier(plan.app_role)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    privileges = sql.SQL(", ").join(sql.SQL(p) for p in plan.app_privileges if p.isalpha())
+    tables = sql.SQL(", ").join(map(sql.Identifier, plan.table_names))
+    conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(privileges, tables, role))
+    static = sql.SQL(", ").join(map(sql.Identifier, plan.static_tables))
+    conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(static, role))
+
+
+def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = _quiet) -> RestoreResult:
+    """Validate, then restore ``path`` into the empty database at ``url``; report the wall-clock."""
+    fmt = validate(path, plan)
+    with db.connection(url, autocommit=True) as conn:
+        _require_empty(conn, url)
+        ensure_roles(conn, plan)
+    bare, env = db.tool_env(url)
+    started = time.monotonic()
+    if fmt == "custom":
+        argv = [client_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "-d", bare]
+        argv += ["-j", str(jobs)] if jobs > 1 else ["--single-transaction"]
+        _run([*argv, str(path)], env, "pg_restore")
+    else:
+        _psql_stream(path, fmt, bare, env)
+    seconds = time.monotonic() - started
+    with db.connection(url, autocommit=True) as conn:
+        grant_app_role(conn, plan)
+        conn.execute("ANALYZE")
+        rows = sum(sum(t.values()) for t in count_rows(conn, plan).values())
+    log(f"snapshot: restored {path.name} ({fmt}) into {mask_url(url)}: {rows:,} rows in {seconds:.1f} s")
+    return RestoreResult(format=fmt, seconds=seconds, rows=rows)
+
+
+def _psql_stream(path: Path, fmt: str, bare_url: str, env: dict[str, str]) -> None:
+    argv = [client_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", bare_url,
+            "-o", os.devnull]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stderr is not None
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()) if proc.stderr else None)
+    reader.start()
+    try:
+        for chunk in _plain_chunks(path, fmt):
+            proc.stdin.write(chunk)
+    except BrokenPipeError:
+        pass
+    finally:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    code = proc.wait()
+    reader.join()
+    if code != 0:
+        lines = redact(b"".join(errors).decode(errors="replace").strip()).splitlines()
+        raise SetupError(f"psql restore failed (rolled back): {lines[-1] if lines else code}")
+
+
+def default_snapshot(cache_dir: Path, plan: Plan, admin_url: str, scale: int, seed: int,
+                     log: Log = _quiet) -> Path:
+    """The generated default snapshot for (scale, seed), made once and cached across runs and workers."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    version = _load_generator().GENERATOR_VERSION
+    key = hashlib.sha256(plan.path.read_bytes() + (REFERENCE_DIR / "schema.sql").read_bytes()).hexdigest()[:10]
+    out = cache_dir / f"snapshot-s{scale}-seed{seed}-g{version}-{key}.sql.gz"
+    with FileLock(str(out) + ".lock"):
+        if not (out.exists() and manifest_path(out).exists()):
+            log(f"snapshot: generating the default snapshot (scale {scale}, seed {seed}) into {out}")
+            make(out, plan, admin_url, scale=scale, seed=seed, log=log)
+    return out

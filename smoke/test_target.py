@@ -1,0 +1,41 @@
+"""The database under check holds the schema the plan describes.
+
+The 12 automated checks arrive with the smoke-matrix issue; until then this proves the main job
+brings a target up: the sandbox with the default snapshot restored, or the --db-url database.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cutover import db, snapshot
+from cutover.plan import Plan
+from cutover.provider import SessionSandbox
+
+
+@pytest.mark.setA
+def test_target_holds_the_plan_schema(cutover_db: str, cutover_plan: Plan) -> None:
+    with db.connection(cutover_db, read_only=True) as conn:
+        present = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()}
+    missing = sorted(set(cutover_plan.all_tables) - present)
+    assert not missing, f"tables the plan names are missing from the target: {missing}"
+
+
+@pytest.mark.setA
+@pytest.mark.sandbox
+def test_sandbox_rows_match_the_snapshot_manifest(
+    cutover_db: str, cutover_plan: Plan, cutover_sandbox: SessionSandbox
+) -> None:
+    if cutover_sandbox.is_url:
+        pytest.skip("a --db-url target has no manifest to compare with")
+    manifest_file = snapshot.manifest_path(Path(str(cutover_sandbox.restore_info()["snapshot"])))
+    if not manifest_file.exists():
+        pytest.skip(f"no manifest next to the snapshot ({manifest_file})")
+    expected = json.loads(manifest_file.read_text())["rows"]
+    with db.connection(cutover_db, read_only=True) as conn:
+        found = snapshot.count_rows(conn, cutover_plan)
+    assert found == expected
