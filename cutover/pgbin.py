@@ -85,6 +85,11 @@ def find_bindir(option: str | None) -> Path:
         checked.append(f"pg_config --bindir ({directory} has no server binaries)")
     except (OSError, subprocess.SubprocessError):
         checked.append("pg_config (not runnable)")
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name, reverse=True)
+    for directory in debian:
+        if _has_server(directory):
+            return directory
+    checked.append("/usr/lib/postgresql/*/bin" + (" (no server binaries)" if debian else " (absent)"))
     raise SetupError(
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; checked "
         + "; ".join(checked)

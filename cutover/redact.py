@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -48,8 +48,10 @@ def split_password(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     if parts.password is None:
         return url, None
+    password = unquote(parts.password)
     register_secret(parts.password)
-    return urlunsplit(_with_netloc(parts, MASK_FREE)), parts.password
+    register_secret(password)
+    return urlunsplit(_with_netloc(parts, MASK_FREE)), password
 
 
 MASK_FREE = object()
@@ -75,6 +77,7 @@ def mask_url(url: str) -> str:
         if parts.password is None:
             return redact(url)
         register_secret(parts.password)
+        register_secret(unquote(parts.password))
         return redact(urlunsplit(_with_netloc(parts, MASK)))
     except ValueError:
         return redact(url)

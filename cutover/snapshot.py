@@ -199,11 +199,10 @@ def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20
         counts = load_reference(url, plan, scale, seed, log)
         bare, env = db.tool_env(url)
         dump = [client_tool("pg_dump"), "--no-owner", "--no-privileges", "-d", bare]
-        dump += _restrict_key(dump[0], f"{plan.name}:{scale}:{seed}")
         if fmt == "custom":
             _run([*dump, "-Fc", "-f", str(tmp)], env, "pg_dump")
         else:
-            _dump_gzip(dump, env, tmp)
+            _dump_gzip(dump + _restrict_key(dump[0], f"{plan.name}:{scale}:{seed}"), env, tmp)
         os.replace(tmp, out)
         manifest = {"format": fmt, "scale": scale, "seed": seed, "plan": plan.name,
                     "generator": _load_generator().GENERATOR_VERSION, "schema_head": plan.schema_head,

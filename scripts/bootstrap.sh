@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the suite needs, idempotently, so that each README command works on a fresh
+# machine: a virtualenv with the suite (re-installed when pyproject.toml changes) and the PostgreSQL
+# server binaries the local sandbox runs (installed with apt-get when missing and we are root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "bootstrap: error: Python 3.11+ is needed, $PY is $("$PY" -V 2>&1); set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.cutover-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing the suite into .venv" >&2
+  .venv/bin/pip install --disable-pip-version-check -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+
+have_server() {
+  command -v pg_ctl >/dev/null 2>&1 && return 0
+  [ -x "$(pg_config --bindir 2>/dev/null)/pg_ctl" ] && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null
+}
+if ! have_server; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing PostgreSQL 15 server binaries (apt-get)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+  else
+    echo "bootstrap: error: PostgreSQL server binaries not found; install postgresql-15, or run with --pg-bindir DIR or --db-url URL" >&2
+    exit 2
+  fi
+fi

@@ -1,0 +1,65 @@
+"""The plan file loads, validates, and is the only place that names a table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cutover.config import DEFAULT_PLAN
+from cutover.errors import PlanError
+from cutover.plan import load_plan
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_default_plan_states_the_reference_model() -> None:
+    plan = load_plan(DEFAULT_PLAN)
+    assert (plan.source, plan.target) == ("tenant-apollo-001", "tenant-curaway-patients")
+    assert plan.schema_head == "5d49162011a5"
+    assert plan.table_names[:3] == ("organizations", "users", "patients")
+    events = plan.table("events")
+    assert "intake.started" in plan.patient_values(events)
+    assert "quote.issued" not in plan.patient_values(events)
+    assert plan.patient_values(plan.table("quotes")) == ()
+    assert plan.table("quotes").references[0].via_share
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (('[tables.quotes]\nkey = "id"\nowner = "provider"', '[tables.quotes]\nkey = "id"\nowner = "somebody"'),
+         r"\[tables.quotes\].owner: 'somebody'"),
+        (('classification = "route"', 'classification = "routes"'), r"classification 'routes' has no"),
+        (('table = "users" }]', 'table = "people" }]'), r"references table 'people'"),
+        (('"quote.issued" = "provider"', '"quote.issued" = "vendor"'), r"'vendor' is not one of"),
+        (('schema_head = "5d49162011a5"\n', ''), r"missing key 'schema_head'"),
+        (('[tenants]', '[tenants'), r"not valid TOML"),
+    ],
+)
+def test_a_broken_plan_is_refused_naming_the_key(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    text = DEFAULT_PLAN.read_text()
+    assert edit[0] in text
+    broken = tmp_path / "plan.toml"
+    broken.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(PlanError, match=message) as info:
+        load_plan(broken)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_plan_names_the_option(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="--plan"):
+        load_plan(tmp_path / "nope.toml")
+
+
+def test_no_library_module_hard_codes_a_table_name() -> None:
+    plan = load_plan(DEFAULT_PLAN)
+    offenders = []
+    for module in sorted((ROOT / "cutover").glob("*.py")):
+        code = module.read_text()
+        for table in plan.all_tables:
+            if re.search(rf"[\"']{table}[\"']", code):
+                offenders.append(f"{module.name}: {table}")
+    # plan.py reads the plan's own [tenants] section, whose name happens to match the table's.
+    assert offenders == ["plan.py: tenants"]

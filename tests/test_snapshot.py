@@ -1,0 +1,197 @@
+"""Snapshots against a real PostgreSQL: determinism, both formats, manifest, RLS, and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from cutover import db, snapshot
+from cutover.errors import SetupError
+from cutover.plan import Plan
+from cutover.sandbox import ServerInfo
+
+SCALE = 0.05
+
+
+@pytest.fixture(scope="session")
+def snapshots(tmp_path_factory: pytest.TempPathFactory, cutover_server: ServerInfo, cutover_plan: Plan) -> Path:
+    """Two plain makes and one custom make of the same (scale, seed)."""
+    out = tmp_path_factory.mktemp("snapshots")
+    for name, fmt in (("one.sql.gz", "plain"), ("two.sql.gz", "plain"), ("one.dump", "custom")):
+        snapshot.make(out / name, cutover_plan, cutover_server.admin_url, scale=SCALE, seed=99, fmt=fmt)
+    return out
+
+
+@pytest.fixture
+def empty_db(cutover_server: ServerInfo) -> Iterator[str]:
+    name = f"empty_{uuid.uuid4().hex[:8]}"
+    url = db.create_database(cutover_server.admin_url, name)
+    yield url
+    db.drop_database(cutover_server.admin_url, name)
+
+
+def relation_count(url: str) -> int:
+    with db.connection(url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname = 'public'").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_same_seed_and_scale_make_identical_files(snapshots: Path) -> None:
+    assert (snapshots / "one.sql.gz").read_bytes() == (snapshots / "two.sql.gz").read_bytes()
+    one = json.loads(snapshot.manifest_path(snapshots / "one.sql.gz").read_text())
+    two = json.loads(snapshot.manifest_path(snapshots / "two.sql.gz").read_text())
+    assert one == two
+
+
+def test_plain_snapshot_is_the_runbook_format(snapshots: Path) -> None:
+    text = gzip.decompress((snapshots / "one.sql.gz").read_bytes()).decode()
+    assert text.startswith("--\n-- PostgreSQL database dump\n--")
+    assert "OWNER TO" not in text and "GRANT " not in text  # --no-owner --no-privileges
+
+
+def test_other_seed_makes_other_data(snapshots: Path, cutover_server: ServerInfo, cutover_plan: Plan,
+                                     tmp_path: Path) -> None:
+    snapshot.make(tmp_path / "s.sql.gz", cutover_plan, cutover_server.admin_url, scale=SCALE, seed=100)
+    assert (tmp_path / "s.sql.gz").read_bytes() != (snapshots / "one.sql.gz").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["one.sql.gz", "one.dump"])
+def test_both_formats_restore_with_counts_equal_to_the_manifest(
+    snapshots: Path, name: str, empty_db: str, cutover_plan: Plan
+) -> None:
+    result = snapshot.restore(snapshots / name, empty_db, cutover_plan)
+    manifest = json.loads(snapshot.manifest_path(snapshots / name).read_text())
+    with db.connection(empty_db) as conn:
+        assert snapshot.count_rows(conn, cutover_plan) == manifest["rows"]
+    assert result.rows == manifest["total_rows"] > 1000
+    assert set(manifest["rows"]["events"]) == {"tenant-apollo-001", "tenant-fortis-002", "tenant-curaway-patients"}
+
+
+def test_custom_format_restores_in_parallel(snapshots: Path, empty_db: str, cutover_plan: Plan) -> None:
+    result = snapshot.restore(snapshots / "one.dump", empty_db, cutover_plan, jobs=2)
+    assert result.format == "custom" and result.rows > 1000
+
+
+def _as_app_user(url: str, plan: Plan, tenant: str | None, query: sql.Composable) -> int:
+    with db.connection(url) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(plan.app_role)))
+        if tenant is not None:
+            conn.execute("SELECT set_config(%s, %s, false)", (plan.tenant_setting, tenant))
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_rls_hides_other_tenants_rows_from_the_app_role(fresh_db: str, cutover_plan: Plan) -> None:
+    count = sql.SQL("SELECT count(*) FROM {}")
+    events = count.format(sql.Identifier("events"))
+    patients = count.format(sql.Identifier("patients"))
+    with db.connection(fresh_db) as conn:
+        per_tenant = dict(conn.execute("SELECT tenant_id, count(*) FROM events GROUP BY 1").fetchall())
+        bypass = conn.execute("SELECT rolbypassrls FROM pg_roles WHERE rolname = %s",
+                              (cutover_plan.app_role,)).fetchone()
+        shared_to_fortis = conn.execute(
+            "SELECT count(DISTINCT case_id) FROM case_shares WHERE target_tenant_id = 'tenant-fortis-002'").fetchone()
+    assert bypass == (False,)
+    assert _as_app_user(fresh_db, cutover_plan, None, events) == 0
+    for tenant, n in per_tenant.items():
+        assert _as_app_user(fresh_db, cutover_plan, tenant, events) == n
+    assert _as_app_user(fresh_db, cutover_plan, "tenant-fortis-002", patients) == 0
+    assert shared_to_fortis is not None and shared_to_fortis[0] > 0
+    cases = count.format(sql.Identifier("cases"))
+    assert _as_app_user(fresh_db, cutover_plan, "tenant-fortis-002", cases) == shared_to_fortis[0]
+
+
+def _truncate(src: Path, dst: Path) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) * 2 // 3])
+    return dst
+
+
+def _other_schema(url: str, tmp_path: Path) -> Path:
+    with db.connection(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE widgets (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO widgets VALUES (1, 'a')")
+    out = tmp_path / "widgets.sql.gz"
+    bare, env = db.tool_env(url)
+    import subprocess
+
+    dump = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", "-d", bare], env=env, capture_output=True,
+                          check=True)
+    out.write_bytes(gzip.compress(dump.stdout))
+    return out
+
+
+BAD_INPUTS = ["missing", "not-a-snapshot", "truncated-gzip", "truncated-custom", "other-schema", "failing-sql"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_snapshot_is_refused_and_nothing_is_written(
+    case: str, snapshots: Path, empty_db: str, cutover_server: ServerInfo, cutover_plan: Plan, tmp_path: Path
+) -> None:
+    expected = {
+        "missing": "not found",
+        "not-a-snapshot": "neither gzip'd SQL nor a pg_dump custom archive",
+        "truncated-gzip": "corrupt or truncated",
+        "truncated-custom": "corrupt or truncated|not a readable pg_dump archive",
+        "other-schema": "does not hold the plan's schema",
+        "failing-sql": "rolled back",
+    }[case]
+    if case == "missing":
+        path = tmp_path / "nope.sql.gz"
+    elif case == "not-a-snapshot":
+        path = tmp_path / "notes.txt"
+        path.write_text("hello\n")
+    elif case == "truncated-gzip":
+        path = _truncate(snapshots / "one.sql.gz", tmp_path / "t.sql.gz")
+    elif case == "truncated-custom":
+        path = _truncate(snapshots / "one.dump", tmp_path / "t.dump")
+    elif case == "other-schema":
+        other = db.create_database(cutover_server.admin_url, f"other_{uuid.uuid4().hex[:8]}")
+        try:
+            path = _other_schema(other, tmp_path)
+        finally:
+            db.drop_database(cutover_server.admin_url, db.database_name(other))
+    else:  # a valid snapshot whose last statement fails: the restore must roll back entirely
+        text = gzip.decompress((snapshots / "one.sql.gz").read_bytes()) + b"\nSELECT 1/0;\n"
+        path = tmp_path / "fails.sql.gz"
+        path.write_bytes(gzip.compress(text))
+    with pytest.raises(SetupError, match=expected) as info:
+        snapshot.restore(path, empty_db, cutover_plan)
+    assert "\n" not in str(info.value)
+    assert relation_count(empty_db) == 0
+
+
+def test_a_non_empty_target_is_refused(snapshots: Path, fresh_db: str, cutover_plan: Plan) -> None:
+    before = relation_count(fresh_db)
+    with pytest.raises(SetupError, match="is not empty"):
+        snapshot.restore(snapshots / "one.sql.gz", fresh_db, cutover_plan)
+    assert relation_count(fresh_db) == before
+
+
+def test_make_writes_nothing_on_bad_input(cutover_server: ServerInfo, cutover_plan: Plan, tmp_path: Path) -> None:
+    with pytest.raises(SetupError, match="does not exist"):
+        snapshot.make(tmp_path / "no" / "dir.sql.gz", cutover_plan, cutover_server.admin_url, scale=SCALE)
+    with pytest.raises(SetupError, match="must be positive"):
+        snapshot.make(tmp_path / "x.sql.gz", cutover_plan, cutover_server.admin_url, scale=0)
+    assert list(tmp_path.iterdir()) == []
+    with db.connection(cutover_server.admin_url) as conn:
+        builds = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'cutover_build_%'").fetchone()
+    assert builds == (0,)
+
+
+def test_default_snapshot_is_cached(cutover_server: ServerInfo, cutover_plan: Plan, tmp_path: Path) -> None:
+    first = snapshot.default_snapshot(tmp_path, cutover_plan, cutover_server.admin_url, 1, 5)
+    stamp = first.stat().st_mtime_ns
+    again = snapshot.default_snapshot(tmp_path, cutover_plan, cutover_server.admin_url, 1, 5)
+    assert again == first and first.stat().st_mtime_ns == stamp
+    shutil.rmtree(tmp_path)
