@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _snapshot_make(args: argparse.Namespace) -> int:
     settings = resolve({"db_url": args.db_url, "plan": args.plan}, {}, {})
     plan = load_plan(settings.plan_path)
+    snapshot.check_make_args(args.out, args.scale, args.format)
     if args.db_url is not None:
         snapshot.make(args.out, plan, args.db_url, args.scale, args.seed, args.format, _progress)
         return 0

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cutover import db
 from cutover.config import Settings
 from cutover.errors import SetupError
 from cutover.pgbin import locate
@@ -189,6 +190,8 @@ def start(settings: Settings, owner_pid: int | None = None, log: Log = _quiet) -
     if choice == "url" or (choice == "auto" and settings.db_url is not None):
         if settings.db_url is None:
             raise SetupError("--sandbox url needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
+        with db.connection(settings.db_url, read_only=True):  # fail now, in one line, not in every test
+            pass
         return ServerInfo(backend="url", admin_url=settings.db_url, owner_pid=owner_pid or os.getpid())
     if choice == "docker":
         return start_docker(settings, log)

@@ -85,10 +85,13 @@ def sniff_format(path: Path) -> str:
                      "pass a pg_dump snapshot with --snapshot")
 
 
+def _open_binary(path: Path, fmt: str) -> IO[bytes]:
+    return gzip.open(path, "rb") if fmt == "plain-gz" else open(path, "rb")
+
+
 def _plain_chunks(path: Path, fmt: str) -> Iterator[bytes]:
-    opener: Callable[[Path], IO[bytes]] = gzip.open if fmt == "plain-gz" else open  # type: ignore[assignment]
     try:
-        with opener(path) as fh:
+        with _open_binary(path, fmt) as fh:
             while chunk := fh.read(CHUNK):
                 yield chunk
     except (OSError, EOFError, zlib.error) as exc:
@@ -182,15 +185,20 @@ def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = _qu
     return counts
 
 
-def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20260430, fmt: str = "plain",
-         log: Log = _quiet) -> dict[str, Any]:
-    """Generate, dump and compress a snapshot to ``out`` (atomically), with its manifest."""
+def check_make_args(out: Path, scale: float, fmt: str) -> None:
+    """Refuse bad arguments before any server is started or file written."""
     if fmt not in FORMATS:
         raise SetupError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if scale <= 0:
         raise SetupError(f"--scale must be positive, got {scale}")
     if not out.parent.is_dir():
         raise SetupError(f"output directory {out.parent} does not exist; create it or fix --out")
+
+
+def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20260430, fmt: str = "plain",
+         log: Log = _quiet) -> dict[str, Any]:
+    """Generate, dump and compress a snapshot to ``out`` (atomically), with its manifest."""
+    check_make_args(out, scale, fmt)
     build = f"cutover_build_{uuid.uuid4().hex[:10]}"
     url = db.create_database(admin_url, build)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -20,7 +20,7 @@ def example(pytester: pytest.Pytester, cutover_settings: Settings) -> Callable[.
         pytester.makeconftest(EXAMPLE_CONFTEST)
         pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
         pytester.makepyfile(**files)
-        return ["--cache-dir", str(cutover_settings.cache_path)]
+        return [f"--cache-dir={cutover_settings.cache_path}"]
 
     return make
 

@@ -1,0 +1,104 @@
+"""The `cutover` command as an operator runs it: exit codes, one-line errors, no secret in output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from cutover import db
+from cutover.sandbox import ServerInfo, free_port
+
+CANARY = "canary-Pw-" + uuid.uuid4().hex[:8]
+
+
+def cutover(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cutover.cli", *args], capture_output=True, text=True,
+                          timeout=300, env=env, check=False)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("cutover: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert CANARY not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def empty_url(cutover_server: ServerInfo) -> Iterator[str]:
+    name = f"cli_{uuid.uuid4().hex[:8]}"
+    url = db.create_database(cutover_server.admin_url, name)
+    yield url
+    db.drop_database(cutover_server.admin_url, name)
+
+
+def test_make_then_restore_prints_the_wall_clock(tmp_path: Path, empty_url: str) -> None:
+    out = tmp_path / "snap.sql.gz"
+    made = cutover("snapshot", "make", "--out", str(out), "--scale", "0.02", "--seed", "3")
+    assert made.returncode == 0, made.stderr
+    manifest = json.loads((tmp_path / "snap.sql.gz.manifest.json").read_text())
+    restored = cutover("snapshot", "restore", str(out), "--db-url", empty_url)
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout.startswith("restore wall-clock: ")
+    assert f"({manifest['total_rows']} rows, plain-gz)" in restored.stdout
+
+
+def _tiny(tmp_path: Path) -> tuple[Path, Path]:
+    """A hand-written snapshot and a plan naming only its two tables, to get past validation."""
+    plan = (Path(__file__).parent.parent / "fixtures" / "plan.toml").read_text()
+    head, _, _ = plan.partition("# Tables in the order")
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text(head.replace('tables = ["tenants", "alembic_version"]', 'tables = ["tenants"]')
+                         + '[tables.organizations]\nkey = "id"\nowner = "patient"\n')
+    snap = tmp_path / "s.sql"
+    snap.write_text("--\nCREATE TABLE public.tenants (\n);\nCREATE TABLE public.organizations (\n);\n")
+    return snap, plan_file
+
+
+def test_wrong_password_is_named_but_never_shown(tmp_path: Path, cutover_server: ServerInfo) -> None:
+    snap, plan = _tiny(tmp_path)
+    url = f"postgresql://postgres:{CANARY}@127.0.0.1:{urlsplit(cutover_server.admin_url).port}/postgres"
+    done = cutover("snapshot", "restore", str(snap), "--db-url", url, "--plan", str(plan))
+    assert_one_line_error(done, "authentication failed for user 'postgres'", "password not shown", "--db-url")
+
+
+def test_unreachable_host_is_a_one_line_error(tmp_path: Path) -> None:
+    snap, plan = _tiny(tmp_path)
+    url = f"postgresql://ops:{CANARY}@127.0.0.1:{free_port()}/prod"
+    done = cutover("snapshot", "restore", str(snap), "--db-url", url, "--plan", str(plan))
+    assert_one_line_error(done, "cannot reach PostgreSQL at 127.0.0.1:", "--db-url")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(None, "not found"), (b"\x1f\x8b\x08\x00garbage", "corrupt or truncated"), (b"PK\x03\x04", "neither gzip")],
+)
+def test_bad_snapshot_files(tmp_path: Path, empty_url: str, content: bytes | None, fragment: str) -> None:
+    snap = tmp_path / "snap.sql.gz"
+    if content is not None:
+        snap.write_bytes(content)
+    done = cutover("snapshot", "restore", str(snap), "--db-url", empty_url)
+    assert_one_line_error(done, fragment, "snapshot")
+
+
+def test_restore_without_a_target_names_the_option(tmp_path: Path) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("CUTOVER_DB_URL", "DATABASE_URL")}
+    done = cutover("snapshot", "restore", str(tmp_path / "x.sql.gz"), env=env)
+    assert_one_line_error(done, "--db-url")
+
+
+def test_usage_errors_exit_2_and_write_nothing(tmp_path: Path) -> None:
+    done = cutover("snapshot", "make", "--out", str(tmp_path / "x.sql.gz"), "--format", "zip")
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+    done = cutover("snapshot", "make", "--out", str(tmp_path / "x.sql.gz"), "--scale", "-1")
+    assert_one_line_error(done, "--scale must be positive")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,188 @@
+"""Sandbox backends and lifecycle against real PostgreSQL processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cutover import db, sandbox
+from cutover.config import resolve
+from cutover.errors import SetupError
+from tests.conftest import postgres_running_in
+
+RECORD = """
+import json, os, pathlib
+def record(server, db_url=None, name="info"):
+    out = pathlib.Path({out!r})
+    out.mkdir(exist_ok=True)
+    (out / f"{{name}}-{{os.getpid()}}.json").write_text(json.dumps(
+        {{"base_dir": server.base_dir, "backend": server.backend, "db": db_url}}))
+"""
+
+
+def recorded(out: Path) -> list[dict[str, str]]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+
+
+def test_auto_with_a_url_adopts_it_and_starts_nothing(cutover_server: sandbox.ServerInfo) -> None:
+    info = sandbox.start(resolve({"db_url": cutover_server.admin_url}, {}, {}))
+    assert info.backend == "url" and info.base_dir is None and info.container_id is None
+    assert info.admin_url == cutover_server.admin_url
+    sandbox.stop(info)  # nothing to stop, nothing raised
+    with db.connection(cutover_server.admin_url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_url_backend_without_a_url_names_the_options() -> None:
+    with pytest.raises(SetupError, match="--db-url or set CUTOVER_DB_URL / DATABASE_URL"):
+        sandbox.start(resolve({"sandbox": "url"}, {}, {}))
+
+
+def test_docker_without_an_engine_is_a_clear_error() -> None:
+    if sandbox.docker_engine_problem() is None:
+        pytest.skip("a Docker engine answers on this machine")
+    with pytest.raises(SetupError, match=r"--sandbox docker: no Docker engine answered within 3 s.*--sandbox local"):
+        sandbox.start(resolve({"sandbox": "docker"}, {}, {}))
+
+
+def test_auto_without_url_or_engine_falls_back_to_local() -> None:
+    if sandbox.docker_engine_problem() is None:
+        pytest.skip("a Docker engine answers on this machine")
+    info = sandbox.start(resolve({}, {}, {}))
+    try:
+        assert info.backend == "local"
+    finally:
+        sandbox.stop(info)
+    assert not Path(str(info.base_dir)).exists()
+
+
+def test_bad_bindir_names_the_option() -> None:
+    with pytest.raises(SetupError, match="--pg-bindir /nonexistent does not hold initdb"):
+        sandbox.start(resolve({"sandbox": "local", "pg_bindir": "/nonexistent"}, {}, {}))
+
+
+def test_local_server_runs_unprivileged_on_loopback_with_fsync_off() -> None:
+    info = sandbox.start(resolve({"sandbox": "local"}, {}, {}))
+    try:
+        base = Path(str(info.base_dir))
+        with db.connection(info.admin_url) as conn:
+            settings = dict(conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'fsync', 'data_directory')"
+            ).fetchall())
+        assert settings["listen_addresses"] == "127.0.0.1"
+        assert settings["fsync"] == "off"
+        assert settings["data_directory"].startswith(str(base))
+        if os.geteuid() == 0:  # PostgreSQL refuses root: we must be running it as the postgres user
+            assert info.run_as == "postgres"
+            assert (base / "data").owner() == "postgres"
+            pid = int((base / "data" / "postmaster.pid").read_text().split()[0])
+            assert Path(f"/proc/{pid}").owner() == "postgres"
+    finally:
+        sandbox.stop(info)
+    assert not base.exists() and not postgres_running_in(base)
+
+
+def test_a_cluster_whose_owner_died_is_reaped() -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    info = sandbox.start(resolve({"sandbox": "local"}, {}, {}), owner_pid=dead.pid)
+    base = Path(str(info.base_dir))
+    assert postgres_running_in(base)
+    assert str(base) in sandbox.reap_stale()
+    assert not base.exists() and not postgres_running_in(base)
+
+
+def test_cleanup_after_a_failing_test(pytester: pytest.Pytester, example: Callable[..., list[str]]) -> None:
+    out = pytester.path / "out"
+    args = example(test_fail=RECORD.format(out=str(out)) + """
+def test_fails(cutover_server, cutover_db):
+    record(cutover_server, cutover_db)
+    assert False, "deliberate"
+""")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(failed=1)
+    (info,) = recorded(out)
+    assert info["backend"] == "local"
+    assert not Path(info["base_dir"]).exists() and not postgres_running_in(info["base_dir"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cleanup_after_an_interrupt(pytester: pytest.Pytester, example: Callable[..., list[str]],
+                                    sig: signal.Signals) -> None:
+    out = pytester.path / "out"
+    args = example(test_slow=RECORD.format(out=str(out)) + """
+import time
+def test_slow(cutover_server, cutover_db):
+    record(cutover_server, cutover_db)
+    time.sleep(120)
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=pytester.path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not recorded(out) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    (info,) = recorded(out)
+    assert postgres_running_in(info["base_dir"])
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode != 0, output
+    assert not Path(info["base_dir"]).exists(), output
+    assert not postgres_running_in(info["base_dir"])
+
+
+def test_xdist_workers_share_one_cluster(pytester: pytest.Pytester, example: Callable[..., list[str]]) -> None:
+    out = pytester.path / "out"
+    tests = "\n".join(f"def test_{i}(cutover_server, cutover_db):\n    record(cutover_server, cutover_db)\n"
+                      for i in range(4))
+    args = example(test_share=RECORD.format(out=str(out)) + tests)
+    result = pytester.runpytest_subprocess(*args, "-n", "2")
+    result.assert_outcomes(passed=4)
+    infos = recorded(out)
+    assert len(infos) == 2, "both workers should have recorded (one file per worker process)"
+    assert len({i["base_dir"] for i in infos}) == 1, "workers must share one cluster"
+    assert len({i["db"] for i in infos}) == 2, "each worker gets its own database"
+    assert not Path(infos[0]["base_dir"]).exists() and not postgres_running_in(infos[0]["base_dir"])
+
+
+def test_docker_without_engine_ends_the_run_with_exit_2(pytester: pytest.Pytester,
+                                                        example: Callable[..., list[str]]) -> None:
+    if sandbox.docker_engine_problem() is None:
+        pytest.skip("a Docker engine answers on this machine")
+    args = example(test_x="def test_x(cutover_db):\n    pass\n")
+    result = pytester.runpytest_subprocess(*args, "--sandbox", "docker")
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["*cutover: error: --sandbox docker: no Docker engine answered*--sandbox local*"])
+
+
+def test_unreachable_db_url_ends_the_run_with_exit_2(pytester: pytest.Pytester,
+                                                     example: Callable[..., list[str]]) -> None:
+    args = example(test_x="def test_x(cutover_db):\n    pass\n")
+    url = f"postgresql://ops:canary-secret-42@127.0.0.1:{sandbox.free_port()}/prod"
+    result = pytester.runpytest_subprocess(*args, "--db-url", url)
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["*cutover: error: cannot reach PostgreSQL at 127.0.0.1:*--db-url*"])
+    assert "canary-secret-42" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_db_url_run_creates_and_drops_nothing(pytester: pytest.Pytester, example: Callable[..., list[str]],
+                                                fresh_db: str) -> None:
+    def inventory() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        with db.connection(fresh_db) as conn:
+            dbs = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+            rels = conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                                "ORDER BY 1").fetchall()
+        return dbs, rels
+
+    before = inventory()
+    args = example(test_x="def test_x(cutover_db, cutover_server):\n    assert cutover_server.backend == 'url'\n")
+    result = pytester.runpytest_subprocess(*args, f"--db-url={fresh_db}")
+    result.assert_outcomes(passed=1)
+    assert inventory() == before
