@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -58,7 +59,7 @@ def connect(
     connect_timeout: int = 5,
     options: Mapping[str, str] | None = None,
     purpose: str = "--db-url",
-) -> psycopg.Connection[tuple[object, ...]]:
+) -> psycopg.Connection[tuple[Any, ...]]:
     """Open a connection; a failure becomes a one-line :class:`SetupError` naming ``purpose``."""
     settings = dict(options or {})
     if read_only:
@@ -73,7 +74,7 @@ def connect(
 
 
 @contextmanager
-def connection(url: str, **kwargs: object) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+def connection(url: str, **kwargs: object) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A connection that is closed however the block ends."""
     conn = connect(url, **kwargs)  # type: ignore[arg-type]
     try:

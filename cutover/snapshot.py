@@ -74,7 +74,8 @@ def sniff_format(path: Path) -> str:
     except FileNotFoundError:
         raise SetupError(f"snapshot {path} not found; pass an existing file with --snapshot") from None
     except OSError as exc:
-        raise SetupError(f"snapshot {path} cannot be read ({exc.strerror}); fix its permissions or --snapshot") from None
+        raise SetupError(f"snapshot {path} cannot be read ({exc.strerror}); "
+                         "fix its permissions or --snapshot") from None
     if head[:2] == b"\x1f\x8b":
         return "plain-gz"
     if head == b"PGDMP":
@@ -86,7 +87,9 @@ def sniff_format(path: Path) -> str:
 
 
 def _open_binary(path: Path, fmt: str) -> IO[bytes]:
-    return gzip.open(path, "rb") if fmt == "plain-gz" else open(path, "rb")
+    if fmt == "plain-gz":
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
+    return open(path, "rb")
 
 
 def _plain_chunks(path: Path, fmt: str) -> Iterator[bytes]:

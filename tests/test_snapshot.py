@@ -81,7 +81,7 @@ def test_custom_format_restores_in_parallel(snapshots: Path, empty_db: str, cuto
     assert result.format == "custom" and result.rows > 1000
 
 
-def _as_app_user(url: str, plan: Plan, tenant: str | None, query: sql.Composable) -> int:
+def _as_app_user(url: str, plan: Plan, tenant: str | None, query: sql.Composed) -> int:
     with db.connection(url) as conn:
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(plan.app_role)))
         if tenant is not None:

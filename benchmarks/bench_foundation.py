@@ -1,0 +1,82 @@
+"""Foundation figures: sandbox start, Docker detection, snapshot make/restore, restore vs gunzip | psql.
+
+Prints figures; asserts nothing (machines here are shared and noisy). Restore speed is reported as a
+ratio against plain ``gunzip -c FILE | psql`` of the same file, measured in the same run.
+
+    .venv/bin/python benchmarks/bench_foundation.py [--scales 1,10] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from cutover import db, sandbox, snapshot
+from cutover.config import resolve
+from cutover.plan import load_plan
+from cutover.snapshot import ensure_roles
+
+
+def timed(fn: object, *args: object, **kwargs: object) -> tuple[float, object]:
+    started = time.monotonic()
+    result = fn(*args, **kwargs)  # type: ignore[operator]
+    return time.monotonic() - started, result
+
+
+def gunzip_psql(path: Path, url: str) -> float:
+    bare, env = db.tool_env(url)
+    started = time.monotonic()
+    subprocess.run(f"gunzip -c '{path}' | psql -X -q -v ON_ERROR_STOP=1 -d '{bare}' -o /dev/null",
+                   shell=True, check=True, env=env, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--scales", default="1,10", help="comma-separated snapshot scales (default 1,10)")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions for the sandbox start figure")
+    args = parser.parse_args()
+    settings = resolve({"sandbox": "local"}, {})
+    plan = load_plan(settings.plan_path)
+
+    starts, stops = [], []
+    for _ in range(args.repeat):
+        seconds, info = timed(sandbox.start, settings)
+        starts.append(seconds)
+        stops.append(timed(sandbox.stop, info)[0])
+    print(f"sandbox start (local, initdb + pg_ctl): median {statistics.median(starts):.2f} s "
+          f"over {args.repeat}; stop median {statistics.median(stops):.2f} s")
+    detect, problem = timed(sandbox.docker_engine_problem)
+    print(f"docker engine detection: {detect:.2f} s ({'engine answered' if problem is None else 'no engine'})")
+
+    info = sandbox.start(settings)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"{'scale':>6} {'rows':>10} {'make s':>8} {'restore s':>10} {'gunzip|psql s':>14} {'ratio':>6}")
+            for scale in (float(s) for s in args.scales.split(",")):
+                out = Path(tmp) / f"s{scale}.sql.gz"
+                make_s, manifest = timed(snapshot.make, out, plan, info.admin_url, scale, 1)
+                restore_url = db.create_database(info.admin_url, f"bench_{uuid.uuid4().hex[:8]}")
+                restore_s = snapshot.restore(out, restore_url, plan).seconds
+                baseline_url = db.create_database(info.admin_url, f"bench_{uuid.uuid4().hex[:8]}")
+                with db.connection(baseline_url, autocommit=True) as conn:
+                    ensure_roles(conn, plan)
+                baseline_s = gunzip_psql(out, baseline_url)
+                rows = manifest["total_rows"] if isinstance(manifest, dict) else 0
+                print(f"{scale:>6g} {rows:>10,} {make_s:>8.2f} {restore_s:>10.2f} {baseline_s:>14.2f} "
+                      f"{restore_s / baseline_s:>6.2f}")
+                for url in (restore_url, baseline_url):
+                    db.drop_database(info.admin_url, db.database_name(url))
+    finally:
+        sandbox.stop(info)
+    print("restore s excludes the validation pass (whole-file read) and includes the single transaction;"
+          " ratio = restore / (gunzip | psql).")
+
+
+if __name__ == "__main__":
+    main()
