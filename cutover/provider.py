@@ -95,7 +95,7 @@ class SessionSandbox:
                 except BaseException:
                     db.drop_database(admin, TEMPLATE_DB)
                     raise
-                marker.write_text(json.dumps({"snapshot": str(path), "restore_seconds": result.seconds,
+                marker.write_text(json.dumps({"snapshot": str(path), "restore_seconds": result.total_seconds,
                                               "rows": result.rows, "format": result.format}))
         return TEMPLATE_DB
 

@@ -49,7 +49,7 @@ def test_make_then_restore_prints_the_wall_clock(tmp_path: Path, empty_url: str)
     restored = cutover("snapshot", "restore", str(out), "--db-url", empty_url)
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith("restore wall-clock: ")
-    assert f"({manifest['total_rows']} rows, plain-gz)" in restored.stdout
+    assert f"({manifest['total_rows']} rows, plain-gz; load " in restored.stdout
 
 
 def _tiny(tmp_path: Path) -> tuple[Path, Path]:
