@@ -195,3 +195,12 @@ def test_default_snapshot_is_cached(cutover_server: ServerInfo, cutover_plan: Pl
     again = snapshot.default_snapshot(tmp_path, cutover_plan, cutover_server.admin_url, 1, 5)
     assert again == first and first.stat().st_mtime_ns == stamp
     shutil.rmtree(tmp_path)
+
+
+def test_uncompressed_plain_sql_restores(snapshots: Path, empty_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    """Regression: plain .sql (not gzip'd) was once read in text mode and crashed the validation."""
+    plain = tmp_path / "one.sql"
+    plain.write_bytes(gzip.decompress((snapshots / "one.sql.gz").read_bytes()))
+    result = snapshot.restore(plain, empty_db, cutover_plan)
+    manifest = json.loads(snapshot.manifest_path(snapshots / "one.sql.gz").read_text())
+    assert (result.format, result.rows) == ("plain", manifest["total_rows"])
