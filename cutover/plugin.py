@@ -137,12 +137,7 @@ def cutover_db(cutover_sandbox: SessionSandbox, cutover_server: ServerInfo) -> I
     if cutover_server.backend == "url":
         yield cutover_server.admin_url
         return
-    try:
-        url = cutover_sandbox.clone("target")
-    except CutoverError as exc:
-        _fail_setup(exc)
-    yield url
-    cutover_sandbox.drop(url)
+    yield from _clone(cutover_sandbox, "target")
 
 
 @pytest.fixture
@@ -150,9 +145,14 @@ def fresh_db(cutover_sandbox: SessionSandbox, cutover_server: ServerInfo) -> Ite
     """A private clone of the restored snapshot for one test; dropped afterwards."""
     if cutover_server.backend == "url":
         pytest.skip("needs a sandbox: a --db-url target is never cloned or written")
+    yield from _clone(cutover_sandbox, "t")
+
+
+def _clone(provider: SessionSandbox, label: str) -> Iterator[str]:
+    """Yield a template clone's URL, dropping it afterwards; setup errors end the run."""
     try:
-        url = cutover_sandbox.clone("t")
+        url = provider.clone(label)
     except CutoverError as exc:
         _fail_setup(exc)
     yield url
-    cutover_sandbox.drop(url)
+    provider.drop(url)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from cutover import db
 from cutover.config import Settings
+from cutover.sandbox import ServerInfo
 
 EXAMPLE_CONFTEST = 'pytest_plugins = ["cutover.plugin"]\n'
 
@@ -37,3 +40,12 @@ def postgres_running_in(base_dir: str | Path) -> bool:
         if "postgres" in cmdline and str(base_dir) in cmdline:
             return True
     return False
+
+
+@pytest.fixture
+def empty_db(cutover_server: ServerInfo) -> Iterator[str]:
+    """A new, empty database on the sandbox server (restore targets must be empty)."""
+    name = f"empty_{uuid.uuid4().hex[:8]}"
+    url = db.create_database(cutover_server.admin_url, name)
+    yield url
+    db.drop_database(cutover_server.admin_url, name)

@@ -6,13 +6,11 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from cutover import db
 from cutover.sandbox import ServerInfo, free_port
 
 CANARY = "canary-Pw-" + uuid.uuid4().hex[:8]
@@ -33,20 +31,12 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: st
     assert CANARY not in done.stdout + done.stderr
 
 
-@pytest.fixture
-def empty_url(cutover_server: ServerInfo) -> Iterator[str]:
-    name = f"cli_{uuid.uuid4().hex[:8]}"
-    url = db.create_database(cutover_server.admin_url, name)
-    yield url
-    db.drop_database(cutover_server.admin_url, name)
-
-
-def test_make_then_restore_prints_the_wall_clock(tmp_path: Path, empty_url: str) -> None:
+def test_make_then_restore_prints_the_wall_clock(tmp_path: Path, empty_db: str) -> None:
     out = tmp_path / "snap.sql.gz"
     made = cutover("snapshot", "make", "--out", str(out), "--scale", "0.02", "--seed", "3")
     assert made.returncode == 0, made.stderr
     manifest = json.loads((tmp_path / "snap.sql.gz.manifest.json").read_text())
-    restored = cutover("snapshot", "restore", str(out), "--db-url", empty_url)
+    restored = cutover("snapshot", "restore", str(out), "--db-url", empty_db)
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith("restore wall-clock: ")
     assert f"({manifest['total_rows']} rows, plain-gz; load " in restored.stdout
@@ -82,11 +72,11 @@ def test_unreachable_host_is_a_one_line_error(tmp_path: Path) -> None:
     ("content", "fragment"),
     [(None, "not found"), (b"\x1f\x8b\x08\x00garbage", "corrupt or truncated"), (b"PK\x03\x04", "neither gzip")],
 )
-def test_bad_snapshot_files(tmp_path: Path, empty_url: str, content: bytes | None, fragment: str) -> None:
+def test_bad_snapshot_files(tmp_path: Path, empty_db: str, content: bytes | None, fragment: str) -> None:
     snap = tmp_path / "snap.sql.gz"
     if content is not None:
         snap.write_bytes(content)
-    done = cutover("snapshot", "restore", str(snap), "--db-url", empty_url)
+    done = cutover("snapshot", "restore", str(snap), "--db-url", empty_db)
     assert_one_line_error(done, fragment, "snapshot")
 
 

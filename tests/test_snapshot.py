@@ -6,7 +6,6 @@ import gzip
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,6 @@ def snapshots(tmp_path_factory: pytest.TempPathFactory, cutover_server: ServerIn
     for name, fmt in (("one.sql.gz", "plain"), ("two.sql.gz", "plain"), ("one.dump", "custom")):
         snapshot.make(out / name, cutover_plan, cutover_server.admin_url, scale=SCALE, seed=99, fmt=fmt)
     return out
-
-
-@pytest.fixture
-def empty_db(cutover_server: ServerInfo) -> Iterator[str]:
-    name = f"empty_{uuid.uuid4().hex[:8]}"
-    url = db.create_database(cutover_server.admin_url, name)
-    yield url
-    db.drop_database(cutover_server.admin_url, name)
 
 
 def relation_count(url: str) -> int:
