@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
@@ -21,21 +20,17 @@ from cutover import db, sandbox, snapshot
 from cutover.config import Settings
 from cutover.errors import SetupError
 from cutover.plan import Plan
+from cutover.progress import Log, quiet
 from cutover.sandbox import ServerInfo
 
 TEMPLATE_DB = "cutover_template"
-Log = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 class SessionSandbox:
     """Lazily started, shared, always-cleaned-up sandbox for one pytest run."""
 
     def __init__(self, settings: Settings, plan: Plan, shared_dir: Path, worker: str, owner_pid: int,
-                 log: Log = _quiet) -> None:
+                 log: Log = quiet) -> None:
         self.settings = settings
         self.plan = plan
         self.shared_dir = shared_dir
@@ -44,10 +39,8 @@ class SessionSandbox:
         self.log = log
         self._server: ServerInfo | None = None
         self._clones = 0
-
-    @property
-    def _lock(self) -> FileLock:
-        return FileLock(str(self.shared_dir / "sandbox.lock"))
+        # One instance, so that nested use (template() → server()) re-enters instead of deadlocking.
+        self._lock = FileLock(str(shared_dir / "sandbox.lock"))
 
     def server(self) -> ServerInfo:
         """The running server, started by whichever process asks first."""

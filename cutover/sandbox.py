@@ -20,7 +20,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,12 +27,12 @@ from cutover import db
 from cutover.config import Settings
 from cutover.errors import SetupError
 from cutover.pgbin import locate
-from cutover.redact import register_secret
+from cutover.progress import Log, quiet
+from cutover.redact import register_secret, split_password
 
 PREFIX = "cutover-sandbox-"
 ADMIN_USER = "postgres"
 
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -54,12 +53,8 @@ class ServerInfo:
     @classmethod
     def from_json(cls, text: str) -> ServerInfo:
         info = cls(**json.loads(text))
-        register_secret(info.admin_url.rpartition("@")[0].rpartition(":")[2])
+        split_password(info.admin_url)  # registers the password, so output from this process masks it
         return info
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 def docker_engine_problem(timeout: float = 3.0) -> str | None:
@@ -115,7 +110,7 @@ def _log_tail(base: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:]) or "empty server log"
 
 
-def start_local(settings: Settings, owner_pid: int | None = None, log: Log = _quiet) -> ServerInfo:
+def start_local(settings: Settings, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
     """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off."""
     pg = locate(settings.pg_bindir)
     reap_stale(settings.sandbox_dir)
@@ -164,7 +159,7 @@ def start_local(settings: Settings, owner_pid: int | None = None, log: Log = _qu
     raise AssertionError("unreachable")
 
 
-def start_docker(settings: Settings, log: Log = _quiet) -> ServerInfo:
+def start_docker(settings: Settings, log: Log = quiet) -> ServerInfo:
     """A testcontainers PostgresContainer; its reaper also removes it if we die."""
     problem = docker_engine_problem()
     if problem is not None:
@@ -187,7 +182,7 @@ def start_docker(settings: Settings, log: Log = _quiet) -> ServerInfo:
                       container_id=container.get_wrapped_container().id, owner_pid=os.getpid())
 
 
-def start(settings: Settings, owner_pid: int | None = None, log: Log = _quiet) -> ServerInfo:
+def start(settings: Settings, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
     """Start (or, for ``url``, adopt) the server the ``--sandbox`` option asks for."""
     choice = settings.sandbox
     if choice == "url" or (choice == "auto" and settings.db_url is not None):

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -40,19 +40,15 @@ from cutover.config import PACKAGE_ROOT
 from cutover.errors import SetupError
 from cutover.pgbin import client_tool
 from cutover.plan import Plan
+from cutover.progress import Log, quiet
 from cutover.redact import mask_url, redact
 
 REFERENCE_DIR = PACKAGE_ROOT / "fixtures"
 CHUNK = 1 << 20
 FORMATS = ("plain", "custom")
-Log = Callable[[str], None]
 Counts = dict[str, dict[str, int]]
 
 _CREATE_TABLE = re.compile(rb"^CREATE TABLE (?:public\.)?\"?([A-Za-z_][A-Za-z0-9_]*)\"? \(", re.M)
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -169,7 +165,7 @@ def _load_generator() -> ModuleType:
     return module
 
 
-def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = _quiet) -> Counts:
+def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet) -> Counts:
     """Create the reference schema in an empty database and fill it with generated rows."""
     generator = _load_generator()
     with db.connection(url, purpose="the build database") as conn:
@@ -202,7 +198,7 @@ def check_make_args(out: Path, scale: float, fmt: str) -> None:
 
 
 def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20260430, fmt: str = "plain",
-         log: Log = _quiet) -> dict[str, Any]:
+         log: Log = quiet) -> dict[str, Any]:
     """Generate, dump and compress a snapshot to ``out`` (atomically), with its manifest."""
     check_make_args(out, scale, fmt)
     build = f"cutover_build_{uuid.uuid4().hex[:10]}"
@@ -250,8 +246,8 @@ def _dump_gzip(argv: list[str], env: dict[str, str], out: Path) -> None:
         raise SetupError(f"pg_dump failed: {redact(err.strip())}")
 
 
-def _run(argv: list[str], env: dict[str, str], what: str, stdin: Any = None) -> None:
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, stdin=stdin)
+def _run(argv: list[str], env: dict[str, str], what: str) -> None:
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = redact(done.stderr.strip()).splitlines()
         raise SetupError(f"{what} failed: {lines[-1] if lines else done.returncode}")
@@ -292,7 +288,7 @@ def grant_app_role(conn: Any, plan: Plan) -> None:
     conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(static, role))
 
 
-def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = _quiet) -> RestoreResult:
+def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet) -> RestoreResult:
     """Validate, then restore ``path`` into the empty database at ``url``; report the wall-clock."""
     begun = time.monotonic()
     fmt = validate(path, plan)
@@ -344,7 +340,7 @@ def _psql_stream(path: Path, fmt: str, bare_url: str, env: dict[str, str]) -> No
 
 
 def default_snapshot(cache_dir: Path, plan: Plan, admin_url: str, scale: int, seed: int,
-                     log: Log = _quiet) -> Path:
+                     log: Log = quiet) -> Path:
     """The generated default snapshot for (scale, seed), made once and cached across runs and workers."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     version = _load_generator().GENERATOR_VERSION
