@@ -10,7 +10,7 @@ import atexit
 import os
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -21,7 +21,7 @@ from cutover import config as cfg
 from cutover.errors import EXIT_USAGE, CutoverError
 from cutover.plan import Plan, load_plan
 from cutover.provider import SessionSandbox, release
-from cutover.redact import redact
+from cutover.redact import redact, split_password
 from cutover.sandbox import ServerInfo
 
 SETTINGS = pytest.StashKey[cfg.Settings]()
@@ -60,6 +60,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SETTINGS] = cfg.resolve(cli, ini)
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
+    db_url = config.stash[SETTINGS].db_url
+    if db_url is not None:
+        split_password(db_url)  # registers the password: masked wherever it turns up
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None:
         config.stash[SHARED_DIR] = Path(workerinput["cutover_shared_dir"])
@@ -76,6 +79,25 @@ def pytest_configure_node(node: Any) -> None:
     """xdist controller → worker: where the shared server is described, and who owns it."""
     node.workerinput["cutover_shared_dir"] = str(node.config.stash[SHARED_DIR])
     node.workerinput["cutover_owner_pid"] = os.getpid()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Redact every report: pytest prints a failing test's arguments, and a --db-url carries a password.
+
+    Done here, once, rather than in each fixture's repr, so that assertion messages, captured output
+    and locals (``-l``) are covered too, whatever a check puts in them.
+    """
+    report: pytest.TestReport = yield
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        clean = redact(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, redact(content)) for title, content in report.sections]
+    return report
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -43,3 +44,18 @@ def test_manifest_check_catches_a_snapshot_that_disagrees_with_its_manifest(
     result = pytester.runpytest_subprocess(*args)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_sandbox_rows_match_the_snapshot_manifest*", "*messages*"])
+
+
+def test_a_failing_check_never_prints_the_database_password(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
+) -> None:
+    """pytest shows a failing test's arguments; the --db-url fixture value carries the password."""
+    password = urlsplit(fresh_db).password
+    assert password
+    with db.connection(fresh_db, autocommit=True) as conn:
+        conn.execute("DROP TABLE quotes")
+    args = example(test_target=SMOKE)
+    for tb in ("auto", "long", "short"):
+        result = pytester.runpytest_subprocess(*args, f"--db-url={fresh_db}", "-m", "setA", f"--tb={tb}", "-l")
+        result.assert_outcomes(failed=1, skipped=1)
+        assert password not in result.stdout.str() + result.stderr.str(), f"password shown with --tb={tb}"
