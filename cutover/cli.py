@@ -1,7 +1,8 @@
-"""The ``cutover`` command: snapshot tooling for operators and CI.
+"""The ``cutover`` command: the cutover module (dry-run, execute, sweep, reverse, report) and snapshots.
 
 Exit codes scripts can rely on: 0 done, 2 usage or setup error (one line on stderr, nothing written),
-130 interrupted. Progress goes to stderr so stdout stays clean for pipes.
+130 interrupted; the cutover commands add theirs (see :mod:`cutover.commands`). Progress goes to
+stderr so stdout stays clean for pipes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cutover import commands as cutover_commands
 from cutover import sandbox, snapshot
 from cutover.config import resolve
 from cutover.errors import EXIT_USAGE, CutoverError
@@ -35,6 +37,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cutover", description="Phase 2a patient tenant cutover suite tooling.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    cutover_commands.add_parsers(commands, _Parser)
     snap = commands.add_parser("snapshot", help="make or restore a pre-cutover snapshot")
     snap_cmds = snap.add_subparsers(dest="snapshot_command", required=True, parser_class=_Parser)
 
@@ -87,7 +90,9 @@ def _snapshot_restore(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "snapshot" and args.snapshot_command == "make":
+        if args.command != "snapshot":
+            return int(args.handler(args))
+        if args.snapshot_command == "make":
             return _snapshot_make(args)
         return _snapshot_restore(args)
     except CutoverError as exc:

@@ -9,6 +9,7 @@ deliberate ``0`` or empty value is honoured rather than silently replaced by a d
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +22,7 @@ IniType = Literal["string", "int", "bool"]
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PLAN = PACKAGE_ROOT / "fixtures" / "plan.toml"
 SANDBOX_BACKENDS = ("auto", "url", "docker", "local")
+_DURATION = re.compile(r"^\d+(ms|s|min|h)?$")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ OPTIONS: tuple[Option, ...] = (
            ("CUTOVER_CACHE_DIR",)),
     Option("startup_timeout", "--startup-timeout", "int", 60,
            "Seconds to wait for the sandbox server to accept connections.", ("CUTOVER_STARTUP_TIMEOUT",)),
+    Option("lock_timeout", "--lock-timeout", "string", "3s",
+           "lock_timeout of the cutover, sweep and reverse transactions (PostgreSQL units: ms, s, min).",
+           ("CUTOVER_LOCK_TIMEOUT",)),
+    Option("statement_timeout", "--statement-timeout", "string", "15min",
+           "statement_timeout of the cutover, sweep and reverse transactions.", ("CUTOVER_STATEMENT_TIMEOUT",)),
 )
 
 
@@ -88,6 +95,8 @@ class Settings:
     plan: str | None = None
     cache_dir: str | None = None
     startup_timeout: int = 60
+    lock_timeout: str = "3s"
+    statement_timeout: str = "15min"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -117,6 +126,9 @@ def _convert(option: Option, raw: Any, origin: str) -> Any:
             raise SetupError(f"{origin} must be true or false, got {raw!r}; fix the value of {origin}")
     else:
         value = str(raw)
+    if option.name.endswith("_timeout") and option.type == "string" and not _DURATION.match(value):
+        raise SetupError(f"{origin} must be a duration like 500ms, 3s or 15min, got {value!r}; "
+                         f"fix the value of {origin}")
     if option.choices is not None and value not in option.choices:
         raise SetupError(
             f"{origin} must be one of {', '.join(option.choices)}, got {value!r}; fix the value of {origin}"

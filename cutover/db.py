@@ -59,6 +59,7 @@ def connect(
     connect_timeout: int = 5,
     options: Mapping[str, str] | None = None,
     purpose: str = "--db-url",
+    application_name: str = APPLICATION_NAME,
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """Open a connection; a failure becomes a one-line :class:`SetupError` naming ``purpose``."""
     settings = dict(options or {})
@@ -67,7 +68,7 @@ def connect(
     pg_options = " ".join(f"-c {k}={v}" for k, v in settings.items())
     try:
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout,
-                               application_name=APPLICATION_NAME, options=pg_options or None)
+                               application_name=application_name, options=pg_options or None)
     except psycopg.Error as exc:
         raise SetupError(describe_failure(url, exc, purpose)) from None
     return conn

@@ -37,6 +37,23 @@ class JsonReference:
     column: str
     key: str
     table: str
+    via_share: bool = False
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Where the cutover writes its own events, and the (system-classified) types it uses."""
+
+    table: str
+    key: str
+    type_column: str
+    payload_column: str
+    source_column: str
+    source_value: str
+    started: str
+    completed: str
+    swept: str
+    reversed: str
 
 
 @dataclass(frozen=True)
@@ -69,11 +86,16 @@ class Plan:
     target: str
     protected: tuple[str, ...]
     mirrored_settings: tuple[str, ...]
+    settings_column: str
+    active_column: str
+    protected_column: str
+    audit: Audit
     app_role: str
     app_privileges: tuple[str, ...]
     tenant_setting: str
     static_tables: tuple[str, ...]
     tables: tuple[TableRule, ...]
+    move_steps: tuple[tuple[str, ...], ...]
     classifications: Mapping[str, Mapping[str, str]]
 
     @property
@@ -84,6 +106,16 @@ class Plan:
     @property
     def all_tables(self) -> tuple[str, ...]:
         return self.static_tables + self.table_names
+
+    @property
+    def moving(self) -> tuple[TableRule, ...]:
+        """Tables that hold patient-owned rows (everything but provider-owned tables)."""
+        return tuple(t for t in self.tables if t.owner != "provider")
+
+    @property
+    def share_table(self) -> TableRule | None:
+        """The table whose rows forward a case to another tenant (``share_target`` set)."""
+        return next((t for t in self.tables if t.share_target is not None), None)
 
     def table(self, name: str) -> TableRule:
         for rule in self.tables:
@@ -143,7 +175,8 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
         cj = _get(raw, "case_json", where, dict)
         case_json = JsonReference(_get(cj, "column", f"{where}.case_json", str),
                                   _get(cj, "key", f"{where}.case_json", str),
-                                  _get(cj, "table", f"{where}.case_json", str))
+                                  _get(cj, "table", f"{where}.case_json", str),
+                                  _get(cj, "via_share", f"{where}.case_json", bool, False))
     return TableRule(name=name, key=_get(raw, "key", where, str), owner=owner, column=column,
                      patient_values=patient_values, classification=classification, references=tuple(refs),
                      case_json=case_json, share_target=_get(raw, "share_target", where, str, None))
@@ -176,6 +209,23 @@ def load_plan(path: Path) -> Plan:
         for parent in parents:
             if parent not in names:
                 raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' that the plan lacks")
+    steps = tuple(tuple(_strings({"s": s}, "s", f"[plan].move_steps[{i}]")) for i, s in
+                  enumerate(_get(meta, "move_steps", "[plan]", list)))
+    in_steps = [t for s in steps for t in s]
+    moving = [r.name for r in rules if r.owner != "provider"]
+    if sorted(in_steps) != sorted(moving):
+        raise PlanError(f"plan [plan].move_steps must list every non-provider table exactly once "
+                        f"(tables: {', '.join(moving)}; steps list: {', '.join(in_steps)})")
+    audit_raw = _get(raw, "audit", "", dict)
+    audit = Audit(**{f: _get(audit_raw, f, "[audit]", str) for f in Audit.__dataclass_fields__})
+    if audit.table not in names:
+        raise PlanError(f"plan [audit].table: '{audit.table}' is not one of the plan's tables")
+    audit_rule = next(r for r in rules if r.name == audit.table)
+    for kind in (audit.started, audit.completed, audit.swept, audit.reversed):
+        cls = classifications.get(audit_rule.classification or "", {}).get(kind)
+        if cls != "system":
+            raise PlanError(f"plan [audit]: event type '{kind}' must be classified 'system' in "
+                            f"[classification.{audit_rule.classification}]")
     return Plan(
         path=path,
         name=_get(meta, "name", "[plan]", str),
@@ -188,10 +238,15 @@ def load_plan(path: Path) -> Plan:
         target=_get(tenants, "target", "[tenants]", str),
         protected=_strings(tenants, "protected", "[tenants]"),
         mirrored_settings=_strings(tenants, "mirrored_settings", "[tenants]"),
+        settings_column=_get(tenants, "settings_column", "[tenants]", str),
+        active_column=_get(tenants, "active_column", "[tenants]", str),
+        protected_column=_get(tenants, "protected_column", "[tenants]", str),
+        audit=audit,
         app_role=_get(roles, "app", "[roles]", str),
         app_privileges=_strings(roles, "app_privileges", "[roles]"),
         tenant_setting=_get(roles, "tenant_setting", "[roles]", str),
         static_tables=_strings(_get(raw, "static", "", dict), "tables", "[static]"),
         tables=rules,
+        move_steps=steps,
         classifications=MappingProxyType(classifications),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -43,14 +44,18 @@ def test_make_then_restore_prints_the_wall_clock(tmp_path: Path, empty_db: str) 
 
 
 def _tiny(tmp_path: Path) -> tuple[Path, Path]:
-    """A hand-written snapshot and a plan naming only its two tables, to get past validation."""
+    """A hand-written snapshot and a plan naming only its three tables, to get past validation."""
     plan = (Path(__file__).parent.parent / "fixtures" / "plan.toml").read_text()
-    head, _, _ = plan.partition("# Tables in the order")
+    head, _, rest = plan.partition("# Tables in the order")
+    head = re.sub(r"move_steps = \[.*?\n\]", 'move_steps = [["organizations"], ["events"]]', head, flags=re.S)
+    events = rest[rest.index("[tables.events]"):rest.index("[tables.provider_profiles]")]
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text(head.replace('tables = ["tenants", "alembic_version"]', 'tables = ["tenants"]')
-                         + '[tables.organizations]\nkey = "id"\nowner = "patient"\n')
+                         + '[tables.organizations]\nkey = "id"\nowner = "patient"\n' + events
+                         + rest[rest.index("# EVENT_TYPE_CLASSIFICATION"):])
     snap = tmp_path / "s.sql"
-    snap.write_text("--\nCREATE TABLE public.tenants (\n);\nCREATE TABLE public.organizations (\n);\n")
+    snap.write_text("--\nCREATE TABLE public.tenants (\n);\nCREATE TABLE public.organizations (\n);\n"
+                    "CREATE TABLE public.events (\n);\n")
     return snap, plan_file
 
 

@@ -1,0 +1,145 @@
+"""After the commit: the sweep (lost writes that landed on the source) and the reverse migration.
+
+Both run the same guarded transaction as the cutover (timeouts, advisory lock, table locks,
+verification before commit) and record themselves as audit events, so the database alone can
+tell what moved, and a lost report can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import sql
+
+from cutover import engine, preflight, rules
+from cutover.engine import EXIT_BLOCKED, Progress, Run, RunFailed, Timeouts, _no_progress
+from cutover.plan import Plan
+from cutover.redact import mask_url
+
+
+def _require_cut_over(conn: Any, plan: Plan, what: str) -> dict[str, Any]:
+    last = preflight.last_audit_run(conn, plan)
+    if last is None or last["kind"] != plan.audit.completed:
+        state = "was reversed" if last is not None else "has not been committed"
+        raise RunFailed(f"{what} refused: the cutover {state} on this database; nothing changed", EXIT_BLOCKED)
+    return last
+
+
+def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
+          progress: Progress = _no_progress) -> dict[str, Any] | None:
+    """Move patient-owned rows that landed on the source after the commit; ``None`` if there were none."""
+    run = Run("sweep", plan, actor, 6, progress)
+    record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "sweep", "database": mask_url(url),
+                              "started_at": run.started_at, "commit_status": "rolled_back"}
+    with engine.guarded(url, run, record, timeouts) as conn:
+        with run.step("set local lock_timeout and statement_timeout"):
+            engine.set_timeouts(conn, timeouts)
+        with run.step("advisory lock; lock the plan's tables against writes"):
+            engine.lock(conn, plan, timeouts)
+        with run.step("check the cutover is committed and nothing blocks the sweep") as info:
+            last = _require_cut_over(conn, plan, "sweep")
+            record["cutover_run_id"] = last.get("run_id")
+            pf = preflight.run(conn, plan)
+            blockers = [b for b in pf.blockers if b.code != "already-cut-over"]
+            info["rows"] = len(blockers)
+            if blockers:
+                raise RunFailed("sweep BLOCKED: " + " | ".join(b.line() for b in blockers), EXIT_BLOCKED)
+        ids: dict[str, str] = {}
+        found: dict[str, int] = {}
+        with run.step("find stragglers on the source") as info:
+            baseline = engine.counts(conn, plan)
+            for rule in plan.moving:
+                ids[rule.name] = engine.id_table(rule, "sweep")
+                found[rule.name] = engine.build_ids(conn, ids[rule.name], sql.SQL(
+                    "SELECT {k}::text AS id FROM {t} WHERE {w}").format(
+                    k=rules.ident(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+            info["rows"] = sum(found.values())
+        if not any(found.values()):
+            return None
+        with run.step("move stragglers to the target") as info:
+            moved = {name: engine.execute_rowcount(conn, rules.move_ids(plan, plan.table(name), ids[name], plan.source,
+                                                                        plan.target)) for name in ids}
+            info["rows"] = sum(moved.values())
+        with run.step(f"verify, write {plan.audit.swept}, commit"):
+            engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
+            record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
+            moved_ids = {t: ids[t] for t in ids if moved[t]}
+            engine.write_audit(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
+                sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
+                                                               "committed_at", "moved")})),
+                engine.ids_json(moved_ids)))
+            record["ids"] = {t: [r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} ORDER BY id").format(
+                rules.ident(ids[t]))).fetchall()] for t in moved_ids}
+            engine.commit(conn, url, plan, run.run_id, plan.audit.swept)
+        record["commit_status"] = "committed"
+    return record
+
+
+def listed_ids(cut_report: Mapping[str, Any], table: str) -> Iterable[str]:
+    """Rows the cutover and its sweeps moved, according to the report."""
+    yield from (cut_report.get("allow_list") or {}).get(table, [])
+    for swept in cut_report.get("sweeps") or []:
+        yield from (swept.get("ids") or {}).get(table, [])
+
+
+def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any], dry_run: bool,
+            progress: Progress = _no_progress) -> dict[str, Any]:
+    """Rollback option 2: move the cutover's rows (and patient rows created since) back to the source."""
+    run = Run("reverse", plan, actor, 6, progress)
+    record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "reverse", "dry_run": dry_run,
+                              "cutover_run_id": cut_report.get("run_id"), "database": mask_url(url),
+                              "started_at": run.started_at, "commit_status": "rolled_back"}
+    with engine.guarded(url, run, record, timeouts) as conn:
+        with run.step("set local lock_timeout and statement_timeout"):
+            engine.set_timeouts(conn, timeouts)
+        with run.step("advisory lock; lock the plan's tables against writes"):
+            engine.lock(conn, plan, timeouts)
+        with run.step("check the report is the committed cutover of this database"):
+            last = _require_cut_over(conn, plan, "reverse")
+            if last.get("run_id") != cut_report.get("run_id"):
+                raise RunFailed(f"reverse refused: the report is run {cut_report.get('run_id')} but the database's "
+                                f"committed cutover is run {last.get('run_id')}; pass that run's report (or rebuild "
+                                f"it with 'cutover report --rebuild'); nothing changed", EXIT_BLOCKED)
+        ids: dict[str, str] = {}
+        planned: dict[str, int] = {}
+        new_rows: dict[str, int] = {}
+        with run.step("list the rows to move back") as info:
+            baseline = engine.counts(conn, plan)
+            for rule in plan.moving:
+                listed = engine.id_table(rule, "listed")
+                conn.execute(sql.SQL("CREATE TEMP TABLE {} (id text) ON COMMIT DROP").format(rules.ident(listed)))
+                with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} (id) FROM STDIN").format(
+                        rules.ident(listed))) as cp:
+                    for row_id in listed_ids(cut_report, rule.name):
+                        cp.write_row((row_id,))
+                ids[rule.name] = engine.id_table(rule, "reverse")
+                planned[rule.name] = engine.build_ids(conn, ids[rule.name], sql.SQL(
+                    "SELECT r.{k}::text AS id FROM {t} r WHERE r.{c} = {target} AND ({own} OR r.{k}::text IN "
+                    "(SELECT id FROM {listed}))").format(
+                    k=rules.ident(rule.key), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
+                    target=sql.Literal(plan.target), own=rules.patient_predicate(plan, rule, "r"),
+                    listed=rules.ident(listed)))
+                new_rows[rule.name] = int(conn.execute(sql.SQL(
+                    "SELECT count(*) FROM {ids} WHERE id NOT IN (SELECT id FROM {listed})").format(
+                    ids=rules.ident(ids[rule.name]), listed=rules.ident(listed))).fetchone()[0])
+            info["rows"] = sum(planned.values())
+        record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
+        if dry_run:
+            record["commit_status"] = "dry_run"
+            return record
+        with run.step("move the rows back to the source") as info:
+            moved = {name: engine.execute_rowcount(conn, rules.move_ids(plan, plan.table(name), ids[name], plan.target,
+                                                                        plan.source)) for name in ids}
+            info["rows"] = sum(moved.values())
+        with run.step(f"verify, write {plan.audit.reversed}, commit"):
+            engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)
+            record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
+            engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
+                {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",
+                                        "new_since_commit")})))
+            engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)
+        record["commit_status"] = "committed"
+    return record

@@ -1,0 +1,216 @@
+"""The operator commands of the cutover module: dry-run, execute, sweep, reverse, report.
+
+Exit codes (also in the README) are a contract with the operators' scripts:
+0 done / READY, 1 BLOCKED (nothing changed), 2 usage or connection error (nothing changed),
+3 already cut over (nothing changed), 4 rolled back (nothing changed), 5 committed but the report
+could not be written (rebuild it), 130 interrupted (rolled back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cutover import aftercare, db, engine, preflight
+from cutover import report as reports
+from cutover.config import Settings, resolve
+from cutover.console import StepDisplay
+from cutover.errors import CutoverError
+from cutover.plan import Plan, load_plan
+from cutover.redact import redact, split_password
+
+ACTOR_ENV = "CUTOVER_ACTOR"
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, Plan, str]:
+    cli = {"db_url": args.db_url, "plan": args.plan, "lock_timeout": getattr(args, "lock_timeout", None),
+           "statement_timeout": getattr(args, "statement_timeout", None)}
+    settings = resolve(cli, {})
+    if settings.db_url is None:
+        raise CutoverError(f"{args.command} needs a database: pass --db-url or set DATABASE_URL / CUTOVER_DB_URL")
+    split_password(settings.db_url)  # registers the password so that no output can carry it
+    return settings, load_plan(settings.plan_path), settings.db_url
+
+
+def _timeouts(settings: Settings) -> engine.Timeouts:
+    return engine.Timeouts(settings.lock_timeout, settings.statement_timeout)
+
+
+def _actor(args: argparse.Namespace) -> str:
+    if not args.operator_confirmed:
+        raise CutoverError(f"{args.command} changes the database: pass --operator-confirmed once the window is open")
+    actor = os.environ.get(ACTOR_ENV, "").strip()
+    if not actor:
+        raise CutoverError(f"{args.command} needs an actor for the audit trail: set {ACTOR_ENV}, "
+                           f"e.g. {ACTOR_ENV}=\"rehearsal:$(whoami)\"")
+    return actor
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print(redact(human), flush=True)
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    settings, plan, url = _settings(args)
+    with db.connection(url, read_only=True) as conn:
+        pf = preflight.run(conn, plan)
+        conn.rollback()
+    lines = [f"pre-flight of plan '{plan.name}' on {db.database_name(url)}: {plan.source} -> {plan.target}"]
+    lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
+    lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
+    lines.append(f"{pf.verdict}: {sum(pf.planned.values())} rows planned, {len(pf.blockers)} blockers")
+    _emit(args, pf.to_json(), "\n".join(lines))
+    return engine.EXIT_OK if pf.ready else engine.EXIT_BLOCKED
+
+
+def _default_report_path() -> Path:
+    return Path(f"cutover_report_{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json")
+
+
+def _failed(args: argparse.Namespace, exc: engine.RunFailed, path: Path | None) -> int:
+    """Say what failed, write the rolled-back report (never over a committed one) and return the code."""
+    written = None
+    if exc.report is not None and path is not None and exc.exit_code != engine.EXIT_ALREADY:
+        written = reports.write(path, exc.report, exc.id_files or None)
+    status = "ALREADY CUT OVER" if exc.exit_code == engine.EXIT_ALREADY else (
+        "BLOCKED" if exc.exit_code == engine.EXIT_BLOCKED else "ROLLED BACK")
+    where = f"; report: {written}" if written else ""
+    print(redact(f"cutover: {status}: {exc}{where}"), file=sys.stderr)
+    if args.json:
+        print(json.dumps({"status": status.lower().replace(" ", "_"), "exit_code": exc.exit_code,
+                          "error": redact(str(exc)), "report_path": str(written) if written else None}))
+    return exc.exit_code
+
+
+def execute(args: argparse.Namespace) -> int:
+    settings, plan, url = _settings(args)
+    actor = _actor(args)
+    path = args.report_path or _default_report_path()
+    reports.check_writable(path)
+    display = StepDisplay()
+    try:
+        report, id_files = engine.execute(url, plan, actor, _timeouts(settings), display)
+    except engine.RunFailed as exc:
+        display.close()
+        return _failed(args, exc, path)
+    try:
+        reports.write(path, report, id_files)
+    except OSError as exc:
+        print(f"cutover: CUTOVER COMMITTED (run {report['run_id']}) but the report could not be written to {path} "
+              f"({exc.strerror}); rebuild it with 'cutover report --rebuild --report-path NEW'", file=sys.stderr)
+        return engine.EXIT_REPORT_LOST
+    moved = sum(report["moved"].values())
+    _emit(args, {"status": "committed", "exit_code": 0, "run_id": report["run_id"], "report_path": str(path),
+                 "moved": report["moved"], "duration_s": report["duration_s"]},
+          f"CUTOVER COMMITTED: run {report['run_id']} moved {moved} rows in {report['duration_s']:.2f} s; "
+          f"report: {path}")
+    return engine.EXIT_OK
+
+
+def sweep(args: argparse.Namespace) -> int:
+    settings, plan, url = _settings(args)
+    actor = os.environ.get(ACTOR_ENV, "").strip() or "sweep"
+    cut = reports.load(args.report_path) if args.report_path else None
+    if args.report_path:
+        reports.check_writable(args.report_path)
+    display = StepDisplay()
+    try:
+        record = aftercare.sweep(url, plan, actor, _timeouts(settings), display)
+    except engine.RunFailed as exc:
+        display.close()
+        return _failed(args, exc, None)
+    if record is None:
+        _emit(args, {"status": "nothing_to_move", "exit_code": 0, "moved": {}},
+              "SWEEP: nothing to move; the database was not changed")
+        return engine.EXIT_OK
+    if cut is not None and args.report_path is not None:
+        cut.setdefault("sweeps", []).append(record)
+        reports.rewrite(args.report_path, cut)
+    _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"]},
+          f"SWEEP COMMITTED: moved {sum(record['moved'].values())} rows ({record['moved']})")
+    return engine.EXIT_OK
+
+
+def reverse(args: argparse.Namespace) -> int:
+    settings, plan, url = _settings(args)
+    actor = _actor(args) if not args.dry_run else (os.environ.get(ACTOR_ENV, "").strip() or "reverse-dry-run")
+    cut = reports.load(args.report_path)
+    if not args.dry_run:
+        reports.check_writable(args.report_path)
+    display = StepDisplay()
+    try:
+        record = aftercare.reverse(url, plan, actor, _timeouts(settings), cut, args.dry_run, display)
+    except engine.RunFailed as exc:
+        display.close()
+        return _failed(args, exc, None)
+    total = sum(record["planned"].values())
+    if args.dry_run:
+        _emit(args, {"status": "dry_run", "exit_code": 0, "planned": record["planned"],
+                     "new_since_commit": record["new_since_commit"]},
+              f"REVERSE DRY RUN: {total} rows would move back to {plan.source} ({record['planned']}); "
+              f"{sum(record['new_since_commit'].values())} of them created since the commit; nothing changed")
+        return engine.EXIT_OK
+    cut["reverse"] = record
+    reports.rewrite(args.report_path, cut)
+    _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"]},
+          f"REVERSE COMMITTED: moved {sum(record['moved'].values())} rows back to {plan.source}; report: "
+          f"{args.report_path}")
+    return engine.EXIT_OK
+
+
+def report(args: argparse.Namespace) -> int:
+    _settings_, plan, url = _settings(args)
+    reports.check_writable(args.report_path)
+    with db.connection(url, read_only=True) as conn:
+        rebuilt = reports.rebuild(conn, plan, args.run_id)
+    reports.write(args.report_path, rebuilt)
+    _emit(args, {"status": "rebuilt", "exit_code": 0, "run_id": rebuilt["run_id"],
+                 "report_path": str(args.report_path)},
+          f"REPORT REBUILT from the database: run {rebuilt['run_id']}; report: {args.report_path}")
+    return engine.EXIT_OK
+
+
+def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    """The cutover subcommands, on the ``cutover`` command's subparsers."""
+
+    def common(p: argparse.ArgumentParser, timeouts: bool = True) -> None:
+        p.add_argument("--db-url", default=None, help="database to cut over (default: DATABASE_URL / CUTOVER_DB_URL)")
+        p.add_argument("--plan", default=None, help="plan file (default fixtures/plan.toml)")
+        p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+        if timeouts:
+            p.add_argument("--lock-timeout", default=None, help="lock_timeout of the transaction (default 3s)")
+            p.add_argument("--statement-timeout", default=None, help="statement_timeout (default 15min)")
+
+    p = commands.add_parser("dry-run", help="pre-flight: read-only, planned moves and READY/BLOCKED")
+    common(p, timeouts=False)
+    p.set_defaults(handler=dry_run)
+    p = commands.add_parser("execute", help="the cutover: one transaction, report JSON")
+    common(p)
+    p.add_argument("--operator-confirmed", action="store_true", help="required: the window is open")
+    p.add_argument("--report-path", type=Path, default=None,
+                   help="report file (default cutover_report_<UTC time>.json in the current directory)")
+    p.set_defaults(handler=execute)
+    p = commands.add_parser("sweep", help="move patient rows that landed on the source after the commit")
+    common(p)
+    p.add_argument("--report-path", type=Path, default=None, help="the cutover's report, to append the sweep to")
+    p.set_defaults(handler=sweep)
+    p = commands.add_parser("reverse", help="rollback option 2: move the cutover's rows back")
+    common(p)
+    p.add_argument("--dry-run", action="store_true", help="only count what would move back")
+    p.add_argument("--operator-confirmed", action="store_true", help="required unless --dry-run")
+    p.add_argument("--report-path", type=Path, required=True, help="the cutover's report")
+    p.set_defaults(handler=reverse)
+    p = commands.add_parser("report", help="rebuild a lost report from the database's audit events")
+    common(p, timeouts=False)
+    p.add_argument("--rebuild", action="store_true", required=True, help="required: rebuild from the database")
+    p.add_argument("--report-path", type=Path, required=True, help="where to write the rebuilt report")
+    p.add_argument("--run-id", default=None, help="a specific run (default: the newest committed one)")
+    p.set_defaults(handler=report)

@@ -1,0 +1,350 @@
+"""The cutover transaction: the 14 steps of the reference contract, all or nothing.
+
+Every step runs inside one transaction on one connection. Nothing here commits except the last
+step, so any failure, a killed session or a killed client leaves the database exactly as it was.
+Writers are held off with table locks taken under ``lock_timeout`` (a blocked cutover fails fast
+and says which table, it never hangs the window), and a second cutover is refused by an advisory
+lock before it touches anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerr
+from psycopg import sql
+
+from cutover import db, preflight, rules
+from cutover.errors import CutoverError
+from cutover.plan import Plan, TableRule
+from cutover.redact import mask_url, redact
+
+EXIT_OK, EXIT_BLOCKED, EXIT_ALREADY, EXIT_ROLLED_BACK, EXIT_REPORT_LOST = 0, 1, 3, 4, 5
+PAUSE_ENV = "CUTOVER_FAULT_PAUSE_AFTER_STEP"
+
+
+class RunFailed(CutoverError):
+    """The transaction was rolled back; ``exit_code`` says why in a way scripts can branch on."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ROLLED_BACK) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.report: dict[str, Any] | None = None
+        self.id_files: dict[str, Path] = {}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """``lock_timeout`` and ``statement_timeout``, as PostgreSQL interval strings, set LOCAL."""
+
+    lock: str = "3s"
+    statement: str = "15min"
+
+
+@dataclass
+class StepEvent:
+    """One step of a run, reported as it starts (``done`` False) and as it ends."""
+
+    number: int
+    total: int
+    name: str
+    done: bool = False
+    rows: int | None = None
+    seconds: float = 0.0
+
+
+Progress = Callable[[StepEvent], None]
+
+
+def _no_progress(_: StepEvent) -> None:
+    return None
+
+
+@dataclass
+class Run:
+    """The state of one transaction as it proceeds; becomes the report."""
+
+    kind: str
+    plan: Plan
+    actor: str
+    total: int
+    progress: Progress = _no_progress
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
+    number: int = 0
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
+        """Time a step, report it live, and honour the fault-injection pause used by the atomicity tests."""
+        self.number += 1
+        self.progress(StepEvent(self.number, self.total, name))
+        start = time.monotonic()
+        info: dict[str, Any] = {"step": self.number, "name": name, "rows": None}
+        yield info
+        info["seconds"] = round(time.monotonic() - start, 3)
+        self.steps.append(info)
+        self.progress(StepEvent(self.number, self.total, name, True, info["rows"], info["seconds"]))
+        if os.environ.get(PAUSE_ENV) == str(self.number):
+            print(f"cutover: paused after step {self.number} ({PAUSE_ENV})", file=sys.stderr, flush=True)
+            time.sleep(600)
+
+
+def set_timeouts(conn: Any, timeouts: Timeouts) -> None:
+    conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                 (timeouts.lock, timeouts.statement))
+
+
+def lock(conn: Any, plan: Plan, timeouts: Timeouts) -> None:
+    """Refuse a concurrent cutover at once, then hold writers off every plan table until commit."""
+    got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (plan.name,)).fetchone()[0]
+    if not got:
+        raise RunFailed(f"another cutover/sweep/reverse of plan '{plan.name}' is running on this database "
+                        f"(advisory lock held); wait for it to finish, nothing was changed")
+    for table in plan.table_names:
+        try:
+            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(rules.ident(table)))
+        except pgerr.LockNotAvailable:
+            raise RunFailed(f"could not lock table {table} within lock_timeout {timeouts.lock}: another session "
+                            f"holds a conflicting lock (see pg_locks); nothing was changed, retry once it is "
+                            f"released or raise --lock-timeout") from None
+
+
+def counts(conn: Any, plan: Plan) -> dict[str, dict[str, int]]:
+    """Rows per table per tenant: the baseline, and the verification's after-state."""
+    out: dict[str, dict[str, int]] = {}
+    for table in plan.table_names:
+        out[table] = {tenant: int(n) for tenant, n in conn.execute(rules.tenant_counts(plan, table)).fetchall()}
+    return out
+
+
+def id_table(rule: TableRule, prefix: str) -> str:
+    return f"cutover_{prefix}_{rule.name}"
+
+
+def spool_ids(conn: Any, table: str, spool: Path) -> Path:
+    """Copy a temp id table to a file, so a 5M-row allow-list never sits in client memory."""
+    out = spool / f"{table}.ids"
+    with open(out, "wb") as fh, conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY (SELECT id FROM {} ORDER BY id) TO STDOUT").format(rules.ident(table))) as cp:
+            for chunk in cp:
+                fh.write(chunk)
+    return out
+
+
+def write_audit(conn: Any, plan: Plan, kind: str, payload: sql.Composable) -> str:
+    """Insert one of the cutover's own events on the target tenant; ``payload`` is a jsonb expression."""
+    a = plan.audit
+    event_id = str(uuid.uuid4())
+    conn.execute(sql.SQL("INSERT INTO {t} ({k}, {ten}, {ty}, {pl}, {src}) VALUES ({id}, {target}, {kind}, {payload}, "
+                         "{sv})").format(
+        t=rules.ident(a.table), k=rules.ident(a.key), ten=rules.tenant_of(plan), ty=rules.ident(a.type_column),
+        pl=rules.ident(a.payload_column), src=rules.ident(a.source_column), id=sql.Literal(event_id),
+        target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload, sv=sql.Literal(a.source_value)))
+    return event_id
+
+
+def verify(conn: Any, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
+           written: dict[str, int], ids: dict[str, str], source: str, target: str) -> None:
+    """Prove the move inside the transaction: anything off rolls the whole cutover back."""
+    problems: list[str] = []
+    after = counts(conn, plan)
+    for table in plan.table_names:
+        before_total, after_total = sum(baseline[table].values()), sum(after[table].values())
+        extra = written.get(table, 0)
+        if after_total != before_total + extra:
+            problems.append(f"{table}: total {after_total}, baseline {before_total} + written {extra}")
+        n = moved.get(table, 0)
+        src_delta = after[table].get(source, 0) - baseline[table].get(source, 0)
+        tgt_delta = after[table].get(target, 0) - baseline[table].get(target, 0)
+        if src_delta != -n or tgt_delta != n + extra:
+            problems.append(f"{table}: {source} {src_delta:+d} and {target} {tgt_delta:+d}, expected {-n:+d} and "
+                            f"{n + extra:+d}")
+    for rule in plan.moving:
+        if rule.name in ids:
+            missing = conn.execute(sql.SQL("SELECT count(*) FROM {ids} i LEFT JOIN {t} r ON r.{k}::text = i.id "
+                                           "AND r.{c} = {to} WHERE r.{k} IS NULL").format(
+                ids=rules.ident(ids[rule.name]), t=rules.ident(rule.name), k=rules.ident(rule.key),
+                c=rules.tenant_of(plan), to=sql.Literal(target))).fetchone()[0]
+            if missing:
+                problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
+        if kind != "reverse":
+            left = conn.execute(rules.count_owned(plan, rule, source)).fetchone()[0]
+            if left:
+                problems.append(f"{rule.name}: {left} patient-owned rows still on {source}")
+        else:
+            left = conn.execute(rules.count_owned(plan, rule, plan.target)).fetchone()[0]
+            if left:
+                problems.append(f"{rule.name}: {left} patient-owned rows still on {plan.target}")
+    if problems:
+        raise RunFailed("verification failed, rolled back: " + "; ".join(problems))
+
+
+def build_ids(conn: Any, name: str, select: sql.Composable) -> int:
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(rules.ident(name), select))
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (id)").format(rules.ident(name)))
+    conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(name)))
+    return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(rules.ident(name))).fetchone()[0])
+
+
+def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progress = _no_progress,
+            spool: Path | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Run the cutover; returns the report and the allow-list id files; raises :class:`RunFailed`."""
+    total = 7 + len(plan.move_steps)
+    run = Run("execute", plan, actor, total, progress)
+    report: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "plan": plan.name, "database": mask_url(url),
+                              "source": plan.source, "target": plan.target, "started_at": run.started_at,
+                              "committed_at": None, "duration_s": None, "commit_status": "rolled_back",
+                              "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
+    spool_dir = spool or Path(tempfile.mkdtemp(prefix="cutover-spool-"))
+    id_files: dict[str, Path] = {}
+    with guarded(url, run, report, timeouts, id_files) as conn:
+        with run.step("set local lock_timeout and statement_timeout"):
+            set_timeouts(conn, timeouts)
+        with run.step("advisory lock; lock the plan's tables against writes"):
+            lock(conn, plan, timeouts)
+        with run.step("pre-flight inside the transaction") as info:
+            pf = preflight.run(conn, plan)
+            info["rows"] = len(pf.blockers)
+            if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
+                raise RunFailed(f"{pf.blockers[0].message}; nothing changed", EXIT_ALREADY)
+            if not pf.ready:
+                raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
+                                EXIT_BLOCKED)
+        with run.step("record baseline counts per table and tenant") as info:
+            baseline = counts(conn, plan)
+            report["baseline"] = baseline
+            info["rows"] = sum(sum(v.values()) for v in baseline.values())
+        ids: dict[str, str] = {}
+        allow: dict[str, int] = {}
+        with run.step("build the allow-list of rows to move") as info:
+            for rule in plan.moving:
+                ids[rule.name] = id_table(rule, "allow")
+                allow[rule.name] = build_ids(conn, ids[rule.name], sql.SQL(
+                    "SELECT {k}::text AS id FROM {t} WHERE {w}").format(
+                    k=rules.ident(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+                id_files[rule.name] = spool_ids(conn, ids[rule.name], spool_dir)
+            info["rows"] = sum(allow.values())
+        written = {plan.audit.table: 1}
+        with run.step(f"write {plan.audit.started}"):
+            write_audit(conn, plan, plan.audit.started, sql.Literal(json.dumps(
+                {"run_id": run.run_id, "actor": actor, "started_at": run.started_at, "planned": allow})))
+        moved: dict[str, int] = {}
+        for group in plan.move_steps:
+            with run.step("move " + ", ".join(group)) as info:
+                for name in group:
+                    cur = conn.execute(rules.move_owned(plan, plan.table(name), plan.source, plan.target))
+                    moved[name] = cur.rowcount
+                    if moved[name] != allow[name]:
+                        raise RunFailed(f"{name}: moved {moved[name]} rows but the allow-list holds {allow[name]}; "
+                                        f"rolled back")
+                info["rows"] = sum(moved[n] for n in group)
+        report["moved"] = moved
+        with run.step(f"verify, write {plan.audit.completed}, commit") as info:
+            verify(conn, plan, "execute", baseline, moved, written, ids, plan.source, plan.target)
+            report.update(written={plan.audit.table: 2}, committed_at=datetime.now(UTC).isoformat())
+            summary = {k: report[k] for k in ("run_id", "actor", "started_at", "committed_at", "baseline", "moved",
+                                              "written", "source", "target", "plan")}
+            write_audit(conn, plan, plan.audit.completed, sql.SQL("{} || jsonb_build_object('allow_list', {})").format(
+                sql.Literal(json.dumps(summary)), ids_json(ids)))
+            info["rows"] = sum(moved.values())
+            commit(conn, url, plan, run.run_id)
+        report["commit_status"] = "committed"
+    return report, id_files
+
+
+def ids_json(ids: dict[str, str]) -> sql.Composed:
+    """A jsonb object {table: [ids]} built server-side from the temp id tables."""
+    return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
+        sql.SQL("{}, (SELECT coalesce(jsonb_agg(id ORDER BY id), '[]'::jsonb) FROM {})").format(
+            sql.Literal(t), rules.ident(ids[t])) for t in ids))
+
+
+@contextmanager
+def guarded(url: str, run: Run, report: dict[str, Any], timeouts: Timeouts,
+            id_files: dict[str, Path] | None = None) -> Iterator[Any]:
+    """One connection, one transaction: any way out but the body's own commit is a rollback.
+
+    Errors become :class:`RunFailed` carrying the report, so the caller can still write it.
+    """
+    conn = db.connect(url, application_name=f"cutover-{run.kind}")
+    try:
+        yield conn
+    except RunFailed as exc:
+        report["error"] = str(exc)
+        raise _with_report(exc, report, id_files or {}) from None
+    except psycopg.Error as exc:
+        report["error"] = _describe(exc, timeouts)
+        raise _with_report(RunFailed(f"rolled back: {report['error']}"), report, id_files or {}) from None
+    except KeyboardInterrupt:
+        report["error"] = "interrupted by the operator"
+        raise _with_report(RunFailed("interrupted, rolled back", 130), report, id_files or {}) from None
+    finally:
+        _rollback_quietly(conn)  # a no-op after a commit
+        conn.close()
+        report["duration_s"] = round(time.monotonic() - run.t0, 3)
+
+
+def commit(conn: Any, url: str, plan: Plan, run_id: str, kind: str | None = None) -> None:
+    """Commit; if the connection dies during COMMIT, ask the database what happened.
+
+    A lost connection at COMMIT leaves the outcome unknown to the client; the run's audit event is
+    the database's own answer, so the report never claims a rollback that was in fact a commit.
+    """
+    try:
+        conn.commit()
+    except psycopg.OperationalError as exc:
+        if committed_in_database(url, plan, run_id, kind or plan.audit.completed):
+            return
+        raise RunFailed(f"connection lost during COMMIT ({redact(str(exc).strip().splitlines()[0])}); the "
+                        f"database confirms it did NOT commit; nothing changed") from None
+
+
+def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
+    a = plan.audit
+    query = sql.SQL("SELECT count(*) FROM {t} WHERE {ty} = {kind} AND {pl} ->> 'run_id' = {rid}").format(
+        t=rules.ident(a.table), ty=rules.ident(a.type_column), kind=sql.Literal(kind),
+        pl=rules.ident(a.payload_column), rid=sql.Literal(run_id))
+    with db.connection(url, autocommit=True) as check:
+        row = check.execute(query).fetchone()
+    return bool(row and row[0])
+
+
+def execute_rowcount(conn: Any, statement: sql.Composable) -> int:
+    return int(conn.execute(statement).rowcount)
+
+
+def _rollback_quietly(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        pass  # the session is gone: the server has already rolled the transaction back
+
+
+def _describe(exc: psycopg.Error, timeouts: Timeouts) -> str:
+    first = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    if isinstance(exc, pgerr.QueryCanceled):
+        return f"statement_timeout {timeouts.statement} reached ({first}); raise --statement-timeout"
+    if isinstance(exc, pgerr.LockNotAvailable):
+        return f"lock_timeout {timeouts.lock} reached ({first}); another session holds a lock"
+    if isinstance(exc, psycopg.OperationalError):
+        return f"connection lost ({first}); the server rolled the transaction back"
+    return first
+
+
+def _with_report(exc: RunFailed, report: dict[str, Any], id_files: dict[str, Path]) -> RunFailed:
+    exc.report, exc.id_files = report, id_files
+    return exc

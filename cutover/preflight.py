@@ -1,0 +1,173 @@
+"""Pre-flight: can the cutover run on this database, and what would it move?
+
+Run read-only by ``cutover dry-run`` and again inside the execute transaction (step 3), so what was
+READY in the rehearsal is re-proved under the cutover's own locks. Every blocker is collected (not
+just the first): an operator fixing a classifier dict wants the whole list in one pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import sql
+
+from cutover import rules
+from cutover.plan import Plan
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason the cutover must not run, with the evidence an operator needs to fix it."""
+
+    code: str
+    message: str
+    rows: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        sample = f" (e.g. {', '.join(self.rows)})" if self.rows else ""
+        return f"{self.code}: {self.message}{sample}"
+
+
+@dataclass
+class Preflight:
+    """The pre-flight's findings: planned moves per table and the blockers."""
+
+    planned: dict[str, int] = field(default_factory=dict)
+    blockers: list[Blocker] = field(default_factory=list)
+    last_run: dict[str, Any] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return not self.blockers
+
+    @property
+    def verdict(self) -> str:
+        return "READY" if self.ready else "BLOCKED"
+
+    @property
+    def already_cut_over(self) -> bool:
+        return any(b.code == "already-cut-over" for b in self.blockers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "planned": self.planned,
+                "blockers": [{"code": b.code, "message": b.message, "rows": list(b.rows)} for b in self.blockers]}
+
+
+def _one(conn: Any, query: sql.Composable, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+def present_tables(conn: Any) -> set[str]:
+    rows = conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')").fetchall()
+    return {r[0] for r in rows}
+
+
+def last_audit_run(conn: Any, plan: Plan) -> dict[str, Any] | None:
+    """The newest completed-or-reversed audit event on the target: the database's own record of state."""
+    a = plan.audit
+    q = sql.SQL("SELECT {ty}, {pl} FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) AND {src} = {sv} "
+                "ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
+        ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=rules.ident(a.table),
+        ten=rules.tenant_of(plan), target=sql.Literal(plan.target), kinds=sql.Literal([a.completed, a.reversed]),
+        src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
+    row = conn.execute(q).fetchone()
+    if row is None:
+        return None
+    payload = row[1] if isinstance(row[1], dict) else json.loads(row[1] or "{}")
+    return {"kind": row[0], **payload}
+
+
+def _schema_head(conn: Any, plan: Plan) -> list[Blocker]:
+    rows = conn.execute(sql.SQL("SELECT {c}::text FROM {t}").format(
+        c=rules.ident(plan.version_column), t=rules.ident(plan.version_table))).fetchall()
+    heads = [r[0] for r in rows]
+    if heads != [plan.schema_head]:
+        return [Blocker("wrong-schema-head", f"{plan.version_table} holds {heads or 'no row'}, expected exactly "
+                                             f"['{plan.schema_head}']; run the Phase 1 migration first")]
+    return []
+
+
+def tenant_problems(conn: Any, plan: Plan) -> list[str]:
+    """What is wrong with the source and target tenant rows (shared with check A2)."""
+    q = sql.SQL("SELECT {id}, {s}, {a}, {p} FROM {t} WHERE {id} = ANY({ids})").format(
+        id=rules.ident("id"), s=rules.ident(plan.settings_column), a=rules.ident(plan.active_column),
+        p=rules.ident(plan.protected_column), t=rules.ident(plan.tenant_table),
+        ids=sql.Literal([plan.source, plan.target]))
+    found = {r[0]: r[1:] for r in conn.execute(q).fetchall()}
+    problems = [f"tenant '{t}' does not exist" for t in (plan.source, plan.target) if t not in found]
+    if problems:
+        return problems
+    src_settings, tgt_settings = found[plan.source][0] or {}, found[plan.target][0] or {}
+    diff = [k for k in plan.mirrored_settings if tgt_settings.get(k) != src_settings.get(k) or k not in tgt_settings]
+    if diff:
+        shown = ", ".join(f"{k}={tgt_settings.get(k)!r} (source {src_settings.get(k)!r})" for k in diff)
+        problems.append(f"tenant '{plan.target}' settings not mirrored from '{plan.source}': {shown}")
+    if not found[plan.target][1]:
+        problems.append(f"tenant '{plan.target}' is not active")
+    if not found[plan.target][2]:
+        problems.append(f"tenant '{plan.target}' is not protected")
+    return problems
+
+
+def rls_problems(conn: Any, plan: Plan) -> list[str]:
+    """Tables whose row-level security is not enabled, not forced, or without a policy (shared with A21)."""
+    rows = conn.execute(
+        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+        "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
+        (list(plan.table_names),)).fetchall()
+    out = []
+    for name, enabled, forced, policies in sorted(rows):
+        missing = [what for what, ok in (("enabled", enabled), ("forced", forced), ("policy", policies > 0))
+                   if not ok]
+        if missing:
+            out.append(f"{name}: RLS lacks {' / '.join(missing)}")
+    return out
+
+
+def run(conn: Any, plan: Plan) -> Preflight:
+    """Every blocker of the reference contract, and the planned moves; reads only."""
+    result = Preflight()
+    missing = [t for t in plan.all_tables if t not in present_tables(conn)]
+    if missing:
+        result.blockers.append(Blocker("missing-tables", f"tables the plan names are missing: {', '.join(missing)}; "
+                                                         f"wrong database, or pass the matching --plan"))
+        return result
+    result.blockers += _schema_head(conn, plan)
+    result.blockers += [Blocker("target-tenant", p) for p in tenant_problems(conn, plan)]
+    for rule in plan.tables:
+        if rule.owner == "classified":
+            values = [r[0] for r in conn.execute(rules.unclassified_values(plan, rule)).fetchall()]
+            if values:
+                result.blockers.append(Blocker(
+                    f"unclassified-{rule.classification}",
+                    f"{rule.name}.{rule.column} values not in [classification.{rule.classification}]: "
+                    f"{', '.join(repr(v) for v in values[:10])}; classify them in the plan"))
+    for link in rules.links(plan):
+        n, sample = conn.execute(rules.link_violations(plan, link, after_move=True)).fetchone()
+        if n:
+            result.blockers.append(Blocker(
+                "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
+                           f"({link.label}); fix the rows or the plan's rules", tuple(sample or ())))
+    result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
+    result.last_run = last_audit_run(conn, plan)
+    on_target = {}
+    for rule in plan.moving:
+        n = _one(conn, rules.count_owned(plan, rule, plan.target))
+        if n:
+            on_target[rule.name] = n
+    if on_target:
+        shown = ", ".join(f"{t}={n}" for t, n in on_target.items())
+        if result.last_run is not None and result.last_run["kind"] == plan.audit.completed:
+            message = (f"run {result.last_run.get('run_id')} committed at {result.last_run.get('committed_at')}; "
+                       f"'{plan.target}' holds patient rows ({shown})")
+        else:
+            message = f"'{plan.target}' already holds patient rows ({shown}) with no committed cutover recorded"
+        result.blockers.append(Blocker("already-cut-over", message))
+    for rule in plan.moving:
+        result.planned[rule.name] = int(_one(conn, rules.count_owned(plan, rule, plan.source)))
+    return result

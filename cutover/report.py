@@ -1,0 +1,131 @@
+"""The cutover report: written atomically, checked for writability before any transaction opens.
+
+The report is the operator's record of the window and the input of the reverse migration, so it must
+never disagree with the database: it is written only once the outcome is known, replaced atomically
+(a half-written report is worse than none), never overwrites a committed report with a later
+failure, and can be rebuilt from the audit events the cutover writes in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from cutover import rules
+from cutover.errors import CutoverError
+from cutover.plan import Plan
+
+
+def check_writable(path: Path) -> None:
+    """Fail before the transaction, not after the commit, if the report cannot be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise CutoverError(f"--report-path {path} is a directory; pass a file path")
+    if not parent.is_dir():
+        raise CutoverError(f"--report-path {path}: directory {parent} does not exist; create it or pass another path")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".cutover-probe-"):
+            pass
+    except OSError as exc:
+        raise CutoverError(f"--report-path {path} is not writable ({exc.strerror}); pass a writable path") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CutoverError(f"--report-path {path} exists and is not writable; pass another path")
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CutoverError(f"report {path} not found; pass the execute's --report-path, or rebuild it with "
+                           f"'cutover report --rebuild --report-path {path}'") from None
+    except (OSError, ValueError) as exc:
+        raise CutoverError(f"report {path} is not a readable cutover report ({exc}); rebuild it with "
+                           f"'cutover report --rebuild'") from None
+    if not isinstance(data, dict) or "run_id" not in data:
+        raise CutoverError(f"report {path} is not a cutover report (no run_id); rebuild it with 'cutover report "
+                           f"--rebuild'")
+    return data
+
+
+def is_committed_report(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("commit_status") == "committed")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path] | None = None) -> Path:
+    """Write ``report`` atomically; allow-list ids are streamed from ``id_files`` (one id per line).
+
+    A failed run never replaces a committed report at the same path: it goes next to it instead,
+    and the returned path says where.
+    """
+    if report.get("commit_status") != "committed" and path.exists() and is_committed_report(path):
+        path = path.with_name(f"{path.name}.{report['run_id']}.{report.get('commit_status', 'failed')}.json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            body = {k: v for k, v in report.items() if k != "allow_list"}
+            text = json.dumps(body, indent=2, sort_keys=False, default=str)
+            out.write(text[:-2] if len(text) > 2 else "{")
+            out.write(",\n  \"allow_list\": {")
+            allow = dict(report.get("allow_list") or {})
+            tables = list(id_files or {}) or list(allow)
+            for i, table in enumerate(tables):
+                out.write(("," if i else "") + f"\n    {json.dumps(table)}: [")
+                ids: Iterable[str] = _ids(id_files[table]) if id_files else allow[table]
+                for j, row_id in enumerate(ids):
+                    out.write(("," if j else "") + json.dumps(row_id))
+                out.write("]")
+            out.write("\n  }\n}\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _ids(path: Path) -> Iterable[str]:
+    with open(path) as fh:
+        for line in fh:
+            yield line.rstrip("\n")
+
+
+def rewrite(path: Path, report: Mapping[str, Any]) -> Path:
+    """Replace a report after a sweep or reverse appended to it (ids are already in memory)."""
+    return write(path, report)
+
+
+def audit_events(conn: Any, plan: Plan, kind: str) -> list[dict[str, Any]]:
+    """Payloads of the cutover's audit events of one kind, oldest first."""
+    a = plan.audit
+    q = sql.SQL("SELECT {pl} FROM {t} WHERE {ty} = {kind} AND {src} = {sv} ORDER BY {pl} ->> 'committed_at'").format(
+        pl=rules.ident(a.payload_column), t=rules.ident(a.table), ty=rules.ident(a.type_column),
+        kind=sql.Literal(kind), src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
+    return [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in conn.execute(q).fetchall()]
+
+
+def rebuild(conn: Any, plan: Plan, run_id: str | None = None) -> dict[str, Any]:
+    """The report of a committed run, from the database alone (its audit events)."""
+    done = [e for e in audit_events(conn, plan, plan.audit.completed) if run_id is None or e.get("run_id") == run_id]
+    if not done:
+        which = f"run {run_id}" if run_id else "any run"
+        raise CutoverError(f"no {plan.audit.completed} event for {which} on '{plan.target}'; nothing was committed")
+    event = done[-1]
+    report = dict(event)
+    report["commit_status"] = "committed"
+    report["rebuilt_from_database"] = True
+    mine = event["run_id"]
+    report["sweeps"] = [e for e in audit_events(conn, plan, plan.audit.swept) if e.get("cutover_run_id") == mine]
+    reverses = [e for e in audit_events(conn, plan, plan.audit.reversed) if e.get("cutover_run_id") == mine]
+    if reverses:
+        report["reverse"] = reverses[-1]
+    return report

@@ -1,0 +1,134 @@
+"""The plan's ownership rules as SQL: one place builds every predicate the suite runs.
+
+The cutover's moves, the pre-flight's blockers, the sweep, the reverse and the smoke checks all ask
+the same questions ("is this row patient-owned?", "is this child on its parent's tenant?"). Building
+the SQL once, from the plan, with ``psycopg.sql`` is what keeps the check and the thing checked from
+drifting apart: a check that used its own predicate could pass on a cutover that moved the wrong rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from cutover.plan import Plan, TableRule
+
+
+def ident(*names: str) -> sql.Identifier:
+    return sql.Identifier(*names)
+
+
+def patient_predicate(plan: Plan, rule: TableRule, alias: str | None = None) -> sql.Composable:
+    """True for the rows of ``rule``'s table that are patient-owned, wherever they are."""
+    if rule.owner == "patient":
+        return sql.SQL("TRUE")
+    if rule.owner == "provider":
+        return sql.SQL("FALSE")
+    assert rule.column is not None
+    col = ident(alias, rule.column) if alias else ident(rule.column)
+    return sql.SQL("{} = ANY({})").format(col, sql.Literal(list(plan.patient_values(rule))))
+
+
+def tenant_of(plan: Plan, alias: str | None = None) -> sql.Identifier:
+    return ident(alias, plan.tenant_column) if alias else ident(plan.tenant_column)
+
+
+def owned_on(plan: Plan, rule: TableRule, tenant: str, alias: str | None = None) -> sql.Composable:
+    """Rows of ``rule``'s table on ``tenant`` that the cutover treats as patient-owned."""
+    return sql.SQL("({} = {} AND {})").format(tenant_of(plan, alias), sql.Literal(tenant),
+                                              patient_predicate(plan, rule, alias))
+
+
+def count_owned(plan: Plan, rule: TableRule, tenant: str) -> sql.Composed:
+    return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident(rule.name), owned_on(plan, rule, tenant))
+
+
+def sample_owned(plan: Plan, rule: TableRule, tenant: str, limit: int = 5) -> sql.Composed:
+    """A few row ids for evidence: an operator wants to look at the rows, not just a count."""
+    return sql.SQL("SELECT {k}::text FROM {t} WHERE {w} ORDER BY {k} LIMIT {n}").format(
+        k=ident(rule.key), t=ident(rule.name), w=owned_on(plan, rule, tenant), n=sql.Literal(limit))
+
+
+def move_owned(plan: Plan, rule: TableRule, source: str, target: str) -> sql.Composed:
+    """The set-based move: one UPDATE per table, no per-row round trips."""
+    return sql.SQL("UPDATE {t} SET {c} = {to} WHERE {w}").format(
+        t=ident(rule.name), c=tenant_of(plan), to=sql.Literal(target), w=owned_on(plan, rule, source))
+
+
+def move_ids(plan: Plan, rule: TableRule, id_table: str, source: str, target: str) -> sql.Composed:
+    """Move exactly the rows whose keys are listed in ``id_table`` (the reverse and its dry-run)."""
+    return sql.SQL("UPDATE {t} SET {c} = {to} FROM {ids} WHERE {t}.{k} = {ids}.id AND {t}.{c} = {src}").format(
+        t=ident(rule.name), c=tenant_of(plan), to=sql.Literal(target), ids=ident(id_table),
+        k=ident(rule.key), src=sql.Literal(source))
+
+
+def tenant_counts(plan: Plan, table: str) -> sql.Composed:
+    col = tenant_of(plan)
+    return sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY {c}").format(c=col, t=ident(table))
+
+
+def unclassified_values(plan: Plan, rule: TableRule) -> sql.Composed:
+    """Values of a classified column the plan's classification does not know (NULL included)."""
+    assert rule.column is not None and rule.classification is not None
+    known = sorted(plan.classifications[rule.classification])
+    col = ident(rule.column)
+    return sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE {c} IS NULL OR NOT ({c} = ANY({k})) ORDER BY 1").format(
+        c=col, t=ident(rule.name), k=sql.Literal(known))
+
+
+@dataclass(frozen=True)
+class Link:
+    """One child → parent pointer of the plan: a column, or a key inside a jsonb column."""
+
+    child: TableRule
+    parent: TableRule
+    label: str
+    parent_key: sql.Composable
+    via_share: bool
+
+
+def links(plan: Plan) -> list[Link]:
+    """Every reference the plan declares, ready to be joined."""
+    out: list[Link] = []
+    for rule in plan.tables:
+        for ref in rule.references:
+            out.append(Link(rule, plan.table(ref.table), f"{rule.name}.{ref.column} -> {ref.table}",
+                            ident("c", ref.column), ref.via_share))
+        if rule.case_json is not None:
+            cj = rule.case_json
+            out.append(Link(rule, plan.table(cj.table), f"{rule.name}.{cj.column}->>'{cj.key}' -> {cj.table}",
+                            sql.SQL("({} ->> {})").format(ident("c", cj.column), sql.Literal(cj.key)), cj.via_share))
+    return out
+
+
+def _projected(plan: Plan, rule: TableRule, alias: str, after_move: bool) -> sql.Composable:
+    """A row's tenant now, or (``after_move``) once the cutover has moved the source's patient rows."""
+    if not after_move:
+        return tenant_of(plan, alias)
+    return sql.SQL("(CASE WHEN {o} THEN {to} ELSE {c} END)").format(
+        o=owned_on(plan, rule, plan.source, alias), to=sql.Literal(plan.target), c=tenant_of(plan, alias))
+
+
+def link_violations(plan: Plan, link: Link, *, after_move: bool = False, limit: int = 5) -> sql.Composed:
+    """Child rows not on their parent's tenant (a missing parent counts), except share-backed ones.
+
+    With ``after_move`` the question is asked of the state the cutover would leave behind: that is
+    the pre-flight's "orphans the predicates cannot place". Returns (count, sample ids).
+    """
+    child_t = _projected(plan, link.child, "c", after_move)
+    parent_t = _projected(plan, link.parent, "p", after_move)
+    excuse: sql.Composable = sql.SQL("FALSE")
+    share = plan.share_table
+    if link.via_share and share is not None and share.share_target is not None:
+        case_ref = next((r.column for r in share.references if r.table == link.parent.name), None)
+        if case_ref is not None:
+            excuse = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = p.{pk} AND s.{st} = {ct})").format(
+                s=ident(share.name), sc=ident(case_ref), pk=ident(link.parent.key),
+                st=ident(share.share_target), ct=child_t)
+    bad = sql.SQL("SELECT c.{ck}::text AS id FROM {ct} c LEFT JOIN {pt} p ON p.{pk} = {ref} "
+                  "WHERE {ref} IS NOT NULL AND (p.{pk} IS NULL OR ({cten} <> {pten} AND NOT {excuse}))").format(
+        ck=ident(link.child.key), ct=ident(link.child.name), pt=ident(link.parent.name), pk=ident(link.parent.key),
+        ref=link.parent_key, cten=child_t, pten=parent_t, excuse=excuse)
+    return sql.SQL("SELECT count(*), (array_agg(id ORDER BY id))[1:{n}] FROM ({bad}) v").format(
+        bad=bad, n=sql.Literal(limit))
