@@ -63,7 +63,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
             moved = {name: engine.execute_rowcount(conn, rules.move_ids(plan, plan.table(name), ids[name], plan.source,
                                                                         plan.target)) for name in ids}
             info["rows"] = sum(moved.values())
-        with run.step(f"verify, write {plan.audit.swept}, commit"):
+        with run.step(f"verify, write {plan.audit.swept}"):
             engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
             moved_ids = {t: ids[t] for t in ids if moved[t]}
@@ -134,12 +134,12 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             moved = {name: engine.execute_rowcount(conn, rules.move_ids(plan, plan.table(name), ids[name], plan.target,
                                                                         plan.source)) for name in ids}
             info["rows"] = sum(moved.values())
-        with run.step(f"verify, write {plan.audit.reversed}, commit"):
+        with run.step(f"verify, write {plan.audit.reversed}"):
             engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
             engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
                 {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",
                                         "new_since_commit")})))
-            engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)
+        engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)
         record["commit_status"] = "committed"
     return record

@@ -86,6 +86,7 @@ class Run:
     steps: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
     number: int = 0
+    conn: Any = None
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
@@ -99,13 +100,24 @@ class Run:
         self.steps.append(info)
         self.progress(StepEvent(self.number, self.total, name, True, info["rows"], info["seconds"]))
         if os.environ.get(PAUSE_ENV) == str(self.number):
-            print(f"cutover: paused after step {self.number} ({PAUSE_ENV})", file=sys.stderr, flush=True)
-            time.sleep(600)
+            self._pause()
+
+    def _pause(self) -> None:
+        """Hold the open transaction (for the atomicity tests), probing the session so a kill ends it."""
+        print(f"cutover: paused after step {self.number} ({PAUSE_ENV})", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            if self.conn is not None:
+                self.conn.execute("SELECT 1")
 
 
 def set_timeouts(conn: Any, timeouts: Timeouts) -> None:
-    conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-                 (timeouts.lock, timeouts.statement))
+    """Timeouts for this transaction only; plus a client liveness check, so that a killed client
+    aborts even a long statement or a COMMIT still firing deferred triggers, instead of letting the
+    server finish a transaction nobody is watching."""
+    conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
+                 "set_config('client_connection_check_interval', '1s', true)", (timeouts.lock, timeouts.statement))
 
 
 def lock(conn: Any, plan: Plan, timeouts: Timeouts) -> None:
@@ -253,7 +265,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                                         f"rolled back")
                 info["rows"] = sum(moved[n] for n in group)
         report["moved"] = moved
-        with run.step(f"verify, write {plan.audit.completed}, commit") as info:
+        with run.step(f"verify, write {plan.audit.completed}") as info:
             verify(conn, plan, "execute", baseline, moved, written, ids, plan.source, plan.target)
             report.update(written={plan.audit.table: 2}, committed_at=datetime.now(UTC).isoformat())
             summary = {k: report[k] for k in ("run_id", "actor", "started_at", "committed_at", "baseline", "moved",
@@ -261,7 +273,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             write_audit(conn, plan, plan.audit.completed, sql.SQL("{} || jsonb_build_object('allow_list', {})").format(
                 sql.Literal(json.dumps(summary)), ids_json(ids)))
             info["rows"] = sum(moved.values())
-            commit(conn, url, plan, run.run_id)
+        commit(conn, url, plan, run.run_id)  # after the step, so the fault pause can land before COMMIT
         report["commit_status"] = "committed"
     return report, id_files
 
@@ -281,6 +293,7 @@ def guarded(url: str, run: Run, report: dict[str, Any], timeouts: Timeouts,
     Errors become :class:`RunFailed` carrying the report, so the caller can still write it.
     """
     conn = db.connect(url, application_name=f"cutover-{run.kind}")
+    run.conn = conn
     try:
         yield conn
     except RunFailed as exc:
