@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -121,18 +122,68 @@ def set_timeouts(conn: Any, timeouts: Timeouts) -> None:
 
 
 def lock(conn: Any, plan: Plan, timeouts: Timeouts) -> None:
-    """Refuse a concurrent cutover at once, then hold writers off every plan table until commit."""
+    """Refuse a concurrent cutover at once, then hold writers off every plan table until commit.
+
+    The tables are locked all together in short attempts, releasing everything between attempts:
+    a writer holding one table while waiting for another would otherwise deadlock with a cutover
+    locking them one by one. The whole wait is bounded by ``lock_timeout``.
+    """
     got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (plan.name,)).fetchone()[0]
     if not got:
         raise RunFailed(f"another cutover/sweep/reverse of plan '{plan.name}' is running on this database "
                         f"(advisory lock held); wait for it to finish, nothing was changed")
-    for table in plan.table_names:
+    budget = interval_seconds(timeouts.lock)
+    deadline = time.monotonic() + budget
+    statement = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+        sql.SQL(", ").join(rules.ident(t) for t in plan.table_names))
+    blocked_on = "?"
+    while True:
+        attempt = max(0.01, min(ATTEMPT_S, deadline - time.monotonic()))
+        conn.execute("SAVEPOINT cutover_lock")
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(attempt * 1000)}ms",))
         try:
-            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(rules.ident(table)))
-        except pgerr.LockNotAvailable:
-            raise RunFailed(f"could not lock table {table} within lock_timeout {timeouts.lock}: another session "
-                            f"holds a conflicting lock (see pg_locks); nothing was changed, retry once it is "
-                            f"released or raise --lock-timeout") from None
+            conn.execute(statement)
+        except (pgerr.LockNotAvailable, pgerr.DeadlockDetected) as exc:
+            conn.execute("ROLLBACK TO SAVEPOINT cutover_lock")
+            blocked_on = _holders(conn, plan) or _relation(exc) or blocked_on
+            if time.monotonic() >= deadline:
+                raise RunFailed(f"could not lock table {blocked_on} within lock_timeout {timeouts.lock}: another "
+                                f"session holds a conflicting lock; nothing was changed, retry once it is released "
+                                f"or raise --lock-timeout") from None
+            continue
+        conn.execute("RELEASE SAVEPOINT cutover_lock")
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeouts.lock,))
+        return
+
+
+ATTEMPT_S = 0.2  # below deadlock_timeout (1s by default): back off before a deadlock is even detected
+
+
+def _holders(conn: Any, plan: Plan) -> str | None:
+    """Which plan tables other sessions hold in a mode that blocks ours, and who they are."""
+    rows = conn.execute(
+        "SELECT c.relname, a.pid, coalesce(a.application_name, '') FROM pg_locks l "
+        "JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database "
+        "WHERE datname = current_database()) AND c.relname = ANY(%s) AND l.mode <> 'AccessShareLock' "
+        "ORDER BY 1, 2", (list(plan.table_names),)).fetchall()
+    if not rows:
+        return None
+    return ", ".join(f"{rel} (held by pid {pid}{f' {app!r}' if app else ''})" for rel, pid, app in rows[:5])
+
+
+def _relation(exc: psycopg.Error) -> str | None:
+    match = re.search(r'relation "([^"]+)"', exc.diag.message_primary or "")
+    return match.group(1) if match else None
+
+
+def interval_seconds(value: str) -> float:
+    """'500ms', '3s', '2min', '1h' or a bare number of milliseconds (PostgreSQL's unit) as seconds."""
+    match = re.fullmatch(r"(\d+)(ms|s|min|h)?", value.strip())
+    if match is None:
+        raise CutoverError(f"--lock-timeout must be a duration like 500ms, 3s or 15min, got {value!r}")
+    number, unit = int(match.group(1)), match.group(2) or "ms"
+    return number * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]
 
 
 def counts(conn: Any, plan: Plan) -> dict[str, dict[str, int]]:
