@@ -35,7 +35,14 @@ def bare_updates(url: str, plan: Plan) -> tuple[float, int]:
 def cutover_execute(url: str, plan: Plan, spool: Path) -> tuple[float, int]:
     started = time.monotonic()
     report, _ = engine.execute(url, plan, "benchmark", engine.Timeouts(statement="30min"), spool=spool)
-    return time.monotonic() - started, sum(report["moved"].values())
+    seconds = time.monotonic() - started
+    if VERBOSE:
+        for step in report["steps"]:
+            print(f"        step {step['step']:2d} {step['seconds']:7.2f} s  {step['name']}", flush=True)
+    return seconds, sum(report["moved"].values())
+
+
+VERBOSE = False
 
 
 def main() -> None:
@@ -43,7 +50,10 @@ def main() -> None:
     parser.add_argument("--scales", default="1,10,100", help="comma-separated scales (default 1,10,100)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scale (median reported)")
     parser.add_argument("--seed", type=int, default=20260430)
+    parser.add_argument("--steps", action="store_true", help="also print each execute step's time")
     args = parser.parse_args()
+    global VERBOSE
+    VERBOSE = args.steps
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
     info = sandbox.start(settings)

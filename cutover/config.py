@@ -77,6 +77,15 @@ OPTIONS: tuple[Option, ...] = (
            ("CUTOVER_LOCK_TIMEOUT",)),
     Option("statement_timeout", "--statement-timeout", "string", "15min",
            "statement_timeout of the cutover, sweep and reverse transactions.", ("CUTOVER_STATEMENT_TIMEOUT",)),
+    Option("report_path", "--report-path", "string", None,
+           "The cutover's report JSON, for checks A5 and A10 against --db-url (the sandbox makes its own).",
+           ("CUTOVER_REPORT_PATH",)),
+    Option("check", "--check", "string", None,
+           "Run only these smoke checks, comma-separated ids (e.g. A3,A7).", ("CUTOVER_CHECK",)),
+    Option("check_statement_timeout", "--check-statement-timeout", "string", "30s",
+           "statement_timeout of the checks' read-only connection.", ("CUTOVER_CHECK_STATEMENT_TIMEOUT",)),
+    Option("check_lock_timeout", "--check-lock-timeout", "string", "2s",
+           "lock_timeout of the checks' read-only connection.", ("CUTOVER_CHECK_LOCK_TIMEOUT",)),
 )
 
 
@@ -97,11 +106,20 @@ class Settings:
     startup_timeout: int = 60
     lock_timeout: str = "3s"
     statement_timeout: str = "15min"
+    report_path: str | None = None
+    check: str | None = None
+    check_statement_timeout: str = "30s"
+    check_lock_timeout: str = "2s"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def plan_path(self) -> Path:
         return Path(self.plan) if self.plan is not None else DEFAULT_PLAN
+
+    @property
+    def check_ids(self) -> tuple[str, ...]:
+        """The ``--check`` selection, upper-cased; empty means every check."""
+        return tuple(c.strip().upper() for c in (self.check or "").split(",") if c.strip())
 
     @property
     def cache_path(self) -> Path:

@@ -257,10 +257,10 @@ def verify(conn: Any, plan: Plan, kind: str, baseline: dict[str, dict[str, int]]
 
 
 def build_ids(conn: Any, name: str, select: sql.Composable) -> int:
-    conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(rules.ident(name), select))
-    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (id)").format(rules.ident(name)))
+    """Materialise a list of row keys in a temp table dropped at commit; returns how many."""
+    cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(rules.ident(name), select))
     conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(name)))
-    return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(rules.ident(name))).fetchone()[0])
+    return int(cur.rowcount)
 
 
 def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progress = _no_progress,

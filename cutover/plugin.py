@@ -18,6 +18,9 @@ from typing import Any, NoReturn
 import pytest
 
 from cutover import config as cfg
+from cutover import reporting
+from cutover import target as targets
+from cutover.checks import TITLES, Checker
 from cutover.errors import EXIT_USAGE, CutoverError
 from cutover.plan import Plan, load_plan
 from cutover.provider import SessionSandbox, release
@@ -26,6 +29,7 @@ from cutover.sandbox import ServerInfo
 
 SETTINGS = pytest.StashKey[cfg.Settings]()
 SHARED_DIR = pytest.StashKey[Path]()
+SUMMARY = reporting.Summary()
 
 MARKERS = (
     "setA: dev-branch rehearsal check (runbook Set A)",
@@ -98,6 +102,59 @@ def pytest_runtest_makereport(
             report.longrepr = clean
     report.sections = [(title, redact(content)) for title, content in report.sections]
     return report
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Per-table checks get one test per table (or reference) of the plan, named in the test id."""
+    wanted = {"patient_table", "owned_table", "reference"} & set(metafunc.fixturenames)
+    if not wanted:
+        return
+    try:
+        plan = load_plan(metafunc.config.stash[SETTINGS].plan_path)
+    except CutoverError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if "patient_table" in wanted:
+        metafunc.parametrize("patient_table", [t.name for t in plan.moving], ids=str)
+    if "owned_table" in wanted:
+        metafunc.parametrize("owned_table", [t.name for t in plan.tables if t.owner != "patient"], ids=str)
+    if "reference" in wanted:
+        labels = [f"{t.name}.{r.column}" for t in plan.tables for r in t.references]
+        metafunc.parametrize("reference", labels, ids=str)
+
+
+def _check_id(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("check")
+    return str(marker.args[0]).upper() if marker is not None and marker.args else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--check A3,A7`` keeps only those checks; every check's id travels with its reports (xdist too)."""
+    wanted = config.stash[SETTINGS].check_ids
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        check = _check_id(item)
+        if check is not None:
+            item.user_properties.append(("cutover_check", check))
+        (keep if not wanted or check in wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    check = dict(report.user_properties).get("cutover_check")
+    if check is not None:
+        SUMMARY.record(str(check), report)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line per check, then the verdict line the runbook expects (read under time pressure)."""
+    if getattr(config, "workerinput", None) is not None or not SUMMARY.outcomes:
+        return
+    terminalreporter.section("smoke matrix")
+    for line, colour in SUMMARY.lines():
+        terminalreporter.write_line(line, **{colour: True})
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -178,3 +235,43 @@ def _clone(provider: SessionSandbox, label: str) -> Iterator[str]:
         _fail_setup(exc)
     yield url
     provider.drop(url)
+
+
+@pytest.fixture(scope="session")
+def cutover_target(request: pytest.FixtureRequest, pytestconfig: pytest.Config, cutover_settings: cfg.Settings,
+                   cutover_plan: Plan) -> Iterator[targets.Target]:
+    """The database under check: --db-url untouched, else a sandbox clone with the reference cutover run."""
+    try:
+        if cutover_settings.db_url is not None:
+            yield targets.adopt(cutover_settings)
+            return
+        provider: SessionSandbox = request.getfixturevalue("cutover_sandbox")
+        request.getfixturevalue("cutover_server")
+        workerinput = getattr(pytestconfig, "workerinput", None)
+        label = f"cut_{workerinput['workerid']}" if workerinput else "cut"
+        target = targets.cut_over_clone(provider, cutover_plan, cutover_settings, pytestconfig.stash[SHARED_DIR],
+                                        label, _progress(pytestconfig))
+    except CutoverError as exc:
+        _fail_setup(exc)
+    yield target
+    provider.drop(target.url)
+
+
+@pytest.fixture(scope="session")
+def cutover_checker(cutover_target: targets.Target, cutover_settings: cfg.Settings,
+                    cutover_plan: Plan) -> Iterator[Checker]:
+    """The checks, on a read-only connection to the target."""
+    try:
+        conn = targets.check_connection(cutover_target.url, cutover_settings)
+    except CutoverError as exc:
+        _fail_setup(exc)
+    yield Checker(conn, cutover_plan, cutover_target.report)
+    conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _cutover_check_label(request: pytest.FixtureRequest) -> None:
+    """Name a check's test in Allure by its id and title."""
+    check = _check_id(request.node)
+    if check is not None:
+        reporting.label(check, f"{check} {TITLES.get(check, request.node.name)}")

@@ -1,0 +1,72 @@
+"""The database the smoke checks look at, and the read-only connection they look through.
+
+With ``--db-url`` the target is adopted as it is: nothing is created, cut over or written, and
+the report comes from ``--report-path``. Without it the target is a sandbox clone of the restored
+snapshot with the reference cutover executed on it, and the report is the one that run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cutover import db, engine
+from cutover import report as reports
+from cutover.config import Settings
+from cutover.errors import SetupError
+from cutover.plan import Plan
+from cutover.progress import Log, quiet
+from cutover.provider import SessionSandbox
+
+CHECK_APPLICATION = "cutover-suite-checks"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database under check, with the cutover report the A5/A10 checks compare it with."""
+
+    url: str
+    report: dict[str, Any] | None
+    report_path: Path | None
+    sandbox: bool
+
+
+def adopt(settings: Settings) -> Target:
+    """--db-url as it is; the report, when given, is read (and must be a cutover report)."""
+    assert settings.db_url is not None
+    path = Path(settings.report_path) if settings.report_path is not None else None
+    report = reports.load(path) if path is not None else None
+    return Target(settings.db_url, report, path, sandbox=False)
+
+
+def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, label: str,
+                   log: Log = quiet) -> Target:
+    """A clone of the restored snapshot with the reference cutover executed on it."""
+    url = provider.clone(label)
+    try:
+        report, id_files = engine.execute(url, plan, f"rehearsal:{label}",
+                                          engine.Timeouts(settings.lock_timeout, settings.statement_timeout))
+    except engine.RunFailed as exc:
+        provider.drop(url)
+        raise SetupError(f"the reference cutover failed on the sandbox target: {exc}") from None
+    path = workdir / f"cutover_report_{label}_{os.getpid()}.json"
+    reports.write(path, report, id_files)
+    log(f"cutover: reference cutover committed on the sandbox target in {report['duration_s']:.2f} s "
+        f"({sum(report['moved'].values())} rows); report {path}")
+    return Target(url, json.loads(path.read_text()), path, sandbox=True)
+
+
+def check_connection(url: str, settings: Settings) -> Any:
+    """Read-only by session default, short timeouts, named; refuses to hand out anything writable."""
+    conn = db.connect(url, autocommit=True, read_only=True, application_name=CHECK_APPLICATION,
+                      options={"statement_timeout": settings.check_statement_timeout,
+                               "lock_timeout": settings.check_lock_timeout})
+    row = conn.execute("SHOW transaction_read_only").fetchone()
+    if row is None or row[0] != "on":
+        conn.close()
+        raise SetupError("the checks' connection is not read-only (transaction_read_only is off); refusing to run "
+                         "checks on a connection that could write")
+    return conn
