@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +11,10 @@ import pytest
 
 from cutover import db
 from cutover.config import Settings
+from cutover.plan import Plan
+from cutover.provider import SessionSandbox
 from cutover.sandbox import ServerInfo
+from cutover.target import Target, cut_over_clone
 
 EXAMPLE_CONFTEST = 'pytest_plugins = ["cutover.plugin"]\n'
 
@@ -48,4 +52,23 @@ def empty_db(cutover_server: ServerInfo) -> Iterator[str]:
     name = f"empty_{uuid.uuid4().hex[:8]}"
     url = db.create_database(cutover_server.admin_url, name)
     yield url
+    db.drop_database(cutover_server.admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def cut_over_template(cutover_sandbox: SessionSandbox, cutover_server: ServerInfo, cutover_plan: Plan,
+                      cutover_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """A sandbox database with the reference cutover executed, to clone per test."""
+    target = cut_over_clone(cutover_sandbox, cutover_plan, cutover_settings, tmp_path_factory.mktemp("cut"),
+                            f"cuttpl_{uuid.uuid4().hex[:6]}")
+    yield target
+    cutover_sandbox.drop(target.url)
+
+
+@pytest.fixture
+def cut_over_db(cut_over_template: Target, cutover_server: ServerInfo) -> Iterator[Target]:
+    """A private copy of a correctly cut-over database (and its report) for one test to break."""
+    name = f"cut_{uuid.uuid4().hex[:8]}"
+    url = db.create_database(cutover_server.admin_url, name, template=db.database_name(cut_over_template.url))
+    yield Target(url, copy.deepcopy(cut_over_template.report), cut_over_template.report_path, sandbox=True)
     db.drop_database(cutover_server.admin_url, name)
