@@ -29,7 +29,6 @@ from cutover.sandbox import ServerInfo
 
 SETTINGS = pytest.StashKey[cfg.Settings]()
 SHARED_DIR = pytest.StashKey[Path]()
-SUMMARY = reporting.Summary()
 
 MARKERS = (
     "setA: dev-branch rehearsal check (runbook Set A)",
@@ -58,6 +57,7 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    config.pluginmanager.register(reporting.Summary(), "cutover-summary")  # one per run, not per process
     cli = {o.name: config.getoption(f"cutover_{o.name}") for o in cfg.OPTIONS}
     ini = {o.name: config.getini(o.ini) for o in cfg.OPTIONS}
     try:
@@ -140,21 +140,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    check = dict(report.user_properties).get("cutover_check")
-    if check is not None:
-        SUMMARY.record(str(check), report)
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """One line per check, then the verdict line the runbook expects (read under time pressure)."""
-    if getattr(config, "workerinput", None) is not None or not SUMMARY.outcomes:
-        return
-    terminalreporter.section("smoke matrix")
-    for line, colour in SUMMARY.lines():
-        terminalreporter.write_line(line, **{colour: True})
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import Any
 
 import allure
 import pytest
@@ -44,12 +45,25 @@ def verdict(ev: Evidence) -> None:
 
 
 class Summary:
-    """Each check's worst outcome over its tests (per-table checks have several), for the summary."""
+    """Each check's worst outcome over its tests (per-table checks have several): a pytest plugin
+    registered per run, printing one line per check and the runbook's verdict line at the end."""
 
     RANK = {"passed": 0, "skipped": 1, "failed": 2}
 
     def __init__(self) -> None:
         self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        check = dict(report.user_properties).get("cutover_check")
+        if check is not None:
+            self.record(str(check), report)
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if getattr(config, "workerinput", None) is not None or not self.outcomes:
+            return
+        terminalreporter.section("smoke matrix")
+        for line, colour in self.lines():
+            terminalreporter.write_line(line, **{colour: True})
 
     def record(self, check: str, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.failed or report.skipped):
