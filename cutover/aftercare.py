@@ -53,15 +53,12 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
             baseline = engine.counts(conn, plan)
             for rule in plan.moving:
                 ids[rule.name] = engine.id_table(rule, "sweep")
-                found[rule.name] = engine.build_ids(conn, ids[rule.name], sql.SQL(
-                    "SELECT {k}::text AS id FROM {t} WHERE {w}").format(
-                    k=rules.ident(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+                found[rule.name] = engine.build_owned_ids(conn, plan, rule, plan.source, ids[rule.name])
             info["rows"] = sum(found.values())
         if not any(found.values()):
             return None
         with run.step("move stragglers to the target") as info:
-            moved = {name: engine.execute_rowcount(conn, rules.move_ids(plan, plan.table(name), ids[name], plan.source,
-                                                                        plan.target)) for name in ids}
+            moved = engine.move_listed(conn, plan, ids, plan.source, plan.target)
             info["rows"] = sum(moved.values())
         with run.step(f"verify, write {plan.audit.swept}"):
             engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
@@ -131,8 +128,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             record["commit_status"] = "dry_run"
             return record
         with run.step("move the rows back to the source") as info:
-            moved = {name: engine.execute_rowcount(conn, rules.move_ids(plan, plan.table(name), ids[name], plan.target,
-                                                                        plan.source)) for name in ids}
+            moved = engine.move_listed(conn, plan, ids, plan.target, plan.source)
             info["rows"] = sum(moved.values())
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)

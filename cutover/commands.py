@@ -133,7 +133,7 @@ def sweep(args: argparse.Namespace) -> int:
         return engine.EXIT_OK
     if cut is not None and args.report_path is not None:
         cut.setdefault("sweeps", []).append(record)
-        reports.rewrite(args.report_path, cut)
+        reports.write(args.report_path, cut)
     _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"]},
           f"SWEEP COMMITTED: moved {sum(record['moved'].values())} rows ({record['moved']})")
     return engine.EXIT_OK
@@ -159,7 +159,7 @@ def reverse(args: argparse.Namespace) -> int:
               f"{sum(record['new_since_commit'].values())} of them created since the commit; nothing changed")
         return engine.EXIT_OK
     cut["reverse"] = record
-    reports.rewrite(args.report_path, cut)
+    reports.write(args.report_path, cut)
     _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"]},
           f"REVERSE COMMITTED: moved {sum(record['moved'].values())} rows back to {plan.source}; report: "
           f"{args.report_path}")
@@ -167,7 +167,7 @@ def reverse(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    _settings_, plan, url = _settings(args)
+    _, plan, url = _settings(args)
     reports.check_writable(args.report_path)
     with db.connection(url, read_only=True) as conn:
         rebuilt = reports.rebuild(conn, plan, args.run_id)

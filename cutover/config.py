@@ -22,7 +22,7 @@ IniType = Literal["string", "int", "bool"]
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PLAN = PACKAGE_ROOT / "fixtures" / "plan.toml"
 SANDBOX_BACKENDS = ("auto", "url", "docker", "local")
-_DURATION = re.compile(r"^\d+(ms|s|min|h)?$")
+DURATION = re.compile(r"^(\d+)(ms|s|min|h)?$")
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _convert(option: Option, raw: Any, origin: str) -> Any:
             raise SetupError(f"{origin} must be true or false, got {raw!r}; fix the value of {origin}")
     else:
         value = str(raw)
-    if option.name.endswith("_timeout") and option.type == "string" and not _DURATION.match(value):
+    if option.name.endswith("_timeout") and option.type == "string" and not DURATION.match(value):
         raise SetupError(f"{origin} must be a duration like 500ms, 3s or 15min, got {value!r}; "
                          f"fix the value of {origin}")
     if option.choices is not None and value not in option.choices:

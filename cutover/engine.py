@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 from cutover import db, preflight, rules
+from cutover.config import DURATION
 from cutover.errors import CutoverError
 from cutover.plan import Plan, TableRule
 from cutover.redact import mask_url, redact
@@ -136,17 +136,16 @@ def lock(conn: Any, plan: Plan, timeouts: Timeouts) -> None:
     deadline = time.monotonic() + budget
     statement = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
         sql.SQL(", ").join(rules.ident(t) for t in plan.table_names))
-    blocked_on = "?"
     while True:
         attempt = max(0.01, min(ATTEMPT_S, deadline - time.monotonic()))
         conn.execute("SAVEPOINT cutover_lock")
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(attempt * 1000)}ms",))
         try:
             conn.execute(statement)
-        except (pgerr.LockNotAvailable, pgerr.DeadlockDetected) as exc:
+        except (pgerr.LockNotAvailable, pgerr.DeadlockDetected):
             conn.execute("ROLLBACK TO SAVEPOINT cutover_lock")
-            blocked_on = _holders(conn, plan) or _relation(exc) or blocked_on
             if time.monotonic() >= deadline:
+                blocked_on = _holders(conn, plan) or "of the plan (the holder has just let go)"
                 raise RunFailed(f"could not lock table {blocked_on} within lock_timeout {timeouts.lock}: another "
                                 f"session holds a conflicting lock; nothing was changed, retry once it is released "
                                 f"or raise --lock-timeout") from None
@@ -172,14 +171,9 @@ def _holders(conn: Any, plan: Plan) -> str | None:
     return ", ".join(f"{rel} (held by pid {pid}{f' {app!r}' if app else ''})" for rel, pid, app in rows[:5])
 
 
-def _relation(exc: psycopg.Error) -> str | None:
-    match = re.search(r'relation "([^"]+)"', exc.diag.message_primary or "")
-    return match.group(1) if match else None
-
-
 def interval_seconds(value: str) -> float:
     """'500ms', '3s', '2min', '1h' or a bare number of milliseconds (PostgreSQL's unit) as seconds."""
-    match = re.fullmatch(r"(\d+)(ms|s|min|h)?", value.strip())
+    match = DURATION.fullmatch(value.strip())
     if match is None:
         raise CutoverError(f"--lock-timeout must be a duration like 500ms, 3s or 15min, got {value!r}")
     number, unit = int(match.group(1)), match.group(2) or "ms"
@@ -263,6 +257,18 @@ def build_ids(conn: Any, name: str, select: sql.Composable) -> int:
     return int(cur.rowcount)
 
 
+def build_owned_ids(conn: Any, plan: Plan, rule: TableRule, tenant: str, name: str) -> int:
+    """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
+    return build_ids(conn, name, sql.SQL("SELECT {k}::text AS id FROM {t} WHERE {w}").format(
+        k=rules.ident(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
+
+
+def move_listed(conn: Any, plan: Plan, ids: dict[str, str], source: str, target: str) -> dict[str, int]:
+    """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table."""
+    return {name: int(conn.execute(rules.move_ids(plan, plan.table(name), table, source, target)).rowcount)
+            for name, table in ids.items()}
+
+
 def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progress = _no_progress,
             spool: Path | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
     """Run the cutover; returns the report and the allow-list id files; raises :class:`RunFailed`."""
@@ -296,9 +302,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         with run.step("build the allow-list of rows to move") as info:
             for rule in plan.moving:
                 ids[rule.name] = id_table(rule, "allow")
-                allow[rule.name] = build_ids(conn, ids[rule.name], sql.SQL(
-                    "SELECT {k}::text AS id FROM {t} WHERE {w}").format(
-                    k=rules.ident(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+                allow[rule.name] = build_owned_ids(conn, plan, rule, plan.source, ids[rule.name])
                 id_files[rule.name] = spool_ids(conn, ids[rule.name], spool_dir)
             info["rows"] = sum(allow.values())
         written = {plan.audit.table: 1}
@@ -385,10 +389,6 @@ def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
     with db.connection(url, autocommit=True) as check:
         row = check.execute(query).fetchone()
     return bool(row and row[0])
-
-
-def execute_rowcount(conn: Any, statement: sql.Composable) -> int:
-    return int(conn.execute(statement).rowcount)
 
 
 def _rollback_quietly(conn: Any) -> None:

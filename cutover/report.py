@@ -99,11 +99,6 @@ def _ids(path: Path) -> Iterable[str]:
             yield line.rstrip("\n")
 
 
-def rewrite(path: Path, report: Mapping[str, Any]) -> Path:
-    """Replace a report after a sweep or reverse appended to it (ids are already in memory)."""
-    return write(path, report)
-
-
 def audit_events(conn: Any, plan: Plan, kind: str) -> list[dict[str, Any]]:
     """Payloads of the cutover's audit events of one kind, oldest first."""
     a = plan.audit

@@ -57,10 +57,6 @@ def dragged(table: str, where: str, key: str = "id") -> list[str]:
     return [f"UPDATE {table} SET tenant_id = {TGT} WHERE {key} = {one(table, f'tenant_id <> {TGT} AND {where}', key)}"]
 
 
-def edit_report(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-    return change
-
-
 def _moved_count_off(r: dict[str, Any]) -> None:
     r["moved"]["messages"] += 1
 
