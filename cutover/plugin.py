@@ -54,7 +54,19 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _check_rootdir(config: pytest.Config) -> None:
+    """pytest looks for its ini before it knows our options, so ``--report-path /abs/r.json`` makes it
+    treat the file as a test path, miss pytest.ini (markers, testpaths, addopts) and collect the wrong
+    tests. Say so instead of running a half-configured suite in a maintenance window."""
+    here = config.invocation_params.dir
+    if config.inipath is None and (here / "pytest.ini").is_file() and (here / "conftest.py").is_file():
+        raise pytest.UsageError(
+            f"pytest did not read {here / 'pytest.ini'} (rootdir became {config.rootpath}): an option's value "
+            "was taken for a test path; write path options with '=', e.g. --report-path=/tmp/r.json")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _check_rootdir(config)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config.pluginmanager.register(reporting.Summary(), "cutover-summary")  # one per run, not per process

@@ -108,3 +108,63 @@ def test_no_false_alarm_on_correct_cutovers(cutover_server: ServerInfo, cutover_
         assert run_checks(Target(url, report, None, True), cutover_plan, cutover_settings) == set()
     finally:
         db.drop_database(cutover_server.admin_url, name)
+
+
+def _outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """Test id → outcome, from ``-rA``'s short summary (the same lines serially and under xdist)."""
+    found: dict[str, str] = {}
+    for line in result.stdout.lines:
+        word, _, rest = line.partition(" ")
+        if word in {"PASSED", "FAILED", "SKIPPED", "ERROR"} and "::" in rest:
+            found[rest.split(" ")[0]] = word
+    return found
+
+
+def test_serial_and_two_workers_give_the_same_results(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
+) -> None:
+    """Before the cutover Set A has passes and failures both: each must come out the same under -n 2."""
+    args = example(test_matrix=MATRIX)
+    common = ("-m", "setA", "--db-url", fresh_db, "-p", "no:randomly", "-rA", *args)
+    serial = pytester.runpytest_subprocess(*common)
+    parallel = pytester.runpytest_subprocess("-n", "2", *common)
+    assert serial.ret == parallel.ret == 1, parallel.stdout.str()
+    one, two = _outcomes(serial), _outcomes(parallel)
+    assert len(one) >= 12 and "PASSED" in one.values() and "FAILED" in one.values(), serial.stdout.str()
+    assert one == two
+    verdict = [line for line in serial.stdout.lines if "CHECKS FAILED" in line]
+    assert verdict and verdict[-1] in parallel.stdout.lines
+    assert "gw1" in parallel.stdout.str() or "2 workers" in parallel.stdout.str()
+
+
+def test_a_path_option_taken_for_a_test_path_is_a_usage_error(tmp_path: Path) -> None:
+    """``--report-path /abs/r.json`` once made pytest skip pytest.ini and collect the project's own tests."""
+    import subprocess
+    import sys
+
+    report = tmp_path / "r.json"
+    report.write_text("{}")
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "pytest", "-m", "setB", "--report-path", str(report), "--co", "-q"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "write path options with '=', e.g. --report-path=" in proc.stderr
+    ok = subprocess.run([*cmd[:5], f"--report-path={report}", "--co", "-q"], cwd=root, capture_output=True,
+                        text=True, check=False)
+    assert ok.returncode == 0 and "tests/" not in ok.stdout, ok.stdout
+
+
+def test_the_checks_never_import_the_cutover_module() -> None:
+    """A check that called the cutover's own predicates would agree with a wrong cutover."""
+    import ast
+
+    forbidden = {"engine", "rules", "preflight", "aftercare", "commands"}
+    for name in ("checks.py", "reporting.py"):
+        tree = ast.parse((Path(__file__).resolve().parent.parent / "cutover" / name).read_text())
+        imported: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module is not None:
+                imported |= {node.module.split(".")[-1], *(a.name for a in node.names)}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[-1] for a in node.names}
+        assert not imported & forbidden, f"{name} imports {imported & forbidden}"
