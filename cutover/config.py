@@ -8,6 +8,7 @@ deliberate ``0`` or empty value is honoured rather than silently replaced by a d
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -86,6 +87,24 @@ OPTIONS: tuple[Option, ...] = (
            "statement_timeout of the checks' read-only connection.", ("CUTOVER_CHECK_STATEMENT_TIMEOUT",)),
     Option("check_lock_timeout", "--check-lock-timeout", "string", "2s",
            "lock_timeout of the checks' read-only connection.", ("CUTOVER_CHECK_LOCK_TIMEOUT",)),
+    Option("rehearse", "--rehearse", "bool", False,
+           "Allow the rehearsal's writes (restore, execute, A20-active) on a --db-url target: a dev branch "
+           "you own. Without it a --db-url target is only read.", ("CUTOVER_REHEARSE",)),
+    Option("cutover_cmd", "--cutover-cmd", "string", None,
+           "Run this shell command as the rehearsal's execute instead of the bundled module; it gets "
+           "DATABASE_URL, CUTOVER_ACTOR and CUTOVER_REPORT_PATH and must write the report there.",
+           ("CUTOVER_CMD",)),
+    Option("answers", "--answers", "string", None,
+           "Answers to the manual checks (JSON or YAML keyed by check id; a journal replays as one).",
+           ("CUTOVER_ANSWERS",)),
+    Option("answers_template", "--answers-template", "string", None,
+           "Write an answers file to fill in ahead of time, with every manual check's steps, and exit.", ()),
+    Option("artifacts_dir", "--artifacts-dir", "string", "artifacts",
+           "Where each run's operator log, journal and Allure results go (artifacts/<timestamp>/).",
+           ("CUTOVER_ARTIFACTS_DIR",)),
+    Option("operator", "--operator", "string", None,
+           "Who answers the manual checks, recorded with each answer (default: $USER).",
+           ("CUTOVER_OPERATOR", "USER")),
 )
 
 
@@ -110,11 +129,27 @@ class Settings:
     check: str | None = None
     check_statement_timeout: str = "30s"
     check_lock_timeout: str = "2s"
+    rehearse: bool = False
+    cutover_cmd: str | None = None
+    answers: str | None = None
+    answers_template: str | None = None
+    artifacts_dir: str = "artifacts"
+    operator: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def plan_path(self) -> Path:
         return Path(self.plan) if self.plan is not None else DEFAULT_PLAN
+
+    @property
+    def operator_name(self) -> str:
+        """Who answers the manual checks: --operator, $CUTOVER_OPERATOR, $USER, else the login name."""
+        if self.operator is not None:
+            return self.operator
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
 
     @property
     def check_ids(self) -> tuple[str, ...]:
@@ -201,6 +236,8 @@ def add_to_parser(add: Callable[..., Any], add_ini: Callable[..., Any] | None = 
         kwargs: dict[str, Any] = {"dest": f"cutover_{option.name}", "default": None, "help": option.help}
         if option.type == "int":
             kwargs["type"] = int
+        if option.type == "bool":
+            kwargs.update(action="store_const", const=True)
         if option.choices is not None:
             kwargs["choices"] = option.choices
         add(option.flag, **kwargs)

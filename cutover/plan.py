@@ -57,6 +57,42 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Straggler:
+    """A20-active's synthetic row: where it goes, its fixed values, and the marker that finds it again."""
+
+    table: str
+    marker_column: str
+    marker_key: str
+    marker: str
+    now_columns: tuple[str, ...]
+    values: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    """Where the rehearsal reads the values it shows operators, and the straggler it writes."""
+
+    case_table: str
+    patient_table: str
+    document_table: str
+    key_table: str
+    key_column: str
+    key_route_column: str
+    key_response_column: str
+    key_case_field: str
+    straggler: Straggler
+
+
+@dataclass(frozen=True)
+class ManualCheck:
+    """One operator-executed check: its title and the runbook's steps, as a template."""
+
+    check: str
+    title: str
+    steps: str
+
+
+@dataclass(frozen=True)
 class TableRule:
     """How one tenant-scoped table's rows are owned, and what they point at."""
 
@@ -97,6 +133,8 @@ class Plan:
     tables: tuple[TableRule, ...]
     move_steps: tuple[tuple[str, ...], ...]
     classifications: Mapping[str, Mapping[str, str]]
+    rehearsal: Rehearsal
+    manual: Mapping[str, ManualCheck]
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -226,6 +264,9 @@ def load_plan(path: Path) -> Plan:
         if cls != "system":
             raise PlanError(f"plan [audit]: event type '{kind}' must be classified 'system' in "
                             f"[classification.{audit_rule.classification}]")
+    rehearsal = _rehearsal(_get(raw, "rehearsal", "", dict), names)
+    manual = {c: ManualCheck(c, _get(m, "title", f"[manual.{c}]", str), _get(m, "steps", f"[manual.{c}]", str))
+              for c, m in _get(raw, "manual", "", dict).items()}
     return Plan(
         path=path,
         name=_get(meta, "name", "[plan]", str),
@@ -249,4 +290,26 @@ def load_plan(path: Path) -> Plan:
         tables=rules,
         move_steps=steps,
         classifications=MappingProxyType(classifications),
+        rehearsal=rehearsal,
+        manual=MappingProxyType(manual),
     )
+
+
+def _rehearsal(raw: Mapping[str, Any], names: set[str]) -> Rehearsal:
+    where = "[rehearsal]"
+    fields = {f: _get(raw, f, where, str) for f in Rehearsal.__dataclass_fields__ if f != "straggler"}
+    st = _get(raw, "straggler", where, dict)
+    values = _get(st, "values", f"{where}.straggler", dict)
+    straggler = Straggler(
+        table=_get(st, "table", f"{where}.straggler", str),
+        marker_column=_get(st, "marker_column", f"{where}.straggler", str),
+        marker_key=_get(st, "marker_key", f"{where}.straggler", str),
+        marker=_get(st, "marker", f"{where}.straggler", str),
+        now_columns=_strings(st, "now_columns", f"{where}.straggler", []),
+        values=MappingProxyType({str(k): str(v) for k, v in values.items()}))
+    for key in ("case_table", "patient_table", "document_table", "key_table"):
+        if fields[key] not in names:
+            raise PlanError(f"plan {where}.{key}: '{fields[key]}' is not one of the plan's tables")
+    if straggler.table not in names:
+        raise PlanError(f"plan {where}.straggler.table: '{straggler.table}' is not one of the plan's tables")
+    return Rehearsal(**fields, straggler=straggler)

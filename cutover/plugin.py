@@ -7,10 +7,12 @@ Loaded by the root conftest.py. Setup errors end the run at once with exit code 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import tempfile
 from collections.abc import Callable, Generator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -18,8 +20,10 @@ from typing import Any, NoReturn
 import pytest
 
 from cutover import config as cfg
-from cutover import reporting
+from cutover import oplog, prompts, reporting
+from cutover import rehearsal as rehearsals
 from cutover import target as targets
+from cutover.assists import AssistConfig
 from cutover.checks import TITLES, Checker
 from cutover.errors import EXIT_USAGE, CutoverError
 from cutover.plan import Plan, load_plan
@@ -29,6 +33,8 @@ from cutover.sandbox import ServerInfo
 
 SETTINGS = pytest.StashKey[cfg.Settings]()
 SHARED_DIR = pytest.StashKey[Path]()
+ANSWERS = pytest.StashKey[dict[str, tuple[str, str, str | None]]]()
+RUN = pytest.StashKey[dict[str, Any]]()
 
 MARKERS = (
     "setA: dev-branch rehearsal check (runbook Set A)",
@@ -65,26 +71,71 @@ def _check_rootdir(config: pytest.Config) -> None:
             "was taken for a test path; write path options with '=', e.g. --report-path=/tmp/r.json")
 
 
+def _settings(config: pytest.Config) -> cfg.Settings:
+    cli = {o.name: config.getoption(f"cutover_{o.name}") for o in cfg.OPTIONS}
+    ini = {o.name: config.getini(o.ini) for o in cfg.OPTIONS}
+    try:
+        return cfg.resolve(cli, ini)
+    except CutoverError as exc:
+        raise pytest.UsageError(redact(str(exc))) from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``--answers-template FILE`` writes the file to fill in and ends the run: nothing else happens."""
+    settings = _settings(config)
+    if settings.answers_template is None:
+        return None
+    path = Path(settings.answers_template)
+    if path.exists():
+        raise pytest.UsageError(f"--answers-template {path} exists; refusing to overwrite it (pick a new name)")
+    try:
+        path.write_text(prompts.template(load_plan(settings.plan_path)))
+    except (CutoverError, OSError) as exc:
+        raise pytest.UsageError(f"--answers-template {path}: {exc}") from None
+    print(f"cutover: wrote the answers template {path}: fill it in, then pass --answers={path}")
+    return 0
+
+
+def _artifacts_wanted(config: pytest.Config) -> bool:
+    """Operator runs (the checks, the rehearsal) leave an operator log; the project's own tests do not."""
+    markexpr = str(config.option.markexpr or "")
+    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS
+            or any(word in markexpr for word in ("setA", "setB", "manual")))
+
+
+@pytest.hookimpl(tryfirst=True)  # before allure-pytest reads --alluredir
 def pytest_configure(config: pytest.Config) -> None:
     _check_rootdir(config)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    config.pluginmanager.register(reporting.Summary(), "cutover-summary")  # one per run, not per process
-    cli = {o.name: config.getoption(f"cutover_{o.name}") for o in cfg.OPTIONS}
-    ini = {o.name: config.getini(o.ini) for o in cfg.OPTIONS}
+    config.stash[SETTINGS] = settings = _settings(config)
     try:
-        config.stash[SETTINGS] = cfg.resolve(cli, ini)
+        plan = load_plan(settings.plan_path)
+        config.stash[ANSWERS] = prompts.load_answers(Path(settings.answers), plan) if settings.answers else {}
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
-    db_url = config.stash[SETTINGS].db_url
-    if db_url is not None:
-        split_password(db_url)  # registers the password: masked wherever it turns up
+    titles = {c: m.title for c, m in plan.manual.items()}
+    config.pluginmanager.register(reporting.Summary(titles), "cutover-summary")  # one per run, not per process
+    AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
+    if settings.db_url is not None:
+        split_password(settings.db_url)  # registers the password: masked wherever it turns up
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None:
         config.stash[SHARED_DIR] = Path(workerinput["cutover_shared_dir"])
+        config.stash[RUN] = dict(workerinput["cutover_run"])
+        if config.stash[RUN]["results"] and config.option.allure_report_dir is None:
+            config.option.allure_report_dir = config.stash[RUN]["results"]
         return
     shared = Path(tempfile.mkdtemp(prefix="cutover-run-"))
     config.stash[SHARED_DIR] = shared
+    wanted = _artifacts_wanted(config)
+    if wanted and config.option.allure_report_dir is None:
+        config.option.allure_report_dir = str(shared / "allure-results")
+    config.stash[RUN] = {"artifacts": wanted, "stamp": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+                         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                         "results": config.option.allure_report_dir if wanted else None,
+                         "journal": str(shared / "journal.jsonl")}
     atexit.register(release, shared)  # belt and braces: unconfigure normally does it
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm)
@@ -95,6 +146,34 @@ def pytest_configure_node(node: Any) -> None:
     """xdist controller → worker: where the shared server is described, and who owns it."""
     node.workerinput["cutover_shared_dir"] = str(node.config.stash[SHARED_DIR])
     node.workerinput["cutover_owner_pid"] = os.getpid()
+    node.workerinput["cutover_run"] = node.config.stash[RUN]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The controller writes the operator log and the Allure report, also after a failed run."""
+    config = session.config
+    if getattr(config, "workerinput", None) is not None or RUN not in config.stash:
+        return
+    run = config.stash[RUN]
+    if not run["artifacts"]:
+        return
+    settings, shared = config.stash[SETTINGS], config.stash[SHARED_DIR]
+    summary = config.pluginmanager.get_plugin("cutover-summary")
+    try:
+        out = oplog.operator_log(settings, shared, run, summary, int(exitstatus),
+                                     " ".join(["pytest", *config.invocation_params.args]))
+    except Exception as exc:  # the log must never turn a result into a crash; say why it is missing
+        run["log_error"] = f"operator log not written: {type(exc).__name__}: {redact(str(exc))}"
+        return
+    run["log"] = str(out)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = config.stash.get(RUN, {})
+    if run.get("log"):
+        terminalreporter.write_line(f"operator log: {run['log']}/operator-log.md (artifacts/latest)")
+    elif run.get("log_error"):
+        terminalreporter.write_line(run["log_error"], red=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -136,7 +215,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _check_id(item: pytest.Item) -> str | None:
     marker = item.get_closest_marker("check")
-    return str(marker.args[0]).upper() if marker is not None and marker.args else None
+    if marker is None or not marker.args:
+        return None
+    raw = str(marker.args[0]).strip()
+    return raw[:1].upper() + raw[1:]  # "a3" → "A3", "A20-active" stays as the runbook spells it
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -148,7 +230,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         check = _check_id(item)
         if check is not None:
             item.user_properties.append(("cutover_check", check))
-        (keep if not wanted or check in wanted else drop).append(item)
+        (keep if not wanted or (check or "").upper() in wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -236,22 +318,63 @@ def _clone(provider: SessionSandbox, label: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cutover_target(request: pytest.FixtureRequest, pytestconfig: pytest.Config, cutover_settings: cfg.Settings,
-                   cutover_plan: Plan) -> Iterator[targets.Target]:
-    """The database under check: --db-url untouched, else a sandbox clone with the reference cutover run."""
+                   cutover_plan: Plan) -> targets.Target:
+    """The database under check: --db-url untouched, else the rehearsal's (restore, dry run, execute)."""
     try:
-        if cutover_settings.db_url is not None:
-            yield targets.adopt(cutover_settings)
-            return
+        if cutover_settings.db_url is not None and not cutover_settings.rehearse:
+            return targets.adopt(cutover_settings)
         provider: SessionSandbox = request.getfixturevalue("cutover_sandbox")
-        request.getfixturevalue("cutover_server")
-        workerinput = getattr(pytestconfig, "workerinput", None)
-        label = f"cut_{workerinput['workerid']}" if workerinput else "cut"
-        target = targets.cut_over_clone(provider, cutover_plan, cutover_settings, pytestconfig.stash[SHARED_DIR],
-                                        label, _progress(pytestconfig))
+        if cutover_settings.db_url is None:
+            request.getfixturevalue("cutover_server")
+        run = pytestconfig.stash[RUN]
+        shared = pytestconfig.stash[SHARED_DIR]
+        reports_dir = Path(cutover_settings.artifacts_dir) / run["stamp"] if run["artifacts"] else shared
+        target, _ = rehearsals.shared(provider, cutover_plan, cutover_settings, shared, _progress(pytestconfig),
+                                      reports_dir)
     except CutoverError as exc:
         _fail_setup(exc)
-    yield target
-    provider.drop(target.url)
+    return target  # one per run, on the run's sandbox: it goes when the sandbox stops
+
+
+@pytest.fixture(scope="session")
+def cutover_rehearsal(pytestconfig: pytest.Config, cutover_target: targets.Target) -> rehearsals.Record | None:
+    """The rehearsal's record (timeline, captured values); None when the target was only adopted."""
+    return rehearsals.load_record(pytestconfig.stash[SHARED_DIR])
+
+
+@pytest.fixture(scope="session")
+def assist_config() -> AssistConfig:
+    """The assists' URLs and tokens, from the environment."""
+    return AssistConfig.from_env()
+
+
+@pytest.fixture(scope="session")
+def manual_values(cutover_target: targets.Target, cutover_plan: Plan, cutover_rehearsal: rehearsals.Record | None,
+                  assist_config: AssistConfig) -> dict[str, str]:
+    """The real values the manual checks' steps name (moved ids, the captured key, the URLs)."""
+    return {**rehearsals.manual_values(cutover_target.url, cutover_plan, cutover_rehearsal), **assist_config.urls()}
+
+
+@pytest.fixture
+def manual_check(request: pytest.FixtureRequest, pytestconfig: pytest.Config, cutover_plan: Plan,
+                 cutover_settings: cfg.Settings, manual_values: dict[str, str]) -> Callable[..., None]:
+    """Call it (with an assist's finding, if any) to show the steps, get the answer and record it."""
+    check = cutover_plan.manual[_check_id(request.node) or ""]
+    instructions = prompts.fill(check, manual_values)
+    capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    suspend = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
+    journal = prompts.Journal(Path(pytestconfig.stash[RUN]["journal"]))
+
+    def confirm(found: Any = None) -> None:
+        if found is not None:
+            reporting.assist(found)
+        answer, why = prompts.resolve(
+            check, instructions, found.line() if found is not None else None, pytestconfig.stash[ANSWERS],
+            cutover_settings.operator_name, getattr(pytestconfig, "workerinput", None) is not None,
+            suspend, journal)
+        reporting.manual(check.check, instructions, answer, why)
+
+    return confirm
 
 
 @pytest.fixture(scope="session")

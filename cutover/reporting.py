@@ -14,8 +14,12 @@ from typing import Any
 import allure
 import pytest
 
+from cutover.assists import Assist
 from cutover.checks import SET_B, TITLES, Evidence
+from cutover.prompts import Answer
 from cutover.redact import redact
+
+NEEDS_OPERATOR = "needs operator"
 
 
 def label(check: str, title: str) -> None:
@@ -44,14 +48,40 @@ def verdict(ev: Evidence) -> None:
         pytest.fail(ev.text(), pytrace=False)
 
 
+def assist(found: Assist) -> None:
+    """An assist's finding as an Allure step with its evidence; a failed assist fails the check."""
+    with allure.step(redact(f"assist {found.check}: {found.line()}")):
+        _attach(json.dumps(found.evidence, indent=2, default=str), "assist-evidence.json",
+                allure.attachment_type.JSON)
+    if found.ok is False:
+        pytest.fail(redact(f"{found.check} assist failed: {found.summary}\n"
+                           f"evidence: {json.dumps(found.evidence, default=str)[:2000]}"), pytrace=False)
+
+
+def manual(check: str, instructions: str, answer: Answer | None, why_none: str) -> None:
+    """Record a manual check's instructions and answer in Allure, then pass, fail or skip the test."""
+    _attach(instructions, "instructions.txt", allure.attachment_type.TEXT)
+    if answer is None:
+        pytest.skip(f"{NEEDS_OPERATOR}: {why_none}")
+    with allure.step(redact(f"operator {answer.operator}: {answer.result.upper()} at {answer.at} ({answer.source})")):
+        _attach(json.dumps(answer.__dict__, indent=2, ensure_ascii=False), "answer.json", allure.attachment_type.JSON)
+    if answer.result == "fail":
+        pytest.fail(redact(f"{check} failed (operator {answer.operator}, {answer.at}): {answer.observation}"),
+                    pytrace=False)
+    if answer.result == "skip":
+        pytest.skip(redact(f"operator skipped {check}: {answer.observation or 'no reason given'}"))
+
+
 class Summary:
     """Each check's worst outcome over its tests (per-table checks have several): a pytest plugin
     registered per run, printing one line per check and the runbook's verdict line at the end."""
 
     RANK = {"passed": 0, "skipped": 1, "failed": 2}
 
-    def __init__(self) -> None:
+    def __init__(self, manual_titles: dict[str, str] | None = None) -> None:
         self.outcomes: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
+        self.manual_titles = manual_titles or {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         check = dict(report.user_properties).get("cutover_check")
@@ -69,16 +99,46 @@ class Summary:
         if report.when != "call" and not (report.failed or report.skipped):
             return
         outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
+        if report.skipped and isinstance(report.longrepr, tuple):
+            self.reasons[check] = str(report.longrepr[2]).removeprefix("Skipped: ")
+        elif report.failed:
+            self.reasons[check] = redact(str(report.longrepr)).strip().splitlines()[-1][:300] if report.longrepr else ""
         if self.RANK[outcome] >= self.RANK[self.outcomes.get(check, "passed")]:
             self.outcomes[check] = outcome
 
     def lines(self) -> list[tuple[str, str]]:
-        """(text, colour) lines: one per check in matrix order, then the verdict."""
+        """(text, colour) lines: one per SQL check in matrix order and its verdict, then the manual
+        checks and A20-active, each with its own line (they are not part of the SQL verdict)."""
         order = {c: i for i, c in enumerate(TITLES)}
-        checks = sorted(self.outcomes, key=lambda c: order.get(c, 99))
         words = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "skipped": ("SKIP", "yellow")}
+        others = sorted(c for c in self.outcomes if c not in TITLES)
+        checks = sorted((c for c in self.outcomes if c in TITLES), key=lambda c: order[c])
         out = [(f"{c:<4} {words[self.outcomes[c]][0]}  {TITLES.get(c, '')}", words[self.outcomes[c]][1])
                for c in checks]
+        out += self._verdict(checks)
+        titles = {**self.manual_titles, "A20-active": "the sweep moves a synthetic straggler"}
+        for c in others:
+            word, colour = words[self.outcomes[c]]
+            reason = self.reasons.get(c, "")
+            reason = NEEDS_OPERATOR if reason.startswith(NEEDS_OPERATOR) else reason
+            why = f" ({reason})" if self.outcomes[c] != "passed" and reason else ""
+            out.append((f"{c:<4} {word}  {titles.get(c, '')}{why}", colour))
+        manual = [c for c in others if c in self.manual_titles]
+        if manual:
+            answered = [c for c in manual if self.outcomes[c] != "skipped"
+                        or not self.reasons.get(c, "").startswith(NEEDS_OPERATOR)]
+            waiting = [c for c in manual if c not in answered]
+            colour = "yellow" if waiting else ("red" if any(self.outcomes[c] == "failed" for c in manual) else "green")
+            out.append((f"MANUAL: {len(answered)} OF {len(manual)} ANSWERED"
+                        + (f"; {len(waiting)} NEED AN OPERATOR: {', '.join(waiting)}" if waiting else ""), colour))
+            if waiting:
+                out.append((f"  ({self.reasons[waiting[0]].removeprefix(NEEDS_OPERATOR + ': ')})", colour))
+        return out
+
+    def _verdict(self, checks: list[str]) -> list[tuple[str, str]]:
+        if not checks:
+            return []
+        out: list[tuple[str, str]] = []
         failed = [c for c in checks if self.outcomes[c] == "failed"]
         kind = "SET B " if set(checks) <= set(SET_B) else ""
         if failed:

@@ -19,6 +19,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The pinned Allure 3 renders the rehearsal's single-file HTML report offline (tools/allure/package-lock.json).
+allure_stamp=tools/allure/node_modules/.cutover-installed
+allure_want=$(sha256sum tools/allure/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$allure_stamp" 2>/dev/null)" != "$allure_want" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "bootstrap: installing the pinned Allure report generator (npm ci)" >&2
+    (cd tools/allure && npm ci --no-audit --no-fund --loglevel=error >/dev/null) && echo "$allure_want" > "$allure_stamp"
+  else
+    echo "bootstrap: warning: npm not found; the rehearsal will write Allure results but no HTML report (install Node.js 18+ and re-run)" >&2
+  fi
+fi
+
 have_server() {
   command -v pg_ctl >/dev/null 2>&1 && return 0
   [ -x "$(pg_config --bindir 2>/dev/null)/pg_ctl" ] && return 0

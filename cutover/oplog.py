@@ -1,0 +1,237 @@
+"""The operator log (runbook step 6) and the Allure report that goes with it, in artifacts/<timestamp>/.
+
+Written once per run by the controller at session end, also when the run failed: a failed
+rehearsal's log is the one an operator most needs. Every file is swept for secrets before the HTML
+report is rendered from the results (the single-file HTML embeds them encoded, where a later sweep
+could not see them), and again after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cutover.checks import TITLES
+from cutover.config import PACKAGE_ROOT, Settings
+from cutover.plan import load_plan
+from cutover.prompts import Answer, Journal
+from cutover.redact import mask_url, redact
+from cutover.rehearsal import Record, load_record
+
+ALLURE_BIN = PACKAGE_ROOT / "tools" / "allure" / "node_modules" / ".bin" / "allure"
+CATEGORIES = [
+    {"name": "Cutover check failed", "matchedStatuses": ["failed"]},
+    {"name": "Setup or infrastructure error", "matchedStatuses": ["broken"]},
+    {"name": "Needs an operator", "matchedStatuses": ["skipped"], "messageRegex": ".*needs operator.*"},
+    {"name": "Skipped", "matchedStatuses": ["skipped"]},
+]
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One line of the A1-A21 table."""
+
+    check: str
+    title: str
+    kind: str
+    result: str
+    observation: str = ""
+    operator: str = ""
+    at: str = ""
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True,
+                             text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def sweep_secrets(root: Path) -> int:
+    """Redact every text file under ``root`` in place; returns how many files changed."""
+    changed = 0
+    for path in root.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        clean = redact(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
+            changed += 1
+    return changed
+
+
+def write_results_metadata(results: Path, environment: Mapping[str, str], build: str) -> None:
+    """environment.properties, executor.json and categories.json: what Allure shows beside the tests."""
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "environment.properties").write_text(
+        "".join(f"{k}={str(v).replace(chr(10), ' ')}\n" for k, v in environment.items()))
+    (results / "executor.json").write_text(json.dumps(
+        {"name": "cutover-suite", "type": "local", "buildName": build, "reportName": "Patient tenant cutover"}))
+    (results / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
+
+
+def render_html(results: Path, out_dir: Path) -> tuple[Path | None, str]:
+    """Single-file HTML with the pinned Allure 3 (offline); (path, "") or (None, why not)."""
+    if not ALLURE_BIN.exists():
+        return None, f"not generated: {ALLURE_BIN} is missing; run scripts/bootstrap.sh (it installs the pinned Allure)"
+    rc = out_dir / "allurerc.mjs"
+    rc.write_text('export default { name: "Patient tenant cutover", '
+                  'plugins: { awesome: { options: { singleFile: true, reportLanguage: "en" } } } };\n')
+    report_dir = out_dir / "allure-report"
+    try:
+        proc = subprocess.run([str(ALLURE_BIN), "generate", str(results), "-c", str(rc), "-o", str(report_dir)],
+                              capture_output=True, text=True, timeout=300, check=False, cwd=out_dir)
+    except subprocess.TimeoutExpired:
+        return None, "not generated: allure generate took over 300 s"
+    finally:
+        rc.unlink(missing_ok=True)
+    html = report_dir / "index.html"
+    if proc.returncode != 0 or not html.exists():
+        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+        return None, f"not generated: allure generate exited {proc.returncode}: {redact(last)}"
+    return html, ""
+
+
+def _fmt_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def markdown(log: Mapping[str, Any]) -> str:
+    """The human half of the operator log: what the runbook's step 6 asks for, in its order."""
+    r = log["rehearsal"] or {}
+    bound = log.get("rollback_time_bound") or {}
+    lines = [f"# Operator log: {log['verdict']}", "",
+             f"- run: {log['started_at']} to {log['finished_at']}, exit status {log['exit_status']}",
+             f"- command: `{log['command']}`",
+             f"- operator: {log['operator']}", f"- git: {log['environment'].get('git_sha', 'unknown')}",
+             f"- target: {r.get('target') or log['environment'].get('target', '-')}",
+             f"- snapshot: {r.get('snapshot') or '-'}", f"- snapshot timestamp: {r.get('snapshot_timestamp') or '-'}",
+             f"- restore wall-clock: {_fmt_s(r.get('restore_s'))}",
+             f"- dry-run verdict: {r.get('dry_run') or '-'}"
+             + (f" ({'; '.join(r['blockers'])})" if r.get("blockers") else ""),
+             f"- execute duration: {_fmt_s(r.get('execute_s'))} ({r.get('execute_via') or '-'})",
+             f"- report path: {r.get('report_path') or log.get('report_path') or '-'}"]
+    if bound:
+        lines.append(f"- rollback time bound: {bound['total_s'] / 60:.1f} min = restore {bound['restore_s']:.1f} s + "
+                     f"revert deploys {bound['revert_deploys_s'] // 60} min + smoke {bound['smoke_s'] // 60} min "
+                     f"(runbook budget {bound['budget_s'] // 60} min: "
+                     f"{'within' if bound['within_budget'] else 'OVER'})")
+    html = log["allure"]["html"]
+    lines += [f"- Allure report: [{html}]({html})" if html else f"- Allure report: {log['allure']['note']}",
+              f"- Allure results: {log['allure']['results']}", f"- journal: {log['journal']}", "",
+              "## Checks A1-A21", "", "| check | kind | result | title | observation | operator | at |",
+              "|---|---|---|---|---|---|---|"]
+    for c in log["checks"]:
+        obs = str(c["observation"]).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {c['check']} | {c['kind']} | {c['result'].upper()} | {c['title']} | {obs} | "
+                     f"{c['operator']} | {c['at']} |")
+    lines += ["", "## Timeline", "", "| step | started | seconds | status | detail |", "|---|---|---|---|---|"]
+    for t in log["timeline"]:
+        lines.append(f"| {t['step']} | {t['started_at']} | {t['seconds']} | {t['status']} | {t['detail']} |")
+    lines += ["", "## Summary", "", "```", *log["summary_lines"], "```", ""]
+    return "\n".join(lines)
+
+
+def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, journal: Path) -> Path:
+    """artifacts/<stamp>/: results, journal, HTML report, operator-log.md/.json; artifacts/latest → it."""
+    out = (artifacts_root / stamp).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results_out = out / "allure-results"
+    if results.exists() and results.resolve() != results_out.resolve():
+        shutil.copytree(results, results_out, dirs_exist_ok=True)
+    results_out.mkdir(exist_ok=True)
+    if journal.exists():
+        shutil.copy2(journal, out / "journal.jsonl")
+    write_results_metadata(results_out, log["environment"], stamp)
+    sweep_secrets(out)  # before rendering: the HTML embeds the results encoded
+    html, note = render_html(results_out, out)
+    log["allure"] = {"results": "allure-results", "html": str(html.relative_to(out)) if html else None,
+                     "note": note or "single-file HTML, offline"}
+    log["journal"] = "journal.jsonl" if journal.exists() else "none (no manual answers)"
+    (out / "operator-log.json").write_text(json.dumps(log, indent=2, default=str))
+    (out / "operator-log.md").write_text(markdown(log))
+    sweep_secrets(out)
+    latest = artifacts_root / "latest"
+    tmp = artifacts_root / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(stamp)
+    os.replace(tmp, latest)
+    return out
+
+
+def build(*, started_at: str, exit_status: int, command: str, operator: str, verdict: str,
+          summary_lines: list[str], checks: list[CheckRow], record: Record | None, environment: dict[str, str],
+          report_path: str | None) -> dict[str, Any]:
+    """The JSON half of the operator log (the Markdown is rendered from it)."""
+    return {
+        "started_at": started_at, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exit_status": exit_status, "command": redact(command), "operator": operator, "verdict": verdict,
+        "environment": environment, "rehearsal": record.to_json() if record else None,
+        "rollback_time_bound": record.rollback_bound() if record and record.restore_s is not None else None,
+        "report_path": report_path, "checks": [c.__dict__ for c in checks],
+        "timeline": record.timeline if record else [], "summary_lines": summary_lines,
+        "allure": {"results": "allure-results", "html": None, "note": ""}, "journal": "",
+    }
+
+
+def manual_rows(titles: Mapping[str, str], outcomes: Mapping[str, str], answers: Mapping[str, Answer],
+                reasons: Mapping[str, str]) -> list[CheckRow]:
+    """A11-A19 rows: the journaled answer when there is one, else the outcome and its reason."""
+    rows = []
+    for check, title in titles.items():
+        a = answers.get(check)
+        if a is not None:
+            rows.append(CheckRow(check, title, "manual", a.result, a.observation, a.operator, a.at))
+        else:
+            outcome = outcomes.get(check, "not run")
+            rows.append(CheckRow(check, title, "manual", outcome, reasons.get(check, "")))
+    return rows
+
+
+def operator_log(settings: Settings, shared: Path, run: Mapping[str, Any], summary: Any, exit_status: int,
+                 command: str) -> Path:
+    """Gather the run (rehearsal record, check outcomes, journal) and write artifacts/<stamp>/."""
+    plan = load_plan(settings.plan_path)
+    record = load_record(shared)
+    journal = Path(run["journal"])
+    answers = Journal(journal).read()
+    outcomes: Mapping[str, str] = summary.outcomes
+    reasons: Mapping[str, str] = summary.reasons
+    rows = [CheckRow(c, t, "sql", outcomes.get(c, "not run"), reasons.get(c, "")) for c, t in TITLES.items()
+            if c not in plan.manual]
+    rows += manual_rows({c: m.title for c, m in plan.manual.items()}, outcomes, answers, reasons)
+    if "A20-active" in outcomes:  # runbook spelling, kept by the plugin's id normalisation
+        rows.append(CheckRow("A20-active", "the sweep moves a synthetic straggler", "rehearsal",
+                             outcomes["A20-active"], reasons.get("A20-active", "")))
+    order = {c: i for i, c in enumerate([*TITLES, *plan.manual])}
+    rows.sort(key=lambda r: (order.get(r.check, 99), r.check))
+    lines = [text for text, _ in summary.lines()]
+    verdict = next((x for x in lines if "CHECKS" in x), "NO CHECKS RAN")
+    if exit_status not in (0, 1):
+        verdict = f"RUN DID NOT COMPLETE (exit {exit_status}): {verdict}"
+    environment = {
+        "backend": "url" if settings.db_url is not None else settings.sandbox,
+        "postgres": (record.postgres if record else "") or "unknown",
+        "snapshot": (record.snapshot if record else "") or "not restored by this run",
+        "git_sha": git_sha(),
+        "target": (record.target if record else "") or (mask_url(settings.db_url) if settings.db_url else "-"),
+        "plan": plan.name,
+    }
+    log = build(started_at=run["started_at"], exit_status=exit_status, command=command,
+                operator=settings.operator_name, verdict=verdict, summary_lines=lines, checks=rows,
+                record=record, environment=environment, report_path=settings.report_path)
+    results = Path(run["results"]) if run.get("results") else shared / "allure-results"
+    return write(Path(settings.artifacts_dir), run["stamp"], log, results, journal)

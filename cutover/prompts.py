@@ -1,0 +1,183 @@
+"""Manual checks A11-A19: answers from a file or from the operator at the terminal, and their journal.
+
+An answer is pass, fail or skip plus an observation, recorded with the operator and the time.
+Sources, in order: ``--answers FILE`` (JSON, YAML or a previous run's JSONL journal), then the
+operator at a real terminal (controller process only: an xdist worker has no terminal), else the
+check is skipped with "needs operator". Every answer is appended to the run's journal, which can be
+replayed as an answers file next time.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cutover.errors import SetupError
+from cutover.plan import ManualCheck, Plan
+from cutover.redact import redact
+
+RESULTS = ("pass", "fail", "skip")
+SHORT = {"p": "pass", "f": "fail", "s": "skip"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One operator answer, as journaled."""
+
+    check: str
+    result: str
+    observation: str
+    operator: str
+    at: str
+    source: str
+
+
+def fill(check: ManualCheck, values: Mapping[str, str]) -> str:
+    """The check's steps with real values; a value we do not have stays visible as <name>."""
+    names = {f for _, f, _, _ in string.Formatter().parse(check.steps) if f}
+    return check.steps.format(**{n: values.get(n) or f"<{n}>" for n in names})
+
+
+def _one(check: str, raw: Any, where: str, manual: Mapping[str, ManualCheck]) -> tuple[str, str, str | None]:
+    if check not in manual:
+        raise SetupError(f"{where}: '{check}' is not a manual check (expected one of {', '.join(manual)}); "
+                         "fix the answers file")
+    if isinstance(raw, str):
+        raw = {"result": raw}
+    if not isinstance(raw, Mapping):
+        raise SetupError(f"{where}: {check} must be a result or a mapping with 'result' and 'observation'; "
+                         "fix the answers file")
+    result = str(raw.get("result", "")).strip().lower()
+    result = SHORT.get(result, result)
+    if result not in RESULTS:
+        raise SetupError(f"{where}: {check}.result must be pass, fail or skip, got {raw.get('result')!r}; "
+                         "fix the answers file")
+    operator = raw.get("operator")
+    return result, str(raw.get("observation") or ""), str(operator) if operator is not None else None
+
+
+def load_answers(path: Path, plan: Plan) -> dict[str, tuple[str, str, str | None]]:
+    """Check id → (result, observation, operator), validated; every problem is one line naming the fix."""
+    where = f"answers file {path}"
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SetupError(f"{where} cannot be read ({exc.strerror}); fix --answers") from None
+    found: dict[str, tuple[str, str, str | None]] = {}
+    if path.suffix == ".jsonl":
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SetupError(f"{where} line {n} is not JSON ({exc.msg}); fix the journal") from None
+            if not isinstance(entry, Mapping) or "check" not in entry:
+                raise SetupError(f"{where} line {n} has no 'check'; is this a journal?")
+            found[str(entry["check"]).upper()] = _one(str(entry["check"]).upper(), entry, f"{where} line {n}",
+                                                      plan.manual)
+        return found
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise SetupError(f"{where} is not valid {kind} ({str(exc).splitlines()[0]}); fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise SetupError(f"{where} must map check ids to answers (e.g. A11: pass); fix the file")
+    for check, raw in data.items():
+        if raw is None:
+            continue  # a template entry not filled in yet
+        found[str(check).upper()] = _one(str(check).upper(), raw, where, plan.manual)
+    return found
+
+
+def template(plan: Plan) -> str:
+    """A YAML answers file to fill in ahead of time: every manual check, its steps as comments."""
+    lines = ["# Answers to the manual checks (runbook step 5b). For each check set result to pass, fail or",
+             "# skip and say what you saw. Use with: pytest -m setA --answers=THIS_FILE",
+             "# Values in <angle brackets> are filled in by the rehearsal when it prompts.", ""]
+    for check in plan.manual.values():
+        lines += [f"# {check.check} {check.title}", f"#   {fill(check, {})}", f"{check.check}:",
+                  "  result:        # pass | fail | skip", "  observation: \"\"", ""]
+    return "\n".join(lines)
+
+
+class Journal:
+    """Append-only JSONL of every answer; one line per answer, safe to append from several processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def add(self, answer: Answer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = redact(json.dumps(asdict(answer), ensure_ascii=False)) + "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def read(self) -> dict[str, Answer]:
+        """The last answer per check."""
+        if not self.path.exists():
+            return {}
+        out: dict[str, Answer] = {}
+        for line in self.path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                out[entry["check"]] = Answer(**entry)
+        return out
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def ask(check: ManualCheck, instructions: str, assist: str | None, read: Callable[[str], str],
+        write: Callable[[str], None]) -> tuple[str, str]:
+    """The interactive prompt: the steps, the assist's finding, then pass/fail/skip and an observation."""
+    write("")
+    write(f"──── {check.check} {check.title} ────")
+    write(instructions)
+    if assist:
+        write(f"assist: {assist}")
+    while True:
+        raw = read(f"{check.check} result [p]ass / [f]ail / [s]kip: ").strip().lower()
+        result = SHORT.get(raw, raw)
+        if result in RESULTS:
+            break
+        write("  please answer p, f or s")
+    observation = read(f"{check.check} observation (what you saw): ").strip()
+    return result, observation
+
+
+def interactive_possible(is_worker: bool) -> bool:
+    """A real terminal on both ends, in the controller process."""
+    return not is_worker and sys.stdin.isatty() and sys.__stdout__ is not None and sys.__stdout__.isatty()
+
+
+def resolve(check: ManualCheck, instructions: str, assist_line: str | None,
+            given: dict[str, tuple[str, str, str | None]], operator: str, is_worker: bool,
+            suspend: Callable[[], Any], journal: Journal) -> tuple[Answer | None, str]:
+    """The check's answer (journaled), or None and why there is none."""
+    if check.check in given:
+        result, observation, who = given[check.check]
+        answer = Answer(check.check, result, observation, who or operator, now(), "answers file")
+    elif interactive_possible(is_worker):
+        with suspend():
+            result, observation = ask(check, instructions, assist_line, input, print)
+        answer = Answer(check.check, result, observation, operator, now(), "terminal")
+    elif is_worker:
+        return None, ("manual checks are asked only in a serial run (no -n): re-run with -m manual, "
+                      "or pass --answers=FILE")
+    else:
+        return None, "no terminal to ask on and no answer in --answers; run in a terminal or pass --answers=FILE"
+    journal.add(answer)
+    return answer, ""

@@ -1,0 +1,355 @@
+"""The rehearsal flow (runbook steps 3-6): restore, dry run, execute, then the checks; and A20-active.
+
+One rehearsal per run, shared by every xdist worker through a file lock in the run's shared
+directory: the first process does the work and records it in ``rehearsal.json``, the others read
+that record. Every step is timed into a timeline that the operator log prints. The flow writes only
+to a sandbox clone, or to a ``--db-url`` target the operator opted in with ``--rehearse``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from psycopg import sql
+
+from cutover import db, engine, preflight, snapshot
+from cutover import report as reports
+from cutover.config import Settings
+from cutover.errors import SetupError
+from cutover.plan import Plan
+from cutover.progress import Log, quiet
+from cutover.provider import SessionSandbox
+from cutover.redact import mask_url, redact
+from cutover.target import Target
+
+I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
+L = sql.Literal
+# Worst case of the runbook's rollback option 1: snapshot restore + revert deploys + smoke.
+REVERT_DEPLOYS_S = 4 * 60
+SMOKE_S = 3 * 60
+ROLLBACK_BUDGET_S = 15 * 60
+
+
+@dataclass
+class Record:
+    """What the operator log needs from the rehearsal: JSON-able, shared across processes."""
+
+    target: str = ""
+    postgres: str = ""
+    sandbox: bool = True
+    snapshot: str = ""
+    snapshot_timestamp: str = ""
+    restore_s: float | None = None
+    dry_run: str = ""
+    blockers: list[str] = field(default_factory=list)
+    execute_s: float | None = None
+    execute_via: str = ""
+    report_path: str = ""
+    captured: dict[str, str] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    @contextmanager
+    def step(self, name: str, log: Log = quiet) -> Iterator[dict[str, Any]]:
+        """Time one step; its outcome and detail go into the timeline even when it fails."""
+        entry: dict[str, Any] = {"step": name, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                 "seconds": None, "status": "running", "detail": ""}
+        self.timeline.append(entry)
+        started = time.monotonic()
+        try:
+            yield entry
+        except BaseException as exc:
+            entry["status"] = "failed"
+            entry["detail"] = entry["detail"] or redact(str(exc))
+            raise
+        else:
+            entry["status"] = "ok"
+        finally:
+            entry["seconds"] = round(time.monotonic() - started, 3)
+            log(f"rehearsal: {name}: {entry['status']} in {entry['seconds']:.2f} s"
+                + (f" ({entry['detail']})" if entry["detail"] else ""))
+
+    def rollback_bound(self) -> dict[str, Any]:
+        """Rollback option 1's worst case with this rehearsal's measured restore time."""
+        restore = self.restore_s if self.restore_s is not None else 0.0
+        total = restore + REVERT_DEPLOYS_S + SMOKE_S
+        return {"restore_s": restore, "revert_deploys_s": REVERT_DEPLOYS_S, "smoke_s": SMOKE_S,
+                "total_s": round(total, 1), "budget_s": ROLLBACK_BUDGET_S, "within_budget": total <= ROLLBACK_BUDGET_S}
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        return cls(**data)
+
+
+def snapshot_timestamp(path: Path) -> str:
+    """The runbook names snapshots ``..._YYYYmmddTHHMMSSZ.sql.gz``; otherwise the file's mtime."""
+    found = re.search(r"(\d{8}T\d{6}Z)", path.name)
+    if found:
+        return datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).isoformat()
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds") + " (file mtime)"
+
+
+def capture_key(url: str, plan: Plan) -> dict[str, str]:
+    """An idempotency key whose cached response names a case, taken before the cutover (A12 replays it)."""
+    r = plan.rehearsal
+    query = sql.SQL("SELECT {k}, {route}, {resp}->>{field} FROM {t} WHERE {resp}->>{field} IS NOT NULL "
+                    "AND {tenant} = {src} ORDER BY {k} LIMIT 1").format(
+        k=I(r.key_column), route=I(r.key_route_column), resp=I(r.key_response_column), field=L(r.key_case_field),
+        t=I(r.key_table), tenant=I(plan.tenant_column), src=L(plan.source))
+    with db.connection(url, read_only=True) as conn:
+        row = conn.execute(query).fetchone()
+    return {"idempotency_key": row[0], "route": row[1], "key_case_id": row[2]} if row else {}
+
+
+def _dry_run(url: str, plan: Plan, record: Record, log: Log) -> None:
+    with record.step("pre-flight dry run", log) as entry:
+        with db.connection(url, read_only=True) as conn:
+            result = preflight.run(conn, plan)
+        record.dry_run = result.verdict
+        record.blockers = [b.line() for b in result.blockers]
+        entry["detail"] = result.verdict
+        if not result.ready:
+            raise SetupError(f"pre-flight dry run is {result.verdict}, the rehearsal stops here: "
+                             + "; ".join(record.blockers) + " (fix the snapshot, plan or classification, then "
+                             "re-run)")
+
+
+def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path, log: Log) -> Path:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = Path(settings.report_path) if settings.report_path is not None else (
+        report_dir / f"cutover_report_rehearsal_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json").resolve()
+    actor = f"rehearsal:{settings.operator_name}"
+    with record.step("execute the cutover", log) as entry:
+        started = time.monotonic()
+        if settings.cutover_cmd is not None:
+            record.execute_via = "--cutover-cmd"
+            env = {**os.environ, "DATABASE_URL": url, "CUTOVER_ACTOR": actor, "CUTOVER_REPORT_PATH": str(path)}
+            proc = subprocess.run(settings.cutover_cmd, shell=True, env=env, capture_output=True, text=True,
+                                  check=False)
+            for line in (proc.stdout + proc.stderr).splitlines()[-20:]:
+                log(f"cutover-cmd: {line}")
+            if proc.returncode != 0:
+                raise SetupError(f"--cutover-cmd exited {proc.returncode} ({shlex.split(settings.cutover_cmd)[0]}); "
+                                 "its last lines are above; the rehearsal stops here")
+            if not path.exists():
+                raise SetupError(f"--cutover-cmd exited 0 but wrote no report at $CUTOVER_REPORT_PATH ({path}); "
+                                 "make the command pass --report-path \"$CUTOVER_REPORT_PATH\"")
+        else:
+            record.execute_via = "bundled cutover module"
+            try:
+                report, id_files = engine.execute(url, plan, actor, engine.Timeouts(settings.lock_timeout,
+                                                                                    settings.statement_timeout))
+            except engine.RunFailed as exc:
+                raise SetupError(f"the cutover failed on the rehearsal target: {exc}") from None
+            reports.write(path, report, id_files)
+        loaded = reports.load(path)
+        record.execute_s = float(loaded.get("duration_s") or (time.monotonic() - started))
+        record.report_path = str(path)
+        entry["detail"] = f"{loaded.get('commit_status')}, {sum(loaded.get('moved', {}).values())} rows"
+        if loaded.get("commit_status") != "committed":
+            raise SetupError(f"the cutover report says commit_status={loaded.get('commit_status')!r}: not committed")
+    return path
+
+
+def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, record: Record, log: Log) -> None:
+    """A --rehearse dev branch: restore the snapshot when the database is empty, else use it as it is."""
+    assert settings.db_url is not None
+    with db.connection(settings.db_url, read_only=True) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    with record.step("restore the snapshot", log) as entry:
+        if tables:
+            entry["detail"] = f"the database already holds {len(tables)} tables: used as restored (runbook step 2)"
+            record.snapshot = "already restored on the target"
+            return
+        path = provider.snapshot_file()
+        record.snapshot, record.snapshot_timestamp = str(path), snapshot_timestamp(path)
+        result = snapshot.restore(path, settings.db_url, plan, log=log)
+        record.restore_s = result.total_seconds
+
+
+def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, record: Record,
+        log: Log = quiet, report_dir: Path | None = None) -> None:
+    """Restore, dry run, capture, execute: the target the checks then look at (filled into ``record``)."""
+    if settings.db_url is not None:
+        if not settings.rehearse:
+            raise SetupError("the rehearsal writes to its target; a --db-url target needs the explicit opt-in "
+                             "--rehearse (a dev branch you own), or drop --db-url to use the sandbox")
+        record.sandbox = False
+        url = settings.db_url
+        _restore_into_url(settings, provider, plan, record, log)
+    else:
+        with record.step("provision the sandbox", log) as entry:
+            entry["detail"] = provider.server().backend
+        with record.step("restore the snapshot", log) as entry:
+            provider.template()
+            info = provider.restore_info()
+            record.restore_s = float(str(info.get("restore_seconds", 0.0)))
+            record.snapshot = str(info.get("snapshot", ""))
+            record.snapshot_timestamp = snapshot_timestamp(Path(record.snapshot)) if record.snapshot else ""
+            entry["detail"] = f"{info.get('rows')} rows in {record.restore_s:.2f} s"
+            url = provider.clone("rehearsal")
+    record.target = mask_url(url)
+    with db.connection(url, read_only=True) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        record.postgres = str(row[0]) if row else ""
+    _dry_run(url, plan, record, log)
+    record.captured = capture_key(url, plan)
+    _execute(url, plan, settings, record, report_dir or workdir, log)
+    (workdir / "rehearsal-url").write_text(url)
+
+
+def shared(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
+           log: Log = quiet, report_dir: Path | None = None) -> tuple[Target, Record]:
+    """The run's one rehearsal: done by the first process that asks, read by the others."""
+    marker = workdir / "rehearsal.json"
+    with FileLock(str(workdir / "rehearsal.lock")):
+        if not marker.exists():
+            record = Record()
+            try:
+                run(provider, plan, settings, workdir, record, log, report_dir)
+            except SetupError as exc:
+                marker.write_text(json.dumps({"error": str(exc), "record": record.to_json()}))
+                raise
+            marker.write_text(json.dumps({"record": record.to_json()}))
+        data = json.loads(marker.read_text())
+    if "error" in data:
+        raise SetupError(data["error"])
+    record = Record.from_json(data["record"])
+    url = (workdir / "rehearsal-url").read_text()
+    return Target(url, reports.load(Path(record.report_path)), Path(record.report_path),
+                  sandbox=settings.db_url is None), record
+
+
+def load_record(workdir: Path) -> Record | None:
+    """The rehearsal record for the operator log, if this run rehearsed."""
+    marker = workdir / "rehearsal.json"
+    if not marker.exists():
+        return None
+    return Record.from_json(json.loads(marker.read_text())["record"])
+
+
+def save_record(workdir: Path, record: Record) -> None:
+    """Steps run after the flow (A20-active) add to the shared timeline."""
+    marker = workdir / "rehearsal.json"
+    with FileLock(str(workdir / "rehearsal.lock")):
+        data = json.loads(marker.read_text()) if marker.exists() else {}
+        data["record"] = record.to_json()
+        marker.write_text(json.dumps(data))
+
+
+def _straggler_where(plan: Plan, tenant: str) -> sql.Composable:
+    st = plan.rehearsal.straggler
+    return sql.SQL("{tenant} = {t} AND {col}->>{key} = {marker}").format(
+        tenant=I(plan.tenant_column), t=L(tenant), col=I(st.marker_column), key=L(st.marker_key), marker=L(st.marker))
+
+
+def insert_straggler(url: str, plan: Plan) -> str:
+    """The runbook's synthetic lost write: one patient-classified row on the source; returns its key."""
+    st, rule = plan.rehearsal.straggler, plan.table(plan.rehearsal.straggler.table)
+    columns = [rule.key, plan.tenant_column, st.marker_column, *st.values, *st.now_columns]
+    values = [sql.SQL("gen_random_uuid()::text"), L(plan.source),
+              sql.SQL("jsonb_build_object({}, {})").format(L(st.marker_key), L(st.marker)),
+              *(L(v) for v in st.values.values()), *(sql.SQL("now()") for _ in st.now_columns)]
+    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING {k}").format(
+        t=I(st.table), cols=sql.SQL(", ").join(map(I, columns)), vals=sql.SQL(", ").join(values), k=I(rule.key))
+    with db.connection(url) as conn:
+        row = conn.execute(query).fetchone()
+        conn.commit()
+    assert row is not None
+    return str(row[0])
+
+
+def count_straggler(url: str, plan: Plan, tenant: str) -> int:
+    """How many synthetic stragglers sit on ``tenant`` (the runbook's confirm steps)."""
+    query = sql.SQL("SELECT count(*) FROM {t} WHERE {w}").format(
+        t=I(plan.rehearsal.straggler.table), w=_straggler_where(plan, tenant))
+    with db.connection(url, read_only=True) as conn:
+        row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+def delete_straggler(url: str, plan: Plan) -> int:
+    """The runbook's cleanup: every synthetic straggler, on any tenant, so no audit sees it later."""
+    st = plan.rehearsal.straggler
+    query = sql.SQL("DELETE FROM {t} WHERE {col}->>{key} = {marker}").format(
+        t=I(st.table), col=I(st.marker_column), key=L(st.marker_key), marker=L(st.marker))
+    with db.connection(url) as conn:
+        deleted = conn.execute(query).rowcount
+        conn.commit()
+    return deleted
+
+
+def manual_values(url: str, plan: Plan, record: Record | None) -> dict[str, str]:
+    """Real values for the manual checks' steps: moved rows on the target, the captured key."""
+    r = plan.rehearsal
+    values: dict[str, str] = {"source": plan.source, "target": plan.target, "database": mask_url(url)}
+
+    def first(table: str) -> str | None:
+        rule = plan.table(table)
+        query = sql.SQL("SELECT {k}::text FROM {t} WHERE {tenant} = {tgt} ORDER BY {k} LIMIT 1").format(
+            k=I(rule.key), t=I(table), tenant=I(plan.tenant_column), tgt=L(plan.target))
+        row = conn.execute(query).fetchone()
+        return str(row[0]) if row else None
+
+    with db.connection(url, read_only=True, autocommit=True) as conn:
+        for name, table in (("case_id", r.case_table), ("patient_id", r.patient_table),
+                            ("document_id", r.document_table)):
+            found = first(table)
+            if found is not None:
+                values[name] = found
+        captured = dict(record.captured) if record and record.captured else {}
+        if not captured:  # not rehearsed here: a key on the target names a moved case
+            query = sql.SQL("SELECT {k}, {route}, {resp}->>{field} FROM {t} WHERE {resp}->>{field} IS NOT NULL "
+                            "AND {tenant} = {tgt} ORDER BY {k} LIMIT 1").format(
+                k=I(r.key_column), route=I(r.key_route_column), resp=I(r.key_response_column),
+                field=L(r.key_case_field), t=I(r.key_table), tenant=I(plan.tenant_column), tgt=L(plan.target))
+            row = conn.execute(query).fetchone()
+            if row:
+                captured = {"idempotency_key": row[0], "route": row[1], "key_case_id": row[2]}
+        values.update(captured)
+    return values
+
+
+def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, document_id: str | None,
+              patient_id: str | None) -> dict[str, Any]:
+    """What the assists compare with: the cached response, where the case and document sit, and what the
+    app role sees of the moved patient from the source tenant (A15's SQL probe)."""
+    r = plan.rehearsal
+    facts: dict[str, Any] = {}
+
+    def tenant_of(table: str, row_id: str | None) -> str | None:
+        if row_id is None:
+            return None
+        rule = plan.table(table)
+        row = conn.execute(sql.SQL("SELECT {tenant} FROM {t} WHERE {k}::text = {v}").format(
+            tenant=I(plan.tenant_column), t=I(table), k=I(rule.key), v=L(row_id))).fetchone()
+        return str(row[0]) if row else None
+
+    with db.connection(url, read_only=True) as conn:
+        row = conn.execute(sql.SQL("SELECT {resp} FROM {t} WHERE {k} = {v}").format(
+            resp=I(r.key_response_column), t=I(r.key_table), k=I(r.key_column), v=L(key))).fetchone()
+        facts["cached"] = row[0] if row else None
+        facts["case_tenant"] = tenant_of(r.case_table, case_id)
+        facts["document_tenant"] = tenant_of(r.document_table, document_id)
+        rule = plan.table(r.patient_table)
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(plan.app_role)))
+        conn.execute("SELECT set_config(%s, %s, true)", (plan.tenant_setting, plan.source))
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {k}::text = {v}").format(
+            t=I(r.patient_table), k=I(rule.key), v=L(patient_id))).fetchone()
+        facts["patient_visible_to_source"] = int(row[0]) if row else None
+        conn.rollback()
+    return facts

@@ -1,0 +1,59 @@
+"""A20-active (rehearsal only): the sweep really moves a straggler, exactly as the runbook describes.
+
+Runs after the automated checks (rehearsal/ is collected after smoke/). It writes, so it needs a
+sandbox target or a --db-url target opted in with --rehearse; the synthetic row is deleted however
+the steps end.
+"""
+
+from __future__ import annotations
+
+import allure
+import pytest
+
+from cutover import aftercare, engine
+from cutover import rehearsal as rh
+from cutover.checks import Checker
+from cutover.config import Settings
+from cutover.plan import Plan
+from cutover.reporting import verdict
+from cutover.target import Target, check_connection
+
+
+@pytest.mark.setA
+@pytest.mark.check("A20-active")
+def test_A20_active_sweep_moves_a_synthetic_straggler(cutover_target: Target, cutover_plan: Plan,
+                                                       cutover_settings: Settings,
+                                                       request: pytest.FixtureRequest) -> None:
+    if not cutover_target.sandbox and not cutover_settings.rehearse:
+        pytest.skip("A20-active writes a synthetic row: a --db-url target needs --rehearse")
+    if getattr(request.config, "workerinput", None) is not None:
+        pytest.skip("A20-active writes to the shared target while other workers check it: run it without -n")
+    url, plan = cutover_target.url, cutover_plan
+    try:
+        with allure.step("insert a synthetic patient-classified row on the source"):
+            key = rh.insert_straggler(url, plan)
+            allure.attach(key, "synthetic row id", allure.attachment_type.TEXT)
+        with allure.step("confirm it is on the source"):
+            assert rh.count_straggler(url, plan, plan.source) == 1, "the synthetic row is not on the source"
+        with allure.step("run the sweep"):
+            try:
+                swept = aftercare.sweep(url, plan, "rehearsal:a20-active",
+                                        engine.Timeouts(cutover_settings.lock_timeout, "5min"))
+            except engine.RunFailed as exc:
+                pytest.fail(f"A20-active: the sweep failed: {exc}", pytrace=False)
+            moved = sum(swept["moved"].values()) if swept else 0
+            allure.attach(str(moved), "rows moved by the sweep", allure.attachment_type.TEXT)
+        with allure.step("confirm it moved to the target"):
+            assert rh.count_straggler(url, plan, plan.target) == 1, "the sweep did not move the synthetic row"
+            assert rh.count_straggler(url, plan, plan.source) == 0, "the synthetic row is still on the source"
+        with allure.step("re-run A20"):
+            conn = check_connection(url, cutover_settings)
+            try:
+                verdict(Checker(conn, plan, cutover_target.report).a20())
+            finally:
+                conn.close()
+    finally:
+        with allure.step("delete the synthetic row"):
+            deleted = rh.delete_straggler(url, plan)
+            allure.attach(str(deleted), "rows deleted", allure.attachment_type.TEXT)
+            assert rh.count_straggler(url, plan, plan.source) + rh.count_straggler(url, plan, plan.target) == 0
