@@ -234,6 +234,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    # The runbook's order, whatever the file names: SQL checks (5a), manual checks (5b), then
+    # A20-active, which writes and so must come after every check that reads what it touches.
+    items.sort(key=lambda item: 2 if _check_id(item) == "A20-active" else (1 if item.get_closest_marker("manual")
+                                                                            else 0))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -81,7 +81,7 @@ def load_answers(path: Path, plan: Plan) -> dict[str, tuple[str, str, str | None
             except json.JSONDecodeError as exc:
                 raise SetupError(f"{where} line {n} is not JSON ({exc.msg}); fix the journal") from None
             if not isinstance(entry, Mapping) or "check" not in entry:
-                raise SetupError(f"{where} line {n} has no 'check'; is this a journal?")
+                raise SetupError(f"{where} line {n} has no 'check'; fix the file (a journal line names its check)")
             found[str(entry["check"]).upper()] = _one(str(entry["check"]).upper(), entry, f"{where} line {n}",
                                                       plan.manual)
         return found
@@ -95,8 +95,8 @@ def load_answers(path: Path, plan: Plan) -> dict[str, tuple[str, str, str | None
     if not isinstance(data, Mapping):
         raise SetupError(f"{where} must map check ids to answers (e.g. A11: pass); fix the file")
     for check, raw in data.items():
-        if raw is None:
-            continue  # a template entry not filled in yet
+        if raw is None or (isinstance(raw, Mapping) and raw.get("result") is None):
+            continue  # a template entry not filled in yet: not answered
         found[str(check).upper()] = _one(str(check).upper(), raw, where, plan.manual)
     return found
 

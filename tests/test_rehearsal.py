@@ -1,0 +1,234 @@
+"""The rehearsal as operators run it: pytester projects with the real smoke and rehearsal tests.
+
+The full flow leaves an operator log with every field and the single-file HTML report; answers
+files drive the manual checks and the journal replays; a BLOCKED dry run stops before execute;
+--cutover-cmd runs the operator's command; A20-active cleans up even when the sweep fails; and a
+secret canary appears in no artifact of a failing run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from cutover.plan import Plan
+from cutover.sandbox import ServerInfo
+from cutover.target import Target
+from tests.cutover_support import execute_sql, scalar
+from tests.fake_backend import running
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = {
+    "test_matrix": (ROOT / "smoke" / "test_matrix.py").read_text(),
+    "test_manual": (ROOT / "rehearsal" / "test_manual.py").read_text(),
+    "test_a20_active": (ROOT / "rehearsal" / "test_a20_active.py").read_text(),
+}
+MARKER = "rehearsal:synthetic-straggler"
+
+
+def operator_log(base: Path) -> dict[str, Any]:
+    latest = base / "artifacts" / "latest"
+    assert latest.is_symlink(), "artifacts/latest is missing"
+    return dict(json.loads((latest / "operator-log.json").read_text()))
+
+
+def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
+    pytester: pytest.Pytester, example: Callable[..., list[str]]
+) -> None:
+    args = example(**FILES)
+    answers = pytester.path / "answers.yaml"
+    answers.write_text("A11: {result: pass, observation: 'chat, upload and match request all fine'}\n"
+                       "A12:\n  result: fail\n  observation: body differed from the cached one\n"
+                       "A13: skip\n")
+    result = pytester.runpytest_subprocess("-m", "setA", "-p", "no:randomly", "--operator", "op-alice",
+                                           "--answers=answers.yaml", *args)
+    out = result.stdout.str()
+    assert result.ret == 1, out  # A12 failed on the operator's word
+    assert "ALL 12 CHECKS PASSED" in out and "A20-active PASS" in out
+    assert "MANUAL: 3 OF 9 ANSWERED; 6 NEED AN OPERATOR: A14, A15, A16, A17, A18, A19" in out
+    log = operator_log(pytester.path)
+    r = log["rehearsal"]
+    for key in ("target", "postgres", "snapshot", "snapshot_timestamp", "restore_s", "dry_run", "execute_s",
+                "execute_via", "report_path", "captured", "timeline"):
+        assert r[key] not in ("", None, [], {}), key
+    assert r["dry_run"] == "READY" and Path(r["report_path"]).is_file()
+    assert log["rollback_time_bound"]["within_budget"] is True
+    assert [t["step"] for t in r["timeline"]][:4] == ["provision the sandbox", "restore the snapshot",
+                                                      "pre-flight dry run", "execute the cutover"]
+    checks = {c["check"]: c for c in log["checks"]}
+    assert len(checks) == 22 and all(checks[f"A{i}"]["result"] == "passed" for i in (1, 2, 3, 10, 20, 21))
+    assert checks["A11"]["result"] == "pass" and checks["A11"]["operator"] == "op-alice"
+    assert checks["A12"]["observation"] == "body differed from the cached one"
+    assert checks["A14"]["result"] == "skipped" and "needs operator" in checks["A14"]["observation"]
+    assert checks["A20-active"]["result"] == "passed"
+    latest = pytester.path / "artifacts" / "latest"
+    html = latest / log["allure"]["html"]
+    assert html.is_file() and html.stat().st_size > 100_000
+    results = latest / "allure-results"
+    props = (results / "environment.properties").read_text()
+    assert "postgres=15" in props and "git_sha=" in props and "snapshot=" in props
+    assert (results / "executor.json").is_file() and (results / "categories.json").is_file()
+    assert "body differed from the cached one" in "".join(p.read_text() for p in results.glob("*-attachment.json"))
+    md = (latest / "operator-log.md").read_text()
+    assert "chat, upload and match request all fine" in md and "allure-report/index.html" in md
+    journal = latest / "journal.jsonl"
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert {x["check"] for x in lines} == {"A11", "A12", "A13"}
+
+    replay = pytester.runpytest_subprocess("-m", "manual", "-p", "no:randomly", f"--answers={journal}", *args)
+    replay.assert_outcomes(passed=1, failed=1, skipped=7)
+
+
+def test_the_answers_template_is_written_and_accepted_back(pytester: pytest.Pytester,
+                                                           example: Callable[..., list[str]]) -> None:
+    args = example(**FILES)
+    made = pytester.runpytest_subprocess("--answers-template", "fill.yaml", *args)
+    assert made.ret == 0 and "wrote the answers template" in made.stdout.str()
+    text = (pytester.path / "fill.yaml").read_text()
+    assert all(f"A{i}:" in text for i in range(11, 20)) and "X-Idempotency-Key" in text
+    again = pytester.runpytest_subprocess("--answers-template", "fill.yaml", *args)
+    assert again.ret == 4 and "refusing to overwrite" in again.stderr.str()
+    filled = text.replace("result:        # pass | fail | skip", "result: pass", 1)
+    (pytester.path / "fill.yaml").write_text(filled)
+    ok = pytester.runpytest_subprocess("-m", "manual", "--answers=fill.yaml", "-k", "A11", *args)
+    ok.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("a.yaml", "A11: maybe\n", "A11.result must be pass, fail or skip, got 'maybe'"),
+    ("a.json", '{"A99": "pass"}', "'A99' is not a manual check"),
+    ("a.yaml", "A11: [unclosed\n", "is not valid YAML"),
+    ("a.jsonl", '{"result": "pass"}\n', "line 1 has no 'check'"),
+])
+def test_a_bad_answers_file_is_one_line_and_nothing_runs(pytester: pytest.Pytester, example: Callable[..., list[str]],
+                                                       name: str, content: str, message: str) -> None:
+    args = example(**FILES)
+    (pytester.path / name).write_text(content)
+    result = pytester.runpytest_subprocess("-m", "setA", f"--answers={name}", *args)
+    assert result.ret == 4
+    assert message in result.stderr.str() and "fix" in result.stderr.str()
+    assert not (pytester.path / "artifacts").exists()
+
+
+def straggler_rows(url: str) -> int:
+    return int(scalar(url, f"SELECT count(*) FROM events WHERE payload->>'actor' = '{MARKER}'")  # noqa: S608
+               or 0)
+
+
+def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
+) -> None:
+    """A trigger refuses to move the synthetic row, so the sweep really fails; the cleanup still runs."""
+    execute_sql(fresh_db, f"""
+        CREATE FUNCTION refuse_synthetic() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'test: the sweep is refused'; END $$;
+        CREATE TRIGGER refuse_synthetic BEFORE UPDATE ON events FOR EACH ROW
+        WHEN (OLD.payload->>'actor' = '{MARKER}') EXECUTE FUNCTION refuse_synthetic();""")
+    args = example(**FILES)
+    result = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse", "-p", "no:randomly",
+                                           *args)
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    assert "A20-active FAIL" in out and "the sweep failed" in out and "ALL 12 CHECKS PASSED" in out
+    assert straggler_rows(fresh_db) == 0
+    log = operator_log(pytester.path)
+    assert {c["check"]: c["result"] for c in log["checks"]}["A20-active"] == "failed"
+    assert log["rehearsal"]["execute_via"] == "bundled cutover module" and log["rehearsal"]["sandbox"] is False
+
+
+def test_a_db_url_without_rehearse_is_only_read(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
+) -> None:
+    args = example(**FILES)
+    before = scalar(cut_over_db.url, "SELECT count(*) FROM events")
+    result = pytester.runpytest_subprocess("-m", "setA", "--db-url", cut_over_db.url, "-p", "no:randomly",
+                                           f"--report-path={cut_over_db.report_path}", *args)
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "A20-active SKIP" in out and "needs --rehearse" in out
+    assert "rehearsal: execute" not in out
+    assert scalar(cut_over_db.url, "SELECT count(*) FROM events") == before
+    assert operator_log(pytester.path)["rehearsal"] is None
+
+
+def test_a_blocked_dry_run_stops_before_execute_and_names_the_blocker(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
+) -> None:
+    execute_sql(fresh_db, "INSERT INTO events (id, tenant_id, event_type, payload, source_service) "
+                          "VALUES ('ev-mystery', 'tenant-apollo-001', 'mystery.happened', '{}', 'test')")
+    args = example(**FILES)
+    result = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse", *args)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 2, out
+    assert "BLOCKED" in out and "mystery.happened" in out
+    assert scalar(fresh_db, "SELECT count(*) FROM events WHERE event_type LIKE 'cutover.%'") == 0
+    log = operator_log(pytester.path)
+    assert log["rehearsal"]["dry_run"] == "BLOCKED" and log["rehearsal"]["blockers"]
+    assert log["verdict"].startswith("RUN DID NOT COMPLETE (exit 2)")
+    assert [t["status"] for t in log["timeline"]][-1] == "failed"
+
+
+def test_the_operators_cutover_command_is_used_when_given(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
+) -> None:
+    args = example(**FILES)
+    script = ROOT / "scripts" / "cutover_patient_tenant.py"
+    cmd = f'{sys.executable} {script} --execute --operator-confirmed --report-path "$CUTOVER_REPORT_PATH"'
+    result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", fresh_db, "--rehearse",
+                                           f"--cutover-cmd={cmd}", *args)
+    assert result.ret == 0, result.stdout.str()
+    assert "ALL 12 CHECKS PASSED" in result.stdout.str()
+    assert operator_log(pytester.path)["rehearsal"]["execute_via"] == "--cutover-cmd"
+
+
+def test_a_failing_cutover_command_stops_the_rehearsal(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
+) -> None:
+    args = example(**FILES)
+    failing = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse",
+                                            "--cutover-cmd=echo boom; exit 7", *args)
+    text = failing.stdout.str() + failing.stderr.str()
+    assert failing.ret == 2 and "--cutover-cmd exited 7" in text and "cutover-cmd: boom" in text
+
+
+def test_a_secret_canary_appears_in_no_artifact_of_a_failing_run(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str, cutover_server: ServerInfo,
+    cutover_plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = f"Canary-{uuid.uuid4().hex}"
+    role = f"canary_{uuid.uuid4().hex[:8]}"
+    execute_sql(cutover_server.admin_url, f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
+    parts = urlsplit(fresh_db)
+    url = urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
+    jwt = "eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(f'{{"canary":"{password}"}}'.encode()).decode().rstrip(
+        "=") + ".c2lnbmF0dXJlY2FuYXJ5"
+    with running() as fake:
+        fake.state["send_drained"] = False  # A19's assist fails: its evidence goes to Allure
+        for key, value in {"CUTOVER_API_URL": fake.http_url, "CUTOVER_WS_URL": fake.ws_url,
+                           "CUTOVER_PATIENT_JWT": jwt, "CUTOVER_ADMIN_JWT": jwt, "CUTOVER_PROVIDER_JWT": jwt}.items():
+            monkeypatch.setenv(key, value)
+        args = example(**FILES)
+        (pytester.path / "answers.json").write_text(json.dumps({"A11": {"result": "fail", "observation":
+                                                                         f"token {jwt} and {url}"}}))
+        result = pytester.runpytest_subprocess("-m", "setA", "--db-url", url, "--rehearse", "-p", "no:randomly",
+                                               "--answers=answers.json", "-l", "--tb=long", *args)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1 and "A19  FAIL" in out and "A11  FAIL" in out, out
+    assert password not in out and jwt not in out
+    latest = (pytester.path / "artifacts" / "latest").resolve()
+    files = [p for p in latest.rglob("*") if p.is_file()]
+    assert any(p.name == "index.html" for p in files) and len(files) > 50
+    encoded = [base64.b64encode(password.encode()[i:]).decode()[4:24] for i in range(3)]
+    for path in files:
+        data = path.read_bytes()
+        assert password.encode() not in data and jwt.encode() not in data, path
+        if path.name == "index.html":
+            assert not any(e.encode() in data for e in encoded), "the HTML embeds the password encoded"
