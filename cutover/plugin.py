@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import signal
 import tempfile
@@ -359,6 +360,21 @@ def manual_values(cutover_target: targets.Target, cutover_plan: Plan, cutover_re
     return {**rehearsals.manual_values(cutover_target.url, cutover_plan, cutover_rehearsal), **assist_config.urls()}
 
 
+@contextlib.contextmanager
+def _terminal(capman: Any) -> Iterator[None]:
+    """Hand the real terminal to the prompt: stdin too (as pdb does), not only the output."""
+    if capman is None:
+        yield
+        return
+    capman.suspend_fixture()
+    capman.suspend_global_capture(in_=True)
+    try:
+        yield
+    finally:
+        capman.resume_global_capture()
+        capman.resume_fixture()
+
+
 @pytest.fixture
 def manual_check(request: pytest.FixtureRequest, pytestconfig: pytest.Config, cutover_plan: Plan,
                  cutover_settings: cfg.Settings, manual_values: dict[str, str]) -> Callable[..., None]:
@@ -366,7 +382,7 @@ def manual_check(request: pytest.FixtureRequest, pytestconfig: pytest.Config, cu
     check = cutover_plan.manual[_check_id(request.node) or ""]
     instructions = prompts.fill(check, manual_values)
     capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
-    suspend = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
+    suspend = functools.partial(_terminal, capman)
     journal = prompts.Journal(Path(pytestconfig.stash[RUN]["journal"]))
 
     def confirm(found: Any = None) -> None:

@@ -160,7 +160,9 @@ def ask(check: ManualCheck, instructions: str, assist: str | None, read: Callabl
 
 def interactive_possible(is_worker: bool) -> bool:
     """A real terminal on both ends, in the controller process."""
-    return not is_worker and sys.stdin.isatty() and sys.__stdout__ is not None and sys.__stdout__.isatty()
+    # sys.__stdin__, not sys.stdin: under pytest's capture sys.stdin is a stand-in that is never a tty
+    real_in, real_out = sys.__stdin__, sys.__stdout__
+    return not is_worker and real_in is not None and real_in.isatty() and real_out is not None and real_out.isatty()
 
 
 def resolve(check: ManualCheck, instructions: str, assist_line: str | None,
@@ -170,14 +172,15 @@ def resolve(check: ManualCheck, instructions: str, assist_line: str | None,
     if check.check in given:
         result, observation, who = given[check.check]
         answer = Answer(check.check, result, observation, who or operator, now(), "answers file")
-    elif interactive_possible(is_worker):
-        with suspend():
-            result, observation = ask(check, instructions, assist_line, input, print)
-        answer = Answer(check.check, result, observation, operator, now(), "terminal")
     elif is_worker:
         return None, ("manual checks are asked only in a serial run (no -n): re-run with -m manual, "
                       "or pass --answers=FILE")
     else:
-        return None, "no terminal to ask on and no answer in --answers; run in a terminal or pass --answers=FILE"
+        with suspend():  # only with capture suspended do fds 0 and 1 show whether they are a terminal
+            if not interactive_possible(is_worker):
+                return None, ("no terminal to ask on and no answer in --answers; run in a terminal or pass "
+                              "--answers=FILE")
+            result, observation = ask(check, instructions, assist_line, input, print)
+        answer = Answer(check.check, result, observation, operator, now(), "terminal")
     journal.add(answer)
     return answer, ""
