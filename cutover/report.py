@@ -8,6 +8,7 @@ failure, and can be rebuilt from the audit events the cutover writes in the same
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -94,9 +95,10 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path] | 
 
 
 def _ids(path: Path) -> Iterable[str]:
-    with open(path) as fh:
-        for line in fh:
-            yield line.rstrip("\n")
+    """Ids from a spool file (CSV: an id may hold a comma, a quote, a backslash or a newline)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.reader(fh):
+            yield row[0]
 
 
 def audit_events(conn: Any, plan: Plan, kind: str) -> list[dict[str, Any]]:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
+
 import copy
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, Verbosity, settings
+
+# Hypothesis profiles (HYPOTHESIS_PROFILE): ci keeps every row-mix property, with a database per
+# example, well under 3 minutes on 2 cores; dev explores more; stress is the long hunt (docs/hypothesis.md).
+settings.register_profile("ci", max_examples=12, derandomize=True, print_blob=True)
+settings.register_profile("dev", max_examples=40, print_blob=True)
+settings.register_profile("stress", max_examples=2000, print_blob=True, verbosity=Verbosity.normal,
+                          phases=list(Phase))
+settings.register_profile("triage", max_examples=40, phases=[Phase.explicit, Phase.generate], print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
 from cutover import db
 from cutover.config import Settings

@@ -124,8 +124,11 @@ def test_slow(cutover_server, cutover_db):
     record(cutover_server, cutover_db)
     time.sleep(120)
 """)
+    # A job started in the background (`cmd &`, nohup, some CI runners) inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: give the child the terminal's default back.
     proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=pytester.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not recorded(out) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
