@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import os
-
 import copy
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import Phase, Verbosity, settings
+
+from cutover import db
+from cutover.config import Settings
+from cutover.plan import Plan
+from cutover.provider import SessionSandbox
+from cutover.sandbox import ServerInfo
+from cutover.target import Target, cut_over_clone
 
 # Hypothesis profiles (HYPOTHESIS_PROFILE): ci keeps every row-mix property, with a database per
 # example, well under 3 minutes on 2 cores; dev explores more; stress is the long hunt (docs/hypothesis.md).
@@ -20,13 +26,6 @@ settings.register_profile("stress", max_examples=2000, print_blob=True, verbosit
                           phases=list(Phase))
 settings.register_profile("triage", max_examples=40, phases=[Phase.explicit, Phase.generate], print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
-
-from cutover import db
-from cutover.config import Settings
-from cutover.plan import Plan
-from cutover.provider import SessionSandbox
-from cutover.sandbox import ServerInfo
-from cutover.target import Target, cut_over_clone
 
 EXAMPLE_CONFTEST = 'pytest_plugins = ["cutover.plugin"]\n'
 

@@ -87,7 +87,10 @@ def _payload(draw: Any, case_id: str | None) -> Any:
 def worlds(draw: Any, stragglers: bool = False) -> World:
     """A consistent pre-cutover world: every share, quote and key points where the spec allows."""
     w, new = World(), Ids(draw)
-    at = lambda: draw(st.sampled_from(TIMES))  # noqa: E731 (a one-line draw helper)
+
+    def at() -> str | None:
+        value = draw(st.sampled_from(TIMES))
+        return None if value is None else str(value)
     orgs = [("org-patients", SOURCE, "patient"), ("org-apollo", SOURCE, "provider"),
             ("org-coord", SOURCE, "coordinator"), ("org-fortis", FORTIS, "provider")]
     if draw(st.booleans()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cutover import db
 from cutover.config import Settings
 from cutover.plan import Plan
 from cutover.target import Target
@@ -20,9 +21,11 @@ def test_ids_with_backslashes_tabs_and_newlines_reach_the_report_unchanged(
     """The allow-list was spooled with COPY's text format, which escapes backslashes (and tabs,
     newlines): an id ``idk-11\\`` came back as ``idk-11\\\\``, so A10 failed and reverse missed it."""
     before = checksum(fresh_db, cutover_plan)
-    for i, rid in enumerate(ODD_IDS):
-        execute_sql(fresh_db, "INSERT INTO events (id, tenant_id, event_type, payload, source_service) "
-                              f"VALUES ($q${rid}$q$, 'tenant-apollo-001', 'case.created', NULL, 'api{i}')")
+    with db.connection(fresh_db) as conn:
+        for i, rid in enumerate(ODD_IDS):
+            conn.execute("INSERT INTO events (id, tenant_id, event_type, payload, source_service) "
+                         "VALUES (%s, 'tenant-apollo-001', 'case.created', NULL, %s)", (rid, f"api{i}"))
+        conn.commit()
     report_path = tmp_path / "r.json"
     done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report_path))
     assert done.returncode == 0, done.stderr
