@@ -26,6 +26,7 @@ from cutover.redact import mask_url, redact
 from cutover.rehearsal import Record, load_record
 
 ALLURE_BIN = PACKAGE_ROOT / "tools" / "allure" / "node_modules" / ".bin" / "allure"
+WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP"}
 CATEGORIES = [
     {"name": "Cutover check failed", "matchedStatuses": ["failed"]},
     {"name": "Setup or infrastructure error", "matchedStatuses": ["broken"]},
@@ -136,7 +137,8 @@ def markdown(log: Mapping[str, Any]) -> str:
               "|---|---|---|---|---|---|---|"]
     for c in log["checks"]:
         obs = str(c["observation"]).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {c['check']} | {c['kind']} | {c['result'].upper()} | {c['title']} | {obs} | "
+        word = WORDS.get(c["result"], c["result"].upper())
+        lines.append(f"| {c['check']} | {c['kind']} | {word} | {c['title']} | {obs} | "
                      f"{c['operator']} | {c['at']} |")
     lines += ["", "## Timeline", "", "| step | started | seconds | status | detail |", "|---|---|---|---|---|"]
     for t in log["timeline"]:
