@@ -21,12 +21,12 @@ from psycopg import sql
 
 from cutover import aftercare, db, engine, preflight, snapshot
 from cutover import report as reports
-from cutover.checks import Checker
 from cutover.config import Settings
 from cutover.plan import Plan
 from cutover.sandbox import ServerInfo
-from cutover.target import check_connection
+from cutover.target import Target
 from tests.row_mixes import FORTIS, KEY, ORDER, SOURCE, TARGET, World, insert_sql, loaded, must_move, tenants_of, worlds
+from tests.test_smoke_faults import failing_evidence
 
 EXAMPLE = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                           HealthCheck.data_too_large], deadline=None)
@@ -53,16 +53,7 @@ def reference_template(cutover_server: ServerInfo, cutover_plan: Plan) -> Iterat
 
 def failing(url: str, report: dict[str, Any], plan: Plan, settings_: Settings) -> dict[str, str]:
     """The failing checks with their evidence, so a falsifying example says what the check saw."""
-    conn = check_connection(url, settings_)
-    try:
-        c = Checker(conn, plan, report)
-        results = [c.a1(), c.a2(), c.a5(), c.a7(), c.a8(), c.a9(), c.a10(), c.a20(), c.a21()]
-        results += [c.a3(t.name) for t in plan.moving]
-        results += [c.a4(f"{t.name}.{r.column}") for t in plan.tables for r in t.references]
-        results += [c.a6(t.name) for t in plan.tables if t.owner != "patient"]
-        return {ev.check: ev.text() for ev in results if not ev.ok}
-    finally:
-        conn.close()
+    return failing_evidence(Target(url, report, None, True), plan, settings_)
 
 
 def _name() -> str:

@@ -29,8 +29,8 @@ SRC, TGT, FORTIS = "'tenant-apollo-001'", "'tenant-curaway-patients'", "'tenant-
 LEFT = {"A3", "A5", "A10", "A20", "A21"}  # a patient row left on the source
 
 
-def run_checks(target: Target, plan: Plan, settings: Settings, report: Any = None) -> set[str]:
-    """The ids of the checks that fail on ``target``."""
+def failing_evidence(target: Target, plan: Plan, settings: Settings, report: Any = None) -> dict[str, str]:
+    """Every one of the 12 checks on ``target``; the failing ones' ids with their evidence text."""
     conn = check_connection(target.url, settings)
     try:
         c = Checker(conn, plan, target.report if report is None else report)
@@ -40,9 +40,18 @@ def run_checks(target: Target, plan: Plan, settings: Settings, report: Any = Non
         results += [c.a6(t.name) for t in plan.tables if t.owner != "patient"]
         for ev in results:
             assert ev.ok or (ev.queries or ev.problems), "a failing check must carry evidence"
-        return {ev.check for ev in results if not ev.ok}
+        failed: dict[str, str] = {}
+        for ev in results:
+            if not ev.ok:
+                failed[ev.check] = "\n".join(filter(None, [failed.get(ev.check), ev.text()]))
+        return failed
     finally:
         conn.close()
+
+
+def run_checks(target: Target, plan: Plan, settings: Settings, report: Any = None) -> set[str]:
+    """The ids of the checks that fail on ``target``."""
+    return set(failing_evidence(target, plan, settings, report))
 
 
 def one(table: str, where: str, key: str = "id") -> str:
