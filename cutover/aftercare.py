@@ -35,10 +35,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "sweep", "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
-        with run.step("set local lock_timeout and statement_timeout"):
-            engine.set_timeouts(conn, timeouts)
-        with run.step("advisory lock; lock the plan's tables against writes"):
-            engine.lock(conn, plan, timeouts)
+        engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the cutover is committed and nothing blocks the sweep") as info:
             last = _require_cut_over(conn, plan, "sweep")
             record["cutover_run_id"] = last.get("run_id")
@@ -90,10 +87,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                               "cutover_run_id": cut_report.get("run_id"), "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
-        with run.step("set local lock_timeout and statement_timeout"):
-            engine.set_timeouts(conn, timeouts)
-        with run.step("advisory lock; lock the plan's tables against writes"):
-            engine.lock(conn, plan, timeouts)
+        engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
             last = _require_cut_over(conn, plan, "reverse")
             if last.get("run_id") != cut_report.get("run_id"):

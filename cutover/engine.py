@@ -171,6 +171,14 @@ def _holders(conn: Any, plan: Plan) -> str | None:
     return ", ".join(f"{rel} (held by pid {pid}{f' {app!r}' if app else ''})" for rel, pid, app in rows[:5])
 
 
+def open_steps(run: Run, conn: Any, plan: Plan, timeouts: Timeouts) -> None:
+    """Steps 1-2 of every writing run (execute, sweep, reverse): bound the transaction, then take the locks."""
+    with run.step("set local lock_timeout and statement_timeout"):
+        set_timeouts(conn, timeouts)
+    with run.step("advisory lock; lock the plan's tables against writes"):
+        lock(conn, plan, timeouts)
+
+
 def interval_seconds(value: str) -> float:
     """'500ms', '3s', '2min', '1h' or a bare number of milliseconds (PostgreSQL's unit) as seconds."""
     match = DURATION.fullmatch(value.strip())
@@ -286,10 +294,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
     spool_dir = spool or Path(tempfile.mkdtemp(prefix="cutover-spool-"))
     id_files: dict[str, Path] = {}
     with guarded(url, run, report, timeouts, id_files) as conn:
-        with run.step("set local lock_timeout and statement_timeout"):
-            set_timeouts(conn, timeouts)
-        with run.step("advisory lock; lock the plan's tables against writes"):
-            lock(conn, plan, timeouts)
+        open_steps(run, conn, plan, timeouts)
         with run.step("pre-flight inside the transaction") as info:
             pf = preflight.run(conn, plan)
             info["rows"] = len(pf.blockers)
