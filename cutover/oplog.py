@@ -20,7 +20,7 @@ from typing import Any
 
 from cutover.checks import TITLES
 from cutover.config import PACKAGE_ROOT, Settings
-from cutover.plan import load_plan
+from cutover.plan import Plan
 from cutover.prompts import Answer, Journal
 from cutover.redact import mask_url, redact
 from cutover.rehearsal import Record, load_record
@@ -203,10 +203,9 @@ def manual_rows(titles: Mapping[str, str], outcomes: Mapping[str, str], answers:
     return rows
 
 
-def operator_log(settings: Settings, shared: Path, run: Mapping[str, Any], summary: Any, exit_status: int,
-                 command: str) -> Path:
+def operator_log(settings: Settings, plan: Plan, shared: Path, run: Mapping[str, Any], summary: Any,
+                 exit_status: int, command: str) -> Path:
     """Gather the run (rehearsal record, check outcomes, journal) and write artifacts/<stamp>/."""
-    plan = load_plan(settings.plan_path)
     record = load_record(shared)
     journal = Path(run["journal"])
     answers = Journal(journal).read()

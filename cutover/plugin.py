@@ -33,6 +33,7 @@ from cutover.redact import redact, split_password
 from cutover.sandbox import ServerInfo
 
 SETTINGS = pytest.StashKey[cfg.Settings]()
+PLAN = pytest.StashKey[Plan]()
 SHARED_DIR = pytest.StashKey[Path]()
 ANSWERS = pytest.StashKey[dict[str, tuple[str, str, str | None]]]()
 RUN = pytest.StashKey[dict[str, Any]]()
@@ -84,7 +85,7 @@ def _settings(config: pytest.Config) -> cfg.Settings:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--answers-template FILE`` writes the file to fill in and ends the run: nothing else happens."""
-    settings = _settings(config)
+    config.stash[SETTINGS] = settings = _settings(config)  # resolved once: configure reuses it
     if settings.answers_template is None:
         return None
     path = Path(settings.answers_template)
@@ -110,9 +111,11 @@ def pytest_configure(config: pytest.Config) -> None:
     _check_rootdir(config)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    config.stash[SETTINGS] = settings = _settings(config)
+    if SETTINGS not in config.stash:  # xdist workers skip pytest_cmdline_main
+        config.stash[SETTINGS] = _settings(config)
+    settings = config.stash[SETTINGS]
     try:
-        plan = load_plan(settings.plan_path)
+        config.stash[PLAN] = plan = load_plan(settings.plan_path)
         config.stash[ANSWERS] = prompts.load_answers(Path(settings.answers), plan) if settings.answers else {}
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
@@ -161,7 +164,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings, shared = config.stash[SETTINGS], config.stash[SHARED_DIR]
     summary = config.pluginmanager.get_plugin("cutover-summary")
     try:
-        out = oplog.operator_log(settings, shared, run, summary, int(exitstatus),
+        out = oplog.operator_log(settings, config.stash[PLAN], shared, run, summary, int(exitstatus),
                                      " ".join(["pytest", *config.invocation_params.args]))
     except Exception as exc:  # the log must never turn a result into a crash; say why it is missing
         run["log_error"] = f"operator log not written: {type(exc).__name__}: {redact(str(exc))}"
@@ -201,10 +204,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = {"patient_table", "owned_table", "reference"} & set(metafunc.fixturenames)
     if not wanted:
         return
-    try:
-        plan = load_plan(metafunc.config.stash[SETTINGS].plan_path)
-    except CutoverError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    plan = metafunc.config.stash[PLAN]
     if "patient_table" in wanted:
         metafunc.parametrize("patient_table", [t.name for t in plan.moving], ids=str)
     if "owned_table" in wanted:
@@ -267,12 +267,9 @@ def cutover_settings(pytestconfig: pytest.Config) -> cfg.Settings:
 
 
 @pytest.fixture(scope="session")
-def cutover_plan(cutover_settings: cfg.Settings) -> Plan:
-    """The validated plan file."""
-    try:
-        return load_plan(cutover_settings.plan_path)
-    except CutoverError as exc:
-        _fail_setup(exc)
+def cutover_plan(pytestconfig: pytest.Config) -> Plan:
+    """The validated plan file (loaded once, at configure: a bad plan is a usage error)."""
+    return pytestconfig.stash[PLAN]
 
 
 @pytest.fixture(scope="session")

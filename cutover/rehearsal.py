@@ -103,16 +103,21 @@ def snapshot_timestamp(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds") + " (file mtime)"
 
 
-def capture_key(url: str, plan: Plan) -> dict[str, str]:
-    """An idempotency key whose cached response names a case, taken before the cutover (A12 replays it)."""
+def case_key(conn: Any, plan: Plan, tenant: str) -> dict[str, str]:
+    """An idempotency key on ``tenant`` whose cached response names a case (A12 replays it)."""
     r = plan.rehearsal
     query = sql.SQL("SELECT {k}, {route}, {resp}->>{field} FROM {t} WHERE {resp}->>{field} IS NOT NULL "
-                    "AND {tenant} = {src} ORDER BY {k} LIMIT 1").format(
+                    "AND {tenant} = {value} ORDER BY {k} LIMIT 1").format(
         k=I(r.key_column), route=I(r.key_route_column), resp=I(r.key_response_column), field=L(r.key_case_field),
-        t=I(r.key_table), tenant=I(plan.tenant_column), src=L(plan.source))
-    with db.connection(url, read_only=True) as conn:
-        row = conn.execute(query).fetchone()
+        t=I(r.key_table), tenant=I(plan.tenant_column), value=L(tenant))
+    row = conn.execute(query).fetchone()
     return {"idempotency_key": row[0], "route": row[1], "key_case_id": row[2]} if row else {}
+
+
+def capture_key(url: str, plan: Plan) -> dict[str, str]:
+    """The key A12 replays, captured on the source before the cutover moves it."""
+    with db.connection(url, read_only=True) as conn:
+        return case_key(conn, plan, plan.source)
 
 
 def _dry_run(url: str, plan: Plan, record: Record, log: Log) -> None:
@@ -242,15 +247,6 @@ def load_record(workdir: Path) -> Record | None:
     return Record.from_json(json.loads(marker.read_text())["record"])
 
 
-def save_record(workdir: Path, record: Record) -> None:
-    """Steps run after the flow (A20-active) add to the shared timeline."""
-    marker = workdir / "rehearsal.json"
-    with FileLock(str(workdir / "rehearsal.lock")):
-        data = json.loads(marker.read_text()) if marker.exists() else {}
-        data["record"] = record.to_json()
-        marker.write_text(json.dumps(data))
-
-
 def _straggler_where(plan: Plan, tenant: str) -> sql.Composable:
     st = plan.rehearsal.straggler
     return sql.SQL("{tenant} = {t} AND {col}->>{key} = {marker}").format(
@@ -311,16 +307,8 @@ def manual_values(url: str, plan: Plan, record: Record | None) -> dict[str, str]
             found = first(table)
             if found is not None:
                 values[name] = found
-        captured = dict(record.captured) if record and record.captured else {}
-        if not captured:  # not rehearsed here: a key on the target names a moved case
-            query = sql.SQL("SELECT {k}, {route}, {resp}->>{field} FROM {t} WHERE {resp}->>{field} IS NOT NULL "
-                            "AND {tenant} = {tgt} ORDER BY {k} LIMIT 1").format(
-                k=I(r.key_column), route=I(r.key_route_column), resp=I(r.key_response_column),
-                field=L(r.key_case_field), t=I(r.key_table), tenant=I(plan.tenant_column), tgt=L(plan.target))
-            row = conn.execute(query).fetchone()
-            if row:
-                captured = {"idempotency_key": row[0], "route": row[1], "key_case_id": row[2]}
-        values.update(captured)
+        # Not rehearsed here: a key on the target names a moved case.
+        values.update(record.captured if record and record.captured else case_key(conn, plan, plan.target))
     return values
 
 
