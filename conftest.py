@@ -1,3 +1,3 @@
 """Root conftest: it only loads the plugin, so every entry point (setA, setB, tests) shares one wiring."""
 
-pytest_plugins = ("cutover.plugin", "pytester")
+pytest_plugins = ("cutover.suite.plugin",)

@@ -20,9 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cutover import db, sandbox, snapshot
-from cutover.config import resolve
-from cutover.plan import load_plan
+from cutover.core import db
+from cutover.core.options import resolve
+from cutover.core.plan import load_plan
+from cutover.sandbox import backends as sandbox
+from cutover.sandbox import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -43,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
-    info = sandbox.start(settings)
+    info = sandbox.start(sandbox.SandboxSpec.of(settings))
     env = {**os.environ, "CUTOVER_ACTOR": "benchmark"}
     env.pop("CUTOVER_DB_URL", None)
     env.pop("DATABASE_URL", None)

@@ -16,10 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from cutover import db, engine, rules, sandbox, snapshot
-from cutover.config import resolve
-from cutover.plan import Plan, load_plan
-from cutover.snapshot import ensure_roles, grant_app_role
+from cutover.core import db
+from cutover.core.options import resolve
+from cutover.core.plan import Plan, load_plan
+from cutover.reference import execute as engine
+from cutover.reference import ownership as rules
+from cutover.sandbox import backends as sandbox
+from cutover.sandbox import snapshot
+from cutover.sandbox.snapshot import ensure_roles, grant_app_role
 
 
 def bare_updates(url: str, plan: Plan) -> tuple[float, int]:
@@ -56,7 +60,7 @@ def main() -> None:
     VERBOSE = args.steps
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
-    info = sandbox.start(settings)
+    info = sandbox.start(sandbox.SandboxSpec.of(settings))
     try:
         print(f"{'scale':>6} {'rows moved':>11} {'execute s':>10} {'bare s':>8} {'ratio':>6}", flush=True)
         for scale in (float(s) for s in args.scales.split(",")):

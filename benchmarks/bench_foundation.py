@@ -16,10 +16,12 @@ import time
 import uuid
 from pathlib import Path
 
-from cutover import db, sandbox, snapshot
-from cutover.config import resolve
-from cutover.plan import load_plan
-from cutover.snapshot import ensure_roles
+from cutover.core import db
+from cutover.core.options import resolve
+from cutover.core.plan import load_plan
+from cutover.sandbox import backends as sandbox
+from cutover.sandbox import snapshot
+from cutover.sandbox.snapshot import ensure_roles
 
 
 def timed(fn: object, *args: object, **kwargs: object) -> tuple[float, object]:
@@ -54,7 +56,7 @@ def main() -> None:
     detect, problem = timed(sandbox.docker_engine_problem)
     print(f"docker engine detection: {detect:.2f} s ({'engine answered' if problem is None else 'no engine'})")
 
-    info = sandbox.start(settings)
+    info = sandbox.start(sandbox.SandboxSpec.of(settings))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{'scale':>6} {'rows':>10} {'make s':>8} {'restore s':>10} {'load s':>7} "

@@ -12,12 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cutover import commands as cutover_commands
-from cutover import sandbox, snapshot
-from cutover.config import resolve
-from cutover.errors import EXIT_USAGE, CutoverError
-from cutover.plan import load_plan
-from cutover.redact import redact
+from cutover.core.errors import EXIT_USAGE, CutoverError
+from cutover.core.options import resolve
+from cutover.core.plan import load_plan
+from cutover.core.redact import redact
+from cutover.reference import commands as cutover_commands
+from cutover.sandbox import backends as sandbox
+from cutover.sandbox import snapshot
 
 EXIT_INTERRUPTED = 130
 
@@ -68,7 +69,7 @@ def _snapshot_make(args: argparse.Namespace) -> int:
         snapshot.make(args.out, plan, args.db_url, args.scale, args.seed, args.format, _progress)
         return 0
     local = resolve({"plan": args.plan, "sandbox": "local"}, {})
-    info = sandbox.start(local, log=_progress)
+    info = sandbox.start(sandbox.SandboxSpec.of(local), log=_progress)
     try:
         snapshot.make(args.out, plan, info.admin_url, args.scale, args.seed, args.format, _progress)
     finally:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import allure
 import pytest
 
-from cutover import aftercare, engine
-from cutover import rehearsal as rh
-from cutover.checks import Checker
-from cutover.config import Settings
-from cutover.plan import Plan
-from cutover.reporting import verdict
-from cutover.target import Target, check_connection
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.reference import aftercare
+from cutover.reference import execute as engine
+from cutover.suite import rehearsal as rh
+from cutover.suite.allure_out import verdict
+from cutover.suite.checks.sql import Checker
+from cutover.suite.target import Target, check_connection
 
 
 @pytest.mark.setA

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from cutover import assists
-from cutover.assists import AssistConfig
-from cutover.plan import Plan
-from cutover.rehearsal import key_facts
-from cutover.target import Target
+from cutover.core.plan import Plan
+from cutover.suite.manual import assists
+from cutover.suite.manual.assists import AssistConfig
+from cutover.suite.rehearsal import key_facts
+from cutover.suite.target import Target
 
 pytestmark = [pytest.mark.setA, pytest.mark.manual]
 Confirm = Callable[..., None]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from cutover.checks import Checker
-from cutover.reporting import verdict
+from cutover.suite.allure_out import verdict
+from cutover.suite.checks.sql import Checker
 
 setA, setB, sql = pytest.mark.setA, pytest.mark.setB, pytest.mark.sql
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cutover import db, snapshot
-from cutover.plan import Plan
-from cutover.provider import SessionSandbox
+from cutover.core import db
+from cutover.core.plan import Plan
+from cutover.sandbox import snapshot
+from cutover.sandbox.server import SessionSandbox
 
 
 @pytest.mark.setA

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from hypothesis import Phase, Verbosity, settings
 
-from cutover import db
-from cutover.config import Settings
-from cutover.plan import Plan
-from cutover.provider import SessionSandbox
-from cutover.sandbox import ServerInfo
-from cutover.target import Target, cut_over_clone
+from cutover.core import db
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.sandbox.backends import ServerInfo
+from cutover.sandbox.server import SessionSandbox
+from cutover.suite.target import Target, cut_over_clone
 
 # Hypothesis profiles (HYPOTHESIS_PROFILE): ci keeps every row-mix property, with a database per
 # example, well under 3 minutes on 2 cores; dev explores more; stress is the long hunt (docs/hypothesis.md).
@@ -27,7 +27,9 @@ settings.register_profile("stress", max_examples=2000, print_blob=True, verbosit
 settings.register_profile("triage", max_examples=40, phases=[Phase.explicit, Phase.generate], print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
-EXAMPLE_CONFTEST = 'pytest_plugins = ["cutover.plugin"]\n'
+pytest_plugins = ("cutover.suite.plugin", "pytester")
+
+EXAMPLE_CONFTEST = 'pytest_plugins = ["cutover.suite.plugin"]\n'
 
 
 @pytest.fixture
@@ -38,7 +40,9 @@ def example(pytester: pytest.Pytester, cutover_settings: Settings) -> Callable[.
         pytester.makeconftest(EXAMPLE_CONFTEST)
         pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
         pytester.makepyfile(**files)
-        return [f"--cache-dir={cutover_settings.cache_path}"]
+        pinned = Path(__file__).resolve().parent.parent / "tools" / "allure" / "node_modules" / ".bin" / "allure"
+        allure = [f"--allure-bin={pinned}"] if pinned.exists() else []
+        return [f"--cache-dir={cutover_settings.cache_path}", *allure]
 
     return make
 

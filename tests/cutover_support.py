@@ -10,8 +10,8 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover import db
-from cutover.plan import Plan
+from cutover.core import db
+from cutover.core.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import strategies as st
 from psycopg import sql
 
-from cutover import db
+from cutover.core import db
 
 SOURCE = "tenant-apollo-001"
 TARGET = "tenant-curaway-patients"

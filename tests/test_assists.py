@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from cutover import assists
-from cutover.assists import AssistConfig
-from cutover.plan import Plan
-from cutover.redact import redact
-from cutover.rehearsal import key_facts, manual_values
-from cutover.target import Target
+from cutover.core.plan import Plan
+from cutover.core.redact import redact
+from cutover.suite.manual import assists
+from cutover.suite.manual.assists import AssistConfig
+from cutover.suite.rehearsal import key_facts, manual_values
+from cutover.suite.target import Target
 from tests.fake_backend import TARGET, Fake, running
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYW5hcnktYXNzaXN0In0.c2lnbmF0dXJlLWNhbmFyeQ"

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cutover.sandbox import ServerInfo, free_port
+from cutover.core.plan import DEFAULT_PLAN
+from cutover.sandbox.backends import ServerInfo, free_port
 
 CANARY = "canary-Pw-" + uuid.uuid4().hex[:8]
 
@@ -45,7 +46,7 @@ def test_make_then_restore_prints_the_wall_clock(tmp_path: Path, empty_db: str) 
 
 def _tiny(tmp_path: Path) -> tuple[Path, Path]:
     """A hand-written snapshot and a plan naming only its three tables, to get past validation."""
-    plan = (Path(__file__).parent.parent / "fixtures" / "plan.toml").read_text()
+    plan = DEFAULT_PLAN.read_text()
     head, _, rest = plan.partition("# Tables in the order")
     head = re.sub(r"move_steps = \[.*?\n\]", 'move_steps = [["organizations"], ["events"]]', head, flags=re.S)
     head = re.sub(r'(case_table|patient_table|document_table|key_table) = "\w+"', r'\1 = "organizations"', head)

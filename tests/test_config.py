@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover.config import OPTIONS, option_table, resolve
-from cutover.errors import SetupError
+from cutover.core.errors import SetupError
+from cutover.core.options import OPTIONS, option_table, resolve
 
 
 def test_defaults_when_nothing_is_given() -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover.engine import PAUSE_ENV
-from cutover.plan import Plan
+from cutover.core.plan import Plan
+from cutover.reference.execute import PAUSE_ENV
 from tests.cutover_support import checksum, execute_sql, scalar, spawn_cutover
 
 STEPS = 14

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover.plan import Plan
-from cutover.redact import split_password
+from cutover.core.plan import Plan
+from cutover.core.redact import split_password
 from tests.cutover_support import checksum, execute_sql, run_cutover
 
 BROKEN = {

@@ -15,9 +15,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cutover import aftercare, db, engine
-from cutover.engine import PAUSE_ENV, StepEvent
-from cutover.plan import Plan
+from cutover.core import db
+from cutover.core.plan import Plan
+from cutover.reference import aftercare
+from cutover.reference import execute as engine
+from cutover.reference.execute import PAUSE_ENV, StepEvent
 from tests.cutover_support import checksum, run_cutover, scalar, spawn_cutover
 
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from cutover import db, snapshot
-from cutover.plan import Plan
-from cutover.sandbox import ServerInfo
+from cutover.core import db
+from cutover.core.plan import Plan
+from cutover.sandbox import snapshot
+from cutover.sandbox.backends import ServerInfo
 from tests.cutover_support import checksum, run_cutover, scalar
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover.target import Target
+from cutover.suite.target import Target
 from tests.test_rehearsal import FILES, operator_log
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover.config import DEFAULT_PLAN
-from cutover.errors import PlanError
-from cutover.plan import load_plan
+from cutover.core.errors import PlanError
+from cutover.core.plan import DEFAULT_PLAN, load_plan
 
 ROOT = Path(__file__).parent.parent
 
@@ -56,10 +55,13 @@ def test_missing_plan_names_the_option(tmp_path: Path) -> None:
 def test_no_library_module_hard_codes_a_table_name() -> None:
     plan = load_plan(DEFAULT_PLAN)
     offenders = []
-    for module in sorted((ROOT / "cutover").glob("*.py")):
+    package = ROOT / "cutover"
+    for module in sorted(package.rglob("*.py")):
+        if module.parent.name == "model":  # the reference model's own data generator: it is the schema's twin
+            continue
         code = module.read_text()
         for table in plan.all_tables:
             if re.search(rf"[\"']{table}[\"']", code):
-                offenders.append(f"{module.name}: {table}")
+                offenders.append(f"{module.relative_to(package)}: {table}")
     # plan.py reads the plan's own [tenants] section, whose name happens to match the table's.
-    assert offenders == ["plan.py: tenants"]
+    assert offenders == ["core/plan.py: tenants"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cutover.redact import mask_url, redact, register_secret, split_password
+from cutover.core.redact import mask_url, redact, register_secret, split_password
 
 
 def test_mask_url_hides_only_the_password() -> None:

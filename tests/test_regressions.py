@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cutover import db
-from cutover.config import Settings
-from cutover.plan import Plan
-from cutover.target import Target
+from cutover.core import db
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.suite.target import Target
 from tests.cutover_support import checksum, execute_sql, run_cutover
 from tests.test_smoke_faults import run_checks
 

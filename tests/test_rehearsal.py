@@ -19,9 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from cutover.plan import Plan
-from cutover.sandbox import ServerInfo
-from cutover.target import Target
+from cutover.core.plan import Plan
+from cutover.sandbox.backends import ServerInfo
+from cutover.suite.target import Target
 from tests.cutover_support import execute_sql, scalar
 from tests.fake_backend import running
 

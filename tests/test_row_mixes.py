@@ -19,12 +19,15 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from cutover import aftercare, db, engine, preflight, snapshot
-from cutover import report as reports
-from cutover.config import Settings
-from cutover.plan import Plan
-from cutover.sandbox import ServerInfo
-from cutover.target import Target
+from cutover.core import db
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.reference import aftercare, preflight
+from cutover.reference import execute as engine
+from cutover.reference import report as reports
+from cutover.sandbox import snapshot
+from cutover.sandbox.backends import ServerInfo
+from cutover.suite.target import Target
 from tests.row_mixes import FORTIS, KEY, ORDER, SOURCE, TARGET, World, insert_sql, loaded, must_move, tenants_of, worlds
 from tests.test_smoke_faults import failing_evidence
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cutover import db, sandbox
-from cutover.config import resolve
-from cutover.errors import SetupError
+from cutover.core import db
+from cutover.core.errors import SetupError
+from cutover.core.options import resolve
+from cutover.sandbox import backends as sandbox
 from tests.conftest import postgres_running_in
 
 RECORD = """
@@ -33,7 +34,7 @@ def recorded(out: Path) -> list[dict[str, str]]:
 
 
 def test_auto_with_a_url_adopts_it_and_starts_nothing(cutover_server: sandbox.ServerInfo) -> None:
-    info = sandbox.start(resolve({"db_url": cutover_server.admin_url}, {}, {}))
+    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"db_url": cutover_server.admin_url}, {}, {})))
     assert info.backend == "url" and info.base_dir is None and info.container_id is None
     assert info.admin_url == cutover_server.admin_url
     sandbox.stop(info)  # nothing to stop, nothing raised
@@ -43,20 +44,20 @@ def test_auto_with_a_url_adopts_it_and_starts_nothing(cutover_server: sandbox.Se
 
 def test_url_backend_without_a_url_names_the_options() -> None:
     with pytest.raises(SetupError, match="--db-url or set CUTOVER_DB_URL / DATABASE_URL"):
-        sandbox.start(resolve({"sandbox": "url"}, {}, {}))
+        sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "url"}, {}, {})))
 
 
 def test_docker_without_an_engine_is_a_clear_error() -> None:
     if sandbox.docker_engine_problem() is None:
         pytest.skip("a Docker engine answers on this machine")
     with pytest.raises(SetupError, match=r"--sandbox docker: no Docker engine answered within 3 s.*--sandbox local"):
-        sandbox.start(resolve({"sandbox": "docker"}, {}, {}))
+        sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "docker"}, {}, {})))
 
 
 def test_auto_without_url_or_engine_falls_back_to_local() -> None:
     if sandbox.docker_engine_problem() is None:
         pytest.skip("a Docker engine answers on this machine")
-    info = sandbox.start(resolve({}, {}, {}))
+    info = sandbox.start(sandbox.SandboxSpec.of(resolve({}, {}, {})))
     try:
         assert info.backend == "local"
     finally:
@@ -66,11 +67,11 @@ def test_auto_without_url_or_engine_falls_back_to_local() -> None:
 
 def test_bad_bindir_names_the_option() -> None:
     with pytest.raises(SetupError, match="--pg-bindir /nonexistent does not hold initdb"):
-        sandbox.start(resolve({"sandbox": "local", "pg_bindir": "/nonexistent"}, {}, {}))
+        sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local", "pg_bindir": "/nonexistent"}, {}, {})))
 
 
 def test_local_server_runs_unprivileged_on_loopback_with_fsync_off() -> None:
-    info = sandbox.start(resolve({"sandbox": "local"}, {}, {}))
+    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local"}, {}, {})))
     try:
         base = Path(str(info.base_dir))
         with db.connection(info.admin_url) as conn:
@@ -93,7 +94,7 @@ def test_local_server_runs_unprivileged_on_loopback_with_fsync_off() -> None:
 def test_a_cluster_whose_owner_died_is_reaped() -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    info = sandbox.start(resolve({"sandbox": "local"}, {}, {}), owner_pid=dead.pid)
+    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local"}, {}, {})), owner_pid=dead.pid)
     base = Path(str(info.base_dir))
     assert postgres_running_in(base)
     assert str(base) in sandbox.reap_stale()

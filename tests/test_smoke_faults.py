@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from cutover.checks import SET_B, Checker
-from cutover.config import Settings
-from cutover.plan import Plan
-from cutover.target import Target, check_connection
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.suite.checks.sql import SET_B, Checker
+from cutover.suite.target import Target, check_connection
 from tests.cutover_support import execute_sql
 
 SRC, TGT, FORTIS = "'tenant-apollo-001'", "'tenant-curaway-patients'", "'tenant-fortis-002'"

@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cutover import db, snapshot
-from cutover.plan import Plan
-from cutover.sandbox import ServerInfo
+from cutover.core import db
+from cutover.core.plan import Plan
+from cutover.sandbox import snapshot
+from cutover.sandbox.backends import ServerInfo
 
 SMOKE = (Path(__file__).parent.parent / "smoke" / "test_target.py").read_text()
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from cutover import db, snapshot
-from cutover.errors import SetupError
-from cutover.plan import Plan
-from cutover.sandbox import ServerInfo
+from cutover.core import db
+from cutover.core.errors import SetupError
+from cutover.core.plan import Plan
+from cutover.sandbox import snapshot
+from cutover.sandbox.backends import ServerInfo
 
 SCALE = 0.05
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from cutover.errors import SetupError
-from cutover.redact import mask_url, redact, split_password
+from cutover.core.errors import SetupError
+from cutover.core.redact import mask_url, redact, split_password
 
 APPLICATION_NAME = "cutover-suite"
 

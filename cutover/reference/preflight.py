@@ -13,8 +13,8 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover import rules
-from cutover.plan import Plan
+from cutover.core.plan import Plan
+from cutover.reference import ownership as rules
 
 
 @dataclass(frozen=True)

@@ -13,37 +13,34 @@ bad input leaves nothing behind.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from types import ModuleType
 from typing import IO, Any
 
 from filelock import FileLock
 from psycopg import sql
 
-from cutover import db
-from cutover.config import PACKAGE_ROOT
-from cutover.errors import SetupError
-from cutover.pgbin import client_tool
-from cutover.plan import Plan
-from cutover.progress import Log, quiet
-from cutover.redact import mask_url, redact
+from cutover.core import db
+from cutover.core.errors import SetupError
+from cutover.core.plan import Plan
+from cutover.core.progress import Log, quiet
+from cutover.core.redact import mask_url, redact
+from cutover.model import generator
+from cutover.sandbox.pgbin import client_tool
 
-REFERENCE_DIR = PACKAGE_ROOT / "fixtures"
+REFERENCE_DIR = Path(str(resources.files("cutover.model")))
 CHUNK = 1 << 20
 FORMATS = ("plain", "custom")
 Counts = dict[str, dict[str, int]]
@@ -153,21 +150,8 @@ def count_rows(conn: Any, plan: Plan) -> Counts:
     return counts
 
 
-@functools.cache
-def _load_generator() -> ModuleType:
-    """The reference generator, imported from fixtures/ by path (it is not part of the package)."""
-    spec = importlib.util.spec_from_file_location("cutover_reference_generator", REFERENCE_DIR / "generator.py")
-    if spec is None or spec.loader is None:
-        raise SetupError(f"reference generator missing in {REFERENCE_DIR}; restore fixtures/generator.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet) -> Counts:
     """Create the reference schema in an empty database and fill it with generated rows."""
-    generator = _load_generator()
     with db.connection(url, purpose="the build database") as conn:
         conn.execute((REFERENCE_DIR / "schema.sql").read_text())  # static fixture file, no parameters
         for data in generator.generate(scale, seed):
@@ -215,7 +199,7 @@ def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20
             _dump_gzip(dump + _restrict_key(dump[0], f"{plan.name}:{scale}:{seed}"), env, tmp)
         os.replace(tmp, out)
         manifest = {"format": fmt, "scale": scale, "seed": seed, "plan": plan.name,
-                    "generator": _load_generator().GENERATOR_VERSION, "schema_head": plan.schema_head,
+                    "generator": generator.GENERATOR_VERSION, "schema_head": plan.schema_head,
                     "total_rows": sum(sum(t.values()) for t in counts.values()), "rows": counts,
                     "sha256": _sha256(out)}
         manifest_path(out).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -343,7 +327,7 @@ def default_snapshot(cache_dir: Path, plan: Plan, admin_url: str, scale: int, se
                      log: Log = quiet) -> Path:
     """The generated default snapshot for (scale, seed), made once and cached across runs and workers."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    version = _load_generator().GENERATOR_VERSION
+    version = generator.GENERATOR_VERSION
     key = hashlib.sha256(plan.path.read_bytes() + (REFERENCE_DIR / "schema.sql").read_bytes()).hexdigest()[:10]
     out = cache_dir / f"snapshot-s{scale}-seed{seed}-g{version}-{key}.sql.gz"
     with FileLock(str(out) + ".lock"):

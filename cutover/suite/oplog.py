@@ -18,14 +18,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover.checks import TITLES
-from cutover.config import PACKAGE_ROOT, Settings
-from cutover.plan import Plan
-from cutover.prompts import Answer, Journal
-from cutover.redact import mask_url, redact
-from cutover.rehearsal import Record, load_record
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.core.redact import mask_url, redact
+from cutover.suite.checks.sql import TITLES
+from cutover.suite.manual.answers import Answer, Journal
+from cutover.suite.rehearsal import Record, load_record
 
-ALLURE_BIN = PACKAGE_ROOT / "tools" / "allure" / "node_modules" / ".bin" / "allure"
+PINNED_ALLURE = Path("tools") / "allure" / "node_modules" / ".bin" / "allure"
+
+
+def allure_command(configured: str | None) -> Path | None:
+    """--allure-bin when given; else the pinned install of a checkout run from its root, else PATH.
+
+    Looked up from the working directory, not the package: a plain ``pip install .`` has no tools/."""
+    if configured is not None:
+        return Path(configured)
+    if PINNED_ALLURE.exists():
+        return PINNED_ALLURE.resolve()
+    found = shutil.which("allure")
+    return Path(found) if found is not None else None
 WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP"}
 CATEGORIES = [
     {"name": "Cutover check failed", "matchedStatuses": ["failed"]},
@@ -50,7 +62,7 @@ class CheckRow:
 
 def git_sha() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path.cwd(), capture_output=True,
                              text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -84,16 +96,17 @@ def write_results_metadata(results: Path, environment: Mapping[str, str], build:
     (results / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
 
 
-def render_html(results: Path, out_dir: Path) -> tuple[Path | None, str]:
+def render_html(results: Path, out_dir: Path, allure: Path | None) -> tuple[Path | None, str]:
     """Single-file HTML with the pinned Allure 3 (offline); (path, "") or (None, why not)."""
-    if not ALLURE_BIN.exists():
-        return None, f"not generated: {ALLURE_BIN} is missing; run scripts/bootstrap.sh (it installs the pinned Allure)"
+    if allure is None or not allure.exists():
+        return None, (f"not generated: {allure or PINNED_ALLURE} is missing; run scripts/bootstrap.sh (it installs "
+                      "the pinned Allure) or pass --allure-bin")
     rc = out_dir / "allurerc.mjs"
     rc.write_text('export default { name: "Patient tenant cutover", '
                   'plugins: { awesome: { options: { singleFile: true, reportLanguage: "en" } } } };\n')
     report_dir = out_dir / "allure-report"
     try:
-        proc = subprocess.run([str(ALLURE_BIN), "generate", str(results), "-c", str(rc), "-o", str(report_dir)],
+        proc = subprocess.run([str(allure), "generate", str(results), "-c", str(rc), "-o", str(report_dir)],
                               capture_output=True, text=True, timeout=300, check=False, cwd=out_dir)
     except subprocess.TimeoutExpired:
         return None, "not generated: allure generate took over 300 s"
@@ -147,7 +160,8 @@ def markdown(log: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, journal: Path) -> Path:
+def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, journal: Path,
+          allure: Path | None) -> Path:
     """artifacts/<stamp>/: results, journal, HTML report, operator-log.md/.json; artifacts/latest → it."""
     out = (artifacts_root / stamp).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -159,7 +173,7 @@ def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, 
         shutil.copy2(journal, out / "journal.jsonl")
     write_results_metadata(results_out, log["environment"], stamp)
     sweep_secrets(out)  # before rendering: the HTML embeds the results encoded
-    html, note = render_html(results_out, out)
+    html, note = render_html(results_out, out, allure)
     log["allure"] = {"results": "allure-results", "html": str(html.relative_to(out)) if html else None,
                      "note": note or "single-file HTML, offline"}
     log["journal"] = "journal.jsonl" if journal.exists() else "none (no manual answers)"
@@ -235,4 +249,4 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: Mapping[str,
                 operator=settings.operator_name, verdict=verdict, summary_lines=lines, checks=rows,
                 record=record, environment=environment, report_path=settings.report_path)
     results = Path(run["results"]) if run.get("results") else shared / "allure-results"
-    return write(Path(settings.artifacts_dir), run["stamp"], log, results, journal)
+    return write(Path(settings.artifacts_dir), run["stamp"], log, results, journal, allure_command(settings.allure_bin))

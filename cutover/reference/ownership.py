@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from cutover.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule
 
 
 def ident(*names: str) -> sql.Identifier:

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from cutover.errors import SetupError
-from cutover.plan import ManualCheck, Plan
-from cutover.redact import redact
+from cutover.core.errors import SetupError
+from cutover.core.plan import ManualCheck, Plan
+from cutover.core.redact import redact
 
 RESULTS = ("pass", "fail", "skip")
 SHORT = {"p": "pass", "f": "fail", "s": "skip"}

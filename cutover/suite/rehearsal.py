@@ -24,15 +24,18 @@ from typing import Any
 from filelock import FileLock
 from psycopg import sql
 
-from cutover import db, engine, preflight, snapshot
-from cutover import report as reports
-from cutover.config import Settings
-from cutover.errors import SetupError
-from cutover.plan import Plan
-from cutover.progress import Log, quiet
-from cutover.provider import SessionSandbox
-from cutover.redact import mask_url, redact
-from cutover.target import Target
+from cutover.core import db
+from cutover.core.errors import SetupError
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.core.progress import Log, quiet
+from cutover.core.redact import mask_url, redact
+from cutover.reference import execute as engine
+from cutover.reference import preflight
+from cutover.reference import report as reports
+from cutover.sandbox import snapshot
+from cutover.sandbox.server import SessionSandbox
+from cutover.suite.target import Target
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
 L = sql.Literal

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cutover.plan import Plan, TableRule
-from cutover.redact import redact
+from cutover.core.plan import Plan, TableRule
+from cutover.core.redact import redact
 
 MAX_ROWS = 20
 

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from cutover.errors import SetupError
+from cutover.core.errors import SetupError
+from cutover.core.plan import DEFAULT_PLAN
 
 IniType = Literal["string", "int", "bool"]
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PLAN = PACKAGE_ROOT / "fixtures" / "plan.toml"
 SANDBOX_BACKENDS = ("auto", "url", "docker", "local")
 DURATION = re.compile(r"^(\d+)(ms|s|min|h)?$")
 
@@ -66,10 +65,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("snapshot_seed", "--snapshot-seed", "int", 20260430,
            "Seed of the generated default snapshot.", ("CUTOVER_SNAPSHOT_SEED",)),
     Option("plan", "--plan", "string", None,
-           "The plan file: tenants, ownership rules, classifications (default: fixtures/plan.toml).",
+           "The plan file: tenants, ownership rules, classifications (default: the embedded reference model's plan).",
            ("CUTOVER_PLAN",)),
     Option("cache_dir", "--cache-dir", "string", None,
-           "Where generated snapshots are cached (default: .cutover-cache next to the plan's repo).",
+           "Where generated snapshots are cached (default: .cutover-cache in the current directory).",
            ("CUTOVER_CACHE_DIR",)),
     Option("startup_timeout", "--startup-timeout", "int", 60,
            "Seconds to wait for the sandbox server to accept connections.", ("CUTOVER_STARTUP_TIMEOUT",)),
@@ -102,6 +101,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("artifacts_dir", "--artifacts-dir", "string", "artifacts",
            "Where each run's operator log, journal and Allure results go (artifacts/<timestamp>/).",
            ("CUTOVER_ARTIFACTS_DIR",)),
+    Option("allure_bin", "--allure-bin", "string", None,
+           "The Allure 3 command that renders the single-file HTML report (default: tools/allure's pinned "
+           "install in the current directory, else allure on PATH).", ("CUTOVER_ALLURE_BIN",)),
     Option("operator", "--operator", "string", None,
            "Who answers the manual checks, recorded with each answer (default: $USER).",
            ("CUTOVER_OPERATOR", "USER")),
@@ -134,6 +136,7 @@ class Settings:
     answers: str | None = None
     answers_template: str | None = None
     artifacts_dir: str = "artifacts"
+    allure_bin: str | None = None
     operator: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -158,7 +161,7 @@ class Settings:
 
     @property
     def cache_path(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir is not None else PACKAGE_ROOT / ".cutover-cache"
+        return Path(self.cache_dir) if self.cache_dir is not None else Path.cwd() / ".cutover-cache"
 
 
 def _convert(option: Option, raw: Any, origin: str) -> Any:

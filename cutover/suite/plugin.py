@@ -20,17 +20,19 @@ from typing import Any, NoReturn
 
 import pytest
 
-from cutover import config as cfg
-from cutover import oplog, prompts, reporting
-from cutover import rehearsal as rehearsals
-from cutover import target as targets
-from cutover.assists import AssistConfig
-from cutover.checks import TITLES, Checker
-from cutover.errors import EXIT_USAGE, CutoverError
-from cutover.plan import Plan, load_plan
-from cutover.provider import SessionSandbox, release
-from cutover.redact import redact, split_password
-from cutover.sandbox import ServerInfo
+from cutover.core import options as cfg
+from cutover.core.errors import EXIT_USAGE, CutoverError
+from cutover.core.plan import Plan, load_plan
+from cutover.core.redact import redact, split_password
+from cutover.sandbox.backends import SandboxSpec, ServerInfo
+from cutover.sandbox.server import SessionSandbox, release
+from cutover.suite import allure_out as reporting
+from cutover.suite import oplog
+from cutover.suite import rehearsal as rehearsals
+from cutover.suite import target as targets
+from cutover.suite.checks.sql import TITLES, Checker
+from cutover.suite.manual import answers as prompts
+from cutover.suite.manual.assists import AssistConfig
 
 SETTINGS = pytest.StashKey[cfg.Settings]()
 PLAN = pytest.StashKey[Plan]()
@@ -278,7 +280,7 @@ def cutover_sandbox(pytestconfig: pytest.Config, cutover_settings: cfg.Settings,
     workerinput = getattr(pytestconfig, "workerinput", None)
     worker = workerinput["workerid"] if workerinput else "main"
     owner = int(workerinput["cutover_owner_pid"]) if workerinput else os.getpid()
-    return SessionSandbox(cutover_settings, cutover_plan, pytestconfig.stash[SHARED_DIR], worker, owner,
+    return SessionSandbox(SandboxSpec.of(cutover_settings), cutover_plan, pytestconfig.stash[SHARED_DIR], worker, owner,
                           _progress(pytestconfig))
 
 

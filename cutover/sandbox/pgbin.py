@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cutover.errors import SetupError
+from cutover.core.errors import SetupError
 
 SERVER_TOOLS = ("initdb", "pg_ctl", "postgres")
 SERVICE_USER = "postgres"

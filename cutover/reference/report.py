@@ -18,9 +18,9 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover import rules
-from cutover.errors import CutoverError
-from cutover.plan import Plan
+from cutover.core.errors import CutoverError
+from cutover.core.plan import Plan
+from cutover.reference import ownership as rules
 
 
 def check_writable(path: Path) -> None:

@@ -23,16 +23,40 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cutover import db
-from cutover.config import Settings
-from cutover.errors import SetupError
-from cutover.pgbin import locate
-from cutover.progress import Log, quiet
-from cutover.redact import register_secret, split_password
+from cutover.core import db
+from cutover.core.errors import SetupError
+from cutover.core.options import Settings
+from cutover.core.progress import Log, quiet
+from cutover.core.redact import register_secret, split_password
+from cutover.sandbox.pgbin import locate
 
 PREFIX = "cutover-sandbox-"
 ADMIN_USER = "postgres"
 
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What the sandbox needs to know, and nothing more: the suite's other settings stay out of here."""
+
+    backend: str = "auto"
+    db_url: str | None = None
+    pg_bindir: str | None = None
+    sandbox_dir: str | None = None
+    docker_image: str = "postgres:15"
+    startup_timeout: int = 60
+    snapshot: str | None = None
+    snapshot_scale: int = 1
+    snapshot_seed: int = 20260430
+    cache_path: Path = Path(".cutover-cache")
+
+    @classmethod
+    def of(cls, settings: Settings) -> SandboxSpec:
+        return cls(backend=settings.sandbox, db_url=settings.db_url, pg_bindir=settings.pg_bindir,
+                   sandbox_dir=settings.sandbox_dir, docker_image=settings.docker_image,
+                   startup_timeout=settings.startup_timeout, snapshot=settings.snapshot,
+                   snapshot_scale=settings.snapshot_scale, snapshot_seed=settings.snapshot_seed,
+                   cache_path=settings.cache_path)
 
 
 @dataclass(frozen=True)
@@ -110,7 +134,7 @@ def _log_tail(base: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:]) or "empty server log"
 
 
-def start_local(settings: Settings, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
+def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
     """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off."""
     pg = locate(settings.pg_bindir)
     reap_stale(settings.sandbox_dir)
@@ -159,7 +183,7 @@ def start_local(settings: Settings, owner_pid: int | None = None, log: Log = qui
     raise AssertionError("unreachable")
 
 
-def start_docker(settings: Settings, log: Log = quiet) -> ServerInfo:
+def start_docker(settings: SandboxSpec, log: Log = quiet) -> ServerInfo:
     """A testcontainers PostgresContainer; its reaper also removes it if we die."""
     problem = docker_engine_problem()
     if problem is not None:
@@ -182,9 +206,9 @@ def start_docker(settings: Settings, log: Log = quiet) -> ServerInfo:
                       container_id=container.get_wrapped_container().id, owner_pid=os.getpid())
 
 
-def start(settings: Settings, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
+def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
     """Start (or, for ``url``, adopt) the server the ``--sandbox`` option asks for."""
-    choice = settings.sandbox
+    choice = settings.backend
     if choice == "url" or (choice == "auto" and settings.db_url is not None):
         if settings.db_url is None:
             raise SetupError("--sandbox url needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")

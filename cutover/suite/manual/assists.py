@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import websockets
 
-from cutover.redact import redact, register_secret
+from cutover.core.redact import redact, register_secret
 
 ENV = {
     "api_url": "CUTOVER_API_URL",

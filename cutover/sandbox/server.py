@@ -16,12 +16,13 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from cutover import db, sandbox, snapshot
-from cutover.config import Settings
-from cutover.errors import SetupError
-from cutover.plan import Plan
-from cutover.progress import Log, quiet
-from cutover.sandbox import ServerInfo
+from cutover.core import db
+from cutover.core.errors import SetupError
+from cutover.core.plan import Plan
+from cutover.core.progress import Log, quiet
+from cutover.sandbox import backends as sandbox
+from cutover.sandbox import snapshot
+from cutover.sandbox.backends import SandboxSpec, ServerInfo
 
 TEMPLATE_DB = "cutover_template"
 
@@ -29,7 +30,7 @@ TEMPLATE_DB = "cutover_template"
 class SessionSandbox:
     """Lazily started, shared, always-cleaned-up sandbox for one pytest run."""
 
-    def __init__(self, settings: Settings, plan: Plan, shared_dir: Path, worker: str, owner_pid: int,
+    def __init__(self, settings: SandboxSpec, plan: Plan, shared_dir: Path, worker: str, owner_pid: int,
                  log: Log = quiet) -> None:
         self.settings = settings
         self.plan = plan

@@ -11,11 +11,15 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from cutover.errors import PlanError
+from cutover.core.errors import PlanError
+
+# The embedded reference model's plan, found through the package so that a plain `pip install .` works.
+DEFAULT_PLAN = Path(str(resources.files("cutover.model") / "plan.toml"))
 
 OWNER_KINDS = ("patient", "provider", "column", "classified")
 CLASSES = ("patient", "provider", "system")

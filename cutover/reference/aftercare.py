@@ -14,10 +14,12 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover import engine, preflight, rules
-from cutover.engine import EXIT_BLOCKED, Progress, Run, RunFailed, Timeouts, _no_progress
-from cutover.plan import Plan
-from cutover.redact import mask_url
+from cutover.core.plan import Plan
+from cutover.core.redact import mask_url
+from cutover.reference import execute as engine
+from cutover.reference import ownership as rules
+from cutover.reference import preflight
+from cutover.reference.execute import EXIT_BLOCKED, Progress, Run, RunFailed, Timeouts, _no_progress
 
 
 def _require_cut_over(conn: Any, plan: Plan, what: str) -> dict[str, Any]:

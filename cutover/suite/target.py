@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cutover import db, engine
-from cutover import report as reports
-from cutover.config import Settings
-from cutover.errors import SetupError
-from cutover.plan import Plan
-from cutover.progress import Log, quiet
-from cutover.provider import SessionSandbox
+from cutover.core import db
+from cutover.core.errors import SetupError
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.core.progress import Log, quiet
+from cutover.reference import execute as engine
+from cutover.reference import report as reports
+from cutover.sandbox.server import SessionSandbox
 
 CHECK_APPLICATION = "cutover-suite-checks"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from cutover.engine import StepEvent
-from cutover.redact import redact
+from cutover.core.redact import redact
+from cutover.reference.execute import StepEvent
 
 
 class StepDisplay:

@@ -26,11 +26,13 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover import db, preflight, rules
-from cutover.config import DURATION
-from cutover.errors import CutoverError
-from cutover.plan import Plan, TableRule
-from cutover.redact import mask_url, redact
+from cutover.core import db
+from cutover.core.errors import CutoverError
+from cutover.core.options import DURATION
+from cutover.core.plan import Plan, TableRule
+from cutover.core.redact import mask_url, redact
+from cutover.reference import ownership as rules
+from cutover.reference import preflight
 
 EXIT_OK, EXIT_BLOCKED, EXIT_ALREADY, EXIT_ROLLED_BACK, EXIT_REPORT_LOST = 0, 1, 3, 4, 5
 PAUSE_ENV = "CUTOVER_FAULT_PAUSE_AFTER_STEP"

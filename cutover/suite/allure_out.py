@@ -14,10 +14,10 @@ from typing import Any
 import allure
 import pytest
 
-from cutover.assists import Assist
-from cutover.checks import SET_B, TITLES, Evidence
-from cutover.prompts import Answer
-from cutover.redact import redact
+from cutover.core.redact import redact
+from cutover.suite.checks.sql import SET_B, TITLES, Evidence
+from cutover.suite.manual.answers import Answer
+from cutover.suite.manual.assists import Assist
 
 NEEDS_OPERATOR = "needs operator"
 

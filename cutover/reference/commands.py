@@ -16,13 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover import aftercare, db, engine, preflight
-from cutover import report as reports
-from cutover.config import Settings, resolve
-from cutover.console import StepDisplay
-from cutover.errors import CutoverError
-from cutover.plan import Plan, load_plan
-from cutover.redact import redact, split_password
+from cutover.core import db
+from cutover.core.errors import CutoverError
+from cutover.core.options import Settings, resolve
+from cutover.core.plan import Plan, load_plan
+from cutover.core.redact import redact, split_password
+from cutover.reference import aftercare, preflight
+from cutover.reference import execute as engine
+from cutover.reference import report as reports
+from cutover.reference.console import StepDisplay
 
 ACTOR_ENV = "CUTOVER_ACTOR"
 

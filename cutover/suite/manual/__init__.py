@@ -1,0 +1,1 @@
+"""The manual checks: answers (file, terminal, journal) and the assists that gather evidence for them."""
