@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from cutover.core.errors import CutoverError
 from cutover.core.options import Settings, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.redact import redact, split_password
-from cutover.reference import aftercare, preflight
+from cutover.reference import aftercare, alerts, preflight
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
 from cutover.reference.console import StepDisplay
@@ -97,19 +98,49 @@ def execute(args: argparse.Namespace) -> int:
     actor = _actor(args)
     path = args.report_path or _default_report_path()
     reports.check_writable(path)
+    notify = alerts.Alerter.from_env()
+    where = f"plan '{plan.name}' on {db.database_name(url)} ({socket.gethostname()}), actor {actor}"
+    notify.send(alerts.STARTED, f"{alerts.STARTED}: {plan.source} -> {plan.target}, {where}")
+    try:
+        code = _execute(args, settings, plan, url, actor, path, notify, where)
+    except BaseException as exc:
+        notify.send(alerts.FAILED, f"{alerts.FAILED}: {where}: {type(exc).__name__}: {exc}")
+        _report_alerts(notify)
+        raise
+    _report_alerts(notify)
+    return code
+
+
+def _report_alerts(notify: alerts.Alerter) -> None:
+    """One line per alert on stderr; an undelivered alert is reported, never an error of the cutover."""
+    if notify.config.problem is not None:
+        print(f"cutover: {notify.config.problem} (no alert was sent)", file=sys.stderr, flush=True)
+    for delivery in notify.finish():
+        print(redact(delivery.line()), file=sys.stderr, flush=True)
+
+
+def _execute(args: argparse.Namespace, settings: Settings, plan: Plan, url: str, actor: str, path: Path,
+             notify: alerts.Alerter, where: str) -> int:
     display = StepDisplay()
     try:
         report, id_files = engine.execute(url, plan, actor, _timeouts(settings), display)
     except engine.RunFailed as exc:
         display.close()
-        return _failed(args, exc, path)
+        code = _failed(args, exc, path)
+        status = {engine.EXIT_ALREADY: "ALREADY CUT OVER", engine.EXIT_BLOCKED: "BLOCKED"}.get(code, "ROLLED BACK")
+        notify.send(alerts.FAILED, f"{alerts.FAILED}: {status} (exit {code}), nothing changed; {where}: {exc}")
+        return code
+    moved = sum(report["moved"].values())
+    done = (f"{alerts.COMPLETED}: run {report['run_id']} committed, {moved} rows moved to {plan.target} "
+            f"in {report['duration_s']:.2f} s; {where}")
     try:
         reports.write(path, report, id_files)
     except OSError as exc:
+        notify.send(alerts.COMPLETED, f"{done}; the report could not be written, rebuild it")
         print(f"cutover: CUTOVER COMMITTED (run {report['run_id']}) but the report could not be written to {path} "
               f"({exc.strerror}); rebuild it with 'cutover report --rebuild --report-path NEW'", file=sys.stderr)
         return engine.EXIT_REPORT_LOST
-    moved = sum(report["moved"].values())
+    notify.send(alerts.COMPLETED, done)
     _emit(args, {"status": "committed", "exit_code": 0, "run_id": report["run_id"], "report_path": str(path),
                  "moved": report["moved"], "duration_s": report["duration_s"]},
           f"CUTOVER COMMITTED: run {report['run_id']} moved {moved} rows in {report['duration_s']:.2f} s; "

@@ -1,0 +1,160 @@
+"""The runbook's Telegram alerts, against a fake Bot API on 127.0.0.1.
+
+Delivered alerts arrive in order with the error on failure; an alert that cannot be delivered (no
+answer, a refusal, nothing listening) never changes the cutover's outcome nor holds it past the
+alert's budget, and is reported; the bot token appears in no output and no report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cutover.core.plan import Plan
+from cutover.reference import alerts
+from cutover.sandbox.backends import free_port
+from tests import fake_telegram
+from tests.cutover_support import execute_sql, run_cutover
+
+
+@pytest.fixture
+def bot() -> Iterator[fake_telegram.FakeBot]:
+    with fake_telegram.running() as fake:
+        yield fake
+
+
+def config(bot: fake_telegram.FakeBot, **extra: str) -> alerts.AlertConfig:
+    return alerts.AlertConfig.from_env(bot.env(**extra))
+
+
+def test_an_alert_is_delivered_to_the_chat(bot: fake_telegram.FakeBot) -> None:
+    done = alerts.send(config(bot), alerts.STARTED, "cutover_started: on prod")
+    assert done.ok is True and done.attempts == 1, done
+    assert bot.messages == ["cutover_started: on prod"]
+    assert bot.token not in done.line()
+
+
+def test_one_retry_after_a_server_error(bot: fake_telegram.FakeBot) -> None:
+    bot.state["fail_first"] = 1
+    done = alerts.send(config(bot), alerts.COMPLETED, "cutover_completed")
+    assert done.ok is True and done.attempts == 2, done
+    bot.state.update(fail_first=10)
+    failed = alerts.send(config(bot), alerts.COMPLETED, "cutover_completed")
+    assert failed.ok is False and failed.attempts == 2 and "HTTP 500" in failed.detail, failed
+
+
+def test_a_wrong_token_is_not_retried_and_never_shown(bot: fake_telegram.FakeBot) -> None:
+    wrong = bot.token + "-typo"
+    cfg = alerts.AlertConfig.from_env(bot.env(CUTOVER_TELEGRAM_BOT_TOKEN=wrong))
+    done = alerts.send(cfg, alerts.STARTED, f"token {wrong} in the text too")
+    assert done.ok is False and done.attempts == 1, done
+    assert "HTTP 401: Unauthorized" in done.detail
+    assert wrong not in done.line() and bot.token not in done.line()
+    assert "NOT DELIVERED" in done.line()
+
+
+def test_an_unknown_chat_is_named(bot: fake_telegram.FakeBot) -> None:
+    done = alerts.send(config(bot, CUTOVER_TELEGRAM_CHAT_ID="42"), alerts.STARTED, "x")
+    assert done.ok is False and "chat not found" in done.detail, done
+
+
+def test_no_answer_gives_up_within_the_budget(bot: fake_telegram.FakeBot) -> None:
+    bot.state["delay"] = 5.0
+    cfg = config(bot, CUTOVER_TELEGRAM_TIMEOUT="0.5")
+    start = time.monotonic()
+    done = alerts.send(cfg, alerts.FAILED, "cutover_failed")
+    assert time.monotonic() - start < cfg.budget_s + 1.0
+    assert done.ok is False and done.attempts == 2 and "no answer" in done.detail, done
+
+
+def test_a_hung_sender_does_not_hold_finish_past_the_budget() -> None:
+    cfg = alerts.AlertConfig("1234:abcd", "1", "http://127.0.0.1:9", timeout_s=0.2)
+
+    def hang(_: alerts.AlertConfig, event: str, text: str) -> alerts.Delivery:
+        time.sleep(30)
+        return alerts.Delivery(event, True, "late")
+
+    alerter = alerts.Alerter(cfg, sender=hang)
+    start = time.monotonic()
+    alerter.send(alerts.STARTED, "x")
+    out = alerter.finish()
+    assert time.monotonic() - start < cfg.budget_s + 2.0
+    assert [d.ok for d in out] == [False] and "given up" in out[0].detail
+
+
+@pytest.mark.parametrize(("env", "fragment"), [
+    ({}, "alerts are not configured: set CUTOVER_TELEGRAM_BOT_TOKEN and CUTOVER_TELEGRAM_CHAT_ID"),
+    ({"CUTOVER_TELEGRAM_BOT_TOKEN": "1234:abcd"}, "CUTOVER_TELEGRAM_CHAT_ID is not set"),
+    ({"CUTOVER_TELEGRAM_CHAT_ID": "1"}, "CUTOVER_TELEGRAM_BOT_TOKEN is not set"),
+])
+def test_missing_configuration_is_named(env: dict[str, str], fragment: str) -> None:
+    cfg = alerts.AlertConfig.from_env(env)
+    assert not cfg.configured and cfg.problem is not None and cfg.problem.endswith(fragment)
+    assert alerts.send(cfg, alerts.STARTED, "x").ok is None
+
+
+def test_the_default_is_the_public_bot_api() -> None:
+    assert alerts.AlertConfig.from_env({}).api_url == "https://api.telegram.org"
+
+
+def _outputs(done: object, *files: Path) -> str:
+    return "".join([done.stdout, done.stderr, *(f.read_text() for f in files if f.exists())])  # type: ignore[attr-defined]
+
+
+def test_execute_sends_started_then_completed(fresh_db: str, tmp_path: Path, bot: fake_telegram.FakeBot) -> None:
+    report = tmp_path / "r.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={report}", extra_env=bot.env())
+    assert done.returncode == 0, done.stderr
+    assert bot.events() == ["cutover_started", "cutover_completed"], bot.messages
+    run_id = json.loads(report.read_text())["run_id"]
+    assert run_id in bot.messages[1] and "committed" in bot.messages[1]
+    assert "alert cutover_started: delivered" in done.stderr
+    assert "alert cutover_completed: delivered" in done.stderr
+    assert bot.token not in _outputs(done, report)
+
+
+def test_a_rolled_back_execute_sends_failed_with_the_error(fresh_db: str, tmp_path: Path, cutover_plan: Plan,
+                                                           bot: fake_telegram.FakeBot) -> None:
+    execute_sql(fresh_db, "UPDATE alembic_version SET version_num = 'a1b2c3d4e5f6'")
+    report = tmp_path / "r.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={report}", extra_env=bot.env())
+    assert done.returncode == 1, done.stderr
+    assert bot.events() == ["cutover_started", "cutover_failed"], bot.messages
+    assert "BLOCKED" in bot.messages[1] and "a1b2c3d4e5f6" in bot.messages[1]
+    assert "alert cutover_failed: delivered" in done.stderr
+    assert bot.token not in _outputs(done, report)
+
+
+@pytest.mark.parametrize("fault", ["no-answer", "refused", "nothing-listening"])
+def test_an_undeliverable_alert_never_fails_nor_holds_the_cutover(
+        fresh_db: str, tmp_path: Path, cutover_plan: Plan, bot: fake_telegram.FakeBot, fault: str) -> None:
+    env = bot.env(CUTOVER_TELEGRAM_TIMEOUT="1")
+    if fault == "no-answer":
+        bot.state["delay"] = 90.0
+    elif fault == "refused":
+        bot.state["status"] = 429
+    else:
+        env["CUTOVER_TELEGRAM_API_URL"] = f"http://127.0.0.1:{free_port()}"
+    report = tmp_path / "r.json"
+    start = time.monotonic()
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={report}", extra_env=env)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    assert "CUTOVER COMMITTED" in done.stdout
+    assert json.loads(report.read_text())["commit_status"] == "committed"
+    assert "alert cutover_started: NOT DELIVERED" in done.stderr, done.stderr
+    assert "alert cutover_completed: NOT DELIVERED" in done.stderr
+    assert "announce it by hand" in done.stderr
+    # bounded by the alerts' budget (2 x 1 s + a pause, side by side), far below the fake's 90 s silence
+    assert elapsed < 60, elapsed
+    assert bot.token not in _outputs(done, report)
+
+
+def test_without_configuration_the_cutover_says_so_and_runs(fresh_db: str, tmp_path: Path) -> None:
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={tmp_path / 'r.json'}")
+    assert done.returncode == 0, done.stderr
+    assert "alerts are not configured" in done.stderr and "no alert was sent" in done.stderr
