@@ -105,15 +105,19 @@ def execute(args: argparse.Namespace) -> int:
         code = _execute(args, settings, plan, url, actor, path, notify, where)
     except BaseException as exc:
         notify.send(alerts.FAILED, f"{alerts.FAILED}: {where}: {type(exc).__name__}: {exc}")
-        _report_alerts(notify)
+        _report_alerts(notify, quiet_if_unconfigured=True)
         raise
     _report_alerts(notify)
     return code
 
 
-def _report_alerts(notify: alerts.Alerter) -> None:
-    """One line per alert on stderr; an undelivered alert is reported, never an error of the cutover."""
-    if notify.config.problem is not None:
+def _report_alerts(notify: alerts.Alerter, quiet_if_unconfigured: bool = False) -> None:
+    """One line per alert on stderr; an undelivered alert is reported, never an error of the cutover.
+
+    Before a one-line usage or connection error the "not configured" note stays out, so that error
+    remains the only line.
+    """
+    if notify.config.problem is not None and not quiet_if_unconfigured:
         print(f"cutover: {notify.config.problem} (no alert was sent)", file=sys.stderr, flush=True)
     for delivery in notify.finish():
         print(redact(delivery.line()), file=sys.stderr, flush=True)
