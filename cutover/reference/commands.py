@@ -126,24 +126,27 @@ def _report_alerts(notify: alerts.Alerter, quiet_if_unconfigured: bool = False) 
 def _execute(args: argparse.Namespace, settings: Settings, plan: Plan, url: str, actor: str, path: Path,
              notify: alerts.Alerter, where: str) -> int:
     display = StepDisplay()
-    try:
-        report, id_files = engine.execute(url, plan, actor, _timeouts(settings), display)
-    except engine.RunFailed as exc:
-        display.close()
-        code = _failed(args, exc, path)
-        status = {engine.EXIT_ALREADY: "ALREADY CUT OVER", engine.EXIT_BLOCKED: "BLOCKED"}.get(code, "ROLLED BACK")
-        notify.send(alerts.FAILED, f"{alerts.FAILED}: {status} (exit {code}), nothing changed; {where}: {exc}")
-        return code
-    moved = sum(report["moved"].values())
-    done = (f"{alerts.COMPLETED}: run {report['run_id']} committed, {moved} rows moved to {plan.target} "
-            f"in {report['duration_s']:.2f} s; {where}")
-    try:
-        reports.write(path, report, id_files)
-    except OSError as exc:
-        notify.send(alerts.COMPLETED, f"{done}; the report could not be written, rebuild it")
-        print(f"cutover: CUTOVER COMMITTED (run {report['run_id']}) but the report could not be written to {path} "
-              f"({exc.strerror}); rebuild it with 'cutover report --rebuild --report-path NEW'", file=sys.stderr)
-        return engine.EXIT_REPORT_LOST
+    with engine.private_spool() as spool:  # the ids outlive neither the report nor a failure nor Ctrl-C
+        try:
+            report, id_files = engine.execute(url, plan, actor, _timeouts(settings), display, spool=spool)
+        except engine.RunFailed as exc:
+            display.close()
+            code = _failed(args, exc, path)
+            status = {engine.EXIT_ALREADY: "ALREADY CUT OVER", engine.EXIT_BLOCKED: "BLOCKED"}.get(code,
+                                                                                                   "ROLLED BACK")
+            notify.send(alerts.FAILED, f"{alerts.FAILED}: {status} (exit {code}), nothing changed; {where}: {exc}")
+            return code
+        moved = sum(report["moved"].values())
+        done = (f"{alerts.COMPLETED}: run {report['run_id']} committed, {moved} rows moved to {plan.target} "
+                f"in {report['duration_s']:.2f} s; {where}")
+        try:
+            reports.write(path, report, id_files)
+        except OSError as exc:
+            notify.send(alerts.COMPLETED, f"{done}; the report could not be written, rebuild it")
+            print(f"cutover: CUTOVER COMMITTED (run {report['run_id']}) but the report could not be written to "
+                  f"{path} ({exc.strerror}); rebuild it with 'cutover report --rebuild --report-path NEW'",
+                  file=sys.stderr)
+            return engine.EXIT_REPORT_LOST
     notify.send(alerts.COMPLETED, done)
     _emit(args, {"status": "committed", "exit_code": 0, "run_id": report["run_id"], "report_path": str(path),
                  "moved": report["moved"], "duration_s": report["duration_s"]},

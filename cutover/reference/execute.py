@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -209,7 +210,7 @@ def spool_ids(conn: Any, table: str, spool: Path) -> Path:
     came back doubled in the report (found by the Hypothesis row mixes: ``idk-11\\``).
     """
     out = spool / f"{table}.ids"
-    with open(out, "wb") as fh, conn.cursor() as cur:
+    with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh, conn.cursor() as cur:
         with cur.copy(sql.SQL("COPY (SELECT id FROM {} ORDER BY id) TO STDOUT WITH (FORMAT csv)").format(
                 rules.ident(table))) as cp:
             for chunk in cp:
@@ -284,16 +285,34 @@ def move_listed(conn: Any, plan: Plan, ids: dict[str, str], source: str, target:
             for name, table in ids.items()}
 
 
+@contextmanager
+def private_spool() -> Iterator[Path]:
+    """A directory only the owner can enter, for the allow-list's id files; gone on any way out.
+
+    The ids are patient row keys: they must not outlive the report that carries them, whether the
+    run committed, failed or was interrupted (every execute used to leave one in the temp dir).
+    """
+    path = Path(tempfile.mkdtemp(prefix="cutover-spool-"))  # mkdtemp creates it 0700
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progress = _no_progress,
             spool: Path | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Run the cutover; returns the report and the allow-list id files; raises :class:`RunFailed`."""
+    """Run the cutover; returns the report and the allow-list id files; raises :class:`RunFailed`.
+
+    With a ``spool`` (see :func:`private_spool`; write the report before leaving it) the ids go to
+    files there and never sit in memory. Without one they are returned in the report's
+    ``allow_list``: for tests and small rehearsals only, nothing is left on disk either way.
+    """
     total = 7 + len(plan.move_steps)
     run = Run("execute", plan, actor, total, progress)
     report: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "plan": plan.name, "database": mask_url(url),
                               "source": plan.source, "target": plan.target, "started_at": run.started_at,
                               "committed_at": None, "duration_s": None, "commit_status": "rolled_back",
                               "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
-    spool_dir = spool or Path(tempfile.mkdtemp(prefix="cutover-spool-"))
     id_files: dict[str, Path] = {}
     with guarded(url, run, report, timeouts, id_files) as conn:
         open_steps(run, conn, plan, timeouts)
@@ -315,7 +334,11 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             for rule in plan.moving:
                 ids[rule.name] = id_table(rule, "allow")
                 allow[rule.name] = build_owned_ids(conn, plan, rule, plan.source, ids[rule.name])
-                id_files[rule.name] = spool_ids(conn, ids[rule.name], spool_dir)
+                if spool is not None:
+                    id_files[rule.name] = spool_ids(conn, ids[rule.name], spool)
+                else:
+                    report.setdefault("allow_list", {})[rule.name] = [r[0] for r in conn.execute(
+                        sql.SQL("SELECT id FROM {} ORDER BY id").format(rules.ident(ids[rule.name]))).fetchall()]
             info["rows"] = sum(allow.values())
         written = {plan.audit.table: 1}
         with run.step(f"write {plan.audit.started}"):
@@ -411,14 +434,31 @@ def _rollback_quietly(conn: Any) -> None:
 
 
 def _describe(exc: psycopg.Error, timeouts: Timeouts) -> str:
+    """The real cause, by SQLSTATE: psycopg files program limits, disk full and out of memory under
+    OperationalError too, and calling them all "connection lost" sent operators after the network."""
     first = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    state = getattr(exc, "sqlstate", None) or ""
     if isinstance(exc, pgerr.QueryCanceled):
         return f"statement_timeout {timeouts.statement} reached ({first}); raise --statement-timeout"
     if isinstance(exc, pgerr.LockNotAvailable):
-        return f"lock_timeout {timeouts.lock} reached ({first}); another session holds a lock"
-    if isinstance(exc, psycopg.OperationalError):
+        return f"lock_timeout {timeouts.lock} reached ({first}); another session holds a lock, retry once it is gone"
+    for prefix, cause in _CAUSES:
+        if state.startswith(prefix):
+            return f"{cause} ({first}; SQLSTATE {state})"
+    if isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P"))):
         return f"connection lost ({first}); the server rolled the transaction back"
-    return first
+    return f"{first} (SQLSTATE {state})" if state else first
+
+
+_CAUSES = (
+    ("54", "program limit exceeded in PostgreSQL: a value or statement is larger than the server allows; "
+           "report it, the cutover must not build one"),
+    ("53100", "disk full on the database server: free space (or grow the volume) and run again"),
+    ("53200", "out of memory on the database server: lower work_mem or free memory and run again"),
+    ("53", "insufficient resources on the database server"),
+    ("40001", "serialization failure: a concurrent transaction conflicted; run again"),
+    ("40P01", "deadlock detected: another session locked the same rows; run again once it is done"),
+)
 
 
 def _with_report(exc: RunFailed, report: dict[str, Any], id_files: dict[str, Path]) -> RunFailed:

@@ -158,12 +158,13 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
                                  "make the command pass --report-path \"$CUTOVER_REPORT_PATH\"")
         else:
             record.execute_via = "bundled cutover module"
-            try:
-                report, id_files = engine.execute(url, plan, actor, engine.Timeouts(settings.lock_timeout,
-                                                                                    settings.statement_timeout))
-            except engine.RunFailed as exc:
-                raise SetupError(f"the cutover failed on the rehearsal target: {exc}") from None
-            reports.write(path, report, id_files)
+            with engine.private_spool() as spool:
+                try:
+                    report, id_files = engine.execute(url, plan, actor, engine.Timeouts(
+                        settings.lock_timeout, settings.statement_timeout), spool=spool)
+                except engine.RunFailed as exc:
+                    raise SetupError(f"the cutover failed on the rehearsal target: {exc}") from None
+                reports.write(path, report, id_files)
         loaded = reports.load(path)
         record.execute_s = float(loaded.get("duration_s") or (time.monotonic() - started))
         record.report_path = str(path)

@@ -47,14 +47,16 @@ def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, wor
                    log: Log = quiet) -> Target:
     """A clone of the restored snapshot with the reference cutover executed on it."""
     url = provider.clone(label)
-    try:
-        report, id_files = engine.execute(url, plan, f"rehearsal:{label}",
-                                          engine.Timeouts(settings.lock_timeout, settings.statement_timeout))
-    except engine.RunFailed as exc:
-        provider.drop(url)
-        raise SetupError(f"the reference cutover failed on the sandbox target: {exc}") from None
     path = workdir / f"cutover_report_{label}_{os.getpid()}.json"
-    reports.write(path, report, id_files)
+    with engine.private_spool() as spool:
+        try:
+            report, id_files = engine.execute(url, plan, f"rehearsal:{label}",
+                                              engine.Timeouts(settings.lock_timeout, settings.statement_timeout),
+                                              spool=spool)
+        except engine.RunFailed as exc:
+            provider.drop(url)
+            raise SetupError(f"the reference cutover failed on the sandbox target: {exc}") from None
+        reports.write(path, report, id_files)
     log(f"cutover: reference cutover committed on the sandbox target in {report['duration_s']:.2f} s "
         f"({sum(report['moved'].values())} rows); report {path}")
     return Target(url, json.loads(path.read_text()), path, sandbox=True)

@@ -1,0 +1,139 @@
+"""The cutover at any size: nothing left behind, errors named by their cause, no ceiling in the audit trail.
+
+Every test drives the CLI as an operator would (a real process on a real PostgreSQL 15). Faults
+are real server errors: a trigger installed only in the test database raises the SQLSTATE of the
+fault (disk full, out of memory, ...) in the middle of a move, or really sleeps past the
+statement timeout; a lost connection is a real ``pg_terminate_backend``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from cutover.core.plan import Plan
+from cutover.reference.execute import PAUSE_ENV
+from tests.cutover_support import execute_sql, run_cutover, scalar, spawn_cutover
+
+APP = "cutover-execute"
+
+
+def private(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def last_move_step(plan: Plan) -> int:
+    """The step after which every row has moved and every id has been captured (steps: 6 + the moves + 1)."""
+    return 6 + len(plan.move_steps)
+
+
+def paused(proc: object, step: int) -> None:
+    stderr = proc.stderr  # type: ignore[attr-defined]
+    for line in stderr:
+        if "paused after step" in line:
+            assert f"paused after step {step} " in line
+            return
+    raise AssertionError(f"execute ended without pausing: rc={proc.wait()}")  # type: ignore[attr-defined]
+
+
+def test_a_committed_execute_leaves_no_spool_and_a_private_report(fresh_db: str, tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    report = tmp_path / "report.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                       extra_env={"TMPDIR": str(tmp)})
+    assert done.returncode == 0, done.stderr
+    assert list(tmp.iterdir()) == []
+    assert private(report)
+    assert json.loads(report.read_text())["allow_list"]
+
+
+def test_a_failed_execute_leaves_no_spool_and_a_private_report(fresh_db: str, cutover_plan: Plan,
+                                                               tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    report = tmp_path / "report.json"
+    step = last_move_step(cutover_plan)
+    proc = spawn_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                         extra_env={PAUSE_ENV: str(step), "TMPDIR": str(tmp)})
+    paused(proc, step)
+    assert [p.name for p in tmp.iterdir()], "the spool should exist while the run is open"
+    spools = list(tmp.iterdir())
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in spools)
+    assert all(private(f) for p in spools for f in p.iterdir())
+    pid = scalar(fresh_db, "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APP,))
+    assert scalar(fresh_db, "SELECT pg_terminate_backend(%s)", (pid,))
+    assert proc.wait(timeout=60) == 4
+    assert list(tmp.iterdir()) == []
+    assert private(report)
+    assert json.loads(report.read_text())["commit_status"] == "rolled_back"
+
+
+def test_ctrl_c_leaves_no_spool(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    report = tmp_path / "report.json"
+    step = last_move_step(cutover_plan)
+    proc = spawn_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                         extra_env={PAUSE_ENV: str(step), "TMPDIR": str(tmp)})
+    paused(proc, step)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert list(tmp.iterdir()) == []
+    assert private(report)
+
+
+def _raise_in_move(url: str, plan: Plan, body: str) -> None:
+    """A statement trigger on the first moving table that fails the way ``body`` says."""
+    table = plan.moving[0].name
+    execute_sql(url, f"CREATE FUNCTION fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body}; RETURN NULL; "
+                     "END $$",
+                sql.SQL("CREATE TRIGGER fault AFTER UPDATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION fault()")
+                .format(sql.Identifier(table)))
+
+
+CAUSES = {
+    "program limit": ("RAISE EXCEPTION 'total size of jsonb array elements exceeds the maximum' "
+                      "USING ERRCODE = 'program_limit_exceeded'", "program limit"),
+    "disk full": ("RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full'", "disk full"),
+    "out of memory": ("RAISE EXCEPTION 'out of memory' USING ERRCODE = 'out_of_memory'", "out of memory"),
+    "serialization": ("RAISE EXCEPTION 'could not serialize access' USING ERRCODE = 'serialization_failure'",
+                      "serialization failure"),
+    "lock timeout": ("RAISE EXCEPTION 'canceling statement due to lock timeout' "
+                     "USING ERRCODE = 'lock_not_available'", "lock_timeout"),
+    "statement timeout": ("PERFORM pg_sleep(30)", "statement_timeout"),
+}
+
+
+@pytest.mark.parametrize("cause", list(CAUSES))
+def test_a_failure_is_named_by_its_real_cause(fresh_db: str, cutover_plan: Plan, tmp_path: Path, cause: str) -> None:
+    body, named = CAUSES[cause]
+    _raise_in_move(fresh_db, cutover_plan, body)
+    report = tmp_path / "report.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                       "--statement-timeout", "2s")
+    assert done.returncode == 4, done.stderr
+    error = json.loads(report.read_text())["error"]
+    assert named in error and "connection lost" not in error, error
+    assert named in done.stderr
+    assert scalar(fresh_db, sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+        sql.Identifier(cutover_plan.audit.table), sql.Identifier(cutover_plan.audit.type_column)),
+        (cutover_plan.audit.completed,)) == 0
+
+
+def test_a_lost_connection_is_named_so(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    step = last_move_step(cutover_plan)
+    proc = spawn_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                         extra_env={PAUSE_ENV: str(step)})
+    paused(proc, step)
+    pid = scalar(fresh_db, "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APP,))
+    assert scalar(fresh_db, "SELECT pg_terminate_backend(%s)", (pid,))
+    assert proc.wait(timeout=60) == 4
+    assert "connection lost" in json.loads(report.read_text())["error"]
+
