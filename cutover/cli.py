@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cutover.core import evidence
 from cutover.core.errors import EXIT_USAGE, CutoverError
 from cutover.core.options import resolve
 from cutover.core.plan import load_plan
@@ -58,7 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     rest.add_argument("--db-url", default=None, help="empty target database (or CUTOVER_DB_URL / DATABASE_URL)")
     rest.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs for custom archives")
     rest.add_argument("--plan", default=None, help="plan file (default fixtures/plan.toml)")
+
+    ev = commands.add_parser("evidence", help="check a run's evidence bundle (evidence.json)")
+    ev_cmds = ev.add_subparsers(dest="evidence_command", required=True, parser_class=_Parser)
+    verify = ev_cmds.add_parser("verify", help="recompute every artifact's SHA-256: 0 all match, 1 otherwise")
+    verify.add_argument("dir", type=Path, help="a run's artifacts directory, e.g. artifacts/latest")
     return parser
+
+
+def _evidence_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when every artifact matches its recorded hash, 1 naming each one that differs or is missing."""
+    found = evidence.verify(args.dir)
+    for problem in found.problems:
+        print(f"MISMATCH {problem}")
+    if found.ok:
+        print(f"EVIDENCE VERIFIED: {len(found.checked)} files match {args.dir / evidence.FILE} "
+              f"({found.body.get('verdict')})")
+        return 0
+    print(f"EVIDENCE DOES NOT VERIFY: {len(found.problems)} of {len(found.problems) + len(found.checked)} "
+          f"differ or are missing in {args.dir}")
+    return 1
 
 
 def _snapshot_make(args: argparse.Namespace) -> int:
@@ -91,6 +111,8 @@ def _snapshot_restore(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "evidence":
+            return _evidence_verify(args)
         if args.command != "snapshot":
             return int(args.handler(args))
         if args.snapshot_command == "make":

@@ -21,6 +21,7 @@ from typing import Any
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url, redact
+from cutover.suite import bundle
 from cutover.suite.checks.sql import TITLES
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
@@ -249,4 +250,6 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: Mapping[str,
                 operator=settings.operator_name, verdict=verdict, summary_lines=lines, checks=rows,
                 record=record, environment=environment, report_path=settings.report_path)
     results = Path(run["results"]) if run.get("results") else shared / "allure-results"
-    return write(Path(settings.artifacts_dir), run["stamp"], log, results, journal, allure_command(settings.allure_bin))
+    out = write(Path(settings.artifacts_dir), run["stamp"], log, results, journal, allure_command(settings.allure_bin))
+    bundle.write(out, settings, plan, log, record, sweep_secrets)
+    return out
