@@ -18,6 +18,7 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.plan import Plan
+from cutover.core.report_types import key_text
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from tests.cutover_support import checksum, run_cutover, scalar
@@ -29,8 +30,8 @@ def rows_by_tenant(url: str, plan: Plan) -> dict[str, dict[str, tuple[str, str |
     with db.connection(url, read_only=True) as conn:
         for rule in plan.tables:
             col = sql.Identifier(rule.column) if rule.column else sql.SQL("NULL")
-            rows = conn.execute(sql.SQL("SELECT {k}::text, {t}, {c}::text FROM {tab}").format(
-                k=sql.Identifier(rule.key), t=sql.Identifier(plan.tenant_column), c=col,
+            rows = conn.execute(sql.SQL("SELECT {k}, {t}, {c}::text FROM {tab}").format(
+                k=key_text(rule.key), t=sql.Identifier(plan.tenant_column), c=col,
                 tab=sql.Identifier(rule.name))).fetchall()
             out[rule.name] = {k: (t, c) for k, t, c in rows}
     return out

@@ -25,13 +25,26 @@ OWNER_KINDS = ("patient", "provider", "column", "classified")
 CLASSES = ("patient", "provider", "system")
 
 
+CROSS_TENANT = ("share", "provider")
+
+
 @dataclass(frozen=True)
 class Reference:
-    """A row's pointer to its parent; the row belongs on the parent's tenant unless ``via_share``."""
+    """A row's pointer to its parent; the row belongs on the parent's tenant unless declared otherwise.
+
+    ``cross_tenant`` is what the plan declares about a parent on another tenant: ``"share"`` (the
+    parent is a case shared to the child's tenant, ``via_share = true``), ``"provider"`` (the parent
+    may sit on any tenant but the patient tenant, e.g. a patient's appointment with a provider's
+    profile), or ``None`` (same tenant only). The pre-flight and A4 allow exactly that, no more.
+    """
 
     column: str
     table: str
-    via_share: bool = False
+    cross_tenant: str | None = None
+
+    @property
+    def via_share(self) -> bool:
+        return self.cross_tenant == "share"
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,11 @@ class JsonReference:
     column: str
     key: str
     table: str
-    via_share: bool = False
+    cross_tenant: str | None = None
+
+    @property
+    def via_share(self) -> bool:
+        return self.cross_tenant == "share"
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,7 @@ class TableRule:
     """How one tenant-scoped table's rows are owned, and what they point at."""
 
     name: str
-    key: str
+    key: tuple[str, ...]
     owner: str
     column: str | None = None
     patient_values: tuple[str, ...] = ()
@@ -193,6 +210,32 @@ def _strings(section: Mapping[str, Any], key: str, where: str, default: Any = ..
     return tuple(values)
 
 
+def _key(raw: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """``key = "id"`` or ``key = ["case_id", "tag"]`` (a composite primary key, in its column order)."""
+    if "key" not in raw:
+        raise PlanError(f"plan {where}: missing key 'key'; name the primary key column, or a list of its columns")
+    value = raw["key"]
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        if len(set(value)) != len(value):
+            raise PlanError(f"plan {where}.key: {value} names a column twice; list each key column once")
+        return tuple(value)
+    raise PlanError(f"plan {where}.key: expected a column name or a non-empty list of column names, got {value!r}")
+
+
+def _cross_tenant(raw: Mapping[str, Any], where: str) -> str | None:
+    """``via_share = true`` (the original form) or ``cross_tenant = "share" | "provider"``."""
+    via_share = _get(raw, "via_share", where, bool, False)
+    cross = _get(raw, "cross_tenant", where, str, None)
+    if cross is not None and cross not in CROSS_TENANT:
+        raise PlanError(f"plan {where}.cross_tenant: '{cross}' is not one of {', '.join(CROSS_TENANT)}; use \"share\" "
+                        f"(a case shared to the child's tenant) or \"provider\" (any tenant but the patient tenant)")
+    if via_share and cross not in (None, "share"):
+        raise PlanError(f"plan {where}: via_share = true contradicts cross_tenant = '{cross}'; keep one of them")
+    return "share" if via_share else cross
+
+
 def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str, Any]) -> TableRule:
     where = f"[tables.{name}]"
     owner = _get(raw, "owner", where, str)
@@ -209,17 +252,18 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
         raise PlanError(f"plan {where}: classification '{classification}' has no [classification.*] table")
     refs = []
     for i, ref in enumerate(_get(raw, "references", where, list, [])):
-        refs.append(Reference(_get(ref, "column", f"{where}.references[{i}]", str),
-                              _get(ref, "table", f"{where}.references[{i}]", str),
-                              _get(ref, "via_share", f"{where}.references[{i}]", bool, False)))
+        at = f"{where}.references[{i}]"
+        if not isinstance(ref, dict):
+            raise PlanError(f"plan {at}: expected a table like {{ column = \"...\", table = \"...\" }}")
+        refs.append(Reference(_get(ref, "column", at, str), _get(ref, "table", at, str), _cross_tenant(ref, at)))
     case_json = None
     if "case_json" in raw:
         cj = _get(raw, "case_json", where, dict)
         case_json = JsonReference(_get(cj, "column", f"{where}.case_json", str),
                                   _get(cj, "key", f"{where}.case_json", str),
                                   _get(cj, "table", f"{where}.case_json", str),
-                                  _get(cj, "via_share", f"{where}.case_json", bool, False))
-    return TableRule(name=name, key=_get(raw, "key", where, str), owner=owner, column=column,
+                                  _cross_tenant(cj, f"{where}.case_json"))
+    return TableRule(name=name, key=_key(raw, where), owner=owner, column=column,
                      patient_values=patient_values, classification=classification, references=tuple(refs),
                      case_json=case_json, share_target=_get(raw, "share_target", where, str, None))
 
@@ -250,7 +294,11 @@ def load_plan(path: Path) -> Plan:
         parents = [ref.table for ref in rule.references] + ([rule.case_json.table] if rule.case_json else [])
         for parent in parents:
             if parent not in names:
-                raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' that the plan lacks")
+                raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' that the plan lacks; add "
+                                f"[tables.{parent}] (or [static]) or fix the reference")
+            if len(next(r for r in rules if r.name == parent).key) != 1:
+                raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' whose key is composite; a "
+                                f"reference names one column holding the parent's single-column key")
     steps = tuple(tuple(_strings({"s": s}, "s", f"[plan].move_steps[{i}]")) for i, s in
                   enumerate(_get(meta, "move_steps", "[plan]", list)))
     in_steps = [t for s in steps for t in s]

@@ -16,6 +16,8 @@ from psycopg import sql
 
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url
+from cutover.core.report_types import RowKey, key_equal, key_json, key_order, key_values
+from cutover.core.report_types import listed_keys as _listed_keys
 from cutover.reference import execute as engine
 from cutover.reference import ownership as rules
 from cutover.reference import preflight
@@ -66,19 +68,18 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
             engine.write_audit(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
                 sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
                                                                "committed_at", "moved")})),
-                engine.ids_json(moved_ids)))
-            record["ids"] = {t: [r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} ORDER BY id").format(
-                rules.ident(ids[t]))).fetchall()] for t in moved_ids}
+                engine.ids_json(plan, moved_ids)))
+            record["ids"] = {t: [r[0] for r in conn.execute(sql.SQL("SELECT {j} FROM {i} ORDER BY {o}").format(
+                j=key_json(plan.table(t).key), i=rules.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
+                for t in moved_ids}
             engine.commit(conn, url, plan, run.run_id, plan.audit.swept)
         record["commit_status"] = "committed"
     return record
 
 
-def listed_ids(cut_report: Mapping[str, Any], table: str) -> Iterable[str]:
-    """Rows the cutover and its sweeps moved, according to the report."""
-    yield from (cut_report.get("allow_list") or {}).get(table, [])
-    for swept in cut_report.get("sweeps") or []:
-        yield from (swept.get("ids") or {}).get(table, [])
+def listed_ids(cut_report: Mapping[str, Any], table: str) -> Iterable[RowKey]:
+    """Rows the cutover and its sweeps moved, according to the report (keys kept whole)."""
+    return _listed_keys(cut_report, table)
 
 
 def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any], dry_run: bool,
@@ -102,22 +103,27 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         with run.step("list the rows to move back") as info:
             baseline = engine.counts(conn, plan)
             for rule in plan.moving:
+                # The report's keys go into a table typed like the key columns (COPY applies each
+                # column's input function), so every comparison below is in the key's own type.
                 listed = engine.id_table(rule, "listed")
-                conn.execute(sql.SQL("CREATE TEMP TABLE {} (id text) ON COMMIT DROP").format(rules.ident(listed)))
-                with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} (id) FROM STDIN").format(
-                        rules.ident(listed))) as cp:
-                    for row_id in listed_ids(cut_report, rule.name):
-                        cp.write_row((row_id,))
+                conn.execute(sql.SQL("CREATE TEMP TABLE {l} ON COMMIT DROP AS SELECT {k} FROM {t} LIMIT 0").format(
+                    l=rules.ident(listed), k=key_order(rule.key), t=rules.ident(rule.name)))
+                with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                        rules.ident(listed), key_order(rule.key))) as cp:
+                    for key in listed_ids(cut_report, rule.name):
+                        cp.write_row(_copy_values(rule.name, rule.key, key))
+                conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(listed)))
                 ids[rule.name] = engine.id_table(rule, "reverse")
                 planned[rule.name] = engine.build_ids(conn, ids[rule.name], sql.SQL(
-                    "SELECT r.{k}::text AS id FROM {t} r WHERE r.{c} = {target} AND ({own} OR r.{k}::text IN "
-                    "(SELECT id FROM {listed}))").format(
-                    k=rules.ident(rule.key), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
+                    "SELECT {k} FROM {t} r WHERE r.{c} = {target} AND ({own} OR EXISTS "
+                    "(SELECT 1 FROM {listed} l WHERE {join}))").format(
+                    k=key_order(rule.key, "r"), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
                     target=sql.Literal(plan.target), own=rules.patient_predicate(plan, rule, "r"),
-                    listed=rules.ident(listed)))
+                    listed=rules.ident(listed), join=key_equal(rule.key, "r", "l")))
                 new_rows[rule.name] = int(conn.execute(sql.SQL(
-                    "SELECT count(*) FROM {ids} WHERE id NOT IN (SELECT id FROM {listed})").format(
-                    ids=rules.ident(ids[rule.name]), listed=rules.ident(listed))).fetchone()[0])
+                    "SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {listed} l WHERE {join})").format(
+                    ids=rules.ident(ids[rule.name]), listed=rules.ident(listed),
+                    join=key_equal(rule.key, "i", "l"))).fetchone()[0])
             info["rows"] = sum(planned.values())
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         if dry_run:
@@ -135,3 +141,14 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)
         record["commit_status"] = "committed"
     return record
+
+
+def _copy_values(table: str, columns: tuple[str, ...], key: RowKey) -> tuple[Any, ...]:
+    """A report key as COPY text values; a key of the wrong shape stops the reverse naming the table."""
+    try:
+        values = key_values(columns, key)
+    except ValueError as exc:
+        raise RunFailed(f"reverse refused: report allow_list.{table}: {exc}; pass the report this plan's execute "
+                        f"wrote (or rebuild it with 'cutover report --rebuild'); nothing changed",
+                        EXIT_BLOCKED) from None
+    return tuple(v if isinstance(v, str) else json.dumps(v) for v in values)

@@ -32,6 +32,7 @@ from cutover.core.errors import CutoverError
 from cutover.core.options import DURATION
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url, redact
+from cutover.core.report_types import key_equal, key_json, key_order
 from cutover.reference import ownership as rules
 from cutover.reference import preflight
 
@@ -203,16 +204,17 @@ def id_table(rule: TableRule, prefix: str) -> str:
     return f"cutover_{prefix}_{rule.name}"
 
 
-def spool_ids(conn: Any, table: str, spool: Path) -> Path:
+def spool_ids(conn: Any, rule: TableRule, table: str, spool: Path) -> Path:
     """Copy a temp id table to a file, so a 5M-row allow-list never sits in client memory.
 
-    CSV, not COPY's text format: text escapes backslashes, tabs and newlines, and an id holding one
-    came back doubled in the report (found by the Hypothesis row mixes: ``idk-11\\``).
+    Each line is one key as the report holds it (JSON in the column's own type, a list for a
+    composite key), CSV-quoted: COPY's text format escapes backslashes, tabs and newlines, and an id
+    holding one came back doubled in the report (found by the Hypothesis row mixes: ``idk-11\\``).
     """
     out = spool / f"{table}.ids"
     with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh, conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY (SELECT id FROM {} ORDER BY id) TO STDOUT WITH (FORMAT csv)").format(
-                rules.ident(table))) as cp:
+        with cur.copy(sql.SQL("COPY (SELECT {j}::text FROM {t} ORDER BY {o}) TO STDOUT WITH (FORMAT csv)").format(
+                j=key_json(rule.key), t=rules.ident(table), o=key_order(rule.key))) as cp:
             for chunk in cp:
                 fh.write(chunk)
     return out
@@ -222,12 +224,25 @@ def write_audit(conn: Any, plan: Plan, kind: str, payload: sql.Composable) -> st
     """Insert one of the cutover's own events on the target tenant; ``payload`` is a jsonb expression."""
     a = plan.audit
     event_id = str(uuid.uuid4())
-    conn.execute(sql.SQL("INSERT INTO {t} ({k}, {ten}, {ty}, {pl}, {src}) VALUES ({id}, {target}, {kind}, {payload}, "
+    # Key columns the table fills itself (identity, serial, default now()) are left to it; others get
+    # a fresh uuid, which PostgreSQL takes for a text or uuid column.
+    keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
+    conn.execute(sql.SQL("INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src}) VALUES ({ids}{target}, {kind}, {payload}, "
                          "{sv})").format(
-        t=rules.ident(a.table), k=rules.ident(a.key), ten=rules.tenant_of(plan), ty=rules.ident(a.type_column),
-        pl=rules.ident(a.payload_column), src=rules.ident(a.source_column), id=sql.Literal(event_id),
+        t=rules.ident(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
+        ten=rules.tenant_of(plan), ty=rules.ident(a.type_column),
+        pl=rules.ident(a.payload_column), src=rules.ident(a.source_column),
+        ids=sql.SQL("").join(sql.SQL("{}, ").format(sql.Literal(event_id)) for _ in keys),
         target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload, sv=sql.Literal(a.source_value)))
     return event_id
+
+
+def has_default(conn: Any, table: str, column: str) -> bool:
+    """Does the database fill ``column`` itself on insert (a default, identity or serial)?"""
+    row = conn.execute("SELECT a.atthasdef OR a.attidentity <> '' FROM pg_attribute a WHERE a.attrelid = "
+                       "to_regclass(quote_ident(%s)) AND a.attname = %s AND NOT a.attisdropped",
+                       (table, column)).fetchone()
+    return bool(row and row[0])
 
 
 def verify(conn: Any, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
@@ -248,9 +263,9 @@ def verify(conn: Any, plan: Plan, kind: str, baseline: dict[str, dict[str, int]]
                             f"{n + extra:+d}")
     for rule in plan.moving:
         if rule.name in ids:
-            missing = conn.execute(sql.SQL("SELECT count(*) FROM {ids} i LEFT JOIN {t} r ON r.{k}::text = i.id "
-                                           "AND r.{c} = {to} WHERE r.{k} IS NULL").format(
-                ids=rules.ident(ids[rule.name]), t=rules.ident(rule.name), k=rules.ident(rule.key),
+            missing = conn.execute(sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
+                                           "WHERE {join} AND r.{c} = {to})").format(
+                ids=rules.ident(ids[rule.name]), t=rules.ident(rule.name), join=key_equal(rule.key, "r", "i"),
                 c=rules.tenant_of(plan), to=sql.Literal(target))).fetchone()[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
@@ -267,7 +282,7 @@ def verify(conn: Any, plan: Plan, kind: str, baseline: dict[str, dict[str, int]]
 
 
 def build_ids(conn: Any, name: str, select: sql.Composable) -> int:
-    """Materialise a list of row keys in a temp table dropped at commit; returns how many."""
+    """Materialise a list of row keys (typed like the table's key columns) in a temp table dropped at commit."""
     cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(rules.ident(name), select))
     conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(name)))
     return int(cur.rowcount)
@@ -275,8 +290,8 @@ def build_ids(conn: Any, name: str, select: sql.Composable) -> int:
 
 def build_owned_ids(conn: Any, plan: Plan, rule: TableRule, tenant: str, name: str) -> int:
     """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
-    return build_ids(conn, name, sql.SQL("SELECT {k}::text AS id FROM {t} WHERE {w}").format(
-        k=rules.ident(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
+    return build_ids(conn, name, sql.SQL("SELECT {k} FROM {t} WHERE {w}").format(
+        k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
 
 
 def move_listed(conn: Any, plan: Plan, ids: dict[str, str], source: str, target: str) -> dict[str, int]:
@@ -335,10 +350,11 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                 ids[rule.name] = id_table(rule, "allow")
                 allow[rule.name] = build_owned_ids(conn, plan, rule, plan.source, ids[rule.name])
                 if spool is not None:
-                    id_files[rule.name] = spool_ids(conn, ids[rule.name], spool)
+                    id_files[rule.name] = spool_ids(conn, rule, ids[rule.name], spool)
                 else:
                     report.setdefault("allow_list", {})[rule.name] = [r[0] for r in conn.execute(
-                        sql.SQL("SELECT id FROM {} ORDER BY id").format(rules.ident(ids[rule.name]))).fetchall()]
+                        sql.SQL("SELECT {j} FROM {i} ORDER BY {o}").format(
+                            j=key_json(rule.key), i=rules.ident(ids[rule.name]), o=key_order(rule.key))).fetchall()]
             info["rows"] = sum(allow.values())
         written = {plan.audit.table: 1}
         with run.step(f"write {plan.audit.started}"):
@@ -361,18 +377,19 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             summary = {k: report[k] for k in ("run_id", "actor", "started_at", "committed_at", "baseline", "moved",
                                               "written", "source", "target", "plan")}
             write_audit(conn, plan, plan.audit.completed, sql.SQL("{} || jsonb_build_object('allow_list', {})").format(
-                sql.Literal(json.dumps(summary)), ids_json(ids)))
+                sql.Literal(json.dumps(summary)), ids_json(plan, ids)))
             info["rows"] = sum(moved.values())
         commit(conn, url, plan, run.run_id)  # after the step, so the fault pause can land before COMMIT
         report["commit_status"] = "committed"
     return report, id_files
 
 
-def ids_json(ids: dict[str, str]) -> sql.Composed:
-    """A jsonb object {table: [ids]} built server-side from the temp id tables."""
+def ids_json(plan: Plan, ids: dict[str, str]) -> sql.Composed:
+    """A jsonb object {table: [keys]} built server-side from the temp id tables (keys kept whole)."""
     return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
-        sql.SQL("{}, (SELECT coalesce(jsonb_agg(id ORDER BY id), '[]'::jsonb) FROM {})").format(
-            sql.Literal(t), rules.ident(ids[t])) for t in ids))
+        sql.SQL("{}, (SELECT coalesce(jsonb_agg({j} ORDER BY {o}), '[]'::jsonb) FROM {i})").format(
+            sql.Literal(t), j=key_json(plan.table(t).key), o=key_order(plan.table(t).key), i=rules.ident(ids[t]))
+        for t in ids))
 
 
 @contextmanager

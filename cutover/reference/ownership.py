@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from cutover.core.plan import Plan, TableRule
+from cutover.core.report_types import key_equal, key_order, key_text
 
 
 def ident(*names: str) -> sql.Identifier:
@@ -46,8 +47,9 @@ def count_owned(plan: Plan, rule: TableRule, tenant: str) -> sql.Composed:
 
 def sample_owned(plan: Plan, rule: TableRule, tenant: str, limit: int = 5) -> sql.Composed:
     """A few row ids for evidence: an operator wants to look at the rows, not just a count."""
-    return sql.SQL("SELECT {k}::text FROM {t} WHERE {w} ORDER BY {k} LIMIT {n}").format(
-        k=ident(rule.key), t=ident(rule.name), w=owned_on(plan, rule, tenant), n=sql.Literal(limit))
+    return sql.SQL("SELECT {k} FROM {t} WHERE {w} ORDER BY {o} LIMIT {n}").format(
+        k=key_text(rule.key), t=ident(rule.name), w=owned_on(plan, rule, tenant), o=key_order(rule.key),
+        n=sql.Literal(limit))
 
 
 def move_owned(plan: Plan, rule: TableRule, source: str, target: str) -> sql.Composed:
@@ -57,10 +59,10 @@ def move_owned(plan: Plan, rule: TableRule, source: str, target: str) -> sql.Com
 
 
 def move_ids(plan: Plan, rule: TableRule, id_table: str, source: str, target: str) -> sql.Composed:
-    """Move exactly the rows whose keys are listed in ``id_table`` (the reverse and its dry-run)."""
-    return sql.SQL("UPDATE {t} SET {c} = {to} FROM {ids} WHERE {t}.{k} = {ids}.id AND {t}.{c} = {src}").format(
+    """Move exactly the rows whose keys are listed in ``id_table`` (typed like the table's key columns)."""
+    return sql.SQL("UPDATE {t} AS r SET {c} = {to} FROM {ids} AS i WHERE {join} AND r.{c} = {src}").format(
         t=ident(rule.name), c=tenant_of(plan), to=sql.Literal(target), ids=ident(id_table),
-        k=ident(rule.key), src=sql.Literal(source))
+        join=key_equal(rule.key, "r", "i"), src=sql.Literal(source))
 
 
 def tenant_counts(plan: Plan, table: str) -> sql.Composed:
@@ -85,21 +87,36 @@ class Link:
     parent: TableRule
     label: str
     parent_key: sql.Composable
-    via_share: bool
+    cross_tenant: str | None
+
+    @property
+    def via_share(self) -> bool:
+        return self.cross_tenant == "share"
 
 
 def links(plan: Plan) -> list[Link]:
-    """Every reference the plan declares, ready to be joined."""
+    """Every reference the plan declares, ready to be joined (on the parent's single key column)."""
     out: list[Link] = []
     for rule in plan.tables:
         for ref in rule.references:
             out.append(Link(rule, plan.table(ref.table), f"{rule.name}.{ref.column} -> {ref.table}",
-                            ident("c", ref.column), ref.via_share))
+                            ident("c", ref.column), ref.cross_tenant))
         if rule.case_json is not None:
             cj = rule.case_json
-            out.append(Link(rule, plan.table(cj.table), f"{rule.name}.{cj.column}->>'{cj.key}' -> {cj.table}",
-                            sql.SQL("({} ->> {})").format(ident("c", cj.column), sql.Literal(cj.key)), cj.via_share))
+            parent = plan.table(cj.table)
+            out.append(Link(rule, parent, f"{rule.name}.{cj.column}->>'{cj.key}' -> {cj.table}",
+                            json_key(parent, ident("c", cj.column), cj.key), cj.cross_tenant))
     return out
+
+
+def json_key(parent: TableRule, column: sql.Composable, field: str) -> sql.Composable:
+    """A parent key named inside a jsonb value, converted to the parent key column's own type.
+
+    ``jsonb_populate_record`` applies the column's input function, so a uuid or bigint parent key is
+    compared as what it is (no ``uuid = text``), and the parent's index stays usable.
+    """
+    return sql.SQL("(jsonb_populate_record(NULL::{p}, jsonb_build_object({k}, {c} -> {f}))).{pk}").format(
+        p=ident(parent.name), k=sql.Literal(parent.key[0]), c=column, f=sql.Literal(field), pk=ident(parent.key[0]))
 
 
 def _projected(plan: Plan, rule: TableRule, alias: str, after_move: bool) -> sql.Composable:
@@ -120,15 +137,17 @@ def link_violations(plan: Plan, link: Link, *, after_move: bool = False, limit: 
     parent_t = _projected(plan, link.parent, "p", after_move)
     excuse: sql.Composable = sql.SQL("FALSE")
     share = plan.share_table
-    if link.via_share and share is not None and share.share_target is not None:
+    if link.cross_tenant == "provider":
+        excuse = sql.SQL("{} <> {}").format(parent_t, sql.Literal(plan.target))
+    elif link.via_share and share is not None and share.share_target is not None:
         case_ref = next((r.column for r in share.references if r.table == link.parent.name), None)
         if case_ref is not None:
             excuse = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = p.{pk} AND s.{st} = {ct})").format(
-                s=ident(share.name), sc=ident(case_ref), pk=ident(link.parent.key),
+                s=ident(share.name), sc=ident(case_ref), pk=ident(link.parent.key[0]),
                 st=ident(share.share_target), ct=child_t)
-    bad = sql.SQL("SELECT c.{ck}::text AS id FROM {ct} c LEFT JOIN {pt} p ON p.{pk} = {ref} "
+    bad = sql.SQL("SELECT {ck} AS id FROM {ct} c LEFT JOIN {pt} p ON p.{pk} = {ref} "
                   "WHERE {ref} IS NOT NULL AND (p.{pk} IS NULL OR ({cten} <> {pten} AND NOT {excuse}))").format(
-        ck=ident(link.child.key), ct=ident(link.child.name), pt=ident(link.parent.name), pk=ident(link.parent.key),
-        ref=link.parent_key, cten=child_t, pten=parent_t, excuse=excuse)
+        ck=key_text(link.child.key, "c"), ct=ident(link.child.name), pt=ident(link.parent.name),
+        pk=ident(link.parent.key[0]), ref=link.parent_key, cten=child_t, pten=parent_t, excuse=excuse)
     return sql.SQL("SELECT count(*), (array_agg(id ORDER BY id))[1:{n}] FROM ({bad}) v").format(
         bad=bad, n=sql.Literal(limit))

@@ -13,6 +13,7 @@ from typing import Any
 
 from psycopg import sql
 
+from cutover.core import catalog
 from cutover.core.plan import Plan
 from cutover.reference import ownership as rules
 
@@ -60,9 +61,9 @@ def _one(conn: Any, query: sql.Composable, params: Any = None) -> Any:
     return None if row is None else row[0]
 
 
-def present_tables(conn: Any) -> set[str]:
-    rows = conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')").fetchall()
+def catalog_columns(conn: Any, table: str) -> set[str]:
+    rows = conn.execute("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(quote_ident(%s)) "
+                        "AND a.attnum > 0 AND NOT a.attisdropped", (table,)).fetchall()
     return {r[0] for r in rows}
 
 
@@ -132,11 +133,21 @@ def rls_problems(conn: Any, plan: Plan) -> list[str]:
 def run(conn: Any, plan: Plan) -> Preflight:
     """Every blocker of the reference contract, and the planned moves; reads only."""
     result = Preflight()
-    missing = [t for t in plan.all_tables if t not in present_tables(conn)]
-    if missing:
+    differences = catalog.compare(plan, catalog.read(conn))
+    missing = [d.table for d in differences if d.code == "missing-table"]
+    if missing and len(missing) == len(plan.all_tables):
         result.blockers.append(Blocker("missing-tables", f"tables the plan names are missing: {', '.join(missing)}; "
                                                          f"wrong database, or pass the matching --plan"))
         return result
+    for diff in differences:
+        rows: tuple[str, ...] = ()
+        if diff.code == "unplanned-table" and plan.tenant_column in catalog_columns(conn, diff.table):
+            rows = tuple(f"{tenant}: {n} rows" for tenant, n in conn.execute(sql.SQL(
+                "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1 LIMIT 5").format(
+                c=rules.ident(plan.tenant_column), t=rules.ident(diff.table))).fetchall())
+        result.blockers.append(Blocker(diff.code, diff.message, rows))
+    if any(d.structural for d in differences):
+        return result  # the plan's own queries would fail on a missing table or column
     result.blockers += _schema_head(conn, plan)
     result.blockers += [Blocker("target-tenant", p) for p in tenant_problems(conn, plan)]
     for rule in plan.tables:

@@ -80,9 +80,9 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path] | 
             tables = list(id_files or {}) or list(allow)
             for i, table in enumerate(tables):
                 out.write(("," if i else "") + f"\n    {json.dumps(table)}: [")
-                ids: Iterable[str] = _ids(id_files[table]) if id_files else allow[table]
+                ids: Iterable[str] = _ids(id_files[table]) if id_files else (json.dumps(k) for k in allow[table])
                 for j, row_id in enumerate(ids):
-                    out.write(("," if j else "") + json.dumps(row_id))
+                    out.write(("," if j else "") + row_id)
                 out.write("]")
             out.write("\n  }\n}\n")
             out.flush()
@@ -95,7 +95,7 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path] | 
 
 
 def _ids(path: Path) -> Iterable[str]:
-    """Ids from a spool file (CSV: an id may hold a comma, a quote, a backslash or a newline)."""
+    """Keys from a spool file, each already JSON (CSV-quoted: a key may hold a comma, a quote or a newline)."""
     with open(path, newline="", encoding="utf-8") as fh:
         for row in csv.reader(fh):
             yield row[0]

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -150,11 +150,25 @@ def count_rows(conn: Any, plan: Plan) -> Counts:
     return counts
 
 
-def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet) -> Counts:
-    """Create the reference schema in an empty database and fill it with generated rows."""
+@dataclass(frozen=True)
+class Model:
+    """A schema file and the generator of its synthetic rows: the reference model, or another one
+    (the project's tests keep a second model to prove the suite on a schema unlike the reference)."""
+
+    schema: Path
+    generate: Callable[[float, int], Iterable[generator.TableData]]
+    version: str
+
+
+REFERENCE = Model(REFERENCE_DIR / "schema.sql", generator.generate, generator.GENERATOR_VERSION)
+
+
+def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet,
+                   model: Model = REFERENCE) -> Counts:
+    """Create the model's schema in an empty database and fill it with generated rows."""
     with db.connection(url, purpose="the build database") as conn:
-        conn.execute((REFERENCE_DIR / "schema.sql").read_text())  # static fixture file, no parameters
-        for data in generator.generate(scale, seed):
+        conn.execute(model.schema.read_text())  # static fixture file, no parameters
+        for data in model.generate(scale, seed):
             if data.table not in plan.all_tables:
                 raise SetupError(f"generator table '{data.table}' is not in the plan {plan.path}; fix the plan")
             stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -182,7 +196,7 @@ def check_make_args(out: Path, scale: float, fmt: str) -> None:
 
 
 def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20260430, fmt: str = "plain",
-         log: Log = quiet) -> dict[str, Any]:
+         log: Log = quiet, model: Model = REFERENCE) -> dict[str, Any]:
     """Generate, dump and compress a snapshot to ``out`` (atomically), with its manifest."""
     check_make_args(out, scale, fmt)
     build = f"cutover_build_{uuid.uuid4().hex[:10]}"
@@ -190,7 +204,7 @@ def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         started = time.monotonic()
-        counts = load_reference(url, plan, scale, seed, log)
+        counts = load_reference(url, plan, scale, seed, log, model)
         bare, env = db.tool_env(url)
         dump = [client_tool("pg_dump"), "--no-owner", "--no-privileges", "-d", bare]
         if fmt == "custom":
@@ -199,7 +213,7 @@ def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20
             _dump_gzip(dump + _restrict_key(dump[0], f"{plan.name}:{scale}:{seed}"), env, tmp)
         os.replace(tmp, out)
         manifest = {"format": fmt, "scale": scale, "seed": seed, "plan": plan.name,
-                    "generator": generator.GENERATOR_VERSION, "schema_head": plan.schema_head,
+                    "generator": model.version, "schema_head": plan.schema_head,
                     "total_rows": sum(sum(t.values()) for t in counts.values()), "rows": counts,
                     "sha256": _sha256(out)}
         manifest_path(out).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

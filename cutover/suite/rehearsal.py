@@ -30,6 +30,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact
+from cutover.core.report_types import key_order, key_text
 from cutover.reference import execute as engine
 from cutover.reference import preflight
 from cutover.reference import report as reports
@@ -260,13 +261,21 @@ def _straggler_where(plan: Plan, tenant: str) -> sql.Composable:
 def insert_straggler(url: str, plan: Plan) -> str:
     """The runbook's synthetic lost write: one patient-classified row on the source; returns its key."""
     st, rule = plan.rehearsal.straggler, plan.table(plan.rehearsal.straggler.table)
-    columns = [rule.key, plan.tenant_column, st.marker_column, *st.values, *st.now_columns]
-    values = [sql.SQL("gen_random_uuid()::text"), L(plan.source),
-              sql.SQL("jsonb_build_object({}, {})").format(L(st.marker_key), L(st.marker)),
+    columns = [plan.tenant_column, st.marker_column, *st.values, *st.now_columns]
+    values = [L(plan.source), sql.SQL("jsonb_build_object({}, {})").format(L(st.marker_key), L(st.marker)),
               *(L(v) for v in st.values.values()), *(sql.SQL("now()") for _ in st.now_columns)]
-    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING {k}").format(
-        t=I(st.table), cols=sql.SQL(", ").join(map(I, columns)), vals=sql.SQL(", ").join(values), k=I(rule.key))
     with db.connection(url) as conn:
+        # Key columns the table fills itself (identity, serial, a default) are left to it; any other
+        # gets a fresh uuid read as the column's own type (text or uuid).
+        for key in rule.key:
+            if key in columns or engine.has_default(conn, st.table, key):
+                continue
+            columns.append(key)
+            values.append(sql.SQL("(jsonb_populate_record(NULL::{t}, jsonb_build_object({k}, gen_random_uuid())))"
+                                  ".{c}").format(t=I(st.table), k=L(key), c=I(key)))
+        query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING {k}").format(
+            t=I(st.table), cols=sql.SQL(", ").join(map(I, columns)), vals=sql.SQL(", ").join(values),
+            k=key_text(rule.key))
         row = conn.execute(query).fetchone()
         conn.commit()
     assert row is not None
@@ -300,8 +309,9 @@ def manual_values(url: str, plan: Plan, record: Record | None) -> dict[str, str]
 
     def first(table: str) -> str | None:
         rule = plan.table(table)
-        query = sql.SQL("SELECT {k}::text FROM {t} WHERE {tenant} = {tgt} ORDER BY {k} LIMIT 1").format(
-            k=I(rule.key), t=I(table), tenant=I(plan.tenant_column), tgt=L(plan.target))
+        query = sql.SQL("SELECT {k} FROM {t} WHERE {tenant} = {tgt} ORDER BY {o} LIMIT 1").format(
+            k=key_text(rule.key), t=I(table), tenant=I(plan.tenant_column), tgt=L(plan.target),
+            o=key_order(rule.key))
         row = conn.execute(query).fetchone()
         return str(row[0]) if row else None
 
@@ -327,8 +337,8 @@ def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, docume
         if row_id is None:
             return None
         rule = plan.table(table)
-        row = conn.execute(sql.SQL("SELECT {tenant} FROM {t} WHERE {k}::text = {v}").format(
-            tenant=I(plan.tenant_column), t=I(table), k=I(rule.key), v=L(row_id))).fetchone()
+        row = conn.execute(sql.SQL("SELECT {tenant} FROM {t} WHERE {k} = {v}").format(
+            tenant=I(plan.tenant_column), t=I(table), k=key_text(rule.key), v=L(row_id))).fetchone()
         return str(row[0]) if row else None
 
     with db.connection(url, read_only=True) as conn:
@@ -340,8 +350,8 @@ def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, docume
         rule = plan.table(r.patient_table)
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(plan.app_role)))
         conn.execute("SELECT set_config(%s, %s, true)", (plan.tenant_setting, plan.source))
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {k}::text = {v}").format(
-            t=I(r.patient_table), k=I(rule.key), v=L(patient_id))).fetchone()
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {k} = {v}").format(
+            t=I(r.patient_table), k=key_text(rule.key), v=L(patient_id))).fetchone()
         facts["patient_visible_to_source"] = int(row[0]) if row else None
         conn.rollback()
     return facts

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cutover.core import catalog
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import redact
+from cutover.core.report_types import key_label, key_order, key_records, key_text, listed_keys, listed_rows
 
 MAX_ROWS = 20
 
@@ -77,6 +80,13 @@ class Evidence:
                 self.rows.append(r)
 
 
+def _key_json(columns: tuple[str, ...], alias: str) -> sql.Composable:
+    """A key as the report holds it (jsonb): written here again, so A10 does not trust the report's writer."""
+    if len(columns) == 1:
+        return sql.SQL("to_jsonb({})").format(I(alias, columns[0]))
+    return sql.SQL("jsonb_build_array({})").format(sql.SQL(", ").join(I(alias, c) for c in columns))
+
+
 def I(*names: str) -> sql.Identifier:  # noqa: E743 (short on purpose: queries read better)
     return sql.Identifier(*names)
 
@@ -107,9 +117,9 @@ class Checker:
         return sorted(v for v, c in mapping.items() if c == cls)
 
     def _sample(self, ev: Evidence, rule: TableRule, where: sql.Composable) -> int:
-        rows = self._run(ev, sql.SQL("SELECT count(*) OVER (), t.{k}::text FROM {t} t WHERE {w} ORDER BY t.{k} "
-                                     "LIMIT {n}").format(k=I(rule.key), t=I(rule.name), w=where,
-                                                         n=sql.Literal(MAX_ROWS)))
+        rows = self._run(ev, sql.SQL("SELECT count(*) OVER (), {k} FROM {t} t WHERE {w} ORDER BY {o} "
+                                     "LIMIT {n}").format(k=key_text(rule.key, "t"), t=I(rule.name), w=where,
+                                                         o=key_order(rule.key, "t"), n=sql.Literal(MAX_ROWS)))
         if rows:
             ev.rows.extend(r[1] for r in rows if len(ev.rows) < MAX_ROWS)
         return int(rows[0][0]) if rows else 0
@@ -126,6 +136,16 @@ class Checker:
         ev.found = f"{len(heads)} rows: {', '.join(heads) or 'none'}"
         if heads != [p.schema_head]:
             ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
+        # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
+        ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
+        schema = catalog.read(self.conn)
+        for diff in catalog.compare(p, schema):
+            rows: list[str] = []
+            if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
+                rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in self._run(ev, sql.SQL(
+                    "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1").format(
+                    c=I(p.tenant_column), t=I(diff.table)))]
+            ev.fail(diff.message + (f" ({'; '.join(rows)})" if rows else ""), rows)
         return ev
 
     def a2(self) -> Evidence:
@@ -164,31 +184,40 @@ class Checker:
             ev.fail(f"{n} patient-owned {table} rows are still on {p.source}")
         return ev
 
-    def links(self) -> Iterator[tuple[str, TableRule, str, TableRule, sql.Composable, bool]]:
-        """(label, child, kind, parent, parent key expression, via_share) for every reference of the plan."""
+    def links(self) -> Iterator[tuple[str, TableRule, str, TableRule, sql.Composable, str | None]]:
+        """(label, child, kind, parent, parent key expression, cross_tenant) for every reference of the plan."""
         for rule in self.plan.tables:
             for ref in rule.references:
                 yield (f"{rule.name}.{ref.column}", rule, "column", self.plan.table(ref.table), I("c", ref.column),
-                       ref.via_share)
+                       ref.cross_tenant)
             if rule.case_json is not None:
                 cj = rule.case_json
-                yield (f"{rule.name}.{cj.column}.{cj.key}", rule, "json", self.plan.table(cj.table),
-                       sql.SQL("({} ->> {})").format(I("c", cj.column), sql.Literal(cj.key)), cj.via_share)
+                parent = self.plan.table(cj.table)
+                # The JSON value read as the parent key column's own type (its input function, via
+                # jsonb_populate_record): no uuid = text, and the parent's index still serves the join.
+                typed = sql.SQL("(jsonb_populate_record(NULL::{p}, jsonb_build_object({k}, {c} -> {f}))).{pk}").format(
+                    p=I(parent.name), k=sql.Literal(parent.key[0]), c=I("c", cj.column), f=sql.Literal(cj.key),
+                    pk=I(parent.key[0]))
+                yield (f"{rule.name}.{cj.column}.{cj.key}", rule, "json", parent, typed, cj.cross_tenant)
 
-    def _link(self, ev: Evidence, child: TableRule, parent: TableRule, key: sql.Composable, via_share: bool) -> int:
+    def _link(self, ev: Evidence, child: TableRule, parent: TableRule, key: sql.Composable,
+              cross_tenant: str | None) -> int:
+        """Children whose parent is missing, or on another tenant than the plan declares allowed."""
         excuse: sql.Composable = sql.SQL("FALSE")
         share = self.plan.share_table
-        if via_share and share is not None and share.share_target is not None:
+        if cross_tenant == "provider":  # any tenant but the patient tenant
+            excuse = sql.SQL("p.{} <> {}").format(I(self.plan.tenant_column), sql.Literal(self.plan.target))
+        elif cross_tenant == "share" and share is not None and share.share_target is not None:
             case_col = next((r.column for r in share.references if r.table == parent.name), None)
             if case_col is not None:
                 excuse = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = p.{pk} AND s.{st} = c.{ct})").format(
-                    s=I(share.name), sc=I(case_col), pk=I(parent.key), st=I(share.share_target),
+                    s=I(share.name), sc=I(case_col), pk=I(parent.key[0]), st=I(share.share_target),
                     ct=I(self.plan.tenant_column))
-        query = sql.SQL("SELECT count(*) OVER (), c.{ck}::text FROM {ct} c LEFT JOIN {pt} p ON p.{pk} = {key} "
+        query = sql.SQL("SELECT count(*) OVER (), {ck} FROM {ct} c LEFT JOIN {pt} p ON p.{pk} = {key} "
                         "WHERE {key} IS NOT NULL AND (p.{pk} IS NULL OR (c.{ten} <> p.{ten} AND NOT {excuse})) "
-                        "ORDER BY c.{ck} LIMIT {n}").format(
-            ck=I(child.key), ct=I(child.name), pt=I(parent.name), pk=I(parent.key), key=key,
-            ten=I(self.plan.tenant_column), excuse=excuse, n=sql.Literal(MAX_ROWS))
+                        "ORDER BY {co} LIMIT {n}").format(
+            ck=key_text(child.key, "c"), ct=I(child.name), pt=I(parent.name), pk=I(parent.key[0]), key=key,
+            co=key_order(child.key, "c"), ten=I(self.plan.tenant_column), excuse=excuse, n=sql.Literal(MAX_ROWS))
         rows = self._run(ev, query)
         ev.rows.extend(r[1] for r in rows if len(ev.rows) < MAX_ROWS)
         return int(rows[0][0]) if rows else 0
@@ -264,10 +293,10 @@ class Checker:
         case_col = next(r for r in share.references)
         cases = p.table(case_col.table)
         bad = self._run(ev, sql.SQL(
-            "SELECT s.{k}::text FROM {s} s LEFT JOIN {c} c ON c.{ck} = s.{cc} LEFT JOIN {tt} t ON t.id = s.{st} "
+            "SELECT {k} FROM {s} s LEFT JOIN {c} c ON c.{ck} = s.{cc} LEFT JOIN {tt} t ON t.id = s.{st} "
             "WHERE c.{ck} IS NULL OR c.{ten} <> s.{ten} OR t.id IS NULL OR s.{st} = s.{ten} "
             "ORDER BY 1 LIMIT {n}").format(
-            k=I(share.key), s=I(share.name), c=I(cases.name), ck=I(cases.key), cc=I(case_col.column),
+            k=key_text(share.key, "s"), s=I(share.name), c=I(cases.name), ck=I(cases.key[0]), cc=I(case_col.column),
             tt=I(p.tenant_table), st=I(share.share_target), ten=I(p.tenant_column), n=sql.Literal(MAX_ROWS)))
         if bad:
             ev.fail(f"{len(bad)}{'+' if len(bad) == MAX_ROWS else ''} shares do not resolve (case missing or on "
@@ -278,10 +307,10 @@ class Checker:
         for tenant in targets:
             expected = {r[0] for r in self._run(ev, sql.SQL(
                 "SELECT c.{ck}::text FROM {c} c WHERE c.{ten} = {t} OR EXISTS (SELECT 1 FROM {s} s WHERE s.{cc} = "
-                "c.{ck} AND s.{st} = {t})").format(ck=I(cases.key), c=I(cases.name), ten=I(p.tenant_column),
+                "c.{ck} AND s.{st} = {t})").format(ck=I(cases.key[0]), c=I(cases.name), ten=I(p.tenant_column),
                                                    t=sql.Literal(tenant), s=I(share.name), cc=I(case_col.column),
                                                    st=I(share.share_target)))}
-            visible = self._as_app(ev, tenant, sql.SQL("SELECT {ck}::text FROM {c}").format(ck=I(cases.key),
+            visible = self._as_app(ev, tenant, sql.SQL("SELECT {ck}::text FROM {c}").format(ck=I(cases.key[0]),
                                                                                             c=I(cases.name)))
             if visible is None:
                 return ev
@@ -317,15 +346,15 @@ class Checker:
             where: sql.Composable = sql.SQL("t.{} = {}").format(I(share.share_target), sql.Literal(tenant))
         else:
             if rule.name == case_ref.table:
-                col = rule.key
+                col = rule.key[0]
             else:
                 col = next((r.column for r in rule.references if r.table == case_ref.table), "")
                 if not col:
                     return set()
             where = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = t.{c} AND s.{st} = {ten})").format(
                 s=I(share.name), sc=I(case_ref.column), c=I(col), st=I(share.share_target), ten=sql.Literal(tenant))
-        return {r[0] for r in self._run(ev, sql.SQL("SELECT t.{k}::text FROM {t} t WHERE {w}").format(
-            k=I(rule.key), t=I(rule.name), w=where))}
+        return {r[0] for r in self._run(ev, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
+            k=key_text(rule.key, "t"), t=I(rule.name), w=where))}
 
     def a8(self) -> Evidence:
         p = self.plan
@@ -396,23 +425,52 @@ class Checker:
         for rule in p.tables:
             if rule.owner == "provider":
                 continue
-            listed = set((report.get("allow_list") or {}).get(rule.name, []))
-            for swept in report.get("sweeps") or []:
-                listed |= set((swept.get("ids") or {}).get(rule.name, []))
-            digest = hashlib.md5("\n".join(sorted(listed)).encode(), usedforsecurity=False).hexdigest()
-            where = sql.SQL("{} = {} AND {}").format(self._tenant(), sql.Literal(p.target), self._patient(rule))
-            count, found_digest = self._run(ev, sql.SQL(
-                "SELECT count(*), md5(coalesce(string_agg(t.{k}::text, E'\\n' ORDER BY t.{k}::text COLLATE \"C\"), "
-                "'')) FROM {t} t WHERE {w}").format(k=I(rule.key), t=I(rule.name), w=where))[0]
-            if int(count) == len(listed) and found_digest == digest:
-                continue
-            on_target = {r[0] for r in self.conn.execute(sql.SQL("SELECT t.{k}::text FROM {t} t WHERE {w}").format(
-                k=I(rule.key), t=I(rule.name), w=where)).fetchall()}
-            extra, missing = sorted(on_target - listed), sorted(listed - on_target)
-            ev.fail(f"{rule.name}: {len(extra)} patient rows on the target not in the report, {len(missing)} "
-                    f"reported rows not there", extra + missing)
+            self._a10_table(ev, rule, list(listed_keys(report, rule.name)))
         ev.found = "exact" if ev.ok else f"{len(ev.problems)} problems"
         return ev
+
+    def _a10_table(self, ev: Evidence, rule: TableRule, listed: list[Any]) -> None:
+        """One table's patient rows on the target against the report's keys, each key kept whole.
+
+        A digest over the keys' JSON (as ``to_jsonb`` renders them, which is how the report holds
+        them) answers the usual "exact" without shipping the rows; any difference is then settled in
+        the database, in the key columns' own types, and names the rows.
+        """
+        p = self.plan
+        where = sql.SQL("{} = {} AND {}").format(self._tenant(), sql.Literal(p.target), self._patient(rule))
+        texts = sorted(json.dumps(k, ensure_ascii=False) for k in listed)
+        digest = hashlib.md5("\n".join(texts).encode(), usedforsecurity=False).hexdigest()
+        key_j = sql.SQL("{}::text").format(_key_json(rule.key, "t"))
+        count, found_digest = self._run(ev, sql.SQL(
+            "SELECT count(*), md5(coalesce(string_agg({j}, E'\\n' ORDER BY {j} COLLATE \"C\"), '')) "
+            "FROM {t} t WHERE {w}").format(j=key_j, t=I(rule.name), w=where))[0]
+        if int(count) == len(listed) and found_digest == digest:
+            return
+        try:
+            records = key_records(rule.key, listed)
+        except ValueError as exc:
+            ev.fail(f"{rule.name}: the report's allow-list does not hold this plan's key ({exc})")
+            return
+        dupes = len(texts) - len(set(texts))
+        query = sql.SQL(
+            "WITH listed AS ({listed}), here AS (SELECT {k} FROM {t} t WHERE {w}), "
+            "extra AS (SELECT * FROM here EXCEPT SELECT * FROM listed), "
+            "missing AS (SELECT * FROM listed EXCEPT SELECT * FROM here) "
+            "SELECT (SELECT count(*) FROM extra), (SELECT count(*) FROM missing), "
+            "ARRAY(SELECT {ke} FROM extra e ORDER BY {oe} LIMIT {n}), "
+            "ARRAY(SELECT {km} FROM missing m ORDER BY {om} LIMIT {n})").format(
+            listed=listed_rows(rule.name, rule.key, sql.Literal(records)), k=key_order(rule.key, "t"),
+            t=I(rule.name), w=where, ke=key_text(rule.key, "e"), oe=key_order(rule.key, "e"),
+            km=key_text(rule.key, "m"), om=key_order(rule.key, "m"), n=sql.Literal(MAX_ROWS))
+        ev.queries.append(f"(typed comparison of {len(listed)} reported {rule.name} keys with the target's rows)")
+        extra, missing, extra_rows, missing_rows = self.conn.execute(query).fetchone()
+        if extra or missing:
+            ev.fail(f"{rule.name}: {extra} patient rows on the target not in the report, {missing} reported rows "
+                    f"not there", list(extra_rows) + list(missing_rows))
+        if dupes:
+            twice = Counter(texts)
+            ev.fail(f"{rule.name}: the report lists {dupes} keys more than once",
+                    sorted({key_label(k) for k in listed if twice[json.dumps(k, ensure_ascii=False)] > 1}))
 
     def a20(self) -> Evidence:
         p = self.plan
@@ -453,8 +511,8 @@ class Checker:
         for rule in p.tables:
             if rule.owner == "provider":
                 continue
-            visible = self._as_app(ev, p.source, sql.SQL("SELECT t.{k}::text FROM {t} t WHERE {w}").format(
-                k=I(rule.key), t=I(rule.name), w=self._patient(rule)))
+            visible = self._as_app(ev, p.source, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
+                k=key_text(rule.key, "t"), t=I(rule.name), w=self._patient(rule)))
             if visible is None:
                 return ev
             leaked = visible - self._shared_to(ev, rule, p.source)
