@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cutover.core import evidence
-from cutover.core.errors import EXIT_USAGE, CutoverError
+from cutover.core import catalog, db, evidence, plan_draft
+from cutover.core.errors import EXIT_USAGE, CutoverError, PlanError
 from cutover.core.options import resolve
-from cutover.core.plan import load_plan
+from cutover.core.plan import DEFAULT_PLAN, load_plan
 from cutover.core.redact import redact
 from cutover.reference import commands as cutover_commands
 from cutover.sandbox import backends as sandbox
@@ -64,7 +64,69 @@ def build_parser() -> argparse.ArgumentParser:
     ev_cmds = ev.add_subparsers(dest="evidence_command", required=True, parser_class=_Parser)
     verify = ev_cmds.add_parser("verify", help="recompute every artifact's SHA-256: 0 all match, 1 otherwise")
     verify.add_argument("dir", type=Path, help="a run's artifacts directory, e.g. artifacts/latest")
+    plan = commands.add_parser("plan", help="draft a plan from a live database, or check one against it")
+    plan_cmds = plan.add_subparsers(dest="plan_command", required=True, parser_class=_Parser)
+    draft = plan_cmds.add_parser("draft", help="write a draft plan from the live schema (read-only)")
+    draft.add_argument("--db-url", default=None, help="the database to read (or CUTOVER_DB_URL / DATABASE_URL)")
+    draft.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
+    draft.add_argument("--tenant-table", default="tenants", help="the tenants table (default tenants)")
+    draft.add_argument("--tenant-column", default="tenant_id", help="the tenant column (default tenant_id)")
+    draft.add_argument("--source", default=None, help="source tenant id (default the reference plan's)")
+    draft.add_argument("--target", default=None, help="target tenant id (default the reference plan's)")
+    draft.add_argument("--patient-table", default=None, help="the patient root table (default: guessed by name)")
+    check = plan_cmds.add_parser("check", help="list every difference between a plan and the live schema")
+    check.add_argument("--db-url", default=None, help="the database to read (or CUTOVER_DB_URL / DATABASE_URL)")
+    check.add_argument("--plan", default=None, help="plan file (default the reference plan)")
     return parser
+
+
+EXIT_BAD_PLAN = 4
+
+
+def _plan_draft(args: argparse.Namespace) -> int:
+    settings = resolve({"db_url": args.db_url}, {})
+    if settings.db_url is None:
+        raise CutoverError("plan draft needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise CutoverError(f"--out {args.out}: directory {args.out.parent} does not exist; create it or fix --out")
+    reference = load_plan(DEFAULT_PLAN)
+    options = plan_draft.DraftOptions(tenant_table=args.tenant_table, tenant_column=args.tenant_column,
+                                      source=args.source or reference.source, target=args.target or reference.target,
+                                      patient_table=args.patient_table)
+    with db.connection(settings.db_url, read_only=True) as conn:
+        text = plan_draft.draft(conn, options)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(args.out)
+    print(f"plan draft: wrote {args.out}; settle every '# REVIEW', then run 'cutover plan check --plan "
+          f"{args.out}'", file=sys.stderr)
+    return 0
+
+
+def _plan_check(args: argparse.Namespace) -> int:
+    settings = resolve({"db_url": args.db_url, "plan": args.plan}, {})
+    if settings.db_url is None:
+        raise CutoverError("plan check needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
+    try:
+        plan = load_plan(settings.plan_path)
+    except PlanError as exc:
+        print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_PLAN
+    with db.connection(settings.db_url, read_only=True) as conn:
+        schema = catalog.read(conn)
+        differences = catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
+        if not any(d.structural for d in differences):
+            differences += catalog.unclassified(conn, plan)
+    for diff in differences:
+        print(f"{diff.code}: {diff.message}")
+    if differences:
+        print(f"plan check: {len(differences)} differences between {settings.plan_path} and the database")
+        return 1
+    print(f"plan check: {settings.plan_path} and the database agree")
+    return 0
 
 
 def _evidence_verify(args: argparse.Namespace) -> int:
@@ -113,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "evidence":
             return _evidence_verify(args)
+        if args.command == "plan":
+            return _plan_draft(args) if args.plan_command == "draft" else _plan_check(args)
         if args.command != "snapshot":
             return int(args.handler(args))
         if args.snapshot_command == "make":

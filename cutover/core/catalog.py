@@ -1,0 +1,218 @@
+"""The live schema as the plan sees it, and every way the two disagree.
+
+The plan is the suite's only schema knowledge, so a plan that no longer matches the database is the
+most dangerous input there is: a tenant-scoped table the plan does not list is never moved and never
+checked (its patient rows stay on the source while the dry run says READY). The pre-flight, check A1
+and ``cutover plan check`` all ask this module the same question. The catalog is read in one query,
+whatever the number of tables, so the answer takes well under a second on hundreds of tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import sql
+
+from cutover.core.plan import Plan, TableRule
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table (or partitioned parent) of the current schema."""
+
+    name: str
+    partitioned: bool
+    partition_of: str | None
+    columns: dict[str, str]  # name -> type, in column order
+    primary_key: tuple[str, ...] | None
+    unique: tuple[tuple[str, ...], ...]  # every unique index without predicate or expression, pk included
+    foreign_keys: tuple[ForeignKey, ...]
+    row_estimate: int = 0
+
+    def is_unique(self, key: Iterable[str]) -> bool:
+        """Is a row identified by these columns (a unique index over some of them)?"""
+        wanted = set(key)
+        return any(set(u) <= wanted for u in self.unique)
+
+
+@dataclass
+class Catalog:
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    def tenant_scoped(self, plan: Plan) -> list[Table]:
+        """Tables carrying the plan's tenant column or referencing the tenants table; partitions are
+        covered by their parent."""
+        return [t for t in self.tables.values() if t.partition_of is None and t.name != plan.tenant_table
+                and (plan.tenant_column in t.columns or any(fk.parent == plan.tenant_table for fk in t.foreign_keys))]
+
+
+_CATALOG = """
+WITH cols AS (
+    SELECT a.attrelid, json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
+                                ORDER BY a.attnum) AS columns
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+    GROUP BY a.attrelid),
+idx AS (
+    SELECT i.indrelid, json_agg(json_build_array(i.indisprimary,
+        (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum))) AS indexes
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = current_schema() AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+    GROUP BY i.indrelid),
+fks AS (
+    SELECT f.conrelid, json_agg(json_build_array(
+        (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(f.conkey) WITH ORDINALITY k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.attnum),
+        r.relname,
+        (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(f.confkey) WITH ORDINALITY k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum)) ORDER BY f.conname) AS fkeys
+    FROM pg_constraint f JOIN pg_class r ON r.oid = f.confrelid JOIN pg_class c ON c.oid = f.conrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = current_schema() AND f.contype = 'f' AND f.conparentid = 0
+    GROUP BY f.conrelid)
+SELECT c.relname, c.relkind = 'p', (SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
+                                    WHERE h.inhrelid = c.oid AND c.relispartition LIMIT 1),
+       coalesce(cols.columns, '[]'), coalesce(idx.indexes, '[]'), coalesce(fks.fkeys, '[]'),
+       greatest(c.reltuples, 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN cols ON cols.attrelid = c.oid LEFT JOIN idx ON idx.indrelid = c.oid LEFT JOIN fks ON fks.conrelid = c.oid
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+ORDER BY c.relname
+"""
+
+
+def _load(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def read(conn: Any) -> Catalog:
+    """The current schema's tables, columns, unique keys and foreign keys, in one query."""
+    catalog = Catalog()
+    for name, partitioned, parent, columns, indexes, fkeys, estimate in conn.execute(_CATALOG).fetchall():
+        idx = [(bool(p), tuple(cols or ())) for p, cols in _load(indexes)]
+        catalog.tables[name] = Table(
+            name=name, partitioned=bool(partitioned), partition_of=parent,
+            columns={c: t for c, t in _load(columns)},
+            primary_key=next((cols for p, cols in idx if p), None),
+            unique=tuple(cols for _, cols in idx),
+            foreign_keys=tuple(ForeignKey(tuple(c or ()), p, tuple(pc or ())) for c, p, pc in _load(fkeys)),
+            row_estimate=int(estimate))
+    return catalog
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One disagreement between the plan and the live schema, phrased as the fix."""
+
+    code: str  # missing-table | missing-column | key-not-unique | unplanned-table | undeclared-reference | ...
+    table: str
+    message: str
+
+    @property
+    def structural(self) -> bool:
+        """Does it stop the plan's queries from running at all (a missing table or column, a bad key)?"""
+        return self.code in ("missing-table", "missing-column", "key-not-unique")
+
+
+def _columns_named(plan: Plan, rule: TableRule) -> list[tuple[str, str]]:
+    """(plan key, column) for every column a table rule names."""
+    where = f"[tables.{rule.name}]"
+    out = [(f"{where}.key", c) for c in rule.key] + [("[plan].tenant_column", plan.tenant_column)]
+    if rule.column:
+        out.append((f"{where}.column", rule.column))
+    if rule.share_target:
+        out.append((f"{where}.share_target", rule.share_target))
+    out += [(f"{where}.references", r.column) for r in rule.references]
+    if rule.case_json:
+        out.append((f"{where}.case_json.column", rule.case_json.column))
+    return out
+
+
+def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """Every difference that makes the plan wrong for this database (what the pre-flight blocks on)."""
+    out: list[Difference] = []
+    for name in plan.all_tables:
+        if name not in catalog.tables:
+            where = f"[tables.{name}]" if name in plan.table_names else "[static].tables"
+            part = catalog.tables.get(name)
+            out.append(Difference("missing-table", name, f"{where}: table {name} does not exist in the database; "
+                                                        f"remove it from the plan or fix its name"
+                                  + (f" (it is a partition of {part.partition_of})" if part else "")))
+    for rule in plan.tables:
+        table = catalog.tables.get(rule.name)
+        if table is None:
+            continue
+        for key, column in _columns_named(plan, rule):
+            if column not in table.columns:
+                out.append(Difference("missing-column", rule.name, f"{key}: column {rule.name}.{column} does not "
+                                                                   f"exist; fix {key} in the plan"))
+        if all(c in table.columns for c in rule.key) and not table.is_unique(rule.key):
+            pk = table.primary_key
+            fix = f"set key = {json.dumps(list(pk))}" if pk else "add a primary key, or name a unique key"
+            out.append(Difference("key-not-unique", rule.name,
+                                  f"[tables.{rule.name}].key: ({', '.join(rule.key)}) is not unique in {rule.name} "
+                                  f"(no primary key or unique index over those columns); {fix}"))
+    known = set(plan.all_tables)
+    for table in catalog.tenant_scoped(plan):
+        if table.name not in known:
+            why = (f"carries {plan.tenant_column}" if plan.tenant_column in table.columns
+                   else f"references {plan.tenant_table}")
+            out.append(Difference("unplanned-table", table.name,
+                                  f"table {table.name} {why} but the plan does not list it: its rows would be "
+                                  f"neither moved nor checked; add [tables.{table.name}] (key, owner, references) "
+                                  f"or list it in [static].tables"))
+    return out
+
+
+def reference_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """Foreign keys between planned tables that the plan does not declare, and declared references with
+    no foreign key behind them (``plan check`` lists them; they may be deliberate, so they do not block)."""
+    out: list[Difference] = []
+    planned = set(plan.table_names)
+    for rule in plan.tables:
+        table = catalog.tables.get(rule.name)
+        if table is None:
+            continue
+        declared = {(r.column, r.table) for r in rule.references}
+        for fk in table.foreign_keys:
+            if fk.parent in planned and len(fk.columns) == 1 and (fk.columns[0], fk.parent) not in declared:
+                out.append(Difference("undeclared-reference", rule.name,
+                                      f"[tables.{rule.name}].references: foreign key {rule.name}.{fk.columns[0]} -> "
+                                      f"{fk.parent} is not declared; add {{ column = \"{fk.columns[0]}\", table = "
+                                      f"\"{fk.parent}\" }}"))
+        fks = {(fk.columns[0], fk.parent) for fk in table.foreign_keys if len(fk.columns) == 1}
+        for column, parent in sorted(declared - fks):
+            out.append(Difference("reference-without-fk", rule.name,
+                                  f"[tables.{rule.name}].references: {rule.name}.{column} -> {parent} has no foreign "
+                                  f"key in the database; check the column and table names"))
+    return out
+
+
+def unclassified(conn: Any, plan: Plan) -> list[Difference]:
+    """Values of each classified column (any tenant) that its classification does not know."""
+    out: list[Difference] = []
+    for rule in plan.tables:
+        if rule.owner != "classified" or rule.column is None or rule.classification is None:
+            continue
+        known = sorted(plan.classifications[rule.classification])
+        rows = conn.execute(sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE {c} IS NULL OR NOT ({c} = ANY({k})) "
+                                    "ORDER BY 1").format(c=sql.Identifier(rule.column), t=sql.Identifier(rule.name),
+                                                         k=sql.Literal(known))).fetchall()
+        values = [r[0] for r in rows]
+        if values:
+            out.append(Difference("unclassified", rule.name,
+                                  f"[classification.{rule.classification}]: {rule.name}.{rule.column} values "
+                                  f"{', '.join(repr(v) for v in values[:10])} are not classified; add each as "
+                                  f"\"patient\", \"provider\" or \"system\""))
+    return out
