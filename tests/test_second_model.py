@@ -242,10 +242,11 @@ def test_a_provider_profile_reference_needs_its_declaration(second_db: str, tmp_
 
 
 def test_a_profile_on_the_patient_tenant_is_not_excused(second_db: str) -> None:
-    """"provider" allows any tenant but the patient tenant, no more."""
+    """"provider" allows any tenant but the patient tenant, no more: a provider's appointment pointing at
+    a profile on the patient tenant is an orphan."""
     execute_sql(second_db, f"INSERT INTO provider_profiles (tenant_id, display_name) VALUES ({TGT}, 'wrong')",
-                "UPDATE appointments SET provider_profile_id = (SELECT max(id) FROM provider_profiles) "
-                "WHERE id = (SELECT id FROM appointments ORDER BY id LIMIT 1)")
+                f"UPDATE appointments SET provider_profile_id = (SELECT max(id) FROM provider_profiles), "
+                f"tenant_id = {FORTIS} WHERE id = (SELECT id FROM appointments ORDER BY id LIMIT 1)")
     dry = run_cutover(second_db, "dry-run", f"--plan={PLAN}")
     assert dry.returncode == 1 and "appointments.provider_profile_id" in dry.stdout
 
@@ -256,10 +257,12 @@ FAULTS = {
     "case-tag-left-on-source": (f"UPDATE case_tags SET tenant_id = {SRC} WHERE (case_id, tag) = "
                                 f"(SELECT case_id, tag FROM case_tags ORDER BY 1, 2 LIMIT 1)",
                                 {"A3", "A4", "A5", "A10", "A20", "A21"}),
-    "provider-note-on-target": (f"UPDATE provider_notes SET tenant_id = {TGT} WHERE id = 1", {"A5", "A6", "A4"}),
+    "provider-note-on-target": (f"UPDATE provider_notes SET tenant_id = {TGT} WHERE id = 1", {"A5", "A6"}),
     "appointment-profile-on-target": (f"UPDATE provider_profiles SET tenant_id = {TGT} WHERE id = "
                                       f"(SELECT provider_profile_id FROM appointments ORDER BY id LIMIT 1)",
-                                      {"A4", "A5", "A6"}),
+                                      {"A5", "A6"}),
+    "appointment-on-a-provider-tenant": (f"UPDATE appointments SET tenant_id = {FORTIS} WHERE id = "
+                                         f"(SELECT id FROM appointments ORDER BY id LIMIT 1)", {"A4", "A5", "A10"}),
     "event-left-on-source": (f"UPDATE events SET tenant_id = {SRC} WHERE (id, created_at) = (SELECT id, created_at "
                              f"FROM events WHERE tenant_id = {TGT} AND event_type = 'case.created' LIMIT 1)",
                              {"A3", "A5", "A8", "A10", "A20", "A21"}),
@@ -318,7 +321,8 @@ def test_plan_draft_finds_every_table_key_and_reference(second_db: str, second_p
     assert draft.table("case_tags").key == ("case_id", "tag")
     assert draft.table("events").key == ("id", "created_at")
     assert draft.table("cases").owner == "patient" and draft.table("documents").owner == "patient"
-    assert {"intake.started", "case.created", "note.added"} <= set(draft.classifications["event_type"])
+    assert {"intake.started", "case.created", "tenant.settings_updated"} <= set(draft.classifications["event_type"])
+    assert "note.added" not in draft.classifications["event_type"]  # only on a provider tenant, not the source
     assert "POST /v2/cases" in draft.classifications["route"]
     assert 'cross_tenant = \\"provider\\"' in text or 'cross_tenant = "provider"' in text
 

@@ -121,8 +121,8 @@ class Difference:
 
     @property
     def structural(self) -> bool:
-        """Does it stop the plan's queries from running at all (a missing table or column, a bad key)?"""
-        return self.code in ("missing-table", "missing-column", "key-not-unique")
+        """Does it stop the plan's queries from running at all (a missing table or column)?"""
+        return self.code in ("missing-table", "missing-column")
 
 
 def _columns_named(plan: Plan, rule: TableRule) -> list[tuple[str, str]]:
