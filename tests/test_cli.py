@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
@@ -57,7 +58,7 @@ def _tiny(tmp_path: Path) -> tuple[Path, Path]:
                          + rest[rest.index("# EVENT_TYPE_CLASSIFICATION"):])
     snap = tmp_path / "s.sql"
     snap.write_text("--\nCREATE TABLE public.tenants (\n);\nCREATE TABLE public.organizations (\n);\n"
-                    "CREATE TABLE public.events (\n);\n")
+                    "CREATE TABLE public.events (\n);\n--\n-- PostgreSQL database dump complete\n--\n")
     return snap, plan_file
 
 
@@ -77,7 +78,8 @@ def test_unreachable_host_is_a_one_line_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [(None, "not found"), (b"\x1f\x8b\x08\x00garbage", "corrupt or truncated"), (b"PK\x03\x04", "neither gzip")],
+    [(None, "not found"), (b"\x1f\x8b\x08\x00garbage", "corrupt or truncated"), (b"PK\x03\x04", "neither gzip"),
+     (gzip.compress(b"--\n-- PostgreSQL database dump\n--\nCREATE TABLE public.tenants (\n);\n"), "cut short")],
 )
 def test_bad_snapshot_files(tmp_path: Path, empty_db: str, content: bytes | None, fragment: str) -> None:
     snap = tmp_path / "snap.sql.gz"

@@ -123,7 +123,9 @@ def _other_schema(url: str, tmp_path: Path) -> Path:
     return out
 
 
-BAD_INPUTS = ["missing", "not-a-snapshot", "truncated-gzip", "truncated-custom", "other-schema", "failing-sql"]
+BAD_INPUTS = ["missing", "not-a-snapshot", "truncated-gzip", "truncated-custom", "other-schema", "failing-sql",
+              "cut-at-a-line"]
+TRAILER = b"\n--\n-- PostgreSQL database dump complete\n--\n"
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -137,6 +139,7 @@ def test_bad_snapshot_is_refused_and_nothing_is_written(
         "truncated-custom": "corrupt or truncated|not a readable pg_dump archive",
         "other-schema": "does not hold the plan's schema",
         "failing-sql": "rolled back",
+        "cut-at-a-line": "cut short",
     }[case]
     if case == "missing":
         path = tmp_path / "nope.sql.gz"
@@ -153,10 +156,15 @@ def test_bad_snapshot_is_refused_and_nothing_is_written(
             path = _other_schema(other, tmp_path)
         finally:
             db.drop_database(cutover_server.admin_url, db.database_name(other))
+    elif case == "cut-at-a-line":  # gzip intact, every table there, the constraints and RLS section missing
+        text = gzip.decompress((snapshots / "one.sql.gz").read_bytes())
+        path = tmp_path / "cut.sql.gz"
+        cut = text.rindex(b"\n", 0, text.index(b" ADD CONSTRAINT ")) + 1
+        path.write_bytes(gzip.compress(text[:cut]))
     else:  # a valid snapshot whose last statement fails: the restore must roll back entirely
-        text = gzip.decompress((snapshots / "one.sql.gz").read_bytes()) + b"\nSELECT 1/0;\n"
+        head, trailer, tail = gzip.decompress((snapshots / "one.sql.gz").read_bytes()).partition(TRAILER)
         path = tmp_path / "fails.sql.gz"
-        path.write_bytes(gzip.compress(text))
+        path.write_bytes(gzip.compress(head + b"\nSELECT 1/0;\n" + trailer + tail))
     with pytest.raises(SetupError, match=expected) as info:
         snapshot.restore(path, empty_db, cutover_plan)
     assert "\n" not in str(info.value)

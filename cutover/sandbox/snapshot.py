@@ -44,6 +44,7 @@ REFERENCE_DIR = Path(str(resources.files("cutover.model")))
 CHUNK = 1 << 20
 FORMATS = ("plain", "custom")
 Counts = dict[str, dict[str, int]]
+DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 
 _CREATE_TABLE = re.compile(rb"^CREATE TABLE (?:public\.)?\"?([A-Za-z_][A-Za-z0-9_]*)\"? \(", re.M)
 
@@ -98,16 +99,35 @@ def _plain_chunks(path: Path, fmt: str) -> Iterator[bytes]:
                          "make or download it again, then pass it with --snapshot") from None
 
 
+def _complete(end: bytes) -> bool:
+    """Does the dump end with pg_dump's completion line? Only blank lines, ``--`` and psql's
+    ``\\unrestrict`` (pg_dump 15.14+) may follow it."""
+    at = end.rfind(DUMP_COMPLETE)
+    if at < 0:
+        return False
+    after = end[at + len(DUMP_COMPLETE):].splitlines()
+    return all(line.strip() in (b"", b"--") or line.startswith(b"\\unrestrict") for line in after)
+
+
 def _tables_in_plain(path: Path, fmt: str) -> set[str]:
-    """Read the whole file (that is the integrity check) and collect the tables it creates."""
+    """Read the whole file (that is the integrity check) and collect the tables it creates.
+
+    A gzip stream closed cleanly after a line that happens to end a statement restores "fine" with
+    the constraints and RLS missing, and the dry run then blames RLS: pg_dump's completion line is
+    the only proof the file holds the whole dump, so a plain file without it is refused."""
     tables: set[str] = set()
     tail = b""
+    end = b""
     for chunk in _plain_chunks(path, fmt):
         data = tail + chunk
         cut = data.rfind(b"\n") + 1
         tables.update(m.decode() for m in _CREATE_TABLE.findall(data[:cut]))
         tail = data[cut:]
+        end = (end + chunk)[-4096:]
     tables.update(m.decode() for m in _CREATE_TABLE.findall(tail))
+    if not _complete(end):
+        raise SetupError(f"snapshot {path} was cut short: it does not end with pg_dump's "
+                         f"'{DUMP_COMPLETE.decode()}' line; make or download it again, then pass it with --snapshot")
     return tables
 
 
