@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with a one-line message, like every other error of this tool."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
+        print(redact(f"{self.prog}: error: {message}; see {self.prog} --help"), file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 

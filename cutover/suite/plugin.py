@@ -27,7 +27,7 @@ from cutover.core.redact import redact, split_password
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.server import SessionSandbox, release
 from cutover.suite import allure_out as reporting
-from cutover.suite import oplog
+from cutover.suite import oplog, screen
 from cutover.suite import rehearsal as rehearsals
 from cutover.suite import target as targets
 from cutover.suite.checks.sql import TITLES, Checker
@@ -53,6 +53,10 @@ MARKERS = (
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cutover", "Phase 2a patient tenant cutover suite")
     cfg.add_to_parser(group.addoption, parser.addini)
+    screen.mask_argument_errors(parser)
+
+
+pytest_collection = screen.pytest_collection
 
 
 def _fail_setup(exc: CutoverError) -> NoReturn:
