@@ -16,12 +16,39 @@ Every other flag (--report-path, --db-url, --json, --lock-timeout, ...) is passe
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
 
-from cutover.cli import main
+
+def _into_the_project_environment() -> None:
+    """The runbook says ``python scripts/cutover_patient_tenant.py``: with the machine's python (no
+    psycopg) re-run this script with the project's .venv interpreter, which scripts/bootstrap.sh made."""
+    python = VENV / "bin" / "python"
+    again = os.environ.pop("CUTOVER_REEXEC", None) == "1"  # not inherited by what this process starts
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    if python.exists() and not again:
+        os.environ["CUTOVER_REEXEC"] = "1"
+        os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+    try:
+        import psycopg  # noqa: F401  (only to know whether this interpreter can run the cutover)
+    except ImportError:
+        print(f"cutover_patient_tenant.py: error: this python ({sys.executable}) lacks the project's dependencies "
+              f"and {python} does not exist; run scripts/bootstrap.sh once, then run this command again",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    _into_the_project_environment()
+
+sys.path.insert(0, str(ROOT))
+
+from cutover.cli import main  # noqa: E402  (after the interpreter is settled)
 
 MODES = {"--execute": "execute", "--sweep": "sweep", "--reverse": "reverse", "--rebuild-report": "report"}
 

@@ -69,3 +69,12 @@ def execute_sql(url: str, *statements: Any) -> None:
     with db.connection(url, autocommit=True) as conn:
         for statement in statements:
             conn.execute(statement)
+
+
+def machine_python() -> str:
+    """The interpreter the venv was made from: the project's dependencies are not installed there."""
+    python = str(getattr(sys, "_base_executable", "") or "python3")
+    probe = subprocess.run([python, "-c", "import psycopg"], capture_output=True, check=False)
+    assert probe.returncode != 0, f"{python} can import psycopg: this test needs a python without the project"
+    return python
+

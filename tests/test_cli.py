@@ -15,6 +15,7 @@ import pytest
 
 from cutover.core.plan import DEFAULT_PLAN
 from cutover.sandbox.backends import ServerInfo, free_port
+from tests.cutover_support import machine_python
 
 CANARY = "canary-Pw-" + uuid.uuid4().hex[:8]
 
@@ -101,3 +102,13 @@ def test_usage_errors_exit_2_and_write_nothing(tmp_path: Path) -> None:
     done = cutover("snapshot", "make", "--out", str(tmp_path / "x.sql.gz"), "--scale", "-1")
     assert_one_line_error(done, "--scale must be positive")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_runbooks_command_works_with_the_machines_python(tmp_path: Path) -> None:
+    """`python scripts/cutover_patient_tenant.py --dry-run`, as the runbook writes it, finds the project's .venv."""
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("CUTOVER_DB_URL", "DATABASE_URL")}
+    script = Path(__file__).resolve().parent.parent / "scripts" / "cutover_patient_tenant.py"
+    done = subprocess.run([machine_python(), str(script), "--dry-run"], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=tmp_path, check=False)
+    assert "ModuleNotFoundError" not in done.stderr
+    assert_one_line_error(done, "dry-run needs a database", "--db-url")

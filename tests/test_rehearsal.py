@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from cutover.core.plan import Plan
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.target import Target
-from tests.cutover_support import execute_sql, scalar
+from tests.cutover_support import execute_sql, machine_python, scalar
 from tests.fake_backend import running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +52,8 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     out = result.stdout.str()
     assert result.ret == 1, out  # A12 failed on the operator's word
     assert "ALL 12 CHECKS PASSED" in out and "A20-active PASS" in out
+    # progress while it works: the restore and each of the execute's steps, as they start
+    assert "rehearsal: restore the snapshot ..." in out and "rehearsal: execute [ 1/" in out
     assert "MANUAL: 3 OF 9 ANSWERED; 6 NEED AN OPERATOR: A14, A15, A16, A17, A18, A19" in out
     log = operator_log(pytester.path)
     r = log["rehearsal"]
@@ -61,6 +62,7 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
         assert r[key] not in ("", None, [], {}), key
     assert r["dry_run"] == "READY" and Path(r["report_path"]).is_file()
     assert log["rollback_time_bound"]["within_budget"] is True
+    assert "fsync and full_page_writes off" in log["rollback_time_bound"]["restore_measured_on"]
     assert [t["step"] for t in r["timeline"]][:4] == ["provision the sandbox", "restore the snapshot",
                                                       "pre-flight dry run", "execute the cutover"]
     checks = {c["check"]: c for c in log["checks"]}
@@ -79,6 +81,7 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     assert "body differed from the cached one" in "".join(p.read_text() for p in results.glob("*-attachment.json"))
     md = (latest / "operator-log.md").read_text()
     assert "chat, upload and match request all fine" in md and "allure-report/index.html" in md
+    assert "restore measured on the sandbox with fsync and full_page_writes off" in md
     journal = latest / "journal.jsonl"
     lines = [json.loads(x) for x in journal.read_text().splitlines()]
     assert {x["check"] for x in lines} == {"A11", "A12", "A13"}
@@ -180,8 +183,9 @@ def test_the_operators_cutover_command_is_used_when_given(
     pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
 ) -> None:
     args = example(**FILES)
-    script = ROOT / "scripts" / "cutover_patient_tenant.py"
-    cmd = f'{sys.executable} {script} --execute --operator-confirmed --report-path "$CUTOVER_REPORT_PATH"'
+    # As an operator writes it: the machine's python, the runbook's relative path.
+    cmd = (f'cd {ROOT} && {machine_python()} scripts/cutover_patient_tenant.py --execute --operator-confirmed '
+           '--report-path "$CUTOVER_REPORT_PATH"')
     result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", fresh_db, "--rehearse",
                                            f"--cutover-cmd={cmd}", *args)
     assert result.ret == 0, result.stdout.str()

@@ -55,6 +55,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("sandbox_dir", "--sandbox-dir", "string", None,
            "Parent directory of the local sandbox cluster; must be reachable by the postgres user when "
            "running as root (default: the system temp dir).", ("CUTOVER_SANDBOX_DIR",)),
+    Option("sandbox_durable", "--sandbox-durable", "bool", False,
+           "Run the sandbox with fsync, synchronous_commit and full_page_writes on (slower): the rehearsal's "
+           "restore time is then a durable measurement for the rollback bound.", ("CUTOVER_SANDBOX_DURABLE",)),
     Option("docker_image", "--docker-image", "string", "postgres:15",
            "Image for the docker sandbox.", ("CUTOVER_DOCKER_IMAGE",)),
     Option("snapshot", "--snapshot", "string", None,
@@ -118,6 +121,7 @@ class Settings:
     db_url: str | None = None
     pg_bindir: str | None = None
     sandbox_dir: str | None = None
+    sandbox_durable: bool = False
     docker_image: str = "postgres:15"
     snapshot: str | None = None
     snapshot_scale: int = 1

@@ -49,6 +49,14 @@ class SandboxSpec:
     snapshot_scale: int = 1
     snapshot_seed: int = 20260430
     cache_path: Path = Path(".cutover-cache")
+    durable: bool = False
+
+    @property
+    def server_settings(self) -> str:
+        """Throwaway clusters skip durability for speed, unless a durable restore time is wanted."""
+        if self.durable:
+            return "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+        return "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 
     @classmethod
     def of(cls, settings: Settings) -> SandboxSpec:
@@ -56,7 +64,7 @@ class SandboxSpec:
                    sandbox_dir=settings.sandbox_dir, docker_image=settings.docker_image,
                    startup_timeout=settings.startup_timeout, snapshot=settings.snapshot,
                    snapshot_scale=settings.snapshot_scale, snapshot_seed=settings.snapshot_seed,
-                   cache_path=settings.cache_path)
+                   cache_path=settings.cache_path, durable=settings.sandbox_durable)
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ def _log_tail(base: Path, lines: int = 3) -> str:
 
 
 def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
-    """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off."""
+    """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off (unless --sandbox-durable)."""
     pg = locate(settings.pg_bindir)
     reap_stale(settings.sandbox_dir)
     parent = settings.sandbox_dir if settings.sandbox_dir is not None else tempfile.gettempdir()
@@ -164,8 +172,8 @@ def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = 
                              "check --sandbox-dir is writable by the postgres user, or use --sandbox url")
         for attempt in range(3):
             port = free_port()
-            opts = (f"-p {port} -c listen_addresses=127.0.0.1 -k {base} -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            opts = (f"-p {port} -c listen_addresses=127.0.0.1 -k {base} {settings.server_settings} "
+                    "-c max_connections=200")
             start = subprocess.run(
                 pg.server_cmd("pg_ctl", "-D", str(base / "data"), "-l", str(base / "postgres.log"), "-w",
                               "-t", str(settings.startup_timeout), "-o", opts, "start"),
@@ -193,7 +201,7 @@ def start_docker(settings: SandboxSpec, log: Log = quiet) -> ServerInfo:
     password = secrets.token_urlsafe(18)
     register_secret(password)
     container = PostgresContainer(settings.docker_image, username=ADMIN_USER, password=password, dbname="postgres")
-    container.with_command("postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    container.with_command(f"postgres {settings.server_settings}")
     try:
         container.start()
     except Exception as exc:

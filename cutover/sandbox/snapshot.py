@@ -45,6 +45,7 @@ CHUNK = 1 << 20
 FORMATS = ("plain", "custom")
 Counts = dict[str, dict[str, int]]
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
+PROGRESS_EVERY_S = 5.0
 
 _CREATE_TABLE = re.compile(rb"^CREATE TABLE (?:public\.)?\"?([A-Za-z_][A-Za-z0-9_]*)\"? \(", re.M)
 
@@ -309,7 +310,10 @@ def grant_app_role(conn: Any, plan: Plan) -> None:
 def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet) -> RestoreResult:
     """Validate, then restore ``path`` into the empty database at ``url``; report the wall-clock."""
     begun = time.monotonic()
+    log(f"snapshot: reading {path.name} through once to check it before anything is written ...")
     fmt = validate(path, plan)
+    log(f"snapshot: {path.name} is a complete {fmt} dump of the plan's tables ({time.monotonic() - begun:.1f} s); "
+        f"loading it into {mask_url(url)} ...")
     with db.connection(url, autocommit=True) as conn:
         _require_empty(conn, url)
         ensure_roles(conn, plan)
@@ -320,7 +324,7 @@ def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet) -
         argv += ["-j", str(jobs)] if jobs > 1 else ["--single-transaction"]
         _run([*argv, str(path)], env, "pg_restore")
     else:
-        _psql_stream(path, fmt, bare, env)
+        _psql_stream(path, fmt, bare, env, log)
     seconds = time.monotonic() - started
     with db.connection(url, autocommit=True) as conn:
         grant_app_role(conn, plan)
@@ -332,7 +336,7 @@ def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet) -
     return RestoreResult(format=fmt, seconds=seconds, rows=rows, total_seconds=total)
 
 
-def _psql_stream(path: Path, fmt: str, bare_url: str, env: dict[str, str]) -> None:
+def _psql_stream(path: Path, fmt: str, bare_url: str, env: dict[str, str], log: Log = quiet) -> None:
     argv = [client_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", bare_url,
             "-o", os.devnull]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -340,9 +344,15 @@ def _psql_stream(path: Path, fmt: str, bare_url: str, env: dict[str, str]) -> No
     errors: list[bytes] = []
     reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()) if proc.stderr else None)
     reader.start()
+    started = shown = time.monotonic()
+    fed = 0
     try:
         for chunk in _plain_chunks(path, fmt):
             proc.stdin.write(chunk)
+            fed += len(chunk)
+            if time.monotonic() - shown >= PROGRESS_EVERY_S:  # a real snapshot loads for minutes
+                shown = time.monotonic()
+                log(f"snapshot: loading: {fed / CHUNK:,.0f} MB of SQL fed to psql in {shown - started:.0f} s")
     except BrokenPipeError:
         pass
     finally:

@@ -134,7 +134,8 @@ def markdown(log: Mapping[str, Any]) -> str:
              f"- operator: {log['operator']}", f"- git: {log['environment'].get('git_sha', 'unknown')}",
              f"- target: {r.get('target') or log['environment'].get('target', '-')}",
              f"- snapshot: {r.get('snapshot') or '-'}", f"- snapshot timestamp: {r.get('snapshot_timestamp') or '-'}",
-             f"- restore wall-clock: {_fmt_s(r.get('restore_s'))}",
+             f"- restore wall-clock: {_fmt_s(r.get('restore_s'))}"
+             + (f" (measured on {r['restore_measured_on']})" if r.get("restore_measured_on") else ""),
              f"- dry-run verdict: {r.get('dry_run') or '-'}"
              + (f" ({'; '.join(r['blockers'])})" if r.get("blockers") else ""),
              f"- execute duration: {_fmt_s(r.get('execute_s'))} ({r.get('execute_via') or '-'})",
@@ -143,7 +144,8 @@ def markdown(log: Mapping[str, Any]) -> str:
         lines.append(f"- rollback time bound: {bound['total_s'] / 60:.1f} min = restore {bound['restore_s']:.1f} s + "
                      f"revert deploys {bound['revert_deploys_s'] // 60} min + smoke {bound['smoke_s'] // 60} min "
                      f"(runbook budget {bound['budget_s'] // 60} min: "
-                     f"{'within' if bound['within_budget'] else 'OVER'})")
+                     f"{'within' if bound['within_budget'] else 'OVER'}; restore measured on "
+                     f"{bound.get('restore_measured_on', 'unknown')})")
     html = log["allure"]["html"]
     lines += [f"- Allure report: [{html}]({html})" if html else f"- Allure report: {log['allure']['note']}",
               f"- Allure results: {log['allure']['results']}", f"- journal: {log['journal']}", "",

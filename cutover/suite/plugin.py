@@ -108,6 +108,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def _artifacts_wanted(config: pytest.Config) -> bool:
     """Operator runs (the checks, the rehearsal) leave an operator log; the project's own tests do not."""
     markexpr = str(config.option.markexpr or "")
+    if config.option.collectonly:  # listing tests is not a run: artifacts/latest keeps the last real one
+        return False
     return (config.args_source == pytest.Config.ArgsSource.TESTPATHS
             or any(word in markexpr for word in ("setA", "setB", "manual")))
 

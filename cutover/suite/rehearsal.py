@@ -56,6 +56,7 @@ class Record:
     snapshot: str = ""
     snapshot_timestamp: str = ""
     restore_s: float | None = None
+    restore_measured_on: str = ""
     dry_run: str = ""
     blockers: list[str] = field(default_factory=list)
     execute_s: float | None = None
@@ -70,6 +71,7 @@ class Record:
         entry: dict[str, Any] = {"step": name, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                  "seconds": None, "status": "running", "detail": ""}
         self.timeline.append(entry)
+        log(f"rehearsal: {name} ...")
         started = time.monotonic()
         try:
             yield entry
@@ -88,7 +90,8 @@ class Record:
         """Rollback option 1's worst case with this rehearsal's measured restore time."""
         restore = self.restore_s if self.restore_s is not None else 0.0
         total = restore + REVERT_DEPLOYS_S + SMOKE_S
-        return {"restore_s": restore, "revert_deploys_s": REVERT_DEPLOYS_S, "smoke_s": SMOKE_S,
+        return {"restore_s": restore, "restore_measured_on": self.restore_measured_on or "unknown",
+                "revert_deploys_s": REVERT_DEPLOYS_S, "smoke_s": SMOKE_S,
                 "total_s": round(total, 1), "budget_s": ROLLBACK_BUDGET_S, "within_budget": total <= ROLLBACK_BUDGET_S}
 
     def to_json(self) -> dict[str, Any]:
@@ -137,6 +140,31 @@ def _dry_run(url: str, plan: Plan, record: Record, log: Log) -> None:
                              "re-run)")
 
 
+def _steps(log: Log) -> engine.Progress:
+    """The engine's step events as progress lines: minutes on a real snapshot, not a silent screen."""
+
+    def show(event: engine.StepEvent) -> None:
+        label = f"rehearsal: execute [{event.number:2d}/{event.total}] {event.name}"
+        if event.done:
+            rows = "" if event.rows is None else f", {event.rows} rows"
+            log(f"{label}: done in {event.seconds:.2f} s{rows}")
+        else:
+            log(f"{label} ...")
+
+    return show
+
+
+def _stream(command: str, env: dict[str, str], log: Log) -> int:
+    """Run the operator's cutover command, showing each line as it comes: an execute on a real
+    snapshot takes minutes, and a silent screen then looks like a hang."""
+    proc = subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log(f"cutover-cmd: {line.rstrip()}")
+    return proc.wait()
+
+
 def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path, log: Log) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     path = Path(settings.report_path) if settings.report_path is not None else (
@@ -147,13 +175,10 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
         if settings.cutover_cmd is not None:
             record.execute_via = "--cutover-cmd"
             env = {**os.environ, "DATABASE_URL": url, "CUTOVER_ACTOR": actor, "CUTOVER_REPORT_PATH": str(path)}
-            proc = subprocess.run(settings.cutover_cmd, shell=True, env=env, capture_output=True, text=True,
-                                  check=False)
-            for line in (proc.stdout + proc.stderr).splitlines()[-20:]:
-                log(f"cutover-cmd: {line}")
-            if proc.returncode != 0:
-                raise SetupError(f"--cutover-cmd exited {proc.returncode} ({shlex.split(settings.cutover_cmd)[0]}); "
-                                 "its last lines are above; the rehearsal stops here")
+            returncode = _stream(settings.cutover_cmd, env, log)
+            if returncode != 0:
+                raise SetupError(f"--cutover-cmd exited {returncode} ({shlex.split(settings.cutover_cmd)[0]}); "
+                                 "its output is above; the rehearsal stops here")
             if not path.exists():
                 raise SetupError(f"--cutover-cmd exited 0 but wrote no report at $CUTOVER_REPORT_PATH ({path}); "
                                  "make the command pass --report-path \"$CUTOVER_REPORT_PATH\"")
@@ -162,7 +187,7 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
             with engine.private_spool() as spool:
                 try:
                     report, id_files = engine.execute(url, plan, actor, engine.Timeouts(
-                        settings.lock_timeout, settings.statement_timeout), spool=spool)
+                        settings.lock_timeout, settings.statement_timeout), progress=_steps(log), spool=spool)
                 except engine.RunFailed as exc:
                     raise SetupError(f"the cutover failed on the rehearsal target: {exc}") from None
                 reports.write(path, report, id_files)
@@ -189,6 +214,7 @@ def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, 
         record.snapshot, record.snapshot_timestamp = str(path), snapshot_timestamp(path)
         result = snapshot.restore(path, settings.db_url, plan, log=log)
         record.restore_s = result.total_seconds
+        record.restore_measured_on = f"the dev branch {mask_url(settings.db_url)}"
 
 
 def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, record: Record,
@@ -208,6 +234,10 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
             provider.template()
             info = provider.restore_info()
             record.restore_s = float(str(info.get("restore_seconds", 0.0)))
+            record.restore_measured_on = (
+                "the sandbox, durable (fsync, full_page_writes on)" if settings.sandbox_durable else
+                "the sandbox with fsync and full_page_writes off, faster than a real server "
+                "(--sandbox-durable or a dev-branch restore measures a durable one)")
             record.snapshot = str(info.get("snapshot", ""))
             record.snapshot_timestamp = snapshot_timestamp(Path(record.snapshot)) if record.snapshot else ""
             entry["detail"] = f"{info.get('rows')} rows in {record.restore_s:.2f} s"
