@@ -110,7 +110,7 @@ def _complete(end: bytes) -> bool:
     return all(line.strip() in (b"", b"--") or line.startswith(b"\\unrestrict") for line in after)
 
 
-def _tables_in_plain(path: Path, fmt: str) -> set[str]:
+def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
     """Read the whole file (that is the integrity check) and collect the tables it creates.
 
     A gzip stream closed cleanly after a line that happens to end a statement restores "fine" with
@@ -119,7 +119,14 @@ def _tables_in_plain(path: Path, fmt: str) -> set[str]:
     tables: set[str] = set()
     tail = b""
     end = b""
+    started = shown = time.monotonic()
+    read = 0
     for chunk in _plain_chunks(path, fmt):
+        read += len(chunk)
+        if time.monotonic() - shown >= PROGRESS_EVERY_S:  # a real snapshot is read for minutes
+            shown = time.monotonic()
+            log(f"snapshot: checking {path.name} before writing anything: {read / CHUNK:,.0f} MB of SQL read "
+                f"in {shown - started:.0f} s")
         data = tail + chunk
         cut = data.rfind(b"\n") + 1
         tables.update(m.decode() for m in _CREATE_TABLE.findall(data[:cut]))
@@ -146,10 +153,10 @@ def _tables_in_custom(path: Path) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", listing.stdout, re.M)}
 
 
-def validate(path: Path, plan: Plan) -> str:
+def validate(path: Path, plan: Plan, log: Log = quiet) -> str:
     """Read the whole snapshot and check it holds the plan's tables; returns its format."""
     fmt = sniff_format(path)
-    tables = _tables_in_custom(path) if fmt == "custom" else _tables_in_plain(path, fmt)
+    tables = _tables_in_custom(path) if fmt == "custom" else _tables_in_plain(path, fmt, log)
     missing = [t for t in plan.all_tables if t not in tables]
     if missing:
         raise SetupError(f"snapshot {path} does not hold the plan's schema (missing tables: {', '.join(missing)}); "
@@ -310,10 +317,7 @@ def grant_app_role(conn: Any, plan: Plan) -> None:
 def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet) -> RestoreResult:
     """Validate, then restore ``path`` into the empty database at ``url``; report the wall-clock."""
     begun = time.monotonic()
-    log(f"snapshot: reading {path.name} through once to check it before anything is written ...")
-    fmt = validate(path, plan)
-    log(f"snapshot: {path.name} is a complete {fmt} dump of the plan's tables ({time.monotonic() - begun:.1f} s); "
-        f"loading it into {mask_url(url)} ...")
+    fmt = validate(path, plan, log)
     with db.connection(url, autocommit=True) as conn:
         _require_empty(conn, url)
         ensure_roles(conn, plan)
