@@ -1,5 +1,8 @@
 """A fake Telegram Bot API on 127.0.0.1: ``POST /bot<token>/sendMessage``, as the alerts call it.
 
+It also serves production's drain-streams route as the go/no-go probes it (``GET`` answered with
+``state["drain_status"]``, 405 by default as a POST-only route does), recording the method.
+
 It answers like the real one (``{"ok": true, "result": ...}``, 401 for a wrong token, 400 for an
 unknown chat) and its behaviour is a dict the test changes: a status to answer with, how many first
 requests fail with 500, a delay before answering. It records every request and every message.
@@ -40,7 +43,7 @@ class FakeBot:
 
 @contextmanager
 def running(token: str = TOKEN, chat: str = CHAT) -> Iterator[FakeBot]:
-    bot = FakeBot("", token, chat, {"status": 200, "fail_first": 0, "delay": 0.0})
+    bot = FakeBot("", token, chat, {"status": 200, "fail_first": 0, "delay": 0.0, "drain_status": 405})
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -58,11 +61,20 @@ def running(token: str = TOKEN, chat: str = CHAT) -> Iterator[FakeBot]:
             except OSError:
                 pass  # the client gave up waiting (the timeout tests)
 
+        def do_GET(self) -> None:
+            with lock:
+                bot.requests.append({"method": "GET", "path": self.path, "body": "",
+                                     "auth": self.headers.get("Authorization")})
+            if self.path == "/api/v1/admin/system/drain-streams":
+                self._send(bot.state["drain_status"], {"detail": "Method Not Allowed"})
+            else:
+                self._send(404, {"detail": "Not Found"})
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode() if length else ""
             with lock:
-                bot.requests.append({"path": self.path, "body": raw})
+                bot.requests.append({"method": "POST", "path": self.path, "body": raw})
                 n = len(bot.requests)
             time.sleep(bot.state["delay"])
             if self.path != f"/bot{bot.token}/sendMessage":

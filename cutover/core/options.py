@@ -107,6 +107,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("allure_bin", "--allure-bin", "string", None,
            "The Allure 3 command that renders the single-file HTML report (default: tools/allure's pinned "
            "install in the current directory, else allure on PATH).", ("CUTOVER_ALLURE_BIN",)),
+    Option("evidence", "--evidence", "string", None,
+           "The rehearsal's artifacts directory (with evidence.json) that the go/no-go (-m prereq) compares "
+           "production with.", ("CUTOVER_EVIDENCE",)),
     Option("operator", "--operator", "string", None,
            "Who answers the manual checks, recorded with each answer (default: $USER).",
            ("CUTOVER_OPERATOR", "USER")),
@@ -141,6 +144,7 @@ class Settings:
     answers_template: str | None = None
     artifacts_dir: str = "artifacts"
     allure_bin: str | None = None
+    evidence: str | None = None
     operator: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

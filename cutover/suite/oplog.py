@@ -238,6 +238,8 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: Mapping[str,
     rows.sort(key=lambda r: (order.get(r.check, 99), r.check))
     lines = [text for text, _ in summary.lines()]
     verdict = next((x for x in lines if "CHECKS" in x), "NO CHECKS RAN")
+    if run.get("window"):  # a go/no-go run: its prerequisite lines and WINDOW GO / NO-GO
+        lines, verdict, exit_status = run["window"]["lines"], run["window"]["verdict"], run["window"]["exit_status"]
     if exit_status not in (0, 1):
         verdict = f"RUN DID NOT COMPLETE (exit {exit_status}): {verdict}"
     environment = {

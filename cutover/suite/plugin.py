@@ -27,12 +27,15 @@ from cutover.core.redact import redact, split_password
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.server import SessionSandbox, release
 from cutover.suite import allure_out as reporting
-from cutover.suite import oplog, screen
+from cutover.suite import oplog, screen, window
 from cutover.suite import rehearsal as rehearsals
 from cutover.suite import target as targets
 from cutover.suite.checks.sql import TITLES, Checker
 from cutover.suite.manual import answers as prompts
 from cutover.suite.manual.assists import AssistConfig
+
+# The go/no-go's hooks and fixtures (pytest -m prereq), loaded with this plugin.
+pytest_plugins = ("cutover.suite.window_plugin",)
 
 SETTINGS = pytest.StashKey[cfg.Settings]()
 PLAN = pytest.StashKey[Plan]()
@@ -111,7 +114,7 @@ def _artifacts_wanted(config: pytest.Config) -> bool:
     if config.option.collectonly:  # listing tests is not a run: artifacts/latest keeps the last real one
         return False
     return (config.args_source == pytest.Config.ArgsSource.TESTPATHS
-            or any(word in markexpr for word in ("setA", "setB", "manual")))
+            or any(word in markexpr for word in ("setA", "setB", "manual", "prereq")))
 
 
 @pytest.hookimpl(tryfirst=True)  # before allure-pytest reads --alluredir
@@ -124,7 +127,8 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = config.stash[SETTINGS]
     try:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
-        config.stash[ANSWERS] = prompts.load_answers(Path(settings.answers), plan) if settings.answers else {}
+        config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))
+                                 if settings.answers else {})
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
     titles = {c: m.title for c, m in plan.manual.items()}

@@ -64,8 +64,13 @@ def _one(check: str, raw: Any, where: str, manual: Mapping[str, ManualCheck]) ->
     return result, str(raw.get("observation") or ""), str(operator) if operator is not None else None
 
 
-def load_answers(path: Path, plan: Plan) -> dict[str, tuple[str, str, str | None]]:
-    """Check id → (result, observation, operator), validated; every problem is one line naming the fix."""
+def load_answers(path: Path, plan: Plan, extra: Mapping[str, ManualCheck] | None = None,
+                 ) -> dict[str, tuple[str, str, str | None]]:
+    """Check id → (result, observation, operator), validated; every problem is one line naming the fix.
+
+    ``extra`` names other operator-answered items (the go/no-go's) that the same file may answer.
+    """
+    known = {**plan.manual, **(extra or {})}
     where = f"answers file {path}"
     try:
         text = path.read_text()
@@ -82,8 +87,9 @@ def load_answers(path: Path, plan: Plan) -> dict[str, tuple[str, str, str | None
                 raise SetupError(f"{where} line {n} is not JSON ({exc.msg}); fix the journal") from None
             if not isinstance(entry, Mapping) or "check" not in entry:
                 raise SetupError(f"{where} line {n} has no 'check'; fix the file (a journal line names its check)")
-            found[str(entry["check"]).upper()] = _one(str(entry["check"]).upper(), entry, f"{where} line {n}",
-                                                      plan.manual)
+            key = str(entry["check"]) if str(entry["check"]) in known else str(entry["check"]).upper()
+            found[key] = _one(key, entry, f"{where} line {n}",
+                                                      known)
         return found
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -97,7 +103,8 @@ def load_answers(path: Path, plan: Plan) -> dict[str, tuple[str, str, str | None
     for check, raw in data.items():
         if raw is None or (isinstance(raw, Mapping) and raw.get("result") is None):
             continue  # a template entry not filled in yet: not answered
-        found[str(check).upper()] = _one(str(check).upper(), raw, where, plan.manual)
+        key = str(check) if str(check) in known else str(check).upper()
+        found[key] = _one(key, raw, where, known)
     return found
 
 

@@ -1,0 +1,145 @@
+"""The go/no-go's pytest wiring: ``pytest -m prereq --db-url=PROD --evidence=DIR``.
+
+Refuses before anything runs unless production and the rehearsal's evidence are named (and never
+with --rehearse: nothing here may write); keeps prereq tests out of every other run; collects one
+:class:`~cutover.suite.window.Item` per prerequisite from the tests' reports (xdist workers too);
+prints one line each and the verdict; and makes the exit status 0 only for WINDOW GO.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cutover.core.options import Settings
+from cutover.core.plan import Plan
+from cutover.suite import window
+from cutover.suite.manual import answers as prompts
+from cutover.suite.plugin import ANSWERS, RUN, SETTINGS, _terminal
+
+MARKER = "prereq: production window go/no-go prerequisite (pytest -m prereq --db-url=PROD --evidence=DIR)"
+EXIT_NO_GO = 1
+
+
+def _wanted(config: pytest.Config) -> bool:
+    return "prereq" in str(config.option.markexpr or "")
+
+
+def _expected() -> list[str]:
+    """Every prerequisite; drain-streams only when its URL and token are configured (else drain-baked stands)."""
+    probe = bool(os.environ.get(window.DRAIN_URL_ENV)) and bool(os.environ.get(window.DRAIN_TOKEN_ENV))
+    return [i for i in window.TITLES_BY_ID if probe or i != "drain-streams"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+    config.pluginmanager.register(Collector(), "cutover-window")
+    if not _wanted(config) or getattr(config, "workerinput", None) is not None:
+        return
+    settings = config.stash[SETTINGS]
+    if settings.db_url is None:
+        raise pytest.UsageError("the go/no-go reads production: pass --db-url=PROD (or set DATABASE_URL); "
+                                "no sandbox is started for -m prereq")
+    if settings.evidence is None:
+        raise pytest.UsageError("the go/no-go compares production with the rehearsal: pass "
+                                "--evidence=artifacts/<timestamp> (the rehearsal's artifacts directory)")
+    if settings.rehearse:
+        raise pytest.UsageError("-m prereq only reads; drop --rehearse (it would let the rehearsal write to "
+                                "the --db-url target)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A prereq test runs only when asked for: a plain run has no evidence to compare with."""
+    if _wanted(config):
+        return
+    drop = [i for i in items if i.get_closest_marker("prereq") is not None]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if i.get_closest_marker("prereq") is None]
+
+
+@pytest.fixture
+def prereq(request: pytest.FixtureRequest) -> Callable[[window.Item], None]:
+    """Record a prerequisite's outcome with the test's report; fail or skip the test to match."""
+
+    def record(item: window.Item) -> None:
+        request.node.user_properties.append((window.PROPERTY, item.to_json()))
+        if item.status in ("UNANSWERED", window.NOT_SET):
+            pytest.skip(item.detail)
+        if not item.ok:
+            pytest.fail(item.line(), pytrace=False)
+
+    return record
+
+
+@pytest.fixture
+def prereq_answer(pytestconfig: pytest.Config, cutover_plan: Plan,
+                  cutover_settings: Settings) -> Callable[[str], window.Item]:
+    """An operator item's answer, through the manual checks' machinery: --answers, the terminal, the journal."""
+
+    def ask(item_id: str) -> window.Item:
+        check = window.operator_items(cutover_plan)[item_id]
+        capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        answer, why = prompts.resolve(
+            check, check.steps, None, pytestconfig.stash[ANSWERS], cutover_settings.operator_name,
+            getattr(pytestconfig, "workerinput", None) is not None, functools.partial(_terminal, capman),
+            prompts.Journal(Path(pytestconfig.stash[RUN]["journal"])))
+        return window.answered(item_id, answer, why)
+
+    return ask
+
+
+class Collector:
+    """Gathers the items from every test report, the workers' included (registered once per run)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, window.Item] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == window.PROPERTY:
+                item = window.Item.from_json(str(value))
+                self.seen[item.id] = item
+
+    def outcome(self) -> tuple[bool, list[str]]:
+        """(go, lines): one line per prerequisite in the runbook's order, then the verdict."""
+        expected = _expected()
+        lines = [self.seen[i].line() if i in self.seen else f"{'NOT RUN':<10} {i:<19} {window.TITLES_BY_ID[i]}"
+                 for i in window.TITLES_BY_ID if i in expected or i in self.seen]
+        go, text = window.verdict(self.seen, expected)
+        return go, [*lines, text]
+
+
+def _collector(config: pytest.Config) -> Collector:
+    found = config.pluginmanager.get_plugin("cutover-window")
+    assert isinstance(found, Collector)
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """NO-GO is never exit 0, also when every test 'passed' or was skipped; the operator log gets the lines."""
+    config = session.config
+    if not _wanted(config) or getattr(config, "workerinput", None) is not None:
+        return
+    go, lines = _collector(config).outcome()
+    run: dict[str, Any] = config.stash.get(RUN, {})
+    if not go and session.exitstatus == 0:
+        session.exitstatus = EXIT_NO_GO
+    run["window"] = {"lines": lines, "verdict": lines[-1], "exit_status": int(session.exitstatus)}
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if not _wanted(config) or getattr(config, "workerinput", None) is not None:
+        return
+    go, lines = _collector(config).outcome()
+    terminalreporter.section("window go/no-go")
+    for line in lines[:-1]:
+        terminalreporter.write_line(line, green=line.startswith("PASS"), red=not line.startswith("PASS"))
+    terminalreporter.write_line(lines[-1], green=go, red=not go, bold=True)
+
