@@ -107,6 +107,7 @@ def write(out: Path, settings: Settings, plan: Plan, log: Mapping[str, Any], rec
         "times": {"started_at": log.get("started_at"), "finished_at": log.get("finished_at"),
                   "restore_s": record.restore_s if record else None,
                   "execute_s": record.execute_s if record else None,
+                  "restore_measured_on": getattr(record, "restore_measured_on", None) if record else None,
                   "rollback_bound_s": bound.get("total_s")},
         "command": log.get("command"),
     }

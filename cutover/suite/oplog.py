@@ -159,6 +159,9 @@ def markdown(log: Mapping[str, Any]) -> str:
     lines += ["", "## Timeline", "", "| step | started | seconds | status | detail |", "|---|---|---|---|---|"]
     for t in log["timeline"]:
         lines.append(f"| {t['step']} | {t['started_at']} | {t['seconds']} | {t['status']} | {t['detail']} |")
+    if log.get("window_timeline"):
+        lines += ["", "## Window timeline (T+ since the cutover's commit, from the database)", "", "```",
+                  *log["window_timeline"], "```"]
     lines += ["", "## Summary", "", "```", *log["summary_lines"], "```", ""]
     return "\n".join(lines)
 
@@ -253,6 +256,7 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: Mapping[str,
     log = build(started_at=run["started_at"], exit_status=exit_status, command=command,
                 operator=settings.operator_name, verdict=verdict, summary_lines=lines, checks=rows,
                 record=record, environment=environment, report_path=settings.report_path)
+    log["window_timeline"] = run.get("window_timeline") or []
     results = Path(run["results"]) if run.get("results") else shared / "allure-results"
     out = write(Path(settings.artifacts_dir), run["stamp"], log, results, journal, allure_command(settings.allure_bin))
     bundle.write(out, settings, plan, log, record, sweep_secrets)

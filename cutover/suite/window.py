@@ -230,7 +230,9 @@ def restore_budget(b: Bundle) -> Item:
     if restore is None:
         return failed("restore-budget", "the rehearsal documents no restore time (the target was restored "
                                         "beforehand): restore the snapshot in the rehearsal so it is timed")
-    text = f"restore {float(restore) / 60:.1f} min of the runbook's {RESTORE_BUDGET_S // 60} min"
+    where = (b.body.get("times") or {}).get("restore_measured_on")
+    text = f"restore {float(restore) / 60:.1f} min of the runbook's {RESTORE_BUDGET_S // 60} min" + (
+        f", measured on {where}" if where else "")
     if float(restore) > RESTORE_BUDGET_S:
         return failed("restore-budget", f"{text}: over budget, rollback option 1 cannot hold 15 minutes")
     return passed("restore-budget", text)

@@ -1,9 +1,11 @@
-"""The go/no-go's pytest wiring: ``pytest -m prereq --db-url=PROD --evidence=DIR``.
+"""The go/no-go's pytest wiring (``pytest -m prereq --db-url=PROD --evidence=DIR``) and the window's T+ timeline.
 
 Refuses before anything runs unless production and the rehearsal's evidence are named (and never
 with --rehearse: nothing here may write); keeps prereq tests out of every other run; collects one
 :class:`~cutover.suite.window.Item` per prerequisite from the tests' reports (xdist workers too);
-prints one line each and the verdict; and makes the exit status 0 only for WINDOW GO.
+prints one line each and the verdict; and makes the exit status 0 only for WINDOW GO. A Set B run
+(and a rehearsal) is placed on the window's timeline: the commit, the sweeps, the run and the
+rollback decision with their T+ times, on the terminal and in the operator log.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +21,10 @@ import pytest
 
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.suite import window
+from cutover.suite import timeline, window
+from cutover.suite.checks.sql import SET_B
 from cutover.suite.manual import answers as prompts
-from cutover.suite.plugin import ANSWERS, RUN, SETTINGS, _terminal
+from cutover.suite.plugin import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR, _terminal
 
 MARKER = "prereq: production window go/no-go prerequisite (pytest -m prereq --db-url=PROD --evidence=DIR)"
 EXIT_NO_GO = 1
@@ -121,11 +125,52 @@ def _collector(config: pytest.Config) -> Collector:
     return found
 
 
+def _target_url(config: pytest.Config) -> str | None:
+    """The database the run looked at: --db-url, else the rehearsal's clone (still up until unconfigure)."""
+    settings = config.stash[SETTINGS]
+    if settings.db_url is not None:
+        return settings.db_url
+    marker = config.stash[SHARED_DIR] / "rehearsal-url" if SHARED_DIR in config.stash else None
+    return marker.read_text().strip() if marker is not None and marker.is_file() else None
+
+
+def _set_b_passed(config: pytest.Config) -> bool | None:
+    summary = config.pluginmanager.get_plugin("cutover-summary")
+    outcomes = {c: o for c, o in getattr(summary, "outcomes", {}).items() if c in SET_B}
+    if not outcomes:
+        return None
+    if any(o == "failed" for o in outcomes.values()):
+        return False
+    return all(o == "passed" for o in outcomes.values()) and set(outcomes) == set(SET_B)
+
+
+def _place_on_timeline(config: pytest.Config) -> None:
+    """Set B (and a rehearsal) on the window's T+ timeline, for the terminal and the operator log."""
+    markexpr = str(config.option.markexpr or "")
+    run: dict[str, Any] = config.stash.get(RUN, {})
+    if not any(m in markexpr for m in ("setA", "setB")) or "prereq" in markexpr:
+        return
+    url = _target_url(config)
+    if url is None:
+        return
+    label = "Set B" if "setB" in markexpr else "Set A"
+    started = timeline.parse(run.get("started_at")) or datetime.now(UTC)
+    try:
+        found = timeline.read(url, config.stash[PLAN])
+    except Exception as exc:  # the timeline informs; it must never turn a verdict into a crash
+        run["window_timeline"] = [f"timeline: not read from the database ({type(exc).__name__}: {exc})"]
+        return
+    run["window_timeline"] = timeline.lines(found, started, datetime.now(UTC), label, _set_b_passed(config))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """NO-GO is never exit 0, also when every test 'passed' or was skipped; the operator log gets the lines."""
     config = session.config
-    if not _wanted(config) or getattr(config, "workerinput", None) is not None:
+    if getattr(config, "workerinput", None) is not None:
+        return
+    _place_on_timeline(config)
+    if not _wanted(config):
         return
     go, lines = _collector(config).outcome()
     run: dict[str, Any] = config.stash.get(RUN, {})
@@ -135,7 +180,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if not _wanted(config) or getattr(config, "workerinput", None) is not None:
+    if getattr(config, "workerinput", None) is not None:
+        return
+    placed = config.stash.get(RUN, {}).get("window_timeline")
+    if placed:
+        terminalreporter.section("window timeline (T+ since the cutover's commit)")
+        for line in placed:
+            terminalreporter.write_line(line, bold="rollback decision" in line)
+    if not _wanted(config):
         return
     go, lines = _collector(config).outcome()
     terminalreporter.section("window go/no-go")

@@ -1,0 +1,112 @@
+"""The window's clock: where a run sits on the runbook's T+ timeline, counted from the execute's commit.
+
+In the window the question after a failing Set B is "which rollback is still open": the reverse
+migration (option 2) only before T+0:30, the snapshot restore after. The commit time is read from
+the database (the cutover's completed audit event), never from a report or a wall clock someone
+noted, and the sweeps' times come from their own audit events, so the log shows the window as the
+database saw it. Read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+
+from cutover.core import db
+from cutover.core.plan import Plan
+from cutover.core.redact import redact
+
+ROLLBACK_LINE = timedelta(minutes=30)
+
+
+def t_plus(delta: timedelta) -> str:
+    """'T+0:07' (hours:minutes), 'T-0:02' before the commit."""
+    sign = "-" if delta < timedelta(0) else "+"
+    minutes = int(abs(delta).total_seconds() // 60)
+    return f"T{sign}{minutes // 60}:{minutes % 60:02d}"
+
+
+def parse(raw: Any) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class Window:
+    """The cutover's commit and what followed it, from the audit events."""
+
+    run_id: str | None = None
+    committed_at: datetime | None = None
+    sweeps: list[tuple[datetime, int]] = field(default_factory=list)
+    reversed_at: datetime | None = None
+
+    def at(self, when: datetime) -> str:
+        return "T?" if self.committed_at is None else t_plus(when - self.committed_at)
+
+    def rollback(self, now: datetime, set_b_passed: bool | None) -> str:
+        """The runbook's rollback decision at ``now``: none, option 2 (reverse) before T+0:30, else option 1."""
+        if self.committed_at is None:
+            return "no committed cutover found in the database: nothing to roll back"
+        if self.reversed_at is not None:
+            return f"already reversed at {self.at(self.reversed_at)}"
+        left = self.committed_at + ROLLBACK_LINE - now
+        if set_b_passed:
+            return "none: Set B passed, the cutover stands"
+        why = "Set B did not pass" if set_b_passed is False else "no Set B verdict in this run"
+        if left > timedelta(0):
+            minutes = int(left.total_seconds() // 60)
+            return (f"{why}: rollback option 2 (cutover reverse) is open for {minutes} more min, until T+0:30; "
+                    "after that only option 1 (snapshot restore)")
+        return f"{why} and T+0:30 has passed: rollback option 1 (snapshot restore) only"
+
+
+def read(url: str, plan: Plan) -> Window:
+    """The newest committed cutover of this plan, its sweeps and any reverse after it."""
+    a = plan.audit
+    query = sql.SQL("SELECT {ty}, {pl} ->> 'run_id', {pl} ->> 'committed_at', {pl} ->> 'cutover_run_id', "
+                    "{pl} -> 'moved' FROM {t} WHERE {src} = {sv} AND {ty} = ANY({kinds}) "
+                    "AND {pl} ? 'committed_at'").format(
+        ty=sql.Identifier(a.type_column), pl=sql.Identifier(a.payload_column), t=sql.Identifier(a.table),
+        src=sql.Identifier(a.source_column), sv=sql.Literal(a.source_value),
+        kinds=sql.Literal([a.completed, a.swept, a.reversed]))
+    with db.connection(url, read_only=True) as conn:
+        rows = conn.execute(query).fetchall()
+        conn.rollback()
+    found = Window()
+    commits = sorted(((parse(r[2]), r[1]) for r in rows if r[0] == a.completed and parse(r[2]) is not None),
+                     key=lambda x: x[0] or datetime.min.replace(tzinfo=UTC))
+    if not commits:
+        return found
+    found.committed_at, found.run_id = commits[-1]
+    assert found.committed_at is not None
+    for kind, _, when_raw, _, moved in rows:
+        when = parse(when_raw)
+        if when is None or when < found.committed_at:
+            continue
+        if kind == a.swept:
+            found.sweeps.append((when, sum(int(v) for v in (moved or {}).values())))
+        elif kind == a.reversed:
+            found.reversed_at = when
+    found.sweeps.sort()
+    return found
+
+
+def lines(window: Window, started: datetime, finished: datetime, label: str, passed: bool | None) -> list[str]:
+    """The run on the window's timeline: commit, sweeps, this run, the rollback decision; one line each."""
+    if window.committed_at is None:
+        return [f"timeline: no committed cutover in the database, so no T+ ({label} ran "
+                f"{started.isoformat(timespec='seconds')} to {finished.isoformat(timespec='seconds')})"]
+    out = [f"T+0:00  cutover committed at {window.committed_at.isoformat(timespec='seconds')} (run {window.run_id})"]
+    out += [f"{window.at(when)}  sweep committed, {n} rows moved" for when, n in window.sweeps]
+    if window.reversed_at is not None:
+        out.append(f"{window.at(window.reversed_at)}  cutover reversed (rollback option 2)")
+    verdict = "passed" if passed else ("did not pass" if passed is False else "ended")
+    out += [f"{window.at(started)}  {label} started", f"{window.at(finished)}  {label} {verdict}",
+            f"{window.at(finished)}  rollback decision: {window.rollback(finished, passed)}"]
+    return [redact(line) for line in out]
