@@ -1,70 +1,99 @@
-"""Cutover execute time against the bare set-based UPDATEs of the same rows, same data, same run.
+"""The whole `cutover execute` command, as an operator runs it, against the bare UPDATEs of the same rows.
 
-For each scale the reference data is loaded once into a template database, then cloned twice: one
-clone gets ``cutover execute`` (all 14 steps, verification, audit events, allow-list spooled for the
-report), the other only the plan's UPDATE statements in one transaction. The ratio is
-execute / bare. Prints figures; asserts nothing.
+For each scale the reference data is loaded once into a template database, then cloned: one clone
+gets only the plan's set-based UPDATE statements in one transaction (the floor), the other the
+`cutover execute` CLI in its own process (all 14 steps, verification, audit events, report written
+to disk). The ratio is execute / bare, both measured in the same run on the same data. Also
+printed: per-step times, how long writers were blocked (locks taken to COMMIT), the CLI's peak RSS,
+and with --aftercare the `sweep` (of stragglers put back on the source) and `reverse` commands.
+Prints figures; asserts nothing.
 
-    .venv/bin/python benchmarks/bench_cutover.py [--scales 1,10,100] [--repeat 1]
+    .venv/bin/python benchmarks/bench_cutover.py [--scales 20,100] [--repeat 1] [--aftercare]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from psycopg import sql
 
 from cutover.core import db
 from cutover.core.options import resolve
 from cutover.core.plan import Plan, load_plan
-from cutover.reference import execute as engine
 from cutover.reference import ownership as rules
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
 from cutover.sandbox.snapshot import ensure_roles, grant_app_role
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def bare_updates(url: str, plan: Plan) -> tuple[float, int]:
     started = time.monotonic()
     moved = 0
     with db.connection(url) as conn:
-        for rule in plan.moving:
-            moved += conn.execute(rules.move_owned(plan, rule, plan.source, plan.target)).rowcount
+        for group in plan.move_steps:
+            for name in group:
+                moved += conn.execute(rules.move_owned(plan, plan.table(name), plan.source, plan.target)).rowcount
         conn.commit()
     return time.monotonic() - started, moved
 
 
-def cutover_execute(url: str, plan: Plan, spool: Path) -> tuple[float, int]:
+def cli(url: str, *args: str) -> tuple[float, int, dict[str, Any]]:
+    """Run ``cutover ARGS`` in its own process; wall seconds, peak RSS (MB) and its --json result."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
+    env.update(DATABASE_URL=url, CUTOVER_ACTOR="benchmark", TMPDIR=tempfile.gettempdir())
     started = time.monotonic()
-    report, _ = engine.execute(url, plan, "benchmark", engine.Timeouts(statement="30min"), spool=spool)
-    seconds = time.monotonic() - started
-    if VERBOSE:
-        for step in report["steps"]:
-            print(f"        step {step['step']:2d} {step['seconds']:7.2f} s  {step['name']}", flush=True)
-    return seconds, sum(report["moved"].values())
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "cutover.cli", *args, "--json"], stdout=out, stderr=err,
+                                env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"cutover {args[0]} exited {proc.returncode}: {err.read().decode()[-2000:]}")
+        result = json.loads(out.read().decode().strip().splitlines()[-1])
+    return seconds, usage.ru_maxrss // 1024, result
 
 
-VERBOSE = False
+def put_back_stragglers(url: str, plan: Plan, n: int) -> int:
+    """Late writes for the sweep: ``n`` rows of the last-moved table set back on the source."""
+    rule = plan.table(plan.move_steps[-1][0])
+    with db.connection(url) as conn:
+        query = sql.SQL("UPDATE {t} SET {c} = {src} WHERE ({k}) IN (SELECT {k} FROM {t} WHERE {w} LIMIT {n})").format(
+            t=rules.ident(rule.name), c=rules.tenant_of(plan), src=sql.Literal(plan.source), k=key_order(rule.key),
+            w=rules.owned_on(plan, rule, plan.target), n=sql.Literal(n))
+        moved = conn.execute(query).rowcount
+        conn.commit()
+    return int(moved)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--scales", default="1,10,100", help="comma-separated scales (default 1,10,100)")
+    parser.add_argument("--scales", default="20,100", help="comma-separated scales (default 20,100)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scale (median reported)")
     parser.add_argument("--seed", type=int, default=20260430)
-    parser.add_argument("--steps", action="store_true", help="also print each execute step's time")
+    parser.add_argument("--aftercare", action="store_true", help="also time sweep and reverse after the execute")
     args = parser.parse_args()
-    global VERBOSE
-    VERBOSE = args.steps
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
     info = sandbox.start(sandbox.SandboxSpec.of(settings))
+    summary: list[str] = []
     try:
-        print(f"{'scale':>6} {'rows moved':>11} {'execute s':>10} {'bare s':>8} {'ratio':>6}", flush=True)
         for scale in (float(s) for s in args.scales.split(",")):
             template = f"bench_s{str(scale).replace('.', '_')}"
+            t0 = time.monotonic()
             url = db.create_database(info.admin_url, template)
             with db.connection(url, autocommit=True) as conn:
                 ensure_roles(conn, plan)
@@ -72,25 +101,50 @@ def main() -> None:
             with db.connection(url, autocommit=True) as conn:
                 grant_app_role(conn, plan)
                 conn.execute("VACUUM ANALYZE")
+            print(f"scale {scale:g}: data loaded in {time.monotonic() - t0:.0f} s", flush=True)
             ex: list[float] = []
             bare: list[float] = []
-            moved = 0
             for i in range(args.repeat):
                 for kind in ("bare", "execute"):
                     name = f"{template}_{kind}_{i}"
                     clone = db.create_database(info.admin_url, name, template=template)
                     with db.connection(clone, autocommit=True) as conn:
                         conn.execute("CHECKPOINT")
-                    with tempfile.TemporaryDirectory() as spool:
-                        seconds, moved = (bare_updates(clone, plan) if kind == "bare"
-                                          else cutover_execute(clone, plan, Path(spool)))
-                    (bare if kind == "bare" else ex).append(seconds)
+                    if kind == "bare":
+                        seconds, moved = bare_updates(clone, plan)
+                        bare.append(seconds)
+                        print(f"  bare UPDATEs      {seconds:8.2f} s  {moved} rows", flush=True)
+                    else:
+                        with tempfile.TemporaryDirectory() as tmp:
+                            path = Path(tmp) / "report.json"
+                            seconds, rss, _ = cli(clone, "execute", "--operator-confirmed", "--report-path",
+                                                  str(path), "--statement-timeout", "60min")
+                            report = json.loads(path.read_text())
+                            ex.append(seconds)
+                            print(f"  cutover execute   {seconds:8.2f} s  peak RSS {rss} MB  writers blocked "
+                                  f"{report.get('writers_blocked_s', float('nan')):.2f} s  report "
+                                  f"{path.stat().st_size / 1e6:.0f} MB", flush=True)
+                            for step in report["steps"]:
+                                print(f"      step {step['step']:2d} {step['seconds']:7.2f} s  {step['name']}",
+                                      flush=True)
+                            if args.aftercare and i == 0:
+                                put = put_back_stragglers(clone, plan, 10_000)
+                                s_sec, s_rss, _ = cli(clone, "sweep", "--report-path", str(path))
+                                print(f"  cutover sweep     {s_sec:8.2f} s  peak RSS {s_rss} MB  ({put} stragglers)",
+                                      flush=True)
+                                r_sec, r_rss, res = cli(clone, "reverse", "--operator-confirmed", "--report-path",
+                                                        str(path), "--statement-timeout", "60min")
+                                print(f"  cutover reverse   {r_sec:8.2f} s  peak RSS {r_rss} MB  "
+                                      f"({sum(res['moved'].values())} rows back)", flush=True)
                     db.drop_database(info.admin_url, name)
             e, b = statistics.median(ex), statistics.median(bare)
-            print(f"{scale:>6g} {moved:>11} {e:>10.2f} {b:>8.2f} {e / b:>6.2f}", flush=True)
+            line = f"scale {scale:>5g}: execute {e:7.2f} s, bare {b:7.2f} s, ratio {e / b:.2f}"
+            summary.append(line)
+            print(line, flush=True)
             db.drop_database(info.admin_url, template)
     finally:
         sandbox.stop(info)
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def audit_filter(plan: Plan) -> sql.Composable:
     a = plan.audit
     return sql.SQL("NOT ({ty} = ANY({kinds}) AND {src} = {sv})").format(
         ty=sql.Identifier(a.type_column), src=sql.Identifier(a.source_column), sv=sql.Literal(a.source_value),
-        kinds=sql.Literal([a.started, a.completed, a.swept, a.reversed]))
+        kinds=sql.Literal([a.started, a.completed, a.swept, a.reversed, a.allow_list_part]))
 
 
 def checksum(url: str, plan: Plan, *, include_audit: bool = False) -> dict[str, str]:

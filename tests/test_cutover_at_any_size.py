@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from cutover.core.plan import Plan
-from cutover.reference.execute import PAUSE_ENV
+from cutover.reference.execute import PART_BYTES_ENV, PAUSE_ENV
 from tests.cutover_support import execute_sql, run_cutover, scalar, spawn_cutover
 
 APP = "cutover-execute"
@@ -27,9 +27,9 @@ def private(path: Path) -> bool:
     return stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def last_move_step(plan: Plan) -> int:
-    """The step after which every row has moved and every id has been captured (steps: 6 + the moves + 1)."""
-    return 6 + len(plan.move_steps)
+def last_step(plan: Plan) -> int:
+    """The last step before COMMIT: every row has moved and every id is spooled (6 + the moves + 1)."""
+    return 7 + len(plan.move_steps)
 
 
 def paused(proc: object, step: int) -> None:
@@ -58,12 +58,12 @@ def test_a_failed_execute_leaves_no_spool_and_a_private_report(fresh_db: str, cu
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     report = tmp_path / "report.json"
-    step = last_move_step(cutover_plan)
+    step = last_step(cutover_plan)
     proc = spawn_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
                          extra_env={PAUSE_ENV: str(step), "TMPDIR": str(tmp)})
     paused(proc, step)
-    assert [p.name for p in tmp.iterdir()], "the spool should exist while the run is open"
     spools = list(tmp.iterdir())
+    assert spools and all(list(p.iterdir()) for p in spools), "the spool should hold the ids while the run is open"
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in spools)
     assert all(private(f) for p in spools for f in p.iterdir())
     pid = scalar(fresh_db, "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APP,))
@@ -78,7 +78,7 @@ def test_ctrl_c_leaves_no_spool(fresh_db: str, cutover_plan: Plan, tmp_path: Pat
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     report = tmp_path / "report.json"
-    step = last_move_step(cutover_plan)
+    step = last_step(cutover_plan)
     proc = spawn_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
                          extra_env={PAUSE_ENV: str(step), "TMPDIR": str(tmp)})
     paused(proc, step)
@@ -128,7 +128,7 @@ def test_a_failure_is_named_by_its_real_cause(fresh_db: str, cutover_plan: Plan,
 
 def test_a_lost_connection_is_named_so(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
-    step = last_move_step(cutover_plan)
+    step = last_step(cutover_plan)
     proc = spawn_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
                          extra_env={PAUSE_ENV: str(step)})
     paused(proc, step)
@@ -137,3 +137,58 @@ def test_a_lost_connection_is_named_so(fresh_db: str, cutover_plan: Plan, tmp_pa
     assert proc.wait(timeout=60) == 4
     assert "connection lost" in json.loads(report.read_text())["error"]
 
+
+
+def test_an_allow_list_past_the_payload_ceiling_is_stored_in_parts_and_rebuilt(
+    fresh_db: str, cutover_plan: Plan, tmp_path: Path
+) -> None:
+    """The ceiling lowered to 4 kB stands for jsonb's 256 MB (the next test proves the real constant):
+    the same code path, with a database small enough for every CI run."""
+    part = 4096
+    env = {PART_BYTES_ENV: str(part)}
+    dry = run_cutover(fresh_db, "dry-run", extra_env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"{cutover_plan.audit.allow_list_part} audit events" in dry.stdout
+    original = tmp_path / "report.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(original), extra_env=env)
+    assert done.returncode == 0, done.stderr
+    first = json.loads(original.read_text())
+    a = cutover_plan.audit
+    parts = scalar(fresh_db, sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+        sql.Identifier(a.table), sql.Identifier(a.type_column)), (a.allow_list_part,))
+    assert parts == sum(first["allow_list_parts"].values()) > len(cutover_plan.moving)
+    biggest = scalar(fresh_db, sql.SQL("SELECT max(pg_column_size({pl} -> 'ids')) FROM {t} WHERE {ty} = %s").format(
+        pl=sql.Identifier(a.payload_column), t=sql.Identifier(a.table), ty=sql.Identifier(a.type_column)),
+        (a.allow_list_part,))
+    assert biggest <= part + 64  # a part's ids stay under the ceiling (plus jsonb's own header)
+    assert first["written"][a.table] == 2 + parts
+    rebuilt_path = tmp_path / "rebuilt.json"
+    again = run_cutover(fresh_db, "report", "--rebuild", "--report-path", str(rebuilt_path))
+    assert again.returncode == 0, again.stderr
+    rebuilt = json.loads(rebuilt_path.read_text())
+    for key in ("run_id", "baseline", "moved", "written", "allow_list", "commit_status"):
+        assert rebuilt[key] == first[key], key
+    assert private(rebuilt_path)
+    back = run_cutover(fresh_db, "reverse", "--dry-run", "--report-path", str(rebuilt_path), "--json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["new_since_commit"] == {}
+
+
+def test_a_part_is_well_below_the_real_jsonb_ceiling(fresh_db: str) -> None:
+    """The real constant against the real server: PostgreSQL refuses an array past its ceiling as a
+    program limit, and accepts one as large as a part (long strings keep it to a few statements)."""
+    import psycopg
+    from psycopg import errors as pgerr
+
+    from cutover.core import db
+    from cutover.reference.execute import AUDIT_PART_BYTES
+
+    mb = 1024 * 1024
+    with db.connection(fresh_db, autocommit=True) as conn:
+        size = conn.execute("SELECT pg_column_size(jsonb_agg(repeat('x', %s))) FROM generate_series(1, %s)",
+                            (mb, AUDIT_PART_BYTES // mb)).fetchone()
+        assert size is not None and size[0] >= AUDIT_PART_BYTES
+        with pytest.raises(psycopg.OperationalError) as refused:
+            conn.execute("SELECT pg_column_size(jsonb_agg(repeat('x', %s))) FROM generate_series(1, %s)",
+                         (mb, 4 * AUDIT_PART_BYTES // mb))
+    assert isinstance(refused.value, pgerr.ProgramLimitExceeded), refused.value

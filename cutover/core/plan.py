@@ -75,6 +75,7 @@ class Audit:
     completed: str
     swept: str
     reversed: str
+    allow_list_part: str
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def load_plan(path: Path) -> Plan:
     if audit.table not in names:
         raise PlanError(f"plan [audit].table: '{audit.table}' is not one of the plan's tables")
     audit_rule = next(r for r in rules if r.name == audit.table)
-    for kind in (audit.started, audit.completed, audit.swept, audit.reversed):
+    for kind in (audit.started, audit.completed, audit.swept, audit.reversed, audit.allow_list_part):
         cls = classifications.get(audit_rule.classification or "", {}).get(kind)
         if cls != "system":
             raise PlanError(f"plan [audit]: event type '{kind}' must be classified 'system' in "

@@ -170,7 +170,8 @@ def draft(conn: Any, options: DraftOptions) -> str:
         if m and owners.get(m.group(2)) == "provider":
             body[i] = line + (f"  # REVIEW: {m.group(2)} is not patient-owned; declare cross_tenant = \"provider\" "
                               f"(or \"share\") if the parent stays on another tenant")
-    for kind in ("cutover.started", "cutover.completed", "cutover.swept", "cutover.reversed"):
+    for kind in ("cutover.started", "cutover.completed", "cutover.swept", "cutover.reversed",
+                 "cutover.allow_list_part"):
         if audit[1] in classifications and kind not in classifications[audit[1]]:
             classifications[audit[1]].append(kind)
     moving = [n for n in sorted(scoped) if owners[n] != "provider"]
@@ -204,7 +205,7 @@ def draft(conn: Any, options: DraftOptions) -> str:
         f"table = {_q(audit[0])}", f"key = {_q(audit_key)}", f"type_column = {_q(audit[1])}",
         f"payload_column = {_q(payload)}", f"source_column = {_q(source_col)}", 'source_value = "cutover"',
         'started = "cutover.started"', 'completed = "cutover.completed"', 'swept = "cutover.swept"',
-        'reversed = "cutover.reversed"',
+        'reversed = "cutover.reversed"', 'allow_list_part = "cutover.allow_list_part"',
         "", "[rehearsal]  # REVIEW: the tables the manual checks' values come from",
         f"case_table = {_q(pick['case'])}", f"patient_table = {_q(root or 'REVIEW')}",
         f"document_table = {_q(pick['doc'])}", f"key_table = {_q(pick['key'])}",

@@ -69,6 +69,11 @@ def dry_run(args: argparse.Namespace) -> int:
     lines = [f"pre-flight of plan '{plan.name}' on {db.database_name(url)}: {plan.source} -> {plan.target}"]
     lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
+    size, part = sum(pf.allow_list_bytes.values()), engine.audit_part_bytes()
+    parts = preflight.audit_parts(size, part)
+    lines.append(f"  allow-list about {size / 1e6:.1f} MB: " + (
+        "recorded in the completed audit event" if not parts else
+        f"recorded in about {parts} {plan.audit.allow_list_part} audit events of at most {part / 1e6:.0f} MB"))
     lines.append(f"{pf.verdict}: {sum(pf.planned.values())} rows planned, {len(pf.blockers)} blockers")
     _emit(args, pf.to_json(), "\n".join(lines))
     return engine.EXIT_OK if pf.ready else engine.EXIT_BLOCKED
@@ -210,8 +215,8 @@ def report(args: argparse.Namespace) -> int:
     _, plan, url = _settings(args)
     reports.check_writable(args.report_path)
     with db.connection(url, read_only=True) as conn:
-        rebuilt = reports.rebuild(conn, plan, args.run_id)
-    reports.write(args.report_path, rebuilt)
+        rebuilt, ids = reports.rebuild(conn, plan, args.run_id)
+        reports.write(args.report_path, rebuilt, ids)
     _emit(args, {"status": "rebuilt", "exit_code": 0, "run_id": rebuilt["run_id"],
                  "report_path": str(args.report_path)},
           f"REPORT REBUILT from the database: run {rebuilt['run_id']}; report: {args.report_path}")

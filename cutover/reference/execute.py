@@ -213,8 +213,8 @@ def spool_ids(conn: Any, rule: TableRule, table: str, spool: Path) -> Path:
     """
     out = spool / f"{table}.ids"
     with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh, conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY (SELECT {j}::text FROM {t} ORDER BY {o}) TO STDOUT WITH (FORMAT csv)").format(
-                j=key_json(rule.key), t=rules.ident(table), o=key_order(rule.key))) as cp:
+        with cur.copy(sql.SQL("COPY (SELECT {j}::text FROM {t}) TO STDOUT WITH (FORMAT csv)").format(
+                j=key_json(rule.key), t=rules.ident(table))) as cp:
             for chunk in cp:
                 fh.write(chunk)
     return out
@@ -321,6 +321,10 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
     With a ``spool`` (see :func:`private_spool`; write the report before leaving it) the ids go to
     files there and never sit in memory. Without one they are returned in the report's
     ``allow_list``: for tests and small rehearsals only, nothing is left on disk either way.
+
+    The allow-list is captured by the moves themselves (``UPDATE ... RETURNING`` the key columns
+    into a temp table typed like them): a separate pass over every table to list the rows first
+    cost as much as a move.
     """
     total = 7 + len(plan.move_steps)
     run = Run("execute", plan, actor, total, progress)
@@ -329,8 +333,10 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                               "committed_at": None, "duration_s": None, "commit_status": "rolled_back",
                               "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
     id_files: dict[str, Path] = {}
+    part_bytes = audit_part_bytes()
     with guarded(url, run, report, timeouts, id_files) as conn:
         open_steps(run, conn, plan, timeouts)
+        locked_at = time.monotonic()
         with run.step("pre-flight inside the transaction") as info:
             pf = preflight.run(conn, plan)
             info["rows"] = len(pf.blockers)
@@ -344,51 +350,109 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             report["baseline"] = baseline
             info["rows"] = sum(sum(v.values()) for v in baseline.values())
         ids: dict[str, str] = {}
-        allow: dict[str, int] = {}
-        with run.step("build the allow-list of rows to move") as info:
+        allow = dict(pf.planned)
+        with run.step("prepare the allow-list (captured by the moves)") as info:
             for rule in plan.moving:
                 ids[rule.name] = id_table(rule, "allow")
-                allow[rule.name] = build_owned_ids(conn, plan, rule, plan.source, ids[rule.name])
-                if spool is not None:
-                    id_files[rule.name] = spool_ids(conn, rule, ids[rule.name], spool)
-                else:
-                    report.setdefault("allow_list", {})[rule.name] = [r[0] for r in conn.execute(
-                        sql.SQL("SELECT {j} FROM {i} ORDER BY {o}").format(
-                            j=key_json(rule.key), i=rules.ident(ids[rule.name]), o=key_order(rule.key))).fetchall()]
+                conn.execute(sql.SQL("CREATE TEMP TABLE {i} ON COMMIT DROP AS SELECT {k} FROM {t} WITH NO DATA").format(
+                    i=rules.ident(ids[rule.name]), k=key_order(rule.key), t=rules.ident(rule.name)))
             info["rows"] = sum(allow.values())
         written = {plan.audit.table: 1}
         with run.step(f"write {plan.audit.started}"):
             write_audit(conn, plan, plan.audit.started, sql.Literal(json.dumps(
-                {"run_id": run.run_id, "actor": actor, "started_at": run.started_at, "planned": allow})))
+                {"run_id": run.run_id, "actor": actor, "started_at": run.started_at, "planned": allow,
+                 "allow_list_bytes": sum(pf.allow_list_bytes.values())})))
         moved: dict[str, int] = {}
         for group in plan.move_steps:
             with run.step("move " + ", ".join(group)) as info:
                 for name in group:
-                    cur = conn.execute(rules.move_owned(plan, plan.table(name), plan.source, plan.target))
-                    moved[name] = cur.rowcount
-                    if moved[name] != allow[name]:
-                        raise RunFailed(f"{name}: moved {moved[name]} rows but the allow-list holds {allow[name]}; "
-                                        f"rolled back")
+                    rule = plan.table(name)
+                    move = rules.move_owned(plan, rule, plan.source, plan.target)
+                    if name in ids:
+                        move = sql.SQL("WITH moved AS ({m} RETURNING {k}) INSERT INTO {i} ({k}) SELECT {k} FROM moved"
+                                       ).format(m=move, k=key_order(rule.key), i=rules.ident(ids[name]))
+                    moved[name] = int(conn.execute(move).rowcount)
+                    if moved[name] != allow.get(name, 0):
+                        raise RunFailed(f"{name}: moved {moved[name]} rows but the pre-flight under the locks "
+                                        f"counted {allow.get(name, 0)}; rolled back")
                 info["rows"] = sum(moved[n] for n in group)
         report["moved"] = moved
         with run.step(f"verify, write {plan.audit.completed}") as info:
-            verify(conn, plan, "execute", baseline, moved, written, ids, plan.source, plan.target)
-            report.update(written={plan.audit.table: 2}, committed_at=datetime.now(UTC).isoformat())
+            verify(conn, plan, "execute", baseline, moved, written, {}, plan.source, plan.target)
+            parts = {t: 0 for t in ids}
+            if sum(pf.allow_list_bytes.values()) > part_bytes:
+                parts = {t: write_parts(conn, plan, run.run_id, t, ids[t], part_bytes) for t in ids}
+            written[plan.audit.table] += sum(parts.values()) + 1
+            report.update(written=written, committed_at=datetime.now(UTC).isoformat())
             summary = {k: report[k] for k in ("run_id", "actor", "started_at", "committed_at", "baseline", "moved",
                                               "written", "source", "target", "plan")}
-            write_audit(conn, plan, plan.audit.completed, sql.SQL("{} || jsonb_build_object('allow_list', {})").format(
-                sql.Literal(json.dumps(summary)), ids_json(plan, ids)))
+            if any(parts.values()):
+                summary["allow_list_parts"] = parts
+                payload: sql.Composable = sql.Literal(json.dumps(summary))
+            else:
+                payload = sql.SQL("{} || jsonb_build_object('allow_list', {})").format(
+                    sql.Literal(json.dumps(summary)), ids_json(plan, ids))
+            write_audit(conn, plan, plan.audit.completed, payload)
+            report["allow_list_parts"] = parts
             info["rows"] = sum(moved.values())
+            for rule in plan.moving:  # still inside the transaction: the temp tables go at COMMIT
+                if spool is not None:
+                    id_files[rule.name] = spool_ids(conn, rule, ids[rule.name], spool)
+                else:
+                    report.setdefault("allow_list", {})[rule.name] = [r[0] for r in conn.execute(
+                        sql.SQL("SELECT {j} FROM {i}").format(j=key_json(rule.key), i=rules.ident(ids[rule.name])))
+                        .fetchall()]
         commit(conn, url, plan, run.run_id)  # after the step, so the fault pause can land before COMMIT
         report["commit_status"] = "committed"
+        report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
     return report, id_files
 
 
+AUDIT_PART_BYTES = 64 * 1024 * 1024
+"""The largest allow-list stored in one audit payload, and the size of each part beyond it: a
+quarter of jsonb's ceiling (268435455 bytes for an array's elements), so a part never reaches it."""
+PART_BYTES_ENV = "CUTOVER_AUDIT_PART_BYTES"  # tests lower it to cross the ceiling with a small database
+
+
+def audit_part_bytes() -> int:
+    value = os.environ.get(PART_BYTES_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else AUDIT_PART_BYTES
+
+
+def write_parts(conn: Any, plan: Plan, run_id: str, table: str, id_table_name: str, part_bytes: int) -> int:
+    """Store one table's allow-list as audit events of at most ``part_bytes`` each; returns how many.
+
+    Built server-side in one statement: the keys never travel to the client. Parts follow the
+    capture order (the order the report lists them in), grouped by a running byte count, and
+    aggregated sorted (a hash aggregate would hold every part in memory at once).
+    """
+    a = plan.audit
+    key = plan.table(table).key
+    keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
+    conn.execute("SELECT set_config('enable_hashagg', 'off', true)")
+    cur = conn.execute(sql.SQL(
+        "INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src}) SELECT {news}{target}, {kind}, "
+        "jsonb_build_object('run_id', {rid}, 'table', {name}, 'part', part, 'ids', jsonb_agg(j ORDER BY n)), {sv} "
+        "FROM (SELECT j, row_number() OVER w AS n, (sum(octet_length(j::text) + {per}) OVER w - 1) / {size} AS part "
+        "FROM (SELECT {j} AS j FROM {ids}) k WINDOW w AS (ROWS UNBOUNDED PRECEDING)) s GROUP BY part ORDER BY part"
+    ).format(
+        t=rules.ident(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
+        news=sql.SQL("").join(sql.SQL("gen_random_uuid(), ") for _ in keys),
+        ten=rules.tenant_of(plan), ty=rules.ident(a.type_column),
+        pl=rules.ident(a.payload_column), src=rules.ident(a.source_column), target=sql.Literal(plan.target),
+        kind=sql.Literal(a.allow_list_part), rid=sql.Literal(run_id), name=sql.Literal(table),
+        per=sql.Literal(preflight.ID_OVERHEAD), size=sql.Literal(part_bytes), sv=sql.Literal(a.source_value),
+        j=key_json(key), ids=rules.ident(id_table_name)))
+    conn.execute("SELECT set_config('enable_hashagg', 'on', true)")
+    return int(cur.rowcount)
+
+
 def ids_json(plan: Plan, ids: dict[str, str]) -> sql.Composed:
-    """A jsonb object {table: [keys]} built server-side from the temp id tables (keys kept whole)."""
+    """A jsonb object {table: [keys]} built server-side from the temp id tables (keys kept whole), in
+    capture order: the order the spool and the audit parts list them in."""
     return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
-        sql.SQL("{}, (SELECT coalesce(jsonb_agg({j} ORDER BY {o}), '[]'::jsonb) FROM {i})").format(
-            sql.Literal(t), j=key_json(plan.table(t).key), o=key_order(plan.table(t).key), i=rules.ident(ids[t]))
+        sql.SQL("{}, (SELECT coalesce(jsonb_agg({j}), '[]'::jsonb) FROM {i})").format(
+            sql.Literal(t), j=key_json(plan.table(t).key), i=rules.ident(ids[t]))
         for t in ids))
 
 

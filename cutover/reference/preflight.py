@@ -15,6 +15,7 @@ from psycopg import sql
 
 from cutover.core import catalog
 from cutover.core.plan import Plan
+from cutover.core.report_types import key_json
 from cutover.reference import ownership as rules
 
 
@@ -36,6 +37,7 @@ class Preflight:
     """The pre-flight's findings: planned moves per table and the blockers."""
 
     planned: dict[str, int] = field(default_factory=dict)
+    allow_list_bytes: dict[str, int] = field(default_factory=dict)
     blockers: list[Blocker] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
 
@@ -52,7 +54,7 @@ class Preflight:
         return any(b.code == "already-cut-over" for b in self.blockers)
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "planned": self.planned,
+        return {"verdict": self.verdict, "planned": self.planned, "allow_list_bytes": self.allow_list_bytes,
                 "blockers": [{"code": b.code, "message": b.message, "rows": list(b.rows)} for b in self.blockers]}
 
 
@@ -180,5 +182,18 @@ def run(conn: Any, plan: Plan) -> Preflight:
             message = f"'{plan.target}' already holds patient rows ({shown}) with no committed cutover recorded"
         result.blockers.append(Blocker("already-cut-over", message))
     for rule in plan.moving:
-        result.planned[rule.name] = int(_one(conn, rules.count_owned(plan, rule, plan.source)))
+        n, size = conn.execute(sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + {per}), 0) FROM {t} "
+                                       "WHERE {w}").format(
+            k=key_json(rule.key), per=sql.Literal(ID_OVERHEAD), t=rules.ident(rule.name),
+            w=rules.owned_on(plan, rule, plan.source))).fetchone()
+        result.planned[rule.name] = int(n)
+        result.allow_list_bytes[rule.name] = int(size)
     return result
+
+
+ID_OVERHEAD = 8  # bytes an id costs in a jsonb array beyond its text: entry header and alignment
+
+
+def audit_parts(size: int, part_bytes: int) -> int:
+    """How many audit events an allow-list of ``size`` bytes takes (0: it fits the completed event)."""
+    return 0 if size <= part_bytes else -(-size // part_bytes)

@@ -12,7 +12,8 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,10 @@ def is_committed_report(path: Path) -> bool:
         return False
 
 
-def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path] | None = None) -> Path:
-    """Write ``report`` atomically; allow-list ids are streamed from ``id_files`` (one id per line).
+def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path | Iterable[str]] | None = None) -> Path:
+    """Write ``report`` atomically; allow-list keys are streamed from ``id_files`` (a spool file, or
+    any iterable of keys as JSON text, such as the audit parts read back by a cursor), never held in
+    memory whole.
 
     A failed run never replaces a committed report at the same path: it goes next to it instead,
     and the returned path says where.
@@ -80,7 +83,9 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path] | 
             tables = list(id_files or {}) or list(allow)
             for i, table in enumerate(tables):
                 out.write(("," if i else "") + f"\n    {json.dumps(table)}: [")
-                ids: Iterable[str] = _ids(id_files[table]) if id_files else (json.dumps(k) for k in allow[table])
+                source = id_files[table] if id_files else None
+                ids: Iterable[str] = ((json.dumps(k) for k in allow[table]) if source is None else
+                                      _ids(source) if isinstance(source, Path) else source)
                 for j, row_id in enumerate(ids):
                     out.write(("," if j else "") + row_id)
                 out.write("]")
@@ -110,8 +115,13 @@ def audit_events(conn: Any, plan: Plan, kind: str) -> list[dict[str, Any]]:
     return [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in conn.execute(q).fetchall()]
 
 
-def rebuild(conn: Any, plan: Plan, run_id: str | None = None) -> dict[str, Any]:
-    """The report of a committed run, from the database alone (its audit events)."""
+def rebuild(conn: Any, plan: Plan, run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Iterable[str]]]:
+    """The report of a committed run, from the database alone (its audit events), and its allow-list
+    (keys as JSON text, for :func:`write`).
+
+    A large allow-list was stored in parts (see the execute's ``write_parts``); they are streamed
+    with a server-side cursor, one part at a time, so write the report before closing ``conn``.
+    """
     done = [e for e in audit_events(conn, plan, plan.audit.completed) if run_id is None or e.get("run_id") == run_id]
     if not done:
         which = f"run {run_id}" if run_id else "any run"
@@ -125,4 +135,47 @@ def rebuild(conn: Any, plan: Plan, run_id: str | None = None) -> dict[str, Any]:
     reverses = [e for e in audit_events(conn, plan, plan.audit.reversed) if e.get("cutover_run_id") == mine]
     if reverses:
         report["reverse"] = reverses[-1]
-    return report
+    ids: dict[str, Iterable[str]] = {}
+    parts = report.pop("allow_list_parts", None) or {}
+    if any(parts.values()):
+        keys = part_keys(conn, plan, mine)
+        for table, n in parts.items():
+            found = keys.get(table, [])
+            if len(found) != n:
+                raise CutoverError(f"run {mine}: {table}'s allow-list was stored in {n} {plan.audit.allow_list_part} "
+                                   f"events but {len(found)} are in the database; the audit trail was altered")
+            ids[table] = _part_ids(conn, plan, found)
+    else:
+        ids = {t: [json.dumps(k) for k in v] for t, v in (report.pop("allow_list", None) or {}).items()}
+    return report, ids
+
+
+def part_keys(conn: Any, plan: Plan, run_id: str) -> dict[str, list[Any]]:
+    """The physical row ids of a run's allow-list part events, per table, in part order.
+
+    ``ctid`` and not the plan's key: the audit key may be composite or filled by the table, and
+    the read is one read-only transaction, so the rows cannot move under it.
+    """
+    a = plan.audit
+    rows = conn.execute(sql.SQL(
+        "SELECT {pl} ->> 'table', ctid::text FROM {t} WHERE {ty} = {kind} AND {src} = {sv} AND {pl} ->> 'run_id' = "
+        "{rid} ORDER BY 1, ({pl} ->> 'part')::bigint").format(
+        pl=rules.ident(a.payload_column), t=rules.ident(a.table), ty=rules.ident(a.type_column),
+        kind=sql.Literal(a.allow_list_part), src=rules.ident(a.source_column), sv=sql.Literal(a.source_value),
+        rid=sql.Literal(run_id))).fetchall()
+    out: dict[str, list[Any]] = {}
+    for table, ctid in rows:
+        out.setdefault(table, []).append(ctid)
+    return out
+
+
+def _part_ids(conn: Any, plan: Plan, ctids: list[str]) -> Iterator[str]:
+    """The keys of the given part events as JSON text, in order, streamed (a part can be tens of MB)."""
+    a = plan.audit
+    for ctid in ctids:
+        with conn.cursor(name=f"cutover_part_{uuid.uuid4().hex}") as cur:
+            cur.itersize = 10_000
+            cur.execute(sql.SQL("SELECT jsonb_array_elements({pl} -> 'ids')::text FROM {t} WHERE ctid = {c}::tid")
+                        .format(pl=rules.ident(a.payload_column), t=rules.ident(a.table), c=sql.Literal(ctid)))
+            for (key,) in cur:
+                yield key
