@@ -29,6 +29,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import resolve
 from cutover.core.plan import Plan, load_plan
+from cutover.core.report_types import key_order
 from cutover.reference import ownership as rules
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
