@@ -50,22 +50,38 @@ def bare_updates(url: str, plan: Plan) -> tuple[float, int]:
 
 
 def cli(url: str, *args: str) -> tuple[float, int, dict[str, Any]]:
-    """Run ``cutover ARGS`` in its own process; wall seconds, peak RSS (MB) and its --json result."""
+    """Run ``cutover ARGS`` in its own process; wall seconds, peak RSS (MB) and its --json result.
+
+    The peak is the child's own VmHWM, polled: ``ru_maxrss`` of a child on Linux starts from the
+    parent's high-water mark (kept across fork and exec), and this parent has just generated the data.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
-    env.update(DATABASE_URL=url, CUTOVER_ACTOR="benchmark", TMPDIR=tempfile.gettempdir())
+    env.update(DATABASE_URL=url, CUTOVER_ACTOR="benchmark")
     started = time.monotonic()
+    peak = 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "cutover.cli", *args, "--json"], stdout=out, stderr=err,
                                 env=env, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while proc.poll() is None:
+            peak = max(peak, _hwm_kb(proc.pid))
+            time.sleep(0.02)
         seconds = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             raise SystemExit(f"cutover {args[0]} exited {proc.returncode}: {err.read().decode()[-2000:]}")
         result = json.loads(out.read().decode().strip().splitlines()[-1])
-    return seconds, usage.ru_maxrss // 1024, result
+    return seconds, peak // 1024, result
+
+
+def _hwm_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def put_back_stragglers(url: str, plan: Plan, n: int) -> int:
