@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="build on this server (a temporary database is created and dropped); "
                            "default: a throwaway local sandbox")
     make.add_argument("--plan", default=None, help="plan file (default fixtures/plan.toml)")
+    make.add_argument("--sandbox", choices=("local", "docker", "auto"), default="local",
+                      help="where the throwaway build server runs without --db-url (default local; docker runs "
+                           "pg_dump inside the container, so no host PostgreSQL is needed)")
 
     rest = snap_cmds.add_parser("restore", help="restore a snapshot into an empty database")
     rest.add_argument("file", type=Path, help="snapshot: .sql.gz / .sql plain, or pg_dump custom")
@@ -150,10 +153,11 @@ def _snapshot_make(args: argparse.Namespace) -> int:
     if args.db_url is not None:
         snapshot.make(args.out, plan, args.db_url, args.scale, args.seed, args.format, _progress)
         return 0
-    local = resolve({"plan": args.plan, "sandbox": "local"}, {})
-    info = sandbox.start(sandbox.SandboxSpec.of(local), log=_progress)
+    build = resolve({"plan": args.plan, "sandbox": args.sandbox}, {})
+    info = sandbox.start(sandbox.SandboxSpec.of(build), log=_progress)
     try:
-        snapshot.make(args.out, plan, info.admin_url, args.scale, args.seed, args.format, _progress)
+        snapshot.make(args.out, plan, info.admin_url, args.scale, args.seed, args.format, _progress,
+                      tools=info.tools())
     finally:
         sandbox.stop(info)
     return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the suite needs, idempotently, so that each README command works on a fresh
-# machine: a virtualenv with the suite (re-installed when pyproject.toml changes) and the PostgreSQL
-# server binaries the local sandbox runs (installed with apt-get when missing and we are root).
+# machine: a virtualenv with the suite (re-installed when pyproject.toml changes), a Docker engine for
+# the docker sandbox, and the PostgreSQL server binaries the local sandbox runs (installed with apt-get
+# when missing and we are root; not needed when a Docker engine answers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,13 +32,43 @@ if [ "$(cat "$allure_stamp" 2>/dev/null)" != "$allure_want" ]; then
   fi
 fi
 
+# The docker sandbox: a Docker engine, and mmdebstrap to build the PostgreSQL image where no registry
+# answers (cutover/sandbox/image.py). Missing pieces are installed from the distribution's packages when
+# we are root; a daemon that does not answer is started. Without them the docker backend is unavailable
+# (the suite falls back to a local cluster and the docker tests say why they skipped), so only warn.
+engine_answers() { command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1; }
+if ! engine_answers; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+      echo "bootstrap: installing the Docker engine (apt-get install docker.io)" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
+        || echo "bootstrap: warning: could not install docker.io; the docker sandbox is unavailable" >&2
+    fi
+    if command -v dockerd >/dev/null 2>&1 && [ -z "${DOCKER_HOST:-}" ]; then
+      echo "bootstrap: starting the Docker daemon (log: /var/log/cutover-dockerd.log)" >&2
+      nohup dockerd >/var/log/cutover-dockerd.log 2>&1 &
+      for _ in $(seq 1 60); do engine_answers && break; sleep 0.5; done
+      engine_answers || echo "bootstrap: warning: dockerd did not answer within 30 s (see /var/log/cutover-dockerd.log); the docker sandbox is unavailable" >&2
+    fi
+  else
+    echo "bootstrap: note: no Docker engine answers; the docker sandbox is unavailable (start Docker to use it)" >&2
+  fi
+fi
+if engine_answers && ! command -v mmdebstrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "bootstrap: installing mmdebstrap (builds the sandbox image where no registry answers)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null \
+    || echo "bootstrap: warning: could not install mmdebstrap; the docker sandbox needs a pullable postgres:15" >&2
+fi
+
 have_server() {
   command -v pg_ctl >/dev/null 2>&1 && return 0
   [ -x "$(pg_config --bindir 2>/dev/null)/pg_ctl" ] && return 0
   compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null
 }
 if ! have_server; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if engine_answers; then
+    echo "bootstrap: note: no host PostgreSQL server; the rehearsal will use the docker sandbox (--sandbox docker)" >&2
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing PostgreSQL 15 server binaries (apt-get)" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null

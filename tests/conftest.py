@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import Phase, Verbosity, settings
@@ -14,7 +15,8 @@ from hypothesis import Phase, Verbosity, settings
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.sandbox.backends import ServerInfo
+from cutover.sandbox import backends as sandbox
+from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.server import SessionSandbox
 from cutover.suite.target import Target, cut_over_clone
 
@@ -28,6 +30,85 @@ settings.register_profile("triage", max_examples=40, phases=[Phase.explicit, Pha
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
 pytest_plugins = ("cutover.suite.plugin", "pytester")
+
+# The project's own tests assert local-cluster details (directories, processes), so their default
+# sandbox is local even where a Docker engine answers; the docker tests ask for docker explicitly.
+# Set here, before the plugin resolves its settings, so example projects inherit it too.
+os.environ.setdefault("CUTOVER_SANDBOX", "local")
+POSTGRES_TOOLS = {"psql", "initdb", "postgres", "postmaster", "createdb", "dropdb", "createuser", "dropuser",
+                  "clusterdb", "reindexdb", "vacuumdb", "ecpg", "pgbench", "oid2name", "vacuumlo"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "docker: needs a Docker engine (CI requires one: CUTOVER_REQUIRE_DOCKER=1)")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """How many docker tests ran, so CI shows the container backend was exercised (or why not)."""
+    counts: dict[str, int] = {}
+    reasons: set[str] = set()
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "docker" in getattr(report, "keywords", {}) and (report.when == "call" or outcome == "skipped"
+                                                                 or report.failed):
+                counts[outcome] = counts.get(outcome, 0) + 1
+                if outcome == "skipped" and isinstance(report.longrepr, tuple):
+                    reasons.add(str(report.longrepr[2]))
+    if counts:
+        shown = ", ".join(f"{n} {o}" for o, n in counts.items())
+        terminalreporter.write_line(f"docker tests: {shown}" + (f" ({'; '.join(sorted(reasons))})" if reasons else ""))
+
+
+def docker_client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=30)
+
+
+def host_path_without_postgres(shim: Path) -> str:
+    """A PATH with every command of the current one except PostgreSQL's: a machine with Docker only."""
+    shim.mkdir(parents=True, exist_ok=True)
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or "postgresql" in directory or not Path(directory).is_dir():
+            continue
+        for entry in Path(directory).iterdir():
+            name = entry.name
+            if name in POSTGRES_TOOLS or name.startswith("pg_") or (shim / name).exists():
+                continue
+            if os.access(entry, os.X_OK) and not entry.is_dir():
+                (shim / name).symlink_to(entry.resolve() if entry.is_symlink() else entry)
+    return str(shim)
+
+
+@pytest.fixture(scope="session")
+def docker_spec(cutover_settings: Settings) -> SandboxSpec:
+    """The docker backend's settings; skips (fails, when CI requires docker) where no engine answers."""
+    problem = sandbox.docker_engine_problem()
+    if problem is not None:
+        if os.environ.get("CUTOVER_REQUIRE_DOCKER"):
+            pytest.fail(f"CUTOVER_REQUIRE_DOCKER is set but {problem}")
+        pytest.skip(f"needs a Docker engine: {problem}")
+    return SandboxSpec(backend="docker", cache_path=cutover_settings.cache_path, startup_timeout=120)
+
+
+@pytest.fixture(scope="session")
+def docker_server(docker_spec: SandboxSpec) -> Iterator[ServerInfo]:
+    info = sandbox.start(docker_spec)
+    yield info
+    sandbox.stop(info)
+
+
+@pytest.fixture(scope="session")
+def local_server(cutover_settings: Settings) -> Iterator[ServerInfo]:
+    info = sandbox.start(SandboxSpec(backend="local", cache_path=cutover_settings.cache_path))
+    yield info
+    sandbox.stop(info)
+
+
+@pytest.fixture(scope="session", params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def any_server(request: pytest.FixtureRequest) -> ServerInfo:
+    """Each backend's own server in turn: behaviour that must not depend on the backend."""
+    return request.getfixturevalue(f"{request.param}_server")  # type: ignore[no-any-return]
 
 EXAMPLE_CONFTEST = 'pytest_plugins = ["cutover.suite.plugin"]\n'
 

@@ -67,8 +67,10 @@ def connect(
         settings["default_transaction_read_only"] = "on"
     pg_options = " ".join(f"-c {k}={v}" for k, v in settings.items())
     try:
+        # UTF8 whatever the database's encoding: on SQL_ASCII psycopg would return bytes for text.
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout,
-                               application_name=application_name, options=pg_options or None)
+                               application_name=application_name, options=pg_options or None,
+                               client_encoding="UTF8")
     except psycopg.Error as exc:
         raise SetupError(describe_failure(url, exc, purpose)) from None
     return conn

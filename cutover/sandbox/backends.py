@@ -1,12 +1,13 @@
 """Sandbox process control: a throwaway PostgreSQL server, started once and always cleaned up.
 
 Backends: ``url`` (a server someone else runs; we never create or drop anything there), ``docker``
-(testcontainers), ``local`` (initdb + pg_ctl on 127.0.0.1, run as the ``postgres`` user when we are
-root). ``auto`` picks the first that can work and, when none can, says what it tried.
+(a container of ``--docker-image``, see image.py), ``local`` (initdb + pg_ctl on 127.0.0.1, run as
+the ``postgres`` user when we are root). ``auto`` tries url, docker, local in turn.
 
 A local cluster lives in ``<tmp>/cutover-sandbox-*`` with an ``owner.json`` naming the process that
-must stop it. Stopping is idempotent. Should that process die without cleaning up (SIGKILL), the
-next start reaps clusters whose owner is gone, so no postgres process outlives its run for long.
+must stop it; a container carries labels naming its owning process and host. Stopping is idempotent.
+Should the owner die without cleaning up (SIGKILL), the next start reaps clusters and containers
+whose owner is gone, so no server outlives its run for long; no reaper image is needed.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.progress import Log, quiet
-from cutover.core.redact import register_secret, split_password
-from cutover.sandbox.pgbin import locate
+from cutover.core.redact import redact, register_secret, split_password
+from cutover.sandbox import image as docker_image
+from cutover.sandbox.pgbin import ClientTools, locate
 
 PREFIX = "cutover-sandbox-"
 ADMIN_USER = "postgres"
-
-
+DOCKER_LABEL = "cutover.sandbox"
+OWNER_PID_LABEL = "cutover.owner-pid"
+OWNER_HOST_LABEL = "cutover.owner-host"
 
 @dataclass(frozen=True)
 class SandboxSpec:
@@ -87,6 +91,12 @@ class ServerInfo:
         info = cls(**json.loads(text))
         split_password(info.admin_url)  # registers the password, so output from this process masks it
         return info
+
+    def tools(self) -> ClientTools:
+        """Where psql/pg_dump/pg_restore run for this server: inside its container, else on the host."""
+        if self.backend == "docker" and self.container_id:
+            return ClientTools(container=self.container_id)
+        return ClientTools(bindir=Path(self.bindir) if self.bindir else None)
 
 
 def docker_engine_problem(timeout: float = 3.0) -> str | None:
@@ -191,31 +201,132 @@ def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = 
     raise AssertionError("unreachable")
 
 
-def start_docker(settings: SandboxSpec, log: Log = quiet) -> ServerInfo:
-    """A testcontainers PostgresContainer; its reaper also removes it if we die."""
+def _docker_client(timeout: float = 10.0) -> Any:
+    import docker
+
+    return docker.from_env(timeout=timeout)
+
+
+def _owner_labels(owner_pid: int) -> dict[str, str]:
+    return {DOCKER_LABEL: "1", OWNER_PID_LABEL: str(owner_pid), OWNER_HOST_LABEL: socket.gethostname()}
+
+
+def _remove(client: Any, containers: list[Any]) -> list[str]:
+    removed = []
+    for container in containers:
+        try:
+            container.remove(force=True, v=True)
+            removed.append(str(container.id))
+        except Exception:  # already gone (another reaper, or --rm): nothing left to do
+            pass
+    return removed
+
+
+def remove_owned(owner_pid: int, client: Any = None) -> list[str]:
+    """Remove every sandbox container ``owner_pid`` on this host started, whatever state it is in."""
+    client = client or _docker_client()
+    filters = {"label": [f"{k}={v}" for k, v in _owner_labels(owner_pid).items()]}
+    return _remove(client, client.containers.list(all=True, filters=filters))
+
+
+def reap_stale_containers(client: Any = None) -> list[str]:
+    """Remove sandbox containers whose owning process on this host is gone (SIGKILL, a crash)."""
+    client = client or _docker_client()
+    host = socket.gethostname()
+    stale = []
+    for container in client.containers.list(all=True, filters={"label": f"{DOCKER_LABEL}=1"}):
+        labels = container.labels or {}
+        try:
+            pid = int(labels.get(OWNER_PID_LABEL, ""))
+        except ValueError:
+            continue
+        if labels.get(OWNER_HOST_LABEL) == host and not _pid_alive(pid):
+            stale.append(container)
+    return _remove(client, stale)
+
+
+def _container_logs(container: Any, lines: int = 3) -> str:
+    try:
+        text = container.logs(tail=20).decode(errors="replace").strip().splitlines()
+    except Exception:
+        return "no container log"
+    return " | ".join(text[-lines:]) or "empty container log"
+
+
+def _wait_ready(container: Any, url: str, timeout: int) -> None:
+    """Until the server accepts a TCP login, failing as soon as the container stops running.
+
+    A TCP login (not the log line) is the readiness signal: the official image's entrypoint runs a
+    socket-only server for its init scripts first, then restarts; only the final server listens on TCP.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        container.reload()
+        if container.status not in ("created", "running"):
+            code = container.attrs.get("State", {}).get("ExitCode")
+            raise SetupError(f"--sandbox docker: the {container.image.tags[0] if container.image.tags else ''} "
+                             f"container exited (code {code}) before PostgreSQL was ready: "
+                             f"{redact(_container_logs(container))}; fix the image or use --sandbox local")
+        try:
+            with db.connection(url, connect_timeout=2, purpose="the docker sandbox"):
+                return
+        except SetupError:
+            pass
+        if time.monotonic() > deadline:
+            raise SetupError(f"--sandbox docker: PostgreSQL in the container was not ready within {timeout} s "
+                             f"({redact(_container_logs(container))}); raise --startup-timeout or use "
+                             "--sandbox local")
+        time.sleep(0.2)
+
+
+def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
+    """A PostgreSQL container on 127.0.0.1, labelled with its owner so no reaper image is needed.
+
+    The container is removed by :func:`stop` at the end of the run (also after Ctrl-C or SIGTERM, which
+    the plugin turns into a normal shutdown), right here when the start fails, and by the next start's
+    :func:`reap_stale_containers` when its owner died without cleaning up.
+    """
     problem = docker_engine_problem()
     if problem is not None:
         raise SetupError(f"--sandbox docker: {problem}; start Docker, or use --sandbox local or --sandbox url")
-    from testcontainers.postgres import PostgresContainer
-
+    owner = owner_pid or os.getpid()
+    client = _docker_client()
+    reap_stale_containers(client)
+    image = docker_image.ensure(client, settings.docker_image, log)
     password = secrets.token_urlsafe(18)
     register_secret(password)
-    container = PostgresContainer(settings.docker_image, username=ADMIN_USER, password=password, dbname="postgres")
-    container.with_command(f"postgres {settings.server_settings}")
+    name = f"{PREFIX}{owner}-{secrets.token_hex(4)}"
     try:
-        container.start()
-    except Exception as exc:
-        raise SetupError(f"--sandbox docker: could not start {settings.docker_image} ({str(exc)[:160]}); "
-                         "pull the image or use --sandbox local") from None
-    host = container.get_container_host_ip()
-    port = container.get_exposed_port(5432)
-    log(f"sandbox: docker {settings.docker_image} up on {host}:{port}")
-    return ServerInfo(backend="docker", admin_url=f"postgresql://{ADMIN_USER}:{password}@{host}:{port}/postgres",
-                      container_id=container.get_wrapped_container().id, owner_pid=os.getpid())
+        container = client.containers.run(
+            image, name=name, detach=True, labels=_owner_labels(owner),
+            command=["postgres", *settings.server_settings.split(), "-c", "max_connections=200"],
+            environment={"POSTGRES_USER": ADMIN_USER, "POSTGRES_PASSWORD": password, "POSTGRES_DB": "postgres"},
+            ports={"5432/tcp": ("127.0.0.1", None)})
+        container.reload()
+        port = int(container.ports["5432/tcp"][0]["HostPort"])
+        url = f"postgresql://{ADMIN_USER}:{password}@127.0.0.1:{port}/postgres"
+        _wait_ready(container, url, settings.startup_timeout)
+    except BaseException as exc:
+        remove_owned_name(client, name)
+        if isinstance(exc, SetupError) or not isinstance(exc, Exception):
+            raise
+        raise SetupError(f"--sandbox docker: could not start {image} ({redact(str(exc))[:200]}); "
+                         "use --sandbox local") from None
+    log(f"sandbox: docker {image} up on 127.0.0.1:{port}")
+    return ServerInfo(backend="docker", admin_url=url, container_id=str(container.id), owner_pid=owner)
+
+
+def remove_owned_name(client: Any, name: str) -> None:
+    """Remove a container by name: a start interrupted between create and start leaves one with no id yet."""
+    _remove(client, client.containers.list(all=True, filters={"name": name}))
 
 
 def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
-    """Start (or, for ``url``, adopt) the server the ``--sandbox`` option asks for."""
+    """Start (or, for ``url``, adopt) the server the ``--sandbox`` option asks for.
+
+    ``auto`` tries url, then docker, then local, and says in one line why it moved on each time; an
+    explicit backend never falls back (the operator asked for it, so its failure is the answer).
+    """
     choice = settings.backend
     if choice == "url" or (choice == "auto" and settings.db_url is not None):
         if settings.db_url is None:
@@ -224,19 +335,23 @@ def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet)
             pass
         return ServerInfo(backend="url", admin_url=settings.db_url, owner_pid=owner_pid or os.getpid())
     if choice == "docker":
-        return start_docker(settings, log)
+        return start_docker(settings, owner_pid, log)
     if choice == "local":
         return start_local(settings, owner_pid, log)
-    tried: list[str] = []
+    tried = ["url: no --db-url given"]
     problem = docker_engine_problem()
     if problem is None:
-        return start_docker(settings, log)
+        try:
+            return start_docker(settings, owner_pid, log)
+        except SetupError as exc:
+            problem = str(exc).removeprefix("--sandbox docker: ")
     tried.append(f"docker: {problem}")
+    log(f"sandbox: auto: not using docker ({problem}); trying a local cluster")
     try:
         return start_local(settings, owner_pid, log)
     except SetupError as exc:
         tried.append(f"local: {exc}")
-    raise SetupError("no sandbox could be started (tried url: no --db-url given; " + "; ".join(tried)
+    raise SetupError("no sandbox could be started (tried " + "; ".join(tried)
                      + "); pass --db-url, start Docker, or install PostgreSQL server binaries")
 
 
@@ -244,10 +359,9 @@ def stop(info: ServerInfo) -> None:
     """Stop the server and remove its files; safe to call twice, never raises for a gone server."""
     if info.backend == "docker" and info.container_id:
         try:
-            import docker
-
-            docker.from_env(timeout=10).containers.get(info.container_id).remove(force=True)
-        except Exception:  # already gone, or engine gone: testcontainers' reaper finishes the job
+            client = _docker_client()
+            _remove(client, [client.containers.get(info.container_id)])
+        except Exception:  # already gone, or the engine is gone: the next start reaps it by its label
             pass
     if info.backend == "local" and info.base_dir:
         _stop_local(Path(info.base_dir))

@@ -13,8 +13,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cutover.core.errors import SetupError
+from cutover.core.redact import split_password
 
 SERVER_TOOLS = ("initdb", "pg_ctl", "postgres")
 SERVICE_USER = "postgres"
@@ -55,6 +57,67 @@ def client_tool(name: str, bindir: Path | None = None) -> str:
         raise SetupError(f"'{name}' not found on PATH; install the PostgreSQL client "
                          f"(apt-get install postgresql-client-15) or pass --pg-bindir")
     return found
+
+
+CONTAINER_SOCKET = "/var/run/postgresql"
+
+
+@dataclass(frozen=True)
+class ClientTools:
+    """How to run psql, pg_dump and pg_restore against one server.
+
+    On the host for local and url servers. Inside the container for the docker sandbox (``docker exec``
+    with input streamed on stdin, over the container's own socket where the image trusts local logins):
+    the container's versions match its server, and a machine whose only PostgreSQL is the container
+    needs no client installed.
+    """
+
+    bindir: Path | None = None
+    container: str | None = None
+
+    def command(self, tool: str, url: str | None, *args: str, stdin: bool = False) -> tuple[list[str], dict[str, str]]:
+        """argv and environment for ``tool args`` connected to ``url`` (None: no connection)."""
+        if self.container is not None:
+            exec_argv = [self._docker(), "exec", *(["-i"] if stdin else []), self.container, tool, *args]
+            if url is not None:
+                parts = urlsplit(url)
+                exec_argv += ["-h", CONTAINER_SOCKET, "-p", "5432", "-U", parts.username or "postgres",
+                              "-d", unquote(parts.path.lstrip("/")) or "postgres"]
+            env = dict(os.environ)
+            env.pop("PGPASSWORD", None)
+            return exec_argv, env
+        argv = [client_tool(tool, self.bindir), *args]
+        if url is None:
+            return argv, dict(os.environ)
+        bare, password = split_password(url)
+        env = dict(os.environ)
+        if password is not None:
+            env["PGPASSWORD"] = password
+        env.setdefault("PGCONNECT_TIMEOUT", "5")
+        return [*argv, "-d", bare], env
+
+    def copy_in(self, path: Path) -> str:
+        """A path ``tool`` can open: ``path`` itself on the host, a copy inside the container otherwise."""
+        if self.container is None:
+            return str(path)
+        inside = f"/tmp/cutover-{os.getpid()}-{path.name}"
+        done = subprocess.run([self._docker(), "cp", str(path), f"{self.container}:{inside}"],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SetupError(f"could not copy {path} into the sandbox container ({done.stderr.strip()[:200]})")
+        return inside
+
+    def remove_copy(self, inside: str) -> None:
+        if self.container is not None:
+            subprocess.run([self._docker(), "exec", "-u", "0", self.container, "rm", "-f", inside],
+                           capture_output=True, check=False)
+
+    @staticmethod
+    def _docker() -> str:
+        found = shutil.which("docker")
+        if found is None:
+            raise SetupError("the docker command is missing; install the Docker CLI (apt-get install docker.io)")
+        return found
 
 
 def _has_server(directory: Path) -> bool:

@@ -71,7 +71,8 @@ class SessionSandbox:
         if self.settings.snapshot is not None:
             return Path(self.settings.snapshot)
         return snapshot.default_snapshot(self.settings.cache_path, self.plan, self.server().admin_url,
-                                         self.settings.snapshot_scale, self.settings.snapshot_seed, self.log)
+                                         self.settings.snapshot_scale, self.settings.snapshot_seed, self.log,
+                                         tools=self.server().tools())
 
     def template(self) -> str:
         """Name of the template database holding the restored snapshot (restored once per run)."""
@@ -85,7 +86,7 @@ class SessionSandbox:
                 admin = self.server().admin_url
                 url = db.create_database(admin, TEMPLATE_DB)
                 try:
-                    result = snapshot.restore(path, url, self.plan, log=self.log)
+                    result = snapshot.restore(path, url, self.plan, log=self.log, tools=self.server().tools())
                 except BaseException:
                     db.drop_database(admin, TEMPLATE_DB)
                     raise

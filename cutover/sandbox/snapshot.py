@@ -38,11 +38,12 @@ from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact
 from cutover.model import generator
-from cutover.sandbox.pgbin import client_tool
+from cutover.sandbox.pgbin import ClientTools
 
 REFERENCE_DIR = Path(str(resources.files("cutover.model")))
 CHUNK = 1 << 20
 FORMATS = ("plain", "custom")
+MANIFEST_VERSION = 2  # 2: tenant keys are text whatever the server encoding (1 could hold "b'...'" keys)
 Counts = dict[str, dict[str, int]]
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 PROGRESS_EVERY_S = 5.0
@@ -139,13 +140,24 @@ def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
     return tables
 
 
-def _tables_in_custom(path: Path) -> set[str]:
-    tool = client_tool("pg_restore")
-    listing = subprocess.run([tool, "-l", str(path)], capture_output=True, text=True, check=False)
+def _tool_on_file(tools: ClientTools, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pg_restore ``args`` reading ``path`` (streamed on stdin into a container: no copy needed)."""
+    if tools.container is None:
+        argv, env = tools.command("pg_restore", None, *args, str(path))
+        return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    argv, env = tools.command("pg_restore", None, *args, stdin=True)
+    with open(path, "rb") as fh:
+        done = subprocess.run(argv, stdin=fh, capture_output=True, check=False, env=env)
+    return subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(errors="replace"),
+                                       done.stderr.decode(errors="replace"))
+
+
+def _tables_in_custom(path: Path, tools: ClientTools) -> set[str]:
+    listing = _tool_on_file(tools, path, "-l")
     if listing.returncode != 0:
         raise SetupError(f"snapshot {path} is not a readable pg_dump archive ({redact(listing.stderr.strip())}); "
                          "make or download it again")
-    full = subprocess.run([tool, "-f", os.devnull, str(path)], capture_output=True, text=True, check=False)
+    full = _tool_on_file(tools, path, "-f", os.devnull)
     if full.returncode != 0:
         raise SetupError(f"snapshot {path} is corrupt or truncated "
                          f"({redact(full.stderr.strip().splitlines()[-1] if full.stderr.strip() else '')}); "
@@ -153,10 +165,11 @@ def _tables_in_custom(path: Path) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", listing.stdout, re.M)}
 
 
-def validate(path: Path, plan: Plan, log: Log = quiet) -> str:
+def validate(path: Path, plan: Plan, tools: ClientTools | None = None, log: Log = quiet) -> str:
     """Read the whole snapshot and check it holds the plan's tables; returns its format."""
     fmt = sniff_format(path)
-    tables = _tables_in_custom(path) if fmt == "custom" else _tables_in_plain(path, fmt, log)
+    tables = (_tables_in_custom(path, tools or ClientTools()) if fmt == "custom"
+              else _tables_in_plain(path, fmt, log))
     missing = [t for t in plan.all_tables if t not in tables]
     if missing:
         raise SetupError(f"snapshot {path} does not hold the plan's schema (missing tables: {', '.join(missing)}); "
@@ -174,8 +187,17 @@ def count_rows(conn: Any, plan: Plan) -> Counts:
         col = sql.Identifier(plan.tenant_column)
         rows = conn.execute(sql.SQL("SELECT {c}, count(*) FROM {t} GROUP BY {c} ORDER BY {c}")
                             .format(c=col, t=sql.Identifier(table))).fetchall()
-        counts[table] = {str(tenant): int(n) for tenant, n in rows}
+        counts[table] = {_text(tenant, table): int(n) for tenant, n in rows}
     return counts
+
+
+def _text(value: object, table: str) -> str:
+    """A tenant key as text. bytes mean the connection's client encoding was not forced to UTF8 (a
+    SQL_ASCII database): stringifying them wrote keys like "b'tenant-apollo-001'" into a manifest once."""
+    if not isinstance(value, str):
+        raise SetupError(f"{table}: tenant key {value!r} came back as {type(value).__name__}, not text; "
+                         "the connection's client encoding is not UTF8")
+    return value
 
 
 @dataclass(frozen=True)
@@ -224,24 +246,32 @@ def check_make_args(out: Path, scale: float, fmt: str) -> None:
 
 
 def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20260430, fmt: str = "plain",
-         log: Log = quiet, model: Model = REFERENCE) -> dict[str, Any]:
-    """Generate, dump and compress a snapshot to ``out`` (atomically), with its manifest."""
+         log: Log = quiet, model: Model = REFERENCE, tools: ClientTools | None = None) -> dict[str, Any]:
+    """Generate, dump and compress a snapshot to ``out`` (atomically), with its manifest.
+
+    The build database is UTF8 whatever the server's default: the snapshot must not depend on it.
+    """
     check_make_args(out, scale, fmt)
+    tools = tools or ClientTools()
     build = f"cutover_build_{uuid.uuid4().hex[:10]}"
-    url = db.create_database(admin_url, build)
+    with db.connection(admin_url, autocommit=True, purpose="the sandbox") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                     .format(sql.Identifier(build)))
+    url = db.with_database(admin_url, build)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         started = time.monotonic()
         counts = load_reference(url, plan, scale, seed, log, model)
-        bare, env = db.tool_env(url)
-        dump = [client_tool("pg_dump"), "--no-owner", "--no-privileges", "-d", bare]
+        options = ["--no-owner", "--no-privileges", "--encoding=UTF8"]
         if fmt == "custom":
-            _run([*dump, "-Fc", "-f", str(tmp)], env, "pg_dump")
+            options.append("-Fc")
         else:
-            _dump_gzip(dump + _restrict_key(dump[0], f"{plan.name}:{scale}:{seed}"), env, tmp)
+            options += _restrict_key(tools, f"{plan.name}:{scale}:{seed}")
+        dump, env = tools.command("pg_dump", url, *options)
+        _dump_to(dump, env, tmp, gzipped=fmt != "custom")
         os.replace(tmp, out)
-        manifest = {"format": fmt, "scale": scale, "seed": seed, "plan": plan.name,
-                    "generator": model.version, "schema_head": plan.schema_head,
+        manifest = {"manifest_version": MANIFEST_VERSION, "format": fmt, "scale": scale, "seed": seed,
+                    "plan": plan.name, "generator": model.version, "schema_head": plan.schema_head,
                     "total_rows": sum(sum(t.values()) for t in counts.values()), "rows": counts,
                     "sha256": _sha256(out)}
         manifest_path(out).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -252,22 +282,33 @@ def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20
         db.drop_database(admin_url, build)
 
 
-def _restrict_key(pg_dump: str, basis: str) -> list[str]:
+def _restrict_key(tools: ClientTools, basis: str) -> list[str]:
     """A fixed psql \\restrict key where pg_dump supports one (15.14+): its default is random per dump,
     which would make two makes of the same data differ. Derived from the inputs, not guessable from data."""
-    helptext = subprocess.run([pg_dump, "--help"], capture_output=True, text=True, check=False).stdout
+    argv, env = tools.command("pg_dump", None, "--help")
+    helptext = subprocess.run(argv, capture_output=True, text=True, check=False, env=env).stdout
     if "--restrict-key" not in helptext:
         return []
     return [f"--restrict-key={hashlib.sha256(basis.encode()).hexdigest()[:40]}"]
 
 
-def _dump_gzip(argv: list[str], env: dict[str, str], out: Path) -> None:
+def _dump_to(argv: list[str], env: dict[str, str], out: Path, gzipped: bool) -> None:
+    """pg_dump's stdout into ``out`` (gzip'd with no name or time in the header: byte-identical makes)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None and proc.stderr is not None
-    with open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-        while chunk := proc.stdout.read(CHUNK):
-            gz.write(chunk)
-    err = proc.stderr.read().decode(errors="replace")
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()) if proc.stderr else None)
+    reader.start()
+    with open(out, "wb") as raw:
+        if gzipped:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                while chunk := proc.stdout.read(CHUNK):
+                    gz.write(chunk)
+        else:
+            while chunk := proc.stdout.read(CHUNK):
+                raw.write(chunk)
+    reader.join()
+    err = b"".join(errors).decode(errors="replace")
     if proc.wait() != 0:
         raise SetupError(f"pg_dump failed: {redact(err.strip())}")
 
@@ -314,21 +355,20 @@ def grant_app_role(conn: Any, plan: Plan) -> None:
     conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(static, role))
 
 
-def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet) -> RestoreResult:
+def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet,
+            tools: ClientTools | None = None) -> RestoreResult:
     """Validate, then restore ``path`` into the empty database at ``url``; report the wall-clock."""
     begun = time.monotonic()
-    fmt = validate(path, plan, log)
+    tools = tools or ClientTools()
+    fmt = validate(path, plan, tools, log)
     with db.connection(url, autocommit=True) as conn:
         _require_empty(conn, url)
         ensure_roles(conn, plan)
-    bare, env = db.tool_env(url)
     started = time.monotonic()
     if fmt == "custom":
-        argv = [client_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "-d", bare]
-        argv += ["-j", str(jobs)] if jobs > 1 else ["--single-transaction"]
-        _run([*argv, str(path)], env, "pg_restore")
+        _pg_restore(path, url, jobs, tools)
     else:
-        _psql_stream(path, fmt, bare, env, log)
+        _psql_stream(path, fmt, url, tools, log)
     seconds = time.monotonic() - started
     with db.connection(url, autocommit=True) as conn:
         grant_app_role(conn, plan)
@@ -340,9 +380,33 @@ def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet) -
     return RestoreResult(format=fmt, seconds=seconds, rows=rows, total_seconds=total)
 
 
-def _psql_stream(path: Path, fmt: str, bare_url: str, env: dict[str, str], log: Log = quiet) -> None:
-    argv = [client_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", bare_url,
-            "-o", os.devnull]
+def _pg_restore(path: Path, url: str, jobs: int, tools: ClientTools) -> None:
+    """pg_restore a custom archive: in one transaction from a stream, or with -j from a seekable file."""
+    options = ["--no-owner", "--no-privileges", "--exit-on-error"]
+    if jobs <= 1:
+        if tools.container is None:
+            argv, env = tools.command("pg_restore", url, *options, "--single-transaction", str(path))
+            _run(argv, env, "pg_restore")
+            return
+        argv, env = tools.command("pg_restore", url, *options, "--single-transaction", stdin=True)
+        _stream(path, "custom", argv, env, "pg_restore")
+        return
+    inside = tools.copy_in(path)  # -j needs a file it can seek in
+    try:
+        argv, env = tools.command("pg_restore", url, *options, "-j", str(jobs), inside)
+        _run(argv, env, "pg_restore")
+    finally:
+        tools.remove_copy(inside)
+
+
+def _psql_stream(path: Path, fmt: str, url: str, tools: ClientTools, log: Log = quiet) -> None:
+    argv, env = tools.command("psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                              "-o", os.devnull, stdin=True)
+    _stream(path, fmt, argv, env, "psql restore", log)
+
+
+def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: str, log: Log = quiet) -> None:
+    """Feed the snapshot to ``argv`` on stdin (plain files decompressed on the way)."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stderr is not None
     errors: list[bytes] = []
@@ -351,12 +415,14 @@ def _psql_stream(path: Path, fmt: str, bare_url: str, env: dict[str, str], log: 
     started = shown = time.monotonic()
     fed = 0
     try:
-        for chunk in _plain_chunks(path, fmt):
+        for chunk in _plain_chunks(path, fmt if fmt != "custom" else "plain"):
             proc.stdin.write(chunk)
             fed += len(chunk)
             if time.monotonic() - shown >= PROGRESS_EVERY_S:  # a real snapshot loads for minutes
                 shown = time.monotonic()
-                log(f"snapshot: loading: {fed / CHUNK:,.0f} MB of SQL fed to psql in {shown - started:.0f} s")
+                tool = what.split()[0]
+                log(f"snapshot: loading: {fed / CHUNK:,.0f} MB of {'SQL' if tool == 'psql' else 'archive'} fed to "
+                    f"{tool} in {shown - started:.0f} s")
     except BrokenPipeError:
         pass
     finally:
@@ -368,18 +434,42 @@ def _psql_stream(path: Path, fmt: str, bare_url: str, env: dict[str, str], log: 
     reader.join()
     if code != 0:
         lines = redact(b"".join(errors).decode(errors="replace").strip()).splitlines()
-        raise SetupError(f"psql restore failed (rolled back): {lines[-1] if lines else code}")
+        raise SetupError(f"{what} failed (rolled back): {lines[-1] if lines else code}")
 
 
-def default_snapshot(cache_dir: Path, plan: Plan, admin_url: str, scale: int, seed: int,
-                     log: Log = quiet) -> Path:
+def cache_key(plan: Plan, tools: ClientTools) -> str:
+    """What a generated snapshot depends on besides (scale, seed): the plan, the schema, the generator's
+    code, this module's manifest format and the pg_dump that writes it (its version shapes the file)."""
+    argv, env = tools.command("pg_dump", None, "--version")
+    dumper = subprocess.run(argv, capture_output=True, text=True, check=False, env=env).stdout.strip()
+    digest = hashlib.sha256()
+    for part in (plan.path.read_bytes(), (REFERENCE_DIR / "schema.sql").read_bytes(),
+                 Path(generator.__file__).read_bytes(), f"manifest {MANIFEST_VERSION}".encode(), dumper.encode()):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:12]
+
+
+def usable_manifest(out: Path, plan: Plan) -> bool:
+    """A cached snapshot is reused only with a manifest of this format naming the plan's own tenants."""
+    try:
+        manifest = json.loads(manifest_path(out).read_text())
+    except (OSError, ValueError):
+        return False
+    if not out.exists() or not isinstance(manifest, dict) or manifest.get("manifest_version") != MANIFEST_VERSION:
+        return False
+    rows = manifest.get("rows")
+    return isinstance(rows, dict) and any(plan.source in per_tenant for per_tenant in rows.values())
+
+
+def default_snapshot(cache_dir: Path, plan: Plan, admin_url: str, scale: float, seed: int,
+                     log: Log = quiet, tools: ClientTools | None = None) -> Path:
     """The generated default snapshot for (scale, seed), made once and cached across runs and workers."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    tools = tools or ClientTools()
     version = generator.GENERATOR_VERSION
-    key = hashlib.sha256(plan.path.read_bytes() + (REFERENCE_DIR / "schema.sql").read_bytes()).hexdigest()[:10]
-    out = cache_dir / f"snapshot-s{scale}-seed{seed}-g{version}-{key}.sql.gz"
+    out = cache_dir / f"snapshot-s{scale}-seed{seed}-g{version}-{cache_key(plan, tools)}.sql.gz"
     with FileLock(str(out) + ".lock"):
-        if not (out.exists() and manifest_path(out).exists()):
+        if not usable_manifest(out, plan):
             log(f"snapshot: generating the default snapshot (scale {scale}, seed {seed}) into {out}")
-            make(out, plan, admin_url, scale=scale, seed=seed, log=log)
+            make(out, plan, admin_url, scale=scale, seed=seed, log=log, tools=tools)
     return out
