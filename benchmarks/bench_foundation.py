@@ -1,4 +1,5 @@
-"""Foundation figures: sandbox start, Docker detection, snapshot make/restore, restore vs gunzip | psql.
+"""Foundation figures: sandbox start/stop and restore on local and docker, Docker detection, snapshot
+make/restore, restore vs gunzip | psql.
 
 Prints figures; asserts nothing (machines here are shared and noisy). Restore speed is reported as a
 ratio against plain ``gunzip -c FILE | psql`` of the same file, measured in the same run.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from cutover.core import db
 from cutover.core.options import resolve
-from cutover.core.plan import load_plan
+from cutover.core.plan import Plan, load_plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
 from cutover.sandbox.snapshot import ensure_roles
@@ -38,6 +39,28 @@ def gunzip_psql(path: Path, url: str) -> float:
     return time.monotonic() - started
 
 
+def docker_restores(plan: Plan, repeat: int) -> None:
+    """The default snapshot restored through the container's own psql, beside the same on a local cluster."""
+    figures: dict[str, list[float]] = {}
+    for backend in ("local", "docker"):
+        info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": backend}, {})))
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "s1.sql.gz"
+                snapshot.make(out, plan, info.admin_url, 1, 1, tools=info.tools())
+                for _ in range(repeat):
+                    url = db.create_database(info.admin_url, f"bench_{uuid.uuid4().hex[:8]}")
+                    with db.connection(url, autocommit=True) as conn:
+                        ensure_roles(conn, plan)
+                    result = snapshot.restore(out, url, plan, tools=info.tools())
+                    figures.setdefault(backend, []).append(result.total_seconds)
+                    db.drop_database(info.admin_url, db.database_name(url))
+        finally:
+            sandbox.stop(info)
+    print("restore of a scale-1 snapshot (whole restore, client tools on the host for local, inside the "
+          "container for docker): " + "; ".join(f"{b} median {statistics.median(v):.2f} s" for b, v in figures.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scales", default="1,10", help="comma-separated snapshot scales (default 1,10)")
@@ -46,15 +69,25 @@ def main() -> None:
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
 
-    starts, stops = [], []
-    for _ in range(args.repeat):
-        seconds, info = timed(sandbox.start, settings)
-        starts.append(seconds)
-        stops.append(timed(sandbox.stop, info)[0])
-    print(f"sandbox start (local, initdb + pg_ctl): median {statistics.median(starts):.2f} s "
-          f"over {args.repeat}; stop median {statistics.median(stops):.2f} s")
     detect, problem = timed(sandbox.docker_engine_problem)
     print(f"docker engine detection: {detect:.2f} s ({'engine answered' if problem is None else 'no engine'})")
+    backends = ["local"] + (["docker"] if problem is None else [])
+    for backend in backends:
+        spec = sandbox.SandboxSpec.of(resolve({"sandbox": backend}, {}))
+        if backend == "docker":  # the first start may pull or build the image: not a start figure
+            sandbox.stop(sandbox.start(spec, log=print))
+        starts, stops = [], []
+        for _ in range(args.repeat):
+            seconds, info = timed(sandbox.start, spec)
+            starts.append(seconds)
+            stops.append(timed(sandbox.stop, info)[0])
+        how = "initdb + pg_ctl" if backend == "local" else "container to first TCP login"
+        print(f"sandbox start ({backend}, {how}): median {statistics.median(starts):.2f} s "
+              f"over {args.repeat}; stop median {statistics.median(stops):.2f} s")
+    if problem is not None:
+        print(f"docker: not measured ({problem})")
+    else:
+        docker_restores(plan, args.repeat)
 
     info = sandbox.start(sandbox.SandboxSpec.of(settings))
     try:

@@ -101,11 +101,13 @@ def test_a_cached_snapshot_with_a_broken_manifest_is_made_again(local_server: Se
     assert json.loads(manifest_file.read_text())["rows"] == good["rows"]
 
 
-def test_the_cache_key_covers_plan_schema_generator_and_dump_tool(cutover_plan: Plan, tmp_path: Path,
+def test_the_cache_key_covers_plan_schema_generator_server_and_dump_tool(cutover_plan: Plan, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     base = snapshot.cache_key(cutover_plan, ClientTools())
     plan_copy = tmp_path / "plan.toml"
     plan_copy.write_bytes(cutover_plan.path.read_bytes() + b"\n# edited\n")
     assert snapshot.cache_key(replace(cutover_plan, path=plan_copy), ClientTools()) != base
+    assert snapshot.cache_key(cutover_plan, ClientTools(), "15.20") != snapshot.cache_key(
+        cutover_plan, ClientTools(), "15.18"), "the server's version shapes the dump"
     monkeypatch.setattr(snapshot, "MANIFEST_VERSION", snapshot.MANIFEST_VERSION + 1)
     assert snapshot.cache_key(cutover_plan, ClientTools()) != base

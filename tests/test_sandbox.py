@@ -47,21 +47,28 @@ def test_url_backend_without_a_url_names_the_options() -> None:
         sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "url"}, {}, {})))
 
 
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A machine where no Docker engine answers, wherever these tests run (DOCKER_HOST names a dead socket)."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    assert sandbox.docker_engine_problem() is not None
+
+
+@pytest.mark.usefixtures("no_engine")
 def test_docker_without_an_engine_is_a_clear_error() -> None:
-    if sandbox.docker_engine_problem() is None:
-        pytest.skip("a Docker engine answers on this machine")
     with pytest.raises(SetupError, match=r"--sandbox docker: no Docker engine answered within 3 s.*--sandbox local"):
         sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "docker"}, {}, {})))
 
 
+@pytest.mark.usefixtures("no_engine")
 def test_auto_without_url_or_engine_falls_back_to_local() -> None:
-    if sandbox.docker_engine_problem() is None:
-        pytest.skip("a Docker engine answers on this machine")
-    info = sandbox.start(sandbox.SandboxSpec.of(resolve({}, {}, {})))
+    lines: list[str] = []
+    info = sandbox.start(sandbox.SandboxSpec.of(resolve({}, {}, {})), log=lines.append)
     try:
         assert info.backend == "local"
     finally:
         sandbox.stop(info)
+    assert [ln for ln in lines if "not using docker (no Docker engine answered" in ln]
     assert not Path(str(info.base_dir)).exists()
 
 
@@ -156,10 +163,9 @@ def test_xdist_workers_share_one_cluster(pytester: pytest.Pytester, example: Cal
     assert not Path(infos[0]["base_dir"]).exists() and not postgres_running_in(infos[0]["base_dir"])
 
 
+@pytest.mark.usefixtures("no_engine")
 def test_docker_without_engine_ends_the_run_with_exit_2(pytester: pytest.Pytester,
                                                         example: Callable[..., list[str]]) -> None:
-    if sandbox.docker_engine_problem() is None:
-        pytest.skip("a Docker engine answers on this machine")
     args = example(test_x="def test_x(cutover_db):\n    pass\n")
     result = pytester.runpytest_subprocess(*args, "--sandbox", "docker")
     assert result.ret == 2

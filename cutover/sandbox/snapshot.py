@@ -437,14 +437,16 @@ def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: st
         raise SetupError(f"{what} failed (rolled back): {lines[-1] if lines else code}")
 
 
-def cache_key(plan: Plan, tools: ClientTools) -> str:
+def cache_key(plan: Plan, tools: ClientTools, server_version: str = "") -> str:
     """What a generated snapshot depends on besides (scale, seed): the plan, the schema, the generator's
-    code, this module's manifest format and the pg_dump that writes it (its version shapes the file)."""
+    code, this module's manifest format, and the server and pg_dump that write it (their versions shape
+    the file: a 15.20 server dumped by a 15.18 pg_dump gave SQL a 15.18 server refuses)."""
     argv, env = tools.command("pg_dump", None, "--version")
     dumper = subprocess.run(argv, capture_output=True, text=True, check=False, env=env).stdout.strip()
     digest = hashlib.sha256()
     for part in (plan.path.read_bytes(), (REFERENCE_DIR / "schema.sql").read_bytes(),
-                 Path(generator.__file__).read_bytes(), f"manifest {MANIFEST_VERSION}".encode(), dumper.encode()):
+                 Path(generator.__file__).read_bytes(), f"manifest {MANIFEST_VERSION}".encode(), dumper.encode(),
+                 server_version.encode()):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()[:12]
 
@@ -467,7 +469,10 @@ def default_snapshot(cache_dir: Path, plan: Plan, admin_url: str, scale: float, 
     cache_dir.mkdir(parents=True, exist_ok=True)
     tools = tools or ClientTools()
     version = generator.GENERATOR_VERSION
-    out = cache_dir / f"snapshot-s{scale}-seed{seed}-g{version}-{cache_key(plan, tools)}.sql.gz"
+    with db.connection(admin_url, purpose="the sandbox") as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    server_version = str(row[0]) if row else ""
+    out = cache_dir / f"snapshot-s{scale}-seed{seed}-g{version}-{cache_key(plan, tools, server_version)}.sql.gz"
     with FileLock(str(out) + ".lock"):
         if not usable_manifest(out, plan):
             log(f"snapshot: generating the default snapshot (scale {scale}, seed {seed}) into {out}")
