@@ -31,10 +31,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
 pytest_plugins = ("cutover.suite.plugin", "pytester")
 
-# The project's own tests assert local-cluster details (directories, processes), so their default
-# sandbox is local even where a Docker engine answers; the docker tests ask for docker explicitly.
-# Set here, before the plugin resolves its settings, so example projects inherit it too.
+# The project's own tests assert local-cluster details (directories, processes), so this session's
+# sandbox is local even where a Docker engine answers (set before the plugin resolves its settings);
+# the docker tests ask for docker explicitly. Example projects: see `example`.
+PINNED_LOCAL = "CUTOVER_SANDBOX" not in os.environ
 os.environ.setdefault("CUTOVER_SANDBOX", "local")
+REAL_DOCKER_HOST = os.environ.get("DOCKER_HOST")
 POSTGRES_TOOLS = {"psql", "initdb", "postgres", "postmaster", "createdb", "dropdb", "createuser", "dropuser",
                   "clusterdb", "reindexdb", "vacuumdb", "ecpg", "pgbench", "oid2name", "vacuumlo"}
 
@@ -59,9 +61,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"docker tests: {shown}" + (f" ({'; '.join(sorted(reasons))})" if reasons else ""))
 
 
+def use_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give an example project the machine's real Docker engine back."""
+    if REAL_DOCKER_HOST is None:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+    else:
+        monkeypatch.setenv("DOCKER_HOST", REAL_DOCKER_HOST)
+
+
 def docker_client() -> Any:
+    """The real engine, also inside an example test (where DOCKER_HOST names a dead socket)."""
     import docker
 
+    if REAL_DOCKER_HOST is not None:
+        return docker.DockerClient(base_url=REAL_DOCKER_HOST, timeout=30)
     return docker.from_env(timeout=30)
 
 
@@ -114,10 +127,18 @@ EXAMPLE_CONFTEST = 'pytest_plugins = ["cutover.suite.plugin"]\n'
 
 
 @pytest.fixture
-def example(pytester: pytest.Pytester, cutover_settings: Settings) -> Callable[..., list[str]]:
-    """Write a small example project using the plugin; returns the args that share our snapshot cache."""
+def example(pytester: pytest.Pytester, cutover_settings: Settings,
+            monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
+    """Write a small example project using the plugin; returns the args that share our snapshot cache.
+
+    Examples run with ``--sandbox`` unset (auto) as on a machine with no Docker engine: a ``--db-url``
+    example adopts its URL, the others get a local cluster. A docker test calls :func:`use_docker`.
+    """
 
     def make(**files: str) -> list[str]:
+        if PINNED_LOCAL:
+            monkeypatch.delenv("CUTOVER_SANDBOX", raising=False)
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{pytester.path}/no-docker-engine.sock")
         pytester.makeconftest(EXAMPLE_CONFTEST)
         pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
         pytester.makepyfile(**files)

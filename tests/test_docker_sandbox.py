@@ -21,7 +21,7 @@ from cutover.core.plan import Plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
-from tests.conftest import docker_client, host_path_without_postgres
+from tests.conftest import docker_client, host_path_without_postgres, use_docker
 
 pytestmark = pytest.mark.docker
 
@@ -184,8 +184,9 @@ def test_a_truncated_snapshot_is_refused_by_the_containers_pg_restore(docker_ser
 
 
 def test_a_bad_image_name_is_one_line_and_exit_2(pytester: pytest.Pytester, example: Callable[..., list[str]],
-                                                 docker_spec: SandboxSpec) -> None:
+                                                 docker_spec: SandboxSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     args = example(test_x="def test_x(cutover_db):\n    pass\n")
+    use_docker(monkeypatch)
     result = pytester.runpytest_subprocess(*args, "--sandbox=docker", f"--docker-image={NO_SUCH_IMAGE}")
     assert result.ret == 2
     errors = [ln for ln in result.stdout.lines + result.stderr.lines if "cutover: error:" in ln]
@@ -201,6 +202,7 @@ def test_xdist_workers_share_one_container_with_no_host_postgres(
     tests = "\n".join(f"def test_{i}(cutover_server, cutover_db):\n    record(cutover_server, cutover_db)\n"
                       for i in range(4))
     args = example(test_share=RECORD.format(out=str(out)) + tests)
+    use_docker(monkeypatch)
     result = pytester.runpytest_subprocess(*args, "-n", "2", "--sandbox=docker")
     result.assert_outcomes(passed=4)
     infos = recorded(out)
@@ -212,7 +214,8 @@ def test_xdist_workers_share_one_container_with_no_host_postgres(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_leaves_no_container(pytester: pytest.Pytester, example: Callable[..., list[str]],
-                                         docker_spec: SandboxSpec, sig: signal.Signals) -> None:
+                                         docker_spec: SandboxSpec, sig: signal.Signals,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     out = pytester.path / "out"
     args = example(test_slow=RECORD.format(out=str(out)) + """
 import time
@@ -220,6 +223,7 @@ def test_slow(cutover_server, cutover_db):
     record(cutover_server, cutover_db)
     time.sleep(120)
 """)
+    use_docker(monkeypatch)
     proc = subprocess.Popen([sys.executable, "-m", "pytest", *args, "--sandbox=docker"], cwd=pytester.path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -253,6 +253,16 @@ def _container_logs(container: Any, lines: int = 3) -> str:
     return " | ".join(text[-lines:]) or "empty container log"
 
 
+def _check_running(container: Any) -> None:
+    """Refresh the container's state; an exited container is a failed start, said at once with its log."""
+    container.reload()
+    if container.status not in ("created", "running"):
+        code = container.attrs.get("State", {}).get("ExitCode")
+        raise SetupError(f"--sandbox docker: the {container.image.tags[0] if container.image.tags else ''} "
+                         f"container exited (code {code}) before PostgreSQL was ready: "
+                         f"{redact(_container_logs(container))}; fix the image or use --sandbox local")
+
+
 def _wait_ready(container: Any, url: str, timeout: int) -> None:
     """Until the server accepts a TCP login, failing as soon as the container stops running.
 
@@ -261,12 +271,7 @@ def _wait_ready(container: Any, url: str, timeout: int) -> None:
     """
     deadline = time.monotonic() + timeout
     while True:
-        container.reload()
-        if container.status not in ("created", "running"):
-            code = container.attrs.get("State", {}).get("ExitCode")
-            raise SetupError(f"--sandbox docker: the {container.image.tags[0] if container.image.tags else ''} "
-                             f"container exited (code {code}) before PostgreSQL was ready: "
-                             f"{redact(_container_logs(container))}; fix the image or use --sandbox local")
+        _check_running(container)
         try:
             with db.connection(url, connect_timeout=2, purpose="the docker sandbox"):
                 return
@@ -302,7 +307,7 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
             command=["postgres", *settings.server_settings.split(), "-c", "max_connections=200"],
             environment={"POSTGRES_USER": ADMIN_USER, "POSTGRES_PASSWORD": password, "POSTGRES_DB": "postgres"},
             ports={"5432/tcp": ("127.0.0.1", None)})
-        container.reload()
+        _check_running(container)
         port = int(container.ports["5432/tcp"][0]["HostPort"])
         url = f"postgresql://{ADMIN_USER}:{password}@127.0.0.1:{port}/postgres"
         _wait_ready(container, url, settings.startup_timeout)
