@@ -44,7 +44,9 @@ if ! engine_answers; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
         || echo "bootstrap: warning: could not install docker.io; the docker sandbox is unavailable" >&2
     fi
-    if command -v dockerd >/dev/null 2>&1 && [ -z "${DOCKER_HOST:-}" ]; then
+    if pgrep -x dockerd >/dev/null 2>&1; then
+      echo "bootstrap: note: a dockerd runs but does not answer on the default socket; set DOCKER_HOST to use it" >&2
+    elif command -v dockerd >/dev/null 2>&1 && [ -z "${DOCKER_HOST:-}" ]; then
       echo "bootstrap: starting the Docker daemon (log: /var/log/cutover-dockerd.log)" >&2
       nohup dockerd >/var/log/cutover-dockerd.log 2>&1 &
       for _ in $(seq 1 60); do engine_answers && break; sleep 0.5; done
