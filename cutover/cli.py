@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     draft = plan_cmds.add_parser("draft", help="write a draft plan from the live schema (read-only)")
     draft.add_argument("--db-url", default=None, help="the database to read (or CUTOVER_DB_URL / DATABASE_URL)")
     draft.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
-    draft.add_argument("--tenant-table", default="tenants", help="the tenants table (default tenants)")
-    draft.add_argument("--tenant-column", default="tenant_id", help="the tenant column (default tenant_id)")
+    draft.add_argument("--tenant-table", default=None, help="the tenants table (default the reference plan's)")
+    draft.add_argument("--tenant-column", default=None, help="the tenant column (default the reference plan's)")
     draft.add_argument("--source", default=None, help="source tenant id (default the reference plan's)")
     draft.add_argument("--target", default=None, help="target tenant id (default the reference plan's)")
     draft.add_argument("--patient-table", default=None, help="the patient root table (default: guessed by name)")
@@ -93,9 +93,11 @@ def _plan_draft(args: argparse.Namespace) -> int:
     if args.out is not None and not args.out.parent.is_dir():
         raise CutoverError(f"--out {args.out}: directory {args.out.parent} does not exist; create it or fix --out")
     reference = load_plan(DEFAULT_PLAN)
-    options = plan_draft.DraftOptions(tenant_table=args.tenant_table, tenant_column=args.tenant_column,
+    options = plan_draft.DraftOptions(tenant_table=args.tenant_table or reference.tenant_table,
+                                      tenant_column=args.tenant_column or reference.tenant_column,
                                       source=args.source or reference.source, target=args.target or reference.target,
-                                      patient_table=args.patient_table)
+                                      version_table=reference.version_table,
+                                      version_column=reference.version_column, patient_table=args.patient_table)
     with db.connection(settings.db_url, read_only=True) as conn:
         text = plan_draft.draft(conn, options)
     if args.out is None:

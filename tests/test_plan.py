@@ -65,3 +65,38 @@ def test_no_library_module_hard_codes_a_table_name() -> None:
                 offenders.append(f"{module.relative_to(package)}: {table}")
     # plan.py reads the plan's own [tenants] section, whose name happens to match the table's.
     assert offenders == ["core/plan.py: tenants"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (('[tables.quotes]\nkey = "id"', '[tables.quotes]\nkey = []'),
+         r"\[tables.quotes\].key: expected a column name"),
+        (('[tables.quotes]\nkey = "id"', '[tables.quotes]\nkey = ["id", "id"]'), r"names a column twice"),
+        (('table = "cases", via_share = true }]', 'table = "cases", cross_tenant = "anyone" }]'),
+         r"cross_tenant: 'anyone' is not one of share, provider"),
+        (('table = "cases", via_share = true }]', 'table = "cases", via_share = true, cross_tenant = "provider" }]'),
+         r"contradicts"),
+    ],
+)
+def test_a_bad_key_or_cross_tenant_declaration_is_refused(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    text = DEFAULT_PLAN.read_text()
+    assert edit[0] in text
+    broken = tmp_path / "plan.toml"
+    broken.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(PlanError, match=message):
+        load_plan(broken)
+
+
+def test_keys_and_cross_tenant_references_in_their_new_forms(tmp_path: Path) -> None:
+    text = DEFAULT_PLAN.read_text().replace('[tables.quotes]\nkey = "id"', '[tables.quotes]\nkey = ["case_id", "id"]')
+    text = text.replace('table = "cases", via_share = true }]', 'table = "cases", cross_tenant = "provider" }]')
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    plan = load_plan(path)
+    assert plan.table("quotes").key == ("case_id", "id")
+    assert plan.table("quotes").references[0].cross_tenant == "provider"
+    assert not plan.table("quotes").references[0].via_share
+    case_json = plan.table("idempotency_keys").case_json
+    assert case_json is not None and case_json.via_share
+    assert load_plan(DEFAULT_PLAN).table("users").key == ("id",)

@@ -27,12 +27,15 @@ MAX_VALUES = 200
 
 @dataclass(frozen=True)
 class DraftOptions:
-    tenant_table: str = "tenants"
-    tenant_column: str = "tenant_id"
-    source: str = "tenant-apollo-001"
-    target: str = "tenant-curaway-patients"
+    """What the catalog cannot tell: the tenancy's names (defaults come from the reference plan)."""
+
+    tenant_table: str
+    tenant_column: str
+    source: str
+    target: str
+    version_table: str
+    version_column: str
     patient_table: str | None = None  # the patient root; guessed from the names when absent
-    version_table: str = "alembic_version"
 
 
 def _q(value: str) -> str:
@@ -58,10 +61,7 @@ def _root(tables: dict[str, cat.Table], wanted: str | None) -> str | None:
             raise SetupError(f"--patient-table {wanted}: no tenant-scoped table of that name; pass one of "
                              f"{', '.join(sorted(tables)[:10])}")
         return wanted
-    for name in sorted(tables, key=len):
-        if name in ("patients", "patient") or name.startswith("patient"):
-            return name
-    return None
+    return next((name for name in sorted(tables, key=lambda n: (len(n), n)) if name.startswith("patient")), None)
 
 
 def _chains(tables: dict[str, cat.Table], root: str | None) -> dict[str, list[str]]:
@@ -175,7 +175,7 @@ def draft(conn: Any, options: DraftOptions) -> str:
         if audit[1] in classifications and kind not in classifications[audit[1]]:
             classifications[audit[1]].append(kind)
     moving = [n for n in sorted(scoped) if owners[n] != "provider"]
-    head = _schema_head(conn, schema, o.version_table)
+    head = _schema_head(conn, schema, o.version_table, o.version_column)
     tenants = schema.tables[o.tenant_table]
     jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), "settings")
     active = next((c for c, t in tenants.columns.items() if t == "boolean" and "active" in c), "is_active")
@@ -192,7 +192,7 @@ def draft(conn: Any, options: DraftOptions) -> str:
         "# Drafted by `cutover plan draft` from the live schema. Settle every REVIEW before the first rehearsal,",
         "# then run `cutover plan check` (exit 0 when the plan and the database agree). See docs/plan.md.",
         "", "[plan]", 'name = "drafted-cutover"  # REVIEW', f"schema_head = {_q(head)}",
-        f"version_table = {_q(o.version_table)}", 'version_column = "version_num"',
+        f"version_table = {_q(o.version_table)}", f"version_column = {_q(o.version_column)}",
         f"tenant_column = {_q(o.tenant_column)}", "move_steps = [",
         *[f"    [{', '.join(_q(n) for n in step)}]," for step in _levels(moving, scoped)], "]",
         "", "[tenants]", f"table = {_q(o.tenant_table)}", f"source = {_q(o.source)}", f"target = {_q(o.target)}",
@@ -226,12 +226,12 @@ def draft(conn: Any, options: DraftOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _schema_head(conn: Any, schema: cat.Catalog, version_table: str) -> str:
+def _schema_head(conn: Any, schema: cat.Catalog, version_table: str, version_column: str) -> str:
     table = schema.tables.get(version_table)
-    if table is None or "version_num" not in table.columns:
+    if table is None or version_column not in table.columns:
         return "REVIEW"
-    row = conn.execute(sql.SQL("SELECT version_num::text FROM {} LIMIT 1").format(
-        sql.Identifier(version_table))).fetchone()
+    row = conn.execute(sql.SQL("SELECT {}::text FROM {} LIMIT 1").format(
+        sql.Identifier(version_column), sql.Identifier(version_table))).fetchone()
     return str(row[0]) if row else "REVIEW"
 
 
