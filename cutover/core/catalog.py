@@ -16,6 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
+from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule
 
 
@@ -96,7 +97,7 @@ def _load(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def read(conn: Any) -> Catalog:
+def read(conn: Connection) -> Catalog:
     """The current schema's tables, columns, unique keys and foreign keys, in one query."""
     catalog = Catalog()
     for name, partitioned, parent, columns, indexes, fkeys, estimate in conn.execute(_CATALOG).fetchall():
@@ -199,7 +200,7 @@ def reference_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
     return out
 
 
-def unclassified(conn: Any, plan: Plan) -> list[Difference]:
+def unclassified(conn: Connection, plan: Plan) -> list[Difference]:
     """Values of each classified column (any tenant) that its classification does not know."""
     out: list[Difference] = []
     for rule in plan.tables:

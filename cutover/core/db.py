@@ -21,6 +21,10 @@ from cutover.core.redact import mask_url, redact, split_password
 
 APPLICATION_NAME = "cutover-suite"
 
+# Rows come back as tuples (psycopg's default row factory); one name for every connection we hand out.
+Connection = psycopg.Connection[tuple[Any, ...]]
+Query = str | sql.SQL | sql.Composed
+
 
 def with_database(url: str, dbname: str) -> str:
     """The same server and credentials, another database."""
@@ -60,7 +64,7 @@ def connect(
     options: Mapping[str, str] | None = None,
     purpose: str = "--db-url",
     application_name: str = APPLICATION_NAME,
-) -> psycopg.Connection[tuple[Any, ...]]:
+) -> Connection:
     """Open a connection; a failure becomes a one-line :class:`SetupError` naming ``purpose``."""
     settings = dict(options or {})
     if read_only:
@@ -76,8 +80,16 @@ def connect(
     return conn
 
 
+def one(conn: Connection, query: Query, params: Any = None) -> tuple[Any, ...]:
+    """The row of a query that always returns exactly one (``count(*)``, a function call)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError("a one-row query returned no row")
+    return row
+
+
 @contextmanager
-def connection(url: str, **kwargs: object) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+def connection(url: str, **kwargs: object) -> Iterator[Connection]:
     """A connection that is closed however the block ends."""
     conn = connect(url, **kwargs)  # type: ignore[arg-type]
     try:

@@ -13,11 +13,11 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from psycopg import sql
 
 from cutover.core import catalog as cat
+from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.plan import DEFAULT_PLAN
 
@@ -97,7 +97,7 @@ def _levels(names: Iterable[str], tables: dict[str, cat.Table]) -> list[list[str
     return out
 
 
-def draft(conn: Any, options: DraftOptions) -> str:
+def draft(conn: Connection, options: DraftOptions) -> str:
     """The draft plan's TOML text; reads the catalog once and the classifying columns' values."""
     schema = cat.read(conn)
     o = options
@@ -226,7 +226,7 @@ def draft(conn: Any, options: DraftOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _schema_head(conn: Any, schema: cat.Catalog, version_table: str, version_column: str) -> str:
+def _schema_head(conn: Connection, schema: cat.Catalog, version_table: str, version_column: str) -> str:
     table = schema.tables.get(version_table)
     if table is None or version_column not in table.columns:
         return "REVIEW"

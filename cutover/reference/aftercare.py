@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg import sql
 
+from cutover.core.db import Connection
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url
 from cutover.core.report_types import RowKey, key_equal, key_json, key_order, key_values
@@ -24,7 +25,7 @@ from cutover.reference import preflight
 from cutover.reference.execute import EXIT_BLOCKED, Progress, Run, RunFailed, Timeouts, _no_progress
 
 
-def _require_cut_over(conn: Any, plan: Plan, what: str) -> dict[str, Any]:
+def _require_cut_over(conn: Connection, plan: Plan, what: str) -> dict[str, Any]:
     last = preflight.last_audit_run(conn, plan)
     if last is None or last["kind"] != plan.audit.completed:
         state = "was reversed" if last is not None else "has not been committed"

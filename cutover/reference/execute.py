@@ -28,6 +28,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.options import DURATION
 from cutover.core.plan import Plan, TableRule
@@ -91,7 +92,7 @@ class Run:
     steps: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
     number: int = 0
-    conn: Any = None
+    conn: Connection | None = None
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
@@ -117,7 +118,7 @@ class Run:
                 self.conn.execute("SELECT 1")
 
 
-def set_timeouts(conn: Any, timeouts: Timeouts) -> None:
+def set_timeouts(conn: Connection, timeouts: Timeouts) -> None:
     """Timeouts for this transaction only; plus a client liveness check, so that a killed client
     aborts even a long statement or a COMMIT still firing deferred triggers, instead of letting the
     server finish a transaction nobody is watching."""
@@ -125,14 +126,14 @@ def set_timeouts(conn: Any, timeouts: Timeouts) -> None:
                  "set_config('client_connection_check_interval', '1s', true)", (timeouts.lock, timeouts.statement))
 
 
-def lock(conn: Any, plan: Plan, timeouts: Timeouts) -> None:
+def lock(conn: Connection, plan: Plan, timeouts: Timeouts) -> None:
     """Refuse a concurrent cutover at once, then hold writers off every plan table until commit.
 
     The tables are locked all together in short attempts, releasing everything between attempts:
     a writer holding one table while waiting for another would otherwise deadlock with a cutover
     locking them one by one. The whole wait is bounded by ``lock_timeout``.
     """
-    got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (plan.name,)).fetchone()[0]
+    got = db.one(conn, "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (plan.name,))[0]
     if not got:
         raise RunFailed(f"another cutover/sweep/reverse of plan '{plan.name}' is running on this database "
                         f"(advisory lock held); wait for it to finish, nothing was changed")
@@ -162,7 +163,7 @@ def lock(conn: Any, plan: Plan, timeouts: Timeouts) -> None:
 ATTEMPT_S = 0.2  # below deadlock_timeout (1s by default): back off before a deadlock is even detected
 
 
-def _holders(conn: Any, plan: Plan) -> str | None:
+def _holders(conn: Connection, plan: Plan) -> str | None:
     """Which plan tables other sessions hold in a mode that blocks ours, and who they are."""
     rows = conn.execute(
         "SELECT c.relname, a.pid, coalesce(a.application_name, '') FROM pg_locks l "
@@ -175,7 +176,7 @@ def _holders(conn: Any, plan: Plan) -> str | None:
     return ", ".join(f"{rel} (held by pid {pid}{f' {app!r}' if app else ''})" for rel, pid, app in rows[:5])
 
 
-def open_steps(run: Run, conn: Any, plan: Plan, timeouts: Timeouts) -> None:
+def open_steps(run: Run, conn: Connection, plan: Plan, timeouts: Timeouts) -> None:
     """Steps 1-2 of every writing run (execute, sweep, reverse): bound the transaction, then take the locks."""
     with run.step("set local lock_timeout and statement_timeout"):
         set_timeouts(conn, timeouts)
@@ -192,7 +193,7 @@ def interval_seconds(value: str) -> float:
     return number * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]
 
 
-def counts(conn: Any, plan: Plan) -> dict[str, dict[str, int]]:
+def counts(conn: Connection, plan: Plan) -> dict[str, dict[str, int]]:
     """Rows per table per tenant: the baseline, and the verification's after-state."""
     out: dict[str, dict[str, int]] = {}
     for table in plan.table_names:
@@ -204,7 +205,7 @@ def id_table(rule: TableRule, prefix: str) -> str:
     return f"cutover_{prefix}_{rule.name}"
 
 
-def spool_ids(conn: Any, rule: TableRule, table: str, spool: Path) -> Path:
+def spool_ids(conn: Connection, rule: TableRule, table: str, spool: Path) -> Path:
     """Copy a temp id table to a file, so a 5M-row allow-list never sits in client memory.
 
     Each line is one key as the report holds it (JSON in the column's own type, a list for a
@@ -220,7 +221,7 @@ def spool_ids(conn: Any, rule: TableRule, table: str, spool: Path) -> Path:
     return out
 
 
-def write_audit(conn: Any, plan: Plan, kind: str, payload: sql.Composable) -> str:
+def write_audit(conn: Connection, plan: Plan, kind: str, payload: sql.Composable) -> str:
     """Insert one of the cutover's own events on the target tenant; ``payload`` is a jsonb expression."""
     a = plan.audit
     event_id = str(uuid.uuid4())
@@ -237,7 +238,7 @@ def write_audit(conn: Any, plan: Plan, kind: str, payload: sql.Composable) -> st
     return event_id
 
 
-def has_default(conn: Any, table: str, column: str) -> bool:
+def has_default(conn: Connection, table: str, column: str) -> bool:
     """Does the database fill ``column`` itself on insert (a default, identity or serial)?"""
     row = conn.execute("SELECT a.atthasdef OR a.attidentity <> '' FROM pg_attribute a WHERE a.attrelid = "
                        "to_regclass(quote_ident(%s)) AND a.attname = %s AND NOT a.attisdropped",
@@ -245,7 +246,7 @@ def has_default(conn: Any, table: str, column: str) -> bool:
     return bool(row and row[0])
 
 
-def verify(conn: Any, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
+def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
            written: dict[str, int], ids: dict[str, str], source: str, target: str) -> None:
     """Prove the move inside the transaction: anything off rolls the whole cutover back."""
     problems: list[str] = []
@@ -263,38 +264,38 @@ def verify(conn: Any, plan: Plan, kind: str, baseline: dict[str, dict[str, int]]
                             f"{n + extra:+d}")
     for rule in plan.moving:
         if rule.name in ids:
-            missing = conn.execute(sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
+            missing = db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
                                            "WHERE {join} AND r.{c} = {to})").format(
                 ids=rules.ident(ids[rule.name]), t=rules.ident(rule.name), join=key_equal(rule.key, "r", "i"),
-                c=rules.tenant_of(plan), to=sql.Literal(target))).fetchone()[0]
+                c=rules.tenant_of(plan), to=sql.Literal(target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
         if kind != "reverse":
-            left = conn.execute(rules.count_owned(plan, rule, source)).fetchone()[0]
+            left = db.one(conn, rules.count_owned(plan, rule, source))[0]
             if left:
                 problems.append(f"{rule.name}: {left} patient-owned rows still on {source}")
         else:
-            left = conn.execute(rules.count_owned(plan, rule, plan.target)).fetchone()[0]
+            left = db.one(conn, rules.count_owned(plan, rule, plan.target))[0]
             if left:
                 problems.append(f"{rule.name}: {left} patient-owned rows still on {plan.target}")
     if problems:
         raise RunFailed("verification failed, rolled back: " + "; ".join(problems))
 
 
-def build_ids(conn: Any, name: str, select: sql.Composable) -> int:
+def build_ids(conn: Connection, name: str, select: sql.Composable) -> int:
     """Materialise a list of row keys (typed like the table's key columns) in a temp table dropped at commit."""
     cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(rules.ident(name), select))
     conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(name)))
     return int(cur.rowcount)
 
 
-def build_owned_ids(conn: Any, plan: Plan, rule: TableRule, tenant: str, name: str) -> int:
+def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, name: str) -> int:
     """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
     return build_ids(conn, name, sql.SQL("SELECT {k} FROM {t} WHERE {w}").format(
         k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
 
 
-def move_listed(conn: Any, plan: Plan, ids: dict[str, str], source: str, target: str) -> dict[str, int]:
+def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str) -> dict[str, int]:
     """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table."""
     return {name: int(conn.execute(rules.move_ids(plan, plan.table(name), table, source, target)).rowcount)
             for name, table in ids.items()}
@@ -419,7 +420,7 @@ def audit_part_bytes() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else AUDIT_PART_BYTES
 
 
-def write_parts(conn: Any, plan: Plan, run_id: str, table: str, id_table_name: str, part_bytes: int) -> int:
+def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, id_table_name: str, part_bytes: int) -> int:
     """Store one table's allow-list as audit events of at most ``part_bytes`` each; returns how many.
 
     Built server-side in one statement: the keys never travel to the client. Parts follow the
@@ -482,7 +483,7 @@ def guarded(url: str, run: Run, report: dict[str, Any], timeouts: Timeouts,
         report["duration_s"] = round(time.monotonic() - run.t0, 3)
 
 
-def commit(conn: Any, url: str, plan: Plan, run_id: str, kind: str | None = None) -> None:
+def commit(conn: Connection, url: str, plan: Plan, run_id: str, kind: str | None = None) -> None:
     """Commit; if the connection dies during COMMIT, ask the database what happened.
 
     A lost connection at COMMIT leaves the outcome unknown to the client; the run's audit event is
@@ -507,7 +508,7 @@ def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
     return bool(row and row[0])
 
 
-def _rollback_quietly(conn: Any) -> None:
+def _rollback_quietly(conn: Connection) -> None:
     try:
         conn.rollback()
     except psycopg.Error:

@@ -13,7 +13,8 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import catalog
+from cutover.core import catalog, db
+from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan
 from cutover.core.report_types import key_json
 from cutover.reference import ownership as rules
@@ -58,18 +59,18 @@ class Preflight:
                 "blockers": [{"code": b.code, "message": b.message, "rows": list(b.rows)} for b in self.blockers]}
 
 
-def _one(conn: Any, query: sql.Composable, params: Any = None) -> Any:
+def _one(conn: Connection, query: Query, params: Any = None) -> Any:
     row = conn.execute(query, params).fetchone()
     return None if row is None else row[0]
 
 
-def catalog_columns(conn: Any, table: str) -> set[str]:
+def catalog_columns(conn: Connection, table: str) -> set[str]:
     rows = conn.execute("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(quote_ident(%s)) "
                         "AND a.attnum > 0 AND NOT a.attisdropped", (table,)).fetchall()
     return {r[0] for r in rows}
 
 
-def last_audit_run(conn: Any, plan: Plan) -> dict[str, Any] | None:
+def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
     """The newest completed-or-reversed audit event on the target: the database's own record of state."""
     a = plan.audit
     q = sql.SQL("SELECT {ty}, {pl} FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) AND {src} = {sv} "
@@ -84,7 +85,7 @@ def last_audit_run(conn: Any, plan: Plan) -> dict[str, Any] | None:
     return {"kind": row[0], **payload}
 
 
-def _schema_head(conn: Any, plan: Plan) -> list[Blocker]:
+def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
     rows = conn.execute(sql.SQL("SELECT {c}::text FROM {t}").format(
         c=rules.ident(plan.version_column), t=rules.ident(plan.version_table))).fetchall()
     heads = [r[0] for r in rows]
@@ -94,7 +95,7 @@ def _schema_head(conn: Any, plan: Plan) -> list[Blocker]:
     return []
 
 
-def tenant_problems(conn: Any, plan: Plan) -> list[str]:
+def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
     """What is wrong with the source and target tenant rows (shared with check A2)."""
     q = sql.SQL("SELECT {id}, {s}, {a}, {p} FROM {t} WHERE {id} = ANY({ids})").format(
         id=rules.ident("id"), s=rules.ident(plan.settings_column), a=rules.ident(plan.active_column),
@@ -116,7 +117,7 @@ def tenant_problems(conn: Any, plan: Plan) -> list[str]:
     return problems
 
 
-def rls_problems(conn: Any, plan: Plan) -> list[str]:
+def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     """Tables whose row-level security is not enabled, not forced, or without a policy (shared with A21)."""
     rows = conn.execute(
         "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
@@ -132,7 +133,7 @@ def rls_problems(conn: Any, plan: Plan) -> list[str]:
     return out
 
 
-def run(conn: Any, plan: Plan) -> Preflight:
+def run(conn: Connection, plan: Plan) -> Preflight:
     """Every blocker of the reference contract, and the planned moves; reads only."""
     result = Preflight()
     differences = catalog.compare(plan, catalog.read(conn))
@@ -161,7 +162,7 @@ def run(conn: Any, plan: Plan) -> Preflight:
                     f"{rule.name}.{rule.column} values not in [classification.{rule.classification}]: "
                     f"{', '.join(repr(v) for v in values[:10])}; classify them in the plan"))
     for link in rules.links(plan):
-        n, sample = conn.execute(rules.link_violations(plan, link, after_move=True)).fetchone()
+        n, sample = db.one(conn, rules.link_violations(plan, link, after_move=True))
         if n:
             result.blockers.append(Blocker(
                 "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
@@ -182,10 +183,10 @@ def run(conn: Any, plan: Plan) -> Preflight:
             message = f"'{plan.target}' already holds patient rows ({shown}) with no committed cutover recorded"
         result.blockers.append(Blocker("already-cut-over", message))
     for rule in plan.moving:
-        n, size = conn.execute(sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + {per}), 0) FROM {t} "
+        n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + {per}), 0) FROM {t} "
                                        "WHERE {w}").format(
             k=key_json(rule.key), per=sql.Literal(ID_OVERHEAD), t=rules.ident(rule.name),
-            w=rules.owned_on(plan, rule, plan.source))).fetchone()
+            w=rules.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
         result.allow_list_bytes[rule.name] = int(size)
     return result

@@ -19,6 +19,7 @@ from typing import Any
 
 from psycopg import sql
 
+from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan
 from cutover.reference import ownership as rules
@@ -106,7 +107,7 @@ def _ids(path: Path) -> Iterable[str]:
             yield row[0]
 
 
-def audit_events(conn: Any, plan: Plan, kind: str) -> list[dict[str, Any]]:
+def audit_events(conn: Connection, plan: Plan, kind: str) -> list[dict[str, Any]]:
     """Payloads of the cutover's audit events of one kind, oldest first."""
     a = plan.audit
     q = sql.SQL("SELECT {pl} FROM {t} WHERE {ty} = {kind} AND {src} = {sv} ORDER BY {pl} ->> 'committed_at'").format(
@@ -115,7 +116,7 @@ def audit_events(conn: Any, plan: Plan, kind: str) -> list[dict[str, Any]]:
     return [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in conn.execute(q).fetchall()]
 
 
-def rebuild(conn: Any, plan: Plan, run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Iterable[str]]]:
+def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Iterable[str]]]:
     """The report of a committed run, from the database alone (its audit events), and its allow-list
     (keys as JSON text, for :func:`write`).
 
@@ -150,7 +151,7 @@ def rebuild(conn: Any, plan: Plan, run_id: str | None = None) -> tuple[dict[str,
     return report, ids
 
 
-def part_keys(conn: Any, plan: Plan, run_id: str) -> dict[str, list[Any]]:
+def part_keys(conn: Connection, plan: Plan, run_id: str) -> dict[str, list[Any]]:
     """The physical row ids of a run's allow-list part events, per table, in part order.
 
     ``ctid`` and not the plan's key: the audit key may be composite or filled by the table, and
@@ -169,7 +170,7 @@ def part_keys(conn: Any, plan: Plan, run_id: str) -> dict[str, list[Any]]:
     return out
 
 
-def _part_ids(conn: Any, plan: Plan, ctids: list[str]) -> Iterator[str]:
+def _part_ids(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[str]:
     """The keys of the given part events as JSON text, in order, streamed (a part can be tens of MB)."""
     a = plan.audit
     for ctid in ctids:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cutover.core import db
 from cutover.core.errors import SetupError
@@ -32,6 +32,9 @@ from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
 from cutover.sandbox import image as docker_image
 from cutover.sandbox.pgbin import ClientTools, locate
+
+# The running server's kind: which fields of ServerInfo are set and how it is stopped.
+Backend = Literal["local", "docker", "url"]
 
 PREFIX = "cutover-sandbox-"
 ADMIN_USER = "postgres"
@@ -73,9 +76,12 @@ class SandboxSpec:
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """A running server as the fixtures need it; JSON-serialisable to share it with xdist workers."""
+    """A running server as the fixtures need it; JSON-serialisable to share it with xdist workers.
 
-    backend: str
+    ``local`` sets base_dir, bindir and run_as; ``docker`` sets container_id; ``url`` (adopted,
+    never modified) sets neither."""
+
+    backend: Backend
     admin_url: str
     base_dir: str | None = None
     container_id: str | None = None

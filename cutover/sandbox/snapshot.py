@@ -33,6 +33,7 @@ from filelock import FileLock
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
@@ -177,11 +178,11 @@ def validate(path: Path, plan: Plan, tools: ClientTools | None = None, log: Log 
     return fmt
 
 
-def count_rows(conn: Any, plan: Plan) -> Counts:
+def count_rows(conn: Connection, plan: Plan) -> Counts:
     """Rows per table per tenant (static tables under '*'): the manifest and the conservation base."""
     counts: Counts = {}
     for table in plan.static_tables:
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+        row = db.one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
         counts[table] = {"*": int(row[0])}
     for table in plan.table_names:
         col = sql.Identifier(plan.tenant_column)
@@ -328,23 +329,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _require_empty(conn: Any, url: str) -> None:
-    row = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                       "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                       "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'").fetchone()
+def _require_empty(conn: Connection, url: str) -> None:
+    row = db.one(conn, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                 "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                 "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'")
     if row[0]:
         raise SetupError(f"target {mask_url(url)} is not empty ({row[0]} relations); restore into a new, "
                          "empty database (createdb NAME) and pass its URL with --db-url")
 
 
-def ensure_roles(conn: Any, plan: Plan) -> None:
+def ensure_roles(conn: Connection, plan: Plan) -> None:
     """Create the plan's application role when missing: pg_dump does not carry roles."""
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (plan.app_role,)).fetchone()
     if exists is None:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOBYPASSRLS").format(sql.Identifier(plan.app_role)))
 
 
-def grant_app_role(conn: Any, plan: Plan) -> None:
+def grant_app_role(conn: Connection, plan: Plan) -> None:
     """Re-grant what --no-privileges dropped: the app role's table privileges."""
     role = sql.Identifier(plan.app_role)
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))

@@ -25,6 +25,7 @@ from filelock import FileLock
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
@@ -110,7 +111,7 @@ def snapshot_timestamp(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds") + " (file mtime)"
 
 
-def case_key(conn: Any, plan: Plan, tenant: str) -> dict[str, str]:
+def case_key(conn: Connection, plan: Plan, tenant: str) -> dict[str, str]:
     """An idempotency key on ``tenant`` whose cached response names a case (A12 replays it)."""
     r = plan.rehearsal
     query = sql.SQL("SELECT {k}, {route}, {resp}->>{field} FROM {t} WHERE {resp}->>{field} IS NOT NULL "

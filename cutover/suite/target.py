@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.core import db
+from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
@@ -62,7 +63,7 @@ def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, wor
     return Target(url, json.loads(path.read_text()), path, sandbox=True)
 
 
-def check_connection(url: str, settings: Settings) -> Any:
+def check_connection(url: str, settings: Settings) -> Connection:
     """Read-only by session default, short timeouts, named; refuses to hand out anything writable."""
     conn = db.connect(url, autocommit=True, read_only=True, application_name=CHECK_APPLICATION,
                       options={"statement_timeout": settings.check_statement_timeout,

@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog
+from cutover.core import catalog, db
+from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import redact
 from cutover.core.report_types import key_label, key_order, key_records, key_text, listed_keys, listed_rows
@@ -94,11 +95,11 @@ def I(*names: str) -> sql.Identifier:  # noqa: E743 (short on purpose: queries r
 class Checker:
     """Runs the checks on one read-only connection; each method returns its evidence."""
 
-    def __init__(self, conn: Any, plan: Plan, report: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, conn: Connection, plan: Plan, report: Mapping[str, Any] | None = None) -> None:
         self.conn, self.plan, self.report = conn, plan, report
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _run(self, ev: Evidence, query: sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
+    def _run(self, ev: Evidence, query: sql.SQL | sql.Composed, params: Any = None) -> list[tuple[Any, ...]]:
         ev.queries.append(" ".join(query.as_string(self.conn).split()))
         return list(self.conn.execute(query, params).fetchall())
 
@@ -321,7 +322,7 @@ class Checker:
         ev.found = "; ".join(seen) if ev.ok else f"{len(ev.problems)} problems"
         return ev
 
-    def _as_app(self, ev: Evidence, tenant: str, query: sql.Composable) -> set[str] | None:
+    def _as_app(self, ev: Evidence, tenant: str, query: sql.Composed) -> set[str] | None:
         """Rows a query returns as the application role with the tenant setting: RLS as the app sees it."""
         p = self.plan
         try:
@@ -463,7 +464,7 @@ class Checker:
             t=I(rule.name), w=where, ke=key_text(rule.key, "e"), oe=key_order(rule.key, "e"),
             km=key_text(rule.key, "m"), om=key_order(rule.key, "m"), n=sql.Literal(MAX_ROWS))
         ev.queries.append(f"(typed comparison of {len(listed)} reported {rule.name} keys with the target's rows)")
-        extra, missing, extra_rows, missing_rows = self.conn.execute(query).fetchone()
+        extra, missing, extra_rows, missing_rows = db.one(self.conn, query)
         if extra or missing:
             ev.fail(f"{rule.name}: {extra} patient rows on the target not in the report, {missing} reported rows "
                     f"not there", list(extra_rows) + list(missing_rows))
