@@ -25,6 +25,7 @@ from cutover.suite import bundle
 from cutover.suite.checks.sql import TITLES
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
+from cutover.suite.state import RunState
 
 PINNED_ALLURE = Path("tools") / "allure" / "node_modules" / ".bin" / "allure"
 
@@ -223,11 +224,11 @@ def manual_rows(titles: Mapping[str, str], outcomes: Mapping[str, str], answers:
     return rows
 
 
-def operator_log(settings: Settings, plan: Plan, shared: Path, run: Mapping[str, Any], summary: Any,
+def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, summary: Any,
                  exit_status: int, command: str) -> Path:
     """Gather the run (rehearsal record, check outcomes, journal) and write artifacts/<stamp>/."""
     record = load_record(shared)
-    journal = Path(run["journal"])
+    journal = Path(run.journal)
     answers = Journal(journal).read()
     outcomes: Mapping[str, str] = summary.outcomes
     reasons: Mapping[str, str] = summary.reasons
@@ -241,8 +242,8 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: Mapping[str,
     rows.sort(key=lambda r: (order.get(r.check, 99), r.check))
     lines = [text for text, _ in summary.lines()]
     verdict = next((x for x in lines if "CHECKS" in x), "NO CHECKS RAN")
-    if run.get("window"):  # a go/no-go run: its prerequisite lines and WINDOW GO / NO-GO
-        lines, verdict, exit_status = run["window"]["lines"], run["window"]["verdict"], run["window"]["exit_status"]
+    if run.window:  # a go/no-go run: its prerequisite lines and WINDOW GO / NO-GO
+        lines, verdict, exit_status = run.window["lines"], run.window["verdict"], run.window["exit_status"]
     if exit_status not in (0, 1):
         verdict = f"RUN DID NOT COMPLETE (exit {exit_status}): {verdict}"
     environment = {
@@ -253,11 +254,11 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: Mapping[str,
         "target": (record.target if record else "") or (mask_url(settings.db_url) if settings.db_url else "-"),
         "plan": plan.name,
     }
-    log = build(started_at=run["started_at"], exit_status=exit_status, command=command,
+    log = build(started_at=run.started_at, exit_status=exit_status, command=command,
                 operator=settings.operator_name, verdict=verdict, summary_lines=lines, checks=rows,
                 record=record, environment=environment, report_path=settings.report_path)
-    log["window_timeline"] = run.get("window_timeline") or []
-    results = Path(run["results"]) if run.get("results") else shared / "allure-results"
-    out = write(Path(settings.artifacts_dir), run["stamp"], log, results, journal, allure_command(settings.allure_bin))
+    log["window_timeline"] = run.window_timeline or []
+    results = Path(run.results) if run.results else shared / "allure-results"
+    out = write(Path(settings.artifacts_dir), run.stamp, log, results, journal, allure_command(settings.allure_bin))
     bundle.write(out, settings, plan, log, record, sweep_secrets)
     return out

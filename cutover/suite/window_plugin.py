@@ -23,8 +23,9 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite import timeline, window
 from cutover.suite.checks.sql import SET_B
+from cutover.suite.fixtures.manual import _terminal
 from cutover.suite.manual import answers as prompts
-from cutover.suite.plugin import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR, _terminal
+from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR
 
 MARKER = "prereq: production window go/no-go prerequisite (pytest -m prereq --db-url=PROD --evidence=DIR)"
 EXIT_NO_GO = 1
@@ -92,7 +93,7 @@ def prereq_answer(pytestconfig: pytest.Config, cutover_plan: Plan,
         answer, why = prompts.resolve(
             check, check.steps, None, pytestconfig.stash[ANSWERS], cutover_settings.operator_name,
             getattr(pytestconfig, "workerinput", None) is not None, functools.partial(_terminal, capman),
-            prompts.Journal(Path(pytestconfig.stash[RUN]["journal"])))
+            prompts.Journal(Path(pytestconfig.stash[RUN].journal)))
         return window.answered(item_id, answer, why)
 
     return ask
@@ -147,20 +148,20 @@ def _set_b_passed(config: pytest.Config) -> bool | None:
 def _place_on_timeline(config: pytest.Config) -> None:
     """Set B (and a rehearsal) on the window's T+ timeline, for the terminal and the operator log."""
     markexpr = str(config.option.markexpr or "")
-    run: dict[str, Any] = config.stash.get(RUN, {})
-    if not any(m in markexpr for m in ("setA", "setB")) or "prereq" in markexpr:
+    run = config.stash.get(RUN, None)
+    if run is None or not any(m in markexpr for m in ("setA", "setB")) or "prereq" in markexpr:
         return
     url = _target_url(config)
     if url is None:
         return
     label = "Set B" if "setB" in markexpr else "Set A"
-    started = timeline.parse(run.get("started_at")) or datetime.now(UTC)
+    started = timeline.parse(run.started_at) or datetime.now(UTC)
     try:
         found = timeline.read(url, config.stash[PLAN])
     except Exception as exc:  # the timeline informs; it must never turn a verdict into a crash
-        run["window_timeline"] = [f"timeline: not read from the database ({type(exc).__name__}: {exc})"]
+        run.window_timeline = [f"timeline: not read from the database ({type(exc).__name__}: {exc})"]
         return
-    run["window_timeline"] = timeline.lines(found, started, datetime.now(UTC), label, _set_b_passed(config))
+    run.window_timeline = timeline.lines(found, started, datetime.now(UTC), label, _set_b_passed(config))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -173,16 +174,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _wanted(config):
         return
     go, lines = _collector(config).outcome()
-    run: dict[str, Any] = config.stash.get(RUN, {})
     if not go and session.exitstatus == 0:
         session.exitstatus = EXIT_NO_GO
-    run["window"] = {"lines": lines, "verdict": lines[-1], "exit_status": int(session.exitstatus)}
+    run = config.stash.get(RUN, None)
+    if run is not None:
+        run.window = {"lines": lines, "verdict": lines[-1], "exit_status": int(session.exitstatus)}
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if getattr(config, "workerinput", None) is not None:
         return
-    placed = config.stash.get(RUN, {}).get("window_timeline")
+    run = config.stash.get(RUN, None)
+    placed = run.window_timeline if run is not None else None
     if placed:
         terminalreporter.section("window timeline (T+ since the cutover's commit)")
         for line in placed:

@@ -1,0 +1,111 @@
+"""The run's life: configure it once (settings, plan, answers, run state), clean up whatever happens.
+
+Setup errors here are usage errors (exit 4, one line): a bad plan or answers file must stop the run
+before any database is touched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from cutover.core.errors import CutoverError
+from cutover.core.plan import load_plan
+from cutover.core.redact import redact, split_password
+from cutover.sandbox.server import release
+from cutover.suite import allure_out as reporting
+from cutover.suite import settings as glue
+from cutover.suite import window, workers
+from cutover.suite.manual import answers as prompts
+from cutover.suite.manual.assists import AssistConfig
+from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR, RunState
+
+MARKERS = (
+    "setA: dev-branch rehearsal check (runbook Set A)",
+    "setB: production-window check (runbook Set B): read-only, database only",
+    "sql: automated SQL check",
+    "manual: operator-executed check (prompt fixture)",
+    "check(id): the smoke-matrix check id, e.g. check('A3')",
+    "sandbox: needs the throwaway sandbox (never runs against --db-url)",
+)
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (CI cancelling a job) takes the same cleanup path as Ctrl-C."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``--answers-template FILE`` writes the file to fill in and ends the run: nothing else happens."""
+    config.stash[SETTINGS] = settings = glue.resolve(config)  # resolved once: configure reuses it
+    if settings.answers_template is None:
+        return None
+    path = Path(settings.answers_template)
+    if path.exists():
+        raise pytest.UsageError(f"--answers-template {path} exists; refusing to overwrite it (pick a new name)")
+    try:
+        path.write_text(prompts.template(load_plan(settings.plan_path)))
+    except (CutoverError, OSError) as exc:
+        raise pytest.UsageError(f"--answers-template {path}: {exc}") from None
+    print(f"cutover: wrote the answers template {path}: fill it in, then pass --answers={path}")
+    return 0
+
+
+def _artifacts_wanted(config: pytest.Config) -> bool:
+    """Operator runs (the checks, the rehearsal) leave an operator log; the project's own tests do not."""
+    markexpr = str(config.option.markexpr or "")
+    if config.option.collectonly:  # listing tests is not a run: artifacts/latest keeps the last real one
+        return False
+    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS
+            or any(word in markexpr for word in ("setA", "setB", "manual", "prereq")))
+
+
+@pytest.hookimpl(tryfirst=True)  # before allure-pytest reads --alluredir
+def pytest_configure(config: pytest.Config) -> None:
+    glue.check_rootdir(config)
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    if SETTINGS not in config.stash:  # xdist workers skip pytest_cmdline_main
+        config.stash[SETTINGS] = glue.resolve(config)
+    settings = config.stash[SETTINGS]
+    try:
+        config.stash[PLAN] = plan = load_plan(settings.plan_path)
+        config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))
+                                 if settings.answers else {})
+    except CutoverError as exc:
+        raise pytest.UsageError(redact(str(exc))) from None
+    titles = {c: m.title for c, m in plan.manual.items()}
+    config.pluginmanager.register(reporting.Summary(titles), "cutover-summary")  # one per run, not per process
+    AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
+    if settings.db_url is not None:
+        split_password(settings.db_url)  # registers the password: masked wherever it turns up
+    if workers.adopt_controller_state(config):
+        results = config.stash[RUN].results
+        if results and config.option.allure_report_dir is None:
+            config.option.allure_report_dir = results
+        return
+    shared = Path(tempfile.mkdtemp(prefix="cutover-run-"))
+    config.stash[SHARED_DIR] = shared
+    wanted = _artifacts_wanted(config)
+    if wanted and config.option.allure_report_dir is None:
+        config.option.allure_report_dir = str(shared / "allure-results")
+    config.stash[RUN] = RunState(artifacts=wanted, stamp=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+                                 started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                                 results=config.option.allure_report_dir if wanted else None,
+                                 journal=str(shared / "journal.jsonl"))
+    atexit.register(release, shared)  # belt and braces: unconfigure normally does it
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller stops the shared server: workers finish at different times."""
+    if not workers.is_worker(config) and SHARED_DIR in config.stash:
+        release(config.stash[SHARED_DIR])
