@@ -130,6 +130,7 @@ def test_auto_falls_back_to_local_saying_why(docker_spec: SandboxSpec) -> None:
         sandbox.stop(info)
     (line,) = [ln for ln in lines if "not using docker" in ln]
     assert NO_SUCH_IMAGE in line and "\n" not in line
+    assert "sandbox: auto: no --db-url given; trying docker" in lines
 
 
 def test_auto_uses_docker_when_it_can_start_a_server(docker_spec: SandboxSpec) -> None:

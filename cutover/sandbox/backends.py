@@ -350,6 +350,7 @@ def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet)
     if choice == "local":
         return start_local(settings, owner_pid, log)
     tried = ["url: no --db-url given"]
+    log("sandbox: auto: no --db-url given; trying docker")
     problem = docker_engine_problem()
     if problem is None:
         try:
