@@ -89,7 +89,7 @@ def ensure(client: Any, image: str, log: Log = quiet) -> str:
         log(f"sandbox: pulling {image}")
         client.images.pull(image)
         return image
-    except docker.errors.APIError as exc:
+    except Exception as exc:  # an API error, or a registry that never answers (the SDK's read timeout)
         why = _first_line(exc)
     if image != DEFAULT_IMAGE:
         raise SetupError(f"--docker-image {image} is not on this machine and could not be pulled ({why}); "
