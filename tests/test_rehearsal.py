@@ -51,10 +51,12 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
                                            "--answers=answers.yaml", *args)
     out = result.stdout.str()
     assert result.ret == 1, out  # A12 failed on the operator's word
-    assert "ALL 12 CHECKS PASSED" in out and "A20-active PASS" in out
+    assert "SQL checks: 12 of 12 passed" in out and "A20-active PASS" in out
     # progress while it works: the restore and each of the execute's steps, as they start
     assert "rehearsal: restore the snapshot ..." in out and "rehearsal: execute [ 1/" in out
-    assert "MANUAL: 3 OF 9 ANSWERED; 6 NEED AN OPERATOR: A14, A15, A16, A17, A18, A19" in out
+    assert "manual checks: 1 of 9 passed, 3 answered; 6 need an operator: A14, A15, A16, A17, A18, A19" in out
+    verdict = "REHEARSAL NOT READY: A12 FAIL, A13 SKIP, 6 unanswered"
+    assert verdict in out and "ANSWERED" not in out and "CHECKS PASSED" not in out, out
     log = operator_log(pytester.path)
     r = log["rehearsal"]
     for key in ("target", "postgres", "snapshot", "snapshot_timestamp", "restore_s", "dry_run", "execute_s",
@@ -81,9 +83,12 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     assert "body differed from the cached one" in "".join(p.read_text() for p in results.glob("*-attachment.json"))
     md = (latest / "operator-log.md").read_text()
     assert "chat, upload and match request all fine" in md and "allure-report/index.html" in md
+    assert md.startswith(f"# Operator log: {verdict}\n") and log["verdict"] == verdict
+    assert json.loads((latest / "journal.jsonl").read_text().splitlines()[0]) == {"verdict": verdict}
+    assert json.loads((results / "executor.json").read_text())["reportName"] == verdict
     assert "restore measured on the sandbox with fsync and full_page_writes off" in md
     journal = latest / "journal.jsonl"
-    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    lines = [json.loads(x) for x in journal.read_text().splitlines()[1:]]
     assert {x["check"] for x in lines} == {"A11", "A12", "A13"}
 
     replay = pytester.runpytest_subprocess("-m", "manual", "-p", "no:randomly", f"--answers={journal}", *args)
@@ -140,7 +145,8 @@ def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
                                            *args)
     out = result.stdout.str()
     assert result.ret == 1, out
-    assert "A20-active FAIL" in out and "the sweep failed" in out and "ALL 12 CHECKS PASSED" in out
+    assert "A20-active FAIL" in out and "the sweep failed" in out and "SQL checks: 12 of 12 passed" in out
+    assert "REHEARSAL NOT READY: A20-active FAIL, 9 unanswered" in out
     assert straggler_rows(fresh_db) == 0
     log = operator_log(pytester.path)
     assert {c["check"]: c["result"] for c in log["checks"]}["A20-active"] == "failed"
@@ -155,7 +161,8 @@ def test_a_db_url_without_rehearse_is_only_read(
     result = pytester.runpytest_subprocess("-m", "setA", "--db-url", cut_over_db.url, "-p", "no:randomly",
                                            f"--report-path={cut_over_db.report_path}", *args)
     out = result.stdout.str()
-    assert result.ret == 0, out
+    assert result.ret == 6, out  # nothing failed, but nothing manual was answered: not a pass
+    assert "REHEARSAL NOT READY: A20-active SKIP, 9 unanswered" in out
     assert "A20-active SKIP" in out and "needs --rehearse" in out
     assert "rehearsal: execute" not in out
     assert scalar(cut_over_db.url, "SELECT count(*) FROM events") == before
@@ -175,7 +182,8 @@ def test_a_blocked_dry_run_stops_before_execute_and_names_the_blocker(
     assert scalar(fresh_db, "SELECT count(*) FROM events WHERE event_type LIKE 'cutover.%'") == 0
     log = operator_log(pytester.path)
     assert log["rehearsal"]["dry_run"] == "BLOCKED" and log["rehearsal"]["blockers"]
-    assert log["verdict"].startswith("RUN DID NOT COMPLETE (exit 2)")
+    assert log["verdict"].startswith("REHEARSAL NOT READY: setup error: pre-flight dry run is BLOCKED")
+    assert log["setup_error"].startswith("pre-flight dry run is BLOCKED") and log["exit_status"] == 2
     assert [t["status"] for t in log["timeline"]][-1] == "failed"
 
 
@@ -188,8 +196,9 @@ def test_the_operators_cutover_command_is_used_when_given(
            '--report-path "$CUTOVER_REPORT_PATH"')
     result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", fresh_db, "--rehearse",
                                            f"--cutover-cmd={cmd}", *args)
-    assert result.ret == 0, result.stdout.str()
-    assert "ALL 12 CHECKS PASSED" in result.stdout.str()
+    assert result.ret == 6, result.stdout.str()  # the manual checks were not selected: unanswered
+    assert "SQL checks: 12 of 12 passed" in result.stdout.str()
+    assert "REHEARSAL NOT READY: 9 unanswered" in result.stdout.str()
     assert operator_log(pytester.path)["rehearsal"]["execute_via"] == "--cutover-cmd"
 
 

@@ -42,7 +42,7 @@ def test_set_b_on_a_db_url_passes_reads_only_and_starts_nothing(
     out = result.stdout.str()
     assert outcomes.get("failed", 0) == 0 and outcomes["passed"] >= 8, out
     assert result.ret == 0, out
-    assert "ALL 8 SET B CHECKS PASSED" in out
+    assert "SET B PASSED: 8 of 8" in out
     assert "sandbox:" not in out and "cutover: reference cutover" not in out
     assert writes(cut_over_db.url) == before, "Set B changed the database"
     assert db.tool_env(cut_over_db.url)[1]["PGPASSWORD"] not in out
@@ -134,7 +134,7 @@ def test_serial_and_two_workers_give_the_same_results(
     one, two = _outcomes(serial), _outcomes(parallel)
     assert len(one) >= 12 and "PASSED" in one.values() and "FAILED" in one.values(), serial.stdout.str()
     assert one == two
-    verdict = [line for line in serial.stdout.lines if "CHECKS FAILED" in line]
+    verdict = [line for line in serial.stdout.lines if "REHEARSAL NOT READY: " in line]
     assert verdict and verdict[-1] in parallel.stdout.lines
     assert "gw1" in parallel.stdout.str() or "2 workers" in parallel.stdout.str()
 

@@ -15,7 +15,8 @@ import allure
 import pytest
 
 from cutover.core.redact import redact
-from cutover.suite.checks.sql import SET_B, TITLES, Evidence
+from cutover.suite import verdict as verdicts
+from cutover.suite.checks.sql import TITLES, Evidence
 from cutover.suite.manual.answers import Answer
 from cutover.suite.manual.assists import Assist
 
@@ -74,26 +75,74 @@ def manual(check: str, instructions: str, answer: Answer | None, why_none: str) 
 
 class Summary:
     """Each check's worst outcome over its tests (per-table checks have several): a pytest plugin
-    registered per run, printing one line per check and the runbook's verdict line at the end."""
+    registered per run, printing one line per check and, last, the run's one verdict line."""
 
     RANK = {"passed": 0, "skipped": 1, "failed": 2}
 
-    def __init__(self, manual_titles: dict[str, str] | None = None) -> None:
+    def __init__(self, manual_titles: dict[str, str] | None = None, kind: str | None = None,
+                 expected: tuple[str, ...] = ()) -> None:
         self.outcomes: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
         self.manual_titles = manual_titles or {}
+        self.kind = kind  # None: not an operator's run (the project's own tests): no verdict
+        self.expected = expected
+        self.current: tuple[str, str] | None = None
+        self.setup_error: str | None = None
+        self.interrupted_at: str | None = None
+        self.next_steps: list[str] = []  # Set B's failure: what the runbook says to do now
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         check = dict(report.user_properties).get("cutover_check")
         if check is not None:
             self.record(str(check), report)
 
+    def _at(self, item: pytest.Item, phase: str) -> None:
+        check = dict(item.user_properties).get("cutover_check")
+        self.current = (str(check), phase) if check is not None else (item.nodeid, phase)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._at(item, "setup")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        self._at(item, "call")
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """A setup error ends the run through ``pytest.exit(returncode=2)``; anything else is Ctrl-C/SIGTERM."""
+        value = excinfo.value
+        if isinstance(value, pytest.exit.Exception) and value.returncode == verdicts.EXIT_SETUP:
+            self.setup_error = redact(str(value.msg)).removeprefix("cutover: error: ")
+            return
+        self.interrupted_at = self.where()
+
+    def where(self) -> str:
+        """Where the run stood, in the operator's words: a check's prompt, a check, or before any check."""
+        if self.current is None:
+            return "start-up, before any check"
+        check, phase = self.current
+        if check in self.manual_titles and phase == "call":
+            return f"the {check} prompt"
+        return f"{check} ({'preparing it' if phase == 'setup' else 'running it'})"
+
+    def verdict(self) -> verdicts.Verdict:
+        return verdicts.decide(self.kind or verdicts.REHEARSAL, self.expected, self.outcomes, self.reasons,
+                               tuple(self.manual_titles), setup_error=self.setup_error,
+                               interrupted_at=self.interrupted_at)
+
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        if getattr(config, "workerinput", None) is not None or not self.outcomes:
+        if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):
+            return
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:  # bad input: nothing ran, so there is nothing to judge
             return
         terminalreporter.section("smoke matrix")
         for line, colour in self.lines():
             terminalreporter.write_line(line, **{colour: True})
+        if self.kind is not None:
+            found = self.verdict()
+            terminalreporter.write_line(found.line, **{found.colour: True, "bold": True})
+            for line in self.next_steps:
+                terminalreporter.write_line(line, yellow=True)
 
     def record(self, check: str, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.failed or report.skipped):
@@ -107,15 +156,15 @@ class Summary:
             self.outcomes[check] = outcome
 
     def lines(self) -> list[tuple[str, str]]:
-        """(text, colour) lines: one per SQL check in matrix order and its verdict, then the manual
-        checks and A20-active, each with its own line (they are not part of the SQL verdict)."""
+        """(text, colour) lines: one per SQL check in matrix order and their tally, then the manual
+        checks and A20-active with their tally. Tallies only: the verdict is the one line after them."""
         order = {c: i for i, c in enumerate(TITLES)}
         words = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "skipped": ("SKIP", "yellow")}
         others = sorted(c for c in self.outcomes if c not in TITLES)
         checks = sorted((c for c in self.outcomes if c in TITLES), key=lambda c: order[c])
         out = [(f"{c:<4} {words[self.outcomes[c]][0]}  {TITLES.get(c, '')}", words[self.outcomes[c]][1])
                for c in checks]
-        out += self._verdict(checks)
+        out += self._tally(checks)
         titles = {**self.manual_titles, "A20-active": "the sweep moves a synthetic straggler"}
         for c in others:
             word, colour = words[self.outcomes[c]]
@@ -125,26 +174,22 @@ class Summary:
             out.append((f"{c:<4} {word}  {titles.get(c, '')}{why}", colour))
         manual = [c for c in others if c in self.manual_titles]
         if manual:
-            answered = [c for c in manual if self.outcomes[c] != "skipped"
-                        or not self.reasons.get(c, "").startswith(NEEDS_OPERATOR)]
-            waiting = [c for c in manual if c not in answered]
+            waiting = [c for c in manual if self.outcomes[c] == "skipped"
+                       and self.reasons.get(c, "").startswith(NEEDS_OPERATOR)]
+            passed = [c for c in manual if self.outcomes[c] == "passed"]
             colour = "yellow" if waiting else ("red" if any(self.outcomes[c] == "failed" for c in manual) else "green")
-            out.append((f"MANUAL: {len(answered)} OF {len(manual)} ANSWERED"
-                        + (f"; {len(waiting)} NEED AN OPERATOR: {', '.join(waiting)}" if waiting else ""), colour))
+            out.append((f"manual checks: {len(passed)} of {len(self.manual_titles)} passed, "
+                        f"{len(manual) - len(waiting)} answered"
+                        + (f"; {len(waiting)} need an operator: {', '.join(waiting)}" if waiting else ""), colour))
             if waiting:
                 out.append((f"  ({self.reasons[waiting[0]].removeprefix(NEEDS_OPERATOR + ': ')})", colour))
         return out
 
-    def _verdict(self, checks: list[str]) -> list[tuple[str, str]]:
+    def _tally(self, checks: list[str]) -> list[tuple[str, str]]:
         if not checks:
             return []
-        out: list[tuple[str, str]] = []
         failed = [c for c in checks if self.outcomes[c] == "failed"]
-        kind = "SET B " if set(checks) <= set(SET_B) else ""
-        if failed:
-            out.append((f"{len(failed)} OF {len(checks)} {kind}CHECKS FAILED: {', '.join(failed)}", "red"))
-        elif all(self.outcomes[c] == "passed" for c in checks):
-            out.append((f"ALL {len(checks)} {kind}CHECKS PASSED", "green"))
-        else:
-            out.append((f"{len(checks)} {kind}CHECKS RAN, SOME SKIPPED: not a pass", "yellow"))
-        return out
+        passed = [c for c in checks if self.outcomes[c] == "passed"]
+        colour = "red" if failed else ("green" if len(passed) == len(checks) else "yellow")
+        return [(f"SQL checks: {len(passed)} of {len(checks)} passed"
+                 + (f"; failed: {', '.join(failed)}" if failed else ""), colour)]

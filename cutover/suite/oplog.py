@@ -88,23 +88,25 @@ def sweep_secrets(root: Path) -> int:
     return changed
 
 
-def write_results_metadata(results: Path, environment: Mapping[str, str], build: str) -> None:
+def write_results_metadata(results: Path, environment: Mapping[str, str], build: str,
+                           verdict: str = "Patient tenant cutover") -> None:
     """environment.properties, executor.json and categories.json: what Allure shows beside the tests."""
     results.mkdir(parents=True, exist_ok=True)
     (results / "environment.properties").write_text(
         "".join(f"{k}={str(v).replace(chr(10), ' ')}\n" for k, v in environment.items()))
     (results / "executor.json").write_text(json.dumps(
-        {"name": "cutover-suite", "type": "local", "buildName": build, "reportName": "Patient tenant cutover"}))
+        {"name": "cutover-suite", "type": "local", "buildName": build, "reportName": verdict}))
     (results / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
 
 
-def render_html(results: Path, out_dir: Path, allure: Path | None) -> tuple[Path | None, str]:
+def render_html(results: Path, out_dir: Path, allure: Path | None,
+                title: str = "Patient tenant cutover") -> tuple[Path | None, str]:
     """Single-file HTML with the pinned Allure 3 (offline); (path, "") or (None, why not)."""
     if allure is None or not allure.exists():
         return None, (f"not generated: {allure or PINNED_ALLURE} is missing; run scripts/bootstrap.sh (it installs "
                       "the pinned Allure) or pass --allure-bin")
     rc = out_dir / "allurerc.mjs"
-    rc.write_text('export default { name: "Patient tenant cutover", '
+    rc.write_text(f'export default {{ name: {json.dumps(title)}, '
                   'plugins: { awesome: { options: { singleFile: true, reportLanguage: "en" } } } };\n')
     report_dir = out_dir / "allure-report"
     try:
@@ -129,8 +131,14 @@ def markdown(log: Mapping[str, Any]) -> str:
     """The human half of the operator log: what the runbook's step 6 asks for, in its order."""
     r = log["rehearsal"] or {}
     bound = log.get("rollback_time_bound") or {}
-    lines = [f"# Operator log: {log['verdict']}", "",
-             f"- run: {log['started_at']} to {log['finished_at']}, exit status {log['exit_status']}",
+    lines = [f"# Operator log: {log['verdict']}", ""]
+    if log.get("setup_error"):
+        lines.append(f"- setup error: {log['setup_error']}")
+    if log.get("interrupted_at"):
+        lines.append(f"- interrupted at: {log['interrupted_at']}")
+    if log.get("next_step"):
+        lines += ["## Next step", "", "```", *log["next_step"], "```", ""]
+    lines += [f"- run: {log['started_at']} to {log['finished_at']}, exit status {log['exit_status']}",
              f"- command: `{log['command']}`",
              f"- operator: {log['operator']}", f"- git: {log['environment'].get('git_sha', 'unknown')}",
              f"- target: {r.get('target') or log['environment'].get('target', '-')}",
@@ -176,11 +184,11 @@ def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, 
     if results.exists() and results.resolve() != results_out.resolve():
         shutil.copytree(results, results_out, dirs_exist_ok=True)
     results_out.mkdir(exist_ok=True)
-    if journal.exists():
-        shutil.copy2(journal, out / "journal.jsonl")
-    write_results_metadata(results_out, log["environment"], stamp)
+    if journal.exists():  # headed by the verdict; the answers loader skips that line on a replay
+        (out / "journal.jsonl").write_text(json.dumps({"verdict": log["verdict"]}) + "\n" + journal.read_text())
+    write_results_metadata(results_out, log["environment"], stamp, log["verdict"])
     sweep_secrets(out)  # before rendering: the HTML embeds the results encoded
-    html, note = render_html(results_out, out, allure)
+    html, note = render_html(results_out, out, allure, log["verdict"])
     log["allure"] = {"results": "allure-results", "html": str(html.relative_to(out)) if html else None,
                      "note": note or "single-file HTML, offline"}
     log["journal"] = "journal.jsonl" if journal.exists() else "none (no manual answers)"
@@ -197,11 +205,13 @@ def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, 
 
 def build(*, started_at: str, exit_status: int, command: str, operator: str, verdict: str,
           summary_lines: list[str], checks: list[CheckRow], record: Record | None, environment: dict[str, str],
-          report_path: str | None) -> dict[str, Any]:
+          report_path: str | None, setup_error: str | None = None,
+          interrupted_at: str | None = None, next_step: list[str] | None = None) -> dict[str, Any]:
     """The JSON half of the operator log (the Markdown is rendered from it)."""
     return {
         "started_at": started_at, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "exit_status": exit_status, "command": redact(command), "operator": operator, "verdict": verdict,
+        "setup_error": setup_error, "interrupted_at": interrupted_at, "next_step": next_step or [],
         "environment": environment, "rehearsal": record.to_json() if record else None,
         "rollback_time_bound": record.rollback_bound() if record and record.restore_s is not None else None,
         "report_path": report_path, "checks": [c.__dict__ for c in checks],
@@ -240,12 +250,12 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
                              outcomes["A20-active"], reasons.get("A20-active", "")))
     order = {c: i for i, c in enumerate([*TITLES, *plan.manual])}
     rows.sort(key=lambda r: (order.get(r.check, 99), r.check))
-    lines = [text for text, _ in summary.lines()]
-    verdict = next((x for x in lines if "CHECKS" in x), "NO CHECKS RAN")
+    found = summary.verdict()
+    lines = [*(text for text, _ in summary.lines()), found.line]
+    verdict, setup_error, interrupted_at = found.line, found.setup_error, found.interrupted_at
     if run.window:  # a go/no-go run: its prerequisite lines and WINDOW GO / NO-GO
         lines, verdict, exit_status = run.window["lines"], run.window["verdict"], run.window["exit_status"]
-    if exit_status not in (0, 1):
-        verdict = f"RUN DID NOT COMPLETE (exit {exit_status}): {verdict}"
+        setup_error = interrupted_at = None
     environment = {
         "backend": "url" if settings.db_url is not None else settings.sandbox,
         "postgres": (record.postgres if record else "") or "unknown",
@@ -256,7 +266,9 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
     }
     log = build(started_at=run.started_at, exit_status=exit_status, command=command,
                 operator=settings.operator_name, verdict=verdict, summary_lines=lines, checks=rows,
-                record=record, environment=environment, report_path=settings.report_path)
+                record=record, environment=environment, report_path=settings.report_path,
+                setup_error=setup_error, interrupted_at=interrupted_at,
+                next_step=list(getattr(summary, "next_steps", [])))
     log["window_timeline"] = run.window_timeline or []
     results = Path(run.results) if run.results else shared / "allure-results"
     out = write(Path(settings.artifacts_dir), run.stamp, log, results, journal, allure_command(settings.allure_bin))

@@ -262,8 +262,9 @@ def shared(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Pa
             record = Record()
             try:
                 run(provider, plan, settings, workdir, record, log, report_dir)
-            except SetupError as exc:
-                marker.write_text(json.dumps({"error": str(exc), "record": record.to_json()}))
+            except BaseException as exc:  # Ctrl-C too: the operator log then says at which step it stopped
+                why = str(exc) if isinstance(exc, SetupError) else f"interrupted ({type(exc).__name__})"
+                marker.write_text(json.dumps({"error": why, "record": record.to_json()}))
                 raise
             marker.write_text(json.dumps({"record": record.to_json()}))
         data = json.loads(marker.read_text())

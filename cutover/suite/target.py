@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from cutover.core import db
 from cutover.core.db import Connection
@@ -19,6 +20,7 @@ from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
+from cutover.core.redact import mask_url
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
 from cutover.sandbox.server import SessionSandbox
@@ -34,6 +36,25 @@ class Target:
     report: dict[str, Any] | None
     report_path: Path | None
     sandbox: bool
+
+
+def describe(settings: Settings, production: bool) -> str:
+    """The target as the first line of a run: host, port, database, user; never the password."""
+    if settings.db_url is None and production:
+        return "cutover target: none given (Set B needs --db-url=URL or DATABASE_URL)"
+    if settings.db_url is None:
+        return (f"cutover target: a throwaway sandbox ({settings.sandbox}), restored from "
+                f"{settings.snapshot or 'the embedded default snapshot'}")
+    try:
+        parts = urlsplit(settings.db_url)
+        host, port = parts.hostname or "local socket", parts.port or 5432
+    except ValueError:
+        return f"cutover target: {mask_url(settings.db_url)}"
+    mode = ("read-only, production window" if production else
+            "the rehearsal writes here (--rehearse)" if settings.rehearse else "read-only")
+    return (f"cutover target: host {host}, port {port}, database {parts.path.lstrip('/') or '(default)'}, "
+            f"user {unquote(parts.username or '') or '(default)'}, "
+            f"password {'***' if parts.password else 'not in the URL'} ({mode})")
 
 
 def adopt(settings: Settings) -> Target:

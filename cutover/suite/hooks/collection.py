@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cutover.suite import verdict as verdicts
+from cutover.suite.hooks import session
 from cutover.suite.state import PLAN, SETTINGS
 
 
@@ -33,7 +35,12 @@ def check_id(item: pytest.Item) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``--check A3,A7`` keeps only those checks; every check's id travels with its reports (xdist too)."""
-    wanted = config.stash[SETTINGS].check_ids
+    settings = config.stash[SETTINGS]
+    if session.run_kind(config) == verdicts.SET_B and settings.db_url is None and not config.option.collectonly:
+        raise pytest.UsageError(
+            "Set B runs against production and needs its target: pass --db-url=URL or set DATABASE_URL "
+            "(no sandbox was started; a rehearsal on a sandbox is -m setA)")
+    wanted = settings.check_ids
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:

@@ -7,12 +7,15 @@ failing test's arguments, and a --db-url carries a password.
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cutover.core.redact import redact
-from cutover.suite import oplog, workers
+from cutover.suite import nextstep, oplog, workers
+from cutover.suite import rehearsal as rehearsals
+from cutover.suite import verdict as verdicts
 from cutover.suite.state import PLAN, RUN, SETTINGS, SHARED_DIR
 
 
@@ -38,12 +41,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if workers.is_worker(config) or RUN not in config.stash:
         return
     run = config.stash[RUN]
-    if not run.artifacts:
+    if not run.artifacts or exitstatus == pytest.ExitCode.USAGE_ERROR:  # bad input: nothing ran, nothing written
         return
     settings, shared = config.stash[SETTINGS], config.stash[SHARED_DIR]
     summary = config.pluginmanager.get_plugin("cutover-summary")
+    if summary is not None and summary.kind is not None:
+        if summary.interrupted_at is not None:
+            record = rehearsals.load_record(shared)
+            stopped = [t for t in (record.timeline if record else []) if t["status"] != "ok"]
+            if stopped:
+                summary.interrupted_at = f"the rehearsal step '{stopped[-1]['step']}'"
+        found = summary.verdict()
+        if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = found.exit_code  # the verdict's code, documented, is the run's
+        if summary.kind == verdicts.SET_B and found.exit_code == verdicts.EXIT_FAILED and settings.db_url:
+            failed = [c for c in summary.expected if summary.outcomes.get(c) == "failed"]
+            summary.next_steps = nextstep.for_set_b(settings.db_url, config.stash[PLAN], failed,
+                                                    settings.report_path, Path(settings.artifacts_dir))
     try:
-        out = oplog.operator_log(settings, config.stash[PLAN], shared, run, summary, int(exitstatus),
+        out = oplog.operator_log(settings, config.stash[PLAN], shared, run, summary, int(session.exitstatus),
                                  " ".join(["pytest", *config.invocation_params.args]))
     except Exception as exc:  # the log must never turn a result into a crash; say why it is missing
         run.log_error = f"operator log not written: {type(exc).__name__}: {redact(str(exc))}"

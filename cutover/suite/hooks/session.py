@@ -16,12 +16,16 @@ from types import FrameType
 import pytest
 
 from cutover.core.errors import CutoverError
-from cutover.core.plan import load_plan
+from cutover.core.options import Settings
+from cutover.core.plan import Plan, load_plan
 from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
 from cutover.suite import allure_out as reporting
 from cutover.suite import settings as glue
+from cutover.suite import target as targets
+from cutover.suite import verdict as verdicts
 from cutover.suite import window, workers
+from cutover.suite.checks.sql import SET_B, TITLES
 from cutover.suite.manual import answers as prompts
 from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR, RunState
@@ -67,6 +71,34 @@ def _artifacts_wanted(config: pytest.Config) -> bool:
             or any(word in markexpr for word in ("setA", "setB", "manual", "prereq")))
 
 
+def run_kind(config: pytest.Config) -> str | None:
+    """Which verdict this run owes: Set B's (``-m setB``), the rehearsal's (any other operator run), or
+    none (the project's own tests, listing with ``--co``, the go/no-go, which owns WINDOW GO)."""
+    markexpr = str(config.option.markexpr or "")
+    if not _artifacts_wanted(config) or "prereq" in markexpr:
+        return None
+    return verdicts.SET_B if "setB" in markexpr and "setA" not in markexpr else verdicts.REHEARSAL
+
+
+def _expected(kind: str | None, settings: Settings, plan: Plan) -> tuple[str, ...]:
+    """The checks the verdict waits for: all 21 (a rehearsal), Set B's 8, or the ``--check`` selection."""
+    every = [c for c in TITLES if c not in plan.manual] + list(plan.manual)
+    if kind == verdicts.SET_B:
+        every = [c for c in every if c in SET_B]
+    every.sort(key=lambda c: int(c[1:]) if c[1:].isdigit() else 99)
+    if settings.check_ids:
+        every = [c for c in every if c.upper() in settings.check_ids]
+    return tuple(every)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """Every run names its target first: an operator in the window sees at once which database it is."""
+    kind = run_kind(config) if SETTINGS in config.stash else None
+    if kind is None:
+        return None
+    return [targets.describe(config.stash[SETTINGS], kind == verdicts.SET_B)]
+
+
 @pytest.hookimpl(tryfirst=True)  # before allure-pytest reads --alluredir
 def pytest_configure(config: pytest.Config) -> None:
     glue.check_rootdir(config)
@@ -82,7 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
     titles = {c: m.title for c, m in plan.manual.items()}
-    config.pluginmanager.register(reporting.Summary(titles), "cutover-summary")  # one per run, not per process
+    kind = run_kind(config)
+    config.pluginmanager.register(reporting.Summary(titles, kind, _expected(kind, settings, plan)),
+                                  "cutover-summary")  # one per run, not per process
     AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
     if settings.db_url is not None:
         split_password(settings.db_url)  # registers the password: masked wherever it turns up

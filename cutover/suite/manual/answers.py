@@ -85,6 +85,8 @@ def load_answers(path: Path, plan: Plan, extra: Mapping[str, ManualCheck] | None
                 entry = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise SetupError(f"{where} line {n} is not JSON ({exc.msg}); fix the journal") from None
+            if isinstance(entry, Mapping) and "verdict" in entry and "check" not in entry:
+                continue  # the journal's heading line: the run's verdict
             if not isinstance(entry, Mapping) or "check" not in entry:
                 raise SetupError(f"{where} line {n} has no 'check'; fix the file (a journal line names its check)")
             key = str(entry["check"]) if str(entry["check"]) in known else str(entry["check"]).upper()
@@ -139,7 +141,8 @@ class Journal:
         for line in self.path.read_text().splitlines():
             if line.strip():
                 entry = json.loads(line)
-                out[entry["check"]] = Answer(**entry)
+                if "check" in entry:  # not the verdict heading of an artifacts copy
+                    out[entry["check"]] = Answer(**entry)
         return out
 
 

@@ -1,0 +1,101 @@
+"""What the runbook says to do now, when Set B fails in the production window.
+
+A failing Set B is the start of the runbook's rollback decision tree (spec section 11), and the
+operator reads it under time pressure. So the failure comes with the answer: when the cutover
+committed (its ``completed`` audit event, read from the database, not from a report that may be
+elsewhere), how far that is from the T+0:30 line, the exact sweep command when the failure is a
+straggler, and before the line the reverse (dry run, then confirmed), after it the snapshot restore
+with the rehearsal's measured restore time. Commands name ``"$DATABASE_URL"``, never the URL itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cutover.core import db
+from cutover.core.plan import Plan
+from cutover.core.redact import redact
+from cutover.reference import report as reports
+
+T_LINE = timedelta(minutes=30)
+# Checks whose failure is what the sweep fixes: patient-classified rows left on (or landed on) the source.
+SWEEP_FIXES = ("A3", "A8")
+
+
+def committed_at(url: str, plan: Plan) -> tuple[datetime, str] | None:
+    """(commit time, run id) of the last committed cutover on this database, or None."""
+    with db.connection(url, read_only=True) as conn:
+        done = reports.audit_events(conn, plan, plan.audit.completed)
+    if not done or not done[-1].get("committed_at"):
+        return None
+    when = datetime.fromisoformat(str(done[-1]["committed_at"]).replace("Z", "+00:00"))
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)), str(done[-1].get("run_id", "?"))
+
+
+def measured_restore(artifacts: Path) -> str | None:
+    """The newest rehearsal's measured restore time, from its operator log, with where it was measured."""
+    logs = sorted(artifacts.glob("*/operator-log.json"), reverse=True)
+    for path in logs:
+        try:
+            bound = json.loads(path.read_text()).get("rollback_time_bound") or {}
+        except (OSError, ValueError):
+            continue
+        if bound.get("restore_s") is not None:
+            return (f"{bound['restore_s']:.1f} s measured on {bound.get('restore_measured_on', 'unknown')} "
+                    f"({path.parent.name}); worst case {bound['total_s'] / 60:.1f} min of the runbook's 15")
+    return None
+
+
+def _mmss(delta: timedelta) -> str:
+    minutes, seconds = divmod(int(abs(delta.total_seconds())), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def advice(failed: Sequence[str], commit: tuple[datetime, str] | None, now: datetime, report_path: str | None,
+           restore: str | None, plan: Plan) -> list[str]:
+    """The lines to print (and log) under a failed Set B verdict."""
+    report = f"--report-path={report_path}" if report_path else "--report-path=<the execute's report.json>"
+    target = '--db-url "$DATABASE_URL"'
+    lines = [f"NEXT STEP (runbook: a Set B check failed: {', '.join(failed)}):"]
+    if commit is None:
+        lines.append(f"  no {plan.audit.completed} event on this database: the cutover has not committed here; "
+                     "do not proceed, find out which database this is")
+        return lines
+    when, run_id = commit
+    since = now - when
+    line_at = when + T_LINE
+    before = now < line_at
+    where = (f"the T+0:30 line is in {_mmss(line_at - now)} (at {line_at:%H:%M:%S} UTC)" if before
+             else f"the T+0:30 line passed {_mmss(now - line_at)} ago")
+    lines.append(f"  the cutover committed at {when:%Y-%m-%d %H:%M:%S} UTC (run {run_id}): "
+                 f"now T+{_mmss(since)}; {where}")
+    sweepable = [c for c in failed if c in SWEEP_FIXES]
+    if sweepable:
+        lines.append(f"  {', '.join(sweepable)}: patient rows on {plan.source} after the commit are stragglers, "
+                     f"which the sweep moves: cutover sweep {target} {report}")
+        lines.append(f"  then run Set B again: pytest -m setB {target} {report}")
+    if before:
+        lines.append("  if it still fails, roll back with the reverse (option 2, safe before T+0:30): first "
+                     f"cutover reverse --dry-run {target} {report} (prints what it would move back), then "
+                     f"cutover reverse --operator-confirmed {target} {report}")
+    else:
+        lines.append("  past T+0:30 the reverse is no longer the safe rollback: restore the pre-cutover snapshot "
+                     "(option 1; never alembic downgrade): "
+                     + (f"the rehearsal's restore took {restore}" if restore else
+                        "the rehearsal's restore time is not known here (see its operator log)"))
+    return [redact(line) for line in lines]
+
+
+def for_set_b(url: str, plan: Plan, failed: Sequence[str], report_path: str | None, artifacts: Path) -> list[str]:
+    """Read the commit time and the restore measurement, then say what to do; never raises."""
+    try:
+        commit = committed_at(url, plan)
+    except Exception as exc:  # the advice must not hide the verdict it follows
+        return [f"NEXT STEP: the commit time could not be read ({redact(str(exc))[:200]}); follow the runbook's "
+                "rollback decision tree (spec section 11) by hand"]
+    return advice(failed, commit, datetime.now(UTC), report_path, measured_restore(artifacts), plan)
+

@@ -1,0 +1,89 @@
+"""The one verdict of a run, and the exit code scripts rely on.
+
+The runbook: all 21 checks must pass before the window is announced. So a rehearsal is READY only
+when every expected check passed; a failed check, a skipped one, an unanswered manual check, a
+check that never ran, a setup error and an interruption each keep it NOT READY, and each is named
+in the one line that heads the terminal summary, the operator log, the Allure report and the journal.
+Set B (the production window) reads the same way over its 8 checks.
+
+Exit codes: 0 READY / PASSED; 1 a check failed; 2 a setup error (its line is in the log);
+6 nothing failed but checks were skipped, unanswered or not run; 130 interrupted (the log says where).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+EXIT_READY = 0
+EXIT_FAILED = 1
+EXIT_SETUP = 2
+EXIT_INCOMPLETE = 6
+EXIT_INTERRUPTED = 130
+
+REHEARSAL = "rehearsal"
+SET_B = "setB"
+NEEDS_OPERATOR = "needs operator"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The line, its exit code, and what stopped the run (if anything), for the operator log."""
+
+    line: str
+    exit_code: int
+    setup_error: str | None = None
+    interrupted_at: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.exit_code == EXIT_READY
+
+    @property
+    def colour(self) -> str:
+        return {EXIT_READY: "green", EXIT_INCOMPLETE: "yellow"}.get(self.exit_code, "red")
+
+
+def _heads(kind: str) -> tuple[str, str, str]:
+    """(pass head, fail head, incomplete head)."""
+    if kind == SET_B:
+        return "SET B PASSED", "SET B FAILED", "SET B NOT PASSED"
+    return "REHEARSAL READY", "REHEARSAL NOT READY", "REHEARSAL NOT READY"
+
+
+def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
+           manual: Sequence[str], *, setup_error: str | None = None, interrupted_at: str | None = None) -> Verdict:
+    """One line for the run. ``expected``: the checks this kind of run must pass (in the runbook's
+    order); ``outcomes``: each check's worst outcome (passed/failed/skipped); checks outside
+    ``expected`` that ran (A20-active) count too when they did not pass."""
+    ready, failed_head, incomplete_head = _heads(kind)
+    parts: list[str] = []
+    unanswered = not_run = 0
+    failed = False
+    for check in [*expected, *sorted(c for c in outcomes if c not in expected)]:
+        outcome = outcomes.get(check)
+        if outcome == "failed":
+            parts.append(f"{check} FAIL")
+            failed = True
+        elif outcome == "skipped" and not (check in manual and reasons.get(check, "").startswith(NEEDS_OPERATOR)):
+            parts.append(f"{check} SKIP")
+        elif outcome is None or outcome == "skipped":
+            if check in manual:
+                unanswered += 1
+            else:
+                not_run += 1
+    if unanswered:
+        parts.append(f"{unanswered} unanswered")
+    if not_run:
+        parts.append(f"{not_run} not run")
+    if interrupted_at is not None:
+        return Verdict(f"{failed_head}: interrupted at {interrupted_at}" + (f"; {', '.join(parts)}" if parts else ""),
+                       EXIT_INTERRUPTED, interrupted_at=interrupted_at)
+    if setup_error is not None:
+        return Verdict(f"{failed_head}: setup error: {setup_error}", EXIT_SETUP, setup_error=setup_error)
+    if not parts:
+        noun = " checks passed" if kind == REHEARSAL else ""
+        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}", EXIT_READY)
+    if failed:
+        return Verdict(f"{failed_head}: {', '.join(parts)}", EXIT_FAILED)
+    return Verdict(f"{incomplete_head}: {', '.join(parts)}", EXIT_INCOMPLETE)

@@ -1,0 +1,166 @@
+"""One verdict an operator can trust: READY only when all 21 passed, Set B only on a real target,
+a setup error and an interruption said as such, the same line in the terminal and the operator log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cutover.core.plan import Plan
+from cutover.sandbox.backends import free_port
+from cutover.suite import nextstep
+from cutover.suite import verdict as v
+from cutover.suite.rehearsal import insert_straggler
+from cutover.suite.target import Target
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX = (ROOT / "smoke" / "test_matrix.py").read_text()
+CANARY = "canary-Verdict-7c1"
+
+
+def operator_log(base: Path) -> dict[str, Any]:
+    latest = base / "artifacts" / "latest"
+    assert latest.is_symlink(), "artifacts/latest is missing"
+    return dict(json.loads((latest / "operator-log.json").read_text()))
+
+
+@pytest.fixture
+def no_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DATABASE_URL", "CUTOVER_DB_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_set_b_without_a_target_is_a_usage_error_and_starts_no_sandbox(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], no_target: None
+) -> None:
+    args = example(test_matrix=MATRIX)
+    result = pytester.runpytest_subprocess("-m", "setB", *args)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert "Set B runs against production" in out and "--db-url" in out and "DATABASE_URL" in out
+    assert "sandbox:" not in out and "PASSED" not in out
+
+
+def test_a_setup_error_is_the_verdict_and_is_in_the_log(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], no_target: None
+) -> None:
+    args = example(test_matrix=MATRIX)
+    url = f"postgresql://ops:{CANARY}@127.0.0.1:{free_port()}/prod"
+    result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={url}", *args)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == v.EXIT_SETUP, out
+    # the target first, password masked
+    header = next(line for line in out.splitlines() if line.startswith("cutover target:"))
+    assert "host 127.0.0.1" in header and "database prod" in header and "user ops" in header
+    assert CANARY not in out
+    log = operator_log(pytester.path)
+    assert log["verdict"].startswith("SET B FAILED: setup error: cannot reach PostgreSQL at 127.0.0.1:")
+    assert log["setup_error"] and log["exit_status"] == v.EXIT_SETUP
+    assert log["verdict"] in out
+    md = (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
+    assert md.startswith(f"# Operator log: {log['verdict']}")
+
+
+INTERRUPTED = """
+import pytest
+
+@pytest.mark.setA
+@pytest.mark.sql
+@pytest.mark.check("A1")
+def test_a1():
+    pass
+
+@pytest.mark.setA
+@pytest.mark.manual
+@pytest.mark.check("A11")
+def test_a11():
+    pytest.skip("needs operator: no terminal")
+
+@pytest.mark.setA
+@pytest.mark.manual
+@pytest.mark.check("A12")
+def test_a12():
+    raise KeyboardInterrupt  # the operator's Ctrl-C while the A12 prompt waits
+"""
+
+
+def test_an_interruption_says_where_the_run_stopped(pytester: pytest.Pytester,
+                                                   example: Callable[..., list[str]]) -> None:
+    args = example(test_checks=INTERRUPTED)
+    result = pytester.runpytest_subprocess("-m", "setA", "-p", "no:randomly", *args)
+    out = result.stdout.str()
+    assert result.ret == v.EXIT_INTERRUPTED, out
+    assert "REHEARSAL NOT READY: interrupted at the A12 prompt" in out
+    assert "ANSWERED" not in out and "CHECKS PASSED" not in out
+    log = operator_log(pytester.path)
+    assert log["interrupted_at"] == "the A12 prompt"
+    assert log["verdict"].startswith("REHEARSAL NOT READY: interrupted at the A12 prompt")
+
+
+SQL = [f"A{i}" for i in range(1, 11)] + ["A20", "A21"]
+MANUAL = [f"A{i}" for i in range(11, 20)]
+ALL = [*SQL, *MANUAL]
+WAITING = {c: "needs operator: no terminal and no --answers" for c in MANUAL}
+
+
+@pytest.mark.parametrize(("outcomes", "reasons", "line", "code"), [
+    ({c: "passed" for c in ALL}, {}, "REHEARSAL READY: 21 of 21 checks passed", v.EXIT_READY),
+    ({**{c: "passed" for c in SQL}, "A11": "passed", "A12": "failed", **{c: "skipped" for c in MANUAL[2:]}},
+     {**WAITING, "A13": "operator skipped A13: app down"},
+     "REHEARSAL NOT READY: A12 FAIL, A13 SKIP, 6 unanswered", v.EXIT_FAILED),
+    ({**{c: "passed" for c in SQL}, **{c: "skipped" for c in MANUAL}}, WAITING,
+     "REHEARSAL NOT READY: 9 unanswered", v.EXIT_INCOMPLETE),
+    ({c: "passed" for c in SQL}, {}, "REHEARSAL NOT READY: 9 unanswered", v.EXIT_INCOMPLETE),
+    ({c: "passed" for c in MANUAL}, {}, "REHEARSAL NOT READY: 12 not run", v.EXIT_INCOMPLETE),
+])
+def test_the_rehearsal_verdict_names_every_check_that_did_not_pass(
+    outcomes: dict[str, str], reasons: dict[str, str], line: str, code: int
+) -> None:
+    found = v.decide(v.REHEARSAL, ALL, outcomes, reasons, MANUAL)
+    assert (found.line, found.exit_code) == (line, code)
+
+
+def test_set_b_verdicts() -> None:
+    set_b = ["A1", "A2", "A3", "A4", "A6", "A7", "A8", "A9"]
+    assert v.decide(v.SET_B, set_b, dict.fromkeys(set_b, "passed"), {}, []).line == "SET B PASSED: 8 of 8"
+    failed = v.decide(v.SET_B, set_b, {**dict.fromkeys(set_b, "passed"), "A3": "failed", "A4": "failed"}, {}, [])
+    assert (failed.line, failed.exit_code) == ("SET B FAILED: A3 FAIL, A4 FAIL", v.EXIT_FAILED)
+
+
+def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target, cutover_plan: Plan
+) -> None:
+    insert_straggler(cut_over_db.url, cutover_plan)  # a lost write landed on the source after the commit
+    args = example(test_matrix=MATRIX)
+    result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", "-p", "no:randomly",
+                                           f"--report-path={cut_over_db.report_path}", *args)
+    out = result.stdout.str()
+    assert result.ret == v.EXIT_FAILED, out
+    assert "SET B FAILED: A3 FAIL" in out
+    committed = str((cut_over_db.report or {})["committed_at"])[:10]
+    assert f"the cutover committed at {committed}" in out and "now T+0:" in out and "the T+0:30 line is in" in out
+    assert f'cutover sweep --db-url "$DATABASE_URL" --report-path={cut_over_db.report_path}' in out
+    assert f'cutover reverse --dry-run --db-url "$DATABASE_URL" --report-path={cut_over_db.report_path}' in out
+    assert 'cutover reverse --operator-confirmed --db-url "$DATABASE_URL"' in out
+    md = (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
+    assert "## Next step" in md and 'cutover sweep --db-url "$DATABASE_URL"' in md
+    assert operator_log(pytester.path)["next_step"][0].startswith("NEXT STEP")
+
+
+def test_past_the_t_plus_30_line_the_next_step_is_the_snapshot_restore(cutover_plan: Plan) -> None:
+    commit = datetime(2026, 5, 2, 2, 0, tzinfo=UTC)
+    late = nextstep.advice(["A4"], (commit, "run-1"), commit + timedelta(minutes=41), "r.json",
+                           "2.6 s measured on the dev branch", cutover_plan)
+    text = "\n".join(late)
+    assert "now T+0:41:00; the T+0:30 line passed 0:11:00 ago" in text
+    assert "restore the pre-cutover snapshot" in text and "2.6 s measured on the dev branch" in text
+    assert "cutover reverse" not in text and "cutover sweep" not in text  # A4 is no straggler
+    early = "\n".join(nextstep.advice(["A4"], (commit, "run-1"), commit + timedelta(minutes=9), None, None,
+                                      cutover_plan))
+    assert "the T+0:30 line is in 0:21:00 (at 02:30:00 UTC)" in early
+    assert "cutover reverse --dry-run" in early and "snapshot" not in early
