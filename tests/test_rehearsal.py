@@ -46,7 +46,7 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     answers = pytester.path / "answers.yaml"
     answers.write_text("A11: {result: pass, observation: 'chat, upload and match request all fine'}\n"
                        "A12:\n  result: fail\n  observation: body differed from the cached one\n"
-                       "A13: skip\n")
+                       "A13: {result: skip, observation: 'the dev-branch app was down'}\n")
     result = pytester.runpytest_subprocess("-m", "setA", "-p", "no:randomly", "--operator", "op-alice",
                                            "--answers=answers.yaml", *args)
     out = result.stdout.str()
@@ -81,6 +81,10 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     assert "postgres=15" in props and "git_sha=" in props and "snapshot=" in props
     assert (results / "executor.json").is_file() and (results / "categories.json").is_file()
     assert "body differed from the cached one" in "".join(p.read_text() for p in results.glob("*-attachment.json"))
+    steps = "".join(p.read_text() for p in results.glob("*-attachment.txt"))
+    assert "Point the application at the rehearsal's database: postgresql://" in steps
+    assert "counts only if the app really ran against this database" in steps
+    assert 'curl -X POST "$CUTOVER_API_URL/api/' in steps  # pasteable as it is
     md = (latest / "operator-log.md").read_text()
     assert "chat, upload and match request all fine" in md and "allure-report/index.html" in md
     assert md.startswith(f"# Operator log: {verdict}\n") and log["verdict"] == verdict
@@ -115,6 +119,9 @@ def test_the_answers_template_is_written_and_accepted_back(pytester: pytest.Pyte
     ("a.json", '{"A99": "pass"}', "'A99' is not a manual check"),
     ("a.yaml", "A11: [unclosed\n", "is not valid YAML"),
     ("a.jsonl", '{"result": "pass"}\n', "line 1 has no 'check'"),
+    ("a.yaml", "A11: {result: pass, observaton: 'chat fine'}\n", "A11 has unknown key 'observaton'"),
+    ("a.yaml", "A12: fail\n", "A12 is fail without an observation"),
+    ("a.json", '{"A13": {"result": "skip", "observation": " "}}', "A13 is skip without an observation"),
 ])
 def test_a_bad_answers_file_is_one_line_and_nothing_runs(pytester: pytest.Pytester, example: Callable[..., list[str]],
                                                        name: str, content: str, message: str) -> None:

@@ -355,6 +355,9 @@ def manual_values(url: str, plan: Plan, record: Record | None) -> dict[str, str]
                 values[name] = found
         # Not rehearsed here: a key on the target names a moved case.
         values.update(record.captured if record and record.captured else case_key(conn, plan, plan.target))
+    method, _, path = values.get("route", "").partition(" ")  # stored as "POST /api/v1/cases": split to paste
+    if path:
+        values.update(route_method=method, route_path=path)
     return values
 
 

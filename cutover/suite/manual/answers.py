@@ -46,6 +46,19 @@ def fill(check: ManualCheck, values: Mapping[str, str]) -> str:
     return check.steps.format(**{n: values.get(n) or f"<{n}>" for n in names})
 
 
+# What an answer may say; a journal line (replayed as an answers file) adds the rest of an Answer.
+ANSWER_KEYS = frozenset({"result", "observation", "operator", "check", "at", "source"})
+
+
+def app_database(database: str, sandbox: bool) -> str:
+    """Which database the application must use for the answer to mean anything, said before the steps."""
+    if sandbox:
+        return (f"Point the application at the rehearsal's database: {database} (the embedded sandbox). "
+                "The answer counts only if the app really ran against this database; otherwise rehearse on a dev "
+                "branch with --db-url=DEV --rehearse and point the dev-branch app at it.")
+    return f"Point the application at the rehearsal's database: {database} (the app's DATABASE_URL)."
+
+
 def _one(check: str, raw: Any, where: str, manual: Mapping[str, ManualCheck]) -> tuple[str, str, str | None]:
     if check not in manual:
         raise SetupError(f"{where}: '{check}' is not a manual check (expected one of {', '.join(manual)}); "
@@ -55,13 +68,21 @@ def _one(check: str, raw: Any, where: str, manual: Mapping[str, ManualCheck]) ->
     if not isinstance(raw, Mapping):
         raise SetupError(f"{where}: {check} must be a result or a mapping with 'result' and 'observation'; "
                          "fix the answers file")
+    unknown = sorted(str(k) for k in raw if k not in ANSWER_KEYS)
+    if unknown:  # a mistyped 'observaton' would otherwise drop the observation without a word
+        raise SetupError(f"{where}: {check} has unknown key {', '.join(repr(k) for k in unknown)} (allowed: result, "
+                         "observation, operator); fix the answers file")
     result = str(raw.get("result", "")).strip().lower()
     result = SHORT.get(result, result)
     if result not in RESULTS:
         raise SetupError(f"{where}: {check}.result must be pass, fail or skip, got {raw.get('result')!r}; "
                          "fix the answers file")
+    observation = str(raw.get("observation") or "").strip()
+    if result != "pass" and not observation:
+        raise SetupError(f"{where}: {check} is {result} without an observation; say what you saw "
+                         f"({check}: {{result: {result}, observation: '...'}}) and fix the answers file")
     operator = raw.get("operator")
-    return result, str(raw.get("observation") or ""), str(operator) if operator is not None else None
+    return result, observation, str(operator) if operator is not None else None
 
 
 def load_answers(path: Path, plan: Plan, extra: Mapping[str, ManualCheck] | None = None,
@@ -165,6 +186,8 @@ def ask(check: ManualCheck, instructions: str, assist: str | None, read: Callabl
             break
         write("  please answer p, f or s")
     observation = read(f"{check.check} observation (what you saw): ").strip()
+    while result != "pass" and not observation:  # a fail or skip nobody can act on is no answer
+        observation = read(f"{check.check} a {result} needs an observation (what you saw): ").strip()
     return result, observation
 
 

@@ -65,7 +65,8 @@ class AssistConfig:
 
     def urls(self) -> dict[str, str]:
         """What the manual checks' steps show as {api_url} and {ws_url}."""
-        return {"api_url": self.api_url or "<CUTOVER_API_URL>", "ws_url": self.ws_url or "<CUTOVER_WS_URL>"}
+        # Unset, they show as shell variables: the step can then be pasted as it is.
+        return {"api_url": self.api_url or "$CUTOVER_API_URL", "ws_url": self.ws_url or "$CUTOVER_WS_URL"}
 
 
 @dataclass
