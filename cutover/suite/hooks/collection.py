@@ -36,10 +36,13 @@ def check_id(item: pytest.Item) -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``--check A3,A7`` keeps only those checks; every check's id travels with its reports (xdist too)."""
     settings = config.stash[SETTINGS]
-    if session.run_kind(config) == verdicts.SET_B and settings.db_url is None and not config.option.collectonly:
+    # A forgotten DATABASE_URL must not turn into a green on a throwaway database; a sandbox chosen by
+    # name (--sandbox=local|docker, as CI does) is a deliberate choice and runs on a cut-over clone.
+    if (session.run_kind(config) == verdicts.SET_B and settings.db_url is None
+            and settings.sandbox in ("auto", "url") and not config.option.collectonly):
         raise pytest.UsageError(
             "Set B runs against production and needs its target: pass --db-url=URL or set DATABASE_URL "
-            "(no sandbox was started; a rehearsal on a sandbox is -m setA)")
+            "(no sandbox was started; to try Set B on a throwaway cut-over clone say so: --sandbox=local)")
     wanted = settings.check_ids
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
