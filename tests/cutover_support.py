@@ -30,10 +30,15 @@ def run_cutover(url: str, *args: str, actor: str | None = "test:pytest", extra_e
                           cwd=ROOT)
 
 
+# Set in extra_env, it runs the command through tests/pausing_cutover.py, held after that step.
+PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
+
+
 def spawn_cutover(url: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
     env.update(DATABASE_URL=url, CUTOVER_ACTOR="test:pytest", **(extra_env or {}))
-    return subprocess.Popen([sys.executable, "-m", "cutover.cli", *args], stdout=subprocess.PIPE,
+    command = ([str(ROOT / "tests" / "pausing_cutover.py")] if PAUSE_ENV in env else ["-m", "cutover.cli"])
+    return subprocess.Popen([sys.executable, *command, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 

@@ -1,6 +1,6 @@
 """Killing the cutover anywhere leaves the database exactly as it was: 14 steps plus COMMIT.
 
-The execute is paused after step N by the fault-injection variable (the transaction open, its
+The execute is paused after step N by tests/pausing_cutover.py (the transaction open, its
 locks held), then its session is killed from a second connection, or its client is SIGKILLed.
 "During COMMIT" uses a deferred constraint trigger, installed only in the test database, that
 sleeps while COMMIT fires it: the kill lands while the COMMIT statement is running.
@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from cutover.core.plan import Plan
-from cutover.reference.execute import PAUSE_ENV
-from tests.cutover_support import checksum, execute_sql, scalar, spawn_cutover
+from tests.cutover_support import PAUSE_ENV, checksum, execute_sql, scalar, spawn_cutover
 
 STEPS = 14
 APP = "cutover-execute"

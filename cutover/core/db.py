@@ -121,9 +121,3 @@ def create_database(admin_url: str, name: str, template: str | None = None) -> s
 def drop_database(admin_url: str, name: str) -> None:
     with connection(admin_url, autocommit=True, purpose="the sandbox") as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def database_exists(admin_url: str, name: str) -> bool:
-    with connection(admin_url, autocommit=True, purpose="the sandbox") as conn:
-        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    return row is not None

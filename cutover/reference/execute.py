@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -38,7 +37,6 @@ from cutover.reference import ownership as rules
 from cutover.reference import preflight
 
 EXIT_OK, EXIT_BLOCKED, EXIT_ALREADY, EXIT_ROLLED_BACK, EXIT_REPORT_LOST = 0, 1, 3, 4, 5
-PAUSE_ENV = "CUTOVER_FAULT_PAUSE_AFTER_STEP"
 
 
 class RunFailed(CutoverError):
@@ -96,7 +94,7 @@ class Run:
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
-        """Time a step, report it live, and honour the fault-injection pause used by the atomicity tests."""
+        """Time a step and report it live (start and end) through the progress callback."""
         self.number += 1
         self.progress(StepEvent(self.number, self.total, name))
         start = time.monotonic()
@@ -105,17 +103,6 @@ class Run:
         info["seconds"] = round(time.monotonic() - start, 3)
         self.steps.append(info)
         self.progress(StepEvent(self.number, self.total, name, True, info["rows"], info["seconds"]))
-        if os.environ.get(PAUSE_ENV) == str(self.number):
-            self._pause()
-
-    def _pause(self) -> None:
-        """Hold the open transaction (for the atomicity tests), probing the session so a kill ends it."""
-        print(f"cutover: paused after step {self.number} ({PAUSE_ENV})", file=sys.stderr, flush=True)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
-            if self.conn is not None:
-                self.conn.execute("SELECT 1")
 
 
 def set_timeouts(conn: Connection, timeouts: Timeouts) -> None:
@@ -403,7 +390,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                     report.setdefault("allow_list", {})[rule.name] = [r[0] for r in conn.execute(
                         sql.SQL("SELECT {j} FROM {i}").format(j=key_json(rule.key), i=rules.ident(ids[rule.name])))
                         .fetchall()]
-        commit(conn, url, plan, run.run_id)  # after the step, so the fault pause can land before COMMIT
+        commit(conn, url, plan, run.run_id)  # after the step, so a test can hold the transaction before COMMIT
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
     return report, id_files

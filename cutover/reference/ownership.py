@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from cutover.core.plan import Plan, TableRule
-from cutover.core.report_types import key_equal, key_order, key_text
+from cutover.core.report_types import key_equal, key_text
 
 
 def ident(*names: str) -> sql.Identifier:
@@ -43,13 +43,6 @@ def owned_on(plan: Plan, rule: TableRule, tenant: str, alias: str | None = None)
 
 def count_owned(plan: Plan, rule: TableRule, tenant: str) -> sql.Composed:
     return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident(rule.name), owned_on(plan, rule, tenant))
-
-
-def sample_owned(plan: Plan, rule: TableRule, tenant: str, limit: int = 5) -> sql.Composed:
-    """A few row ids for evidence: an operator wants to look at the rows, not just a count."""
-    return sql.SQL("SELECT {k} FROM {t} WHERE {w} ORDER BY {o} LIMIT {n}").format(
-        k=key_text(rule.key), t=ident(rule.name), w=owned_on(plan, rule, tenant), o=key_order(rule.key),
-        n=sql.Literal(limit))
 
 
 def move_owned(plan: Plan, rule: TableRule, source: str, target: str) -> sql.Composed:

@@ -1,0 +1,54 @@
+"""The ``cutover`` command, held after step N with its transaction open: the atomicity tests' fault hook.
+
+Production code carries no test hook, so the pause lives here: this wrapper wraps each step of the
+reference execute and, after step ``$CUTOVER_TEST_PAUSE_AFTER_STEP``, says so on stderr and holds the
+open transaction (probing the session, so that killing the process or the backend ends it) until the
+test kills one of them. Run as ``python tests/pausing_cutover.py <cutover arguments>``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the checkout's package
+
+from cutover import cli
+from cutover.reference import execute
+
+PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
+HOLD_S = 600
+
+
+def _hold(run: execute.Run) -> None:
+    print(f"cutover: paused after step {run.number} ({PAUSE_ENV})", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + HOLD_S
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if run.conn is not None:
+            run.conn.execute("SELECT 1")
+
+
+def pause_after(step_number: int) -> None:
+    """Make every execute/sweep/reverse run hold after ``step_number``."""
+    original = execute.Run.step
+
+    @contextmanager
+    def step(self: execute.Run, name: str) -> Iterator[dict[str, Any]]:
+        steps: AbstractContextManager[dict[str, Any]] = original(self, name)
+        with steps as info:
+            yield info
+        if self.number == step_number:
+            _hold(self)
+
+    execute.Run.step = step  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    pause_after(int(os.environ[PAUSE_ENV]))
+    raise SystemExit(cli.main())
