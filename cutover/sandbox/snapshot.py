@@ -35,6 +35,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
+from cutover.core.evidence import sha256_file
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact
@@ -274,7 +275,7 @@ def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20
         manifest = {"manifest_version": MANIFEST_VERSION, "format": fmt, "scale": scale, "seed": seed,
                     "plan": plan.name, "generator": model.version, "schema_head": plan.schema_head,
                     "total_rows": sum(sum(t.values()) for t in counts.values()), "rows": counts,
-                    "sha256": _sha256(out)}
+                    "sha256": sha256_file(out)}
         manifest_path(out).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         log(f"snapshot: wrote {out} ({manifest['total_rows']:,} rows) in {time.monotonic() - started:.1f} s")
         return manifest
@@ -319,14 +320,6 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> None:
     if done.returncode != 0:
         lines = redact(done.stderr.strip()).splitlines()
         raise SetupError(f"{what} failed: {lines[-1] if lines else done.returncode}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _require_empty(conn: Connection, url: str) -> None:
