@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 
+from cutover.core import db
+from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.sandbox.backends import free_port
 from cutover.suite import nextstep
@@ -150,6 +153,54 @@ def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
     md = (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
     assert "## Next step" in md and 'cutover sweep --db-url "$DATABASE_URL"' in md
     assert operator_log(pytester.path)["next_step"][0].startswith("NEXT STEP")
+
+
+def test_before_t_plus_30_the_next_step_says_what_the_reverse_would_move(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target, cutover_plan: Plan
+) -> None:
+    # Broken after the commit: one lost write on the source (A3 fails) and one patient row created on
+    # the target since the commit, which the reverse moves back although the report does not list it.
+    st = cutover_plan.rehearsal.straggler
+    marked = sql.SQL("{col}->>{key} = {marker}").format(
+        col=sql.Identifier(st.marker_column), key=sql.Literal(st.marker_key), marker=sql.Literal(st.marker))
+    insert_straggler(cut_over_db.url, cutover_plan)
+    with db.connection(cut_over_db.url) as conn:  # the first one became a patient row on the target
+        conn.execute(sql.SQL("UPDATE {t} SET {c} = {target} WHERE {m}").format(
+            t=sql.Identifier(st.table), c=sql.Identifier(cutover_plan.tenant_column),
+            target=sql.Literal(cutover_plan.target), m=marked))
+        conn.commit()
+    insert_straggler(cut_over_db.url, cutover_plan)
+    table = st.table
+    listed = {t: len(keys) for t, keys in (cut_over_db.report or {})["allow_list"].items()}
+    expected = {t.name: listed.get(t.name, 0) + (t.name == table) for t in cutover_plan.moving}
+    args = example(test_matrix=MATRIX)
+    result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", "-p", "no:randomly",
+                                           f"--report-path={cut_over_db.report_path}", *args)
+    out = result.stdout.str()
+    assert result.ret == v.EXIT_FAILED, out
+    per_table = ", ".join(f"{t} {n}" for t, n in expected.items())
+    moves = (f"the reverse would move {sum(expected.values())} rows back to {cutover_plan.source} "
+             f"({per_table}); 1 of them created since the commit ({table} 1)")
+    assert moves in out, out
+    assert moves in (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
+    # the dry run changed nothing: the row created since the commit is still on the target
+    with db.connection(cut_over_db.url, read_only=True) as conn:
+        tenants = conn.execute(sql.SQL("SELECT {c} FROM {t} WHERE {m} ORDER BY 1").format(
+            c=sql.Identifier(cutover_plan.tenant_column), t=sql.Identifier(table), m=marked)).fetchall()
+    assert sorted(tenants) == sorted([(cutover_plan.source,), (cutover_plan.target,)])
+
+
+def test_without_the_report_the_reverse_preview_rebuilds_it_from_the_database(
+    cut_over_db: Target, cutover_plan: Plan, cutover_settings: Settings
+) -> None:
+    insert_straggler(cut_over_db.url, cutover_plan)  # on the source: not the reverse's business
+    with_report = nextstep.reverse_preview(cut_over_db.url, cutover_plan, str(cut_over_db.report_path),
+                                           cutover_settings)
+    listed = sum(len(keys) for keys in (cut_over_db.report or {})["allow_list"].values())
+    assert with_report.startswith(f"the reverse would move {listed} rows back to {cutover_plan.source} (")
+    assert nextstep.reverse_preview(cut_over_db.url, cutover_plan, None, cutover_settings) == with_report
+    gone = nextstep.reverse_preview(cut_over_db.url, cutover_plan, "/nonexistent/report.json", cutover_settings)
+    assert gone == with_report
 
 
 def test_past_the_t_plus_30_line_the_next_step_is_the_snapshot_restore(cutover_plan: Plan) -> None:

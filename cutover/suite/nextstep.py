@@ -6,6 +6,11 @@ committed (its ``completed`` audit event, read from the database, not from a rep
 elsewhere), how far that is from the T+0:30 line, the exact sweep command when the failure is a
 straggler, and before the line the reverse (dry run, then confirmed), after it the snapshot restore
 with the rehearsal's measured restore time. Commands name ``"$DATABASE_URL"``, never the URL itself.
+
+What the reverse would move is the reference cutover's own reverse dry run, run here rather than
+re-derived: the figures the operator reads are then those the confirmed reverse acts on. Like
+``cutover reverse --dry-run`` it takes the plan's locks for its few seconds (bounded by the checks'
+timeouts) and rolls back; nothing changes.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cutover.core import db
+from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
+from cutover.reference import aftercare
+from cutover.reference import execute as engine
 from cutover.reference import report as reports
 
 T_LINE = timedelta(minutes=30)
@@ -49,6 +58,32 @@ def measured_restore(artifacts: Path) -> str | None:
     return None
 
 
+def _cut_report(url: str, plan: Plan, report_path: str | None) -> dict[str, Any]:
+    """The execute's report when it is at hand, else the one the database's audit events rebuild."""
+    if report_path and Path(report_path).is_file():
+        return reports.load(Path(report_path))
+    with db.connection(url, read_only=True) as conn:
+        rebuilt, ids = reports.rebuild(conn, plan)
+        rebuilt["allow_list"] = {table: [json.loads(key) for key in keys] for table, keys in ids.items()}
+    return rebuilt
+
+
+def reverse_preview(url: str, plan: Plan, report_path: str | None, settings: Settings) -> str:
+    """One line: what ``cutover reverse`` would move back, per table, from its dry run on this database."""
+    try:
+        record = aftercare.reverse(url, plan, "set-b-next-step", engine.Timeouts(
+            settings.check_lock_timeout, settings.check_statement_timeout), _cut_report(url, plan, report_path),
+            dry_run=True)
+    except Exception as exc:  # the figures help; their absence must not hide the commands or the verdict
+        return f"what the reverse would move could not be read ({redact(str(exc))[:200]})"
+    planned: dict[str, int] = record["planned"]
+    new: dict[str, int] = record["new_since_commit"]
+    per_table = ", ".join(f"{table} {n}" for table, n in planned.items())
+    created = (f"; {sum(new.values())} of them created since the commit "
+               f"({', '.join(f'{table} {n}' for table, n in new.items())})" if new else "")
+    return f"the reverse would move {sum(planned.values())} rows back to {plan.source} ({per_table}){created}"
+
+
 def _mmss(delta: timedelta) -> str:
     minutes, seconds = divmod(int(abs(delta.total_seconds())), 60)
     hours, minutes = divmod(minutes, 60)
@@ -56,7 +91,7 @@ def _mmss(delta: timedelta) -> str:
 
 
 def advice(failed: Sequence[str], commit: tuple[datetime, str] | None, now: datetime, report_path: str | None,
-           restore: str | None, plan: Plan) -> list[str]:
+           restore: str | None, plan: Plan, moves: str | None = None) -> list[str]:
     """The lines to print (and log) under a failed Set B verdict."""
     report = f"--report-path={report_path}" if report_path else "--report-path=<the execute's report.json>"
     target = '--db-url "$DATABASE_URL"'
@@ -82,6 +117,8 @@ def advice(failed: Sequence[str], commit: tuple[datetime, str] | None, now: date
         lines.append("  if it still fails, roll back with the reverse (option 2, safe before T+0:30): first "
                      f"cutover reverse --dry-run {target} {report} (prints what it would move back), then "
                      f"cutover reverse --operator-confirmed {target} {report}")
+        if moves:
+            lines.append(f"  {moves} (its dry run, just now; nothing changed)")
     else:
         lines.append("  past T+0:30 the reverse is no longer the safe rollback: restore the pre-cutover snapshot "
                      "(option 1; never alembic downgrade): "
@@ -90,12 +127,16 @@ def advice(failed: Sequence[str], commit: tuple[datetime, str] | None, now: date
     return [redact(line) for line in lines]
 
 
-def for_set_b(url: str, plan: Plan, failed: Sequence[str], report_path: str | None, artifacts: Path) -> list[str]:
+def for_set_b(url: str, plan: Plan, failed: Sequence[str], settings: Settings) -> list[str]:
     """Read the commit time and the restore measurement, then say what to do; never raises."""
+    report_path = settings.report_path
     try:
         commit = committed_at(url, plan)
     except Exception as exc:  # the advice must not hide the verdict it follows
         return [f"NEXT STEP: the commit time could not be read ({redact(str(exc))[:200]}); follow the runbook's "
                 "rollback decision tree (spec section 11) by hand"]
-    return advice(failed, commit, datetime.now(UTC), report_path, measured_restore(artifacts), plan)
+    now = datetime.now(UTC)
+    moves = (reverse_preview(url, plan, report_path, settings)
+             if commit is not None and now < commit[0] + T_LINE else None)
+    return advice(failed, commit, now, report_path, measured_restore(Path(settings.artifacts_dir)), plan, moves)
 

@@ -7,7 +7,6 @@ failing test's arguments, and a --db-url carries a password.
 from __future__ import annotations
 
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,8 +55,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             session.exitstatus = found.exit_code  # the verdict's code, documented, is the run's
         if summary.kind == verdicts.SET_B and found.exit_code == verdicts.EXIT_FAILED and settings.db_url:
             failed = [c for c in summary.expected if summary.outcomes.get(c) == "failed"]
-            summary.next_steps = nextstep.for_set_b(settings.db_url, config.stash[PLAN], failed,
-                                                    settings.report_path, Path(settings.artifacts_dir))
+            summary.next_steps = nextstep.for_set_b(settings.db_url, config.stash[PLAN], failed, settings)
     try:
         out = oplog.operator_log(settings, config.stash[PLAN], shared, run, summary, int(session.exitstatus),
                                  " ".join(["pytest", *config.invocation_params.args]))
