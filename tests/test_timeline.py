@@ -46,6 +46,18 @@ def test_a_reversed_cutover_says_so_and_no_commit_means_no_t_plus() -> None:
     assert lines[0].startswith("timeline: no committed cutover in the database, so no T+")
 
 
+def test_a_rehearsal_on_the_timeline_is_no_set_b_and_starts_before_the_commit() -> None:
+    # A rehearsal (Set A) starts before the cutover it executes, and its passing checks are no Set B verdict.
+    started, finished = COMMIT - timedelta(seconds=20), COMMIT + timedelta(minutes=3)
+    placed = timeline.lines(timeline.Window("run-1", COMMIT), started, finished, "Set A", True)
+    text = "\n".join(placed)
+    assert "Set B" not in text, text
+    assert "T-0:00" not in text and "T-0:01  Set A started" in text, text
+    assert placed[0] == "T-0:01  Set A started"  # in the order things happened
+    assert placed[-1] == "T+0:03  rollback decision: none: a rehearsal, not the production window", text
+    assert timeline.t_plus(timedelta(seconds=-20)) == "T-0:01"
+
+
 def test_the_commit_and_sweeps_are_read_from_the_database(cut_over_db: Target, cutover_plan: Plan,
                                                           fresh_db: str) -> None:
     assert cut_over_db.report is not None

@@ -9,6 +9,7 @@ database saw it. Read-only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,9 +24,13 @@ ROLLBACK_LINE = timedelta(minutes=30)
 
 
 def t_plus(delta: timedelta) -> str:
-    """'T+0:07' (hours:minutes), 'T-0:02' before the commit."""
-    sign = "-" if delta < timedelta(0) else "+"
-    minutes = int(abs(delta).total_seconds() // 60)
+    """'T+0:07' (hours:minutes), 'T-0:02' before the commit.
+
+    Whole minutes rounded down on both sides of the commit, so 20 s before it is T-0:01, never a
+    'T-0:00' that reads as the commit itself.
+    """
+    minutes = math.floor(delta.total_seconds() / 60)
+    sign, minutes = ("-", -minutes) if minutes < 0 else ("+", minutes)
     return f"T{sign}{minutes // 60}:{minutes % 60:02d}"
 
 
@@ -98,15 +103,25 @@ def read(url: str, plan: Plan) -> Window:
 
 
 def lines(window: Window, started: datetime, finished: datetime, label: str, passed: bool | None) -> list[str]:
-    """The run on the window's timeline: commit, sweeps, this run, the rollback decision; one line each."""
+    """The run on the window's timeline: commit, sweeps, this run, the rollback decision; one line each,
+    in the order they happened.
+
+    A rehearsal (``label`` "Set A") executes the cutover itself, so it starts before the commit, and
+    its checks decide nothing in the window: it gets no Set B wording and no rollback decision.
+    """
     if window.committed_at is None:
         return [f"timeline: no committed cutover in the database, so no T+ ({label} ran "
                 f"{started.isoformat(timespec='seconds')} to {finished.isoformat(timespec='seconds')})"]
-    out = [f"T+0:00  cutover committed at {window.committed_at.isoformat(timespec='seconds')} (run {window.run_id})"]
-    out += [f"{window.at(when)}  sweep committed, {n} rows moved" for when, n in window.sweeps]
+    rehearsal = label == "Set A"
+    events = [(window.committed_at,
+               f"cutover committed at {window.committed_at.isoformat(timespec='seconds')} (run {window.run_id})")]
+    events += [(when, f"sweep committed, {n} rows moved") for when, n in window.sweeps]
     if window.reversed_at is not None:
-        out.append(f"{window.at(window.reversed_at)}  cutover reversed (rollback option 2)")
-    verdict = "passed" if passed else ("did not pass" if passed is False else "ended")
-    out += [f"{window.at(started)}  {label} started", f"{window.at(finished)}  {label} {verdict}",
-            f"{window.at(finished)}  rollback decision: {window.rollback(finished, passed)}"]
-    return [redact(line) for line in out]
+        events.append((window.reversed_at, "cutover reversed (rollback option 2)"))
+    verdict = "ended" if rehearsal or passed is None else ("passed" if passed else "did not pass")
+    decision = ("none: a rehearsal, not the production window" if rehearsal
+                else window.rollback(finished, passed))
+    events += [(started, f"{label} started"), (finished, f"{label} {verdict}"),
+               (finished, f"rollback decision: {decision}")]
+    events.sort(key=lambda event: event[0])  # stable: same-time lines keep the order above
+    return [redact(f"{window.at(when)}  {text}") for when, text in events]
