@@ -118,49 +118,87 @@ def lock(conn: Connection, plan: Plan, timeouts: Timeouts) -> None:
 
     The tables are locked all together in short attempts, releasing everything between attempts:
     a writer holding one table while waiting for another would otherwise deadlock with a cutover
-    locking them one by one. The whole wait is bounded by ``lock_timeout``.
+    locking them one by one. An autovacuum worker is different: PostgreSQL cancels it for a waiter
+    only once that waiter has waited ``deadlock_timeout``, so behind one the next attempt waits
+    longer than that (see :func:`next_attempt`). The whole wait is bounded by ``lock_timeout``.
     """
     got = db.one(conn, "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (plan.name,))[0]
     if not got:
         raise RunFailed(f"another cutover/sweep/reverse of plan '{plan.name}' is running on this database "
                         f"(advisory lock held); wait for it to finish, nothing was changed")
     budget = interval_seconds(timeouts.lock)
+    deadlock = float(db.one(conn, "SELECT setting::float / 1000 FROM pg_settings WHERE name = 'deadlock_timeout'")[0])
     deadline = time.monotonic() + budget
     statement = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
         sql.SQL(", ").join(rules.ident(t) for t in plan.table_names))
+    holders: list[Holder] = []
     while True:
-        attempt = max(0.01, min(ATTEMPT_S, deadline - time.monotonic()))
+        attempt = max(0.001, next_attempt(deadline - time.monotonic(), deadlock,
+                                          any(h.autovacuum for h in holders)))
         conn.execute("SAVEPOINT cutover_lock")
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(attempt * 1000)}ms",))
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, round(attempt * 1000))}ms",))
         try:
             conn.execute(statement)
         except (pgerr.LockNotAvailable, pgerr.DeadlockDetected):
             conn.execute("ROLLBACK TO SAVEPOINT cutover_lock")
+            holders = _holders(conn, plan)
             if time.monotonic() >= deadline:
-                blocked_on = _holders(conn, plan) or "of the plan (the holder has just let go)"
-                raise RunFailed(f"could not lock table {blocked_on} within lock_timeout {timeouts.lock}: another "
-                                f"session holds a conflicting lock; nothing was changed, retry once it is released "
-                                f"or raise --lock-timeout") from None
+                raise RunFailed(_lock_failure(holders, timeouts.lock, budget, deadlock)) from None
             continue
         conn.execute("RELEASE SAVEPOINT cutover_lock")
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeouts.lock,))
         return
 
 
-ATTEMPT_S = 0.2  # below deadlock_timeout (1s by default): back off before a deadlock is even detected
+ATTEMPT_S = 0.2  # below deadlock_timeout (1s by default): back off from a writer before a deadlock is even detected
 
 
-def _holders(conn: Connection, plan: Plan) -> str | None:
+def next_attempt(remaining: float, deadlock_timeout: float, autovacuum: bool) -> float:
+    """Seconds the next lock attempt may wait, out of the ``remaining`` budget.
+
+    Short by default. Behind an autovacuum worker (seen holding a plan table after the last
+    attempt) it waits twice ``deadlock_timeout``: only a waiter past that makes the server cancel the
+    worker, and a routine vacuum after a mass update would otherwise outlast any lock_timeout.
+    """
+    if autovacuum and remaining > deadlock_timeout:
+        return min(remaining, 2 * deadlock_timeout)
+    return min(remaining, ATTEMPT_S)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A session holding a plan table in a mode that blocks the cutover's lock."""
+
+    table: str
+    pid: int
+    application: str
+    autovacuum: bool
+
+    def describe(self) -> str:
+        who = "autovacuum worker " if self.autovacuum else ""
+        return f"{self.table} (held by {who}pid {self.pid}{f' {self.application!r}' if self.application else ''})"
+
+
+def _holders(conn: Connection, plan: Plan) -> list[Holder]:
     """Which plan tables other sessions hold in a mode that blocks ours, and who they are."""
     rows = conn.execute(
-        "SELECT c.relname, a.pid, coalesce(a.application_name, '') FROM pg_locks l "
-        "JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid "
+        "SELECT c.relname, a.pid, coalesce(a.application_name, ''), a.backend_type = 'autovacuum worker' "
+        "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database "
         "WHERE datname = current_database()) AND c.relname = ANY(%s) AND l.mode <> 'AccessShareLock' "
         "ORDER BY 1, 2", (list(plan.table_names),)).fetchall()
-    if not rows:
-        return None
-    return ", ".join(f"{rel} (held by pid {pid}{f' {app!r}' if app else ''})" for rel, pid, app in rows[:5])
+    return [Holder(rel, pid, app, bool(vacuum)) for rel, pid, app, vacuum in rows]
+
+
+def _lock_failure(holders: list[Holder], lock_timeout: str, budget: float, deadlock: float) -> str:
+    blocked_on = ", ".join(h.describe() for h in holders[:5]) or "of the plan (the holder has just let go)"
+    fix = "retry once it is released or raise --lock-timeout"
+    if any(h.autovacuum for h in holders):
+        fix = (f"autovacuum yields only to a wait longer than deadlock_timeout ({deadlock:g}s): raise --lock-timeout "
+               f"above it" if budget <= deadlock + ATTEMPT_S else
+               "this vacuum did not yield (one preventing wraparound never does): wait for it to finish")
+    return (f"could not lock table {blocked_on} within lock_timeout {lock_timeout}: another session holds a "
+            f"conflicting lock; nothing was changed, {fix}")
 
 
 def open_steps(run: Run, conn: Connection, plan: Plan, timeouts: Timeouts) -> None:
