@@ -25,20 +25,26 @@ def run_cutover(url: str, *args: str, actor: str | None = "test:pytest", extra_e
         env["CUTOVER_ACTOR"] = actor
     env.update(extra_env or {})
     argv = ([sys.executable, str(ROOT / "scripts" / "cutover_patient_tenant.py")] if script
-            else [sys.executable, "-m", "cutover.cli"])
+            else [sys.executable, *_command(env)])
     return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False,
                           cwd=ROOT)
 
 
-# Set in extra_env, it runs the command through tests/pausing_cutover.py, held after that step.
+# Set in extra_env, they run the command through tests/pausing_cutover.py: held after that step, or
+# with an audit part of that many bytes.
 PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
+PART_BYTES_ENV = "CUTOVER_TEST_AUDIT_PART_BYTES"
+
+
+def _command(env: dict[str, str]) -> list[str]:
+    hooked = PAUSE_ENV in env or PART_BYTES_ENV in env
+    return [str(ROOT / "tests" / "pausing_cutover.py")] if hooked else ["-m", "cutover.cli"]
 
 
 def spawn_cutover(url: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
     env.update(DATABASE_URL=url, CUTOVER_ACTOR="test:pytest", **(extra_env or {}))
-    command = ([str(ROOT / "tests" / "pausing_cutover.py")] if PAUSE_ENV in env else ["-m", "cutover.cli"])
-    return subprocess.Popen([sys.executable, *command, *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, *_command(env), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 

@@ -1,9 +1,12 @@
-"""The ``cutover`` command, held after step N with its transaction open: the atomicity tests' fault hook.
+"""The ``cutover`` command with the tests' hooks: held after step N, or with a small audit part size.
 
-Production code carries no test hook, so the pause lives here: this wrapper wraps each step of the
-reference execute and, after step ``$CUTOVER_TEST_PAUSE_AFTER_STEP``, says so on stderr and holds the
-open transaction (probing the session, so that killing the process or the backend ends it) until the
-test kills one of them. Run as ``python tests/pausing_cutover.py <cutover arguments>``.
+Production code carries no test hook, so they live here. With ``$CUTOVER_TEST_PAUSE_AFTER_STEP``
+this wrapper wraps each step of the reference execute and, after that step, says so on stderr and
+holds the open transaction (probing the session, so that killing the process or the backend ends
+it) until the test kills one of them: the atomicity tests' fault hook. With
+``$CUTOVER_TEST_AUDIT_PART_BYTES`` the allow-list's audit part size is that many bytes instead of
+64 MB, so a test database of a few thousand rows takes the parts path. Run as
+``python tests/pausing_cutover.py <cutover arguments>``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from cutover import cli
 from cutover.reference import execute
 
 PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
+PART_BYTES_ENV = "CUTOVER_TEST_AUDIT_PART_BYTES"
 HOLD_S = 600
 
 
@@ -50,5 +54,8 @@ def pause_after(step_number: int) -> None:
 
 
 if __name__ == "__main__":
-    pause_after(int(os.environ[PAUSE_ENV]))
+    if PAUSE_ENV in os.environ:
+        pause_after(int(os.environ[PAUSE_ENV]))
+    if PART_BYTES_ENV in os.environ:
+        execute.AUDIT_PART_BYTES = int(os.environ[PART_BYTES_ENV])
     raise SystemExit(cli.main())

@@ -69,7 +69,7 @@ def dry_run(args: argparse.Namespace) -> int:
     lines = [f"pre-flight of plan '{plan.name}' on {db.database_name(url)}: {plan.source} -> {plan.target}"]
     lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
-    size, part = sum(pf.allow_list_bytes.values()), engine.audit_part_bytes()
+    size, part = sum(pf.allow_list_bytes.values()), engine.AUDIT_PART_BYTES
     parts = preflight.audit_parts(size, part)
     lines.append(f"  allow-list about {size / 1e6:.1f} MB: " + (
         "recorded in the completed audit event" if not parts else

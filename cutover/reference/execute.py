@@ -359,7 +359,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                               "committed_at": None, "duration_s": None, "commit_status": "rolled_back",
                               "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
     id_files: dict[str, Path] = {}
-    part_bytes = audit_part_bytes()
+    part_bytes = AUDIT_PART_BYTES
     with guarded(url, run, report, timeouts, id_files) as conn:
         open_steps(run, conn, plan, timeouts)
         locked_at = time.monotonic()
@@ -437,12 +437,6 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
 AUDIT_PART_BYTES = 64 * 1024 * 1024
 """The largest allow-list stored in one audit payload, and the size of each part beyond it: a
 quarter of jsonb's ceiling (268435455 bytes for an array's elements), so a part never reaches it."""
-PART_BYTES_ENV = "CUTOVER_AUDIT_PART_BYTES"  # tests lower it to cross the ceiling with a small database
-
-
-def audit_part_bytes() -> int:
-    value = os.environ.get(PART_BYTES_ENV, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else AUDIT_PART_BYTES
 
 
 def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, id_table_name: str, part_bytes: int) -> int:
