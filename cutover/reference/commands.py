@@ -163,7 +163,7 @@ def _execute(args: argparse.Namespace, settings: Settings, plan: Plan, url: str,
 def sweep(args: argparse.Namespace) -> int:
     settings, plan, url = _settings(args)
     actor = os.environ.get(ACTOR_ENV, "").strip() or "sweep"
-    cut = reports.load(args.report_path) if args.report_path else None
+    cut = reports.load_streamed(args.report_path) if args.report_path else None
     if args.report_path:
         reports.check_writable(args.report_path)
     display = StepDisplay()
@@ -187,7 +187,7 @@ def sweep(args: argparse.Namespace) -> int:
 def reverse(args: argparse.Namespace) -> int:
     settings, plan, url = _settings(args)
     actor = _actor(args) if not args.dry_run else (os.environ.get(ACTOR_ENV, "").strip() or "reverse-dry-run")
-    cut = reports.load(args.report_path)
+    cut = reports.load_streamed(args.report_path)  # the allow-list stays on disk: memory flat at any size
     if not args.dry_run:
         reports.check_writable(args.report_path)
     display = StepDisplay()

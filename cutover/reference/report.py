@@ -8,9 +8,11 @@ failure, and can be rebuilt from the audit events the cutover writes in the same
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -56,6 +58,195 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
+def load_streamed(path: Path) -> dict[str, Any]:
+    """The report with its allow-list left on disk: ``allow_list`` is an :class:`AllowList` that
+    streams each table's keys from the file when iterated, so sweep and reverse keep memory flat
+    however many rows the cutover moved. A report in another layout is read whole."""
+    try:
+        head = _streamed_head(path)
+    except (OSError, ValueError):
+        head = None
+    if head is None:
+        return load(path)
+    report, offset = head
+    if not isinstance(report, dict) or "run_id" not in report:
+        return load(path)
+    try:
+        report["allow_list"] = AllowList(path, offset)
+    except ValueError:
+        return load(path)
+    return report
+
+
+_ALLOW_MARK = b'\n  "allow_list": '
+_CHUNK = 1 << 20
+
+
+def _streamed_head(path: Path) -> tuple[Any, int] | None:
+    """The report's keys before its allow-list (as :func:`write` lays it out, last and at the top
+    level: JSON strings cannot hold a raw newline, so the mark is never inside a value) and the
+    allow-list's byte offset; ``None`` when the file is laid out otherwise."""
+    with open(path, "rb") as fh:
+        head = b""
+        while True:
+            chunk = fh.read(_CHUNK)
+            at = (head[-len(_ALLOW_MARK):] + chunk).find(_ALLOW_MARK)
+            if at >= 0:
+                start = len(head) - min(len(head), len(_ALLOW_MARK)) + at
+                head = (head + chunk)[:start]
+                break
+            if not chunk:
+                return None
+            head += chunk
+    text = head.decode("utf-8").rstrip()
+    body = json.loads(text[:-1] + "}" if text.endswith(",") else text + "\n}")
+    return body, start + len(_ALLOW_MARK)
+
+
+class AllowList(Mapping[str, Iterable[Any]]):
+    """A report's allow-list read lazily from the file: table -> keys, each pass a new stream.
+
+    Where each table's list starts is found without parsing the keys: :func:`write` puts every key
+    on one line (JSON text has no raw newline), so a table name is the only thing that opens a line
+    with four spaces and a quote. A table's keys are then parsed one at a time from there
+    (:meth:`texts` gives them as the JSON text the file holds).
+    """
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.path, self.offset = path, offset
+        self.starts: dict[str, int] = {}
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - len(_END)))
+            if fh.read() != _END:
+                raise ValueError("not laid out by write()")
+            fh.seek(offset)
+            if fh.read(1) != b"{":
+                raise ValueError("allow_list is not an object")
+            for at in _lines_opening(fh, offset, _TABLE_MARK):
+                scan = _Scanner(fh, at)
+                name, _ = scan.value()
+                scan.expect(":")
+                scan.expect("[")
+                self.starts[str(name)] = scan.offset()
+    def __getitem__(self, table: str) -> Iterable[Any]:
+        if table not in self.starts:
+            raise KeyError(table)
+        return _Stream(self.path, self.starts[table], raw=False)
+
+    def texts(self, table: str) -> Iterable[str]:
+        return _Stream(self.path, self.starts[table], raw=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.starts)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+_END = b"\n  }\n}\n"
+_AFTER_VALUE = frozenset(" \t\r\n,]}")
+_TABLE_MARK = b'\n    "'
+
+
+def _lines_opening(fh: Any, offset: int, mark: bytes) -> list[int]:
+    """Byte offsets just past the newline and indentation of each ``mark`` after ``offset``."""
+    fh.seek(offset)
+    found: list[int] = []
+    base, tail = offset, b""
+    while chunk := fh.read(_CHUNK):
+        data = tail + chunk
+        at = data.find(mark)
+        while at >= 0:
+            found.append(base - len(tail) + at + len(mark) - 1)
+            at = data.find(mark, at + 1)
+        tail = data[-(len(mark) - 1):]
+        base += len(chunk)
+    return found
+
+
+class _Stream:
+    """One table's keys, re-iterable: each iteration opens the file and parses from the list's start."""
+
+    def __init__(self, path: Path, offset: int, raw: bool) -> None:
+        self.path, self.offset, self.raw = path, offset, raw
+
+    def __iter__(self) -> Iterator[Any]:
+        with open(self.path, "rb") as fh:
+            for value, text in _Scanner(fh, self.offset).items():
+                yield text if self.raw else value
+
+
+class _Scanner:
+    """A forward JSON reader over a file, a chunk at a time, that knows the byte offset it is at."""
+
+    def __init__(self, fh: Any, offset: int) -> None:
+        fh.seek(offset)
+        self.fh, self.base, self.buf, self.pos, self.eof = fh, offset, "", 0, False
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.json = json.JSONDecoder()
+
+    def _fill(self) -> bool:
+        if self.eof:
+            return False
+        if self.pos > _CHUNK:
+            self.base += len(self.buf[:self.pos].encode("utf-8"))
+            self.buf, self.pos = self.buf[self.pos:], 0
+        chunk = self.fh.read(_CHUNK)
+        self.eof = not chunk
+        self.buf += self.decoder.decode(chunk, final=self.eof)
+        return True
+
+    def _ws(self) -> None:
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf) or not self._fill():
+                return
+
+    def take(self, char: str) -> bool:
+        self._ws()
+        if self.buf.startswith(char, self.pos):
+            self.pos += 1
+            return True
+        return False
+
+    def expect(self, char: str) -> None:
+        if not self.take(char):
+            raise ValueError(f"expected {char!r} at byte {self.offset()}")
+
+    def at_end(self) -> bool:
+        self._ws()
+        return self.pos >= len(self.buf)
+
+    def offset(self) -> int:
+        return self.base + len(self.buf[:self.pos].encode("utf-8"))
+
+    def value(self) -> tuple[Any, str]:
+        """The next JSON value and its text; a value is only taken whole (``7.25`` cut after ``7`` by
+        the chunk's end parses as 7), so it must be followed by a delimiter or by the end of the file."""
+        self._ws()
+        while True:
+            try:
+                value, end = self.json.raw_decode(self.buf, self.pos)
+                if (end < len(self.buf) and self.buf[end] in _AFTER_VALUE) or self.eof:
+                    text, self.pos = self.buf[self.pos:end], end
+                    return value, text
+            except json.JSONDecodeError:
+                if self.eof:
+                    raise ValueError(f"not a JSON value at byte {self.offset()}") from None
+            self._fill()
+
+    def items(self) -> Iterator[tuple[Any, str]]:
+        """The values of a list whose ``[`` was just read, up to and including its ``]``."""
+        if self.take("]"):
+            return
+        while True:
+            yield self.value()
+            if self.take("]"):
+                return
+            self.expect(",")
+
+
 def is_committed_report(path: Path) -> bool:
     try:
         return bool(json.loads(path.read_text()).get("commit_status") == "committed")
@@ -79,18 +270,26 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path | I
             body = {k: v for k, v in report.items() if k != "allow_list"}
             text = json.dumps(body, indent=2, sort_keys=False, default=str)
             out.write(text[:-2] if len(text) > 2 else "{")
-            out.write(",\n  \"allow_list\": {")
-            allow = dict(report.get("allow_list") or {})
-            tables = list(id_files or {}) or list(allow)
-            for i, table in enumerate(tables):
-                out.write(("," if i else "") + f"\n    {json.dumps(table)}: [")
-                source = id_files[table] if id_files else None
-                ids: Iterable[str] = ((json.dumps(k) for k in allow[table]) if source is None else
-                                      _ids(source) if isinstance(source, Path) else source)
-                for j, row_id in enumerate(ids):
-                    out.write(("," if j else "") + row_id)
-                out.write("]")
-            out.write("\n  }\n}\n")
+            streamed = report.get("allow_list")
+            if isinstance(streamed, AllowList) and not id_files:  # unchanged: copied, never parsed
+                out.write(",\n  \"allow_list\": ")
+                out.flush()
+                with open(streamed.path, "rb") as src:
+                    src.seek(streamed.offset)
+                    shutil.copyfileobj(src, out.buffer, _CHUNK)
+            else:
+                out.write(",\n  \"allow_list\": {")
+                allow = dict(report.get("allow_list") or {})
+                tables = list(id_files or {}) or list(allow)
+                for i, table in enumerate(tables):
+                    out.write(("," if i else "") + f"\n    {json.dumps(table)}: [")
+                    source = id_files[table] if id_files else None
+                    ids: Iterable[str] = ((json.dumps(k) for k in allow[table]) if source is None else
+                                          _ids(source) if isinstance(source, Path) else source)
+                    for j, row_id in enumerate(ids):
+                        out.write(("," if j else "") + row_id)
+                    out.write("]")
+                out.write(_END.decode())
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)

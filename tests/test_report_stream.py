@@ -1,0 +1,76 @@
+"""The report read back without its allow-list in memory (sweep and reverse at any size).
+
+Sweep and reverse used to load the whole report, allow-list included, to append one record to it:
+hundreds of MB at scale 100. They now read the report's head and stream the keys from the file,
+and write the report back by copying the allow-list's bytes. These tests hold the streamed reading
+to the plain ``json`` reading on keys chosen to break a hand-written reader, with chunks small
+enough that every key straddles a boundary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cutover.reference import report as reports
+
+AWKWARD = ["plain", "co,mma", 'qu"ote', "br]ack[et", "new\nline", "back\\slash", "tab\t", "ünïcödé ✓ 𝄞",
+           '\n    "looks like a table": [', "", " "]
+REPORT: dict[str, Any] = {"run_id": "r-1", "commit_status": "committed", "moved": {"cases": 3}, "note": "x,\n]"}
+ALLOW: dict[str, list[Any]] = {
+    "cases": AWKWARD,
+    "case_shares": [[k, i] for i, k in enumerate(AWKWARD)] + [[1.5, -2], [10**20, None]],
+    "empty": [],
+    "numbers": [1, 22, 333, 4444, 55555, -6, 7.25],
+}
+
+
+@pytest.fixture(params=[1, 3, 7, 1 << 20], ids=lambda n: f"chunk{n}")
+def chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(reports, "_CHUNK", request.param)
+    return int(request.param)
+
+
+def written(tmp_path: Path) -> Path:
+    return reports.write(tmp_path / "report.json", {**REPORT, "allow_list": ALLOW})
+
+
+def test_a_streamed_report_reads_as_the_whole_file_does(tmp_path: Path, chunk: int) -> None:
+    path = written(tmp_path)
+    streamed = reports.load_streamed(path)
+    assert isinstance(streamed["allow_list"], reports.AllowList)
+    assert {k: v for k, v in streamed.items() if k != "allow_list"} == REPORT
+    assert {t: list(keys) for t, keys in streamed["allow_list"].items()} == ALLOW
+    assert {t: list(keys) for t, keys in streamed["allow_list"].items()} == ALLOW, "a second pass reads the same"
+    assert {t: [json.loads(k) for k in streamed["allow_list"].texts(t)] for t in ALLOW} == ALLOW
+
+
+def test_a_streamed_report_written_back_keeps_its_allow_list_and_takes_the_new_record(
+    tmp_path: Path, chunk: int
+) -> None:
+    path = written(tmp_path)
+    streamed = reports.load_streamed(path)
+    streamed["reverse"] = {"run_id": "r-2", "moved": {"cases": 3}}
+    reports.write(path, streamed)
+    again = json.loads(path.read_text())
+    assert again == {**REPORT, "reverse": {"run_id": "r-2", "moved": {"cases": 3}}, "allow_list": ALLOW}
+    assert again == reports.load(path)
+
+
+@pytest.mark.parametrize("layout", ["pretty, allow-list first", "compact", "pretty, no trailing newline"])
+def test_a_report_laid_out_otherwise_is_read_whole(tmp_path: Path, layout: str) -> None:
+    """A report saved by another tool (an operator's editor, jq) is still a report: read whole."""
+    path = tmp_path / "report.json"
+    if layout == "compact":
+        text = json.dumps({**REPORT, "allow_list": ALLOW})
+    elif layout == "pretty, allow-list first":
+        text = json.dumps({"allow_list": ALLOW, **REPORT}, indent=2) + "\n"
+    else:
+        text = json.dumps({**REPORT, "allow_list": ALLOW}, indent=2)
+    path.write_text(text)
+    loaded = reports.load_streamed(path)
+    assert {t: list(keys) for t, keys in loaded["allow_list"].items()} == ALLOW
+    assert {k: v for k, v in loaded.items() if k != "allow_list"} == REPORT
