@@ -252,3 +252,42 @@ def test_a_secret_canary_appears_in_no_artifact_of_a_failing_run(
         assert password.encode() not in data and jwt.encode() not in data, path
         if path.name == "index.html":
             assert not any(e.encode() in data for e in encoded), "the HTML embeds the password encoded"
+
+
+def test_a_re_run_on_a_restored_dev_branch_keeps_the_first_runs_restore_figures(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], empty_db: str
+) -> None:
+    args = example(**FILES)
+    # The first run restores the snapshot, then its cutover command fails: the dev branch stays restored.
+    first = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", empty_db, "--rehearse",
+                                          "--cutover-cmd=exit 7", *args)
+    assert first.ret == 2, first.stdout.str()
+    restored = operator_log(pytester.path)
+    stamp = (pytester.path / "artifacts" / "latest").resolve().name
+    assert restored["rehearsal"]["restore_s"] is not None and restored["rehearsal"]["snapshot_timestamp"]
+    again = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", empty_db, "--rehearse", *args)
+    out = again.stdout.str()
+    assert "SQL checks: 12 of 12 passed" in out, out
+    log = operator_log(pytester.path)
+    assert (pytester.path / "artifacts" / "latest").resolve().name != stamp
+    r = log["rehearsal"]
+    assert r["restored_by_run"] == stamp
+    for field in ("restore_s", "snapshot_timestamp", "restore_measured_on"):
+        assert r[field] == restored["rehearsal"][field], field
+    assert r["snapshot"] == restored["rehearsal"]["snapshot"]
+    assert log["rollback_time_bound"]["restore_s"] == restored["rehearsal"]["restore_s"]
+    md = (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
+    assert f"restored by the earlier run {stamp}" in md, md
+    assert f"- snapshot timestamp: {restored['rehearsal']['snapshot_timestamp']}" in md
+
+
+def test_a_re_run_on_a_dev_branch_restored_by_hand_says_the_figures_are_unknown(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
+) -> None:
+    args = example(**FILES)
+    # restored by hand (runbook step 2), never by this suite: no earlier run in artifacts/ to take figures from
+    result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", cut_over_db.url, "--rehearse", *args)
+    log = operator_log(pytester.path)
+    assert "restored before this run, not by an earlier run in artifacts/" in log["rehearsal"]["snapshot"], \
+        result.stdout.str()
+    assert log["rehearsal"]["restored_by_run"] == ""

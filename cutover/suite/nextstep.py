@@ -28,6 +28,7 @@ from cutover.core.redact import redact
 from cutover.reference import aftercare
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
+from cutover.suite import rehearsal as rehearsals
 
 T_LINE = timedelta(minutes=30)
 # Checks whose failure is what the sweep fixes: patient-classified rows left on (or landed on) the source.
@@ -46,15 +47,11 @@ def committed_at(url: str, plan: Plan) -> tuple[datetime, str] | None:
 
 def measured_restore(artifacts: Path) -> str | None:
     """The newest rehearsal's measured restore time, from its operator log, with where it was measured."""
-    logs = sorted(artifacts.glob("*/operator-log.json"), reverse=True)
-    for path in logs:
-        try:
-            bound = json.loads(path.read_text()).get("rollback_time_bound") or {}
-        except (OSError, ValueError):
-            continue
+    for stamp, log in rehearsals.earlier_logs(artifacts):
+        bound = log.get("rollback_time_bound") or {}
         if bound.get("restore_s") is not None:
             return (f"{bound['restore_s']:.1f} s measured on {bound.get('restore_measured_on', 'unknown')} "
-                    f"({path.parent.name}); worst case {bound['total_s'] / 60:.1f} min of the runbook's 15")
+                    f"({stamp}); worst case {bound['total_s'] / 60:.1f} min of the runbook's 15")
     return None
 
 

@@ -142,7 +142,10 @@ def markdown(log: Mapping[str, Any]) -> str:
              f"- command: `{log['command']}`",
              f"- operator: {log['operator']}", f"- git: {log['environment'].get('git_sha', 'unknown')}",
              f"- target: {r.get('target') or log['environment'].get('target', '-')}",
-             f"- snapshot: {r.get('snapshot') or '-'}", f"- snapshot timestamp: {r.get('snapshot_timestamp') or '-'}",
+             f"- snapshot: {r.get('snapshot') or '-'}"
+             + (f" (restored by the earlier run {r['restored_by_run']}: this run found the target restored; its "
+                "snapshot timestamp and restore time below are that run's)" if r.get("restored_by_run") else ""),
+             f"- snapshot timestamp: {r.get('snapshot_timestamp') or '-'}",
              f"- restore wall-clock: {_fmt_s(r.get('restore_s'))}"
              + (f" (measured on {r['restore_measured_on']})" if r.get("restore_measured_on") else ""),
              f"- dry-run verdict: {r.get('dry_run') or '-'}"

@@ -58,6 +58,7 @@ class Record:
     snapshot_timestamp: str = ""
     restore_s: float | None = None
     restore_measured_on: str = ""
+    restored_by_run: str = ""  # a dev branch found restored: the earlier run (artifacts/<stamp>) that restored it
     dry_run: str = ""
     blockers: list[str] = field(default_factory=list)
     execute_s: float | None = None
@@ -201,6 +202,34 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
     return path
 
 
+def earlier_logs(artifacts: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Earlier runs' operator logs as (stamp, log), newest first; ``latest`` (a link) and unreadable logs skipped."""
+    for path in sorted(artifacts.glob("*/operator-log.json"), reverse=True):
+        if path.parent.is_symlink():
+            continue
+        try:
+            log = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(log, dict):
+            yield path.parent.name, log
+
+
+def _earlier_restore(record: Record, artifacts: Path, target: str) -> bool:
+    """A re-run on a restored dev branch: take the snapshot and restore figures from the run that restored
+    it, naming that run, so the log and the rollback bound keep them."""
+    for stamp, log in earlier_logs(artifacts):
+        earlier = log.get("rehearsal") or {}
+        if earlier.get("target") == target and earlier.get("restore_s") is not None:
+            record.snapshot = str(earlier.get("snapshot") or "")
+            record.snapshot_timestamp = str(earlier.get("snapshot_timestamp") or "")
+            record.restore_s = float(earlier["restore_s"])
+            record.restore_measured_on = str(earlier.get("restore_measured_on") or "")
+            record.restored_by_run = str(earlier.get("restored_by_run") or stamp)
+            return True
+    return False
+
+
 def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, record: Record, log: Log) -> None:
     """A --rehearse dev branch: restore the snapshot when the database is empty, else use it as it is."""
     assert settings.db_url is not None
@@ -209,7 +238,11 @@ def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, 
     with record.step("restore the snapshot", log) as entry:
         if tables:
             entry["detail"] = f"the database already holds {len(tables)} tables: used as restored (runbook step 2)"
-            record.snapshot = "already restored on the target"
+            if _earlier_restore(record, Path(settings.artifacts_dir), mask_url(settings.db_url)):
+                entry["detail"] += f"; restored by the earlier run {record.restored_by_run}"
+            else:
+                record.snapshot = ("already restored on the target (restored before this run, not by an earlier run "
+                                   "in artifacts/: its snapshot timestamp and restore time are unknown)")
             return
         path = provider.snapshot_file()
         record.snapshot, record.snapshot_timestamp = str(path), snapshot_timestamp(path)
