@@ -58,7 +58,7 @@ def measured_restore(artifacts: Path) -> str | None:
 def _cut_report(url: str, plan: Plan, report_path: str | None) -> dict[str, Any]:
     """The execute's report when it is at hand, else the one the database's audit events rebuild."""
     if report_path and Path(report_path).is_file():
-        return reports.load(Path(report_path))
+        return reports.load_streamed(Path(report_path))  # as the reverse command reads it: memory flat
     with db.connection(url, read_only=True) as conn:
         rebuilt, ids = reports.rebuild(conn, plan)
         rebuilt["allow_list"] = {table: [json.loads(key) for key in keys] for table, keys in ids.items()}
