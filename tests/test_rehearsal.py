@@ -82,8 +82,13 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     assert (results / "executor.json").is_file() and (results / "categories.json").is_file()
     assert "body differed from the cached one" in "".join(p.read_text() for p in results.glob("*-attachment.json"))
     steps = "".join(p.read_text() for p in results.glob("*-attachment.txt"))
-    assert "Point the application at the rehearsal's database: postgresql://" in steps
-    assert "counts only if the app really ran against this database" in steps
+    # the prompt says where the app must point: the sandbox, how to reach it, and what an answer is worth
+    clone = urlsplit(r["target"])
+    assert (f"Point the application at the rehearsal's database, the embedded sandbox on this machine: host "
+            f"{clone.hostname}, port {clone.port}, database {clone.path.lstrip('/')}, user {clone.username}, "
+            "password ***") in steps, steps
+    assert "server.json" in steps and "the sandbox stops when this run ends" in steps
+    assert "Manual answers count only if the application really ran against this database" in steps
     assert 'curl -X POST "$CUTOVER_API_URL/api/' in steps  # pasteable as it is
     md = (latest / "operator-log.md").read_text()
     assert "chat, upload and match request all fine" in md and "allure-report/index.html" in md
@@ -244,6 +249,11 @@ def test_a_secret_canary_appears_in_no_artifact_of_a_failing_run(
     assert result.ret == 1 and "A19  FAIL" in out and "A11  FAIL" in out, out
     assert password not in out and jwt not in out
     latest = (pytester.path / "artifacts" / "latest").resolve()
+    steps = "".join(p.read_text() for p in (latest / "allure-results").glob("*-attachment.txt"))
+    assert (f"Point the application at the rehearsal's database, the dev branch given with --db-url: host "
+            f"{parts.hostname}, port {parts.port}, database {parts.path.lstrip('/')}, user {role}, password ***") \
+        in steps, steps
+    assert "Manual answers count only if the application really ran against this database" in steps
     files = [p for p in latest.rglob("*") if p.is_file()]
     assert any(p.name == "index.html" for p in files) and len(files) > 50
     encoded = [base64.b64encode(password.encode()[i:]).decode()[4:24] for i in range(3)]

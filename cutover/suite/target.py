@@ -45,16 +45,21 @@ def describe(settings: Settings, production: bool) -> str:
     if settings.db_url is None:
         return (f"cutover target: a throwaway sandbox ({settings.sandbox}), restored from "
                 f"{settings.snapshot or 'the embedded default snapshot'}")
-    try:
-        parts = urlsplit(settings.db_url)
-        host, port = parts.hostname or "local socket", parts.port or 5432
-    except ValueError:
-        return f"cutover target: {mask_url(settings.db_url)}"
     mode = ("read-only, production window" if production else
             "the rehearsal writes here (--rehearse)" if settings.rehearse else "read-only")
-    return (f"cutover target: host {host}, port {port}, database {parts.path.lstrip('/') or '(default)'}, "
+    return f"cutover target: {reach(settings.db_url)} ({mode})"
+
+
+def reach(url: str) -> str:
+    """Host, port, database, user, password masked: what an operator needs to point a client at it."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "local socket", parts.port or 5432
+    except ValueError:
+        return mask_url(url)
+    return (f"host {host}, port {port}, database {parts.path.lstrip('/') or '(default)'}, "
             f"user {unquote(parts.username or '') or '(default)'}, "
-            f"password {'***' if parts.password else 'not in the URL'} ({mode})")
+            f"password {'***' if parts.password else 'not in the URL'}")
 
 
 def adopt(settings: Settings) -> Target:

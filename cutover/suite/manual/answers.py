@@ -50,13 +50,18 @@ def fill(check: ManualCheck, values: Mapping[str, str]) -> str:
 ANSWER_KEYS = frozenset({"result", "observation", "operator", "check", "at", "source"})
 
 
-def app_database(database: str, sandbox: bool) -> str:
-    """Which database the application must use for the answer to mean anything, said before the steps."""
+def app_database(reach: str, sandbox: bool, password_at: str | None = None) -> str:
+    """Which database the application must use for the answer to mean anything, said before the steps:
+    an answer given with the app on another database says nothing about this cutover."""
+    counts = "Manual answers count only if the application really ran against this database."
     if sandbox:
-        return (f"Point the application at the rehearsal's database: {database} (the embedded sandbox). "
-                "The answer counts only if the app really ran against this database; otherwise rehearse on a dev "
-                "branch with --db-url=DEV --rehearse and point the dev-branch app at it.")
-    return f"Point the application at the rehearsal's database: {database} (the app's DATABASE_URL)."
+        where = f" (the password is the sandbox's own: admin_url in {password_at})" if password_at else ""
+        return (f"Point the application at the rehearsal's database, the embedded sandbox on this machine: {reach}"
+                f"{where}; only this machine can reach it, and the sandbox stops when this run ends. {counts} "
+                "To exercise the real app, rehearse on a dev branch with --db-url=DEV --rehearse and point the "
+                "dev-branch app at it.")
+    return (f"Point the application at the rehearsal's database, the dev branch given with --db-url: {reach} "
+            f"(the password in your --db-url; the app's DATABASE_URL). {counts}")
 
 
 def _one(check: str, raw: Any, where: str, manual: Mapping[str, ManualCheck]) -> tuple[str, str, str | None]:
