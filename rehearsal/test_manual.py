@@ -2,6 +2,7 @@
 
 Each test shows the runbook's steps with real values, runs its assist when configured (a failing
 assist fails the check outright), then asks: an answers file, the terminal, or "needs operator".
+Their sets and markers come from the check catalogue; their titles and steps from the plan.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.rehearsal import key_facts
 from cutover.suite.target import Target
 
-pytestmark = [pytest.mark.setA, pytest.mark.manual]
 Confirm = Callable[..., None]
 
 

@@ -14,14 +14,17 @@ import pytest
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite import window
-from cutover.suite.checks.sql import Checker, Evidence
+from cutover.suite.catalogue import AUTOMATED
+from cutover.suite.checks.base import Checker, Evidence
 
 pytestmark = pytest.mark.prereq
 Record = Callable[[window.Item], None]
 EVIDENCE = ["evidence-verifies", "evidence-ready", "evidence-fresh", "same-plan", "same-cutover", "restore-budget"]
 
 
-def _sql(item_id: str, ev: Evidence) -> window.Item:
+def _sql(item_id: str, checker: Checker) -> window.Item:
+    """The go/no-go's schema and tenant items are checks A1 and A2, run as the matrix runs them."""
+    ev: Evidence = next(c for c in AUTOMATED if c.id == item_id).evaluate(checker)
     if ev.ok:
         return window.passed(item_id, ev.found or ev.expected)
     return window.failed(item_id, f"expected {ev.expected}; found {ev.found or '; '.join(ev.problems)}")
@@ -34,12 +37,12 @@ def evidence_items(cutover_settings: Settings, cutover_plan: Plan) -> dict[str, 
     return {i.id: i for i in items}
 
 
-def test_prereq_A1_schema_head(cutover_checker: Checker, prereq: Record) -> None:
-    prereq(_sql("A1", cutover_checker.a1()))
+def test_prereq_schema_head(cutover_checker: Checker, prereq: Record) -> None:
+    prereq(_sql("A1", cutover_checker))
 
 
-def test_prereq_A2_target_tenant(cutover_checker: Checker, prereq: Record) -> None:
-    prereq(_sql("A2", cutover_checker.a2()))
+def test_prereq_target_tenant(cutover_checker: Checker, prereq: Record) -> None:
+    prereq(_sql("A2", cutover_checker))
 
 
 @pytest.mark.parametrize("item", EVIDENCE)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES = {  # the operator-facing checks, as a rehearsal runs them
     "test_matrix": (ROOT / "smoke" / "test_matrix.py").read_text(),
     "test_manual": (ROOT / "rehearsal" / "test_manual.py").read_text(),
-    "test_a20_active": (ROOT / "rehearsal" / "test_a20_active.py").read_text(),
+    "test_sweep_active": (ROOT / "rehearsal" / "test_sweep_active.py").read_text(),
 }
 
 ALL_PASS = "".join(f"A{i}: {{result: pass, observation: 'A{i} seen working end to end'}}\n" for i in range(11, 20))

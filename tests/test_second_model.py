@@ -355,7 +355,7 @@ def test_plan_commands_refuse_bad_input_in_one_line(second_db: str, empty_db: st
 
 # -- through the plugin, as an operator runs it --------------------------------------------------------
 
-A20_ACTIVE = (Path(__file__).resolve().parent.parent / "rehearsal" / "test_a20_active.py").read_text()
+A20_ACTIVE = (Path(__file__).resolve().parent.parent / "rehearsal" / "test_sweep_active.py").read_text()
 SMOKE = (Path(__file__).resolve().parent.parent / "smoke" / "test_matrix.py").read_text()
 
 
@@ -364,7 +364,7 @@ def test_the_rehearsal_is_ready_commits_and_passes_set_a_and_a20_active(pytester
     """The rehearsal on the restored second model with its plan, as `pytest -m setA --rehearse` runs it:
     dry run READY, execute committed, the 12 checks passed, and A20-active (its straggler written into
     the partitioned events table, keyed (bigint identity, created_at)) swept and cleaned up."""
-    args = example(test_matrix=SMOKE, test_a20_active=A20_ACTIVE)
+    args = example(test_matrix=SMOKE, test_sweep_active=A20_ACTIVE)
     result = pytester.runpytest("-m", "setA", f"--db-url={second_db}", f"--plan={PLAN}", "--rehearse",
                                 "-p", "no:randomly", "-rA", *args)
     out = result.stdout.str()
@@ -373,7 +373,7 @@ def test_the_rehearsal_is_ready_commits_and_passes_set_a_and_a20_active(pytester
     assert "SQL checks: 12 of 12 passed" in out, out
     # No manual check is part of this example project: the verdict says so, and the exit code is not 0.
     assert "REHEARSAL NOT READY: 9 unanswered" in out and result.ret == 6, out
-    assert any(ln.startswith("PASSED") and "A20_active" in ln for ln in out.splitlines()), out
+    assert any(ln.startswith("PASSED") and "A20active_" in ln for ln in out.splitlines()), out
     assert scalar(second_db, "SELECT count(*) FROM events WHERE payload->>'actor' = "
                              "'rehearsal:synthetic-straggler'") == 0
     assert scalar(second_db, f"SELECT count(*) FROM events WHERE tenant_id = {SRC} AND event_type = "

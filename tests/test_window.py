@@ -20,7 +20,7 @@ from cutover.core import evidence
 from cutover.core.options import Settings, resolve
 from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
 from cutover.suite import bundle, window
-from cutover.suite.checks.sql import TITLES
+from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.manual.answers import Answer
 from tests import fake_telegram
 
@@ -37,7 +37,8 @@ def make_bundle(directory: Path, plan: Plan, settings: Settings, *, results: dic
                 command: str | None = None, rehearsal: bool = True) -> Path:
     """A rehearsal's artifacts directory as oplog and bundle write it: every one of the 21 passed by default."""
     directory.mkdir(parents=True, exist_ok=True)
-    checks = [{"check": c, "result": "passed" if c in TITLES else "pass"} for c in [*TITLES, *plan.manual]]
+    automated = [c.id for c in AUTOMATED]
+    checks = [{"check": c, "result": "passed" if c in automated else "pass"} for c in [*automated, *plan.manual]]
     for c in checks:
         c["result"] = (results or {}).get(c["check"], c["result"])
     log: dict[str, Any] = {"verdict": "REHEARSAL READY: 21 of 21 checks passed", "checks": checks,

@@ -163,11 +163,6 @@ class Settings:
             return "unknown"
 
     @property
-    def check_ids(self) -> tuple[str, ...]:
-        """The ``--check`` selection, upper-cased; empty means every check."""
-        return tuple(c.strip().upper() for c in (self.check or "").split(",") if c.strip())
-
-    @property
     def cache_path(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir is not None else Path.cwd() / ".cutover-cache"
 

@@ -9,25 +9,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
 
 import allure
 import pytest
 
 from cutover.core.redact import redact
-from cutover.suite import verdict as verdicts
-from cutover.suite.checks.sql import TITLES, Evidence
+from cutover.suite.catalogue import SET_NAMES, Check
+from cutover.suite.checks.base import Evidence
 from cutover.suite.manual.answers import Answer
 from cutover.suite.manual.assists import Assist
 
 NEEDS_OPERATOR = "needs operator"
 
 
-def label(check: str, title: str) -> None:
-    """Name the test in Allure by its check id and title."""
-    allure.dynamic.title(redact(title))  # type: ignore[no-untyped-call]
-    allure.dynamic.tag(check)  # type: ignore[no-untyped-call]
-    allure.dynamic.label("check_id", check)  # type: ignore[no-untyped-call]
+def label(check: Check, subject: str = "") -> None:
+    """Title the test from the catalogue and group it by set, then by check (one group per check, its
+    per-table tests inside), so a reader finds Set B's checks, and a check's every table, together."""
+    allure.dynamic.title(redact(check.heading(subject)))  # type: ignore[no-untyped-call]
+    allure.dynamic.parent_suite(" + ".join(SET_NAMES[s] for s in check.sets))  # type: ignore[no-untyped-call]
+    allure.dynamic.suite(redact(check.heading()))  # type: ignore[no-untyped-call]
+    allure.dynamic.tag(check.id, *check.sets, check.kind)  # type: ignore[no-untyped-call]
+    allure.dynamic.label("check_id", check.id)  # type: ignore[no-untyped-call]
 
 
 def _attach(body: str, name: str, kind: object) -> None:
@@ -36,7 +38,7 @@ def _attach(body: str, name: str, kind: object) -> None:
 
 def verdict(ev: Evidence) -> None:
     """Attach the evidence, then fail the test with it when the check found a problem."""
-    with allure.step(redact(f"{ev.title}: {'ok' if ev.ok else 'FAILED'}")):
+    with allure.step(redact(f"{ev.heading}: {'ok' if ev.ok else 'FAILED'}")):
         _attach("\n\n".join(ev.queries), "query.sql", allure.attachment_type.TEXT)
         _attach(json.dumps({"check": ev.check, "tenant": ev.tenant, "expected": ev.expected, "found": ev.found,
                             "problems": ev.problems, "rows": ev.rows}, indent=2), "evidence.json",
@@ -71,125 +73,3 @@ def manual(check: str, instructions: str, answer: Answer | None, why_none: str) 
                     pytrace=False)
     if answer.result == "skip":
         pytest.skip(redact(f"operator skipped {check}: {answer.observation or 'no reason given'}"))
-
-
-class Summary:
-    """Each check's worst outcome over its tests (per-table checks have several): a pytest plugin
-    registered per run, printing one line per check and, last, the run's one verdict line."""
-
-    RANK = {"passed": 0, "skipped": 1, "failed": 2}
-
-    def __init__(self, manual_titles: dict[str, str] | None = None, kind: str | None = None,
-                 expected: tuple[str, ...] = ()) -> None:
-        self.outcomes: dict[str, str] = {}
-        self.reasons: dict[str, str] = {}
-        self.manual_titles = manual_titles or {}
-        self.kind = kind  # None: not an operator's run (the project's own tests): no verdict
-        self.expected = expected
-        self.current: tuple[str, str] | None = None
-        self.setup_error: str | None = None
-        self.interrupted_at: str | None = None
-        self.next_steps: list[str] = []  # Set B's failure: what the runbook says to do now
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        check = dict(report.user_properties).get("cutover_check")
-        if check is not None:
-            self.record(str(check), report)
-
-    def _at(self, item: pytest.Item, phase: str) -> None:
-        check = dict(item.user_properties).get("cutover_check")
-        self.current = (str(check), phase) if check is not None else (item.nodeid, phase)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        self._at(item, "setup")
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> None:
-        self._at(item, "call")
-
-    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        """A setup error ends the run through ``pytest.exit(returncode=2)``; anything else is Ctrl-C/SIGTERM."""
-        value = excinfo.value
-        if isinstance(value, pytest.exit.Exception) and value.returncode == verdicts.EXIT_SETUP:
-            self.setup_error = redact(str(value.msg)).removeprefix("cutover: error: ")
-            return
-        self.interrupted_at = self.where()
-
-    def where(self) -> str:
-        """Where the run stood, in the operator's words: a check's prompt, a check, or before any check."""
-        if self.current is None:
-            return "start-up, before any check"
-        check, phase = self.current
-        if check in self.manual_titles and phase == "call":
-            return f"the {check} prompt"
-        return f"{check} ({'preparing it' if phase == 'setup' else 'running it'})"
-
-    def verdict(self) -> verdicts.Verdict:
-        return verdicts.decide(self.kind or verdicts.REHEARSAL, self.expected, self.outcomes, self.reasons,
-                               tuple(self.manual_titles), setup_error=self.setup_error,
-                               interrupted_at=self.interrupted_at)
-
-    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):
-            return
-        if exitstatus == pytest.ExitCode.USAGE_ERROR:  # bad input: nothing ran, so there is nothing to judge
-            return
-        terminalreporter.section("smoke matrix")
-        for line, colour in self.lines():
-            terminalreporter.write_line(line, **{colour: True})
-        if self.kind is not None:
-            found = self.verdict()
-            terminalreporter.write_line(found.line, **{found.colour: True, "bold": True})
-            for line in self.next_steps:
-                terminalreporter.write_line(line, yellow=True)
-
-    def record(self, check: str, report: pytest.TestReport) -> None:
-        if report.when != "call" and not (report.failed or report.skipped):
-            return
-        outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
-        if report.skipped and isinstance(report.longrepr, tuple):
-            self.reasons[check] = str(report.longrepr[2]).removeprefix("Skipped: ")
-        elif report.failed:
-            self.reasons[check] = redact(str(report.longrepr)).strip().splitlines()[-1][:300] if report.longrepr else ""
-        if self.RANK[outcome] >= self.RANK[self.outcomes.get(check, "passed")]:
-            self.outcomes[check] = outcome
-
-    def lines(self) -> list[tuple[str, str]]:
-        """(text, colour) lines: one per SQL check in matrix order and their tally, then the manual
-        checks and A20-active with their tally. Tallies only: the verdict is the one line after them."""
-        order = {c: i for i, c in enumerate(TITLES)}
-        words = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "skipped": ("SKIP", "yellow")}
-        others = sorted(c for c in self.outcomes if c not in TITLES)
-        checks = sorted((c for c in self.outcomes if c in TITLES), key=lambda c: order[c])
-        out = [(f"{c:<4} {words[self.outcomes[c]][0]}  {TITLES.get(c, '')}", words[self.outcomes[c]][1])
-               for c in checks]
-        out += self._tally(checks)
-        titles = {**self.manual_titles, "A20-active": "the sweep moves a synthetic straggler"}
-        for c in others:
-            word, colour = words[self.outcomes[c]]
-            reason = self.reasons.get(c, "")
-            reason = NEEDS_OPERATOR if reason.startswith(NEEDS_OPERATOR) else reason
-            why = f" ({reason})" if self.outcomes[c] != "passed" and reason else ""
-            out.append((f"{c:<4} {word}  {titles.get(c, '')}{why}", colour))
-        manual = [c for c in others if c in self.manual_titles]
-        if manual:
-            waiting = [c for c in manual if self.outcomes[c] == "skipped"
-                       and self.reasons.get(c, "").startswith(NEEDS_OPERATOR)]
-            passed = [c for c in manual if self.outcomes[c] == "passed"]
-            colour = "yellow" if waiting else ("red" if any(self.outcomes[c] == "failed" for c in manual) else "green")
-            out.append((f"manual checks: {len(passed)} of {len(self.manual_titles)} passed, "
-                        f"{len(manual) - len(waiting)} answered"
-                        + (f"; {len(waiting)} need an operator: {', '.join(waiting)}" if waiting else ""), colour))
-            if waiting:
-                out.append((f"  ({self.reasons[waiting[0]].removeprefix(NEEDS_OPERATOR + ': ')})", colour))
-        return out
-
-    def _tally(self, checks: list[str]) -> list[tuple[str, str]]:
-        if not checks:
-            return []
-        failed = [c for c in checks if self.outcomes[c] == "failed"]
-        passed = [c for c in checks if self.outcomes[c] == "passed"]
-        colour = "red" if failed else ("green" if len(passed) == len(checks) else "yellow")
-        return [(f"SQL checks: {len(passed)} of {len(checks)} passed"
-                 + (f"; failed: {', '.join(failed)}" if failed else ""), colour)]

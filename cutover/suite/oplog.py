@@ -22,7 +22,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url, redact
 from cutover.suite import bundle
-from cutover.suite.checks.sql import TITLES
+from cutover.suite.catalogue import Catalogue
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.state import RunState
@@ -245,14 +245,13 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
     answers = Journal(journal).read()
     outcomes: Mapping[str, str] = summary.outcomes
     reasons: Mapping[str, str] = summary.reasons
-    rows = [CheckRow(c, t, "sql", outcomes.get(c, "not run"), reasons.get(c, "")) for c, t in TITLES.items()
-            if c not in plan.manual]
-    rows += manual_rows({c: m.title for c, m in plan.manual.items()}, outcomes, answers, reasons)
-    if "A20-active" in outcomes:  # runbook spelling, kept by the plugin's id normalisation
-        rows.append(CheckRow("A20-active", "the sweep moves a synthetic straggler", "rehearsal",
-                             outcomes["A20-active"], reasons.get("A20-active", "")))
-    order = {c: i for i, c in enumerate([*TITLES, *plan.manual])}
-    rows.sort(key=lambda r: (order.get(r.check, 99), r.check))
+    catalogue = Catalogue.for_plan(plan)
+    manual = {c.id: c.title for c in catalogue if c.kind == "manual"}
+    rows = [CheckRow(c.id, c.title, c.kind, outcomes.get(c.id, "not run"), reasons.get(c.id, ""))
+            for c in catalogue if c.kind == "sql" or (c.kind == "rehearsal" and c.id in outcomes)]
+    rows += manual_rows(manual, outcomes, answers, reasons)
+    order = {c.id: i for i, c in enumerate(catalogue)}  # the runbook's order: A1..A21, A20-active after A20
+    rows.sort(key=lambda r: (order.get(r.check, len(order)), r.check))
     found = summary.verdict()
     lines = [*(text for text, _ in summary.lines()), found.line]
     verdict, setup_error, interrupted_at = found.line, found.setup_error, found.interrupted_at

@@ -17,6 +17,7 @@ import pytest
 
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.suite.catalogue import Catalogue
 
 
 @dataclass
@@ -47,3 +48,5 @@ PLAN = pytest.StashKey[Plan]()
 SHARED_DIR = pytest.StashKey[Path]()
 ANSWERS = pytest.StashKey[dict[str, tuple[str, str, str | None]]]()
 RUN = pytest.StashKey[RunState]()
+CATALOGUE = pytest.StashKey[Catalogue]()  # the plan's checks: automated, manual, A20-active
+SELECTED = pytest.StashKey[tuple[str, ...]]()  # --check, in the catalogue's spelling; empty: all

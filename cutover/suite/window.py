@@ -29,7 +29,7 @@ from cutover.core.plan import ManualCheck, Plan
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.reference import alerts
 from cutover.suite import bundle
-from cutover.suite.checks.sql import TITLES
+from cutover.suite.catalogue import Catalogue
 from cutover.suite.manual.answers import Answer
 
 MAX_AGE = timedelta(days=7)
@@ -165,7 +165,7 @@ def evidence_verifies(b: Bundle) -> Item:
 
 def required_checks(plan: Plan) -> list[str]:
     """The runbook's 21: the 12 automated checks and the plan's manual checks."""
-    return [*TITLES, *plan.manual]
+    return [c.id for c in Catalogue.for_plan(plan).counted()]
 
 
 def evidence_ready(b: Bundle, plan: Plan) -> Item:

@@ -1,38 +1,47 @@
-"""Which tests run, and in what order: per-table parametrization, ``--check`` selection, the runbook's order."""
+"""Which tests run, and in what order: markers and per-table parametrization from the catalogue,
+``--check`` selection, the runbook's order."""
 
 from __future__ import annotations
 
 import pytest
 
 from cutover.suite import verdict as verdicts
+from cutover.suite.catalogue import AUTOMATED, Catalogue
 from cutover.suite.hooks import session
-from cutover.suite.state import PLAN, SETTINGS
+from cutover.suite.state import CATALOGUE, PLAN, SELECTED, SETTINGS
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Per-table checks get one test per table (or reference) of the plan, named in the test id."""
-    wanted = {"patient_table", "owned_table", "reference"} & set(metafunc.fixturenames)
-    if not wanted:
-        return
     plan = metafunc.config.stash[PLAN]
-    if "patient_table" in wanted:
-        metafunc.parametrize("patient_table", [t.name for t in plan.moving], ids=str)
-    if "owned_table" in wanted:
-        metafunc.parametrize("owned_table", [t.name for t in plan.tables if t.owner != "patient"], ids=str)
-    if "reference" in wanted:
-        labels = [f"{t.name}.{r.column}" for t in plan.tables for r in t.references]
-        metafunc.parametrize("reference", labels, ids=str)
+    for check in AUTOMATED:
+        if check.per is not None and check.per in metafunc.fixturenames:
+            metafunc.parametrize(check.per, check.subjects(plan), ids=str)
+            return
 
 
 def check_id(item: pytest.Item) -> str | None:
-    """The check a test belongs to, as the runbook spells it."""
+    """The check a test belongs to, as the catalogue spells it (``a3`` → ``A3``)."""
     marker = item.get_closest_marker("check")
     if marker is None or not marker.args:
         return None
     raw = str(marker.args[0]).strip()
-    return raw[:1].upper() + raw[1:]  # "a3" → "A3", "A20-active" stays as the runbook spells it
+    catalogue = item.config.stash.get(CATALOGUE, None)
+    known = catalogue.get(raw) if catalogue is not None else None
+    return known.id if known is not None else raw
 
 
+def _mark(item: pytest.Item, check: str, catalogue: Catalogue) -> None:
+    """A check's set and kind markers, from its catalogue entry: ``-m setB`` selects what the catalogue says."""
+    entry = catalogue.get(check)
+    if entry is None:
+        raise pytest.UsageError(f"{item.nodeid}: check({check!r}) is not in the check catalogue "
+                                f"({', '.join(c.id for c in catalogue)})")
+    for name in (*entry.sets, entry.kind):
+        item.add_marker(name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m and -k deselect: they must see the catalogue's markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``--check A3,A7`` keeps only those checks; every check's id travels with its reports (xdist too)."""
     settings = config.stash[SETTINGS]
@@ -43,18 +52,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "Set B runs against production and needs its target: pass --db-url=URL or set DATABASE_URL "
             "(no sandbox was started; to try Set B on a throwaway cut-over clone say so: --sandbox=local)")
-    wanted = settings.check_ids
+    catalogue, wanted = config.stash[CATALOGUE], config.stash[SELECTED]
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
         check = check_id(item)
         if check is not None:
+            _mark(item, check, catalogue)
             item.user_properties.append(("cutover_check", check))
-        (keep if not wanted or (check or "").upper() in wanted else drop).append(item)
+        (keep if not wanted or check in wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
     # The runbook's order, whatever the file names: SQL checks (5a), manual checks (5b), then
     # A20-active, which writes and so must come after every check that reads what it touches.
-    items.sort(key=lambda item: 2 if check_id(item) == "A20-active" else (1 if item.get_closest_marker("manual")
-                                                                           else 0))
+    rank = {"sql": 0, "manual": 1, "rehearsal": 2}
+    items.sort(key=lambda item: rank[entry.kind] if (entry := catalogue.get(check_id(item) or "")) else 0)

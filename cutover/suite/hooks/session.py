@@ -16,26 +16,26 @@ from types import FrameType
 import pytest
 
 from cutover.core.errors import CutoverError
-from cutover.core.options import Settings
-from cutover.core.plan import Plan, load_plan
+from cutover.core.plan import load_plan
 from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
-from cutover.suite import allure_out as reporting
 from cutover.suite import settings as glue
+from cutover.suite import summary as summaries
 from cutover.suite import target as targets
 from cutover.suite import verdict as verdicts
 from cutover.suite import window, workers
-from cutover.suite.checks.sql import SET_B, TITLES
+from cutover.suite.catalogue import SET_B, Catalogue
 from cutover.suite.manual import answers as prompts
 from cutover.suite.manual.assists import AssistConfig
-from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR, RunState
+from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SELECTED, SETTINGS, SHARED_DIR, RunState
 
-MARKERS = (
+MARKERS = (  # setA, setB, sql, manual and rehearsal are added to each check's tests from the catalogue
     "setA: dev-branch rehearsal check (runbook Set A)",
     "setB: production-window check (runbook Set B): read-only, database only",
     "sql: automated SQL check",
     "manual: operator-executed check (prompt fixture)",
-    "check(id): the smoke-matrix check id, e.g. check('A3')",
+    "rehearsal: rehearsal-only check that writes (A20-active)",
+    "check(id): the smoke-matrix check id, e.g. check('A3'); its sets and kind come from the catalogue",
     "sandbox: needs the throwaway sandbox (never runs against --db-url)",
 )
 
@@ -80,15 +80,10 @@ def run_kind(config: pytest.Config) -> str | None:
     return verdicts.SET_B if "setB" in markexpr and "setA" not in markexpr else verdicts.REHEARSAL
 
 
-def _expected(kind: str | None, settings: Settings, plan: Plan) -> tuple[str, ...]:
+def _expected(kind: str | None, catalogue: Catalogue, selected: tuple[str, ...]) -> tuple[str, ...]:
     """The checks the verdict waits for: all 21 (a rehearsal), Set B's 8, or the ``--check`` selection."""
-    every = [c for c in TITLES if c not in plan.manual] + list(plan.manual)
-    if kind == verdicts.SET_B:
-        every = [c for c in every if c in SET_B]
-    every.sort(key=lambda c: int(c[1:]) if c[1:].isdigit() else 99)
-    if settings.check_ids:
-        every = [c for c in every if c.upper() in settings.check_ids]
-    return tuple(every)
+    every = [c.id for c in catalogue.counted(SET_B if kind == verdicts.SET_B else None)]
+    return tuple(c for c in every if not selected or c in selected)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -111,11 +106,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
         config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))
                                  if settings.answers else {})
+        config.stash[CATALOGUE] = catalogue = Catalogue.for_plan(plan)
+        config.stash[SELECTED] = selected = catalogue.select(settings.check)  # before any database is touched
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
-    titles = {c: m.title for c, m in plan.manual.items()}
     kind = run_kind(config)
-    config.pluginmanager.register(reporting.Summary(titles, kind, _expected(kind, settings, plan)),
+    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue, selected)),
                                   "cutover-summary")  # one per run, not per process
     AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
     if settings.db_url is not None:

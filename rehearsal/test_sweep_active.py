@@ -1,6 +1,6 @@
 """A20-active (rehearsal only): the sweep really moves a straggler, exactly as the runbook describes.
 
-Runs after the automated checks (rehearsal/ is collected after smoke/). It writes, so it needs a
+Runs after the automated and manual checks (the collection hook orders it last). It writes, so it needs a
 sandbox target or a --db-url target opted in with --rehearse; the synthetic row is deleted however
 the steps end.
 """
@@ -16,13 +16,13 @@ from cutover.reference import aftercare
 from cutover.reference import execute as engine
 from cutover.suite import rehearsal as rh
 from cutover.suite.allure_out import verdict
-from cutover.suite.checks.sql import Checker
+from cutover.suite.catalogue import Catalogue
+from cutover.suite.checks.base import Checker
 from cutover.suite.target import Target, check_connection
 
 
-@pytest.mark.setA
 @pytest.mark.check("A20-active")
-def test_A20_active_sweep_moves_a_synthetic_straggler(cutover_target: Target, cutover_plan: Plan,
+def test_A20active_sweep_moves_a_synthetic_straggler(cutover_target: Target, cutover_plan: Plan,
                                                        cutover_settings: Settings,
                                                        request: pytest.FixtureRequest) -> None:
     if not cutover_target.sandbox and not cutover_settings.rehearse:
@@ -50,7 +50,9 @@ def test_A20_active_sweep_moves_a_synthetic_straggler(cutover_target: Target, cu
         with allure.step("re-run A20"):
             conn = check_connection(url, cutover_settings)
             try:
-                verdict(Checker(conn, plan, cutover_target.report).a20())
+                a20 = Catalogue.for_plan(plan).get("A20")
+                assert a20 is not None
+                verdict(a20.evaluate(Checker(conn, plan, cutover_target.report)))
             finally:
                 conn.close()
     finally:

@@ -1,0 +1,81 @@
+"""References that cross rows: A4 (foreign keys), A7 (case shares), A9 (keys cached in JSON).
+
+A row can sit on the right tenant and still point at a parent on the wrong one; these follow
+every reference the plan declares and excuse only the crossings it allows."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from cutover.core.report_types import key_text
+from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I
+
+
+def a4(c: Checker, label: str) -> Evidence:
+    ev = Evidence("A4", subject=label, tenant="all", expected="every child on its parent's tenant "
+                                                              "(or a share to the child's tenant, where allowed)")
+    for name, child, kind, parent, key, via in c.links():
+        if name == label and kind == "column":
+            n = c.link(ev, child, parent, key, via)
+            ev.found = f"{n} rows on another tenant than their {parent.name} row"
+            if n:
+                ev.fail(f"{n} {child.name} rows are not on their {parent.name} row's tenant")
+    return ev
+
+
+def a7(c: Checker) -> Evidence:
+    p, share = c.plan, c.plan.share_table
+    ev = Evidence("A7", tenant="each share target", expected="shares on their case's tenant, targeting another "
+                                                             "existing tenant; RLS shows each provider its shares")
+    if share is None or share.share_target is None:
+        ev.fail("the plan has no share table (share_target)")
+        return ev
+    case_col = next(r for r in share.references)
+    cases = p.table(case_col.table)
+    bad = c.run(ev, sql.SQL(
+        "SELECT {k} FROM {s} s LEFT JOIN {c} c ON c.{ck} = s.{cc} LEFT JOIN {tt} t ON t.id = s.{st} "
+        "WHERE c.{ck} IS NULL OR c.{ten} <> s.{ten} OR t.id IS NULL OR s.{st} = s.{ten} "
+        "ORDER BY 1 LIMIT {n}").format(
+        k=key_text(share.key, "s"), s=I(share.name), c=I(cases.name), ck=I(cases.key[0]), cc=I(case_col.column),
+        tt=I(p.tenant_table), st=I(share.share_target), ten=I(p.tenant_column), n=sql.Literal(MAX_ROWS)))
+    if bad:
+        ev.fail(f"{len(bad)}{'+' if len(bad) == MAX_ROWS else ''} shares do not resolve (case missing or on "
+                f"another tenant, target missing or the share's own tenant)", [r[0] for r in bad])
+    targets = [r[0] for r in c.run(ev, sql.SQL("SELECT DISTINCT {st}::text FROM {s} ORDER BY 1").format(
+        st=I(share.share_target), s=I(share.name)))]
+    seen = []
+    for tenant in targets:
+        expected = {r[0] for r in c.run(ev, sql.SQL(
+            "SELECT c.{ck}::text FROM {c} c WHERE c.{ten} = {t} OR EXISTS (SELECT 1 FROM {s} s WHERE s.{cc} = "
+            "c.{ck} AND s.{st} = {t})").format(ck=I(cases.key[0]), c=I(cases.name), ten=I(p.tenant_column),
+                                               t=sql.Literal(tenant), s=I(share.name), cc=I(case_col.column),
+                                               st=I(share.share_target)))}
+        visible = c.as_app(ev, tenant, sql.SQL("SELECT {ck}::text FROM {c}").format(ck=I(cases.key[0]),
+                                                                                        c=I(cases.name)))
+        if visible is None:
+            return ev
+        seen.append(f"{tenant} sees {len(visible)}")
+        if visible != expected:
+            ev.fail(f"as {p.app_role} with {p.tenant_setting}={tenant}: {len(visible)} cases visible, expected "
+                    f"{len(expected)}", sorted(visible ^ expected))
+    ev.found = "; ".join(seen) if ev.ok else f"{len(ev.problems)} problems"
+    return ev
+
+
+def a9(c: Checker) -> Evidence:
+    p = c.plan
+    ev = Evidence("A9", tenant=p.target, expected="keys on their cached case's tenant; patient-route keys on "
+                                                  "the target")
+    for _label, child, kind, parent, key, via in c.links():
+        if kind != "json":
+            continue
+        n = c.link(ev, child, parent, key, via)
+        if n:
+            ev.fail(f"{n} {child.name} rows name a {parent.name} row on another tenant (or a missing one)")
+        if child.owner == "classified":
+            m = c.sample(ev, child, sql.SQL("{} <> {} AND {}").format(c.tenant(), sql.Literal(p.target),
+                                                                        c.patient(child)))
+            if m:
+                ev.fail(f"{m} patient-route {child.name} rows are not on {p.target}")
+    ev.found = "none" if ev.ok else f"{len(ev.problems)} problems"
+    return ev

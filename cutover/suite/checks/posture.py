@@ -1,0 +1,98 @@
+"""The database's shape and security: A1 (schema head, plan against catalog), A2 (target tenant), A21 (RLS).
+
+These say whether the database is the one the plan describes and whether the application can
+see only what it should; a failure here makes every row-level check's answer suspect."""
+
+from __future__ import annotations
+
+import json
+
+from psycopg import sql
+
+from cutover.core import catalog
+from cutover.core.report_types import key_text
+from cutover.suite.checks.base import Checker, Evidence, I
+
+
+def a1(c: Checker) -> Evidence:
+    p = c.plan
+    ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
+    heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
+                                                                                   I(p.version_table)))]
+    ev.found = f"{len(heads)} rows: {', '.join(heads) or 'none'}"
+    if heads != [p.schema_head]:
+        ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
+    # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
+    ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
+    schema = catalog.read(c.conn)
+    for diff in catalog.compare(p, schema):
+        rows: list[str] = []
+        if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
+            rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in c.run(ev, sql.SQL(
+                "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1").format(
+                c=I(p.tenant_column), t=I(diff.table)))]
+        ev.fail(diff.message + (f" ({'; '.join(rows)})" if rows else ""), rows)
+    return ev
+
+
+def a2(c: Checker) -> Evidence:
+    p = c.plan
+    ev = Evidence("A2", tenant=p.target, expected=f"exists, active, protected, {', '.join(p.mirrored_settings)} "
+                                                  f"equal to {p.source}'s")
+    rows = {r[0]: r[1:] for r in c.run(ev, sql.SQL("SELECT id, {s}, {a}, {pr} FROM {t} WHERE id = ANY({ids})")
+                                           .format(s=I(p.settings_column), a=I(p.active_column),
+                                                   pr=I(p.protected_column), t=I(p.tenant_table),
+                                                   ids=sql.Literal([p.source, p.target])))}
+    if p.target not in rows:
+        ev.fail(f"tenant {p.target} does not exist")
+        return ev
+    settings, active, protected = rows[p.target]
+    source_settings = (rows.get(p.source) or ({},))[0] or {}
+    settings = settings or {}
+    ev.found = f"active={active}, protected={protected}, settings={json.dumps(settings, sort_keys=True)}"
+    if p.source not in rows:
+        ev.fail(f"source tenant {p.source} does not exist, so the mirrored settings cannot be compared")
+    if not active:
+        ev.fail("target tenant is not active")
+    if not protected:
+        ev.fail("target tenant is not protected")
+    for key in p.mirrored_settings:
+        if key not in settings or settings.get(key) != source_settings.get(key):
+            ev.fail(f"setting {key}: {settings.get(key)!r}, source has {source_settings.get(key)!r}")
+    return ev
+
+
+def a21(c: Checker) -> Evidence:
+    p = c.plan
+    ev = Evidence("A21", tenant=p.source, expected="RLS enabled + forced + policy on every table; app role "
+                                                   "without BYPASSRLS; 0 patient rows visible on the source")
+    rows = c.run(ev, sql.SQL(
+        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy "
+        "WHERE polrelid = c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+        "n.nspname = current_schema() AND c.relname = ANY({})").format(sql.Literal(list(p.table_names))))
+    found = {r[0]: r[1:] for r in rows}
+    for table in p.table_names:
+        enabled, forced, policies = found.get(table, (False, False, 0))
+        for what, ok in (("enabled", enabled), ("forced", forced), ("a policy", policies)):
+            if not ok:
+                ev.fail(f"{table}: RLS not {what}" if what != "a policy" else f"{table}: no RLS policy", [table])
+    role = c.run(ev, sql.SQL("SELECT rolbypassrls, rolsuper FROM pg_roles WHERE rolname = {}").format(
+        sql.Literal(p.app_role)))
+    if not role:
+        ev.fail(f"role {p.app_role} does not exist")
+        return ev
+    if role[0][0] or role[0][1]:
+        ev.fail(f"role {p.app_role} bypasses RLS (bypassrls={role[0][0]}, superuser={role[0][1]})")
+    for rule in p.tables:
+        if rule.owner == "provider":
+            continue
+        visible = c.as_app(ev, p.source, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
+            k=key_text(rule.key, "t"), t=I(rule.name), w=c.patient(rule)))
+        if visible is None:
+            return ev
+        leaked = visible - c.shared_to(ev, rule, p.source)
+        if leaked:
+            ev.fail(f"{rule.name}: {len(leaked)} patient rows visible as {p.app_role} on {p.source} without a "
+                    f"share granting them", sorted(leaked))
+    ev.found = "as expected" if ev.ok else f"{len(ev.problems)} problems"
+    return ev

@@ -1,0 +1,137 @@
+"""The end of a run on the terminal: one line per check with its worst outcome, then the one verdict line.
+
+Per-table checks run as several tests; an operator wants one line per check, in the runbook's
+order and with the catalogue's title, and then the single line that says whether to proceed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cutover.core.redact import redact
+from cutover.suite import verdict as verdicts
+from cutover.suite.allure_out import NEEDS_OPERATOR
+from cutover.suite.catalogue import Catalogue
+
+
+class Summary:
+    """Each check's worst outcome over its tests (per-table checks have several): a pytest plugin
+    registered per run, printing one line per check and, last, the run's one verdict line."""
+
+    RANK = {"passed": 0, "skipped": 1, "failed": 2}
+
+    def __init__(self, catalogue: Catalogue, kind: str | None = None, expected: tuple[str, ...] = ()) -> None:
+        self.outcomes: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
+        self.catalogue = catalogue
+        self.manual = tuple(c.id for c in catalogue if c.kind == "manual")
+        self.kind = kind  # None: not an operator's run (the project's own tests): no verdict
+        self.expected = expected
+        self.current: tuple[str, str] | None = None
+        self.setup_error: str | None = None
+        self.interrupted_at: str | None = None
+        self.next_steps: list[str] = []  # Set B's failure: what the runbook says to do now
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        check = dict(report.user_properties).get("cutover_check")
+        if check is not None:
+            self.record(str(check), report)
+
+    def _at(self, item: pytest.Item, phase: str) -> None:
+        check = dict(item.user_properties).get("cutover_check")
+        self.current = (str(check), phase) if check is not None else (item.nodeid, phase)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._at(item, "setup")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        self._at(item, "call")
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """A setup error ends the run through ``pytest.exit(returncode=2)``; anything else is Ctrl-C/SIGTERM."""
+        value = excinfo.value
+        if isinstance(value, pytest.exit.Exception) and value.returncode == verdicts.EXIT_SETUP:
+            self.setup_error = redact(str(value.msg)).removeprefix("cutover: error: ")
+            return
+        self.interrupted_at = self.where()
+
+    def where(self) -> str:
+        """Where the run stood, in the operator's words: a check's prompt, a check, or before any check."""
+        if self.current is None:
+            return "start-up, before any check"
+        check, phase = self.current
+        if check in self.manual and phase == "call":
+            return f"the {check} prompt"
+        return f"{check} ({'preparing it' if phase == 'setup' else 'running it'})"
+
+    def verdict(self) -> verdicts.Verdict:
+        return verdicts.decide(self.kind or verdicts.REHEARSAL, self.expected, self.outcomes, self.reasons,
+                               self.manual, setup_error=self.setup_error,
+                               interrupted_at=self.interrupted_at)
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):
+            return
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:  # bad input: nothing ran, so there is nothing to judge
+            return
+        terminalreporter.section("smoke matrix")
+        for line, colour in self.lines():
+            terminalreporter.write_line(line, **{colour: True})
+        if self.kind is not None:
+            found = self.verdict()
+            terminalreporter.write_line(found.line, **{found.colour: True, "bold": True})
+            for line in self.next_steps:
+                terminalreporter.write_line(line, yellow=True)
+
+    def record(self, check: str, report: pytest.TestReport) -> None:
+        if report.when != "call" and not (report.failed or report.skipped):
+            return
+        outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
+        if report.skipped and isinstance(report.longrepr, tuple):
+            self.reasons[check] = str(report.longrepr[2]).removeprefix("Skipped: ")
+        elif report.failed:
+            self.reasons[check] = redact(str(report.longrepr)).strip().splitlines()[-1][:300] if report.longrepr else ""
+        if self.RANK[outcome] >= self.RANK[self.outcomes.get(check, "passed")]:
+            self.outcomes[check] = outcome
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(text, colour) lines: one per SQL check in matrix order and their tally, then the manual
+        checks and A20-active with their tally. Tallies only: the verdict is the one line after them."""
+        words = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "skipped": ("SKIP", "yellow")}
+        ran = [c for c in self.catalogue if c.id in self.outcomes]
+        checks = [c.id for c in ran if c.kind == "sql"]
+        out = [(f"{c:<4} {words[self.outcomes[c]][0]}  {self.catalogue.title(c)}", words[self.outcomes[c]][1])
+               for c in checks]
+        out += self._tally(checks)
+        others = [c.id for c in ran if c.kind != "sql"] + sorted(set(self.outcomes) - {c.id for c in ran})
+        for c in others:
+            word, colour = words[self.outcomes[c]]
+            reason = self.reasons.get(c, "")
+            reason = NEEDS_OPERATOR if reason.startswith(NEEDS_OPERATOR) else reason
+            why = f" ({reason})" if self.outcomes[c] != "passed" and reason else ""
+            out.append((f"{c:<4} {word}  {self.catalogue.title(c)}{why}", colour))
+        manual = [c for c in others if c in self.manual]
+        if manual:
+            waiting = [c for c in manual if self.outcomes[c] == "skipped"
+                       and self.reasons.get(c, "").startswith(NEEDS_OPERATOR)]
+            passed = [c for c in manual if self.outcomes[c] == "passed"]
+            colour = "yellow" if waiting else ("red" if any(self.outcomes[c] == "failed" for c in manual) else "green")
+            out.append((f"manual checks: {len(passed)} of {len(self.manual)} passed, "
+                        f"{len(manual) - len(waiting)} answered"
+                        + (f"; {len(waiting)} need an operator: {', '.join(waiting)}" if waiting else ""), colour))
+            if waiting:
+                out.append((f"  ({self.reasons[waiting[0]].removeprefix(NEEDS_OPERATOR + ': ')})", colour))
+        return out
+
+    def _tally(self, checks: list[str]) -> list[tuple[str, str]]:
+        if not checks:
+            return []
+        failed = [c for c in checks if self.outcomes[c] == "failed"]
+        passed = [c for c in checks if self.outcomes[c] == "passed"]
+        colour = "red" if failed else ("green" if len(passed) == len(checks) else "yellow")
+        return [(f"SQL checks: {len(passed)} of {len(checks)} passed"
+                 + (f"; failed: {', '.join(failed)}" if failed else ""), colour)]

@@ -1,0 +1,107 @@
+"""The check catalogue is the one home of a check's identity: everything an operator sees agrees with it.
+
+Markers, ``--check``, ``-k`` names, the summary's titles, the docs' table and Set B's membership
+are read from ``cutover/suite/catalogue.py``; these tests fail when any of them drifts from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cutover.core.plan import DEFAULT_PLAN, load_plan
+from cutover.suite.catalogue import AUTOMATED, SET_A, SET_B, Catalogue, markdown_table
+
+ROOT = Path(__file__).resolve().parent.parent
+OPERATOR_TESTS = {"test_matrix": (ROOT / "smoke" / "test_matrix.py").read_text(),
+                  "test_manual": (ROOT / "rehearsal" / "test_manual.py").read_text(),
+                  "test_sweep_active": (ROOT / "rehearsal" / "test_sweep_active.py").read_text()}
+CATALOGUE = Catalogue.for_plan(load_plan(DEFAULT_PLAN))
+
+
+def collected(pytester: pytest.Pytester, *args: str) -> list[str]:
+    result = pytester.runpytest("--co", "-q", *args)
+    return [line for line in result.stdout.lines if "::" in line]
+
+
+def check_of(nodeid: str) -> str:
+    """``test_matrix.py::test_A3_nothing…[events]`` → ``A3``; ``test_A20active_…`` → ``A20-active``."""
+    found = re.search(r"::test_(A\d+)(active)?_", nodeid)
+    assert found is not None, f"{nodeid}: a check's test name must start with test_<id>_"
+    return found.group(1) + ("-active" if found.group(2) else "")
+
+
+def test_the_runbook_has_21_checks_and_set_b_its_8() -> None:
+    assert len(CATALOGUE.counted()) == 21
+    assert {c.id for c in CATALOGUE.counted(SET_B)} == {"A1", "A2", "A3", "A4", "A6", "A7", "A8", "A9"}
+    assert all(SET_A in c.sets for c in CATALOGUE)
+    assert CATALOGUE.get("a20-ACTIVE") is not None and CATALOGUE.get("A20-active") not in CATALOGUE.counted()
+
+
+def test_docs_carry_the_catalogue_table() -> None:
+    docs = (ROOT / "docs" / "checks.md").read_text()
+    block = re.search(r"<!-- catalogue:start -->\n(.*?)<!-- catalogue:end -->", docs, re.S)
+    assert block is not None, "docs/checks.md lost its catalogue block"
+    assert block.group(1) == markdown_table(CATALOGUE), (
+        "docs/checks.md differs from the catalogue: regenerate the block with "
+        "`.venv/bin/python -m cutover.suite.catalogue`")
+
+
+def test_markers_come_from_the_catalogue(pytester: pytest.Pytester, example: Callable[..., list[str]]) -> None:
+    args = example(**OPERATOR_TESTS)
+    set_a = {check_of(n) for n in collected(pytester, "-m", "setA", *args)}
+    set_b = {check_of(n) for n in collected(pytester, "-m", "setB", *args)}
+    manual = {check_of(n) for n in collected(pytester, "-m", "manual", *args)}
+    assert set_a == {c.id for c in CATALOGUE}
+    assert set_b == {c.id for c in CATALOGUE if SET_B in c.sets}
+    assert manual == {c.id for c in CATALOGUE if c.kind == "manual"}
+
+
+def test_k_selects_each_check_by_its_keyword_and_no_other(pytester: pytest.Pytester,
+                                                        example: Callable[..., list[str]]) -> None:
+    args = example(**OPERATOR_TESTS)
+    for check in CATALOGUE:
+        found = {check_of(n) for n in collected(pytester, "-k", check.keyword, *args)}
+        assert found == {check.id}, f"-k {check.keyword} selected {sorted(found)}"
+
+
+def test_check_selects_in_any_case_and_runs_the_runbook_order(pytester: pytest.Pytester,
+                                                              example: Callable[..., list[str]]) -> None:
+    args = example(**OPERATOR_TESTS)
+    nodes = collected(pytester, "--check", "a20-active,A12,a3", *args)
+    assert [check_of(n) for n in nodes][-2:] == ["A12", "A20-active"]
+    assert {check_of(n) for n in nodes} == {"A3", "A12", "A20-active"}
+
+
+def test_an_unknown_check_is_a_usage_error_before_anything_runs(
+        pytester: pytest.Pytester, example: Callable[..., list[str]]) -> None:
+    args = example(**OPERATOR_TESTS)
+    result = pytester.runpytest_subprocess("-m", "setA", "--check", "A3,A99", *args)
+    err = [line for line in result.stderr.lines if line.strip()]
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert len(err) == 1 and "unknown check A99" in err[0], err
+    assert all(c.id in err[0] for c in CATALOGUE), "the error must name the known checks"
+    assert "sandbox:" not in result.stdout.str() and not (pytester.path / "artifacts").exists()
+
+
+def test_a_check_marker_outside_the_catalogue_is_refused(pytester: pytest.Pytester,
+                                                         example: Callable[..., list[str]]) -> None:
+    args = example(test_stray="""
+        import pytest
+
+        @pytest.mark.check("A42")
+        def test_A42_made_up():
+            pass
+    """)
+    result = pytester.runpytest("--co", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "check('A42') is not in the check catalogue" in result.stderr.str()
+
+
+def test_every_automated_check_titles_its_evidence() -> None:
+    for check in AUTOMATED:
+        assert check.run is not None and check.per in (None, "patient_table", "reference", "owned_table")
+        assert check.heading("t") == f"{check.id} {check.title} [t]"
