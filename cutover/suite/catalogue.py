@@ -162,10 +162,12 @@ def markdown_table(catalogue: Catalogue) -> str:
 def main() -> None:
     """``python -m cutover.suite.catalogue [PLAN]`` prints the table docs/checks.md carries."""
     import sys
+    from pathlib import Path
 
     from cutover.core.plan import DEFAULT_PLAN, load_plan
 
-    print(markdown_table(Catalogue.for_plan(load_plan(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_PLAN))), end="")
+    plan = load_plan(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PLAN)
+    print(markdown_table(Catalogue.for_plan(plan)), end="")
 
 
 if __name__ == "__main__":
