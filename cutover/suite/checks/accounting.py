@@ -14,15 +14,8 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.plan import TableRule
-from cutover.core.report_types import key_label, key_order, key_records, key_text, listed_keys, listed_rows
+from cutover.core.report_types import key_json, key_label, key_order, key_records, key_text, listed_keys, listed_rows
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I
-
-
-def _key_json(columns: tuple[str, ...], alias: str) -> sql.Composable:
-    """A key as the report holds it (jsonb): written here again, so A10 does not trust the report's writer."""
-    if len(columns) == 1:
-        return sql.SQL("to_jsonb({})").format(I(alias, columns[0]))
-    return sql.SQL("jsonb_build_array({})").format(sql.SQL(", ").join(I(alias, c) for c in columns))
 
 
 def a5(c: Checker) -> Evidence:
@@ -96,7 +89,7 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
     where = sql.SQL("{} = {} AND {}").format(c.tenant(), sql.Literal(p.target), c.patient(rule))
     texts = sorted(json.dumps(k, ensure_ascii=False) for k in listed)
     digest = hashlib.md5("\n".join(texts).encode(), usedforsecurity=False).hexdigest()
-    key_j = sql.SQL("{}::text").format(_key_json(rule.key, "t"))
+    key_j = sql.SQL("{}::text").format(key_json(rule.key, "t"))
     count, found_digest = c.run(ev, sql.SQL(
         "SELECT count(*), md5(coalesce(string_agg({j}, E'\\n' ORDER BY {j} COLLATE \"C\"), '')) "
         "FROM {t} t WHERE {w}").format(j=key_j, t=I(rule.name), w=where))[0]
