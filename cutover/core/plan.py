@@ -28,8 +28,18 @@ CLASSES = ("patient", "provider", "system")
 CROSS_TENANT = ("share", "provider")
 
 
+class _CrossTenant:
+    """What a reference (a column, or a key inside a jsonb value) declares about a parent elsewhere."""
+
+    cross_tenant: str | None
+
+    @property
+    def via_share(self) -> bool:
+        return self.cross_tenant == "share"
+
+
 @dataclass(frozen=True)
-class Reference:
+class Reference(_CrossTenant):
     """A row's pointer to its parent; the row belongs on the parent's tenant unless declared otherwise.
 
     ``cross_tenant`` is what the plan declares about a parent on another tenant: ``"share"`` (the
@@ -42,23 +52,15 @@ class Reference:
     table: str
     cross_tenant: str | None = None
 
-    @property
-    def via_share(self) -> bool:
-        return self.cross_tenant == "share"
-
 
 @dataclass(frozen=True)
-class JsonReference:
+class JsonReference(_CrossTenant):
     """A parent named inside a jsonb value (an idempotency key's cached response naming a case)."""
 
     column: str
     key: str
     table: str
     cross_tenant: str | None = None
-
-    @property
-    def via_share(self) -> bool:
-        return self.cross_tenant == "share"
 
 
 @dataclass(frozen=True)
