@@ -77,7 +77,8 @@ def test_an_operator_answers_the_prompts_in_a_real_terminal(
     assert checks["A14"]["result"] == "fail" and checks["A14"]["operator"] == "tmux-op" and checks["A14"]["at"]
     latest = pytester.path / "artifacts" / "latest"
     heading, *journal = [json.loads(x) for x in (latest / "journal.jsonl").read_text().splitlines()]
-    assert heading == {"verdict": log["verdict"]} and log["verdict"].startswith("REHEARSAL NOT READY: A14 FAIL")
+    assert heading["verdict"] == log["verdict"] and log["verdict"].startswith("REHEARSAL NOT READY: A14 FAIL")
+    assert "plan_sha256" in heading["rehearsal"]  # the rehearsal this journal, replayed, answers for
     assert [(j["check"], j["result"], j["source"]) for j in journal] == [("A11", "pass", "terminal"),
                                                                          ("A14", "fail", "terminal")]
     attachments = "".join(p.read_text() for p in Path(latest / "allure-results").glob("*-attachment.json"))

@@ -93,7 +93,7 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     md = (latest / "operator-log.md").read_text()
     assert "chat, upload and match request all fine" in md and "allure-report/index.html" in md
     assert md.startswith(f"# Operator log: {verdict}\n") and log["verdict"] == verdict
-    assert json.loads((latest / "journal.jsonl").read_text().splitlines()[0]) == {"verdict": verdict}
+    assert json.loads((latest / "journal.jsonl").read_text().splitlines()[0])["verdict"] == verdict
     assert json.loads((results / "executor.json").read_text())["reportName"] == verdict
     assert "restore measured on the sandbox with fsync and full_page_writes off" in md
     journal = latest / "journal.jsonl"
@@ -301,3 +301,31 @@ def test_a_re_run_on_a_dev_branch_restored_by_hand_says_the_figures_are_unknown(
     assert "restored before this run, not by an earlier run in artifacts/" in log["rehearsal"]["snapshot"], \
         result.stdout.str()
     assert log["rehearsal"]["restored_by_run"] == ""
+
+
+def test_an_answers_file_records_its_rehearsal_and_warns_when_applied_to_another(
+    pytester: pytest.Pytester, example: Callable[..., list[str]]
+) -> None:
+    args = example(**FILES)
+    written = pytester.runpytest_subprocess("--answers-template=mine.yaml", *args)
+    assert written.ret == 0, written.stdout.str()
+    template = (pytester.path / "mine.yaml").read_text()
+    assert "rehearsal:" in template and "plan_sha256:" in template and "generated default" in template
+    # filled in for this rehearsal: applied without a word
+    (pytester.path / "mine.yaml").write_text(template.replace("A11:\n  result:", "A11:\n  result: pass"))
+    same = pytester.runpytest_subprocess("-m", "manual", "--answers=mine.yaml", *args)
+    assert "A11  PASS" in same.stdout.str(), same.stdout.str()
+    assert "written for another rehearsal" not in same.stdout.str()
+    journal = (pytester.path / "artifacts" / "latest" / "journal.jsonl").read_text().splitlines()
+    heading = json.loads(journal[0])
+    assert heading["rehearsal"]["plan_sha256"] in template  # a journal replays as an answers file of its run
+    # the same answers for another snapshot (seed): one line in the terminal and the operator log
+    other = pytester.runpytest_subprocess("-m", "manual", "--answers=mine.yaml", "--snapshot-seed=7", *args)
+    out = other.stdout.str()
+    warning = [line for line in out.splitlines() if "written for another rehearsal" in line]
+    assert len(warning) == 1, out
+    assert warning[0].startswith("WARNING: answers file mine.yaml was written for another rehearsal")
+    assert "seed 20260430" in warning[0] and "seed 7" in warning[0]
+    assert "A11  PASS" in out  # applied, and said so
+    assert warning[0] in (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
+    assert operator_log(pytester.path)["answers_warning"] == warning[0]

@@ -136,6 +136,8 @@ def markdown(log: Mapping[str, Any]) -> str:
         lines.append(f"- setup error: {log['setup_error']}")
     if log.get("interrupted_at"):
         lines.append(f"- interrupted at: {log['interrupted_at']}")
+    if log.get("answers_warning"):
+        lines.append(f"- {log['answers_warning']}")
     if log.get("next_step"):
         lines += ["## Next step", "", "```", *log["next_step"], "```", ""]
     lines += [f"- run: {log['started_at']} to {log['finished_at']}, exit status {log['exit_status']}",
@@ -187,8 +189,9 @@ def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, 
     if results.exists() and results.resolve() != results_out.resolve():
         shutil.copytree(results, results_out, dirs_exist_ok=True)
     results_out.mkdir(exist_ok=True)
-    if journal.exists():  # headed by the verdict; the answers loader skips that line on a replay
-        (out / "journal.jsonl").write_text(json.dumps({"verdict": log["verdict"]}) + "\n" + journal.read_text())
+    if journal.exists():  # headed by the verdict and the rehearsal; the answers loader skips that line on a replay
+        head = {"verdict": log["verdict"], **({"rehearsal": log["answers_for"]} if log.get("answers_for") else {})}
+        (out / "journal.jsonl").write_text(json.dumps(head) + "\n" + journal.read_text())
     write_results_metadata(results_out, log["environment"], stamp, log["verdict"])
     sweep_secrets(out)  # before rendering: the HTML embeds the results encoded
     html, note = render_html(results_out, out, allure, log["verdict"])
@@ -272,6 +275,7 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
                 setup_error=setup_error, interrupted_at=interrupted_at,
                 next_step=list(getattr(summary, "next_steps", [])))
     log["window_timeline"] = run.window_timeline or []
+    log["answers_for"], log["answers_warning"] = run.rehearsal, run.answers_warning
     results = Path(run.results) if run.results else shared / "allure-results"
     out = write(Path(settings.artifacts_dir), run.stamp, log, results, journal, allure_command(settings.allure_bin))
     bundle.write(out, settings, plan, log, record, sweep_secrets)

@@ -33,6 +33,8 @@ class RunState:
     log_error: str | None = None  # why it did not
     window: dict[str, Any] | None = None  # a go/no-go run's lines, verdict and exit status (-m prereq)
     window_timeline: list[str] | None = None  # Set B (or a rehearsal) placed on the window's T+ timeline
+    rehearsal: dict[str, str] | None = None  # what this rehearsal is (plan, snapshot): answers files record it
+    answers_warning: str | None = None  # --answers was written for another rehearsal
 
     def to_wire(self) -> dict[str, Any]:
         """As xdist can send it (builtins only)."""

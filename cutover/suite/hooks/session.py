@@ -55,7 +55,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if path.exists():
         raise pytest.UsageError(f"--answers-template {path} exists; refusing to overwrite it (pick a new name)")
     try:
-        path.write_text(prompts.template(load_plan(settings.plan_path)))
+        path.write_text(prompts.template(load_plan(settings.plan_path), prompts.rehearsal_identity(settings)))
     except (CutoverError, OSError) as exc:
         raise pytest.UsageError(f"--answers-template {path}: {exc}") from None
     print(f"cutover: wrote the answers template {path}: fill it in, then pass --answers={path}")
@@ -91,7 +91,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     kind = run_kind(config) if SETTINGS in config.stash else None
     if kind is None:
         return None
-    return [targets.describe(config.stash[SETTINGS], kind == verdicts.SET_B)]
+    run = config.stash.get(RUN, None)
+    warning = [run.answers_warning] if run is not None and run.answers_warning else []
+    return [targets.describe(config.stash[SETTINGS], kind == verdicts.SET_B), *warning]
 
 
 @pytest.hookimpl(tryfirst=True)  # before allure-pytest reads --alluredir
@@ -130,6 +132,15 @@ def pytest_configure(config: pytest.Config) -> None:
                                  started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                                  results=config.option.allure_report_dir if wanted else None,
                                  journal=str(shared / "journal.jsonl"))
+    if wanted:  # what this rehearsal is: the journal's heading records it, an answers file is compared with it
+        run = config.stash[RUN]
+        try:
+            run.rehearsal = prompts.rehearsal_identity(settings)
+        except OSError as exc:  # an unreadable --snapshot is the restore's to report, with its fix
+            run.rehearsal = {"unknown": redact(str(exc))}
+        if settings.answers:
+            path = Path(settings.answers)
+            run.answers_warning = prompts.another_rehearsal(path, prompts.written_for(path), run.rehearsal)
     atexit.register(release, shared)  # belt and braces: unconfigure normally does it
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm)

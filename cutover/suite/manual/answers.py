@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from cutover.core.errors import SetupError
+from cutover.core.evidence import sha256_file
+from cutover.core.options import Settings
 from cutover.core.plan import ManualCheck, Plan
 from cutover.core.redact import redact
 
@@ -62,6 +64,45 @@ def app_database(reach: str, sandbox: bool, password_at: str | None = None) -> s
                 "dev-branch app at it.")
     return (f"Point the application at the rehearsal's database, the dev branch given with --db-url: {reach} "
             f"(the password in your --db-url; the app's DATABASE_URL). {counts}")
+
+
+REHEARSAL_KEY = "rehearsal"  # what an answers file was written for; never a check id
+
+
+def rehearsal_identity(settings: Settings) -> dict[str, str]:
+    """What makes a rehearsal this one: the plan file and the snapshot (a file by its sha256, the generated
+    default by scale and seed). A ``--db-url`` run without ``--rehearse`` restores nothing: no snapshot."""
+    found = {"plan_sha256": sha256_file(settings.plan_path)}
+    if settings.snapshot is not None:
+        path = Path(settings.snapshot)
+        found["snapshot"] = f"{path.name} sha256:{sha256_file(path)}" if path.is_file() else str(path)
+    elif settings.db_url is None or settings.rehearse:
+        found["snapshot"] = f"generated default (scale {settings.snapshot_scale}, seed {settings.snapshot_seed})"
+    return found
+
+
+def written_for(path: Path) -> dict[str, str] | None:
+    """The rehearsal an answers file (template or journal) records, or None when it records none."""
+    try:
+        text = path.read_text()
+        if path.suffix == ".jsonl":
+            entries = [json.loads(line) for line in text.splitlines()[:1] if line.strip()]
+        else:
+            entries = [json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)]
+    except (OSError, ValueError, yaml.YAMLError):
+        return None  # load_answers has already said what is wrong with the file
+    found = entries[0].get(REHEARSAL_KEY) if entries and isinstance(entries[0], Mapping) else None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, Mapping) else None
+
+
+def another_rehearsal(path: Path, recorded: Mapping[str, str] | None, current: Mapping[str, str]) -> str | None:
+    """One line when the file was written for another rehearsal (only what both sides know is compared)."""
+    differs = [f"{key} {recorded[key]}, now {current[key]}" for key in sorted(current)
+               if recorded and key in recorded and recorded[key] != current[key]]
+    if not differs:
+        return None
+    return (f"WARNING: answers file {path} was written for another rehearsal ({'; '.join(differs)}); its answers "
+            "are applied: make sure they hold for this one, or answer again")
 
 
 def _one(check: str, raw: Any, where: str, manual: Mapping[str, ManualCheck]) -> tuple[str, str, str | None]:
@@ -111,8 +152,8 @@ def load_answers(path: Path, plan: Plan, extra: Mapping[str, ManualCheck] | None
                 entry = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise SetupError(f"{where} line {n} is not JSON ({exc.msg}); fix the journal") from None
-            if isinstance(entry, Mapping) and "verdict" in entry and "check" not in entry:
-                continue  # the journal's heading line: the run's verdict
+            if isinstance(entry, Mapping) and ("verdict" in entry or REHEARSAL_KEY in entry) and "check" not in entry:
+                continue  # the journal's heading line: the run's verdict and rehearsal
             if not isinstance(entry, Mapping) or "check" not in entry:
                 raise SetupError(f"{where} line {n} has no 'check'; fix the file (a journal line names its check)")
             key = str(entry["check"]) if str(entry["check"]) in known else str(entry["check"]).upper()
@@ -129,6 +170,8 @@ def load_answers(path: Path, plan: Plan, extra: Mapping[str, ManualCheck] | None
     if not isinstance(data, Mapping):
         raise SetupError(f"{where} must map check ids to answers (e.g. A11: pass); fix the file")
     for check, raw in data.items():
+        if check == REHEARSAL_KEY:
+            continue  # what the file was written for: compared by another_rehearsal
         if raw is None or (isinstance(raw, Mapping) and raw.get("result") is None):
             continue  # a template entry not filled in yet: not answered
         key = str(check) if str(check) in known else str(check).upper()
@@ -136,11 +179,14 @@ def load_answers(path: Path, plan: Plan, extra: Mapping[str, ManualCheck] | None
     return found
 
 
-def template(plan: Plan) -> str:
-    """A YAML answers file to fill in ahead of time: every manual check, its steps as comments."""
+def template(plan: Plan, rehearsal: Mapping[str, str]) -> str:
+    """A YAML answers file to fill in ahead of time: every manual check, its steps as comments, and the
+    rehearsal it is for (a run with another plan or snapshot warns)."""
     lines = ["# Answers to the manual checks (runbook step 5b). For each check set result to pass, fail or",
              "# skip and say what you saw. Use with: pytest -m setA --answers=THIS_FILE",
-             "# Values in <angle brackets> are filled in by the rehearsal when it prompts.", ""]
+             "# Values in <angle brackets> are filled in by the rehearsal when it prompts.",
+             "# The rehearsal these answers are for: a run with another plan or snapshot warns.",
+             f"{REHEARSAL_KEY}:", *(f"  {k}: {json.dumps(v)}" for k, v in rehearsal.items()), ""]
     for check in plan.manual.values():
         lines += [f"# {check.check} {check.title}", f"#   {fill(check, {})}", f"{check.check}:",
                   "  result:        # pass | fail | skip", "  observation: \"\"", ""]
