@@ -153,6 +153,9 @@ def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
     md = (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
     assert "## Next step" in md and 'cutover sweep --db-url "$DATABASE_URL"' in md
     assert operator_log(pytester.path)["next_step"][0].startswith("NEXT STEP")
+    # a --db-url target's server version is in the report's environment, as a sandbox's is
+    props = (pytester.path / "artifacts" / "latest" / "allure-results" / "environment.properties").read_text()
+    assert "postgres=15." in props, props
 
 
 def test_before_t_plus_30_the_next_step_says_what_the_reverse_would_move(

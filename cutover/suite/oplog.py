@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url, redact
@@ -69,6 +70,19 @@ def git_sha() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() or "unknown"
+
+
+def server_version(url: str | None) -> str:
+    """A --db-url target's PostgreSQL version (the rehearsal records a sandbox's): what the report's
+    reader compares with production's; never a reason for the log to be missing."""
+    if url is None:
+        return "unknown"
+    try:
+        with db.connection(url, read_only=True, autocommit=True) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except Exception as exc:  # an unreachable target is already the verdict's setup error
+        return f"unknown ({type(exc).__name__})"
+    return str(row[0]) if row else "unknown"
 
 
 def sweep_secrets(root: Path) -> int:
@@ -263,7 +277,7 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
         setup_error = interrupted_at = None
     environment = {
         "backend": "url" if settings.db_url is not None else settings.sandbox,
-        "postgres": (record.postgres if record else "") or "unknown",
+        "postgres": (record.postgres if record else "") or server_version(settings.db_url),
         "snapshot": (record.snapshot if record else "") or "not restored by this run",
         "git_sha": git_sha(),
         "target": (record.target if record else "") or (mask_url(settings.db_url) if settings.db_url else "-"),
