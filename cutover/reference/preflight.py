@@ -71,10 +71,13 @@ def catalog_columns(conn: Connection, table: str) -> set[str]:
 
 
 def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
-    """The newest completed-or-reversed audit event on the target: the database's own record of state."""
+    """The newest completed-or-reversed audit event on the target: the database's own record of state.
+
+    Without its allow-list: the caller wants the run, and a completed event can carry millions of
+    keys (sweep and reverse, which read this first, peaked at hundreds of MB parsing them)."""
     a = plan.audit
-    q = sql.SQL("SELECT {ty}, {pl} FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) AND {src} = {sv} "
-                "ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
+    q = sql.SQL("SELECT {ty}, {pl}::jsonb - 'allow_list' FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) "
+                "AND {src} = {sv} ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
         ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=rules.ident(a.table),
         ten=rules.tenant_of(plan), target=sql.Literal(plan.target), kinds=sql.Literal([a.completed, a.reversed]),
         src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
