@@ -1,4 +1,6 @@
-"""Helpers for the project's own tests: example projects run through pytester, like pytest-alembic."""
+"""Fixtures and hooks for the project's own tests: example projects run through pytester, like pytest-alembic.
+
+Plain helpers that several test modules share live in tests/support.py."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import copy
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from cutover.sandbox import backends as sandbox
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.server import SessionSandbox
 from cutover.suite.target import Target, cut_over_clone
+from tests.support import ROOT
 
 # Hypothesis profiles (HYPOTHESIS_PROFILE): ci keeps every row-mix property, with a database per
 # example, well under 3 minutes on 2 cores; dev explores more; stress is the long hunt (docs/hypothesis.md).
@@ -36,9 +38,6 @@ pytest_plugins = ("cutover.suite.plugin", "pytester")
 # the docker tests ask for docker explicitly. Example projects: see `example`.
 PINNED_LOCAL = "CUTOVER_SANDBOX" not in os.environ
 os.environ.setdefault("CUTOVER_SANDBOX", "local")
-REAL_DOCKER_HOST = os.environ.get("DOCKER_HOST")
-POSTGRES_TOOLS = {"psql", "initdb", "postgres", "postmaster", "createdb", "dropdb", "createuser", "dropuser",
-                  "clusterdb", "reindexdb", "vacuumdb", "ecpg", "pgbench", "oid2name", "vacuumlo"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,38 +58,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if counts:
         shown = ", ".join(f"{n} {o}" for o, n in counts.items())
         terminalreporter.write_line(f"docker tests: {shown}" + (f" ({'; '.join(sorted(reasons))})" if reasons else ""))
-
-
-def use_docker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Give an example project the machine's real Docker engine back."""
-    if REAL_DOCKER_HOST is None:
-        monkeypatch.delenv("DOCKER_HOST", raising=False)
-    else:
-        monkeypatch.setenv("DOCKER_HOST", REAL_DOCKER_HOST)
-
-
-def docker_client() -> Any:
-    """The real engine, also inside an example test (where DOCKER_HOST names a dead socket)."""
-    import docker
-
-    if REAL_DOCKER_HOST is not None:
-        return docker.DockerClient(base_url=REAL_DOCKER_HOST, timeout=30)
-    return docker.from_env(timeout=30)
-
-
-def host_path_without_postgres(shim: Path) -> str:
-    """A PATH with every command of the current one except PostgreSQL's: a machine with Docker only."""
-    shim.mkdir(parents=True, exist_ok=True)
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        if not directory or "postgresql" in directory or not Path(directory).is_dir():
-            continue
-        for entry in Path(directory).iterdir():
-            name = entry.name
-            if name in POSTGRES_TOOLS or name.startswith("pg_") or (shim / name).exists():
-                continue
-            if os.access(entry, os.X_OK) and not entry.is_dir():
-                (shim / name).symlink_to(entry.resolve() if entry.is_symlink() else entry)
-    return str(shim)
 
 
 @pytest.fixture(scope="session")
@@ -142,25 +109,11 @@ def example(pytester: pytest.Pytester, cutover_settings: Settings,
         pytester.makeconftest(EXAMPLE_CONFTEST)
         pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
         pytester.makepyfile(**files)
-        pinned = Path(__file__).resolve().parent.parent / "tools" / "allure" / "node_modules" / ".bin" / "allure"
+        pinned = ROOT / "tools" / "allure" / "node_modules" / ".bin" / "allure"
         allure = [f"--allure-bin={pinned}"] if pinned.exists() else []
         return [f"--cache-dir={cutover_settings.cache_path}", *allure]
 
     return make
-
-
-def postgres_running_in(base_dir: str | Path) -> bool:
-    """Is any process still using this sandbox directory (a postmaster left behind)?"""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "postgres" in cmdline and str(base_dir) in cmdline:
-            return True
-    return False
 
 
 @pytest.fixture

@@ -17,28 +17,28 @@ import pytest
 from cutover.core.plan import Plan
 from cutover.reference import alerts
 from cutover.sandbox.backends import free_port
-from tests import fake_telegram
-from tests.cutover_support import execute_sql, run_cutover
+from tests import fakes
+from tests.support import execute_sql, run_cutover
 
 
 @pytest.fixture
-def bot() -> Iterator[fake_telegram.FakeBot]:
-    with fake_telegram.running() as fake:
+def bot() -> Iterator[fakes.FakeBot]:
+    with fakes.telegram() as fake:
         yield fake
 
 
-def config(bot: fake_telegram.FakeBot, **extra: str) -> alerts.AlertConfig:
+def config(bot: fakes.FakeBot, **extra: str) -> alerts.AlertConfig:
     return alerts.AlertConfig.from_env(bot.env(**extra))
 
 
-def test_an_alert_is_delivered_to_the_chat(bot: fake_telegram.FakeBot) -> None:
+def test_an_alert_is_delivered_to_the_chat(bot: fakes.FakeBot) -> None:
     done = alerts.send(config(bot), alerts.STARTED, "cutover_started: on prod")
     assert done.ok is True and done.attempts == 1, done
     assert bot.messages == ["cutover_started: on prod"]
     assert bot.token not in done.line()
 
 
-def test_one_retry_after_a_server_error(bot: fake_telegram.FakeBot) -> None:
+def test_one_retry_after_a_server_error(bot: fakes.FakeBot) -> None:
     bot.state["fail_first"] = 1
     done = alerts.send(config(bot), alerts.COMPLETED, "cutover_completed")
     assert done.ok is True and done.attempts == 2, done
@@ -47,7 +47,7 @@ def test_one_retry_after_a_server_error(bot: fake_telegram.FakeBot) -> None:
     assert failed.ok is False and failed.attempts == 2 and "HTTP 500" in failed.detail, failed
 
 
-def test_a_wrong_token_is_not_retried_and_never_shown(bot: fake_telegram.FakeBot) -> None:
+def test_a_wrong_token_is_not_retried_and_never_shown(bot: fakes.FakeBot) -> None:
     wrong = bot.token + "-typo"
     cfg = alerts.AlertConfig.from_env(bot.env(CUTOVER_TELEGRAM_BOT_TOKEN=wrong))
     done = alerts.send(cfg, alerts.STARTED, f"token {wrong} in the text too")
@@ -57,12 +57,12 @@ def test_a_wrong_token_is_not_retried_and_never_shown(bot: fake_telegram.FakeBot
     assert "NOT DELIVERED" in done.line()
 
 
-def test_an_unknown_chat_is_named(bot: fake_telegram.FakeBot) -> None:
+def test_an_unknown_chat_is_named(bot: fakes.FakeBot) -> None:
     done = alerts.send(config(bot, CUTOVER_TELEGRAM_CHAT_ID="42"), alerts.STARTED, "x")
     assert done.ok is False and "chat not found" in done.detail, done
 
 
-def test_no_answer_gives_up_within_the_budget(bot: fake_telegram.FakeBot) -> None:
+def test_no_answer_gives_up_within_the_budget(bot: fakes.FakeBot) -> None:
     bot.state["delay"] = 5.0
     cfg = config(bot, CUTOVER_TELEGRAM_TIMEOUT="0.5")
     start = time.monotonic()
@@ -105,7 +105,7 @@ def _outputs(done: object, *files: Path) -> str:
     return "".join([done.stdout, done.stderr, *(f.read_text() for f in files if f.exists())])  # type: ignore[attr-defined]
 
 
-def test_execute_sends_started_then_completed(fresh_db: str, tmp_path: Path, bot: fake_telegram.FakeBot) -> None:
+def test_execute_sends_started_then_completed(fresh_db: str, tmp_path: Path, bot: fakes.FakeBot) -> None:
     report = tmp_path / "r.json"
     done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={report}", extra_env=bot.env())
     assert done.returncode == 0, done.stderr
@@ -118,7 +118,7 @@ def test_execute_sends_started_then_completed(fresh_db: str, tmp_path: Path, bot
 
 
 def test_a_rolled_back_execute_sends_failed_with_the_error(fresh_db: str, tmp_path: Path, cutover_plan: Plan,
-                                                           bot: fake_telegram.FakeBot) -> None:
+                                                           bot: fakes.FakeBot) -> None:
     execute_sql(fresh_db, "UPDATE alembic_version SET version_num = 'a1b2c3d4e5f6'")
     report = tmp_path / "r.json"
     done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={report}", extra_env=bot.env())
@@ -131,7 +131,7 @@ def test_a_rolled_back_execute_sends_failed_with_the_error(fresh_db: str, tmp_pa
 
 @pytest.mark.parametrize("fault", ["no-answer", "refused", "nothing-listening"])
 def test_an_undeliverable_alert_never_fails_nor_holds_the_cutover(
-        fresh_db: str, tmp_path: Path, cutover_plan: Plan, bot: fake_telegram.FakeBot, fault: str) -> None:
+        fresh_db: str, tmp_path: Path, cutover_plan: Plan, bot: fakes.FakeBot, fault: str) -> None:
     env = bot.env(CUTOVER_TELEGRAM_TIMEOUT="1")
     if fault == "no-answer":
         bot.state["delay"] = 90.0

@@ -14,19 +14,19 @@ from cutover.suite.manual import assists
 from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.rehearsal import key_facts, manual_values
 from cutover.suite.target import Target
-from tests.fake_backend import TARGET, Fake, running
+from tests.fakes import TARGET, DevBranch, dev_branch
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYW5hcnktYXNzaXN0In0.c2lnbmF0dXJlLWNhbmFyeQ"
 SOURCE = "tenant-apollo-001"
 
 
 @pytest.fixture
-def fake() -> Iterator[Fake]:
-    with running() as backend:
+def fake() -> Iterator[DevBranch]:
+    with dev_branch() as backend:
         yield backend
 
 
-def config(fake: Fake, **over: str | None) -> AssistConfig:
+def config(fake: DevBranch, **over: str | None) -> AssistConfig:
     env = {"CUTOVER_API_URL": fake.http_url, "CUTOVER_WS_URL": fake.ws_url, "CUTOVER_PATIENT_JWT": JWT,
            "CUTOVER_PROVIDER_JWT": JWT, "CUTOVER_ADMIN_JWT": JWT, "CUTOVER_LANGFUSE_URL": fake.http_url,
            "CUTOVER_LANGFUSE_PUBLIC_KEY": "pk-test", "CUTOVER_LANGFUSE_SECRET_KEY": "sk-test",
@@ -38,7 +38,7 @@ def config(fake: Fake, **over: str | None) -> AssistConfig:
 CACHED = {"case_id": "case-1", "status": "created"}
 
 
-def test_a12_passes_when_the_cached_response_comes_back_and_the_case_moved(fake: Fake) -> None:
+def test_a12_passes_when_the_cached_response_comes_back_and_the_case_moved(fake: DevBranch) -> None:
     fake.state["replay_body"] = CACHED
     found = assists.a12_replay(config(fake), "key-1", "/api/v1/cases", CACHED, TARGET, TARGET)
     assert found.ok is True, found.summary
@@ -50,14 +50,14 @@ def test_a12_passes_when_the_cached_response_comes_back_and_the_case_moved(fake:
     (200, {"case_id": "other"}, TARGET, "the body differs from the cached response"),
     (200, CACHED, SOURCE, f"the cached case is on {SOURCE}, expected {TARGET}"),
 ])
-def test_a12_fails_on_an_error_a_different_body_or_the_wrong_tenant(fake: Fake, status: int, body: object,
+def test_a12_fails_on_an_error_a_different_body_or_the_wrong_tenant(fake: DevBranch, status: int, body: object,
                                                                      tenant: str, why: str) -> None:
     fake.state.update(replay_status=status, replay_body=body)
     found = assists.a12_replay(config(fake), "key-1", "/api/v1/cases", CACHED, tenant, TARGET)
     assert found.ok is False and why in found.summary
 
 
-def test_a15_wants_403_and_an_empty_sql_probe(fake: Fake) -> None:
+def test_a15_wants_403_and_an_empty_sql_probe(fake: DevBranch) -> None:
     assert assists.a15_cross_tenant(config(fake), "pat-1", 0).ok is True
     fake.state["patient_status"] = 200
     found = assists.a15_cross_tenant(config(fake), "pat-1", 0)
@@ -67,7 +67,7 @@ def test_a15_wants_403_and_an_empty_sql_probe(fake: Fake) -> None:
     assert found.ok is False and "sees 1 rows" in found.summary
 
 
-def test_a16_reads_the_latest_trace_tenant(fake: Fake) -> None:
+def test_a16_reads_the_latest_trace_tenant(fake: DevBranch) -> None:
     assert assists.a16_langfuse(config(fake), TARGET).ok is True
     fake.state["trace_tenant"] = SOURCE
     found = assists.a16_langfuse(config(fake), TARGET)
@@ -78,7 +78,7 @@ def test_a16_reads_the_latest_trace_tenant(fake: Fake) -> None:
     assert wrong.ok is False and "401" in wrong.summary
 
 
-def test_a17_needs_a_2xx_callback_and_the_document_on_the_target(fake: Fake) -> None:
+def test_a17_needs_a_2xx_callback_and_the_document_on_the_target(fake: DevBranch) -> None:
     assert assists.a17_callback(config(fake), "doc-1", TARGET, TARGET).ok is True
     assert json.loads(fake.requests[-1]["body"]) == {"document_reference_id": "doc-1"}
     fake.state["qstash_status"] = 503
@@ -88,14 +88,14 @@ def test_a17_needs_a_2xx_callback_and_the_document_on_the_target(fake: Fake) -> 
     assert found.ok is False and f"is on {SOURCE}" in found.summary
 
 
-def test_a18_compares_the_printed_constant(fake: Fake) -> None:
+def test_a18_compares_the_printed_constant(fake: DevBranch) -> None:
     assert assists.a18_constant(config(fake), TARGET).ok is True
     found = assists.a18_constant(config(fake, CUTOVER_A18_CMD=f"echo {SOURCE}"), TARGET)
     assert found.ok is False and f"printed '{SOURCE}'" in found.summary
     assert "exited 3" in assists.a18_constant(config(fake, CUTOVER_A18_CMD="exit 3"), TARGET).summary
 
 
-def test_a19_passes_on_a_drained_frame_and_a_prompt_close(fake: Fake) -> None:
+def test_a19_passes_on_a_drained_frame_and_a_prompt_close(fake: DevBranch) -> None:
     found = assists.a19_drain(config(fake), "case-1")
     assert found.ok is True, found.summary
     assert found.evidence["frames"][0]["type"] == "drained"
@@ -107,14 +107,14 @@ def test_a19_passes_on_a_drained_frame_and_a_prompt_close(fake: Fake) -> None:
     ({"close_delay": 2.0}, "still open 1 s after drain-streams"),
     ({"drain_status": 500}, "drain-streams returned HTTP 500"),
 ])
-def test_a19_fails_without_the_frame_on_a_slow_close_or_a_5xx(fake: Fake, change: dict[str, object],
+def test_a19_fails_without_the_frame_on_a_slow_close_or_a_5xx(fake: DevBranch, change: dict[str, object],
                                                                why: str) -> None:
     fake.state.update(change)
     found = assists.a19_drain(config(fake), "case-1")
     assert found.ok is False and why in found.summary, found.summary
 
 
-def test_an_unconfigured_assist_says_what_to_set(fake: Fake) -> None:
+def test_an_unconfigured_assist_says_what_to_set(fake: DevBranch) -> None:
     empty = AssistConfig.from_env({})
     for found in (assists.a12_replay(empty, "k", "/r", None, None, TARGET), assists.a16_langfuse(empty, TARGET),
                   assists.a18_constant(empty, TARGET), assists.a19_drain(empty, "c")):
@@ -127,7 +127,7 @@ def test_an_unreachable_service_is_a_failure_not_a_crash() -> None:
     assert assists.a19_drain(cfg, "case-1").ok is False
 
 
-def test_tokens_are_secrets_once_loaded(fake: Fake) -> None:
+def test_tokens_are_secrets_once_loaded(fake: DevBranch) -> None:
     config(fake)
     assert JWT not in redact(f"Authorization: Bearer {JWT}") and "sk-test" not in redact("key sk-test")
 

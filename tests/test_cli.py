@@ -15,7 +15,7 @@ import pytest
 
 from cutover.core.plan import DEFAULT_PLAN
 from cutover.sandbox.backends import ServerInfo, free_port
-from tests.cutover_support import machine_python
+from tests.support import machine_python
 
 CANARY = "canary-Pw-" + uuid.uuid4().hex[:8]
 

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from cutover.core.plan import Plan
-from tests.cutover_support import PART_BYTES_ENV, PAUSE_ENV, execute_sql, run_cutover, scalar, spawn_cutover
+from tests.support import PART_BYTES_ENV, PAUSE_ENV, execute_sql, run_cutover, scalar, spawn_cutover
 
 APP = "cutover-execute"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cutover.core.plan import Plan
-from tests.cutover_support import PAUSE_ENV, checksum, execute_sql, scalar, spawn_cutover
+from tests.support import PAUSE_ENV, checksum, execute_sql, scalar, spawn_cutover
 
 STEPS = 14
 APP = "cutover-execute"

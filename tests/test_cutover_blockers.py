@@ -15,7 +15,7 @@ import pytest
 
 from cutover.core.plan import Plan
 from cutover.core.redact import split_password
-from tests.cutover_support import checksum, execute_sql, run_cutover
+from tests.support import checksum, execute_sql, run_cutover
 
 BROKEN = {
     "wrong-schema-head": ["UPDATE alembic_version SET version_num = 'a1b2c3d4e5f6'"],

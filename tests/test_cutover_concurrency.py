@@ -20,7 +20,7 @@ from cutover.core.plan import Plan
 from cutover.reference import aftercare
 from cutover.reference import execute as engine
 from cutover.reference.execute import StepEvent
-from tests.cutover_support import PAUSE_ENV, checksum, run_cutover, scalar, spawn_cutover
+from tests.support import PAUSE_ENV, checksum, run_cutover, scalar, spawn_cutover
 
 
 class Writer(threading.Thread):

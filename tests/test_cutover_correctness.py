@@ -19,9 +19,8 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.plan import Plan
 from cutover.core.report_types import key_text
-from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
-from tests.cutover_support import checksum, run_cutover, scalar
+from tests.support import checksum, reference_database, run_cutover, scalar
 
 
 def rows_by_tenant(url: str, plan: Plan) -> dict[str, dict[str, tuple[str, str | None]]]:
@@ -111,15 +110,9 @@ def test_cutover_moves_exactly_the_patient_rows_and_reverse_restores_them(
 @pytest.fixture
 def seeded_db(cutover_server: ServerInfo, cutover_plan: Plan, request: pytest.FixtureRequest) -> Iterator[str]:
     """A database generated from another seed (and a smaller scale) than the default snapshot."""
-    name = f"seed_{uuid.uuid4().hex[:8]}"
-    url = db.create_database(cutover_server.admin_url, name)
-    with db.connection(url, autocommit=True) as conn:
-        snapshot.ensure_roles(conn, cutover_plan)
-    snapshot.load_reference(url, cutover_plan, 0.2, request.param)
-    with db.connection(url, autocommit=True) as conn:
-        snapshot.grant_app_role(conn, cutover_plan)
+    url = reference_database(cutover_server, cutover_plan, 0.2, request.param)
     yield url
-    db.drop_database(cutover_server.admin_url, name)
+    db.drop_database(cutover_server.admin_url, db.database_name(url))
 
 
 @pytest.mark.parametrize("seeded_db", [7, 1234, 99991], indirect=True)

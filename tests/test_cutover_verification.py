@@ -13,7 +13,7 @@ from pathlib import Path
 from psycopg import sql
 
 from cutover.core.plan import Plan
-from tests.cutover_support import checksum, execute_sql, run_cutover
+from tests.support import checksum, execute_sql, run_cutover
 
 
 def test_a_plain_schema_is_verified_from_the_transactions_statistics(fresh_db: str, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ client tools inside the container, and the suite run on it with no host PostgreS
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,24 +20,11 @@ from cutover.core.plan import Plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
-from tests.conftest import docker_client, host_path_without_postgres, use_docker
+from tests.support import RECORD, RECORD_THEN_WAIT, docker_client, host_path_without_postgres, recorded, use_docker
 
 pytestmark = pytest.mark.docker
 
 NO_SUCH_IMAGE = "cutover-test/no-such-image:1"
-
-RECORD = """
-import json, os, pathlib
-def record(server, db_url=None, name="info"):
-    out = pathlib.Path({out!r})
-    out.mkdir(exist_ok=True)
-    (out / f"{{name}}-{{os.getpid()}}.json").write_text(json.dumps(
-        {{"container_id": server.container_id, "backend": server.backend, "db": db_url}}))
-"""
-
-
-def recorded(out: Path) -> list[dict[str, str]]:
-    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
 
 
 def container_exists(container_id: str) -> bool:
@@ -218,12 +204,7 @@ def test_an_interrupt_leaves_no_container(pytester: pytest.Pytester, example: Ca
                                          docker_spec: SandboxSpec, sig: signal.Signals,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     out = pytester.path / "out"
-    args = example(test_slow=RECORD.format(out=str(out)) + """
-import time
-def test_slow(cutover_server, cutover_db):
-    record(cutover_server, cutover_db)
-    time.sleep(120)
-""")
+    args = example(test_slow=RECORD.format(out=str(out)) + RECORD_THEN_WAIT)
     use_docker(monkeypatch)
     proc = subprocess.Popen([sys.executable, "-m", "pytest", *args, "--sandbox=docker"], cwd=pytester.path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

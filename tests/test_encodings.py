@@ -16,13 +16,12 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.reference import execute as engine
 from cutover.reference import preflight
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.pgbin import ClientTools
 from cutover.suite.target import Target
-from tests.test_smoke_faults import run_checks
+from tests.support import executed, run_checks
 
 ENCODINGS = ("UTF8", "SQL_ASCII", "LATIN1")
 
@@ -47,11 +46,7 @@ def outcomes(server: ServerInfo, snap: Path, plan: Plan, settings: Settings, enc
         with db.connection(url, read_only=True) as conn:
             counts = snapshot.count_rows(conn, plan)
             dry_run = preflight.run(conn, plan).to_json()
-        report, _ = engine.execute(url, plan, "test:encodings", engine.Timeouts())
-        with db.connection(url, read_only=True) as conn:
-            event = conn.execute("SELECT payload FROM events WHERE event_type = 'cutover.completed'").fetchone()
-        assert event is not None
-        report["allow_list"] = event[0]["allow_list"]
+        report = executed(url, plan, "test:encodings")
         failing = run_checks(Target(url, report, None, True), plan, settings)
         return {"rows": restored.rows, "counts": counts, "dry_run": dry_run, "moved": report["moved"],
                 "failing_checks": sorted(failing)}

@@ -18,13 +18,7 @@ from cutover.core.plan import DEFAULT_PLAN
 from cutover.core.redact import register_secret
 from cutover.reference.version import module_version
 from cutover.suite.bundle import cutover_command
-
-ROOT = Path(__file__).resolve().parent.parent
-FILES = {  # the operator-facing checks, as a rehearsal runs them
-    "test_matrix": (ROOT / "smoke" / "test_matrix.py").read_text(),
-    "test_manual": (ROOT / "rehearsal" / "test_manual.py").read_text(),
-    "test_sweep_active": (ROOT / "rehearsal" / "test_sweep_active.py").read_text(),
-}
+from tests.support import REHEARSAL
 
 ALL_PASS = "".join(f"A{i}: {{result: pass, observation: 'A{i} seen working end to end'}}\n" for i in range(11, 20))
 
@@ -94,7 +88,7 @@ def test_no_bundle_is_a_usage_error(tmp_path: Path, content: str | None) -> None
 
 def test_a_rehearsal_bundles_its_evidence_and_verify_catches_an_edit(
         pytester: pytest.Pytester, example: Callable[..., list[str]]) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     (pytester.path / "answers.yaml").write_text(ALL_PASS)
     result = pytester.runpytest_subprocess("-m", "setA", "-p", "no:randomly", "--answers=answers.yaml", *args)
     assert result.ret == 0, result.stdout.str()

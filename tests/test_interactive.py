@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cutover.suite.target import Target
-from tests.test_rehearsal import FILES, operator_log
+from tests.support import REHEARSAL, operator_log
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -47,7 +47,7 @@ def answer(session: str, *keys: str) -> None:
 def test_an_operator_answers_the_prompts_in_a_real_terminal(
     pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
 ) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     done = pytester.path / "exit-code"
     session = f"cutover-{uuid.uuid4().hex[:8]}"
     command = " ".join([sys.executable, "-m", "pytest", "-m", "manual", "-k", "'A11 or A14'", "-p", "no:randomly",

@@ -14,16 +14,10 @@ from pathlib import Path
 import pytest
 
 from cutover.core.plan import Plan
-from tests import fake_telegram
-from tests.cutover_support import checksum, execute_sql
+from tests import fakes
+from tests.support import REHEARSAL, checksum, execute_sql, operator_tests
 
-ROOT = Path(__file__).resolve().parent.parent
-FILES = {
-    "test_matrix": (ROOT / "smoke" / "test_matrix.py").read_text(),
-    "test_manual": (ROOT / "rehearsal" / "test_manual.py").read_text(),
-    "test_sweep_active": (ROOT / "rehearsal" / "test_sweep_active.py").read_text(),
-    "test_prereq": (ROOT / "smoke" / "test_prereq.py").read_text(),
-}
+FILES = {**REHEARSAL, **operator_tests("test_prereq")}
 MANUAL = "".join(f"A{i}: {{result: pass, observation: 'A{i} seen working end to end'}}\n" for i in range(11, 20))
 WINDOW = ("drain-baked: {result: pass, observation: 'deployed 2026-11-20, no errors since'}\n"
           "backend-image: {result: pass, observation: 'image staged on the post-cutover branch'}\n"
@@ -52,7 +46,7 @@ def test_a_ready_rehearsal_gives_go_and_each_broken_prerequisite_a_named_no_go(
     (pytester.path / "window.yaml").write_text(WINDOW)
     pristine = checksum(fresh_db, cutover_plan, include_audit=True)
 
-    with fake_telegram.running() as services:
+    with fakes.telegram() as services:
         for key, value in services.env(CUTOVER_DRAIN_URL=services.url,
                                        CUTOVER_DRAIN_TOKEN="eyJhbGciOi.admin-canary.sig").items():
             monkeypatch.setenv(key, value)

@@ -9,8 +9,7 @@ from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite.target import Target
-from tests.cutover_support import checksum, execute_sql, run_cutover
-from tests.test_smoke_faults import run_checks
+from tests.support import checksum, execute_sql, run_checks, run_cutover
 
 ODD_IDS = ("evt-back\\slash", "evt-tab\there", "evt-new\nline", 'evt-"quoted", comma', "evt-患者😀")
 

@@ -13,7 +13,6 @@ import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -21,28 +20,16 @@ import pytest
 from cutover.core.plan import Plan
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.target import Target
-from tests.cutover_support import execute_sql, machine_python, scalar
-from tests.fake_backend import running
+from tests.fakes import dev_branch
+from tests.support import REHEARSAL, ROOT, execute_sql, machine_python, operator_log, scalar
 
-ROOT = Path(__file__).resolve().parent.parent
-FILES = {
-    "test_matrix": (ROOT / "smoke" / "test_matrix.py").read_text(),
-    "test_manual": (ROOT / "rehearsal" / "test_manual.py").read_text(),
-    "test_sweep_active": (ROOT / "rehearsal" / "test_sweep_active.py").read_text(),
-}
 MARKER = "rehearsal:synthetic-straggler"
-
-
-def operator_log(base: Path) -> dict[str, Any]:
-    latest = base / "artifacts" / "latest"
-    assert latest.is_symlink(), "artifacts/latest is missing"
-    return dict(json.loads((latest / "operator-log.json").read_text()))
 
 
 def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     pytester: pytest.Pytester, example: Callable[..., list[str]]
 ) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     answers = pytester.path / "answers.yaml"
     answers.write_text("A11: {result: pass, observation: 'chat, upload and match request all fine'}\n"
                        "A12:\n  result: fail\n  observation: body differed from the cached one\n"
@@ -106,7 +93,7 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
 
 def test_the_answers_template_is_written_and_accepted_back(pytester: pytest.Pytester,
                                                            example: Callable[..., list[str]]) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     made = pytester.runpytest_subprocess("--answers-template", "fill.yaml", *args)
     assert made.ret == 0 and "wrote the answers template" in made.stdout.str()
     text = (pytester.path / "fill.yaml").read_text()
@@ -130,7 +117,7 @@ def test_the_answers_template_is_written_and_accepted_back(pytester: pytest.Pyte
 ])
 def test_a_bad_answers_file_is_one_line_and_nothing_runs(pytester: pytest.Pytester, example: Callable[..., list[str]],
                                                        name: str, content: str, message: str) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     (pytester.path / name).write_text(content)
     result = pytester.runpytest_subprocess("-m", "setA", f"--answers={name}", *args)
     assert result.ret == 4
@@ -152,7 +139,7 @@ def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
         BEGIN RAISE EXCEPTION 'test: the sweep is refused'; END $$;
         CREATE TRIGGER refuse_synthetic BEFORE UPDATE ON events FOR EACH ROW
         WHEN (OLD.payload->>'actor' = '{MARKER}') EXECUTE FUNCTION refuse_synthetic();""")
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     result = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse", "-p", "no:randomly",
                                            *args)
     out = result.stdout.str()
@@ -168,7 +155,7 @@ def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
 def test_a_db_url_without_rehearse_is_only_read(
     pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
 ) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     before = scalar(cut_over_db.url, "SELECT count(*) FROM events")
     result = pytester.runpytest_subprocess("-m", "setA", "--db-url", cut_over_db.url, "-p", "no:randomly",
                                            f"--report-path={cut_over_db.report_path}", *args)
@@ -186,7 +173,7 @@ def test_a_blocked_dry_run_stops_before_execute_and_names_the_blocker(
 ) -> None:
     execute_sql(fresh_db, "INSERT INTO events (id, tenant_id, event_type, payload, source_service) "
                           "VALUES ('ev-mystery', 'tenant-apollo-001', 'mystery.happened', '{}', 'test')")
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     result = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse", *args)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 2, out
@@ -202,7 +189,7 @@ def test_a_blocked_dry_run_stops_before_execute_and_names_the_blocker(
 def test_the_operators_cutover_command_is_used_when_given(
     pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
 ) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     # As an operator writes it: the machine's python, the runbook's relative path.
     cmd = (f'cd {ROOT} && {machine_python()} scripts/cutover_patient_tenant.py --execute --operator-confirmed '
            '--report-path "$CUTOVER_REPORT_PATH"')
@@ -217,7 +204,7 @@ def test_the_operators_cutover_command_is_used_when_given(
 def test_a_failing_cutover_command_stops_the_rehearsal(
     pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
 ) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     failing = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse",
                                             "--cutover-cmd=echo boom; exit 7", *args)
     text = failing.stdout.str() + failing.stderr.str()
@@ -235,12 +222,12 @@ def test_a_secret_canary_appears_in_no_artifact_of_a_failing_run(
     url = urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
     jwt = "eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(f'{{"canary":"{password}"}}'.encode()).decode().rstrip(
         "=") + ".c2lnbmF0dXJlY2FuYXJ5"
-    with running() as fake:
+    with dev_branch() as fake:
         fake.state["send_drained"] = False  # A19's assist fails: its evidence goes to Allure
         for key, value in {"CUTOVER_API_URL": fake.http_url, "CUTOVER_WS_URL": fake.ws_url,
                            "CUTOVER_PATIENT_JWT": jwt, "CUTOVER_ADMIN_JWT": jwt, "CUTOVER_PROVIDER_JWT": jwt}.items():
             monkeypatch.setenv(key, value)
-        args = example(**FILES)
+        args = example(**REHEARSAL)
         (pytester.path / "answers.json").write_text(json.dumps({"A11": {"result": "fail", "observation":
                                                                          f"token {jwt} and {url}"}}))
         result = pytester.runpytest_subprocess("-m", "setA", "--db-url", url, "--rehearse", "-p", "no:randomly",
@@ -267,7 +254,7 @@ def test_a_secret_canary_appears_in_no_artifact_of_a_failing_run(
 def test_a_re_run_on_a_restored_dev_branch_keeps_the_first_runs_restore_figures(
     pytester: pytest.Pytester, example: Callable[..., list[str]], empty_db: str
 ) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     # The first run restores the snapshot, then its cutover command fails: the dev branch stays restored.
     first = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", empty_db, "--rehearse",
                                           "--cutover-cmd=exit 7", *args)
@@ -294,7 +281,7 @@ def test_a_re_run_on_a_restored_dev_branch_keeps_the_first_runs_restore_figures(
 def test_a_re_run_on_a_dev_branch_restored_by_hand_says_the_figures_are_unknown(
     pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
 ) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     # restored by hand (runbook step 2), never by this suite: no earlier run in artifacts/ to take figures from
     result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", cut_over_db.url, "--rehearse", *args)
     log = operator_log(pytester.path)
@@ -306,7 +293,7 @@ def test_a_re_run_on_a_dev_branch_restored_by_hand_says_the_figures_are_unknown(
 def test_an_answers_file_records_its_rehearsal_and_warns_when_applied_to_another(
     pytester: pytest.Pytester, example: Callable[..., list[str]]
 ) -> None:
-    args = example(**FILES)
+    args = example(**REHEARSAL)
     written = pytester.runpytest_subprocess("--answers-template=mine.yaml", *args)
     assert written.ret == 0, written.stdout.str()
     template = (pytester.path / "mine.yaml").read_text()

@@ -25,11 +25,10 @@ from cutover.core.plan import Plan
 from cutover.reference import aftercare, preflight
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
-from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.target import Target
 from tests.row_mixes import FORTIS, KEY, ORDER, SOURCE, TARGET, World, insert_sql, loaded, must_move, tenants_of, worlds
-from tests.test_smoke_faults import failing_evidence
+from tests.support import failing_evidence, reference_database
 
 EXAMPLE = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                           HealthCheck.data_too_large], deadline=None)
@@ -39,17 +38,12 @@ ACTOR = "test:hypothesis"
 @pytest.fixture(scope="session")
 def reference_template(cutover_server: ServerInfo, cutover_plan: Plan) -> Iterator[str]:
     """An empty reference database: schema, the three tenants, the schema head, roles, grants, RLS."""
-    name = f"hypo_tpl_{uuid.uuid4().hex[:6]}"
-    url = db.create_database(cutover_server.admin_url, name)
-    with db.connection(url, autocommit=True) as conn:
-        snapshot.ensure_roles(conn, cutover_plan)
-    snapshot.load_reference(url, cutover_plan, 0, 1)  # scale 0: the fixed rows only
+    url = reference_database(cutover_server, cutover_plan, 0, 1, prefix="hypo_tpl")  # scale 0: the fixed rows only
     with db.connection(url) as conn:
         for table in reversed(ORDER):  # keep tenants and the schema head, drop the generated rows
             conn.execute(f"DELETE FROM {table}")  # noqa: S608 (constant table names of the test oracle)
         conn.commit()
-    with db.connection(url, autocommit=True) as conn:
-        snapshot.grant_app_role(conn, cutover_plan)
+    name = db.database_name(url)
     yield name
     db.drop_database(cutover_server.admin_url, name)
 

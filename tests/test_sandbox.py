@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,20 +16,7 @@ from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.options import resolve
 from cutover.sandbox import backends as sandbox
-from tests.conftest import postgres_running_in
-
-RECORD = """
-import json, os, pathlib
-def record(server, db_url=None, name="info"):
-    out = pathlib.Path({out!r})
-    out.mkdir(exist_ok=True)
-    (out / f"{{name}}-{{os.getpid()}}.json").write_text(json.dumps(
-        {{"base_dir": server.base_dir, "backend": server.backend, "db": db_url}}))
-"""
-
-
-def recorded(out: Path) -> list[dict[str, str]]:
-    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+from tests.support import RECORD, RECORD_THEN_WAIT, postgres_running_in, recorded
 
 
 def test_auto_with_a_url_adopts_it_and_starts_nothing(cutover_server: sandbox.ServerInfo) -> None:
@@ -126,12 +112,7 @@ def test_fails(cutover_server, cutover_db):
 def test_cleanup_after_an_interrupt(pytester: pytest.Pytester, example: Callable[..., list[str]],
                                     sig: signal.Signals) -> None:
     out = pytester.path / "out"
-    args = example(test_slow=RECORD.format(out=str(out)) + """
-import time
-def test_slow(cutover_server, cutover_db):
-    record(cutover_server, cutover_db)
-    time.sleep(120)
-""")
+    args = example(test_slow=RECORD.format(out=str(out)) + RECORD_THEN_WAIT)
     # A job started in the background (`cmd &`, nohup, some CI runners) inherits SIGINT ignored, and
     # Python then installs no KeyboardInterrupt handler: give the child the terminal's default back.
     proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=pytester.path,

@@ -27,9 +27,8 @@ from cutover.core.plan import Plan, load_plan
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.target import Target
-from tests.cutover_support import execute_sql, run_cutover, scalar
 from tests.second_model import MODEL, PLAN
-from tests.test_smoke_faults import failing_evidence
+from tests.support import execute_sql, failing_evidence, operator_tests, run_cutover, scalar
 
 SRC, TGT, FORTIS = "'tenant-apollo-001'", "'tenant-curaway-patients'", "'tenant-fortis-002'"
 
@@ -355,16 +354,12 @@ def test_plan_commands_refuse_bad_input_in_one_line(second_db: str, empty_db: st
 
 # -- through the plugin, as an operator runs it --------------------------------------------------------
 
-A20_ACTIVE = (Path(__file__).resolve().parent.parent / "rehearsal" / "test_sweep_active.py").read_text()
-SMOKE = (Path(__file__).resolve().parent.parent / "smoke" / "test_matrix.py").read_text()
-
-
 def test_the_rehearsal_is_ready_commits_and_passes_set_a_and_a20_active(pytester: pytest.Pytester, example: Any,
                                                                         second_db: str) -> None:
     """The rehearsal on the restored second model with its plan, as `pytest -m setA --rehearse` runs it:
     dry run READY, execute committed, the 12 checks passed, and A20-active (its straggler written into
     the partitioned events table, keyed (bigint identity, created_at)) swept and cleaned up."""
-    args = example(test_matrix=SMOKE, test_sweep_active=A20_ACTIVE)
+    args = example(**operator_tests("test_matrix", "test_sweep_active"))
     result = pytester.runpytest("-m", "setA", f"--db-url={second_db}", f"--plan={PLAN}", "--rehearse",
                                 "-p", "no:randomly", "-rA", *args)
     out = result.stdout.str()

@@ -24,33 +24,10 @@ from cutover.core.plan import Plan
 from cutover.suite.catalogue import AUTOMATED, SET_B
 from cutover.suite.checks.base import Checker
 from cutover.suite.target import Target, check_connection
-from tests.cutover_support import execute_sql
+from tests.support import execute_sql, run_checks
 
 SRC, TGT, FORTIS = "'tenant-apollo-001'", "'tenant-curaway-patients'", "'tenant-fortis-002'"
 LEFT = {"A3", "A5", "A10", "A20", "A21"}  # a patient row left on the source
-
-
-def failing_evidence(target: Target, plan: Plan, settings: Settings, report: Any = None) -> dict[str, str]:
-    """Every one of the 12 checks on ``target``; the failing ones' ids with their evidence text."""
-    conn = check_connection(target.url, settings)
-    try:
-        c = Checker(conn, plan, target.report if report is None else report)
-        results = [check.evaluate(c, *subject) for check in AUTOMATED
-                   for subject in ([[s] for s in check.subjects(plan)] if check.per else [[]])]
-        for ev in results:
-            assert ev.ok or (ev.queries or ev.problems), "a failing check must carry evidence"
-        failed: dict[str, str] = {}
-        for ev in results:
-            if not ev.ok:
-                failed[ev.check] = "\n".join(filter(None, [failed.get(ev.check), ev.text()]))
-        return failed
-    finally:
-        conn.close()
-
-
-def run_checks(target: Target, plan: Plan, settings: Settings, report: Any = None) -> set[str]:
-    """The ids of the checks that fail on ``target``."""
-    return set(failing_evidence(target, plan, settings, report))
 
 
 def one(table: str, where: str, key: str = "id") -> str:

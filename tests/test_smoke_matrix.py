@@ -8,7 +8,6 @@ name rows; serial and ``-n 2`` agree; and correct cutovers of ten seeds raise no
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,14 +16,11 @@ import pytest
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.reference import execute as engine
-from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.target import Target
-from tests.cutover_support import scalar
-from tests.test_smoke_faults import run_checks
+from tests.support import ROOT, executed, operator_tests, reference_database, run_checks, scalar
 
-MATRIX = (Path(__file__).resolve().parent.parent / "smoke" / "test_matrix.py").read_text()
+MATRIX = operator_tests("test_matrix")
 
 
 def writes(url: str) -> int:
@@ -35,7 +31,7 @@ def writes(url: str) -> int:
 def test_set_b_on_a_db_url_passes_reads_only_and_starts_nothing(
     pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
 ) -> None:
-    args = example(test_matrix=MATRIX)
+    args = example(**MATRIX)
     before = writes(cut_over_db.url)
     result = pytester.runpytest("-m", "setB", "--db-url", cut_over_db.url, "-p", "no:randomly", *args)
     outcomes = result.parseoutcomes()
@@ -68,7 +64,7 @@ def test_a_write_inside_a_set_b_check_is_refused(
 def test_before_the_cutover_set_a_fails_and_names_rows(
     pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str, cutover_plan: Plan
 ) -> None:
-    args = example(test_matrix=MATRIX)
+    args = example(**MATRIX)
     result = pytester.runpytest("-m", "setA", "--db-url", fresh_db, "-p", "no:randomly", *args)
     out = result.stdout.str()
     assert result.ret == 1
@@ -84,7 +80,7 @@ def test_before_the_cutover_set_a_fails_and_names_rows(
 def test_check_selection_by_id(
     pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
 ) -> None:
-    args = example(test_matrix=MATRIX)
+    args = example(**MATRIX)
     picked = pytester.runpytest("--check", "A3,a7", "--db-url", cut_over_db.url, "-p", "no:randomly", *args)
     out = picked.stdout.str()
     assert picked.ret == 0, out
@@ -94,22 +90,12 @@ def test_check_selection_by_id(
 @pytest.mark.parametrize("seed", [11, 22, 33, 44, 55, 66, 77, 88, 99, 111])
 def test_no_false_alarm_on_correct_cutovers(cutover_server: ServerInfo, cutover_plan: Plan,
                                             cutover_settings: Settings, seed: int) -> None:
-    name = f"seed_{uuid.uuid4().hex[:8]}"
-    url = db.create_database(cutover_server.admin_url, name)
+    url = reference_database(cutover_server, cutover_plan, 0.1, seed)
     try:
-        with db.connection(url, autocommit=True) as conn:
-            snapshot.ensure_roles(conn, cutover_plan)
-        snapshot.load_reference(url, cutover_plan, 0.1, seed)
-        with db.connection(url, autocommit=True) as conn:
-            snapshot.grant_app_role(conn, cutover_plan)
-        report, _ = engine.execute(url, cutover_plan, "test:seeds", engine.Timeouts())
-        with db.connection(url, read_only=True) as conn:
-            event = conn.execute("SELECT payload FROM events WHERE event_type = 'cutover.completed'").fetchone()
-        assert event is not None
-        report["allow_list"] = event[0]["allow_list"]
+        report = executed(url, cutover_plan, "test:seeds")
         assert run_checks(Target(url, report, None, True), cutover_plan, cutover_settings) == set()
     finally:
-        db.drop_database(cutover_server.admin_url, name)
+        db.drop_database(cutover_server.admin_url, db.database_name(url))
 
 
 def _outcomes(result: pytest.RunResult) -> dict[str, str]:
@@ -126,7 +112,7 @@ def test_serial_and_two_workers_give_the_same_results(
     pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
 ) -> None:
     """Before the cutover Set A has passes and failures both: each must come out the same under -n 2."""
-    args = example(test_matrix=MATRIX)
+    args = example(**MATRIX)
     common = ("-m", "setA", "--db-url", fresh_db, "-p", "no:randomly", "-rA", *args)
     serial = pytester.runpytest_subprocess(*common)
     parallel = pytester.runpytest_subprocess("-n", "2", *common)
@@ -146,11 +132,10 @@ def test_a_path_option_taken_for_a_test_path_is_a_usage_error(tmp_path: Path) ->
 
     report = tmp_path / "r.json"
     report.write_text("{}")
-    root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "pytest", "-m", "setB", "--report-path", str(report), "--co", "-q"]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "write path options with '=', e.g. --report-path=" in proc.stderr
-    ok = subprocess.run([*cmd[:5], f"--report-path={report}", "--co", "-q"], cwd=root, capture_output=True,
+    ok = subprocess.run([*cmd[:5], f"--report-path={report}", "--co", "-q"], cwd=ROOT, capture_output=True,
                         text=True, check=False)
     assert ok.returncode == 0 and "tests/" not in ok.stdout, ok.stdout

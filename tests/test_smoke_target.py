@@ -13,14 +13,15 @@ from cutover.core import db
 from cutover.core.plan import Plan
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
+from tests.support import operator_tests
 
-SMOKE = (Path(__file__).parent.parent / "smoke" / "test_target.py").read_text()
+SMOKE = operator_tests("test_target")
 
 
 def test_schema_check_passes_on_the_snapshot_and_names_a_missing_table(
     pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
 ) -> None:
-    args = example(test_target=SMOKE)
+    args = example(**SMOKE)
     pytester.runpytest_subprocess(*args, f"--db-url={fresh_db}", "-m", "setA").assert_outcomes(
         passed=1, skipped=1)
     with db.connection(fresh_db, autocommit=True) as conn:
@@ -36,7 +37,7 @@ def test_manifest_check_catches_a_snapshot_that_disagrees_with_its_manifest(
 ) -> None:
     snap = tmp_path / "snap.sql.gz"
     snapshot.make(snap, cutover_plan, cutover_server.admin_url, scale=0.02, seed=5)
-    args = [*example(test_target=SMOKE), f"--snapshot={snap}", "-m", "setA"]
+    args = [*example(**SMOKE), f"--snapshot={snap}", "-m", "setA"]
     pytester.runpytest_subprocess(*args).assert_outcomes(passed=2)
 
     manifest = json.loads(snapshot.manifest_path(snap).read_text())
@@ -55,7 +56,7 @@ def test_a_failing_check_never_prints_the_database_password(
     assert password
     with db.connection(fresh_db, autocommit=True) as conn:
         conn.execute("DROP TABLE quotes")
-    args = example(test_target=SMOKE)
+    args = example(**SMOKE)
     for tb in ("auto", "long", "short"):
         result = pytester.runpytest_subprocess(*args, f"--db-url={fresh_db}", "-m", "setA", f"--tb={tb}", "-l")
         result.assert_outcomes(failed=1, skipped=1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -16,9 +15,8 @@ from cutover.core.plan import Plan
 from cutover.suite import timeline
 from cutover.suite.rehearsal import insert_straggler
 from cutover.suite.target import Target
-from tests.cutover_support import execute_sql, run_cutover
+from tests.support import execute_sql, operator_tests, run_cutover
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMIT = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 
 
@@ -78,7 +76,7 @@ def test_the_commit_and_sweeps_are_read_from_the_database(cut_over_db: Target, c
 def test_set_b_is_placed_on_the_timeline_with_the_rollback_decision(
         pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target,
         cutover_plan: Plan) -> None:
-    args = example(test_matrix=(ROOT / "smoke" / "test_matrix.py").read_text())
+    args = example(**operator_tests("test_matrix"))
     passed = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", *args)
     out = passed.stdout.str()
     assert passed.ret == 0, out

@@ -3,11 +3,8 @@ a setup error and an interruption said as such, the same line in the terminal an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 from psycopg import sql
@@ -20,16 +17,10 @@ from cutover.suite import nextstep
 from cutover.suite import verdict as v
 from cutover.suite.rehearsal import insert_straggler
 from cutover.suite.target import Target
+from tests.support import operator_log, operator_tests
 
-ROOT = Path(__file__).resolve().parent.parent
-MATRIX = (ROOT / "smoke" / "test_matrix.py").read_text()
+MATRIX = operator_tests("test_matrix")
 CANARY = "canary-Verdict-7c1"
-
-
-def operator_log(base: Path) -> dict[str, Any]:
-    latest = base / "artifacts" / "latest"
-    assert latest.is_symlink(), "artifacts/latest is missing"
-    return dict(json.loads((latest / "operator-log.json").read_text()))
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def no_target(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_set_b_without_a_target_is_a_usage_error_and_starts_no_sandbox(
     pytester: pytest.Pytester, example: Callable[..., list[str]], no_target: None
 ) -> None:
-    args = example(test_matrix=MATRIX)
+    args = example(**MATRIX)
     result = pytester.runpytest_subprocess("-m", "setB", *args)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, out
@@ -52,7 +43,7 @@ def test_set_b_without_a_target_is_a_usage_error_and_starts_no_sandbox(
 def test_a_setup_error_is_the_verdict_and_is_in_the_log(
     pytester: pytest.Pytester, example: Callable[..., list[str]], no_target: None
 ) -> None:
-    args = example(test_matrix=MATRIX)
+    args = example(**MATRIX)
     url = f"postgresql://ops:{CANARY}@127.0.0.1:{free_port()}/prod"
     result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={url}", *args)
     out = result.stdout.str() + result.stderr.str()
@@ -139,7 +130,7 @@ def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
     pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target, cutover_plan: Plan
 ) -> None:
     insert_straggler(cut_over_db.url, cutover_plan)  # a lost write landed on the source after the commit
-    args = example(test_matrix=MATRIX)
+    args = example(**MATRIX)
     result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", "-p", "no:randomly",
                                            f"--report-path={cut_over_db.report_path}", *args)
     out = result.stdout.str()

@@ -22,7 +22,7 @@ from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
 from cutover.suite import bundle, window
 from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.manual.answers import Answer
-from tests import fake_telegram
+from tests import fakes
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -132,16 +132,16 @@ def test_no_bundle_fails_every_evidence_item(tmp_path: Path, plan: Plan) -> None
 
 
 @pytest.fixture
-def services() -> Iterator[fake_telegram.FakeBot]:
-    with fake_telegram.running() as fake:
+def services() -> Iterator[fakes.FakeBot]:
+    with fakes.telegram() as fake:
         yield fake
 
 
-def drain_env(fake: fake_telegram.FakeBot) -> dict[str, str]:
+def drain_env(fake: fakes.FakeBot) -> dict[str, str]:
     return {window.DRAIN_URL_ENV: fake.url, window.DRAIN_TOKEN_ENV: "eyJhbGciOi.drain-token.sig"}
 
 
-def test_drain_streams_is_probed_without_firing_it(services: fake_telegram.FakeBot) -> None:
+def test_drain_streams_is_probed_without_firing_it(services: fakes.FakeBot) -> None:
     item = window.drain_streams(drain_env(services))
     assert item.ok and "405" in item.detail, item.line()
     assert [r["method"] for r in services.requests] == ["GET"]  # a POST would drain production's streams
@@ -150,7 +150,7 @@ def test_drain_streams_is_probed_without_firing_it(services: fake_telegram.FakeB
 
 
 @pytest.mark.parametrize(("status", "fragment"), [(404, "not deployed"), (502, "502")])
-def test_drain_streams_fails_when_the_route_does_not_answer(services: fake_telegram.FakeBot, status: int,
+def test_drain_streams_fails_when_the_route_does_not_answer(services: fakes.FakeBot, status: int,
                                                             fragment: str) -> None:
     services.state["drain_status"] = status
     item = window.drain_streams(drain_env(services))
@@ -162,7 +162,7 @@ def test_drain_streams_unconfigured_is_not_a_pass() -> None:
     assert item.status == window.NOT_SET and not item.ok and window.DRAIN_URL_ENV in item.detail
 
 
-def test_alerts_deliver_a_test_message(services: fake_telegram.FakeBot, plan: Plan) -> None:
+def test_alerts_deliver_a_test_message(services: fakes.FakeBot, plan: Plan) -> None:
     item = window.alerts_item(plan, services.env())
     assert item.ok, item.line()
     assert services.events() == ["cutover_test"] and services.token not in item.line()
@@ -172,7 +172,7 @@ def test_alerts_deliver_a_test_message(services: fake_telegram.FakeBot, plan: Pl
     ({}, "alerts are not configured"),
     ({"CUTOVER_TELEGRAM_CHAT_ID": "42"}, "chat not found"),
 ])
-def test_alerts_fail_when_not_configured_or_not_delivered(services: fake_telegram.FakeBot, plan: Plan,
+def test_alerts_fail_when_not_configured_or_not_delivered(services: fakes.FakeBot, plan: Plan,
                                                           env: dict[str, str], fragment: str) -> None:
     item = window.alerts_item(plan, services.env(**env) if env else {})
     assert item.status == "FAIL" and fragment in item.detail, item.line()
