@@ -42,6 +42,8 @@ os.environ.setdefault("CUTOVER_SANDBOX", "local")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine (CI requires one: CUTOVER_REQUIRE_DOCKER=1)")
+    config.addinivalue_line("markers", "install: builds the wheel and installs it into a new virtualenv; slower "
+                            "than the other tests, offline (`-m 'not install'` leaves it out)")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
