@@ -16,15 +16,16 @@ from cutover.core.plan import Plan
 from cutover.suite.manual import assists
 from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.rehearsal import key_facts
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 
 Confirm = Callable[..., None]
 
 
 @pytest.fixture(scope="module")
-def facts(cutover_target: Target, cutover_plan: Plan, manual_values: dict[str, str]) -> dict[str, Any]:
+def facts(database_under_check: DatabaseUnderCheck, cutover_plan: Plan,
+          manual_values: dict[str, str]) -> dict[str, Any]:
     """What the assists compare the services' answers with, read from the target (read-only)."""
-    return key_facts(cutover_target.url, cutover_plan, manual_values.get("idempotency_key"),
+    return key_facts(database_under_check.url, cutover_plan, manual_values.get("idempotency_key"),
                      manual_values.get("key_case_id"), manual_values.get("document_id"),
                      manual_values.get("patient_id"))
 

@@ -18,18 +18,18 @@ from cutover.suite import rehearsal as rh
 from cutover.suite.allure_out import verdict
 from cutover.suite.catalogue import Catalogue
 from cutover.suite.checks.base import Checker
-from cutover.suite.target import Target, check_connection
+from cutover.suite.under_check import DatabaseUnderCheck, check_connection
 
 
 @pytest.mark.check("A20-active")
-def test_A20active_sweep_moves_a_synthetic_straggler(cutover_target: Target, cutover_plan: Plan,
+def test_A20active_sweep_moves_a_synthetic_straggler(database_under_check: DatabaseUnderCheck, cutover_plan: Plan,
                                                        cutover_settings: Settings,
                                                        request: pytest.FixtureRequest) -> None:
-    if not cutover_target.sandbox and not cutover_settings.rehearse:
+    if not database_under_check.sandbox and not cutover_settings.rehearse:
         pytest.skip("A20-active writes a synthetic row: a --db-url target needs --rehearse")
     if getattr(request.config, "workerinput", None) is not None:
         pytest.skip("A20-active writes to the shared target while other workers check it: run it without -n")
-    url, plan = cutover_target.url, cutover_plan
+    url, plan = database_under_check.url, cutover_plan
     try:
         with allure.step("insert a synthetic patient-classified row on the source"):
             key = rh.insert_straggler(url, plan)
@@ -52,7 +52,7 @@ def test_A20active_sweep_moves_a_synthetic_straggler(cutover_target: Target, cut
             try:
                 a20 = Catalogue.for_plan(plan).get("A20")
                 assert a20 is not None
-                verdict(a20.evaluate(Checker(conn, plan, cutover_target.report)))
+                verdict(a20.evaluate(Checker(conn, plan, database_under_check.report)))
             finally:
                 conn.close()
     finally:

@@ -19,7 +19,7 @@ from cutover.core.plan import Plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.server import SessionSandbox
-from cutover.suite.target import Target, cut_over_clone
+from cutover.suite.under_check import DatabaseUnderCheck, cut_over_clone
 from tests.support import ROOT
 
 # Hypothesis profiles (HYPOTHESIS_PROFILE): ci keeps every row-mix property, with a database per
@@ -129,7 +129,8 @@ def empty_db(cutover_server: ServerInfo) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cut_over_template(cutover_sandbox: SessionSandbox, cutover_server: ServerInfo, cutover_plan: Plan,
-                      cutover_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+                      cutover_settings: Settings,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseUnderCheck]:
     """A sandbox database with the reference cutover executed, to clone per test."""
     target = cut_over_clone(cutover_sandbox, cutover_plan, cutover_settings, tmp_path_factory.mktemp("cut"),
                             f"cuttpl_{uuid.uuid4().hex[:6]}")
@@ -138,9 +139,9 @@ def cut_over_template(cutover_sandbox: SessionSandbox, cutover_server: ServerInf
 
 
 @pytest.fixture
-def cut_over_db(cut_over_template: Target, cutover_server: ServerInfo) -> Iterator[Target]:
+def cut_over_db(cut_over_template: DatabaseUnderCheck, cutover_server: ServerInfo) -> Iterator[DatabaseUnderCheck]:
     """A private copy of a correctly cut-over database (and its report) for one test to break."""
     name = f"cut_{uuid.uuid4().hex[:8]}"
     url = db.create_database(cutover_server.admin_url, name, template=db.database_name(cut_over_template.url))
-    yield Target(url, copy.deepcopy(cut_over_template.report), cut_over_template.report_path, sandbox=True)
+    yield DatabaseUnderCheck(url, copy.deepcopy(cut_over_template.report), cut_over_template.report_path, sandbox=True)
     db.drop_database(cutover_server.admin_url, name)

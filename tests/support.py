@@ -26,7 +26,7 @@ from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.checks.base import Checker
-from cutover.suite.target import Target, check_connection
+from cutover.suite.under_check import DatabaseUnderCheck, check_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,7 +139,7 @@ def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, 
 # -- the checks ----------------------------------------------------------------------------------------------
 
 
-def failing_evidence(target: Target, plan: Plan, settings: Settings, report: Any = None) -> dict[str, str]:
+def failing_evidence(target: DatabaseUnderCheck, plan: Plan, settings: Settings, report: Any = None) -> dict[str, str]:
     """Every one of the 12 checks on ``target``; the failing ones' ids with their evidence text."""
     conn = check_connection(target.url, settings)
     try:
@@ -157,7 +157,7 @@ def failing_evidence(target: Target, plan: Plan, settings: Settings, report: Any
         conn.close()
 
 
-def run_checks(target: Target, plan: Plan, settings: Settings, report: Any = None) -> set[str]:
+def run_checks(target: DatabaseUnderCheck, plan: Plan, settings: Settings, report: Any = None) -> set[str]:
     """The ids of the checks that fail on ``target``."""
     return set(failing_evidence(target, plan, settings, report))
 

@@ -13,7 +13,7 @@ from cutover.core.redact import redact
 from cutover.suite.manual import assists
 from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.rehearsal import key_facts, manual_values
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.fakes import TARGET, DevBranch, dev_branch
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYW5hcnktYXNzaXN0In0.c2lnbmF0dXJlLWNhbmFyeQ"
@@ -132,7 +132,8 @@ def test_tokens_are_secrets_once_loaded(fake: DevBranch) -> None:
     assert JWT not in redact(f"Authorization: Bearer {JWT}") and "sk-test" not in redact("key sk-test")
 
 
-def test_the_facts_the_assists_compare_with_come_from_the_target(cut_over_db: Target, cutover_plan: Plan) -> None:
+def test_the_facts_the_assists_compare_with_come_from_the_target(cut_over_db: DatabaseUnderCheck,
+                                                                  cutover_plan: Plan) -> None:
     values = manual_values(cut_over_db.url, cutover_plan, None)
     assert {"case_id", "patient_id", "document_id", "idempotency_key", "route"} <= set(values)
     facts = key_facts(cut_over_db.url, cutover_plan, values["idempotency_key"], values["key_case_id"],

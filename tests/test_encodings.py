@@ -20,7 +20,7 @@ from cutover.reference import preflight
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.pgbin import ClientTools
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import executed, run_checks
 
 ENCODINGS = ("UTF8", "SQL_ASCII", "LATIN1")
@@ -47,7 +47,7 @@ def outcomes(server: ServerInfo, snap: Path, plan: Plan, settings: Settings, enc
             counts = snapshot.count_rows(conn, plan)
             dry_run = preflight.run(conn, plan).to_json()
         report = executed(url, plan, "test:encodings")
-        failing = run_checks(Target(url, report, None, True), plan, settings)
+        failing = run_checks(DatabaseUnderCheck(url, report, None, True), plan, settings)
         return {"rows": restored.rows, "counts": counts, "dry_run": dry_run, "moved": report["moved"],
                 "failing_checks": sorted(failing)}
     finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import OPERATOR_TESTS, ROOT, operator_tests
 
 pytestmark = pytest.mark.install
@@ -123,7 +123,7 @@ def test_the_installed_plugin_loads_by_its_entry_point_but_the_checks_are_files(
 
 
 def test_with_the_operator_test_files_the_installed_suite_collects_and_runs_the_checks(
-        installed: Installed, tmp_path: Path, cut_over_db: Target) -> None:
+        installed: Installed, tmp_path: Path, cut_over_db: DatabaseUnderCheck) -> None:
     project = tmp_path / "operator"
     project.mkdir()
     for name, text in operator_tests(*OPERATOR_TESTS).items():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import REHEARSAL, operator_log
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -45,7 +45,7 @@ def answer(session: str, *keys: str) -> None:
 
 
 def test_an_operator_answers_the_prompts_in_a_real_terminal(
-    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck
 ) -> None:
     args = example(**REHEARSAL)
     done = pytester.path / "exit-code"

@@ -8,7 +8,7 @@ from pathlib import Path
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import checksum, execute_sql, run_checks, run_cutover
 
 ODD_IDS = ("evt-back\\slash", "evt-tab\there", "evt-new\nline", 'evt-"quoted", comma', "evt-患者😀")
@@ -30,7 +30,7 @@ def test_ids_with_backslashes_tabs_and_newlines_reach_the_report_unchanged(
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())
     assert set(ODD_IDS) <= set(report["allow_list"]["events"])
-    assert run_checks(Target(fresh_db, report, report_path, True), cutover_plan, cutover_settings) == set()
+    assert run_checks(DatabaseUnderCheck(fresh_db, report, report_path, True), cutover_plan, cutover_settings) == set()
     back = run_cutover(fresh_db, "reverse", "--operator-confirmed", "--report-path", str(report_path))
     assert back.returncode == 0, back.stderr
     execute_sql(fresh_db, "DELETE FROM events WHERE source_service LIKE 'api_'")
@@ -50,4 +50,4 @@ def test_a5_counts_the_audit_event_each_sweep_writes(
     assert swept.returncode == 0 and "SWEEP COMMITTED" in swept.stdout, swept.stderr
     report = json.loads(report_path.read_text())
     assert len(report["sweeps"]) == 1
-    assert run_checks(Target(fresh_db, report, report_path, True), cutover_plan, cutover_settings) == set()
+    assert run_checks(DatabaseUnderCheck(fresh_db, report, report_path, True), cutover_plan, cutover_settings) == set()

@@ -19,7 +19,7 @@ import pytest
 
 from cutover.core.plan import Plan
 from cutover.sandbox.backends import ServerInfo
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.fakes import dev_branch
 from tests.support import REHEARSAL, ROOT, execute_sql, machine_python, operator_log, scalar
 
@@ -153,7 +153,7 @@ def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
 
 
 def test_a_db_url_without_rehearse_is_only_read(
-    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck
 ) -> None:
     args = example(**REHEARSAL)
     before = scalar(cut_over_db.url, "SELECT count(*) FROM events")
@@ -279,7 +279,7 @@ def test_a_re_run_on_a_restored_dev_branch_keeps_the_first_runs_restore_figures(
 
 
 def test_a_re_run_on_a_dev_branch_restored_by_hand_says_the_figures_are_unknown(
-    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck
 ) -> None:
     args = example(**REHEARSAL)
     # restored by hand (runbook step 2), never by this suite: no earlier run in artifacts/ to take figures from

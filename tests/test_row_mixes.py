@@ -26,7 +26,7 @@ from cutover.reference import aftercare, preflight
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
 from cutover.sandbox.backends import ServerInfo
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.row_mixes import FORTIS, KEY, ORDER, SOURCE, TARGET, World, insert_sql, loaded, must_move, tenants_of, worlds
 from tests.support import failing_evidence, reference_database
 
@@ -50,7 +50,7 @@ def reference_template(cutover_server: ServerInfo, cutover_plan: Plan) -> Iterat
 
 def failing(url: str, report: dict[str, Any], plan: Plan, settings_: Settings) -> dict[str, str]:
     """The failing checks with their evidence, so a falsifying example says what the check saw."""
-    return failing_evidence(Target(url, report, None, True), plan, settings_)
+    return failing_evidence(DatabaseUnderCheck(url, report, None, True), plan, settings_)
 
 
 def _name() -> str:

@@ -26,7 +26,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan, load_plan
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.second_model import MODEL, PLAN
 from tests.support import execute_sql, failing_evidence, operator_tests, run_cutover, scalar
 
@@ -83,12 +83,12 @@ def second_cut_template(cutover_server: ServerInfo, second_template: str,
 
 @pytest.fixture
 def second_cut(cutover_server: ServerInfo, second_cut_template: tuple[str, dict[str, Any]],
-               tmp_path: Path) -> Iterator[tuple[Target, Path]]:
+               tmp_path: Path) -> Iterator[tuple[DatabaseUnderCheck, Path]]:
     """A private copy of the cut-over second model, with its report on disk."""
     url = _clone(cutover_server, second_cut_template[0])
     path = tmp_path / "report.json"
     path.write_text(json.dumps(second_cut_template[1]))
-    yield Target(url, json.loads(path.read_text()), path, sandbox=True), path
+    yield DatabaseUnderCheck(url, json.loads(path.read_text()), path, sandbox=True), path
     db.drop_database(cutover_server.admin_url, db.database_name(url))
 
 
@@ -136,14 +136,14 @@ def test_dry_run_is_ready_and_the_execute_commits_typed_keys(second_db: str, tmp
     assert len(tags) == len(set(tags)) == scalar(second_db, f"SELECT count(*) FROM case_tags WHERE tenant_id = {TGT}")
 
 
-def test_all_twelve_checks_pass_after_the_cutover(second_cut: tuple[Target, Path], second_plan: Plan,
+def test_all_twelve_checks_pass_after_the_cutover(second_cut: tuple[DatabaseUnderCheck, Path], second_plan: Plan,
                                                   cutover_settings: Settings) -> None:
     """Issue 13, failure 1: a composite key made A10 fail on every correct cutover."""
     target, _ = second_cut
     assert failing_evidence(target, second_plan, cutover_settings) == {}
 
 
-def test_the_report_rebuilt_from_the_database_passes_a10(second_cut: tuple[Target, Path], second_plan: Plan,
+def test_the_report_rebuilt_from_the_database_passes_a10(second_cut: tuple[DatabaseUnderCheck, Path], second_plan: Plan,
                                                          cutover_settings: Settings, tmp_path: Path) -> None:
     target, _ = second_cut
     rebuilt = tmp_path / "rebuilt.json"
@@ -154,7 +154,7 @@ def test_the_report_rebuilt_from_the_database_passes_a10(second_cut: tuple[Targe
     assert failing_evidence(target, second_plan, cutover_settings, report) == {}
 
 
-def test_sweep_moves_late_writes_of_every_key_type(second_cut: tuple[Target, Path], second_plan: Plan,
+def test_sweep_moves_late_writes_of_every_key_type(second_cut: tuple[DatabaseUnderCheck, Path], second_plan: Plan,
                                                    cutover_settings: Settings) -> None:
     """Issue 13, failure 2: a non-text key made the sweep roll back (operator does not exist: uuid = text)."""
     target, path = second_cut
@@ -198,7 +198,7 @@ def test_an_unplanned_tenant_scoped_table_blocks_the_dry_run(second_db: str) -> 
     assert "reminders" in line and "[tables.reminders]" in line and "events_2026_01" not in dry.stdout
 
 
-def test_an_unplanned_table_on_the_target_fails_a1(second_cut: tuple[Target, Path], second_plan: Plan,
+def test_an_unplanned_table_on_the_target_fails_a1(second_cut: tuple[DatabaseUnderCheck, Path], second_plan: Plan,
                                                    cutover_settings: Settings) -> None:
     target, _ = second_cut
     execute_sql(target.url, "CREATE TABLE reminders (id bigint PRIMARY KEY, tenant_id text NOT NULL)",
@@ -269,7 +269,8 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_a_fault_on_a_new_table_is_caught_by_the_right_checks(second_cut: tuple[Target, Path], second_plan: Plan,
+def test_a_fault_on_a_new_table_is_caught_by_the_right_checks(second_cut: tuple[DatabaseUnderCheck, Path],
+                                                              second_plan: Plan,
                                                               cutover_settings: Settings, fault: str) -> None:
     target, _ = second_cut
     statement, expected = FAULTS[fault]
@@ -297,7 +298,7 @@ def test_late_composite_keys_of_any_text_are_swept_and_a10_exact(
         done = run_cutover(url, "sweep", f"--plan={PLAN}", f"--report-path={path}")
         assert done.returncode == 0, done.stderr
         report = json.loads(path.read_text())
-        target = Target(url, report, path, sandbox=True)
+        target = DatabaseUnderCheck(url, report, path, sandbox=True)
         assert failing_evidence(target, second_plan, cutover_settings) == {}
     finally:
         db.drop_database(cutover_server.admin_url, db.database_name(url))

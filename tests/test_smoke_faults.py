@@ -23,7 +23,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite.catalogue import AUTOMATED, SET_B
 from cutover.suite.checks.base import Checker
-from cutover.suite.target import Target, check_connection
+from cutover.suite.under_check import DatabaseUnderCheck, check_connection
 from tests.support import execute_sql, run_checks
 
 SRC, TGT, FORTIS = "'tenant-apollo-001'", "'tenant-curaway-patients'", "'tenant-fortis-002'"
@@ -114,12 +114,12 @@ FAULTS: dict[str, tuple[list[str] | Callable[[dict[str, Any]], None], set[str]]]
 }
 
 
-def test_a_correct_cutover_passes_every_check(cut_over_db: Target, cutover_plan: Plan,
+def test_a_correct_cutover_passes_every_check(cut_over_db: DatabaseUnderCheck, cutover_plan: Plan,
                                                cutover_settings: Settings) -> None:
     assert run_checks(cut_over_db, cutover_plan, cutover_settings) == set()
 
 
-def test_without_a_report_A5_and_A10_fail_and_say_so(cut_over_db: Target, cutover_plan: Plan,
+def test_without_a_report_A5_and_A10_fail_and_say_so(cut_over_db: DatabaseUnderCheck, cutover_plan: Plan,
                                                      cutover_settings: Settings) -> None:
     conn = check_connection(cut_over_db.url, cutover_settings)
     try:
@@ -131,7 +131,7 @@ def test_without_a_report_A5_and_A10_fail_and_say_so(cut_over_db: Target, cutove
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_fault_is_caught_by_exactly_the_expected_checks(cut_over_db: Target, cutover_plan: Plan,
+def test_fault_is_caught_by_exactly_the_expected_checks(cut_over_db: DatabaseUnderCheck, cutover_plan: Plan,
                                                         cutover_settings: Settings, fault: str) -> None:
     change, expected = FAULTS[fault]
     report = json.loads(json.dumps(cut_over_db.report))

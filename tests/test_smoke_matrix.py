@@ -17,7 +17,7 @@ from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.sandbox.backends import ServerInfo
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import ROOT, executed, operator_tests, reference_database, run_checks, scalar
 
 MATRIX = operator_tests("test_matrix")
@@ -29,7 +29,7 @@ def writes(url: str) -> int:
 
 
 def test_set_b_on_a_db_url_passes_reads_only_and_starts_nothing(
-    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck
 ) -> None:
     args = example(**MATRIX)
     before = writes(cut_over_db.url)
@@ -45,7 +45,7 @@ def test_set_b_on_a_db_url_passes_reads_only_and_starts_nothing(
 
 
 def test_a_write_inside_a_set_b_check_is_refused(
-    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck
 ) -> None:
     args = example(test_sneaky="""
         import pytest
@@ -78,7 +78,7 @@ def test_before_the_cutover_set_a_fails_and_names_rows(
 
 
 def test_check_selection_by_id(
-    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck
 ) -> None:
     args = example(**MATRIX)
     picked = pytester.runpytest("--check", "A3,a7", "--db-url", cut_over_db.url, "-p", "no:randomly", *args)
@@ -93,7 +93,7 @@ def test_no_false_alarm_on_correct_cutovers(cutover_server: ServerInfo, cutover_
     url = reference_database(cutover_server, cutover_plan, 0.1, seed)
     try:
         report = executed(url, cutover_plan, "test:seeds")
-        assert run_checks(Target(url, report, None, True), cutover_plan, cutover_settings) == set()
+        assert run_checks(DatabaseUnderCheck(url, report, None, True), cutover_plan, cutover_settings) == set()
     finally:
         db.drop_database(cutover_server.admin_url, db.database_name(url))
 

@@ -14,7 +14,7 @@ from psycopg import sql
 from cutover.core.plan import Plan
 from cutover.suite import timeline
 from cutover.suite.rehearsal import insert_straggler
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import execute_sql, operator_tests, run_cutover
 
 COMMIT = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
@@ -56,7 +56,7 @@ def test_a_rehearsal_on_the_timeline_is_no_set_b_and_starts_before_the_commit() 
     assert timeline.t_plus(timedelta(seconds=-20)) == "T-0:01"
 
 
-def test_the_commit_and_sweeps_are_read_from_the_database(cut_over_db: Target, cutover_plan: Plan,
+def test_the_commit_and_sweeps_are_read_from_the_database(cut_over_db: DatabaseUnderCheck, cutover_plan: Plan,
                                                           fresh_db: str) -> None:
     assert cut_over_db.report is not None
     found = timeline.read(cut_over_db.url, cutover_plan)
@@ -74,7 +74,7 @@ def test_the_commit_and_sweeps_are_read_from_the_database(cut_over_db: Target, c
 
 
 def test_set_b_is_placed_on_the_timeline_with_the_rollback_decision(
-        pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target,
+        pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck,
         cutover_plan: Plan) -> None:
     args = example(**operator_tests("test_matrix"))
     passed = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", *args)

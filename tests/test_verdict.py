@@ -16,7 +16,7 @@ from cutover.sandbox.backends import free_port
 from cutover.suite import nextstep
 from cutover.suite import verdict as v
 from cutover.suite.rehearsal import insert_straggler
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import operator_log, operator_tests
 
 MATRIX = operator_tests("test_matrix")
@@ -127,7 +127,7 @@ def test_set_b_verdicts() -> None:
 
 
 def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
-    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target, cutover_plan: Plan
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck, cutover_plan: Plan
 ) -> None:
     insert_straggler(cut_over_db.url, cutover_plan)  # a lost write landed on the source after the commit
     args = example(**MATRIX)
@@ -150,7 +150,7 @@ def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
 
 
 def test_before_t_plus_30_the_next_step_says_what_the_reverse_would_move(
-    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: Target, cutover_plan: Plan
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck, cutover_plan: Plan
 ) -> None:
     # Broken after the commit: one lost write on the source (A3 fails) and one patient row created on
     # the target since the commit, which the reverse moves back although the report does not list it.
@@ -185,7 +185,7 @@ def test_before_t_plus_30_the_next_step_says_what_the_reverse_would_move(
 
 
 def test_without_the_report_the_reverse_preview_rebuilds_it_from_the_database(
-    cut_over_db: Target, cutover_plan: Plan, cutover_settings: Settings
+    cut_over_db: DatabaseUnderCheck, cutover_plan: Plan, cutover_settings: Settings
 ) -> None:
     insert_straggler(cut_over_db.url, cutover_plan)  # on the source: not the reverse's business
     with_report = nextstep.reverse_preview(cut_over_db.url, cutover_plan, str(cut_over_db.report_path),

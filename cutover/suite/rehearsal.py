@@ -37,7 +37,7 @@ from cutover.reference import preflight
 from cutover.reference import report as reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.server import SessionSandbox
-from cutover.suite.target import Target
+from cutover.suite.under_check import DatabaseUnderCheck
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
 L = sql.Literal
@@ -287,7 +287,7 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
 
 
 def shared(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
-           log: Log = quiet, report_dir: Path | None = None) -> tuple[Target, Record]:
+           log: Log = quiet, report_dir: Path | None = None) -> tuple[DatabaseUnderCheck, Record]:
     """The run's one rehearsal: done by the first process that asks, read by the others."""
     marker = workdir / "rehearsal.json"
     with FileLock(str(workdir / "rehearsal.lock")):
@@ -305,7 +305,7 @@ def shared(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Pa
         raise SetupError(data["error"])
     record = Record.from_json(data["record"])
     url = (workdir / "rehearsal-url").read_text()
-    return Target(url, reports.load(Path(record.report_path)), Path(record.report_path),
+    return DatabaseUnderCheck(url, reports.load(Path(record.report_path)), Path(record.report_path),
                   sandbox=settings.db_url is None), record
 
 

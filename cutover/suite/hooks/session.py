@@ -21,9 +21,8 @@ from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
 from cutover.suite import settings as glue
 from cutover.suite import summary as summaries
-from cutover.suite import target as targets
+from cutover.suite import under_check, window, workers
 from cutover.suite import verdict as verdicts
-from cutover.suite import window, workers
 from cutover.suite.catalogue import SET_B, Catalogue
 from cutover.suite.manual import answers as prompts
 from cutover.suite.manual.assists import AssistConfig
@@ -93,7 +92,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     run = config.stash.get(RUN, None)
     warning = [run.answers_warning] if run is not None and run.answers_warning else []
-    return [targets.describe(config.stash[SETTINGS], kind == verdicts.SET_B), *warning]
+    return [under_check.describe(config.stash[SETTINGS], kind == verdicts.SET_B), *warning]
 
 
 @pytest.hookimpl(tryfirst=True)  # before allure-pytest reads --alluredir

@@ -1,8 +1,11 @@
 """The database the smoke checks look at, and the read-only connection they look through.
 
-With ``--db-url`` the target is adopted as it is: nothing is created, cut over or written, and
-the report comes from ``--report-path``. Without it the target is a sandbox clone of the restored
+With ``--db-url`` the database is adopted as it is: nothing is created, cut over or written, and
+the report comes from ``--report-path``. Without it the database is a sandbox clone of the restored
 snapshot with the reference cutover executed on it, and the report is the one that run wrote.
+
+Named "under check" rather than "target": in this domain the target is the patient tenant the
+rows move to, and one word for both made "the target's rows" ambiguous.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ CHECK_APPLICATION = "cutover-suite-checks"
 
 
 @dataclass(frozen=True)
-class Target:
+class DatabaseUnderCheck:
     """A database under check, with the cutover report the A5/A10 checks compare it with."""
 
     url: str
@@ -62,16 +65,16 @@ def reach(url: str) -> str:
             f"password {'***' if parts.password else 'not in the URL'}")
 
 
-def adopt(settings: Settings) -> Target:
+def adopt(settings: Settings) -> DatabaseUnderCheck:
     """--db-url as it is; the report, when given, is read (and must be a cutover report)."""
     assert settings.db_url is not None
     path = Path(settings.report_path) if settings.report_path is not None else None
     report = reports.load(path) if path is not None else None
-    return Target(settings.db_url, report, path, sandbox=False)
+    return DatabaseUnderCheck(settings.db_url, report, path, sandbox=False)
 
 
 def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, label: str,
-                   log: Log = quiet) -> Target:
+                   log: Log = quiet) -> DatabaseUnderCheck:
     """A clone of the restored snapshot with the reference cutover executed on it."""
     url = provider.clone(label)
     path = workdir / f"cutover_report_{label}_{os.getpid()}.json"
@@ -86,7 +89,7 @@ def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, wor
         reports.write(path, report, id_files)
     log(f"cutover: reference cutover committed on the sandbox target in {report['duration_s']:.2f} s "
         f"({sum(report['moved'].values())} rows); report {path}")
-    return Target(url, json.loads(path.read_text()), path, sandbox=True)
+    return DatabaseUnderCheck(url, json.loads(path.read_text()), path, sandbox=True)
 
 
 def check_connection(url: str, settings: Settings) -> Connection:
