@@ -167,7 +167,7 @@ def test_before_t_plus_30_the_next_step_says_what_the_reverse_would_move(
     table = st.table
     listed = {t: len(keys) for t, keys in (cut_over_db.report or {})["allow_list"].items()}
     expected = {t.name: listed.get(t.name, 0) + (t.name == table) for t in cutover_plan.moving}
-    args = example(test_matrix=MATRIX)
+    args = example(**MATRIX)
     result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", "-p", "no:randomly",
                                            f"--report-path={cut_over_db.report_path}", *args)
     out = result.stdout.str()
