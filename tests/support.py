@@ -21,6 +21,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.report_types import CutoverReport
 from cutover.reference import execute as engine
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
@@ -73,7 +74,7 @@ def machine_python() -> str:
     return python
 
 
-def executed(url: str, plan: Plan, actor: str) -> dict[str, Any]:
+def executed(url: str, plan: Plan, actor: str) -> CutoverReport:
     """The reference execute run in-process; its report with the allow-list its completed event recorded
     (the report file would carry it, but no file is written here)."""
     report, _ = engine.execute(url, plan, actor, engine.Timeouts())

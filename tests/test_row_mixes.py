@@ -22,6 +22,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.report_types import CutoverReport
 from cutover.reference import aftercare, preflight
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
@@ -48,7 +49,7 @@ def reference_template(cutover_server: ServerInfo, cutover_plan: Plan) -> Iterat
     db.drop_database(cutover_server.admin_url, name)
 
 
-def failing(url: str, report: dict[str, Any], plan: Plan, settings_: Settings) -> dict[str, str]:
+def failing(url: str, report: CutoverReport, plan: Plan, settings_: Settings) -> dict[str, str]:
     """The failing checks with their evidence, so a falsifying example says what the check saw."""
     return failing_evidence(DatabaseUnderCheck(url, report, None, True), plan, settings_)
 
@@ -57,7 +58,7 @@ def _name() -> str:
     return f"hypo_{uuid.uuid4().hex[:10]}"
 
 
-def _execute(url: str, plan: Plan) -> dict[str, Any]:
+def _execute(url: str, plan: Plan) -> CutoverReport:
     """The bundled cutover, its report written and read back as operators get it (with the allow-list)."""
     report, ids = engine.execute(url, plan, ACTOR, engine.Timeouts())
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,7 +242,7 @@ def test_stateful_inserts_cutover_stragglers_sweep_and_reverse(cutover_server: S
             self.url = db.create_database(admin, self.name, template=reference_template)
             self.model: dict[str, dict[str, str]] = {t: {} for t in ORDER}
             self.cut = False
-            self.report: dict[str, Any] = {}
+            self.report: CutoverReport = {}
             self.pending: set[str] = set()
             self.clean = True  # nothing written since the cut but swept stragglers: every check must pass
             self.n = 0

@@ -61,7 +61,7 @@ def test_the_commit_and_sweeps_are_read_from_the_database(cut_over_db: DatabaseU
     assert cut_over_db.report is not None
     found = timeline.read(cut_over_db.url, cutover_plan)
     assert found.run_id == cut_over_db.report["run_id"]
-    assert found.committed_at == datetime.fromisoformat(cut_over_db.report["committed_at"])
+    assert found.committed_at == datetime.fromisoformat(cut_over_db.report["committed_at"] or "")
     assert found.sweeps == []
     insert_straggler(cut_over_db.url, cutover_plan)
     swept = run_cutover(cut_over_db.url, "sweep")

@@ -65,6 +65,9 @@ class CutoverReport(TypedDict, total=False):
     reverse: dict[str, Any]
     error: str
     rebuilt_from_database: bool
+    verified_by: str  # how step 14 proved the moves: statistics | full count
+    allow_list_parts: dict[str, int]  # per table, audit parts holding an allow-list too large for one event
+    writers_blocked_s: float  # locks taken to commit
 
 
 def key_json(columns: Sequence[str], alias: str | None = None) -> sql.Composable:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from psycopg import sql
 
 from cutover.core.db import Connection
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url
-from cutover.core.report_types import RowKey, key_equal, key_json, key_order, key_values
+from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_order, key_values
 from cutover.core.report_types import listed_keys as _listed_keys
 from cutover.reference import execute as engine
 from cutover.reference import ownership as rules
@@ -34,7 +34,7 @@ def _require_cut_over(conn: Connection, plan: Plan, what: str) -> dict[str, Any]
 
 
 def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
-          progress: Progress = _no_progress) -> dict[str, Any] | None:
+          progress: Progress = _no_progress) -> SweepRecord | None:
     """Move patient-owned rows that landed on the source after the commit; ``None`` if there were none."""
     run = Run("sweep", plan, actor, 6, progress)
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "sweep", "database": mask_url(url),
@@ -75,7 +75,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
                 for t in moved_ids}
             engine.commit(conn, url, plan, run.run_id, plan.audit.swept)
         record["commit_status"] = "committed"
-    return record
+    return cast(SweepRecord, record)  # what report["sweeps"] holds, plus the command's own fields
 
 
 def listed_ids(cut_report: Mapping[str, Any], table: str) -> Iterable[RowKey]:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import errors as pgerr
@@ -32,7 +32,7 @@ from cutover.core.errors import CutoverError
 from cutover.core.options import DURATION
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url, redact
-from cutover.core.report_types import key_equal, key_json, key_order
+from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
 from cutover.reference import ownership as rules
 from cutover.reference import preflight
 
@@ -45,7 +45,7 @@ class RunFailed(CutoverError):
     def __init__(self, message: str, exit_code: int = EXIT_ROLLED_BACK) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-        self.report: dict[str, Any] | None = None
+        self.report: CutoverReport | None = None
         self.id_files: dict[str, Path] = {}
 
 
@@ -371,7 +371,7 @@ def private_spool() -> Iterator[Path]:
 
 
 def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progress = _no_progress,
-            spool: Path | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
+            spool: Path | None = None) -> tuple[CutoverReport, dict[str, Path]]:
     """Run the cutover; returns the report and the allow-list id files; raises :class:`RunFailed`.
 
     With a ``spool`` (see :func:`private_spool`; write the report before leaving it) the ids go to
@@ -384,7 +384,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
     """
     total = 7 + len(plan.move_steps)
     run = Run("execute", plan, actor, total, progress)
-    report: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "plan": plan.name, "database": mask_url(url),
+    report: CutoverReport = {"run_id": run.run_id, "actor": actor, "plan": plan.name, "database": mask_url(url),
                               "source": plan.source, "target": plan.target, "started_at": run.started_at,
                               "committed_at": None, "duration_s": None, "commit_status": "rolled_back",
                               "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
@@ -441,7 +441,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             if sum(pf.allow_list_bytes.values()) > part_bytes:
                 parts = {t: write_parts(conn, plan, run.run_id, t, ids[t], part_bytes) for t in ids}
             written[plan.audit.table] += sum(parts.values()) + 1
-            report.update(written=written, committed_at=datetime.now(UTC).isoformat())
+            report["written"], report["committed_at"] = written, datetime.now(UTC).isoformat()
             summary = {k: report[k] for k in ("run_id", "actor", "started_at", "committed_at", "baseline", "moved",
                                               "written", "source", "target", "plan")}
             if any(parts.values()):
@@ -517,7 +517,7 @@ def ids_json(plan: Plan, ids: dict[str, str]) -> sql.Composed:
 
 
 @contextmanager
-def guarded(url: str, run: Run, report: dict[str, Any], timeouts: Timeouts,
+def guarded(url: str, run: Run, report: CutoverReport | dict[str, Any], timeouts: Timeouts,
             id_files: dict[str, Path] | None = None) -> Iterator[Any]:
     """One connection, one transaction: any way out but the body's own commit is a rollback.
 
@@ -602,6 +602,6 @@ _CAUSES = (
 )
 
 
-def _with_report(exc: RunFailed, report: dict[str, Any], id_files: dict[str, Path]) -> RunFailed:
-    exc.report, exc.id_files = report, id_files
+def _with_report(exc: RunFailed, report: CutoverReport | dict[str, Any], id_files: dict[str, Path]) -> RunFailed:
+    exc.report, exc.id_files = cast(CutoverReport, report), id_files
     return exc

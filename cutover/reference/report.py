@@ -17,13 +17,14 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from psycopg import sql
 
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan
+from cutover.core.report_types import CutoverReport
 from cutover.reference import ownership as rules
 
 
@@ -43,7 +44,7 @@ def check_writable(path: Path) -> None:
         raise CutoverError(f"--report-path {path} exists and is not writable; pass another path")
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path) -> CutoverReport:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -55,10 +56,10 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "run_id" not in data:
         raise CutoverError(f"report {path} is not a cutover report (no run_id); rebuild it with 'cutover report "
                            f"--rebuild'")
-    return data
+    return cast(CutoverReport, data)
 
 
-def load_streamed(path: Path) -> dict[str, Any]:
+def load_streamed(path: Path) -> CutoverReport:
     """The report with its allow-list left on disk: ``allow_list`` is an :class:`AllowList` that
     streams each table's keys from the file when iterated, so sweep and reverse keep memory flat
     however many rows the cutover moved. A report in another layout is read whole."""
@@ -75,7 +76,7 @@ def load_streamed(path: Path) -> dict[str, Any]:
         report["allow_list"] = AllowList(path, offset)
     except ValueError:
         return load(path)
-    return report
+    return cast(CutoverReport, report)
 
 
 _ALLOW_MARK = b'\n  "allow_list": '
@@ -315,7 +316,7 @@ def audit_events(conn: Connection, plan: Plan, kind: str) -> list[dict[str, Any]
     return [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in conn.execute(q).fetchall()]
 
 
-def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Iterable[str]]]:
+def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[CutoverReport, dict[str, Iterable[str]]]:
     """The report of a committed run, from the database alone (its audit events), and its allow-list
     (keys as JSON text, for :func:`write`).
 
@@ -347,7 +348,7 @@ def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[di
             ids[table] = _part_ids(conn, plan, found)
     else:
         ids = {t: [json.dumps(k) for k in v] for t, v in (report.pop("allow_list", None) or {}).items()}
-    return report, ids
+    return cast(CutoverReport, report), ids
 
 
 def part_keys(conn: Connection, plan: Plan, run_id: str) -> dict[str, list[Any]]:

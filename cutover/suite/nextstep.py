@@ -19,12 +19,12 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
+from cutover.core.report_types import CutoverReport
 from cutover.reference import aftercare
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
@@ -55,7 +55,7 @@ def measured_restore(artifacts: Path) -> str | None:
     return None
 
 
-def _cut_report(url: str, plan: Plan, report_path: str | None) -> dict[str, Any]:
+def _cut_report(url: str, plan: Plan, report_path: str | None) -> CutoverReport:
     """The execute's report when it is at hand, else the one the database's audit events rebuild."""
     if report_path and Path(report_path).is_file():
         return reports.load_streamed(Path(report_path))  # as the reverse command reads it: memory flat

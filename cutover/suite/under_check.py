@@ -14,7 +14,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from cutover.core import db
@@ -24,6 +23,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url
+from cutover.core.report_types import CutoverReport
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
 from cutover.sandbox.server import SessionSandbox
@@ -36,7 +36,7 @@ class DatabaseUnderCheck:
     """A database under check, with the cutover report the A5/A10 checks compare it with."""
 
     url: str
-    report: dict[str, Any] | None
+    report: CutoverReport | None
     report_path: Path | None
     sandbox: bool
 

@@ -9,7 +9,7 @@ modules by concern (posture, placement, links, accounting); the catalogue names 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from psycopg import sql
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import redact
-from cutover.core.report_types import key_order, key_text
+from cutover.core.report_types import CutoverReport, key_order, key_text
 
 MAX_ROWS = 20
 
@@ -74,7 +74,7 @@ class Checker:
     """The read-only connection, the plan and the report the checks share, with the predicates they
     all need (is a row patient-owned, sample the offending rows, follow a reference)."""
 
-    def __init__(self, conn: Connection, plan: Plan, report: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, conn: Connection, plan: Plan, report: CutoverReport | None = None) -> None:
         self.conn, self.plan, self.report = conn, plan, report
 
     def run(self, ev: Evidence, query: sql.SQL | sql.Composed, params: Any = None) -> list[tuple[Any, ...]]:
@@ -179,7 +179,7 @@ class Checker:
         return {r[0] for r in self.run(ev, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
             k=key_text(rule.key, "t"), t=I(rule.name), w=where))}
 
-    def committed_report(self, ev: Evidence) -> Mapping[str, Any] | None:
+    def committed_report(self, ev: Evidence) -> CutoverReport | None:
         if self.report is None:
             ev.fail("no cutover report: pass the execute's report with --report-path (A5 and A10 compare the "
                     "database with it)")
