@@ -168,7 +168,7 @@ def run_checks(target: DatabaseUnderCheck, plan: Plan, settings: Settings, repor
 # Each operator-facing test file under the module name an example project gives it.
 OPERATOR_TESTS = {
     "test_matrix": "smoke/test_matrix.py",
-    "test_target": "smoke/test_target.py",
+    "test_restore": "smoke/test_restore.py",
     "test_prereq": "smoke/test_prereq.py",
     "test_manual": "rehearsal/test_manual.py",
     "test_sweep_active": "rehearsal/test_sweep_active.py",

@@ -14,11 +14,9 @@ import pytest
 
 from cutover.core.plan import DEFAULT_PLAN, load_plan
 from cutover.suite.catalogue import AUTOMATED, SET_A, SET_B, Catalogue, markdown_table
+from tests.support import REHEARSAL
 
 ROOT = Path(__file__).resolve().parent.parent
-OPERATOR_TESTS = {"test_matrix": (ROOT / "smoke" / "test_matrix.py").read_text(),
-                  "test_manual": (ROOT / "rehearsal" / "test_manual.py").read_text(),
-                  "test_sweep_active": (ROOT / "rehearsal" / "test_sweep_active.py").read_text()}
 CATALOGUE = Catalogue.for_plan(load_plan(DEFAULT_PLAN))
 
 
@@ -51,7 +49,7 @@ def test_docs_carry_the_catalogue_table() -> None:
 
 
 def test_markers_come_from_the_catalogue(pytester: pytest.Pytester, example: Callable[..., list[str]]) -> None:
-    args = example(**OPERATOR_TESTS)
+    args = example(**REHEARSAL)
     set_a = {check_of(n) for n in collected(pytester, "-m", "setA", *args)}
     set_b = {check_of(n) for n in collected(pytester, "-m", "setB", *args)}
     manual = {check_of(n) for n in collected(pytester, "-m", "manual", *args)}
@@ -62,7 +60,7 @@ def test_markers_come_from_the_catalogue(pytester: pytest.Pytester, example: Cal
 
 def test_k_selects_each_check_by_its_keyword_and_no_other(pytester: pytest.Pytester,
                                                         example: Callable[..., list[str]]) -> None:
-    args = example(**OPERATOR_TESTS)
+    args = example(**REHEARSAL)
     for check in CATALOGUE:
         found = {check_of(n) for n in collected(pytester, "-k", check.keyword, *args)}
         assert found == {check.id}, f"-k {check.keyword} selected {sorted(found)}"
@@ -70,7 +68,7 @@ def test_k_selects_each_check_by_its_keyword_and_no_other(pytester: pytest.Pytes
 
 def test_check_selects_in_any_case_and_runs_the_runbook_order(pytester: pytest.Pytester,
                                                               example: Callable[..., list[str]]) -> None:
-    args = example(**OPERATOR_TESTS)
+    args = example(**REHEARSAL)
     nodes = collected(pytester, "--check", "a20-active,A12,a3", *args)
     assert [check_of(n) for n in nodes][-2:] == ["A12", "A20-active"]
     assert {check_of(n) for n in nodes} == {"A3", "A12", "A20-active"}
@@ -78,7 +76,7 @@ def test_check_selects_in_any_case_and_runs_the_runbook_order(pytester: pytest.P
 
 def test_an_unknown_check_is_a_usage_error_before_anything_runs(
         pytester: pytest.Pytester, example: Callable[..., list[str]]) -> None:
-    args = example(**OPERATOR_TESTS)
+    args = example(**REHEARSAL)
     result = pytester.runpytest_subprocess("-m", "setA", "--check", "A3,A99", *args)
     err = [line for line in result.stderr.lines if line.strip()]
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -1,7 +1,5 @@
-"""The database under check holds the schema the plan describes.
-
-The 12 automated checks arrive with the smoke-matrix issue; until then this proves the main job
-brings a target up: the sandbox with the default snapshot restored, or the --db-url database.
+"""Before any check: the database under check holds the schema the plan describes, and a sandbox
+restore brought back every row the snapshot's manifest lists (the sandbox, or the --db-url database).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from cutover.sandbox.server import SessionSandbox
 
 
 @pytest.mark.setA
-def test_target_holds_the_plan_schema(cutover_db: str, cutover_plan: Plan) -> None:
+def test_the_database_holds_the_plan_schema(cutover_db: str, cutover_plan: Plan) -> None:
     with db.connection(cutover_db, read_only=True) as conn:
         present = {r[0] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()}

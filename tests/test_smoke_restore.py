@@ -1,4 +1,4 @@
-"""The smoke tests in smoke/test_target.py fail when their fault is present, and pass when it is not."""
+"""The smoke tests in smoke/test_restore.py fail when their fault is present, and pass when it is not."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from tests.support import operator_tests
 
-SMOKE = operator_tests("test_target")
+SMOKE = operator_tests("test_restore")
 
 
 def test_schema_check_passes_on_the_snapshot_and_names_a_missing_table(
