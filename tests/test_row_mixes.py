@@ -102,7 +102,7 @@ def test_the_cutover_moves_exactly_what_the_spec_says_and_reverse_undoes_it(
             engine.execute(url, cutover_plan, ACTOR, engine.Timeouts())
         assert again.value.exit_code == engine.EXIT_ALREADY
         assert tenants_of(url) == after
-        aftercare.reverse(url, cutover_plan, ACTOR, engine.Timeouts(), report, dry_run=False)
+        aftercare.reverse(url, cutover_plan, ACTOR, engine.Timeouts(), report)
         assert tenants_of(url) == before
 
 
@@ -309,7 +309,7 @@ def test_stateful_inserts_cutover_stragglers_sweep_and_reverse(cutover_server: S
         @precondition(lambda self: self.cut)
         @rule()
         def reverse(self) -> None:
-            aftercare.reverse(self.url, plan, ACTOR, engine.Timeouts(), self.report, dry_run=False)
+            aftercare.reverse(self.url, plan, ACTOR, engine.Timeouts(), self.report)
             for table, keys in self.model.items():
                 for key, tenant in keys.items():
                     if tenant == TARGET and (table in ALWAYS or key in self.patient_events):

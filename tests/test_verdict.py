@@ -12,6 +12,8 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.reference import aftercare
+from cutover.reference import execute as engine
 from cutover.sandbox.backends import free_port
 from cutover.suite import nextstep
 from cutover.suite import verdict as v
@@ -149,22 +151,27 @@ def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
     assert "postgres=15." in props, props
 
 
+def break_after_commit(target: Target, plan: Plan) -> sql.Composable:
+    """One lost write on the source (A3 fails) and one patient row created on the target since the
+    commit, which the reverse moves back although the report does not list it; the rows' predicate."""
+    st = plan.rehearsal.straggler
+    marked = sql.SQL("{col}->>{key} = {marker}").format(
+        col=sql.Identifier(st.marker_column), key=sql.Literal(st.marker_key), marker=sql.Literal(st.marker))
+    insert_straggler(target.url, plan)
+    with db.connection(target.url) as conn:  # the first one became a patient row on the target
+        conn.execute(sql.SQL("UPDATE {t} SET {c} = {target} WHERE {m}").format(
+            t=sql.Identifier(st.table), c=sql.Identifier(plan.tenant_column),
+            target=sql.Literal(plan.target), m=marked))
+        conn.commit()
+    insert_straggler(target.url, plan)
+    return marked
+
+
 def test_before_t_plus_30_the_next_step_says_what_the_reverse_would_move(
     pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck, cutover_plan: Plan
 ) -> None:
-    # Broken after the commit: one lost write on the source (A3 fails) and one patient row created on
-    # the target since the commit, which the reverse moves back although the report does not list it.
-    st = cutover_plan.rehearsal.straggler
-    marked = sql.SQL("{col}->>{key} = {marker}").format(
-        col=sql.Identifier(st.marker_column), key=sql.Literal(st.marker_key), marker=sql.Literal(st.marker))
-    insert_straggler(cut_over_db.url, cutover_plan)
-    with db.connection(cut_over_db.url) as conn:  # the first one became a patient row on the target
-        conn.execute(sql.SQL("UPDATE {t} SET {c} = {target} WHERE {m}").format(
-            t=sql.Identifier(st.table), c=sql.Identifier(cutover_plan.tenant_column),
-            target=sql.Literal(cutover_plan.target), m=marked))
-        conn.commit()
-    insert_straggler(cut_over_db.url, cutover_plan)
-    table = st.table
+    marked = break_after_commit(cut_over_db, cutover_plan)
+    table = cutover_plan.rehearsal.straggler.table
     listed = {t: len(keys) for t, keys in (cut_over_db.report or {})["allow_list"].items()}
     expected = {t.name: listed.get(t.name, 0) + (t.name == table) for t in cutover_plan.moving}
     args = example(**MATRIX)
@@ -182,6 +189,50 @@ def test_before_t_plus_30_the_next_step_says_what_the_reverse_would_move(
         tenants = conn.execute(sql.SQL("SELECT {c} FROM {t} WHERE {m} ORDER BY 1").format(
             c=sql.Identifier(cutover_plan.tenant_column), t=sql.Identifier(table), m=marked)).fetchall()
     assert sorted(tenants) == sorted([(cutover_plan.source,), (cutover_plan.target,)])
+
+
+def _writes(url: str, plan: Plan) -> tuple[int, int, int]:
+    """Rows inserted, updated and deleted in the plan's tables and in pg_class (a temp table is a write
+    there), as PostgreSQL counts them (rolled back too), once every other session on the database has
+    ended (a backend flushes its counts on exit)."""
+    with db.connection(url, autocommit=True) as conn:
+        for _ in range(400):
+            if not db.one(conn, "SELECT count(*) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")[0]:
+                break
+            conn.execute("SELECT pg_sleep(0.05)")
+        row = db.one(conn, "SELECT sum(n_tup_ins)::bigint, sum(n_tup_upd)::bigint, sum(n_tup_del)::bigint "
+                           "FROM pg_stat_all_tables WHERE (schemaname = current_schema AND relname = ANY(%s)) "
+                           "OR (schemaname = 'pg_catalog' AND relname = 'pg_class')", (list(plan.table_names),))
+    return (int(row[0]), int(row[1]), int(row[2]))
+
+
+def test_the_reverse_preview_writes_nothing_waits_for_no_lock_and_counts_what_the_reverse_moves(
+    cut_over_db: Target, cutover_plan: Plan, cutover_settings: Settings
+) -> None:
+    break_after_commit(cut_over_db, cutover_plan)
+    report = cut_over_db.report or {}
+    before = _writes(cut_over_db.url, cutover_plan)
+    preview = nextstep.reverse_preview(cut_over_db.url, cutover_plan, str(cut_over_db.report_path), cutover_settings)
+    assert _writes(cut_over_db.url, cutover_plan) == before, "the preview wrote (even if it rolled back)"
+    # A writer holding every plan table (EXCLUSIVE conflicts with all but ACCESS SHARE) and the
+    # cutover's advisory lock: a read-only preview neither waits for it nor fails on it.
+    with db.connection(cut_over_db.url) as holder:
+        holder.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in cutover_plan.table_names)))
+        holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (cutover_plan.name,))
+        held = nextstep.reverse_preview(cut_over_db.url, cutover_plan, str(cut_over_db.report_path),
+                                        cutover_settings)
+        holder.rollback()
+    assert held == preview
+    counted = aftercare.reverse_counts(cut_over_db.url, cutover_plan, engine.Timeouts(), report)
+    record = aftercare.reverse(cut_over_db.url, cutover_plan, "test", engine.Timeouts(), report)
+    assert record["commit_status"] == "committed"
+    assert counted["planned"] == record["moved"] and sum(record["moved"].values()) > 0
+    assert counted["new_since_commit"] == record["new_since_commit"] == {cutover_plan.rehearsal.straggler.table: 1}
+    per_table = ", ".join(f"{t} {n}" for t, n in record["moved"].items())
+    assert preview.startswith(f"the reverse would move {sum(record['moved'].values())} rows back to "
+                              f"{cutover_plan.source} ({per_table}); 1 of them"), preview
 
 
 def test_without_the_report_the_reverse_preview_rebuilds_it_from_the_database(

@@ -12,12 +12,23 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import psycopg
 from psycopg import sql
 
+from cutover.core import db
 from cutover.core.db import Connection
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url
-from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_order, key_values
+from cutover.core.report_types import (
+    RowKey,
+    SweepRecord,
+    key_equal,
+    key_json,
+    key_order,
+    key_records,
+    key_values,
+    listed_rows,
+)
 from cutover.core.report_types import listed_keys as _listed_keys
 from cutover.reference import execute as engine
 from cutover.reference import ownership as rules
@@ -83,21 +94,82 @@ def listed_ids(cut_report: Mapping[str, Any], table: str) -> Iterable[RowKey]:
     return _listed_keys(cut_report, table)
 
 
-def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any], dry_run: bool,
+def _require_report_of(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]) -> None:
+    """The reverse acts on one committed cutover: the report must be the database's own last one."""
+    last = _require_cut_over(conn, plan, "reverse")
+    if last.get("run_id") != cut_report.get("run_id"):
+        raise RunFailed(f"reverse refused: the report is run {cut_report.get('run_id')} but the database's "
+                        f"committed cutover is run {last.get('run_id')}; pass that run's report (or rebuild "
+                        f"it with 'cutover report --rebuild'); nothing changed", EXIT_BLOCKED)
+
+
+def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Composable:
+    """The keys of the rows the reverse moves back: on the target and patient-owned, or in the report.
+
+    ``listed`` names a relation of the report's keys typed like the table's key columns: the reverse's
+    temp table, or the read-only count's CTE. One selection for both, so the count is what moves.
+    """
+    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND ({own} OR EXISTS "
+                   "(SELECT 1 FROM {listed} l WHERE {join}))").format(
+        k=key_order(rule.key, "r"), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
+        target=sql.Literal(plan.target), own=rules.patient_predicate(plan, rule, "r"),
+        listed=listed, join=key_equal(rule.key, "r", "l"))
+
+
+def _not_listed(rule: TableRule, alias: str, listed: sql.Composable) -> sql.Composable:
+    """True for a moving row the report does not list: a patient row created since the commit."""
+    return sql.SQL("NOT EXISTS (SELECT 1 FROM {listed} l WHERE {join})").format(
+        listed=listed, join=key_equal(rule.key, alias, "l"))
+
+
+def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping[str, Any]) -> dict[str, Any]:
+    """What the reverse would move back, per table, counted in a READ ONLY transaction.
+
+    The preview runs in production (the dry run, and Set B's next step before T+0:30), so it must
+    neither write nor make writers wait: no temp table, no advisory or table lock beyond the ACCESS
+    SHARE every SELECT takes; the report's keys reach the server as one jsonb value per table.
+    """
+    listed = sql.Identifier("listed")
+    planned: dict[str, int] = {}
+    new_rows: dict[str, int] = {}
+    try:
+        with db.connection(url, read_only=True, application_name="cutover-reverse-count") as conn:
+            engine.set_timeouts(conn, timeouts)
+            _require_report_of(conn, plan, cut_report)
+            for rule in plan.moving:
+                try:
+                    records = key_records(rule.key, listed_ids(cut_report, rule.name))
+                except ValueError as exc:
+                    raise _wrong_key(rule.name, exc) from None
+                total, new = db.one(conn, sql.SQL(
+                    "WITH {listed} AS MATERIALIZED ({rows}) "
+                    "SELECT count(*), count(*) FILTER (WHERE {new}) FROM ({keys}) i").format(
+                    listed=listed, rows=listed_rows(rule.name, rule.key, sql.SQL("%s::jsonb")),
+                    new=_not_listed(rule, "i", listed), keys=_reverse_keys(plan, rule, listed)), (records,))
+                planned[rule.name] = int(total)
+                new_rows[rule.name] = int(new)
+            conn.rollback()
+    except psycopg.Error as exc:
+        raise RunFailed(f"reverse dry run failed: {engine._describe(exc, timeouts)}; nothing changed") from None
+    return {"kind": "reverse", "dry_run": True, "cutover_run_id": cut_report.get("run_id"),
+            "database": mask_url(url), "commit_status": "dry_run", "planned": planned,
+            "new_since_commit": {k: v for k, v in new_rows.items() if v}}
+
+
+def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any],
             progress: Progress = _no_progress) -> dict[str, Any]:
-    """Rollback option 2: move the cutover's rows (and patient rows created since) back to the source."""
+    """Rollback option 2: move the cutover's rows (and patient rows created since) back to the source.
+
+    Its dry run is :func:`reverse_counts`, which selects the same rows without writing or locking.
+    """
     run = Run("reverse", plan, actor, 6, progress)
-    record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "reverse", "dry_run": dry_run,
+    record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "reverse",
                               "cutover_run_id": cut_report.get("run_id"), "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
-            last = _require_cut_over(conn, plan, "reverse")
-            if last.get("run_id") != cut_report.get("run_id"):
-                raise RunFailed(f"reverse refused: the report is run {cut_report.get('run_id')} but the database's "
-                                f"committed cutover is run {last.get('run_id')}; pass that run's report (or rebuild "
-                                f"it with 'cutover report --rebuild'); nothing changed", EXIT_BLOCKED)
+            _require_report_of(conn, plan, cut_report)
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}
         new_rows: dict[str, int] = {}
@@ -115,21 +187,12 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                         cp.write_row(_copy_values(rule.name, rule.key, key))
                 conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(listed)))
                 ids[rule.name] = engine.id_table(rule, "reverse")
-                planned[rule.name] = engine.build_ids(conn, ids[rule.name], sql.SQL(
-                    "SELECT {k} FROM {t} r WHERE r.{c} = {target} AND ({own} OR EXISTS "
-                    "(SELECT 1 FROM {listed} l WHERE {join}))").format(
-                    k=key_order(rule.key, "r"), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
-                    target=sql.Literal(plan.target), own=rules.patient_predicate(plan, rule, "r"),
-                    listed=rules.ident(listed), join=key_equal(rule.key, "r", "l")))
-                new_rows[rule.name] = int(conn.execute(sql.SQL(
-                    "SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {listed} l WHERE {join})").format(
-                    ids=rules.ident(ids[rule.name]), listed=rules.ident(listed),
-                    join=key_equal(rule.key, "i", "l"))).fetchone()[0])
+                planned[rule.name] = engine.build_ids(conn, ids[rule.name],
+                                                      _reverse_keys(plan, rule, rules.ident(listed)))
+                new_rows[rule.name] = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
+                    ids=rules.ident(ids[rule.name]), new=_not_listed(rule, "i", rules.ident(listed))))[0])
             info["rows"] = sum(planned.values())
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
-        if dry_run:
-            record["commit_status"] = "dry_run"
-            return record
         with run.step("move the rows back to the source") as info:
             moved = engine.move_listed(conn, plan, ids, plan.target, plan.source)
             info["rows"] = sum(moved.values())
@@ -149,7 +212,10 @@ def _copy_values(table: str, columns: tuple[str, ...], key: RowKey) -> tuple[Any
     try:
         values = key_values(columns, key)
     except ValueError as exc:
-        raise RunFailed(f"reverse refused: report allow_list.{table}: {exc}; pass the report this plan's execute "
-                        f"wrote (or rebuild it with 'cutover report --rebuild'); nothing changed",
-                        EXIT_BLOCKED) from None
+        raise _wrong_key(table, exc) from None
     return tuple(v if isinstance(v, str) else json.dumps(v) for v in values)
+
+
+def _wrong_key(table: str, exc: ValueError) -> RunFailed:
+    return RunFailed(f"reverse refused: report allow_list.{table}: {exc}; pass the report this plan's execute "
+                     f"wrote (or rebuild it with 'cutover report --rebuild'); nothing changed", EXIT_BLOCKED)

@@ -186,13 +186,14 @@ def sweep(args: argparse.Namespace) -> int:
 
 def reverse(args: argparse.Namespace) -> int:
     settings, plan, url = _settings(args)
-    actor = _actor(args) if not args.dry_run else (os.environ.get(ACTOR_ENV, "").strip() or "reverse-dry-run")
+    actor = "" if args.dry_run else _actor(args)  # the dry run only counts: it records nothing
     cut = reports.load_streamed(args.report_path)  # the allow-list stays on disk: memory flat at any size
     if not args.dry_run:
         reports.check_writable(args.report_path)
     display = StepDisplay()
     try:
-        record = aftercare.reverse(url, plan, actor, _timeouts(settings), cut, args.dry_run, display)
+        record = (aftercare.reverse_counts(url, plan, _timeouts(settings), cut) if args.dry_run
+                  else aftercare.reverse(url, plan, actor, _timeouts(settings), cut, display))
     except engine.RunFailed as exc:
         display.close()
         return _failed(args, exc, None)

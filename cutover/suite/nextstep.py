@@ -7,10 +7,10 @@ elsewhere), how far that is from the T+0:30 line, the exact sweep command when t
 straggler, and before the line the reverse (dry run, then confirmed), after it the snapshot restore
 with the rehearsal's measured restore time. Commands name ``"$DATABASE_URL"``, never the URL itself.
 
-What the reverse would move is the reference cutover's own reverse dry run, run here rather than
-re-derived: the figures the operator reads are then those the confirmed reverse acts on. Like
-``cutover reverse --dry-run`` it takes the plan's locks for its few seconds (bounded by the checks'
-timeouts) and rolls back; nothing changes.
+What the reverse would move is the reference cutover's own count (``cutover reverse --dry-run``'s),
+run here rather than re-derived: it selects the rows the confirmed reverse acts on, in a READ ONLY
+transaction that takes no lock a writer would wait for (this runs in production), bounded by the
+checks' timeouts.
 """
 
 from __future__ import annotations
@@ -66,11 +66,10 @@ def _cut_report(url: str, plan: Plan, report_path: str | None) -> CutoverReport:
 
 
 def reverse_preview(url: str, plan: Plan, report_path: str | None, settings: Settings) -> str:
-    """One line: what ``cutover reverse`` would move back, per table, from its dry run on this database."""
+    """One line: what ``cutover reverse`` would move back, per table, counted read-only on this database."""
     try:
-        record = aftercare.reverse(url, plan, "set-b-next-step", engine.Timeouts(
-            settings.check_lock_timeout, settings.check_statement_timeout), _cut_report(url, plan, report_path),
-            dry_run=True)
+        record = aftercare.reverse_counts(url, plan, engine.Timeouts(
+            settings.check_lock_timeout, settings.check_statement_timeout), _cut_report(url, plan, report_path))
     except Exception as exc:  # the figures help; their absence must not hide the commands or the verdict
         return f"what the reverse would move could not be read ({redact(str(exc))[:200]})"
     planned: dict[str, int] = record["planned"]
@@ -115,7 +114,7 @@ def advice(failed: Sequence[str], commit: tuple[datetime, str] | None, now: date
                      f"cutover reverse --dry-run {target} {report} (prints what it would move back), then "
                      f"cutover reverse --operator-confirmed {target} {report}")
         if moves:
-            lines.append(f"  {moves} (its dry run, just now; nothing changed)")
+            lines.append(f"  {moves} (counted just now, read-only; nothing changed)")
     else:
         lines.append("  past T+0:30 the reverse is no longer the safe rollback: restore the pre-cutover snapshot "
                      "(option 1; never alembic downgrade): "
