@@ -151,19 +151,19 @@ def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
     assert "postgres=15." in props, props
 
 
-def break_after_commit(target: Target, plan: Plan) -> sql.Composable:
+def break_after_commit(database: DatabaseUnderCheck, plan: Plan) -> sql.Composable:
     """One lost write on the source (A3 fails) and one patient row created on the target since the
     commit, which the reverse moves back although the report does not list it; the rows' predicate."""
     st = plan.rehearsal.straggler
     marked = sql.SQL("{col}->>{key} = {marker}").format(
         col=sql.Identifier(st.marker_column), key=sql.Literal(st.marker_key), marker=sql.Literal(st.marker))
-    insert_straggler(target.url, plan)
-    with db.connection(target.url) as conn:  # the first one became a patient row on the target
+    insert_straggler(database.url, plan)
+    with db.connection(database.url) as conn:  # the first one became a patient row on the target
         conn.execute(sql.SQL("UPDATE {t} SET {c} = {target} WHERE {m}").format(
             t=sql.Identifier(st.table), c=sql.Identifier(plan.tenant_column),
             target=sql.Literal(plan.target), m=marked))
         conn.commit()
-    insert_straggler(target.url, plan)
+    insert_straggler(database.url, plan)
     return marked
 
 
@@ -208,7 +208,7 @@ def _writes(url: str, plan: Plan) -> tuple[int, int, int]:
 
 
 def test_the_reverse_preview_writes_nothing_waits_for_no_lock_and_counts_what_the_reverse_moves(
-    cut_over_db: Target, cutover_plan: Plan, cutover_settings: Settings
+    cut_over_db: DatabaseUnderCheck, cutover_plan: Plan, cutover_settings: Settings
 ) -> None:
     break_after_commit(cut_over_db, cutover_plan)
     report = cut_over_db.report or {}
