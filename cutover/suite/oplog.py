@@ -113,15 +113,20 @@ def write_results_metadata(results: Path, environment: Mapping[str, str], build:
     (results / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
 
 
-def render_html(results: Path, out_dir: Path, allure: Path | None,
-                title: str = "Patient tenant cutover") -> tuple[Path | None, str]:
-    """Single-file HTML with the pinned Allure 3 (offline); (path, "") or (None, why not)."""
+def render_html(results: Path, out_dir: Path, allure: Path | None, title: str = "Patient tenant cutover",
+                single_file: bool = True) -> tuple[Path | None, str]:
+    """Single-file HTML with the pinned Allure 3 (offline); (path, "") or (None, why not).
+
+    The categories go in the config: Allure 3 reads ``categories.json`` from the results but groups
+    by its own defaults ("Product errors") unless the config names them, so a failed check, a setup
+    error and an unanswered manual check would all have landed in one undifferentiated list."""
     if allure is None or not allure.exists():
         return None, (f"not generated: {allure or PINNED_ALLURE} is missing; run scripts/bootstrap.sh (it installs "
                       "the pinned Allure) or pass --allure-bin")
     rc = out_dir / "allurerc.mjs"
-    rc.write_text(f'export default {{ name: {json.dumps(title)}, '
-                  'plugins: { awesome: { options: { singleFile: true, reportLanguage: "en" } } } };\n')
+    rc.write_text(f'export default {{ name: {json.dumps(title)}, categories: {json.dumps(CATEGORIES)}, '
+                  f'plugins: {{ awesome: {{ options: {{ singleFile: {json.dumps(single_file)}, '
+                  'reportLanguage: "en" } } } };\n')
     report_dir = out_dir / "allure-report"
     try:
         proc = subprocess.run([str(allure), "generate", str(results), "-c", str(rc), "-o", str(report_dir)],
