@@ -67,6 +67,14 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     props = (results / "environment.properties").read_text()
     assert "postgres=15" in props and "git_sha=" in props and "snapshot=" in props
     assert (results / "executor.json").is_file() and (results / "categories.json").is_file()
+    seen: dict[str, list[tuple[str, str, str]]] = {}  # check → (title, status, parent suite), from Allure's results
+    for found in (json.loads(p.read_text()) for p in results.glob("*-result.json")):
+        labels = {label["name"]: label["value"] for label in found["labels"]}
+        seen.setdefault(labels.get("check_id", ""), []).append((found["name"], found["status"], labels["parentSuite"]))
+    assert {status for _, status, _ in seen["A12"]} == {"failed"}  # a failed manual check shows as failed
+    assert {status for _, status, _ in seen["A14"]} == {"skipped"}  # unanswered: never a pass
+    assert ("A3 nothing patient-owned remains on the source [events]", "passed", "Set A + Set B") in seen["A3"]
+    assert {suite for _, _, suite in seen["A5"]} == {"Set A"}
     assert "body differed from the cached one" in "".join(p.read_text() for p in results.glob("*-attachment.json"))
     steps = "".join(p.read_text() for p in results.glob("*-attachment.txt"))
     # the prompt says where the app must point: the sandbox, how to reach it, and what an answer is worth
