@@ -31,8 +31,12 @@ def test_a_failed_check_a_setup_error_and_an_unanswered_manual_check_are_three_c
     _result(results, "A1 schema head is exactly the plan's revision", "broken", "connection refused")
     _result(results, "A12 Idempotency-key replay", "skipped", "needs operator: no answer in the answers file")
     _result(results, "A20-active the sweep moves a synthetic straggler", "skipped", "needs --rehearse")
-    report, why = oplog.render_html(results, tmp_path, allure, single_file=False)
+    (tmp_path / "operator-log.md").write_text("# Operator log: REHEARSAL NOT READY: A3 FAIL\n")
+    report, why = oplog.render_html(results, tmp_path, allure, single_file=False, attach=("operator-log.md",))
     assert report is not None, why
+    attached = [p for p in (tmp_path / "allure-report").rglob("*") if p.is_file() and p.suffix != ".html"
+                and "# Operator log: REHEARSAL NOT READY: A3 FAIL" in p.read_text(errors="replace")]
+    assert attached, "the operator log is not in the report"
     widget = json.loads((tmp_path / "allure-report" / "widgets" / "categories.json").read_text())
     found = {widget["nodes"][r]["name"]: widget["nodes"][r]["statistic"]["total"] for r in widget["roots"]}
     assert found == {"Cutover check failed": 1, "Setup or infrastructure error": 1, "Needs an operator": 1,

@@ -114,17 +114,19 @@ def write_results_metadata(results: Path, environment: Mapping[str, str], build:
 
 
 def render_html(results: Path, out_dir: Path, allure: Path | None, title: str = "Patient tenant cutover",
-                single_file: bool = True) -> tuple[Path | None, str]:
+                single_file: bool = True, attach: tuple[str, ...] = ()) -> tuple[Path | None, str]:
     """Single-file HTML with the pinned Allure 3 (offline); (path, "") or (None, why not).
 
     The categories go in the config: Allure 3 reads ``categories.json`` from the results but groups
     by its own defaults ("Product errors") unless the config names them, so a failed check, a setup
-    error and an unanswered manual check would all have landed in one undifferentiated list."""
+    error and an unanswered manual check would all have landed in one undifferentiated list.
+    ``attach`` names files in ``out_dir`` shown as the report's own attachments (the operator log)."""
     if allure is None or not allure.exists():
         return None, (f"not generated: {allure or PINNED_ALLURE} is missing; run scripts/bootstrap.sh (it installs "
                       "the pinned Allure) or pass --allure-bin")
     rc = out_dir / "allurerc.mjs"
     rc.write_text(f'export default {{ name: {json.dumps(title)}, categories: {json.dumps(CATEGORIES)}, '
+                  f'globalAttachments: {json.dumps(list(attach))}, '
                   f'plugins: {{ awesome: {{ options: {{ singleFile: {json.dumps(single_file)}, '
                   'reportLanguage: "en" } } } };\n')
     report_dir = out_dir / "allure-report"
@@ -212,11 +214,16 @@ def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, 
         head = {"verdict": log["verdict"], **({"rehearsal": log["answers_for"]} if log.get("answers_for") else {})}
         (out / "journal.jsonl").write_text(json.dumps(head) + "\n" + journal.read_text())
     write_results_metadata(results_out, log["environment"], stamp, log["verdict"])
-    sweep_secrets(out)  # before rendering: the HTML embeds the results encoded
-    html, note = render_html(results_out, out, allure, log["verdict"])
-    log["allure"] = {"results": "allure-results", "html": str(html.relative_to(out)) if html else None,
-                     "note": note or "single-file HTML, offline"}
     log["journal"] = "journal.jsonl" if journal.exists() else "none (no manual answers)"
+    # The log goes into the report as its own attachment, so it is written first, naming the report
+    # it expects; a report that could not be made is then said in the log, rewritten.
+    log["allure"] = {"results": "allure-results", "html": "allure-report/index.html",
+                     "note": "single-file HTML, offline"}
+    (out / "operator-log.md").write_text(markdown(log))
+    sweep_secrets(out)  # before rendering: the HTML embeds the results and the log encoded
+    html, note = render_html(results_out, out, allure, log["verdict"], attach=("operator-log.md",))
+    log["allure"] = {"results": "allure-results", "html": str(html.relative_to(out)) if html else None,
+                     "note": note or "single-file HTML, offline, with the operator log attached"}
     (out / "operator-log.json").write_text(json.dumps(log, indent=2, default=str))
     (out / "operator-log.md").write_text(markdown(log))
     sweep_secrets(out)
