@@ -102,6 +102,7 @@ AUTOMATED: tuple[Check, ...] = (
     Check("A21", "RLS posture: enabled, forced, policies, no BYPASSRLS, nothing patient visible on the source",
           (SET_A,), "sql", "rls_posture", run=posture.a21),
 )
+SET_B_IDS = frozenset(c.id for c in AUTOMATED if SET_B in c.sets)  # the manual checks are Set A only
 A20_ACTIVE = Check("A20-active", "the sweep moves a synthetic straggler", (SET_A,), "rehearsal",
                    "sweep_moves_a_synthetic_straggler")
 

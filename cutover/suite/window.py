@@ -28,7 +28,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import ManualCheck, Plan
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.reference import alerts
-from cutover.suite import bundle
+from cutover.suite import bundle, timeline
 from cutover.suite.catalogue import Catalogue
 from cutover.suite.manual.answers import Answer
 
@@ -183,17 +183,9 @@ def evidence_ready(b: Bundle, plan: Plan) -> Item:
     return passed("evidence-ready", f"READY: {count} of {len(required)} passed ({b.log.get('verdict')})")
 
 
-def _when(raw: Any) -> datetime | None:
-    try:
-        value = datetime.fromisoformat(str(raw))
-    except ValueError:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def evidence_fresh(b: Bundle, now: datetime) -> Item:
     times = b.body.get("times") or {}
-    when = _when(times.get("started_at"))
+    when = timeline.parse(times.get("started_at"))
     if when is None:
         return failed("evidence-fresh", "the bundle records no run time (times.started_at)")
     age = now - when

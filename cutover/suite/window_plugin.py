@@ -22,7 +22,7 @@ import pytest
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite import timeline, window
-from cutover.suite.catalogue import AUTOMATED, SET_B
+from cutover.suite.catalogue import SET_B_IDS
 from cutover.suite.fixtures.manual import _terminal
 from cutover.suite.manual import answers as prompts
 from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR
@@ -137,13 +137,12 @@ def _target_url(config: pytest.Config) -> str | None:
 
 def _set_b_passed(config: pytest.Config) -> bool | None:
     summary = config.pluginmanager.get_plugin("cutover-summary")
-    set_b = {c.id for c in AUTOMATED if SET_B in c.sets}
-    outcomes = {c: o for c, o in getattr(summary, "outcomes", {}).items() if c in set_b}
+    outcomes = {c: o for c, o in getattr(summary, "outcomes", {}).items() if c in SET_B_IDS}
     if not outcomes:
         return None
     if any(o == "failed" for o in outcomes.values()):
         return False
-    return all(o == "passed" for o in outcomes.values()) and set(outcomes) == set_b
+    return all(o == "passed" for o in outcomes.values()) and set(outcomes) == SET_B_IDS
 
 
 def _place_on_timeline(config: pytest.Config) -> None:
