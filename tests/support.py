@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -214,6 +216,23 @@ def test_slow(cutover_server, cutover_db):
 
 def recorded(out: Path) -> list[dict[str, str]]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+
+
+def run_until_recorded(cwd: Path, out: Path, args: list[str], timeout: float) -> tuple[subprocess.Popen[bytes],
+                                                                                      dict[str, str]]:
+    """Start ``pytest args`` in ``cwd`` and wait until its example test has recorded its sandbox.
+
+    A job started in the background (`cmd &`, nohup, some CI runners) inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler: the child gets the terminal's default back, so
+    a test can interrupt it as an operator's Ctrl-C would."""
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + timeout
+    while not recorded(out) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    (info,) = recorded(out)
+    return proc, info
 
 
 # -- the machine's Docker engine and PostgreSQL processes ------------------------------------------------

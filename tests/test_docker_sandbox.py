@@ -20,7 +20,15 @@ from cutover.core.plan import Plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
-from tests.support import RECORD, RECORD_THEN_WAIT, docker_client, host_path_without_postgres, recorded, use_docker
+from tests.support import (
+    RECORD,
+    RECORD_THEN_WAIT,
+    docker_client,
+    host_path_without_postgres,
+    recorded,
+    run_until_recorded,
+    use_docker,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -206,13 +214,7 @@ def test_an_interrupt_leaves_no_container(pytester: pytest.Pytester, example: Ca
     out = pytester.path / "out"
     args = example(test_slow=RECORD.format(out=str(out)) + RECORD_THEN_WAIT)
     use_docker(monkeypatch)
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args, "--sandbox=docker"], cwd=pytester.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 300
-    while not recorded(out) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    (info,) = recorded(out)
+    proc, info = run_until_recorded(pytester.path, out, [*args, "--sandbox=docker"], timeout=300)
     assert container_exists(info["container_id"])
     proc.send_signal(sig)
     output = proc.communicate(timeout=60)[0].decode()

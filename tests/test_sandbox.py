@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.options import resolve
 from cutover.sandbox import backends as sandbox
-from tests.support import RECORD, RECORD_THEN_WAIT, postgres_running_in, recorded
+from tests.support import RECORD, RECORD_THEN_WAIT, postgres_running_in, recorded, run_until_recorded
 
 
 def test_auto_with_a_url_adopts_it_and_starts_nothing(cutover_server: sandbox.ServerInfo) -> None:
@@ -113,15 +112,7 @@ def test_cleanup_after_an_interrupt(pytester: pytest.Pytester, example: Callable
                                     sig: signal.Signals) -> None:
     out = pytester.path / "out"
     args = example(test_slow=RECORD.format(out=str(out)) + RECORD_THEN_WAIT)
-    # A job started in the background (`cmd &`, nohup, some CI runners) inherits SIGINT ignored, and
-    # Python then installs no KeyboardInterrupt handler: give the child the terminal's default back.
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=pytester.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not recorded(out) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    (info,) = recorded(out)
+    proc, info = run_until_recorded(pytester.path, out, args, timeout=120)
     assert postgres_running_in(info["base_dir"])
     proc.send_signal(sig)
     output = proc.communicate(timeout=60)[0].decode()
