@@ -42,6 +42,18 @@ def test_set_b_without_a_target_is_a_usage_error_and_starts_no_sandbox(
     assert "sandbox:" not in out and "PASSED" not in out
 
 
+def test_a_set_b_of_some_checks_only_is_never_a_pass(
+    pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck
+) -> None:
+    """The runbook asks for all 8: ``--check`` narrows what runs, never what the verdict waits for."""
+    args = example(**MATRIX)
+    result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", "--check", "A3,A7",
+                                           "-p", "no:randomly", *args)
+    out = result.stdout.str()
+    assert result.ret == v.EXIT_INCOMPLETE, out
+    assert "SET B NOT PASSED: 6 not run" in out and "SET B PASSED" not in out
+
+
 def test_a_setup_error_is_the_verdict_and_is_in_the_log(
     pytester: pytest.Pytester, example: Callable[..., list[str]], no_target: None
 ) -> None:
