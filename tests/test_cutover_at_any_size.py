@@ -156,10 +156,10 @@ def test_an_allow_list_past_the_payload_ceiling_is_stored_in_parts_and_rebuilt(
     parts = scalar(fresh_db, sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
         sql.Identifier(a.table), sql.Identifier(a.type_column)), (a.allow_list_part,))
     assert parts == sum(first["allow_list_parts"].values()) > len(cutover_plan.moving)
-    biggest = scalar(fresh_db, sql.SQL("SELECT max(pg_column_size({pl} -> 'ids')) FROM {t} WHERE {ty} = %s").format(
+    biggest = scalar(fresh_db, sql.SQL("SELECT max(octet_length({pl} ->> 'keys')) FROM {t} WHERE {ty} = %s").format(
         pl=sql.Identifier(a.payload_column), t=sql.Identifier(a.table), ty=sql.Identifier(a.type_column)),
         (a.allow_list_part,))
-    assert biggest <= part + 64  # a part's ids stay under the ceiling (plus jsonb's own header)
+    assert part // 2 < biggest <= part  # split no finer than needed, and never past the ceiling
     assert first["written"][a.table] == 2 + parts
     rebuilt_path = tmp_path / "rebuilt.json"
     again = run_cutover(fresh_db, "report", "--rebuild", "--report-path", str(rebuilt_path))
@@ -174,23 +174,36 @@ def test_an_allow_list_past_the_payload_ceiling_is_stored_in_parts_and_rebuilt(
 
 
 def test_a_part_is_well_below_the_real_jsonb_ceiling(fresh_db: str) -> None:
-    """The real constant against the real server: PostgreSQL refuses an array past its ceiling as a
-    program limit, and accepts one as large as a part (long strings keep it to a few statements)."""
+    """The real constant against the real server: PostgreSQL refuses a jsonb string past its ceiling
+    as a program limit, and accepts one as large as a part's key text."""
     import psycopg
     from psycopg import errors as pgerr
 
     from cutover.core import db
     from cutover.reference.execute import AUDIT_PART_BYTES
 
-    mb = 1024 * 1024
     with db.connection(fresh_db, autocommit=True) as conn:
-        size = conn.execute("SELECT pg_column_size(jsonb_agg(repeat('x', %s))) FROM generate_series(1, %s)",
-                            (mb, AUDIT_PART_BYTES // mb)).fetchone()
-        assert size is not None and size[0] >= AUDIT_PART_BYTES
+        size = conn.execute("SELECT octet_length(jsonb_build_object('keys', repeat('x', %s)) ->> 'keys')",
+                            (AUDIT_PART_BYTES,)).fetchone()
+        assert size is not None and size[0] == AUDIT_PART_BYTES
         with pytest.raises(psycopg.OperationalError) as refused:
-            conn.execute("SELECT pg_column_size(jsonb_agg(repeat('x', %s))) FROM generate_series(1, %s)",
-                         (mb, 4 * AUDIT_PART_BYTES // mb))
+            conn.execute("SELECT octet_length(jsonb_build_object('keys', repeat('x', %s))::text)",
+                         (4 * AUDIT_PART_BYTES,))
     assert isinstance(refused.value, pgerr.ProgramLimitExceeded), refused.value
+
+
+def test_a_key_larger_than_a_part_rolls_back_and_says_so(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    """Ranges are halved down to one key; a key whose text alone passes the part size cannot be
+    stored, and the run must say which table, not fail in the server."""
+    report = tmp_path / "report.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                       extra_env={PART_BYTES_ENV: "3"})
+    assert done.returncode == 4, done.stderr
+    assert "more than an audit part holds (3)" in done.stderr
+    assert json.loads(report.read_text())["commit_status"] == "rolled_back"
+    assert scalar(fresh_db, sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+        sql.Identifier(cutover_plan.audit.table), sql.Identifier(cutover_plan.audit.type_column)),
+        (cutover_plan.audit.allow_list_part,)) == 0
 
 
 def test_the_last_run_is_read_without_its_allow_list(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:

@@ -76,7 +76,10 @@ def assert_cutover_is_exact(url: str, plan: Plan, tmp_path: Path) -> dict[str, A
             assert set(report["allow_list"][rule.name]) == expected[rule.name], rule.name
         untouched = {k: v for k, v in before[rule.name].items() if k not in expected[rule.name]}
         assert {k: after[rule.name][k] for k in untouched} == untouched, f"{rule.name}: a row that stays was changed"
-        extra = 2 if rule.name == plan.audit.table else 0  # cutover.started + cutover.completed
+        # cutover.started, cutover.completed and the allow-list's parts (one per non-empty table here)
+        parts = sum(report["allow_list_parts"].values())
+        assert parts == sum(1 for t in report["moved"] if report["moved"][t] and t in report["allow_list"])
+        extra = 2 + parts if rule.name == plan.audit.table else 0
         assert len(after[rule.name]) == len(before[rule.name]) + extra, f"{rule.name}: rows not conserved"
     assert report["commit_status"] == "committed"
     for key in ("run_id", "actor", "started_at", "committed_at", "duration_s", "baseline", "moved", "allow_list"):

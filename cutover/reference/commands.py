@@ -70,10 +70,9 @@ def dry_run(args: argparse.Namespace) -> int:
     lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
     size, part = sum(pf.allow_list_bytes.values()), engine.AUDIT_PART_BYTES
-    parts = preflight.audit_parts(size, part)
-    lines.append(f"  allow-list about {size / 1e6:.1f} MB: " + (
-        "recorded in the completed audit event" if not parts else
-        f"recorded in about {parts} {plan.audit.allow_list_part} audit events of at most {part / 1e6:.0f} MB"))
+    parts = preflight.audit_parts(pf.allow_list_bytes, part)
+    lines.append(f"  allow-list about {size / 1e6:.1f} MB: recorded in {parts} or more {plan.audit.allow_list_part} "
+                 f"audit events of at most {part / 1e6:.0f} MB")
     lines.append(f"{pf.verdict}: {sum(pf.planned.values())} rows planned, {len(pf.blockers)} blockers")
     _emit(args, pf.to_json(), "\n".join(lines))
     return engine.EXIT_OK if pf.ready else engine.EXIT_BLOCKED

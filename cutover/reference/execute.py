@@ -9,6 +9,7 @@ lock before it touches anything.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import psycopg
 from psycopg import errors as pgerr
@@ -230,20 +231,12 @@ def id_table(rule: TableRule, prefix: str) -> str:
     return f"cutover_{prefix}_{rule.name}"
 
 
-def spool_ids(conn: Connection, rule: TableRule, table: str, spool: Path) -> Path:
-    """Copy a temp id table to a file, so a 5M-row allow-list never sits in client memory.
-
-    Each line is one key as the report holds it (JSON in the column's own type, a list for a
-    composite key), CSV-quoted: COPY's text format escapes backslashes, tabs and newlines, and an id
-    holding one came back doubled in the report (found by the Hypothesis row mixes: ``idk-11\\``).
-    """
-    out = spool / f"{table}.ids"
-    with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh, conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY (SELECT {j}::text FROM {t}) TO STDOUT WITH (FORMAT csv)").format(
-                j=key_json(rule.key), t=rules.ident(table))) as cp:
-            for chunk in cp:
-                fh.write(chunk)
-    return out
+def _sink(spool: Path | None, table: str) -> BinaryIO:
+    """Where a table's allow-list keys go as the audit parts are written: a file in the private
+    spool, only the owner may read it (the keys are patient row ids), or memory for a small run."""
+    if spool is None:
+        return io.BytesIO()
+    return os.fdopen(os.open(spool / f"{table}.ids", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 def write_audit(conn: Connection, plan: Plan, kind: str, payload: sql.Composable) -> str:
@@ -389,12 +382,11 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                               "committed_at": None, "duration_s": None, "commit_status": "rolled_back",
                               "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
     id_files: dict[str, Path] = {}
-    part_bytes = AUDIT_PART_BYTES
     with guarded(url, run, report, timeouts, id_files) as conn:
         open_steps(run, conn, plan, timeouts)
         locked_at = time.monotonic()
         with run.step("pre-flight inside the transaction") as info:
-            pf = preflight.run(conn, plan)
+            pf = preflight.run(conn, plan, sizes=False)
             info["rows"] = len(pf.blockers)
             if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
                 raise RunFailed(f"{pf.blockers[0].message}; nothing changed", EXIT_ALREADY)
@@ -416,8 +408,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         written = {plan.audit.table: 1}
         with run.step(f"write {plan.audit.started}"):
             write_audit(conn, plan, plan.audit.started, sql.Literal(json.dumps(
-                {"run_id": run.run_id, "actor": actor, "started_at": run.started_at, "planned": allow,
-                 "allow_list_bytes": sum(pf.allow_list_bytes.values())})))
+                {"run_id": run.run_id, "actor": actor, "started_at": run.started_at, "planned": allow})))
         moved: dict[str, int] = {}
         for group in plan.move_steps:
             with run.step("move " + ", ".join(group)) as info:
@@ -437,29 +428,24 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
                                            plan.target)
             prefer_lz4(conn)
-            parts = {t: 0 for t in ids}
-            if sum(pf.allow_list_bytes.values()) > part_bytes:
-                parts = {t: write_parts(conn, plan, run.run_id, t, ids[t], part_bytes) for t in ids}
+            parts: dict[str, int] = {}
+            for rule in plan.moving:  # still inside the transaction: the temp tables go at COMMIT
+                sink = _sink(spool, rule.name)
+                with sink as out:
+                    parts[rule.name] = write_parts(conn, plan, run.run_id, rule.name, ids[rule.name], out)
+                    if spool is None:
+                        report.setdefault("allow_list", {})[rule.name] = [
+                            json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
+                if spool is not None:
+                    id_files[rule.name] = spool / f"{rule.name}.ids"
             written[plan.audit.table] += sum(parts.values()) + 1
             report["written"], report["committed_at"] = written, datetime.now(UTC).isoformat()
             summary = {k: report[k] for k in ("run_id", "actor", "started_at", "committed_at", "baseline", "moved",
                                               "written", "source", "target", "plan")}
-            if any(parts.values()):
-                summary["allow_list_parts"] = parts
-                payload: sql.Composable = sql.Literal(json.dumps(summary))
-            else:
-                payload = sql.SQL("{} || jsonb_build_object('allow_list', {})").format(
-                    sql.Literal(json.dumps(summary)), ids_json(plan, ids))
-            write_audit(conn, plan, plan.audit.completed, payload)
+            summary["allow_list_parts"] = parts
+            write_audit(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
             report["allow_list_parts"] = parts
             info["rows"] = sum(moved.values())
-            for rule in plan.moving:  # still inside the transaction: the temp tables go at COMMIT
-                if spool is not None:
-                    id_files[rule.name] = spool_ids(conn, rule, ids[rule.name], spool)
-                else:
-                    report.setdefault("allow_list", {})[rule.name] = [r[0] for r in conn.execute(
-                        sql.SQL("SELECT {j} FROM {i}").format(j=key_json(rule.key), i=rules.ident(ids[rule.name])))
-                        .fetchall()]
         commit(conn, url, plan, run.run_id)  # after the step, so a test can hold the transaction before COMMIT
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
@@ -475,41 +461,74 @@ def prefer_lz4(conn: Connection) -> None:
 
 
 AUDIT_PART_BYTES = 64 * 1024 * 1024
-"""The largest allow-list stored in one audit payload, and the size of each part beyond it: a
-quarter of jsonb's ceiling (268435455 bytes for an array's elements), so a part never reaches it."""
+"""The most key text one audit part holds: a quarter of jsonb's ceiling for a string (268435455
+bytes), so a part never reaches it whatever the keys look like."""
+
+PART_BLOCKS = 1024
+"""Heap blocks of a temp id table read for one part (8 MB with the default block size): what sets a
+part's usual size, and with it the client's memory, which holds one part's text at a time."""
+
+_SLOTS = 1 << 9  # positions per block in a range of tuple ids: above the 291 tuples a heap page can hold
 
 
-def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, id_table_name: str, part_bytes: int) -> int:
-    """Store one table's allow-list as audit events of at most ``part_bytes`` each; returns how many.
+def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, id_table_name: str, out: BinaryIO,
+                part_bytes: int | None = None) -> int:
+    """Store one table's allow-list as audit events of at most ``part_bytes`` of key text each, and
+    copy the same text to ``out``; returns how many parts.
 
-    Built server-side in one statement: the keys never travel to the client. Parts follow the
-    capture order (the order the report lists them in), grouped by a running byte count, and
-    aggregated sorted (a hash aggregate would hold every part in memory at once).
+    A part is one key per line, each key as the report holds it (JSON in the column's own type; a
+    JSON text never holds a raw newline). Each is built by the server from a range of the id table's
+    tuple ids (a TID range scan reads only those blocks), in physical order, which is capture
+    order: the order the report lists the keys in. The text comes back once, to the spool, instead
+    of a second pass over every key (building one jsonb array of 4.5M keys, then copying them out,
+    was most of step 14). A range whose text would pass ``part_bytes`` is halved, down to one key.
     """
+    limit = AUDIT_PART_BYTES if part_bytes is None else part_bytes
     a = plan.audit
-    key = plan.table(table).key
     keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
-    conn.execute("SELECT set_config('enable_hashagg', 'off', true)")
-    cur = conn.execute(sql.SQL(
-        "INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src}) SELECT {news}{target}, {kind}, "
-        "jsonb_build_object('run_id', {rid}, 'table', {name}, 'part', part, 'ids', jsonb_agg(j ORDER BY n)), {sv} "
-        "FROM (SELECT j, row_number() OVER w AS n, (sum(octet_length(j::text) + {per}) OVER w - 1) / {size} AS part "
-        "FROM (SELECT {j} AS j FROM {ids}) k WINDOW w AS (ROWS UNBOUNDED PRECEDING)) s GROUP BY part ORDER BY part"
-    ).format(
-        t=rules.ident(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
-        news=sql.SQL("").join(sql.SQL("gen_random_uuid(), ") for _ in keys),
-        ten=rules.tenant_of(plan), ty=rules.ident(a.type_column),
-        pl=rules.ident(a.payload_column), src=rules.ident(a.source_column), target=sql.Literal(plan.target),
-        kind=sql.Literal(a.allow_list_part), rid=sql.Literal(run_id), name=sql.Literal(table),
-        per=sql.Literal(preflight.ID_OVERHEAD), size=sql.Literal(part_bytes), sv=sql.Literal(a.source_value),
-        j=key_json(key), ids=rules.ident(id_table_name)))
-    conn.execute("SELECT set_config('enable_hashagg', 'on', true)")
-    return int(cur.rowcount)
+    pages = int(db.one(conn, "SELECT pg_relation_size(to_regclass(quote_ident(%s))) / "
+                             "current_setting('block_size')::bigint", (id_table_name,))[0])
+    ranges = [(b * _SLOTS, min(b + PART_BLOCKS, pages) * _SLOTS) for b in range(0, pages, PART_BLOCKS)][::-1]
+    part = 0
+    while ranges:
+        lo, hi = ranges.pop()
+        size, text = conn.execute(sql.SQL(
+            "WITH agg AS MATERIALIZED (SELECT string_agg({j}::text, E'\\n') AS s FROM {ids} "
+            "WHERE ctid >= {lo}::tid AND ctid < {hi}::tid), "
+            "ins AS (INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src}) SELECT {news}{target}, {kind}, "
+            "jsonb_build_object('run_id', {rid}, 'table', {name}, 'part', {part}, 'keys', s), {sv} FROM agg "
+            "WHERE octet_length(s) <= {size}) "
+            "SELECT octet_length(s), CASE WHEN octet_length(s) <= {size} THEN convert_to(s, 'UTF8') END FROM agg"
+        ).format(
+            j=key_json(plan.table(table).key), ids=rules.ident(id_table_name), lo=sql.Literal(_tid(lo)),
+            hi=sql.Literal(_tid(hi)), t=rules.ident(a.table),
+            cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
+            news=sql.SQL("").join(sql.SQL("gen_random_uuid(), ") for _ in keys),
+            ten=rules.tenant_of(plan), ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column),
+            src=rules.ident(a.source_column), target=sql.Literal(plan.target), kind=sql.Literal(a.allow_list_part),
+            rid=sql.Literal(run_id), name=sql.Literal(table), part=sql.Literal(part), size=sql.Literal(limit),
+            sv=sql.Literal(a.source_value)), binary=True).fetchone() or (None, None)
+        if size is None:
+            continue  # no key in this range
+        if text is None:
+            if hi - lo == 1:
+                raise RunFailed(f"{table}: one key's text is {size} bytes, more than an audit part holds "
+                                f"({limit}); nothing changed")
+            mid = (lo + hi) // 2
+            ranges += [(mid, hi), (lo, mid)]
+            continue
+        out.write(b"\n" + text if part else text)
+        part += 1
+    return part
+
+
+def _tid(position: int) -> str:
+    return f"({position // _SLOTS},{position % _SLOTS})"
 
 
 def ids_json(plan: Plan, ids: dict[str, str]) -> sql.Composed:
     """A jsonb object {table: [keys]} built server-side from the temp id tables (keys kept whole), in
-    capture order: the order the spool and the audit parts list them in."""
+    capture order: a sweep's few stragglers, recorded in its event."""
     return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, (SELECT coalesce(jsonb_agg({j}), '[]'::jsonb) FROM {i})").format(
             sql.Literal(t), j=key_json(plan.table(t).key), i=rules.ident(ids[t]))

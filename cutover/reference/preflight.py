@@ -136,8 +136,12 @@ def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     return out
 
 
-def run(conn: Connection, plan: Plan) -> Preflight:
-    """Every blocker of the reference contract, and the planned moves; reads only."""
+def run(conn: Connection, plan: Plan, *, sizes: bool = True) -> Preflight:
+    """Every blocker of the reference contract, and the planned moves; reads only.
+
+    ``sizes`` also measures the allow-list's bytes (the dry run tells the operator how it will be
+    stored); the execute leaves it out under its locks, where every second holds writers off.
+    """
     result = Preflight()
     differences = catalog.compare(plan, catalog.read(conn))
     missing = [d.table for d in differences if d.code == "missing-table"]
@@ -186,18 +190,17 @@ def run(conn: Connection, plan: Plan) -> Preflight:
             message = f"'{plan.target}' already holds patient rows ({shown}) with no committed cutover recorded"
         result.blockers.append(Blocker("already-cut-over", message))
     for rule in plan.moving:
-        n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + {per}), 0) FROM {t} "
-                                       "WHERE {w}").format(
-            k=key_json(rule.key), per=sql.Literal(ID_OVERHEAD), t=rules.ident(rule.name),
-            w=rules.owned_on(plan, rule, plan.source)))
+        size = sql.SQL("coalesce(sum(octet_length({k}::text) + 1), 0)").format(k=key_json(rule.key)) if sizes else (
+            sql.SQL("0"))
+        n, total = db.one(conn, sql.SQL("SELECT count(*), {size} FROM {t} WHERE {w}").format(
+            size=size, t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
-        result.allow_list_bytes[rule.name] = int(size)
+        if sizes:
+            result.allow_list_bytes[rule.name] = int(total)
     return result
 
 
-ID_OVERHEAD = 8  # bytes an id costs in a jsonb array beyond its text: entry header and alignment
-
-
-def audit_parts(size: int, part_bytes: int) -> int:
-    """How many audit events an allow-list of ``size`` bytes takes (0: it fits the completed event)."""
-    return 0 if size <= part_bytes else -(-size // part_bytes)
+def audit_parts(sizes: dict[str, int], part_bytes: int) -> int:
+    """The fewest audit events the allow-list takes: each moving table's key text (a line per key)
+    in parts of at most ``part_bytes``; smaller parts where its keys are spread over many pages."""
+    return sum(-(-size // part_bytes) for size in sizes.values())

@@ -9,13 +9,12 @@ failure, and can be rebuilt from the audit events the cutover writes in the same
 from __future__ import annotations
 
 import codecs
-import csv
 import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -285,10 +284,13 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path | I
                 for i, table in enumerate(tables):
                     out.write(("," if i else "") + f"\n    {json.dumps(table)}: [")
                     source = id_files[table] if id_files else None
-                    ids: Iterable[str] = ((json.dumps(k) for k in allow[table]) if source is None else
-                                          _ids(source) if isinstance(source, Path) else source)
-                    for j, row_id in enumerate(ids):
-                        out.write(("," if j else "") + row_id)
+                    if isinstance(source, Path):
+                        out.flush()
+                        _copy_lines(source, out.buffer.write)
+                    else:
+                        ids: Iterable[str] = (json.dumps(k) for k in allow[table]) if source is None else source
+                        for j, row_id in enumerate(ids):
+                            out.write(("," if j else "") + row_id)
                     out.write("]")
                 out.write(_END.decode())
             out.flush()
@@ -300,11 +302,12 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path | I
     return path
 
 
-def _ids(path: Path) -> Iterable[str]:
-    """Keys from a spool file, each already JSON (CSV-quoted: a key may hold a comma, a quote or a newline)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            yield row[0]
+def _copy_lines(path: Path, write: Callable[[bytes], object]) -> None:
+    """A spool file's keys as the body of a JSON array: one key per line there (a JSON text never
+    holds a raw newline), so each newline becomes a comma, chunk by chunk, never a key at a time."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            write(chunk.replace(b"\n", b","))
 
 
 def audit_events(conn: Connection, plan: Plan, kind: str) -> list[dict[str, Any]]:
@@ -320,8 +323,9 @@ def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[Cu
     """The report of a committed run, from the database alone (its audit events), and its allow-list
     (keys as JSON text, for :func:`write`).
 
-    A large allow-list was stored in parts (see the execute's ``write_parts``); they are streamed
-    with a server-side cursor, one part at a time, so write the report before closing ``conn``.
+    The allow-list is stored in audit parts (see the execute's ``write_parts``; a run of an earlier
+    version kept a small one in the completed event); they are streamed with a server-side cursor,
+    one part at a time, so write the report before closing ``conn``.
     """
     done = [e for e in audit_events(conn, plan, plan.audit.completed) if run_id is None or e.get("run_id") == run_id]
     if not done:
@@ -338,7 +342,7 @@ def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[Cu
         report["reverse"] = reverses[-1]
     ids: dict[str, Iterable[str]] = {}
     parts = report.pop("allow_list_parts", None) or {}
-    if any(parts.values()):
+    if "allow_list" not in report:  # in parts: always since the parts hold key text (see write_parts)
         keys = part_keys(conn, plan, mine)
         for table, n in parts.items():
             found = keys.get(table, [])
@@ -376,7 +380,10 @@ def _part_ids(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[str]:
     for ctid in ctids:
         with conn.cursor(name=f"cutover_part_{uuid.uuid4().hex}") as cur:
             cur.itersize = 10_000
-            cur.execute(sql.SQL("SELECT jsonb_array_elements({pl} -> 'ids')::text FROM {t} WHERE ctid = {c}::tid")
-                        .format(pl=rules.ident(a.payload_column), t=rules.ident(a.table), c=sql.Literal(ctid)))
+            cur.execute(sql.SQL(  # a part holds its keys as lines of text ('keys'), before as a jsonb array
+                "SELECT k FROM {t} e, LATERAL (SELECT regexp_split_to_table(e.{pl} ->> 'keys', E'\\n') WHERE e.{pl} ? "
+                "'keys' UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids')::text WHERE e.{pl} ? 'ids') x(k) "
+                "WHERE e.ctid = {c}::tid").format(pl=rules.ident(a.payload_column), t=rules.ident(a.table),
+                                                 c=sql.Literal(ctid)))
             for (key,) in cur:
                 yield key
