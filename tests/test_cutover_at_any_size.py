@@ -218,3 +218,37 @@ def test_the_last_run_is_read_without_its_allow_list(fresh_db: str, cutover_plan
         last = preflight.last_audit_run(conn, cutover_plan)
     assert last is not None and last["kind"] == cutover_plan.audit.completed and last["moved"]
     assert "allow_list" not in last
+
+
+def test_a_report_is_rebuilt_from_an_earlier_versions_audit_events(fresh_db: str, cutover_plan: Plan,
+                                                                   tmp_path: Path) -> None:
+    """An earlier version stored a small allow-list inside the completed event and a large one in
+    parts holding jsonb arrays ('ids'); a database it cut over must still give back its report."""
+    original = tmp_path / "report.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(original),
+                       extra_env={PART_BYTES_ENV: "4096"})
+    assert done.returncode == 0, done.stderr
+    first = json.loads(original.read_text())
+    a = cutover_plan.audit
+    names = {"t": sql.Identifier(a.table), "pl": sql.Identifier(a.payload_column),
+             "ty": sql.Identifier(a.type_column)}
+
+    def rebuilt(name: str) -> dict[str, object]:
+        path = tmp_path / name
+        again = run_cutover(fresh_db, "report", "--rebuild", "--report-path", str(path))
+        assert again.returncode == 0, again.stderr
+        return dict(json.loads(path.read_text()))
+
+    execute_sql(fresh_db, sql.SQL(
+        "UPDATE {t} SET {pl} = ({pl} - 'keys') || jsonb_build_object('ids', (SELECT jsonb_agg(k::jsonb ORDER BY n) "
+        "FROM regexp_split_to_table({pl} ->> 'keys', E'\\n') WITH ORDINALITY x(k, n))) WHERE {ty} = {kind}").format(
+        **names, kind=sql.Literal(a.allow_list_part)))
+    assert scalar(fresh_db, sql.SQL("SELECT count(*) FROM {t} WHERE {pl} ? 'keys'").format(**names)) == 0
+    assert rebuilt("arrays.json")["allow_list"] == first["allow_list"]
+
+    execute_sql(fresh_db, sql.SQL("DELETE FROM {t} WHERE {ty} = {kind}").format(
+        **names, kind=sql.Literal(a.allow_list_part)), sql.SQL(
+        "UPDATE {t} SET {pl} = ({pl} - 'allow_list_parts') || jsonb_build_object('allow_list', {allow}::jsonb) "
+        "WHERE {ty} = {kind}").format(**names, allow=sql.Literal(json.dumps(first["allow_list"])),
+                                      kind=sql.Literal(a.completed)))
+    assert rebuilt("inline.json")["allow_list"] == first["allow_list"]

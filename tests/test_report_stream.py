@@ -74,3 +74,16 @@ def test_a_report_laid_out_otherwise_is_read_whole(tmp_path: Path, layout: str) 
     loaded = reports.load_streamed(path)
     assert {t: list(keys) for t, keys in loaded["allow_list"].items()} == ALLOW
     assert {k: v for k, v in loaded.items() if k != "allow_list"} == REPORT
+
+
+def test_a_report_written_from_spool_files_holds_every_key(tmp_path: Path, chunk: int) -> None:
+    """The execute's spool holds a key per line, as JSON; the report turns each newline into a comma
+    a chunk at a time, so a key's own escaped newline, comma or bracket must come through whole."""
+    files = {}
+    for table, keys in ALLOW.items():
+        files[table] = tmp_path / f"{table}.ids"
+        files[table].write_bytes("\n".join(json.dumps(k) for k in keys).encode())
+    path = reports.write(tmp_path / "report.json", REPORT, files)
+    assert json.loads(path.read_text())["allow_list"] == ALLOW
+    streamed = reports.load_streamed(path)["allow_list"]
+    assert {table: list(streamed[table]) for table in streamed} == ALLOW
