@@ -87,3 +87,21 @@ def test_a_report_written_from_spool_files_holds_every_key(tmp_path: Path, chunk
     assert json.loads(path.read_text())["allow_list"] == ALLOW
     streamed = reports.load_streamed(path)["allow_list"]
     assert {table: list(streamed[table]) for table in streamed} == ALLOW
+
+
+def test_finding_the_tables_of_a_large_report_reads_it_a_chunk_at_a_time(tmp_path: Path) -> None:
+    """Reading a table's name stopped only at a delimiter it knew, and ':' was not one: the scanner
+    read on to the end of the file, so sweep held the whole report (184 MB at scale 100)."""
+    import tracemalloc
+
+    keys = [f"{i:0100d}" for i in range(200_000)]  # a 20 MB allow-list
+    path = reports.write(tmp_path / "report.json", {**REPORT, "allow_list": {"cases": keys, "events": keys}})
+    tracemalloc.start()
+    try:
+        streamed = reports.load_streamed(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert list(streamed["allow_list"]) == ["cases", "events"]
+    size = path.stat().st_size
+    assert peak < 8 * reports._CHUNK, f"{peak / 1e6:.1f} MB to find the tables of a {size / 1e6:.0f} MB report"

@@ -144,7 +144,7 @@ class AllowList(Mapping[str, Iterable[Any]]):
 
 
 _END = b"\n  }\n}\n"
-_AFTER_VALUE = frozenset(" \t\r\n,]}")
+_AFTER_VALUE = frozenset(" \t\r\n,]}:")  # ":" ends an object key: without it a name read to the end of the file
 _TABLE_MARK = b'\n    "'
 
 
