@@ -55,7 +55,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
         with run.step("check the cutover is committed and nothing blocks the sweep") as info:
             last = _require_cut_over(conn, plan, "sweep")
             record["cutover_run_id"] = last.get("run_id")
-            pf = preflight.run(conn, plan, sizes=False)
+            pf = preflight.run(conn, plan, planned=False)
             blockers = [b for b in pf.blockers if b.code != "already-cut-over"]
             info["rows"] = len(blockers)
             if blockers:

@@ -136,11 +136,13 @@ def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     return out
 
 
-def run(conn: Connection, plan: Plan, *, sizes: bool = True) -> Preflight:
+def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     """Every blocker of the reference contract, and the planned moves; reads only.
 
-    ``sizes`` also measures the allow-list's bytes (the dry run tells the operator how it will be
-    stored); the execute leaves it out under its locks, where every second holds writers off.
+    ``planned`` counts the rows to move and measures the allow-list's bytes (the dry run tells the
+    operator both). Under the execute's locks they are left out, where every second holds writers
+    off: a full scan of each moving table only to say what the moves then count themselves, and
+    the verification proves what they did.
     """
     result = Preflight()
     differences = catalog.compare(plan, catalog.read(conn))
@@ -189,14 +191,12 @@ def run(conn: Connection, plan: Plan, *, sizes: bool = True) -> Preflight:
         else:
             message = f"'{plan.target}' already holds patient rows ({shown}) with no committed cutover recorded"
         result.blockers.append(Blocker("already-cut-over", message))
-    for rule in plan.moving:
-        size = sql.SQL("coalesce(sum(octet_length({k}::text) + 1), 0)").format(k=key_json(rule.key)) if sizes else (
-            sql.SQL("0"))
-        n, total = db.one(conn, sql.SQL("SELECT count(*), {size} FROM {t} WHERE {w}").format(
-            size=size, t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+    for rule in plan.moving if planned else ():
+        n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
+                                       "WHERE {w}").format(
+            k=key_json(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
-        if sizes:
-            result.allow_list_bytes[rule.name] = int(total)
+        result.allow_list_bytes[rule.name] = int(size)
     return result
 
 
