@@ -51,3 +51,30 @@ def test_a_sweep_and_a_reverse_are_verified_the_same_way(fresh_db: str, cutover_
     back = run_cutover(fresh_db, "reverse", "--operator-confirmed", "--report-path", str(report), "--json")
     assert back.returncode == 0, back.stderr
     assert sum(json.loads(back.stdout)["moved"].values()) == sum(json.loads(report.read_text())["moved"].values())
+
+
+def test_a_trigger_that_reclassifies_a_moved_row_is_caught_by_the_allow_list(fresh_db: str, cutover_plan: Plan,
+                                                                            tmp_path: Path) -> None:
+    """The allow-list is read back at step 14 as the patient-owned rows on the target. A BEFORE UPDATE
+    trigger that moves a row but turns it into a provider one passes every count (the tenants'
+    deltas are the moved counts), so the allow-list's count must be held to the moved count too."""
+    rule = next(r for r in cutover_plan.moving if r.owner == "classified" and r.classification is not None)
+    assert rule.column is not None and rule.classification is not None
+    other = next(v for v in cutover_plan.classifications[rule.classification]
+                 if v not in cutover_plan.patient_values(rule))
+    execute_sql(fresh_db, sql.SQL(
+        "CREATE FUNCTION reclassify_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.{k}::text = (SELECT min({k}::text) FROM {t} WHERE {c} = {src} AND {col} = ANY({patient})) "
+        "THEN NEW.{col} := {other}; END IF; RETURN NEW; END $$").format(
+            k=sql.Identifier(rule.key[0]), t=sql.Identifier(rule.name), c=sql.Identifier(cutover_plan.tenant_column),
+            src=sql.Literal(cutover_plan.source), col=sql.Identifier(rule.column),
+            patient=sql.Literal(list(cutover_plan.patient_values(rule))), other=sql.Literal(other)),
+        sql.SQL("CREATE TRIGGER reclassify_one BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION reclassify_one()")
+        .format(sql.Identifier(rule.name)))
+    before = checksum(fresh_db, cutover_plan, include_audit=True)
+    report = tmp_path / "report.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report))
+    assert done.returncode == 4, done.stderr
+    error = json.loads(report.read_text())["error"]
+    assert f"{rule.name}: the move moved" in error and "patient-owned rows are on" in error, error
+    assert checksum(fresh_db, cutover_plan, include_audit=True) == before
