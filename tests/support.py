@@ -25,6 +25,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.report_types import CutoverReport
 from cutover.reference import execute as engine
+from cutover.reference import report as reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.catalogue import AUTOMATED
@@ -77,16 +78,12 @@ def machine_python() -> str:
 
 
 def executed(url: str, plan: Plan, actor: str) -> CutoverReport:
-    """The reference execute run in-process; its report with the allow-list its completed event recorded
-    (the report file would carry it, but no file is written here)."""
+    """The reference execute run in-process; its report with the allow-list as the database's audit
+    parts record it (what a rebuilt report reads; no report file is written here)."""
     report, _ = engine.execute(url, plan, actor, engine.Timeouts())
-    a = plan.audit
     with db.connection(url, read_only=True) as conn:
-        event = conn.execute(sql.SQL("SELECT {} FROM {} WHERE {} = {}").format(
-            sql.Identifier(a.payload_column), sql.Identifier(a.table), sql.Identifier(a.type_column),
-            sql.Literal(a.completed))).fetchone()
-    assert event is not None, f"no {a.completed} event after the execute"
-    report["allow_list"] = event[0]["allow_list"]
+        _, ids = reports.rebuild(conn, plan, report["run_id"])
+        report["allow_list"] = {table: [json.loads(key) for key in keys] for table, keys in ids.items()}
     return report
 
 
