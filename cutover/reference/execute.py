@@ -371,9 +371,9 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
     files there and never sit in memory. Without one they are returned in the report's
     ``allow_list``: for tests and small rehearsals only, nothing is left on disk either way.
 
-    The allow-list is captured by the moves themselves (``UPDATE ... RETURNING`` the key columns
-    into a temp table typed like them): a separate pass over every table to list the rows first
-    cost as much as a move.
+    The moves are the plan's bare UPDATEs; the allow-list is read back from the moved rows at step
+    14, under the same locks (see :func:`write_parts`): listing the rows in a pass before the moves
+    cost as much as a move, and capturing them with ``UPDATE ... RETURNING`` slowed every move.
     """
     total = 7 + len(plan.move_steps)
     run = Run("execute", plan, actor, total, progress)
