@@ -241,19 +241,28 @@ def _sink(spool: Path | None, table: str) -> BinaryIO:
 
 def write_audit(conn: Connection, plan: Plan, kind: str, payload: sql.Composable) -> str:
     """Insert one of the cutover's own events on the target tenant; ``payload`` is a jsonb expression."""
-    a = plan.audit
     event_id = str(uuid.uuid4())
-    # Key columns the table fills itself (identity, serial, default now()) are left to it; others get
-    # a fresh uuid, which PostgreSQL takes for a text or uuid column.
-    keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
-    conn.execute(sql.SQL("INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src}) VALUES ({ids}{target}, {kind}, {payload}, "
-                         "{sv})").format(
-        t=rules.ident(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
-        ten=rules.tenant_of(plan), ty=rules.ident(a.type_column),
-        pl=rules.ident(a.payload_column), src=rules.ident(a.source_column),
-        ids=sql.SQL("").join(sql.SQL("{}, ").format(sql.Literal(event_id)) for _ in keys),
-        target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload, sv=sql.Literal(a.source_value)))
+    head, ids = audit_insert(conn, plan, sql.Literal(event_id))
+    conn.execute(sql.SQL("{head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
+        head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload,
+        sv=sql.Literal(plan.audit.source_value)))
     return event_id
+
+
+def audit_insert(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql.Composed, sql.Composed]:
+    """``INSERT INTO <audit> (<keys>, tenant, type, payload, source)`` and the key values, ``key``
+    for each, that go first in its row; the caller adds the tenant, type, payload and source values.
+
+    Key columns the table fills itself (identity, serial, default now()) are left to it; the others
+    get ``key``, a fresh uuid, which PostgreSQL takes for a text or uuid column.
+    """
+    a = plan.audit
+    keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
+    head = sql.SQL("INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src})").format(
+        t=rules.ident(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
+        ten=rules.tenant_of(plan), ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column),
+        src=rules.ident(a.source_column))
+    return head, sql.SQL("").join(sql.SQL("{}, ").format(key) for _ in keys)
 
 
 def has_default(conn: Connection, table: str, column: str) -> bool:
@@ -498,7 +507,7 @@ def _scans_by_tid(conn: Connection) -> Iterator[None]:
 
 def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, limit: int) -> tuple[int, int]:
     a, rule = plan.audit, plan.table(table)
-    keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
+    insert, fresh = audit_insert(conn, plan, sql.SQL("gen_random_uuid()"))
     # A partitioned or inherited table has no blocks of its own: a range of tuple ids applies to each
     # of its partitions, so the ranges cover the largest one.
     pages = int(db.one(conn, "WITH RECURSIVE tree(oid) AS (SELECT to_regclass(quote_ident(%s))::oid UNION ALL "
@@ -512,17 +521,14 @@ def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bin
         n, size, text = conn.execute(sql.SQL(
             "WITH agg AS MATERIALIZED (SELECT count(*) AS n, string_agg({j}::text, E'\\n') AS s FROM {t} "
             "WHERE ctid >= {lo}::tid AND ctid < {hi}::tid AND {owned}), "
-            "ins AS (INSERT INTO {at} ({cols}{ten}, {ty}, {pl}, {src}) SELECT {news}{target}, {kind}, "
+            "ins AS ({insert} SELECT {fresh}{target}, {kind}, "
             "jsonb_build_object('run_id', {rid}, 'table', {name}, 'part', {part}, 'keys', s), {sv} FROM agg "
             "WHERE octet_length(s) <= {size}) "
             "SELECT n, octet_length(s), CASE WHEN octet_length(s) <= {size} THEN convert_to(s, 'UTF8') END FROM agg"
         ).format(
             j=key_json(rule.key), t=rules.ident(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
-            owned=rules.owned_on(plan, rule, plan.target), at=rules.ident(a.table),
-            cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
-            news=sql.SQL("").join(sql.SQL("gen_random_uuid(), ") for _ in keys),
-            ten=rules.tenant_of(plan), ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column),
-            src=rules.ident(a.source_column), target=sql.Literal(plan.target), kind=sql.Literal(a.allow_list_part),
+            owned=rules.owned_on(plan, rule, plan.target), insert=insert, fresh=fresh,
+            target=sql.Literal(plan.target), kind=sql.Literal(a.allow_list_part),
             rid=sql.Literal(run_id), name=sql.Literal(table), part=sql.Literal(part), size=sql.Literal(limit),
             sv=sql.Literal(a.source_value)), binary=True).fetchone() or (0, None, None)
         if size is None:
