@@ -38,7 +38,7 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
                                            "--answers=answers.yaml", *args)
     out = result.stdout.str()
     assert result.ret == 1, out  # A12 failed on the operator's word
-    assert "SQL checks: 12 of 12 passed" in out and "A20-active PASS" in out
+    assert "ALL 12 CHECKS PASSED" in out and "A20-active PASS" in out
     # progress while it works: the restore and each of the execute's steps, as they start
     assert "rehearsal: restore the snapshot ..." in out and "rehearsal: execute [ 1/" in out
     assert "manual checks: 1 of 9 passed, 3 answered; 6 need an operator: A14, A15, A16, A17, A18, A19" in out
@@ -152,7 +152,7 @@ def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
                                            *args)
     out = result.stdout.str()
     assert result.ret == 1, out
-    assert "A20-active FAIL" in out and "the sweep failed" in out and "SQL checks: 12 of 12 passed" in out
+    assert "A20-active FAIL" in out and "the sweep failed" in out and "ALL 12 CHECKS PASSED" in out
     assert "REHEARSAL NOT READY: A20-active FAIL, 9 unanswered" in out
     assert straggler_rows(fresh_db) == 0
     log = operator_log(pytester.path)
@@ -204,7 +204,7 @@ def test_the_operators_cutover_command_is_used_when_given(
     result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", fresh_db, "--rehearse",
                                            f"--cutover-cmd={cmd}", *args)
     assert result.ret == 6, result.stdout.str()  # the manual checks were not selected: unanswered
-    assert "SQL checks: 12 of 12 passed" in result.stdout.str()
+    assert "ALL 12 CHECKS PASSED" in result.stdout.str()
     assert "REHEARSAL NOT READY: 9 unanswered" in result.stdout.str()
     assert operator_log(pytester.path)["rehearsal"]["execute_via"] == "--cutover-cmd"
 
@@ -272,7 +272,7 @@ def test_a_re_run_on_a_restored_dev_branch_keeps_the_first_runs_restore_figures(
     assert restored["rehearsal"]["restore_s"] is not None and restored["rehearsal"]["snapshot_timestamp"]
     again = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", empty_db, "--rehearse", *args)
     out = again.stdout.str()
-    assert "SQL checks: 12 of 12 passed" in out, out
+    assert "ALL 12 CHECKS PASSED" in out, out
     log = operator_log(pytester.path)
     assert (pytester.path / "artifacts" / "latest").resolve().name != stamp
     r = log["rehearsal"]

@@ -300,6 +300,7 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
                 record=record, environment=environment, report_path=settings.report_path,
                 setup_error=setup_error, interrupted_at=interrupted_at,
                 next_step=list(getattr(summary, "next_steps", [])))
+    log["run"] = "go/no-go" if run.window else summary.kind  # step 5a's evidence is never a rehearsal's
     log["window_timeline"] = run.window_timeline or []
     log["answers_for"], log["answers_warning"] = run.rehearsal, run.answers_warning
     results = Path(run.results) if run.results else shared / "allure-results"

@@ -4,7 +4,9 @@ The runbook: all 21 checks must pass before the window is announced. So a rehear
 when every expected check passed; a failed check, a skipped one, an unanswered manual check, a
 check that never ran, a setup error and an interruption each keep it NOT READY, and each is named
 in the one line that heads the terminal summary, the operator log, the Allure report and the journal.
-Set B (the production window) reads the same way over its 8 checks.
+Set B (the production window) reads the same way over its 8 checks, and the runbook's step 5a (a run
+of exactly the 12 automated SQL checks) over those 12: all passing ends ``ALL 12 CHECKS PASSED``, as
+the runbook expects, in a line that also says the rehearsal is READY only after step 5b and A20-active.
 
 Exit codes: 0 READY / PASSED; 1 a check failed; 2 a setup error (its line is in the log);
 6 nothing failed but checks were skipped, unanswered or not run; 130 interrupted (the log says where).
@@ -23,6 +25,7 @@ EXIT_INTERRUPTED = 130
 
 REHEARSAL = "rehearsal"
 SET_B = "setB"
+STEP_5A = "step 5a"
 NEEDS_OPERATOR = "needs operator"
 
 
@@ -48,6 +51,8 @@ def _heads(kind: str) -> tuple[str, str, str]:
     """(pass head, fail head, incomplete head)."""
     if kind == SET_B:
         return "SET B PASSED", "SET B FAILED", "SET B NOT PASSED"
+    if kind == STEP_5A:
+        return "ALL {n} CHECKS PASSED", "STEP 5A FAILED", "STEP 5A NOT PASSED"
     return "REHEARSAL READY", "REHEARSAL NOT READY", "REHEARSAL NOT READY"
 
 
@@ -81,6 +86,9 @@ def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reas
                        EXIT_INTERRUPTED, interrupted_at=interrupted_at)
     if setup_error is not None:
         return Verdict(f"{failed_head}: setup error: {setup_error}", EXIT_SETUP, setup_error=setup_error)
+    if not parts and kind == STEP_5A:
+        return Verdict(f"{ready.format(n=len(expected))} (step 5a): the rehearsal is READY only after step 5b "
+                       "(the manual checks) and A20-active", EXIT_READY)
     if not parts:
         noun = " checks passed" if kind == REHEARSAL else ""
         return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}", EXIT_READY)

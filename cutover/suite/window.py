@@ -29,6 +29,7 @@ from cutover.core.plan import ManualCheck, Plan
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.reference import alerts
 from cutover.suite import bundle, timeline
+from cutover.suite import verdict as verdicts
 from cutover.suite.catalogue import Catalogue
 from cutover.suite.manual.answers import Answer
 
@@ -172,6 +173,9 @@ def evidence_ready(b: Bundle, plan: Plan) -> Item:
     """READY is read from the verified operator log's rows, not from the bundle's own claim."""
     if not b.log:
         return failed("evidence-ready", "the bundle has no readable operator-log.json to read the checks from")
+    if b.log.get("run") == verdicts.STEP_5A:
+        return failed("evidence-ready", f"{b.directory} is step 5a's evidence (the SQL checks only), not a "
+                                        "rehearsal's: pass the full rehearsal's artifacts/<timestamp> to --evidence")
     if b.log.get("rehearsal") is None:
         return failed("evidence-ready", f"{b.directory} is not a rehearsal's (no rehearsal record): pass the "
                                         "rehearsal's artifacts/<timestamp> directory to --evidence")
