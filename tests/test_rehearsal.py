@@ -55,7 +55,7 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     assert [t["step"] for t in r["timeline"]][:4] == ["provision the sandbox", "restore the snapshot",
                                                       "pre-flight dry run", "execute the cutover"]
     checks = {c["check"]: c for c in log["checks"]}
-    assert len(checks) == 22 and all(checks[f"A{i}"]["result"] == "passed" for i in (1, 2, 3, 10, 20, 21))
+    assert len(checks) == 24 and all(checks[f"A{i}"]["result"] == "passed" for i in (1, 2, 3, 10, 20, 21))
     assert checks["A11"]["result"] == "pass" and checks["A11"]["operator"] == "op-alice"
     assert checks["A12"]["observation"] == "body differed from the cached one"
     assert checks["A14"]["result"] == "skipped" and "needs operator" in checks["A14"]["observation"]
@@ -153,7 +153,7 @@ def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
     out = result.stdout.str()
     assert result.ret == 1, out
     assert "A20-active FAIL" in out and "the sweep failed" in out and "ALL 12 CHECKS PASSED" in out
-    assert "REHEARSAL NOT READY: A20-active FAIL, 9 unanswered" in out
+    assert "REHEARSAL NOT READY: A20-active FAIL, rollback SKIP, 9 unanswered" in out
     assert straggler_rows(fresh_db) == 0
     log = operator_log(pytester.path)
     assert {c["check"]: c["result"] for c in log["checks"]}["A20-active"] == "failed"
@@ -169,7 +169,7 @@ def test_a_db_url_without_rehearse_is_only_read(
                                            f"--report-path={cut_over_db.report_path}", *args)
     out = result.stdout.str()
     assert result.ret == 6, out  # nothing failed, but nothing manual was answered: not a pass
-    assert "REHEARSAL NOT READY: A20-active SKIP, 9 unanswered" in out
+    assert "REHEARSAL NOT READY: A5-content SKIP, A20-active SKIP, rollback SKIP, 9 unanswered" in out
     assert "A20-active SKIP" in out and "needs --rehearse" in out
     assert "rehearsal: execute" not in out
     assert scalar(cut_over_db.url, "SELECT count(*) FROM events") == before
@@ -203,9 +203,8 @@ def test_the_operators_cutover_command_is_used_when_given(
            '--report-path "$CUTOVER_REPORT_PATH"')
     result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", fresh_db, "--rehearse",
                                            f"--cutover-cmd={cmd}", *args)
-    assert result.ret == 6, result.stdout.str()  # the manual checks were not selected: unanswered
-    assert "ALL 12 CHECKS PASSED" in result.stdout.str()
-    assert "REHEARSAL NOT READY: 9 unanswered" in result.stdout.str()
+    assert result.ret == 0, result.stdout.str()  # exactly the 12 SQL checks: the runbook's step 5a
+    assert "ALL 12 CHECKS PASSED (step 5a): the rehearsal is READY only after step 5b" in result.stdout.str()
     assert operator_log(pytester.path)["rehearsal"]["execute_via"] == "--cutover-cmd"
 
 

@@ -96,6 +96,14 @@ OPTIONS: tuple[Option, ...] = (
            "Run this shell command as the rehearsal's execute instead of the bundled module; it gets "
            "DATABASE_URL, CUTOVER_ACTOR and CUTOVER_REPORT_PATH and must write the report there.",
            ("CUTOVER_CMD",)),
+    Option("rehearse_rollback", "--rehearse-rollback", "bool", False,
+           "On a --rehearse dev branch, also rehearse rollback option 2 on a clone of it (CREATE DATABASE "
+           "<name>_rollback TEMPLATE <name>, dropped after; needs CREATEDB and no other session on the branch). "
+           "The sandbox always rehearses it."),
+    Option("reverse_cmd", "--reverse-cmd", "string", None,
+           "Run this shell command as the rehearsal's rollback (option 2, on a clone of the cut-over database) "
+           "instead of the bundled reverse; it gets DATABASE_URL, CUTOVER_ACTOR and CUTOVER_REPORT_PATH (a copy "
+           "of the execute's report).", ("CUTOVER_REVERSE_CMD",)),
     Option("answers", "--answers", "string", None,
            "Answers to the manual checks (JSON or YAML keyed by check id; a journal replays as one).",
            ("CUTOVER_ANSWERS",)),
@@ -140,6 +148,8 @@ class Settings:
     check_lock_timeout: str = "2s"
     rehearse: bool = False
     cutover_cmd: str | None = None
+    reverse_cmd: str | None = None
+    rehearse_rollback: bool = False
     answers: str | None = None
     answers_template: str | None = None
     artifacts_dir: str = "artifacts"

@@ -129,6 +129,7 @@ class TableRule:
     references: tuple[Reference, ...] = ()
     case_json: JsonReference | None = None
     share_target: str | None = None
+    trigger_columns: tuple[str, ...] = ()  # rewritten by a trigger on every UPDATE: content comparisons skip them
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,8 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
                                   _cross_tenant(cj, f"{where}.case_json"))
     return TableRule(name=name, key=_key(raw, where), owner=owner, column=column,
                      patient_values=patient_values, classification=classification, references=tuple(refs),
-                     case_json=case_json, share_target=_get(raw, "share_target", where, str, None))
+                     case_json=case_json, share_target=_get(raw, "share_target", where, str, None),
+                     trigger_columns=_strings(raw, "trigger_columns", where, []))
 
 
 def load_plan(path: Path) -> Plan:

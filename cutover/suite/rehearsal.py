@@ -12,15 +12,17 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from filelock import FileLock
 from psycopg import sql
 
@@ -32,11 +34,12 @@ from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact
 from cutover.core.report_types import key_order, key_text
+from cutover.reference import aftercare, preflight
 from cutover.reference import execute as engine
-from cutover.reference import preflight
 from cutover.reference import report as reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.server import SessionSandbox
+from cutover.suite import content
 from cutover.suite.under_check import DatabaseUnderCheck
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
@@ -65,6 +68,8 @@ class Record:
     execute_via: str = ""
     report_path: str = ""
     captured: dict[str, str] = field(default_factory=dict)
+    content: dict[str, Any] | None = None  # A5-content: content.Comparison as JSON, or {"not_compared": why}
+    rollback: dict[str, Any] | None = None  # the rehearsed reverse: seconds, via, comparison, or error
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     @contextmanager
@@ -89,12 +94,16 @@ class Record:
                 + (f" ({entry['detail']})" if entry["detail"] else ""))
 
     def rollback_bound(self) -> dict[str, Any]:
-        """Rollback option 1's worst case with this rehearsal's measured restore time."""
+        """Rollback option 1's worst case with this rehearsal's measured restore time, and option 2's
+        (the reverse) as this rehearsal measured it, when it rehearsed it."""
         restore = self.restore_s if self.restore_s is not None else 0.0
         total = restore + REVERT_DEPLOYS_S + SMOKE_S
+        reverse = (self.rollback or {}).get("seconds")
         return {"restore_s": restore, "restore_measured_on": self.restore_measured_on or "unknown",
                 "revert_deploys_s": REVERT_DEPLOYS_S, "smoke_s": SMOKE_S,
-                "total_s": round(total, 1), "budget_s": ROLLBACK_BUDGET_S, "within_budget": total <= ROLLBACK_BUDGET_S}
+                "total_s": round(total, 1), "budget_s": ROLLBACK_BUDGET_S, "within_budget": total <= ROLLBACK_BUDGET_S,
+                "reverse_s": reverse, "reverse_measured_on": "the rehearsal's clone of the cut-over database"
+                if reverse is not None else "not rehearsed"}
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -202,6 +211,67 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
     return path
 
 
+def _compare_content(before_url: str, url: str, plan: Plan, record: Record, log: Log) -> None:
+    """A5-content's evidence: every planned row of the cut-over database against the restored snapshot."""
+    with record.step("compare every planned row with the snapshot (A5-content)", log) as entry:
+        try:
+            found = content.compare(before_url, url, plan, moved_back=True)
+        except psycopg.Error as exc:
+            record.content = {"error": redact(str(exc).strip().splitlines()[0])}
+            entry["detail"] = f"not compared: {record.content['error']}"
+            return
+        record.content = found.to_json()
+        entry["detail"] = (f"{found.rows} rows in {found.tables} tables: nothing but the tenant changed" if found.same
+                           else f"{len(found.differences)} differences")
+
+
+def _reverse(url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path, log: Log) -> str:
+    """The reverse on ``url`` (a clone): the bundled module, or the operator's --reverse-cmd."""
+    actor = f"rehearsal:{settings.operator_name}"
+    if settings.reverse_cmd is None:
+        aftercare.reverse(url, plan, actor, engine.Timeouts(settings.lock_timeout, settings.statement_timeout),
+                          reports.load_streamed(Path(record.report_path)))
+        return "bundled cutover module"
+    copy = report_dir / f"{Path(record.report_path).stem}-rollback-rehearsal.json"
+    shutil.copyfile(record.report_path, copy)
+    env = {**os.environ, "DATABASE_URL": url, "CUTOVER_ACTOR": actor, "CUTOVER_REPORT_PATH": str(copy)}
+    returncode = _stream(settings.reverse_cmd, env, log)
+    if returncode != 0:
+        raise SetupError(f"--reverse-cmd exited {returncode} ({shlex.split(settings.reverse_cmd)[0]}); its output "
+                         "is above")
+    return "--reverse-cmd"
+
+
+def _rehearse_rollback(admin_url: str, url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path,
+                       log: Log, against: Callable[[str], content.Comparison]) -> None:
+    """Rollback option 2 on a clone of the cut-over database: timed, then proven back to the snapshot
+    (``against`` compares the clone with what the rehearsal kept of the database before the cutover)."""
+    name = f"{db.database_name(url)}_rollback"
+    with record.step("rehearse rollback option 2: the reverse on a clone", log) as entry:
+        try:
+            clone = db.create_database(admin_url, name, template=db.database_name(url))
+        except psycopg.Error as exc:
+            record.rollback = {"error": f"could not clone the cut-over database to rehearse the reverse on "
+                                        f"({redact(str(exc).strip().splitlines()[0])}); it needs CREATEDB and no "
+                                        "other session on the database"}
+            entry["detail"] = record.rollback["error"]
+            return
+        try:
+            started = time.monotonic()
+            via = _reverse(clone, plan, settings, record, report_dir, log)
+            seconds = round(time.monotonic() - started, 3)
+            found = against(clone)
+        except (SetupError, engine.RunFailed, psycopg.Error) as exc:
+            record.rollback = {"error": redact(str(exc).strip().splitlines()[0])}
+            entry["detail"] = f"failed: {record.rollback['error']}"
+            return
+        finally:
+            db.drop_database(admin_url, name)
+        record.rollback = {"seconds": seconds, "via": via, "comparison": found.to_json()}
+        entry["detail"] = f"{seconds:.1f} s; " + ("every planned row back" if found.same else
+                                                   f"{len(found.differences)} differences")
+
+
 def earlier_logs(artifacts: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Earlier runs' operator logs as (stamp, log), newest first; ``latest`` (a link) and unreadable logs skipped."""
     for path in sorted(artifacts.glob("*/operator-log.json"), reverse=True):
@@ -282,7 +352,27 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
         record.postgres = str(row[0]) if row else ""
     _dry_run(url, plan, record, log)
     record.captured = capture_key(url, plan)
-    _execute(url, plan, settings, record, report_dir or workdir, log)
+    if settings.db_url is None:
+        _execute(url, plan, settings, record, report_dir or workdir, log)
+        admin = provider.server().admin_url
+        template = db.with_database(admin, provider.template())
+        _compare_content(template, url, plan, record, log)
+        _rehearse_rollback(admin, url, plan, settings, record, report_dir or workdir, log,
+                           lambda clone: content.compare(template, clone, plan, moved_back=False))
+    else:  # a dev branch keeps no copy of itself: its sums now, compared later table by table
+        moved_back, exact = content.sums(url, plan, moved_back=True), content.sums(url, plan, moved_back=False)
+        _execute(url, plan, settings, record, report_dir or workdir, log)
+        with record.step("compare every planned table with its sums before the cutover (A5-content)", log):
+            record.content = content.compare_sums(moved_back, content.sums(url, plan, moved_back=True)).to_json()
+        if settings.rehearse_rollback:
+            # CREATE DATABASE ... TEMPLATE needs no session on the branch itself: it is issued from "postgres"
+            _rehearse_rollback(db.with_database(url, "postgres"), url, plan, settings, record,
+                               report_dir or workdir, log,
+                               lambda clone: content.compare_sums(exact, content.sums(clone, plan, moved_back=False)))
+        else:
+            record.rollback = {"not_rehearsed": "a dev branch's reverse is rehearsed on a clone of it only when you "
+                                                "say so: pass --rehearse-rollback (needs CREATEDB), or rehearse on "
+                                                "the sandbox"}
     (workdir / "rehearsal-url").write_text(url)
 
 

@@ -22,22 +22,28 @@ class Summary:
 
     RANK = {"passed": 0, "skipped": 1, "failed": 2}
 
-    def __init__(self, catalogue: Catalogue, kind: str | None = None, expected: tuple[str, ...] = ()) -> None:
+    def __init__(self, catalogue: Catalogue, kind: str | None = None, expected: tuple[str, ...] = (),
+                 also_required: tuple[str, ...] = ()) -> None:
         self.outcomes: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
         self.catalogue = catalogue
         self.manual = tuple(c.id for c in catalogue if c.kind == "manual")
         self.kind = kind  # None: not an operator's run (the project's own tests): no verdict
         self.expected = expected
+        self.also_required = also_required  # beside the counted checks: the rehearsal's proofs
         self.current: tuple[str, str] | None = None
         self.setup_error: str | None = None
         self.interrupted_at: str | None = None
         self.next_steps: list[str] = []  # Set B's failure: what the runbook says to do now
+        self.notes: list[str] = []  # what a READY line adds, from the tests that measured it
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        check = dict(report.user_properties).get("cutover_check")
+        properties = dict(report.user_properties)
+        check = properties.get("cutover_check")
         if check is not None:
             self.record(str(check), report)
+        if properties.get("cutover_note") and report.when == "call" and report.passed:
+            self.notes.append(str(properties["cutover_note"]))  # e.g. "rollback rehearsed in 4.1 s"
 
     def _at(self, item: pytest.Item, phase: str) -> None:
         check = dict(item.user_properties).get("cutover_check")
@@ -71,7 +77,8 @@ class Summary:
     def verdict(self) -> verdicts.Verdict:
         return verdicts.decide(self.kind or verdicts.REHEARSAL, self.expected, self.outcomes, self.reasons,
                                self.manual, setup_error=self.setup_error,
-                               interrupted_at=self.interrupted_at)
+                               interrupted_at=self.interrupted_at, also_required=self.also_required,
+                               notes=tuple(self.notes))
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):

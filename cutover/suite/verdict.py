@@ -14,6 +14,7 @@ Exit codes: 0 READY / PASSED; 1 a check failed; 2 a setup error (its line is in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -56,22 +57,34 @@ def _heads(kind: str) -> tuple[str, str, str]:
     return "REHEARSAL READY", "REHEARSAL NOT READY", "REHEARSAL NOT READY"
 
 
+def _rank(check: str) -> tuple[int, str]:
+    """Checks outside the count in the runbook's order: A5-content, A20-active, then the rollback."""
+    digits = re.match(r"A(\d+)", check)
+    return (int(digits.group(1)) if digits else 99, check)
+
+
 def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
-           manual: Sequence[str], *, setup_error: str | None = None, interrupted_at: str | None = None) -> Verdict:
+           manual: Sequence[str], *, setup_error: str | None = None, interrupted_at: str | None = None,
+           also_required: Sequence[str] = (), notes: Sequence[str] = ()) -> Verdict:
     """One line for the run. ``expected``: the checks this kind of run must pass (in the runbook's
     order); ``outcomes``: each check's worst outcome (passed/failed/skipped); checks outside
-    ``expected`` that ran (A20-active) count too when they did not pass."""
+    ``expected`` that ran (A20-active) count too when they did not pass; ``also_required``: checks
+    outside the count that must pass all the same (the rehearsal's content and rollback proofs);
+    ``notes``: what a READY line adds ("rollback rehearsed in 4.1 s")."""
     ready, failed_head, incomplete_head = _heads(kind)
     parts: list[str] = []
     unanswered = not_run = 0
     failed = False
-    for check in [*expected, *sorted(c for c in outcomes if c not in expected)]:
+    extras = sorted({*also_required, *(c for c in outcomes if c not in expected)}, key=_rank)
+    for check in [*expected, *extras]:
         outcome = outcomes.get(check)
         if outcome == "failed":
             parts.append(f"{check} FAIL")
             failed = True
         elif outcome == "skipped" and not (check in manual and reasons.get(check, "").startswith(NEEDS_OPERATOR)):
             parts.append(f"{check} SKIP")
+        elif outcome is None and check in also_required:
+            parts.append(f"{check} not run")
         elif outcome is None or outcome == "skipped":
             if check in manual:
                 unanswered += 1
@@ -91,7 +104,8 @@ def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reas
                        "(the manual checks) and A20-active", EXIT_READY)
     if not parts:
         noun = " checks passed" if kind == REHEARSAL else ""
-        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}", EXIT_READY)
+        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}" + "".join(f"; {n}" for n in notes),
+                       EXIT_READY)
     if failed:
         return Verdict(f"{failed_head}: {', '.join(parts)}", EXIT_FAILED)
     return Verdict(f"{incomplete_head}: {', '.join(parts)}", EXIT_INCOMPLETE)

@@ -30,7 +30,7 @@ from cutover.core.redact import mask_url, redact, register_secret
 from cutover.reference import alerts
 from cutover.suite import bundle, timeline
 from cutover.suite import verdict as verdicts
-from cutover.suite.catalogue import Catalogue
+from cutover.suite.catalogue import REHEARSAL_PROOFS, Catalogue
 from cutover.suite.manual.answers import Answer
 
 MAX_AGE = timedelta(days=7)
@@ -180,11 +180,14 @@ def evidence_ready(b: Bundle, plan: Plan) -> Item:
         return failed("evidence-ready", f"{b.directory} is not a rehearsal's (no rehearsal record): pass the "
                                         "rehearsal's artifacts/<timestamp> directory to --evidence")
     required = required_checks(plan)
-    count, missing = bundle.readiness(bundle.checks_of(b.log), required)
-    if missing:
-        return failed("evidence-ready", f"{count} of {len(required)} passed; not passed: {', '.join(missing)} "
-                                        f"(verdict was {b.log.get('verdict')!r})")
-    return passed("evidence-ready", f"READY: {count} of {len(required)} passed ({b.log.get('verdict')})")
+    checks = bundle.checks_of(b.log)
+    count, missing = bundle.readiness(checks, required)
+    _, proofs = bundle.readiness(checks, list(REHEARSAL_PROOFS))  # content unchanged, the rollback rehearsed
+    if missing or proofs:
+        return failed("evidence-ready", f"{count} of {len(required)} passed; not passed: "
+                                        f"{', '.join([*missing, *proofs])} (verdict was {b.log.get('verdict')!r})")
+    return passed("evidence-ready", f"READY: {count} of {len(required)} passed, content unchanged, rollback "
+                                    f"rehearsed ({b.log.get('verdict')})")
 
 
 def evidence_fresh(b: Bundle, now: datetime) -> Item:

@@ -23,7 +23,7 @@ from cutover.suite import selection, under_check, window, workers
 from cutover.suite import settings as glue
 from cutover.suite import summary as summaries
 from cutover.suite import verdict as verdicts
-from cutover.suite.catalogue import SET_B, Catalogue
+from cutover.suite.catalogue import REHEARSAL_PROOFS, SET_B, Catalogue
 from cutover.suite.manual import answers as prompts
 from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SELECTED, SELECTION, SETTINGS, SHARED_DIR, RunState
@@ -33,7 +33,7 @@ MARKERS = (  # setA, setB, sql, manual and rehearsal are added to each check's t
     "setB: production-window check (runbook Set B): read-only, database only",
     "sql: automated SQL check",
     "manual: operator-executed check (prompt fixture)",
-    "rehearsal: rehearsal-only check that writes (A20-active)",
+    "rehearsal: rehearsal-only check (A20-active writes; A5-content and rollback compare with the snapshot)",
     "check(id): the smoke-matrix check id, e.g. check('A3'); its sets and kind come from the catalogue",
     "sandbox: needs the throwaway sandbox (never runs against --db-url)",
 )
@@ -128,7 +128,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
     kind = run_kind(config)
-    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue)),
+    proofs = REHEARSAL_PROOFS if kind == verdicts.REHEARSAL else ()
+    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue), proofs),
                                   "cutover-summary")  # one per run, not per process
     AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
     if settings.db_url is not None:
