@@ -251,13 +251,26 @@ def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, 
         record.restore_measured_on = f"the dev branch {mask_url(settings.db_url)}"
 
 
+def check_named_target(settings: Settings) -> None:
+    """Before the first write: the --db-url database must be the one --rehearse=DBNAME names, as the server
+    itself reports it (current_database(), not the URL's path: a pooler or service file can map one to another)."""
+    assert settings.db_url is not None
+    if not settings.rehearse:
+        raise SetupError("the rehearsal writes to its target; a --db-url target needs the explicit opt-in "
+                         "--rehearse=DBNAME naming the dev-branch database, or drop --db-url to use the sandbox")
+    with db.connection(settings.db_url, read_only=True) as conn:
+        connected = str(db.one(conn, "SELECT current_database()")[0])
+    if connected != settings.rehearse:
+        raise SetupError(f"--rehearse={settings.rehearse} but --db-url connects to the database {connected!r}; "
+                         "nothing was written: fix --db-url, or name the database you mean to write to in "
+                         "--rehearse=DBNAME")
+
+
 def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, record: Record,
         log: Log = quiet, report_dir: Path | None = None) -> None:
     """Restore, dry run, capture, execute: the target the checks then look at (filled into ``record``)."""
     if settings.db_url is not None:
-        if not settings.rehearse:
-            raise SetupError("the rehearsal writes to its target; a --db-url target needs the explicit opt-in "
-                             "--rehearse (a dev branch you own), or drop --db-url to use the sandbox")
+        check_named_target(settings)
         record.sandbox = False
         url = settings.db_url
         _restore_into_url(settings, provider, plan, record, log)

@@ -103,6 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if SETTINGS not in config.stash:  # xdist workers skip pytest_cmdline_main
         config.stash[SETTINGS] = glue.resolve(config)
     settings = config.stash[SETTINGS]
+    glue.check_write_opt_in(settings, str(config.option.markexpr or ""))
     try:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
         config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))
