@@ -194,7 +194,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with db.operator_errors(" ".join(str(getattr(args, a)) for a in _COMMAND if getattr(args, a, None))):  # a database error: one line, exit 2, never 1
+        command = " ".join(str(getattr(args, a)) for a in _COMMAND if getattr(args, a, None))
+        with db.operator_errors(command):  # a database error: one line, exit 2, never 1 (BLOCKED's)
             return _dispatch(args)
     except CutoverError as exc:
         print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
