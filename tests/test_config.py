@@ -96,9 +96,10 @@ def test_a_write_switch_is_taken_from_the_command_line_only() -> None:
     assert resolve({"rehearse": "dev"}, {"rehearse": "other"}, {"CUTOVER_REHEARSE": "x"}).rehearse == "dev"
     assert resolve({"rehearse": ""}, {}, {}).rehearse == ""
     with pytest.raises(SetupError, match=r"^\$CUTOVER_REHEARSE is not read: --rehearse .* command line only; "
-                                         r"remove \$CUTOVER_REHEARSE"):
+                                         r"unset CUTOVER_REHEARSE and"):
         refuse_outside_the_command_line({}, {"CUTOVER_REHEARSE": "1"})
-    with pytest.raises(SetupError, match=r"^ini cutover_rehearse is not read"):
+    with pytest.raises(SetupError, match=r"^ini cutover_rehearse is not read: .*; remove cutover_rehearse from "
+                                         r"the ini file and"):
         refuse_outside_the_command_line({"rehearse": "true"}, {})
     refuse_outside_the_command_line({"sandbox": "local"}, {"CUTOVER_REHEARSE": "", "CUTOVER_SANDBOX": "local"})
 

@@ -30,7 +30,7 @@ def test_rehearse_from_the_environment_never_writes_to_set_bs_target(
     out = result.stdout.str() + result.stderr.str()
     assert "rehearsal: execute" not in out, out
     assert checksum(fresh_db, cutover_plan, include_audit=True) == before, "Set B wrote to its target"
-    refused(result, "$CUTOVER_REHEARSE is not read", "command line only", "remove $CUTOVER_REHEARSE")
+    refused(result, "$CUTOVER_REHEARSE is not read", "command line only", "unset CUTOVER_REHEARSE")
 
 
 UNREACHABLE = "postgresql://ops:S3cret-canary@127.0.0.1:1/prod"  # nothing listens on port 1: connecting would fail
@@ -56,7 +56,7 @@ def test_rehearse_in_the_ini_file_stops_the_run_before_it_writes(
     pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\ncutover_rehearse = true\n")
     before = checksum(fresh_db, cutover_plan, include_audit=True)
     result = pytester.runpytest_subprocess("-m", "setA", f"--db-url={fresh_db}", *args)
-    refused(result, "ini cutover_rehearse is not read", "command line only")
+    refused(result, "ini cutover_rehearse is not read", "remove cutover_rehearse from the ini file")
     assert checksum(fresh_db, cutover_plan, include_audit=True) == before
     assert not (pytester.path / "artifacts").exists()
 

@@ -258,11 +258,12 @@ def refuse_outside_the_command_line(ini: Mapping[str, Any], env: Mapping[str, st
     for option in OPTIONS:
         if not option.cli_only:
             continue
-        found = (f"ini {option.ini}" if ini.get(option.name) is not None else
-                 f"${option.refused_env}" if environ.get(option.refused_env) else None)
+        found = ((f"ini {option.ini}", f"remove {option.ini} from the ini file") if ini.get(option.name) is not None
+                 else (f"${option.refused_env}", f"unset {option.refused_env}") if environ.get(option.refused_env)
+                 else None)
         if found is not None:
-            raise SetupError(f"{found} is not read: {option.flag} lets the run write to a database and is taken "
-                             f"from the command line only; remove {found} and, if this run should write, pass "
+            raise SetupError(f"{found[0]} is not read: {option.flag} lets the run write to a database and is taken "
+                             f"from the command line only; {found[1]} and, if this run should write, pass "
                              f"{option.flag} on the command line")
 
 
