@@ -357,7 +357,7 @@ def test_plan_commands_refuse_bad_input_in_one_line(second_db: str, empty_db: st
 
 def test_the_rehearsal_is_ready_commits_and_passes_set_a_and_a20_active(pytester: pytest.Pytester, example: Any,
                                                                         second_db: str) -> None:
-    """The rehearsal on the restored second model with its plan, as `pytest -m setA --rehearse` runs it:
+    """The rehearsal on the restored second model with its plan, as `-m setA --rehearse=DBNAME` runs it:
     dry run READY, execute committed, the 12 checks passed, and A20-active (its straggler written into
     the partitioned events table, keyed (bigint identity, created_at)) swept and cleaned up."""
     args = example(**operator_tests("test_matrix", "test_sweep_active"))
