@@ -131,6 +131,8 @@ def unprivileged(cut_over_db: DatabaseUnderCheck, cutover_server: ServerInfo) ->
     (["plan", "check"], 2, "cutover: error: plan check: the database refused it: the role in the database URL"),
     (["report", "--rebuild", "--report-path=REPORT"], 2, "cutover: error: report: the database refused it: the role "),
     (["reverse", "--dry-run", "--report-path=REPORT"], 4, "cutover: ROLLED BACK: reverse dry run failed: the role "),
+    (["plan", "draft"], 2, "cutover: error: plan draft: the database refused it: the role in the database URL"),
+    (["snapshot", "make", "--out=OUT", "--scale=0.01"], 2, "cutover: error: snapshot make: the database refused "),
 ])
 def test_a_database_error_is_one_line_and_its_exit_code_never_a_traceback(
     unprivileged: str, cut_over_db: DatabaseUnderCheck, tmp_path: Path, command: list[str], code: int, head: str
@@ -139,11 +141,13 @@ def test_a_database_error_is_one_line_and_its_exit_code_never_a_traceback(
     The reverse's dry run runs in the reverse's own transaction: 4, rolled back, as its README line says."""
     rebuilt = tmp_path / "rebuilt.json"
     report = str(rebuilt if "--rebuild" in command else cut_over_db.report_path)
-    done = cutover(*[part.replace("REPORT", report) for part in command], f"--db-url={unprivileged}")
+    out = tmp_path / "snap.sql.gz"
+    done = cutover(*[part.replace("REPORT", report).replace("OUT", str(out)) for part in command],
+                   f"--db-url={unprivileged}")
     assert "Traceback" not in done.stderr
     assert done.returncode == code, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(head), lines
-    assert "(permission denied for table " in lines[0] and "; SQLSTATE 42501)" in lines[0], lines
+    assert "(permission denied " in lines[0] and "; SQLSTATE 42501)" in lines[0], lines
     assert CANARY not in done.stdout + done.stderr
-    assert not rebuilt.exists()
+    assert not rebuilt.exists() and not out.exists()
