@@ -31,14 +31,13 @@ def resolve(config: pytest.Config) -> cfg.Settings:
         raise pytest.UsageError(redact(str(exc))) from None
 
 
-def check_write_opt_in(settings: cfg.Settings, markexpr: str) -> None:
-    """Refuse, before anything connects, a ``--rehearse`` that a read-only run was given or that does not
-    say which database it may write to. The name is what makes the opt-in deliberate: a URL pasted from the
-    wrong shell variable then fails the name check (on the database itself) instead of being cut over."""
+def check_write_opt_in(settings: cfg.Settings, reads_only: str | None) -> None:
+    """Refuse, before anything connects, a ``--rehearse`` that a read-only run (``reads_only`` names it) was
+    given or that does not say which database it may write to. The name is what makes the opt-in
+    deliberate: a URL pasted from the wrong shell variable then fails the name check (on the database
+    itself) instead of being cut over."""
     if settings.rehearse is None:
         return
-    reads_only = ("the go/no-go (-m prereq)" if "prereq" in markexpr else
-                  "Set B (-m setB)" if "setB" in markexpr and "setA" not in markexpr else None)
     if reads_only is not None:
         raise pytest.UsageError(f"{reads_only} only reads its database; drop --rehearse (it would let the "
                                 "rehearsal write to the --db-url target)")
