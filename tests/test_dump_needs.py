@@ -72,13 +72,16 @@ GRANT SELECT(id) ON TABLE public.t TO "MixedCase";
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 REVOKE ALL ON TABLE public.t FROM old_app GRANTED BY granter;
 ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA public GRANT SELECT ON TABLES TO readers;
+SET SESSION AUTHORIZATION 'session_owner';
+SET SESSION AUTHORIZATION DEFAULT;
 \\unrestrict AbC123
 """
 
 
 def test_the_roles_a_dump_names_are_read_from_policies_owners_and_grants_only() -> None:
     assert needs_of(DUMP_TEXT).roles == ("MixedCase", "Owner Role", "Weird \"Role", "analytics_ro", "authenticated",
-                                         "granter", "migrator", "old_app", "readers", "reporting")
+                                         "granter", "migrator", "old_app", "readers", "reporting",
+                                         "session_owner")
 
 
 def test_the_extensions_a_dump_creates_are_read_from_its_create_extension_statements() -> None:
@@ -288,6 +291,23 @@ def test_a_dump_with_an_extension_no_server_here_has_is_refused_naming_it(
     with db.connection(provider.server().admin_url) as conn:
         databases = conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate").fetchall()
     assert databases == [("postgres",)], "nothing restored, no database left behind"
+
+
+def test_a_predefined_role_of_a_newer_postgresql_is_refused_not_created(
+        dumps: dict[str, Path], dump_server: ServerInfo, cutover_plan: Plan, tmp_path: Path) -> None:
+    """pg_use_reserved_connections is PostgreSQL 16's; no CREATE ROLE may make a pg_ role on 15."""
+    text = gzip.decompress(dumps["base.sql.gz"].read_bytes())
+    at = text.index(b"\n--\n-- PostgreSQL database dump complete")
+    policy = b"\nCREATE POLICY reserved ON public.events TO pg_use_reserved_connections USING (true);\n"
+    path = tmp_path / "reserved.sql.gz"
+    path.write_bytes(gzip.compress(text[:at] + policy + text[at:]))
+    url = db.create_database(dump_server.admin_url, f"pg_{uuid.uuid4().hex[:8]}")
+    try:
+        with pytest.raises(SetupError, match="predefined roles .*pg_use_reserved_connections.*newer PostgreSQL"):
+            snapshot.restore(path, url, cutover_plan, create_roles=True)
+        assert relation_count(url) == 0
+    finally:
+        db.drop_database(dump_server.admin_url, db.database_name(url))
 
 
 def test_a_refused_extension_writes_nothing_into_a_db_url_target(
