@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from cutover.core import db
 from cutover.core.errors import SetupError
@@ -34,6 +34,9 @@ from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
 from cutover.sandbox import image as docker_image
 from cutover.sandbox.pgbin import ClientTools, locate
+
+if TYPE_CHECKING:  # imported where used: a run that never starts a container never loads testcontainers
+    from testcontainers.core.container import DockerContainer
 
 # The running server's kind: which fields of ServerInfo are set and how it is stopped.
 Backend = Literal["local", "docker", "url"]
@@ -308,8 +311,6 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
     start fails, and by the next start's :func:`reap_stale_containers` when its owner died (SIGKILL).
     """
     from testcontainers.core.config import testcontainers_config
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
     problem = docker_engine_problem()
     if problem is not None:
@@ -326,17 +327,9 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
     password = secrets.token_urlsafe(18)
     register_secret(password)
     name = f"{PREFIX}{owner}-{secrets.token_hex(4)}"
-    # network="bridge": testcontainers would otherwise look for a network of the container it runs in; the
-    # port is published on the engine host's 127.0.0.1 only, which its port API cannot say (host port only).
-    container = (DockerContainer(image, docker_client_kw={"timeout": 10})
-                 .with_kwargs(labels=_owner_labels(owner), network="bridge")
-                 .with_name(name)
-                 .with_command(["postgres", *settings.server_settings.split(), "-c", "max_connections=200"])
-                 .with_envs(POSTGRES_USER=ADMIN_USER, POSTGRES_PASSWORD=password, POSTGRES_DB="postgres")
-                 .waiting_for(LogMessageWaitStrategy(READY_LOG).with_startup_timeout(settings.startup_timeout)
-                              .with_poll_interval(0.2)))
-    container.ports["5432/tcp"] = cast(Any, ("127.0.0.1",))  # docker's (address,): a free port on that address
+    container: DockerContainer | None = None
     try:
+        container = _postgres_container(image, name, owner, password, settings)
         try:
             container.start()
         except RuntimeError:  # the wait strategy saw the container exit
@@ -349,7 +342,8 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
                              f"{settings.startup_timeout} s "
                              f"({redact(_container_logs(container.get_wrapped_container()))}); raise "
                              "--startup-timeout or use --sandbox local") from None
-        port = int(container.get_docker_client().port(container.get_container_id(), 5432))
+        container_id = container.get_container_id()
+        port = int(container.get_docker_client().port(container_id, 5432))
         url = f"postgresql://{ADMIN_USER}:{password}@127.0.0.1:{port}/postgres"
     except BaseException as exc:
         remove_owned_name(client, name)
@@ -357,8 +351,30 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
             raise
         raise SetupError(f"--sandbox docker: could not start {image} ({redact(str(exc))[:200]}); "
                          "use --sandbox local") from None
+    finally:
+        if container is not None:  # its own engine connection; the container is stopped by id (stop())
+            container.get_docker_client().client.close()
     log(f"sandbox: docker {image} up on 127.0.0.1:{port}")
-    return ServerInfo(backend="docker", admin_url=url, container_id=container.get_container_id(), owner_pid=owner)
+    return ServerInfo(backend="docker", admin_url=url, container_id=container_id, owner_pid=owner)
+
+
+def _postgres_container(image: str, name: str, owner: int, password: str,
+                        settings: SandboxSpec) -> DockerContainer:
+    """testcontainers' container of ``image`` as the sandbox runs it (not started yet)."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    # network="bridge": testcontainers would otherwise look for a network of the container it runs in; the
+    # port is published on the engine host's 127.0.0.1 only, which its port API cannot say (host port only).
+    container = (DockerContainer(image, docker_client_kw={"timeout": 10})
+                 .with_kwargs(labels=_owner_labels(owner), network="bridge")
+                 .with_name(name)
+                 .with_command(["postgres", *settings.server_settings.split(), "-c", "max_connections=200"])
+                 .with_envs(POSTGRES_USER=ADMIN_USER, POSTGRES_PASSWORD=password, POSTGRES_DB="postgres")
+                 .waiting_for(LogMessageWaitStrategy(READY_LOG).with_startup_timeout(settings.startup_timeout)
+                              .with_poll_interval(0.2)))
+    container.ports["5432/tcp"] = cast(Any, ("127.0.0.1",))  # docker's (address,): a free port on that address
+    return container
 
 
 def remove_owned_name(client: Any, name: str) -> None:
