@@ -59,6 +59,7 @@ class Record:
     restore_s: float | None = None
     restore_measured_on: str = ""
     restored_by_run: str = ""  # a dev branch found restored: the earlier run (artifacts/<stamp>) that restored it
+    created_roles: list[str] = field(default_factory=list)  # NOLOGIN roles the sandbox got for the snapshot's policies
     dry_run: str = ""
     blockers: list[str] = field(default_factory=list)
     execute_s: float | None = None
@@ -288,6 +289,10 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
             record.snapshot = str(info.get("snapshot", ""))
             record.snapshot_timestamp = snapshot_timestamp(Path(record.snapshot)) if record.snapshot else ""
             entry["detail"] = f"{info.get('rows')} rows in {record.restore_s:.2f} s"
+            roles = info.get("created_roles")
+            record.created_roles = [str(r) for r in roles] if isinstance(roles, list) else []
+            if record.created_roles:
+                entry["detail"] += f"; created the NOLOGIN roles it names: {', '.join(record.created_roles)}"
             url = provider.clone("rehearsal")
     record.target = mask_url(url)
     with db.connection(url, read_only=True) as conn:
