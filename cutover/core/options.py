@@ -118,7 +118,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("rehearse_rollback", "--rehearse-rollback", "bool", False,
            "On a --rehearse dev branch, also rehearse rollback option 2 on a clone of it (CREATE DATABASE "
            "<name>_rollback TEMPLATE <name>, dropped after; needs CREATEDB and no other session on the branch). "
-           "The sandbox always rehearses it."),
+           "The sandbox always rehearses it. Command line only.", cli_only=True),
     Option("reverse_cmd", "--reverse-cmd", "string", None,
            "Run this shell command as the rehearsal's rollback (option 2, on a clone of the cut-over database) "
            "instead of the bundled reverse; it gets DATABASE_URL, CUTOVER_ACTOR and CUTOVER_REPORT_PATH (a copy "

@@ -94,7 +94,7 @@ def run_kind(config: pytest.Config) -> str | None:
 
 def _reads_only(config: pytest.Config) -> str | None:
     """The run that must never write, named for its refusal of --rehearse: the go/no-go or Set B."""
-    if "prereq" in str(config.option.markexpr or ""):
+    if selected(config).prereq:
         return "the go/no-go (-m prereq)"
     return "Set B (-m setB)" if run_kind(config) == verdicts.SET_B else None
 
@@ -126,7 +126,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if SETTINGS not in config.stash:  # xdist workers skip pytest_cmdline_main
         config.stash[SETTINGS] = glue.resolve(config)
     settings = config.stash[SETTINGS]
-    glue.check_write_opt_in(settings, _reads_only(config))
     try:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
         config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))
@@ -135,6 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SELECTED] = catalogue.select(settings.check)  # before any database is touched
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
+    glue.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
     kind = run_kind(config)
     proofs = REHEARSAL_PROOFS if kind == verdicts.REHEARSAL else ()
     config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue), proofs),
