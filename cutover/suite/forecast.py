@@ -104,7 +104,7 @@ def forecast(b: Basis, production: Mapping[str, int], *, execute_slot: float, se
     bound spends besides the restore (the runbook's revert deploys and smoke run)."""
     prod_total = sum(production.values())
     ratio = prod_total / max(b.total, MIN_ROWS)
-    where = "fsync on" if b.durable else "a sandbox without fsync (--sandbox-durable measures with it)"
+    where = "a server with fsync on" if b.durable else "a sandbox without fsync (--sandbox-durable measures with it)"
     assumes = f"linear in rows per table, measured on {where}"
     moves = sum(b.move_s.get(t, 0.0) / max(b.moved.get(t, 0), MIN_ROWS) * n if b.moved.get(t)
                 else sum(b.move_s.values()) / max(b.total, MIN_ROWS) * n for t, n in production.items())
