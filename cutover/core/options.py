@@ -29,6 +29,15 @@ IniType = Literal["string", "int", "bool"]
 
 SANDBOX_BACKENDS = ("auto", "url", "docker", "local")
 DURATION = re.compile(r"^(\d+)(ms|s|min|h)?$")
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "": 1.0}
+
+
+def seconds(duration: str) -> float:
+    """``15min`` as 900.0, for the go/no-go's slots (plain digits are seconds there)."""
+    found = DURATION.match(duration)
+    if found is None:
+        raise SetupError(f"{duration!r} is not a duration like 500ms, 3s or 15min")
+    return int(found.group(1)) * UNIT_SECONDS[found.group(2) or ""]
 
 
 @dataclass(frozen=True)
@@ -137,10 +146,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("evidence", "--evidence", "string", None,
            "The rehearsal's artifacts directory (with evidence.json) that the go/no-go (-m prereq) compares "
            "production with.", ("CUTOVER_EVIDENCE",)),
+    Option("execute_slot", "--execute-slot", "string", "5min",
+           "The go/no-go's slot for the execute (the runbook's T+0:04 to T+0:09): a forecast past it is NO-GO.",
+           ("CUTOVER_EXECUTE_SLOT",)),
+    Option("setb_slot", "--setb-slot", "string", "2min",
+           "The go/no-go's slot for Set B in the window: a forecast past it is NO-GO.", ("CUTOVER_SETB_SLOT",)),
+    Option("rollback_bound", "--rollback-bound", "string", "15min",
+           "The runbook's rollback bound: the forecast reverse, and the forecast snapshot restore with the revert "
+           "deploys and smoke run, must fit it.", ("CUTOVER_ROLLBACK_BOUND",)),
     Option("operator", "--operator", "string", None,
            "Who answers the manual checks, recorded with each answer (default: $USER).",
            ("CUTOVER_OPERATOR", "USER")),
 )
+# Values checked as durations (500ms, 3s, 15min) when resolved: the timeouts and the go/no-go's slots.
+DURATIONS = frozenset(o.name for o in OPTIONS if o.name.endswith("_timeout") and o.type == "string") | {
+    "execute_slot", "setb_slot", "rollback_bound"}
 
 
 @dataclass(frozen=True)
@@ -174,6 +194,9 @@ class Settings:
     artifacts_dir: str = "artifacts"
     allure_bin: str | None = None
     evidence: str | None = None
+    execute_slot: str = "5min"
+    setb_slot: str = "2min"
+    rollback_bound: str = "15min"
     operator: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -214,7 +237,7 @@ def _convert(option: Option, raw: Any, origin: str) -> Any:
             raise SetupError(f"{origin} must be true or false, got {raw!r}; fix the value of {origin}")
     else:
         value = str(raw)
-    if option.name.endswith("_timeout") and option.type == "string" and not DURATION.match(value):
+    if option.name in DURATIONS and not DURATION.match(value):
         raise SetupError(f"{origin} must be a duration like 500ms, 3s or 15min, got {value!r}; "
                          f"fix the value of {origin}")
     if option.choices is not None and value not in option.choices:

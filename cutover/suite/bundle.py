@@ -94,7 +94,9 @@ def write(out: Path, settings: Settings, plan: Plan, log: Mapping[str, Any], rec
     bound = log.get("rollback_time_bound") or {}
     facts = {
         "verdict": log.get("verdict"),
+        "run": log.get("run"),
         "exit_status": log.get("exit_status"),
+        "forecast_basis": log.get("forecast_basis"),  # the window's times, scaled by the go/no-go
         "checks": checks,
         "passed": passed,
         "required": len(required),

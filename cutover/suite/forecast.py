@@ -130,13 +130,17 @@ def forecast(b: Basis, production: Mapping[str, int], *, execute_slot: float, se
                  ln.seconds, ln.slot_s) for ln in lines] + [Line("assumes", assumes, None, None)]
 
 
-def render(lines: Sequence[Line]) -> list[str]:
-    """``forecast execute: ~41 s for 1,012,762 rows (slot 5 min): fits``, one per item."""
+def described(lines: Sequence[Line]) -> dict[str, tuple[bool, str]]:
+    """Per item, whether it fits and ``~41 s for 1,012,762 rows (slot 5 min): fits; assumes …``."""
     assumes = next((ln.text for ln in lines if ln.item == "assumes"), "")
-    out = []
+    out = {}
     for ln in lines:
-        if ln.item == "assumes":
-            continue
-        word = "informational" if ln.slot_s is None else ("fits" if ln.fits else "PAST THE SLOT")
-        out.append(f"forecast {ln.item}: {ln.text}: {word}; assumes {assumes}")
+        if ln.item != "assumes":
+            word = "informational" if ln.slot_s is None else ("fits" if ln.fits else "PAST THE SLOT")
+            out[ln.item] = (ln.fits, f"{ln.text}: {word}; assumes {assumes}")
     return out
+
+
+def render(lines: Sequence[Line]) -> list[str]:
+    """``forecast execute: ~41 s for 1,012,762 rows (slot 5 min): fits; assumes …``, one per item."""
+    return [f"forecast {item}: {text}" for item, (_, text) in described(lines).items()]

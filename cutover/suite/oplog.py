@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from cutover.core import db
+from cutover.core.errors import CutoverError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url, redact
-from cutover.suite import bundle
-from cutover.suite.catalogue import Catalogue
+from cutover.reference import report as reports
+from cutover.suite import bundle, forecast
+from cutover.suite.catalogue import SET_B_IDS, Catalogue
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.state import RunState
@@ -268,6 +270,23 @@ def manual_rows(titles: Mapping[str, str], outcomes: Mapping[str, str], answers:
     return rows
 
 
+def forecast_basis(record: Record | None, plan: Plan, settings: Settings,
+                   seconds: Mapping[str, float]) -> dict[str, Any] | None:
+    """What the go/no-go's forecast scales to production's rows: None unless this run executed a cutover."""
+    if record is None or not record.report_path or not Path(record.report_path).is_file():
+        return None
+    try:
+        report = reports.load_streamed(Path(record.report_path))
+    except CutoverError:
+        return None
+    setb = [seconds[c] for c in sorted(SET_B_IDS) if c in seconds]
+    reverse = (record.rollback or {}).get("seconds")
+    return forecast.basis(report, plan, wal_bytes=record.wal_bytes,
+                          setb_s=round(sum(setb), 3) if len(setb) == len(SET_B_IDS) else None,
+                          reverse_s=float(reverse) if reverse is not None else None, restore_s=record.restore_s,
+                          durable=settings.sandbox_durable or not record.sandbox).to_json()
+
+
 def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, summary: Any,
                  exit_status: int, command: str) -> Path:
     """Gather the run (rehearsal record, check outcomes, journal) and write artifacts/<stamp>/."""
@@ -303,6 +322,7 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
                 setup_error=setup_error, interrupted_at=interrupted_at,
                 next_step=list(getattr(summary, "next_steps", [])))
     log["run"] = "go/no-go" if run.window else summary.kind  # step 5a's evidence is never a rehearsal's
+    log["forecast_basis"] = forecast_basis(record, plan, settings, getattr(summary, "seconds", {}))
     log["window_timeline"] = run.window_timeline or []
     log["answers_for"], log["answers_warning"] = run.rehearsal, run.answers_warning
     results = Path(run.results) if run.results else shared / "allure-results"

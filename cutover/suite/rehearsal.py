@@ -71,6 +71,7 @@ class Record:
     captured: dict[str, str] = field(default_factory=dict)
     content: dict[str, Any] | None = None  # A5-content: content.Comparison as JSON, or {"not_compared": why}
     rollback: dict[str, Any] | None = None  # the rehearsed reverse: seconds, via, comparison, or error
+    wal_bytes: int | None = None  # WAL the execute wrote (the forecast scales it to production's rows)
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     @contextmanager
@@ -177,8 +178,30 @@ def _stream(command: str, env: dict[str, str], log: Log) -> int:
     return proc.wait()
 
 
+def _wal_position(url: str) -> str | None:
+    """Where the server's WAL stands: read before and after the execute, for the forecast's WAL volume."""
+    try:
+        with db.connection(url, read_only=True, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    except psycopg.Error:  # a managed server may not grant it: the forecast then says WAL is unmeasured
+        return None
+    return str(row[0]) if row else None
+
+
+def _wal_since(url: str, start: str | None) -> int | None:
+    if start is None:
+        return None
+    try:
+        with db.connection(url, read_only=True, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (start,)).fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0]) if row else None
+
+
 def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path, log: Log) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
+    wal_start = _wal_position(url)
     path = Path(settings.report_path) if settings.report_path is not None else (
         report_dir / f"cutover_report_rehearsal_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json").resolve()
     actor = f"rehearsal:{settings.operator_name}"
@@ -209,6 +232,7 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
         entry["detail"] = f"{loaded.get('commit_status')}, {sum(loaded.get('moved', {}).values())} rows"
         if loaded.get("commit_status") != "committed":
             raise SetupError(f"the cutover report says commit_status={loaded.get('commit_status')!r}: not committed")
+    record.wal_bytes = _wal_since(url, wal_start)
     return path
 
 

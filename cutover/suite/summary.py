@@ -36,12 +36,15 @@ class Summary:
         self.interrupted_at: str | None = None
         self.next_steps: list[str] = []  # Set B's failure: what the runbook says to do now
         self.notes: list[str] = []  # what a READY line adds, from the tests that measured it
+        self.seconds: dict[str, float] = {}  # per check, its tests' call time
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
         check = properties.get("cutover_check")
         if check is not None:
             self.record(str(check), report)
+            if report.when == "call":  # the checks' own time: Set B's is what the forecast scales
+                self.seconds[str(check)] = self.seconds.get(str(check), 0.0) + report.duration
         if properties.get("cutover_note") and report.when == "call" and report.passed:
             self.notes.append(str(properties["cutover_note"]))  # e.g. "rollback rehearsed in 4.1 s"
 
