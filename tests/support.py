@@ -69,6 +69,15 @@ def spawn_cutover(url: str, *args: str, extra_env: dict[str, str] | None = None)
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
+def ssh_signer(directory: Path, principal: str) -> tuple[Path, str]:
+    """A throwaway ed25519 key (no passphrase) and its allowed-signers line, as an operator makes them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / principal.replace("@", "_at_")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", str(key)], check=True,
+                   capture_output=True, timeout=60)
+    return key, f"{principal} {Path(f'{key}.pub').read_text().strip()}\n"
+
+
 def machine_python() -> str:
     """The interpreter the venv was made from: the project's dependencies are not installed there."""
     python = str(getattr(sys, "_base_executable", "") or "python3")

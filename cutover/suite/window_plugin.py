@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from cutover.core import evidence
+from cutover.core.errors import CutoverError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite import timeline, window
@@ -56,6 +58,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.rehearse:
         raise pytest.UsageError("-m prereq only reads; drop --rehearse (it would let the rehearsal write to "
                                 "the --db-url target)")
+    if settings.allowed_signers is not None:
+        try:
+            evidence.check_signers(Path(settings.allowed_signers))
+        except CutoverError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
