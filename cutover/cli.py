@@ -8,7 +8,9 @@ stderr so stdout stays clean for pipes.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -184,7 +186,20 @@ def _snapshot_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interruptible() -> None:
+    """Ctrl-C (SIGINT) always interrupts a command: rolled back, exit 130.
+
+    A process started as a script's background job (``cmd &`` without job control: CI steps, a
+    wrapper script, ``scripts/test &``) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt: the signal was dropped and an execute held its locks until its statement
+    timeout. Every transaction here rolls back on interrupt, so honouring it is always safe.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _interruptible()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "evidence":

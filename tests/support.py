@@ -62,11 +62,20 @@ def _command(env: dict[str, str]) -> list[str]:
     return [str(ROOT / "tests" / "pausing_cutover.py")] if hooked else ["-m", "cutover.cli"]
 
 
-def spawn_cutover(url: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def spawn_cutover(url: str, *args: str, extra_env: dict[str, str] | None = None,
+                  sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """``cutover ARGS`` running in the background. ``sigint_ignored``: started the way a script's
+    background job (``cmd &`` without job control: CI steps, ``scripts/test &``) starts it, with
+    SIGINT ignored, which Python then leaves ignored instead of raising KeyboardInterrupt."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
     env.update(DATABASE_URL=url, CUTOVER_ACTOR="test:pytest", **(extra_env or {}))
     return subprocess.Popen([sys.executable, *_command(env), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            preexec_fn=_ignore_sigint if sigint_ignored else None)
 
 
 def ssh_signer(directory: Path, principal: str) -> tuple[Path, str]:
