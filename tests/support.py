@@ -55,10 +55,11 @@ def run_cutover(url: str, *args: str, actor: str | None = "test:pytest", extra_e
 # with an audit part of that many bytes.
 PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
 PART_BYTES_ENV = "CUTOVER_TEST_AUDIT_PART_BYTES"
+SIGINT_AFTER_COMMIT_ENV = "CUTOVER_TEST_SIGINT_AFTER_COMMIT"
 
 
 def _command(env: dict[str, str]) -> list[str]:
-    hooked = PAUSE_ENV in env or PART_BYTES_ENV in env
+    hooked = PAUSE_ENV in env or PART_BYTES_ENV in env or SIGINT_AFTER_COMMIT_ENV in env
     return [str(ROOT / "tests" / "pausing_cutover.py")] if hooked else ["-m", "cutover.cli"]
 
 

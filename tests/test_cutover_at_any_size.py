@@ -20,7 +20,16 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
-from tests.support import PART_BYTES_ENV, PAUSE_ENV, checksum, execute_sql, run_cutover, scalar, spawn_cutover
+from tests.support import (
+    PART_BYTES_ENV,
+    PAUSE_ENV,
+    SIGINT_AFTER_COMMIT_ENV,
+    checksum,
+    execute_sql,
+    run_cutover,
+    scalar,
+    spawn_cutover,
+)
 
 APP = "cutover-execute"
 
@@ -111,6 +120,23 @@ def test_ctrl_c_leaves_no_spool(fresh_db: str, cutover_plan: Plan, tmp_path: Pat
                          extra_env={PAUSE_ENV: str(step), "TMPDIR": str(tmp)}, sigint_ignored=True)
     paused(proc, step)
     interrupted_cleanly(proc, fresh_db, cutover_plan, before, tmp, report)
+
+
+def test_ctrl_c_after_the_commit_reports_the_commit(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    """Too late to roll back: the report must say committed and the exit must not be 130 ("unchanged")."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    report = tmp_path / "report.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                       extra_env={SIGINT_AFTER_COMMIT_ENV: "1", "TMPDIR": str(tmp)})
+    assert done.returncode == 0, done.stderr
+    assert "Ctrl-C came after the COMMIT" in done.stderr and "CUTOVER COMMITTED" in done.stdout, done.stderr
+    written = json.loads(report.read_text())
+    assert written["commit_status"] == "committed" and "error" not in written
+    assert list(tmp.iterdir()) == []
+    assert scalar(fresh_db, sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+        sql.Identifier(cutover_plan.audit.table), sql.Identifier(cutover_plan.audit.type_column)),
+        (cutover_plan.audit.completed,)) == 1
 
 
 def _wait_until_blocked(proc: subprocess.Popen[str], url: str, wait_event: str) -> None:
