@@ -95,11 +95,13 @@ def test_a_directory_without_evidence_is_no_go(
     ([], "pass --db-url=PROD"),
     (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod"], "pass --evidence="),
     (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod", "--evidence=x", "--rehearse"], "drop --rehearse"),
+    (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod", "--evidence=x", "--allowed-signers=nope"],
+     "--allowed-signers nope: no such file"),
 ])
 def test_the_go_no_go_refuses_to_run_without_its_targets(pytester: pytest.Pytester,
                                                          example: Callable[..., list[str]], monkeypatch:
                                                          pytest.MonkeyPatch, extra: list[str], fragment: str) -> None:
-    for var in ("DATABASE_URL", "CUTOVER_DB_URL", "CUTOVER_EVIDENCE"):
+    for var in ("DATABASE_URL", "CUTOVER_DB_URL", "CUTOVER_EVIDENCE", "CUTOVER_ALLOWED_SIGNERS"):
         monkeypatch.delenv(var, raising=False)
     args = example(**FILES)
     done = pytester.runpytest_subprocess("-m", "prereq", *extra, *args)

@@ -23,6 +23,7 @@ from cutover.suite import bundle, window
 from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.manual.answers import Answer
 from tests import fakes
+from tests.support import ssh_signer
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -129,6 +130,35 @@ def test_an_edited_claim_in_evidence_json_fails_verification(tmp_path: Path, pla
 def test_no_bundle_fails_every_evidence_item(tmp_path: Path, plan: Plan) -> None:
     found = items(tmp_path, plan, resolve({}, {}, {}))
     assert len(found) == 6 and all(i.status == "FAIL" and "no evidence.json" in i.detail for i in found.values())
+
+
+def test_a_signed_rehearsal_verifies_with_its_signer_named(tmp_path: Path, plan: Plan) -> None:
+    key, line = ssh_signer(tmp_path / "keys", "rehearsal-lead@example.com")
+    (tmp_path / "allowed").write_text(line)
+    settings = resolve({"allowed_signers": str(tmp_path / "allowed")}, {}, {})
+    evidence.sign(make_bundle(tmp_path / "run", plan, settings), key)
+    found = items(tmp_path / "run", plan, settings)
+    assert all(i.ok for i in found.values()), [i.line() for i in found.values()]
+    assert "signed by rehearsal-lead@example.com with ED25519 key" in found["evidence-verifies"].detail
+
+
+def test_with_signers_an_unsigned_or_forged_rehearsal_is_no_go(tmp_path: Path, plan: Plan) -> None:
+    """A NOT READY rehearsal whose log was edited into READY and every hash recomputed: with hashes alone
+    the go/no-go's evidence items all pass; with --allowed-signers the signature gives it away."""
+    key, line = ssh_signer(tmp_path / "keys", "rehearsal-lead@example.com")
+    (tmp_path / "allowed").write_text(line)
+    plain, checked = resolve({}, {}, {}), resolve({"allowed_signers": str(tmp_path / "allowed")}, {}, {})
+    run = make_bundle(tmp_path / "run", plan, plain, results={"A12": "fail"})
+    evidence.sign(run, key)
+    assert items(run, plan, checked)["evidence-ready"].status == "FAIL"
+    signature = (run / evidence.SIGNATURE).read_bytes()
+    make_bundle(run, plan, plain)  # the forger's rewrite: READY, every hash recomputed
+    assert all(i.ok for i in items(run, plan, plain).values())
+    unsigned = items(run, plan, checked)["evidence-verifies"]
+    assert unsigned.status == "FAIL" and "the bundle is not signed" in unsigned.detail, unsigned.line()
+    (run / evidence.SIGNATURE).write_bytes(signature)  # ... keeping the old signature does not help either
+    forged = items(run, plan, checked)["evidence-verifies"]
+    assert forged.status == "FAIL" and "its signature does not verify" in forged.detail, forged.line()
 
 
 @pytest.fixture

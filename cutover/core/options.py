@@ -129,6 +129,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("evidence", "--evidence", "string", None,
            "The rehearsal's artifacts directory (with evidence.json) that the go/no-go (-m prereq) compares "
            "production with.", ("CUTOVER_EVIDENCE",)),
+    Option("sign_with", "--sign-with", "string", None,
+           "Sign the run's evidence.json with this SSH private key (ssh-keygen -Y sign, namespace "
+           "cutover-evidence), writing evidence.json.sig beside it.", ("CUTOVER_SIGN_WITH",)),
+    Option("allowed_signers", "--allowed-signers", "string", None,
+           "An ssh-keygen allowed-signers file: the evidence must be signed by one of its keys (go/no-go, "
+           "cutover evidence verify); unsigned, another signer or an edit after signing fails.",
+           ("CUTOVER_ALLOWED_SIGNERS",)),
     Option("operator", "--operator", "string", None,
            "Who answers the manual checks, recorded with each answer (default: $USER).",
            ("CUTOVER_OPERATOR", "USER")),
@@ -164,6 +171,8 @@ class Settings:
     artifacts_dir: str = "artifacts"
     allure_bin: str | None = None
     evidence: str | None = None
+    sign_with: str | None = None
+    allowed_signers: str | None = None
     operator: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -143,8 +143,8 @@ class Bundle:
     log: dict[str, Any]
 
     @classmethod
-    def open(cls, directory: Path) -> Bundle:
-        found = evidence.verify(directory)
+    def open(cls, directory: Path, allowed_signers: Path | None = None) -> Bundle:
+        found = evidence.verify(directory, allowed_signers)
         root = found.directory
         entry = found.body["files"].get("operator_log_json")
         log: dict[str, Any] = {}
@@ -159,7 +159,7 @@ class Bundle:
 def evidence_verifies(b: Bundle) -> Item:
     v = b.verification
     if v.ok:
-        return passed("evidence-verifies", f"{len(v.checked)} files match {b.directory / evidence.FILE}")
+        return passed("evidence-verifies", f"{len(v.checked)} files match {b.directory / evidence.FILE}; {v.trust()}")
     return failed("evidence-verifies", f"{len(v.problems)} problems in {b.directory}: {'; '.join(v.problems)}")
 
 
@@ -233,8 +233,9 @@ def restore_budget(b: Bundle) -> Item:
 def evidence_items(directory: Path, plan: Plan, settings: Settings, now: datetime | None = None) -> list[Item]:
     """The six evidence prerequisites; a bundle that cannot be read fails all six, each saying so."""
     ids = ["evidence-verifies", "evidence-ready", "evidence-fresh", "same-plan", "same-cutover", "restore-budget"]
+    signers = Path(settings.allowed_signers) if settings.allowed_signers is not None else None
     try:
-        b = Bundle.open(directory)
+        b = Bundle.open(directory, signers)
     except CutoverError as exc:
         return [failed(i, str(exc)) for i in ids]
     return [evidence_verifies(b), evidence_ready(b, plan), evidence_fresh(b, now or datetime.now(UTC)),
