@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from cutover.core.errors import SetupError
 from cutover.core.redact import mask_url, redact, split_password
@@ -55,6 +56,24 @@ def describe_failure(url: str, exc: BaseException, option: str = "--db-url") -> 
     return f"cannot connect to {mask_url(url)} ({first}); fix {option}"
 
 
+def _escaped(value: str) -> str:
+    """A setting's value as libpq's ``options`` reads it: spaces and backslashes escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def libpq_options(url: str, settings: Mapping[str, str]) -> str | None:
+    """The operator's own ``options`` (the URL's, else PGOPTIONS, as libpq itself picks), then ours.
+
+    Passing ``options=`` to libpq replaces the URL's and PGOPTIONS' outright: a read-only connection
+    would then lose a ``-csearch_path=...`` that execute keeps, and reading and writing would see
+    different schemas. Ours come last, so the server applies them after the operator's: a
+    ``-cdefault_transaction_read_only=off`` in the URL cannot make a read-only connection writable.
+    """
+    theirs = str(conninfo_to_dict(url).get("options") or os.environ.get("PGOPTIONS") or "").strip()
+    ours = " ".join(f"-c {k}={_escaped(str(v))}" for k, v in settings.items())
+    return " ".join(part for part in (theirs, ours) if part) or None
+
+
 def connect(
     url: str,
     *,
@@ -69,11 +88,10 @@ def connect(
     settings = dict(options or {})
     if read_only:
         settings["default_transaction_read_only"] = "on"
-    pg_options = " ".join(f"-c {k}={v}" for k, v in settings.items())
     try:
         # UTF8 whatever the database's encoding: on SQL_ASCII psycopg would return bytes for text.
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout,
-                               application_name=application_name, options=pg_options or None,
+                               application_name=application_name, options=libpq_options(url, settings),
                                client_encoding="UTF8")
     except psycopg.Error as exc:
         raise SetupError(describe_failure(url, exc, purpose)) from None
