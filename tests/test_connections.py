@@ -13,6 +13,7 @@ import pytest
 
 from cutover.core import db
 from cutover.core.options import Settings
+from cutover.core.plan import Plan
 from cutover.suite.under_check import check_connection
 from tests.support import execute_sql, run_cutover
 
@@ -45,10 +46,11 @@ def test_a_read_only_connection_keeps_pgoptions(empty_db: str, monkeypatch: pyte
         assert db.one(conn, "SHOW transaction_read_only") == ("on",)
 
 
-def test_the_checks_connection_keeps_the_urls_search_path(empty_db: str, cutover_settings: Settings) -> None:
+def test_the_checks_connection_keeps_the_urls_search_path(empty_db: str, cutover_settings: Settings,
+                                                          cutover_plan: Plan) -> None:
     """Set B's and Set A's checks read through this one connection."""
     _shadowed(empty_db)
-    conn = check_connection(with_options(empty_db, "-csearch_path=elsewhere,public"), cutover_settings)
+    conn = check_connection(with_options(empty_db, "-csearch_path=elsewhere,public"), cutover_settings, cutover_plan)
     try:
         assert db.one(conn, "SELECT n FROM only_here") == (42,)
     finally:

@@ -8,7 +8,7 @@ for the CLI, the sandbox and the checks.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -56,6 +56,32 @@ def describe_failure(url: str, exc: BaseException, option: str = "--db-url") -> 
     return f"cannot connect to {mask_url(url)} ({first}); fix {option}"
 
 
+# Every connection: a query that row-level security would filter fails instead of returning fewer
+# rows (pg_dump does the same). A role bound by RLS would otherwise see a partial database, and a
+# dry run or a check on it would pass on what it could not see. Checks that mean to see what the
+# application sees switch it on for their own transaction (``SET LOCAL row_security = on``).
+ROW_SECURITY_OFF = {"row_security": "off"}
+
+
+def hidden_by_row_security(conn: Connection, tables: Sequence[str]) -> str | None:
+    """One line naming this connection's role, the tables RLS would filter for it, and the fix; ``None``
+    when it reads every row (a superuser, a BYPASSRLS role, an owner without FORCE, or no RLS).
+
+    ``row_security_active`` answers for the current role whatever ``row_security`` is set to, so this
+    is asked before any row is read: the failure is one line, not the first query's error.
+    """
+    rows = conn.execute("SELECT current_user, quote_ident(current_user), t "
+                        "FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) "
+                        "WHERE row_security_active(to_regclass(quote_ident(t))) ORDER BY n",
+                        (list(tables),)).fetchall()
+    if not rows:
+        return None
+    role, quoted = rows[0][0], rows[0][1]
+    return (f"role '{role}' reads {', '.join(r[2] for r in rows)} through row-level security, which would hide "
+            f"rows from the suite; connect as a superuser or a BYPASSRLS role (ALTER ROLE {quoted} BYPASSRLS), or "
+            f"as the tables' owner where they are not under FORCE ROW LEVEL SECURITY")
+
+
 def _escaped(value: str) -> str:
     """A setting's value as libpq's ``options`` reads it: spaces and backslashes escaped."""
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
@@ -85,7 +111,7 @@ def connect(
     application_name: str = APPLICATION_NAME,
 ) -> Connection:
     """Open a connection; a failure becomes a one-line :class:`SetupError` naming ``purpose``."""
-    settings = dict(options or {})
+    settings = {**ROW_SECURITY_OFF, **(options or {})}
     if read_only:
         settings["default_transaction_read_only"] = "on"
     try:
