@@ -110,3 +110,5 @@ def test_set_a_and_set_b_as_a_forced_owner_are_a_setup_error_never_a_pass(
     assert "PASSED" not in out.replace("SET B PASSED: 0", "")
     (line,) = [x for x in out.splitlines() if "BYPASSRLS" in x and "setup error" in x.lower()][:1]
     assert_names_role_table_and_fix(line, role)
+    timeline = out[out.index("timeline: not read from the database"):].splitlines()
+    assert "reads events through row-level security" in timeline[0] and "HINT" not in timeline[1], timeline[:2]
