@@ -197,3 +197,37 @@ def test_a_format_this_release_does_not_read_is_refused(tmp_path: Path, value: s
     path.write_text(DEFAULT_PLAN.read_text().replace("format = 2", f"format = {value}", 1))
     with pytest.raises(PlanError, match=message):
         load_plan(path)
+
+
+def test_plan_upgrade_shows_the_diff_and_writes_only_with_write(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    old = _format_1(DEFAULT_PLAN.read_text())
+    path.write_text(old)
+    shown = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}")
+    assert shown.returncode == 0, shown.stderr
+    added = [ln for ln in shown.stdout.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    assert added == ["+format = 2", '+allow_list_part = "cutover.allow_list_part"',
+                     '+"cutover.allow_list_part" = "system"'], shown.stdout
+    assert not [ln for ln in shown.stdout.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    assert path.read_text() == old, "without --write nothing is written"
+    assert "--write" in shown.stderr
+    written = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}", "--write")
+    assert written.returncode == 0, written.stderr
+    upgraded = load_plan(path)
+    current = load_plan(DEFAULT_PLAN)
+    assert upgraded.format == PLAN_FORMAT
+    assert (upgraded.audit, upgraded.classifications) == (current.audit, current.classifications)
+    assert "# The cutover's own audit trail" in path.read_text(), "comments are kept"
+    again = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}", "--write")
+    assert again.returncode == 0 and "already format 2" in again.stderr and again.stdout == ""
+
+
+def test_plan_upgrade_refuses_a_plan_that_does_not_load(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    text = _format_1(DEFAULT_PLAN.read_text()).replace('owner = "provider"', 'ownr = "provider"', 1)
+    path.write_text(text)
+    done = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}", "--write")
+    assert done.returncode == 4, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "unknown key 'ownr'; did you mean 'owner'?" in line
+    assert path.read_text() == text

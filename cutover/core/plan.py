@@ -324,6 +324,11 @@ def load_plan(path: Path) -> Plan:
         raise PlanError(f"plan file {path} not found; pass an existing plan with --plan") from None
     except tomllib.TOMLDecodeError as exc:
         raise PlanError(f"plan file {path} is not valid TOML ({exc}); fix the file or pass --plan") from None
+    return plan_from(raw, path)
+
+
+def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
+    """Validate a parsed plan file (``path`` says where it came from); every problem is a :class:`PlanError`."""
     _known(raw, SECTIONS, "")
     meta = _get(raw, "plan", "", dict)
     tenants = _get(raw, "tenants", "", dict)
