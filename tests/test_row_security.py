@@ -18,6 +18,8 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.plan import Plan
+from cutover.reference import aftercare
+from cutover.reference import execute as engine
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite import verdict as v
 from tests.support import checksum, execute_sql, operator_tests, run_cutover
@@ -88,6 +90,16 @@ def test_sweep_as_a_forced_owner_is_blocked(forced_owner: tuple[str, str]) -> No
     assert done.returncode == 1, done.stdout + done.stderr
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("cutover: BLOCKED: row-security: ")]
     assert_names_role_table_and_fix(line, role)
+
+
+def test_the_reverse_preview_as_a_forced_owner_is_blocked(forced_owner: tuple[str, str], cutover_plan: Plan) -> None:
+    """What ``cutover reverse --dry-run`` and Set B's next step count: refused before the report's keys are read."""
+    url, role = forced_owner
+    with pytest.raises(engine.RunFailed) as info:
+        aftercare.reverse_counts(url, cutover_plan, engine.Timeouts(), {"run_id": "any"})
+    assert info.value.exit_code == engine.EXIT_BLOCKED
+    assert str(info.value).startswith("row-security: ")
+    assert_names_role_table_and_fix(str(info.value), role)
 
 
 def test_report_rebuild_as_a_forced_owner_is_one_line(forced_owner: tuple[str, str], tmp_path: str) -> None:

@@ -106,5 +106,5 @@ def check_connection(url: str, settings: Settings, plan: Plan) -> Connection:
     hidden = db.hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:
         conn.close()
-        raise SetupError(f"the checks cannot see every row: {hidden}; pass such a role in --db-url")
+        raise SetupError(f"the checks cannot see every row: {hidden}; put that role in --db-url")
     return conn
