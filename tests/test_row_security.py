@@ -124,3 +124,17 @@ def test_set_a_and_set_b_as_a_forced_owner_are_a_setup_error_never_a_pass(
     assert_names_role_table_and_fix(line, role)
     timeline = out[out.index("timeline: not read from the database"):].splitlines()
     assert "reads events through row-level security" in timeline[0] and "HINT" not in timeline[1], timeline[:2]
+
+
+def test_the_go_no_go_as_a_forced_owner_is_never_go(
+        pytester: pytest.Pytester, example: Callable[..., list[str]], forced_owner: tuple[str, str],
+        tmp_path: str) -> None:
+    url, role = forced_owner
+    args = example(**operator_tests("test_matrix", "test_prereq"))
+    result = pytester.runpytest_subprocess("-m", "prereq", f"--db-url={url}", f"--evidence={tmp_path}",
+                                           "-p", "no:randomly", *args)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == v.EXIT_SETUP, out
+    assert "WINDOW GO" not in out and "WINDOW NO-GO: A1 not run, A2 not run" in out
+    (line,) = [x for x in out.splitlines() if "the checks cannot see every row" in x][:1]
+    assert_names_role_table_and_fix(line, role)
