@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from cutover.core.errors import PlanError
 from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
 from cutover.sandbox.backends import free_port
-from tests.support import run_cutover
+from tests.support import operator_tests, run_cutover
 
 ROOT = Path(__file__).parent.parent
 
@@ -231,3 +232,16 @@ def test_plan_upgrade_refuses_a_plan_that_does_not_load(tmp_path: Path) -> None:
     (line,) = done.stderr.strip().splitlines()
     assert "unknown key 'ownr'; did you mean 'owner'?" in line
     assert path.read_text() == text
+
+
+def test_a_typo_stops_set_b_before_any_database_is_touched(
+        pytester: pytest.Pytester, example: Callable[..., list[str]], tmp_path: Path) -> None:
+    broken = tmp_path / "plan.toml"
+    broken.write_text(DEFAULT_PLAN.read_text().replace('[tables.quotes]\nkey = "id"', '[tables.quotes]\nkye = "id"', 1))
+    args = example(**operator_tests("test_matrix"))
+    done = pytester.runpytest_subprocess("-m", "setB", f"--db-url=postgresql://ops@127.0.0.1:{free_port()}/prod",
+                                         f"--plan={broken}", *args)
+    out = done.stdout.str() + done.stderr.str()
+    assert done.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert "plan [tables.quotes]: unknown key 'kye'; did you mean 'key'?" in out
+    assert "cannot reach" not in out and "PASSED" not in out
