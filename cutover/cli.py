@@ -14,10 +14,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cutover.core import catalog, db, evidence, plan_draft
+from cutover.core import catalog, db, evidence, plan_draft, plan_upgrade
 from cutover.core.errors import EXIT_USAGE, CutoverError, PlanError
 from cutover.core.options import resolve
-from cutover.core.plan import DEFAULT_PLAN, load_plan
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
 from cutover.core.redact import redact
 from cutover.reference import commands as cutover_commands
 from cutover.sandbox import backends as sandbox
@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = plan_cmds.add_parser("check", help="list every difference between a plan and the live schema")
     check.add_argument("--db-url", default=None, help="the database to read (or CUTOVER_DB_URL / DATABASE_URL)")
     check.add_argument("--plan", default=None, help="plan file (default the reference plan)")
+    upgrade = plan_cmds.add_parser("upgrade", help="show a plan of an earlier format in the current one; "
+                                                   "--write writes it")
+    upgrade.add_argument("--plan", default=None, help="plan file (default the reference plan)")
+    upgrade.add_argument("--write", action="store_true", help="write the upgraded plan (default: only show the diff)")
     return parser
 
 
@@ -136,6 +140,26 @@ def _plan_check(args: argparse.Namespace) -> int:
         print(f"plan check: {len(differences)} differences between {settings.plan_path} and the database")
         return 1
     print(f"plan check: {settings.plan_path} and the database agree")
+    return 0
+
+
+def _plan_upgrade(args: argparse.Namespace) -> int:
+    """The diff to the current format on stdout; the file is written only with --write. No database."""
+    path = resolve({"plan": args.plan}, {}).plan_path
+    try:
+        old, new = plan_upgrade.upgraded(path)
+    except PlanError as exc:
+        print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_PLAN
+    if new == old:
+        print(f"plan upgrade: {path} is already format {PLAN_FORMAT}; nothing to do", file=sys.stderr)
+        return 0
+    sys.stdout.write(plan_upgrade.diff(path, old, new))
+    if args.write:
+        plan_upgrade.write(path, new)
+        print(f"plan upgrade: wrote {path} (format {PLAN_FORMAT})", file=sys.stderr)
+    else:
+        print(f"plan upgrade: nothing written; run again with --write to write {path}", file=sys.stderr)
     return 0
 
 
@@ -193,7 +217,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evidence":
         return _evidence_verify(args)
     if args.command == "plan":
-        return _plan_draft(args) if args.plan_command == "draft" else _plan_check(args)
+        return {"draft": _plan_draft, "check": _plan_check, "upgrade": _plan_upgrade}[args.plan_command](args)
     if args.command != "snapshot":
         return int(args.handler(args))
     if args.snapshot_command == "make":

@@ -160,7 +160,7 @@ def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, 
 
 def failing_evidence(target: DatabaseUnderCheck, plan: Plan, settings: Settings, report: Any = None) -> dict[str, str]:
     """Every one of the 12 checks on ``target``; the failing ones' ids with their evidence text."""
-    conn = check_connection(target.url, settings)
+    conn = check_connection(target.url, settings, plan)
     try:
         c = Checker(conn, plan, target.report if report is None else report)
         results = [check.evaluate(c, *subject) for check in AUTOMATED

@@ -208,6 +208,14 @@ def open_steps(run: Run, conn: Connection, plan: Plan, timeouts: Timeouts) -> No
         set_timeouts(conn, timeouts)
     with run.step("advisory lock; lock the plan's tables against writes"):
         lock(conn, plan, timeouts)
+        refuse_hidden_rows(conn, plan)
+
+
+def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
+    """BLOCKED when row security would filter the plan's tables for this role: every statement would fail."""
+    hidden = db.hidden_by_row_security(conn, plan.all_tables)
+    if hidden is not None:
+        raise RunFailed(f"row-security: {hidden}; nothing changed", EXIT_BLOCKED)
 
 
 def interval_seconds(value: str) -> float:

@@ -435,6 +435,7 @@ def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, docume
         facts["document_tenant"] = tenant_of(r.document_table, document_id)
         rule = plan.table(r.patient_table)
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(plan.app_role)))
+        conn.execute("SET LOCAL row_security = on")  # the probe filters as the app does; nothing else may
         conn.execute("SELECT set_config(%s, %s, true)", (plan.tenant_setting, plan.source))
         row = conn.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {k} = {v}").format(
             t=I(r.patient_table), k=key_text(rule.key), v=L(patient_id))).fetchone()

@@ -92,8 +92,9 @@ def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, wor
     return DatabaseUnderCheck(url, json.loads(path.read_text()), path, sandbox=True)
 
 
-def check_connection(url: str, settings: Settings) -> Connection:
-    """Read-only by session default, short timeouts, named; refuses to hand out anything writable."""
+def check_connection(url: str, settings: Settings, plan: Plan) -> Connection:
+    """Read-only by session default, short timeouts, named; refuses to hand out anything writable, or a
+    role that row security would show only part of the plan's tables (a check would pass on less)."""
     conn = db.connect(url, autocommit=True, read_only=True, application_name=CHECK_APPLICATION,
                       options={"statement_timeout": settings.check_statement_timeout,
                                "lock_timeout": settings.check_lock_timeout})
@@ -102,4 +103,8 @@ def check_connection(url: str, settings: Settings) -> Connection:
         conn.close()
         raise SetupError("the checks' connection is not read-only (transaction_read_only is off); refusing to run "
                          "checks on a connection that could write")
+    hidden = db.hidden_by_row_security(conn, plan.all_tables)
+    if hidden is not None:
+        conn.close()
+        raise SetupError(f"the checks cannot see every row: {hidden}; put that role in --db-url")
     return conn
