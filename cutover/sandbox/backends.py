@@ -161,6 +161,9 @@ def _log_tail(base: Path, lines: int = 3) -> str:
 def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
     """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off (unless --sandbox-durable)."""
     pg = locate(settings.pg_bindir)
+    problem = pg.reachable_problem()
+    if problem is not None:
+        raise SetupError(problem)
     reap_stale(settings.sandbox_dir)
     parent = settings.sandbox_dir if settings.sandbox_dir is not None else tempfile.gettempdir()
     base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
