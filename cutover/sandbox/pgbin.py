@@ -180,8 +180,9 @@ class Installation:
         return major_of(self.version)
 
     def describe(self) -> str:
-        return f"{self.major} ({self.origin}, {self.bindir})" if self.origin != str(self.bindir) \
-            else f"{self.major} ({self.bindir})"
+        if self.origin in (str(self.bindir), "--pg-bindir"):
+            return f"{self.major} ({self.bindir})"
+        return f"{self.major} ({self.origin}, {self.bindir})"
 
 
 def installed_version(bindir: Path) -> str | None:
