@@ -190,3 +190,15 @@ def test_a_newer_server_is_used_only_when_allowed_and_then_every_verdict_says_so
     facts = json.loads((pytester.path / "artifacts" / "latest" / "evidence.json").read_text())
     assert pgbin.major_of(facts["postgres"]["server"]) == 18
     assert facts["postgres"]["newer_server_note"] == "rehearsed on 18 for a PostgreSQL 16 production"
+
+
+def test_docker_runs_the_official_image_of_the_major_and_refuses_a_tag_of_another_before_starting(
+    production: Callable[[int, str], Path]
+) -> None:
+    assert majors.docker_image(None, majors.Wanted(18, "x")) == "postgres:18"
+    assert majors.docker_image(None, majors.Wanted(None, "")) == "postgres:15"  # today's default
+    assert majors.docker_image("mine/pg:custom", majors.Wanted(18, "x")) == "mine/pg:custom"
+    assert majors.image_major("postgres:16.4-bookworm") == 16 and majors.image_major("mine/pg:custom") is None
+    spec = sandbox.SandboxSpec(backend="docker", docker_image="postgres:15", snapshot=str(production(18, "plain")))
+    with pytest.raises(SetupError, match=r"--sandbox docker: --docker-image postgres:15 is PostgreSQL 15 .* needs 18"):
+        sandbox.start(spec)  # refused from the tag, before any engine or container is asked
