@@ -22,6 +22,7 @@ from cutover.sandbox import backends as sandbox
 from cutover.sandbox import majors, pgbin, snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.pgbin import ClientTools, Installation
+from cutover.suite import under_check
 from tests.support import REHEARSAL, ROOT, operator_log
 
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
@@ -202,3 +203,10 @@ def test_docker_runs_the_official_image_of_the_major_and_refuses_a_tag_of_anothe
     spec = sandbox.SandboxSpec(backend="docker", docker_image="postgres:15", snapshot=str(production(18, "plain")))
     with pytest.raises(SetupError, match=r"--sandbox docker: --docker-image postgres:15 is PostgreSQL 15 .* needs 18"):
         sandbox.start(spec)  # refused from the tag, before any engine or container is asked
+
+
+def test_the_runs_first_line_names_the_source_and_the_local_server_it_will_run() -> None:
+    line = under_check.describe(resolve({"sandbox": "local", "pg_major": 18}, {}, {}), production=False)
+    assert "(--pg-major 18), on PostgreSQL 18." in line and pgbin.WHEEL_ORIGIN in line
+    refused = under_check.describe(resolve({"sandbox": "local", "pg_major": 16}, {}, {}), production=False)
+    assert refused.endswith("(--pg-major 16)")  # no server named: the setup error says why, in one line

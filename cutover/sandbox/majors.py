@@ -126,7 +126,7 @@ def pick(found: list[Installation], want: Wanted, restricted: bool = False) -> I
         return newer[0]
     have = "; ".join(i.describe() for i in found) or "none"
     where = "--pg-bindir is" if restricted else "this machine has"
-    older = " (an older server than the snapshot's is never tried)" if any(i.major < want.major for i in found) else ""
+    older = " (an older major than production's is never used)" if any(i.major < want.major for i in found) else ""
     allowance = (f"; or --allow-newer-server to rehearse on {newer[0].major} anyway (the verdict then says so)"
                  if newer else "")
     elsewhere = [i for i in installations(None)[0] if i.major == want.major] if restricted else []

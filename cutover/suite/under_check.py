@@ -61,9 +61,16 @@ def _majors(settings: Settings) -> str:
                              settings.allow_newer_server)
     except (SetupError, OSError):
         return ""  # the sandbox's start says what is wrong, with its fix
+    source = "" if want.major is None else (
+        f" (dumped from PostgreSQL {want.version})" if want.version else f" (--pg-major {want.major})")
+    if settings.sandbox == "local":  # the installation is known before it starts: name its version
+        try:
+            chosen = majors.local_installation(settings.pg_bindir, want)
+        except SetupError:
+            return source  # the refusal is the run's setup error, in one line
+        return f"{source}, on PostgreSQL {chosen.version} ({chosen.origin})"
     if want.major is None:
         return ", on the first PostgreSQL server found (its own dump)"
-    source = f" (dumped from PostgreSQL {want.version})" if want.version else f" (--pg-major {want.major})"
     return f"{source}, on a PostgreSQL {want.major}" + (" or newer" if want.allow_newer else "") + " server"
 
 
