@@ -54,13 +54,13 @@ def test_a_ready_rehearsal_gives_go_and_each_broken_prerequisite_a_named_no_go(
                                            f"--evidence={run_dir}", "--answers=window.yaml", *args)
         out = go.stdout.str()
         assert go.ret == 0, out
-        assert "WINDOW GO: 13 of 13 prerequisites hold" in out
-        assert set(_lines(out).values()) == {"PASS"} and len(_lines(out)) == 13, _lines(out)
+        assert "WINDOW GO: 14 of 14 prerequisites hold" in out
+        assert set(_lines(out).values()) == {"PASS"} and len(_lines(out)) == 14, _lines(out)
         assert services.events() == ["cutover_test"]
         assert [r["method"] for r in services.requests if "drain" in r["path"]] == ["GET"]
         assert checksum(fresh_db, cutover_plan, include_audit=True) == pristine  # read-only
         window_log = json.loads((pytester.path / "artifacts" / "latest" / "operator-log.json").read_text())
-        assert window_log["verdict"] == "WINDOW GO: 13 of 13 prerequisites hold"
+        assert window_log["verdict"] == "WINDOW GO: 14 of 14 prerequisites hold"
         assert services.token not in out and "admin-canary" not in out
 
         # Broken: production's schema head, alerts unset, drain-streams not deployed, no operator answers.
@@ -87,7 +87,7 @@ def test_a_directory_without_evidence_is_no_go(
     assert done.ret == 1, out
     lines = _lines(out)
     assert all(lines[i] == "FAIL" for i in ("evidence-verifies", "evidence-ready", "evidence-fresh", "same-plan",
-                                            "same-cutover", "restore-budget")), lines
+                                            "same-cutover", "restore-budget", "same-major")), lines
     assert f"no evidence.json in {tmp_path}" in out
 
 

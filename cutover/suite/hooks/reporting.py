@@ -53,6 +53,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             stopped = [t for t in (record.timeline if record else []) if t["status"] != "ok"]
             if stopped:
                 summary.interrupted_at = f"the rehearsal step '{stopped[-1]['step']}'"
+        record = rehearsals.load_record(shared)
+        summary.note = record.major_note if record else ""
         found = summary.verdict()
         if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = found.exit_code  # the verdict's code, documented, is the run's
