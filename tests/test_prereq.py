@@ -54,14 +54,14 @@ def test_a_ready_rehearsal_gives_go_and_each_broken_prerequisite_a_named_no_go(
                                            f"--evidence={run_dir}", "--answers=window.yaml", *args)
         out = go.stdout.str()
         assert go.ret == 0, out
-        assert "WINDOW GO: 19 of 19 prerequisites hold" in out
-        assert set(_lines(out).values()) == {"PASS"} and len(_lines(out)) == 19, _lines(out)
+        assert "WINDOW GO: 20 of 20 prerequisites hold" in out
+        assert set(_lines(out).values()) == {"PASS"} and len(_lines(out)) == 20, _lines(out)
         assert "forecast-execute" in out and "(slot 5 min): fits; assumes linear in rows per table" in out
         assert services.events() == ["cutover_test"]
         assert [r["method"] for r in services.requests if "drain" in r["path"]] == ["GET"]
         assert checksum(fresh_db, cutover_plan, include_audit=True) == pristine  # read-only
         window_log = json.loads((pytester.path / "artifacts" / "latest" / "operator-log.json").read_text())
-        assert window_log["verdict"] == "WINDOW GO: 19 of 19 prerequisites hold"
+        assert window_log["verdict"] == "WINDOW GO: 20 of 20 prerequisites hold"
 
         # The same production in a window too small for it: the forecast says which slot it overruns.
         tight = pytester.runpytest_subprocess("-m", "prereq", "-p", "no:randomly", f"--db-url={fresh_db}",
@@ -97,7 +97,7 @@ def test_a_directory_without_evidence_is_no_go(
     assert done.ret == 1, out
     lines = _lines(out)
     assert all(lines[i] == "FAIL" for i in ("evidence-verifies", "evidence-ready", "evidence-fresh", "same-plan",
-                                            "same-cutover", "restore-budget")), lines
+                                            "same-cutover", "restore-budget", "same-major")), lines
     assert f"no evidence.json in {tmp_path}" in out
 
 
@@ -105,11 +105,13 @@ def test_a_directory_without_evidence_is_no_go(
     ([], "pass --db-url=PROD"),
     (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod"], "pass --evidence="),
     (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod", "--evidence=x", "--rehearse"], "drop --rehearse"),
+    (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod", "--evidence=x", "--allowed-signers=nope"],
+     "--allowed-signers nope: no such file"),
 ])
 def test_the_go_no_go_refuses_to_run_without_its_targets(pytester: pytest.Pytester,
                                                          example: Callable[..., list[str]], monkeypatch:
                                                          pytest.MonkeyPatch, extra: list[str], fragment: str) -> None:
-    for var in ("DATABASE_URL", "CUTOVER_DB_URL", "CUTOVER_EVIDENCE"):
+    for var in ("DATABASE_URL", "CUTOVER_DB_URL", "CUTOVER_EVIDENCE", "CUTOVER_ALLOWED_SIGNERS"):
         monkeypatch.delenv(var, raising=False)
     args = example(**FILES)
     done = pytester.runpytest_subprocess("-m", "prereq", *extra, *args)

@@ -37,6 +37,7 @@ class Summary:
         self.next_steps: list[str] = []  # Set B's failure: what the runbook says to do now
         self.notes: list[str] = []  # what a READY line adds, from the tests that measured it
         self.seconds: dict[str, float] = {}  # per check, its tests' call time
+        self.note = ""  # the rehearsal's newer-server note (--allow-newer-server), ends the verdict line
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
@@ -81,7 +82,7 @@ class Summary:
         return verdicts.decide(self.kind or verdicts.REHEARSAL, self.expected, self.outcomes, self.reasons,
                                self.manual, setup_error=self.setup_error,
                                interrupted_at=self.interrupted_at, also_required=self.also_required,
-                               notes=tuple(self.notes))
+                               notes=tuple(self.notes), note=self.note)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):

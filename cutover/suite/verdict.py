@@ -65,12 +65,23 @@ def _rank(check: str) -> tuple[int, str]:
 
 def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
            manual: Sequence[str], *, setup_error: str | None = None, interrupted_at: str | None = None,
-           also_required: Sequence[str] = (), notes: Sequence[str] = ()) -> Verdict:
-    """One line for the run. ``expected``: the checks this kind of run must pass (in the runbook's
-    order); ``outcomes``: each check's worst outcome (passed/failed/skipped); checks outside
-    ``expected`` that ran (A20-active) count too when they did not pass; ``also_required``: checks
-    outside the count that must pass all the same (the rehearsal's content and rollback proofs);
-    ``notes``: what a READY line adds ("rollback rehearsed in 4.1 s")."""
+           also_required: Sequence[str] = (), notes: Sequence[str] = (), note: str = "") -> Verdict:
+    """One line for the run, ending with ``note`` when there is one (a newer server than production's:
+    "rehearsed on 18 for a PostgreSQL 16 production"), so the reader of the line never misses it.
+    ``expected``: the checks this kind of run must pass (in the runbook's order); ``outcomes``: each
+    check's worst outcome (passed/failed/skipped); checks outside ``expected`` that ran (A20-active)
+    count too when they did not pass; ``also_required``: checks outside the count that must pass all
+    the same (the rehearsal's content and rollback proofs); ``notes``: what a READY line adds
+    ("rollback rehearsed in 4.1 s")."""
+    found = _decide(kind, expected, outcomes, reasons, manual, setup_error, interrupted_at, also_required, notes)
+    if not note:
+        return found
+    return Verdict(f"{found.line}; {note}", found.exit_code, found.setup_error, found.interrupted_at)
+
+
+def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
+            manual: Sequence[str], setup_error: str | None, interrupted_at: str | None,
+            also_required: Sequence[str], notes: Sequence[str]) -> Verdict:
     ready, failed_head, incomplete_head = _heads(kind)
     parts: list[str] = []
     unanswered = not_run = 0
