@@ -34,19 +34,28 @@ def with_database(url: str, dbname: str) -> str:
 
 
 def database_name(url: str) -> str:
-    path = urlsplit(url).path.lstrip("/")
-    return path or (urlsplit(url).username or "postgres")
+    params = _params(url)
+    return str(params.get("dbname") or params.get("user") or "postgres")
+
+
+def _params(url: str) -> dict[str, Any]:
+    """host, port, user, dbname as libpq reads them, from a URL or a key=value string alike (a
+    port that is no number, which urlsplit refuses with a traceback, included); {} when unreadable."""
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return {}
 
 
 def describe_failure(url: str, exc: BaseException, option: str = "--db-url") -> str:
     """One line saying why a connection failed and what fixes it; never the password."""
-    parts = urlsplit(url)
-    where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}/{database_name(url)}"
+    params = _params(url)
+    where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{database_name(url)}"
     text = redact(str(exc)).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     lowered = str(exc).lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return (f"authentication failed for user '{parts.username}' at {where} (password not shown); "
+        return (f"authentication failed for user '{params.get('user')}' at {where} (password not shown); "
                 f"fix the credentials in {option}")
     if "does not exist" in lowered and "database" in lowered:
         return f"database '{database_name(url)}' does not exist at {where}; create it or fix {option}"

@@ -85,8 +85,39 @@ def server_version(url: str | None) -> str:
     return str(row[0]) if row else "unknown"
 
 
+def _redact_json(value: Any) -> Any:
+    """Every string of a parsed JSON document redacted: masking its text instead would eat a string's
+    escapes (``password=x\\"`` masks the backslash along with the value) and break the file."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_json(v) for k, v in value.items()}
+    return value
+
+
+def _redact_file_text(path: Path, text: str) -> str:
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return redact(text)
+        clean = _redact_json(data)
+        return text if clean == data else json.dumps(clean, indent=2, default=str)
+    if path.suffix == ".jsonl":
+        lines = []
+        for line in text.splitlines():
+            try:
+                lines.append(json.dumps(_redact_json(json.loads(line))) if line.strip() else line)
+            except ValueError:
+                lines.append(redact(line))
+        return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    return redact(text)
+
+
 def sweep_secrets(root: Path) -> int:
-    """Redact every text file under ``root`` in place; returns how many files changed."""
+    """Redact every text file under ``root`` in place (JSON by its strings); returns how many files changed."""
     changed = 0
     for path in root.rglob("*"):
         if not path.is_file() or path.is_symlink():
@@ -95,7 +126,9 @@ def sweep_secrets(root: Path) -> int:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
-        clean = redact(text)
+        if redact(text) == text:
+            continue
+        clean = _redact_file_text(path, text)
         if clean != text:
             path.write_text(clean, encoding="utf-8")
             changed += 1

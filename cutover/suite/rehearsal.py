@@ -30,7 +30,7 @@ from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
-from cutover.core.redact import mask_url, redact
+from cutover.core.redact import mask_url, redact, shell_command
 from cutover.core.report_types import key_order, key_text
 from cutover.reference import execute as engine
 from cutover.reference import preflight
@@ -162,12 +162,22 @@ def _steps(log: Log) -> engine.Progress:
 def _stream(command: str, env: dict[str, str], log: Log) -> int:
     """Run the operator's cutover command, showing each line as it comes: an execute on a real
     snapshot takes minutes, and a silent screen then looks like a hang."""
-    proc = subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
+    argv, env = shell_command(command, env)  # its text (DB_PASSWORD=...) stays out of the shell's argv
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
         log(f"cutover-cmd: {line.rstrip()}")
     return proc.wait()
+
+
+def _program(command: str) -> str:
+    """The program a shell command runs, for naming it: its leading VAR=value assignments (where a
+    DB_PASSWORD=... would be) are not the program."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return "sh"
+    return next((w for w in words if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w)), "sh")
 
 
 def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path, log: Log) -> Path:
@@ -182,7 +192,7 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
             env = {**os.environ, "DATABASE_URL": url, "CUTOVER_ACTOR": actor, "CUTOVER_REPORT_PATH": str(path)}
             returncode = _stream(settings.cutover_cmd, env, log)
             if returncode != 0:
-                raise SetupError(f"--cutover-cmd exited {returncode} ({shlex.split(settings.cutover_cmd)[0]}); "
+                raise SetupError(f"--cutover-cmd exited {returncode} ({_program(settings.cutover_cmd)}); "
                                  "its output is above; the rehearsal stops here")
             if not path.exists():
                 raise SetupError(f"--cutover-cmd exited 0 but wrote no report at $CUTOVER_REPORT_PATH ({path}); "

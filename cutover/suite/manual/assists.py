@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import websockets
 
-from cutover.core.redact import redact, register_secret
+from cutover.core.redact import redact, register_secret, shell_command
 
 ENV = {
     "api_url": "CUTOVER_API_URL",
@@ -197,7 +197,8 @@ def a18_constant(cfg: AssistConfig, target: str) -> Assist:
     if cfg.a18_cmd is None:
         return _missing("A18", "a18_cmd")
     try:
-        proc = subprocess.run(cfg.a18_cmd, shell=True, capture_output=True, text=True, timeout=60, check=False)
+        argv, env = shell_command(cfg.a18_cmd, os.environ)  # its text stays out of argv (ps)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
         return Assist("A18", False, "the command did not finish within 60 s")
     printed = (proc.stdout.strip().splitlines() or [""])[-1].strip()
