@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cutover.core.redact import MASK, mask_url, redact, register_secret, shell_command, split_password
@@ -110,3 +112,14 @@ def test_a_shell_command_runs_without_its_text_in_argv() -> None:
     argv, env = shell_command("DB_PASSWORD=canary-sh-1 ./run", {"PATH": "/bin"})
     assert not any("canary-sh-1" in a for a in argv), argv
     assert env["PATH"] == "/bin" and any("canary-sh-1" in v for v in env.values())
+
+
+def test_masking_json_text_keeps_it_json() -> None:
+    """Attachments and artifacts are JSON text: a masked value must not take a string's escape with it."""
+    for value in ('--cutover-cmd=DB_PASSWORD=pw-json-1" ./run', 'echo "host=db password=pw-json-2"',
+                  "postgresql://ops@db/prod?password=pw-json-3\n", 'x --password pw-json-4\\',
+                  'DB_PASSWORD="pw json 5" ./run'):
+        text = json.dumps({"command": value})
+        masked = redact(text)
+        assert "pw-json" not in masked, masked
+        assert json.loads(masked)["command"], masked

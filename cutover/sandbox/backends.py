@@ -129,7 +129,7 @@ def docker_engine_problem(timeout: float = 3.0) -> str | None:
             client.close()
     except Exception as exc:  # the docker SDK raises many unrelated types for "no engine"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"no Docker engine answered within {timeout:g} s ({reason[:160]})"
+        return f"no Docker engine answered within {timeout:g} s ({redact(reason, limit=160)})"
     return None
 
 
@@ -370,7 +370,7 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
         remove_owned_name(client, name)
         if isinstance(exc, SetupError) or not isinstance(exc, Exception):
             raise
-        raise SetupError(f"--sandbox docker: could not start {image} ({redact(str(exc))[:200]}); "
+        raise SetupError(f"--sandbox docker: could not start {image} ({redact(str(exc), limit=200)}); "
                          "use --sandbox local") from None
     finally:
         if container is not None:  # its own engine connection; the container is stopped by id (stop())
