@@ -21,6 +21,7 @@ from typing import Any
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.private import make_private, private_dir, write_private
 from cutover.core.redact import mask_url, redact
 from cutover.suite import bundle
 from cutover.suite.catalogue import Catalogue
@@ -241,30 +242,36 @@ def markdown(log: Mapping[str, Any]) -> str:
 
 def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, journal: Path,
           allure: Path | None) -> Path:
-    """artifacts/<stamp>/: results, journal, HTML report, operator-log.md/.json; artifacts/latest → it."""
-    out = (artifacts_root / stamp).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    """artifacts/<stamp>/: results, journal, HTML report, operator-log.md/.json; artifacts/latest → it.
+
+    The directory is 0700 and every file in it 0600 (they name patients' rows and the captured
+    idempotency key), whatever the umask; see cutover.core.private."""
+    out = private_dir((artifacts_root / stamp).resolve())
     results_out = out / "allure-results"
     if results.exists() and results.resolve() != results_out.resolve():
         shutil.copytree(results, results_out, dirs_exist_ok=True)
+        sweep_secrets(results)  # an --alluredir of the operator's own is an artifact too
+        make_private(results)
     results_out.mkdir(exist_ok=True)
     if journal.exists():  # headed by the verdict and the rehearsal; the answers loader skips that line on a replay
         head = {"verdict": log["verdict"], **({"rehearsal": log["answers_for"]} if log.get("answers_for") else {})}
-        (out / "journal.jsonl").write_text(json.dumps(head) + "\n" + journal.read_text())
+        write_private(out / "journal.jsonl", json.dumps(head) + "\n" + journal.read_text())
     write_results_metadata(results_out, log["environment"], stamp, log["verdict"])
     log["journal"] = "journal.jsonl" if journal.exists() else "none (no manual answers)"
     # The log goes into the report as its own attachment, so it is written first, naming the report
     # it expects; a report that could not be made is then said in the log, rewritten.
     log["allure"] = {"results": "allure-results", "html": "allure-report/index.html",
                      "note": "single-file HTML, offline"}
-    (out / "operator-log.md").write_text(markdown(log))
+    write_private(out / "operator-log.md", markdown(log))
+    make_private(out)  # the copied results, before the report is rendered from them
     sweep_secrets(out)  # before rendering: the HTML embeds the results and the log encoded
     html, note = render_html(results_out, out, allure, log["verdict"], attach=("operator-log.md",))
     log["allure"] = {"results": "allure-results", "html": str(html.relative_to(out)) if html else None,
                      "note": note or "single-file HTML, offline, with the operator log attached"}
-    (out / "operator-log.json").write_text(json.dumps(log, indent=2, default=str))
-    (out / "operator-log.md").write_text(markdown(log))
+    write_private(out / "operator-log.json", json.dumps(log, indent=2, default=str))
+    write_private(out / "operator-log.md", markdown(log))
     sweep_secrets(out)
+    make_private(out)  # the Allure report as its generator left it
     latest = artifacts_root / "latest"
     tmp = artifacts_root / f".latest-{os.getpid()}"
     tmp.unlink(missing_ok=True)
@@ -344,4 +351,5 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
     results = Path(run.results) if run.results else shared / "allure-results"
     out = write(Path(settings.artifacts_dir), run.stamp, log, results, journal, allure_command(settings.allure_bin))
     bundle.write(out, settings, plan, log, record, sweep_secrets)
+    make_private(out)  # evidence.json and the inputs copied in beside it
     return out
