@@ -67,6 +67,7 @@ def test_the_operator_log_journal_and_allure_results_are_written_private(tmp_pat
     assert {p.name for p in out.iterdir()} >= {"operator-log.md", "operator-log.json", "journal.jsonl",
                                                 "allure-results"}
     assert not_private(out) == []
+    assert not_private(results) == []  # the results as written (an --alluredir of the operator's) too
 
 
 def test_the_journal_is_private_from_its_first_answer(tmp_path: Path) -> None:
