@@ -96,8 +96,20 @@ UNREACHABLE = {
     "URL ?password=": f"postgresql://postgres@127.0.0.1:1/prod?password={CANARY}",
     "key=value DSN": f"host=127.0.0.1 port=1 user=postgres password={CANARY} dbname=prod",
     "key=value DSN, quoted": f"host=127.0.0.1 port=1 user=postgres password='{CANARY} x' dbname=prod",
-    "URL libpq cannot read": f"postgresql://postgres:{CANARY}@127.0.0.1:notaport/prod",
+    "URL, port not a number": f"postgresql://postgres:{CANARY}@127.0.0.1:notaport/prod",
+    "DSN libpq cannot read": f"host=127.0.0.1 port=1 password='{CANARY} dbname=prod",
 }
+
+
+@pytest.mark.parametrize("form", ["URL, port not a number", "DSN libpq cannot read", "key=value DSN, quoted"])
+def test_pytest_with_an_unusable_db_url_masks_the_password(pytester: pytest.Pytester,
+                                                           example: Callable[..., list[str]], form: str) -> None:
+    args = example(test_b="import pytest\n@pytest.mark.setB\ndef test_b(): pass\n")
+    result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={UNREACHABLE[form]}", *args)
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret != pytest.ExitCode.INTERNAL_ERROR, output
+    assert "Traceback" not in output and "INTERNALERROR" not in output, output
+    assert_clean(output)
 
 
 @pytest.mark.parametrize("form", UNREACHABLE)

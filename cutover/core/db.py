@@ -34,11 +34,11 @@ def with_database(url: str, dbname: str) -> str:
 
 
 def database_name(url: str) -> str:
-    params = _params(url)
+    params = params_of(url)
     return str(params.get("dbname") or params.get("user") or "postgres")
 
 
-def _params(url: str) -> dict[str, Any]:
+def params_of(url: str) -> dict[str, Any]:
     """host, port, user, dbname as libpq reads them, from a URL or a key=value string alike (a
     port that is no number, which urlsplit refuses with a traceback, included); {} when unreadable."""
     try:
@@ -49,7 +49,7 @@ def _params(url: str) -> dict[str, Any]:
 
 def describe_failure(url: str, exc: BaseException, option: str = "--db-url") -> str:
     """One line saying why a connection failed and what fixes it; never the password."""
-    params = _params(url)
+    params = params_of(url)
     where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{database_name(url)}"
     text = redact(str(exc)).strip().splitlines()
     first = text[0] if text else type(exc).__name__

@@ -30,10 +30,10 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 
 # A value as a shell or libpq writes it: single-quoted (libpq's backslash escapes), double-quoted
-# (a shell's), else up to white space, '&' (the next URL parameter), ';' (the next shell command), a
-# quote, or a backslash that starts a JSON escape (masking JSON text must leave it JSON: a value
-# double-quoted inside a JSON string, \"...\", is one value).
-_VALUE = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\\"(?:[^"\\]|\\[^"])*\\"|(?:[^\s&;'"\\]|\\(?![\\"/bfnrtu]))+)"""
+# (a shell's), else (a quote never closed included) up to white space, '&' (the next URL parameter),
+# ';' (the next shell command), a quote, or a backslash that starts a JSON escape (masking JSON text
+# must leave it JSON: a value double-quoted inside a JSON string, \"...\", is one value).
+_VALUE = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\\"(?:[^"\\]|\\[^"])*\\"|['"]?(?:[^\s&;'"\\]|\\(?![\\"/bfnrtu]))+)"""
 # Environment-style assignments: DB_PASSWORD=, PGPASSWORD=, CUTOVER_TELEGRAM_BOT_TOKEN=, APP_SECRET=.
 _ENV_ASSIGNMENT = re.compile(r"(?i)\b([a-z0-9_]*(?:password|passwd)|[a-z0-9_]+_(?:token|secret))(\s*=\s*)" + _VALUE)
 # Long options that take a secret: --password x, --password=x, --db-password x, --bot-token=x.
