@@ -25,7 +25,7 @@ from cutover.core import db
 from cutover.core.plan import Plan
 from cutover.sandbox import snapshot
 from cutover.sandbox.server import SessionSandbox
-from tests.support import REHEARSAL, machine_python
+from tests.support import REHEARSAL, machine_python, rehearse_on
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY = "canary-Pw-" + uuid.uuid4().hex[:8]
@@ -168,8 +168,8 @@ def test_a_password_in_the_cutover_command_reaches_no_output_file_or_argv(
            f'echo "retried with --password {canaries[1]} and host=db password={canaries[2]} '
            f'and postgresql://ops@db/prod?password={canaries[3]}"')
     args = example(**REHEARSAL)
-    result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", fresh_db, "--rehearse",
-                                           f"--cutover-cmd={cmd}", *args)
+    result = pytester.runpytest_subprocess("-m", "setA and sql", *rehearse_on(fresh_db), f"--cutover-cmd={cmd}",
+                                           *args)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 6, out  # ran through: 12 SQL checks, manual checks not selected
     assert "cutover-cmd: retried with --password ***" in out, out  # the command's output is shown, masked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -112,6 +113,12 @@ def test_a_shell_command_runs_without_its_text_in_argv() -> None:
     argv, env = shell_command("DB_PASSWORD=canary-sh-1 ./run", {"PATH": "/bin"})
     assert not any("canary-sh-1" in a for a in argv), argv
     assert env["PATH"] == "/bin" and any("canary-sh-1" in v for v in env.values())
+
+    # it runs as shell=True would (exit status, quoting), and the command's children do not inherit its text
+    command = "X='a b'; echo \"$X ${CUTOVER_SHELL_COMMAND:-gone}\"; env | grep -c CUTOVER_SHELL; exit 3"
+    argv, env = shell_command(command, {"PATH": "/usr/bin:/bin"})
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (3, "a b gone\n0\n"), done
 
 
 def test_masking_json_text_keeps_it_json() -> None:

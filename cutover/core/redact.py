@@ -112,8 +112,10 @@ def _url_without_password(url: str) -> str:
 def shell_command(command: str, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """argv and environment that run ``command`` in ``sh`` as ``shell=True`` would, with the text in
     the environment (readable by its owner only) instead of the shell's argv (readable by everyone):
-    an operator's ``DB_PASSWORD=… ./cutover`` must not show up in ``ps``."""
-    return ["/bin/sh", "-c", 'eval "$CUTOVER_SHELL_COMMAND"'], {**env, "CUTOVER_SHELL_COMMAND": command}
+    an operator's ``DB_PASSWORD=… ./cutover`` must not show up in ``ps``. The shell takes the text
+    out of its environment before running it, so the command's own children do not inherit it."""
+    script = '__cutover_cmd=$CUTOVER_SHELL_COMMAND; unset CUTOVER_SHELL_COMMAND; eval "$__cutover_cmd"'
+    return ["/bin/sh", "-c", script], {**env, "CUTOVER_SHELL_COMMAND": command}
 
 
 def _with_netloc(parts: SplitResult, password: str) -> SplitResult:
