@@ -23,8 +23,10 @@ import pytest
 
 from cutover.core import db
 from cutover.core.plan import Plan
+from cutover.core.redact import register_secret
 from cutover.sandbox import snapshot
 from cutover.sandbox.server import SessionSandbox
+from cutover.suite import oplog
 from tests.support import REHEARSAL, machine_python, rehearse_on
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,3 +188,25 @@ def test_a_password_in_the_cutover_command_reaches_no_output_file_or_argv(
         assert canary not in shell_argv, shell_argv
         for path in files:
             assert canary.encode() not in path.read_bytes(), (canary, path)
+
+
+def test_the_artifacts_sweep_masks_json_by_its_strings_and_leaves_it_json(tmp_path: Path) -> None:
+    """JSON text escapes what it holds: a registered password with a quote or a non-ASCII letter is
+    not in the file as itself, only in its strings."""
+    escaped = f'Pä"ss-{uuid.uuid4().hex[:8]}'
+    register_secret(escaped)
+    command = f'DB_PASSWORD={CANARY} ./cutover --report-path "R.json"; echo "host=db password={CANARY}"'
+    (tmp_path / "allure-result.json").write_text(json.dumps({"message": f"login as ops with {escaped} refused"}))
+    (tmp_path / "operator-log.json").write_text(json.dumps({"command": command, "rows": 3}, indent=2))
+    (tmp_path / "journal.jsonl").write_text(json.dumps({"observation": command}) + "\n" + json.dumps({"n": 1}) + "\n")
+    (tmp_path / "operator-log.md").write_text(f"- command: `{command}`\n")
+    assert escaped not in (tmp_path / "allure-result.json").read_text()  # not in the text as itself: escaped
+    assert oplog.sweep_secrets(tmp_path) == 4
+    assert json.loads((tmp_path / "allure-result.json").read_text()) == {"message": "login as ops with *** refused"}
+    log = json.loads((tmp_path / "operator-log.json").read_text())
+    assert log == {"command": 'DB_PASSWORD=*** ./cutover --report-path "R.json"; echo "host=db password=***"',
+                   "rows": 3}
+    lines = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert lines == [{"observation": log["command"]}, {"n": 1}]
+    assert CANARY not in (tmp_path / "operator-log.md").read_text()
+    assert oplog.sweep_secrets(tmp_path) == 0  # nothing left to mask: no file is rewritten again
