@@ -39,6 +39,7 @@ SHAPES = {
     "PGPASSWORD": ("PGPASSWORD=canary-pg-2 psql -h db", "canary-pg-2"),
     "bot token variable": ("CUTOVER_TELEGRAM_BOT_TOKEN=canary-bot-3 ./run", "canary-bot-3"),
     "a *_SECRET": ("export APP_CLIENT_SECRET='canary s3cr3t 4'; ./run", "canary s3cr3t 4"),
+    "a *_SECRET_KEY": ("CUTOVER_LANGFUSE_SECRET_KEY=sk-lf-canary-18 ./run", "sk-lf-canary-18"),
     "quoted env assignment": ('DB_PASSWORD="canary dq 5" ./run', "canary dq 5"),
     "--password x": ("tool --password canary-flag-6 --execute", "canary-flag-6"),
     "--password=x": ("tool --password=canary-flag-7 --execute", "canary-flag-7"),
@@ -75,8 +76,8 @@ def test_masking_keeps_what_an_operator_needs_to_read() -> None:
         "postgresql://ops@db/prod?password=***&sslmode=require")
     assert redact("tool --password pw-123456 --execute") == "tool --password *** --execute"
     # ordinary words that only look alike stay as they are
-    for plain in ("idempotency_key=abc-123 case=c-1", "token budget reached", "--report-path R.json",
-                  "tenant_id=tenant-apollo-001 rows=45837"):
+    for plain in ("idempotency_key=abc-123 case=c-1", "CUTOVER_LANGFUSE_PUBLIC_KEY=pk-lf-1", "token budget reached",
+                  "--report-path R.json", "tenant_id=tenant-apollo-001 rows=45837"):
         assert redact(plain) == plain
 
 

@@ -34,8 +34,10 @@ _secrets: set[str] = set()
 # ';' (the next shell command), a quote, or a backslash that starts a JSON escape (masking JSON text
 # must leave it JSON: a value double-quoted inside a JSON string, \"...\", is one value).
 _VALUE = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\\"(?:[^"\\]|\\[^"])*\\"|['"]?(?:[^\s&;'"\\]|\\(?![\\"/bfnrtu]))+)"""
-# Environment-style assignments: DB_PASSWORD=, PGPASSWORD=, CUTOVER_TELEGRAM_BOT_TOKEN=, APP_SECRET=.
-_ENV_ASSIGNMENT = re.compile(r"(?i)\b([a-z0-9_]*(?:password|passwd)|[a-z0-9_]+_(?:token|secret))(\s*=\s*)" + _VALUE)
+# Environment-style assignments: DB_PASSWORD=, PGPASSWORD=, CUTOVER_TELEGRAM_BOT_TOKEN=, APP_SECRET=,
+# CUTOVER_LANGFUSE_SECRET_KEY= (a *_KEY is a secret only as a secret, API, private or access key).
+_ENV_ASSIGNMENT = re.compile(r"(?i)\b([a-z0-9_]*(?:password|passwd)|[a-z0-9_]+_(?:token|secret)"
+                             r"|[a-z0-9_]*(?:secret|api|private|access)_key)(\s*=\s*)" + _VALUE)
 # Long options that take a secret: --password x, --password=x, --db-password x, --bot-token=x.
 _FLAG = re.compile(r"(?i)(--[a-z0-9-]*(?:password|passwd|token|secret))(=|\s+)" + _VALUE)
 # key=value conninfo strings (libpq allows spaces around '=') and URL query parameters.
