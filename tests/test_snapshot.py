@@ -6,6 +6,7 @@ import gzip
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,62 @@ def test_uncompressed_plain_sql_restores(snapshots: Path, empty_db: str, cutover
     result = snapshot.restore(plain, empty_db, cutover_plan)
     manifest = json.loads(snapshot.manifest_path(snapshots / "one.sql.gz").read_text())
     assert (result.format, result.rows) == ("plain", manifest["total_rows"])
+
+
+# -- a snapshot is data, never code -------------------------------------------------------------------------
+
+def _edited(snapshots: Path, tmp_path: Path, edit: Callable[[bytes], bytes]) -> Path:
+    path = tmp_path / "edited.sql.gz"
+    path.write_bytes(gzip.compress(edit(gzip.decompress((snapshots / "one.sql.gz").read_bytes()))))
+    return path
+
+
+def _restrict_line_becomes(command: bytes) -> Callable[[bytes], bytes]:
+    def edit(text: bytes) -> bytes:
+        start = text.index(b"\n\\restrict ") + 1
+        return text[:start] + command + text[text.index(b"\n", start):]
+    return edit
+
+
+def _before_first_copy(command: bytes) -> Callable[[bytes], bytes]:
+    def edit(text: bytes) -> bytes:
+        at = text.index(b"\nCOPY ") + 1
+        return text[:at] + command + b"\n" + text[at:]
+    return edit
+
+
+@pytest.mark.parametrize("where", ["restrict-line", "own-line", "after-sql-on-a-line"])
+def test_a_psql_meta_command_in_a_snapshot_is_refused_before_anything_runs(
+    where: str, snapshots: Path, empty_db: str, cutover_plan: Plan, tmp_path: Path
+) -> None:
+    """Reproduces issue 24: the dump's ``\\restrict`` line edited into ``\\! touch FILE`` ran the shell."""
+    planted = tmp_path / "planted"
+    shell = b"\\! touch " + str(planted).encode()
+    edit = {"restrict-line": _restrict_line_becomes(shell), "own-line": _before_first_copy(shell),
+            "after-sql-on-a-line": _before_first_copy(b"SELECT 1; " + shell)}[where]
+    path = _edited(snapshots, tmp_path, edit)
+    lines = gzip.decompress(path.read_bytes()).split(b"\n")
+    line = next(n for n, text in enumerate(lines, 1) if shell in text)
+    with pytest.raises(SetupError) as info:
+        snapshot.restore(path, empty_db, cutover_plan)
+    assert not planted.exists(), "the snapshot ran a shell command"
+    assert str(info.value).startswith(f"snapshot line {line}: psql meta-command '\\!' refused: "
+                                      "a snapshot is data, never code")
+    assert "\n" not in str(info.value)
+    assert relation_count(empty_db) == 0
+
+
+def test_psql_itself_refuses_what_the_guard_reads_differently(
+    snapshots: Path, empty_db: str, cutover_plan: Plan, tmp_path: Path
+) -> None:
+    """SQL that switches standard_conforming_strings off changes how psql reads quotes: ``'a\\''`` is then
+    a whole string to psql and an open one to the guard, which so misses the ``\\!`` after it. psql runs
+    in its own restricted mode under our key, and refuses it itself."""
+    planted = tmp_path / "planted"
+    hidden = (b"SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false);\n"
+              b"SELECT 'a\\'' \\! touch " + str(planted).encode() + b" #'\n;\n")
+    path = _edited(snapshots, tmp_path, _before_first_copy(hidden))
+    with pytest.raises(SetupError, match=r"rolled back.*backslash commands are restricted"):
+        snapshot.restore(path, empty_db, cutover_plan)
+    assert not planted.exists(), "the snapshot ran a shell command"
+    assert relation_count(empty_db) == 0

@@ -41,6 +41,7 @@ from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact
 from cutover.model import generator
 from cutover.sandbox.pgbin import ClientTools
+from cutover.sandbox.plain_sql import MetaCommandGuard, psql_restricts, restricted_preamble
 
 REFERENCE_DIR = Path(str(resources.files("cutover.model")))
 CHUNK = 1 << 20
@@ -118,7 +119,10 @@ def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
 
     A gzip stream closed cleanly after a line that happens to end a statement restores "fine" with
     the constraints and RLS missing, and the dry run then blames RLS: pg_dump's completion line is
-    the only proof the file holds the whole dump, so a plain file without it is refused."""
+    the only proof the file holds the whole dump, so a plain file without it is refused. A psql
+    meta-command anywhere but the dump's own ``\\restrict`` pair is refused here too, before anything
+    is restored (see plain_sql)."""
+    guard = MetaCommandGuard()
     tables: set[str] = set()
     tail = b""
     end = b""
@@ -126,6 +130,7 @@ def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
     read = 0
     for chunk in _plain_chunks(path, fmt):
         read += len(chunk)
+        guard.feed(chunk)
         if time.monotonic() - shown >= PROGRESS_EVERY_S:  # a real snapshot is read for minutes
             shown = time.monotonic()
             log(f"snapshot: checking {path.name} before writing anything: {read / CHUNK:,.0f} MB of SQL read "
@@ -136,6 +141,7 @@ def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
         tail = data[cut:]
         end = (end + chunk)[-4096:]
     tables.update(m.decode() for m in _CREATE_TABLE.findall(tail))
+    guard.finish()
     if not _complete(end):
         raise SetupError(f"snapshot {path} was cut short: it does not end with pg_dump's "
                          f"'{DUMP_COMPLETE.decode()}' line; make or download it again, then pass it with --snapshot")
@@ -394,13 +400,26 @@ def _pg_restore(path: Path, url: str, jobs: int, tools: ClientTools) -> None:
 
 
 def _psql_stream(path: Path, fmt: str, url: str, tools: ClientTools, log: Log = quiet) -> None:
+    """psql fed through the meta-command guard again (the file could have changed since it was
+    validated), in psql's own restricted mode with our key where psql knows ``\\restrict``."""
     argv, env = tools.command("psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                               "-o", os.devnull, stdin=True)
-    _stream(path, fmt, argv, env, "psql restore", log)
+    preamble = restricted_preamble() if _psql_knows_restrict(tools) else b""
+    _stream(path, fmt, argv, env, "psql restore", log, guard=MetaCommandGuard(), preamble=preamble)
 
 
-def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: str, log: Log = quiet) -> None:
-    """Feed the snapshot to ``argv`` on stdin (plain files decompressed on the way)."""
+def _psql_knows_restrict(tools: ClientTools) -> bool:
+    argv, env = tools.command("psql", None, "--version")
+    return psql_restricts(subprocess.run(argv, capture_output=True, text=True, check=False, env=env).stdout)
+
+
+def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: str, log: Log = quiet,
+            guard: MetaCommandGuard | None = None, preamble: bytes = b"") -> None:
+    """Feed the snapshot to ``argv`` on stdin (plain files decompressed on the way, through ``guard``).
+
+    Whatever stops the feeding early (the guard's refusal, Ctrl-C) kills the tool instead of closing its
+    input: psql --single-transaction commits at the end of its input, so a closed pipe would commit
+    the part already fed."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stderr is not None
     errors: list[bytes] = []
@@ -409,21 +428,28 @@ def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: st
     started = shown = time.monotonic()
     fed = 0
     try:
+        proc.stdin.write(preamble)
         for chunk in _plain_chunks(path, fmt if fmt != "custom" else "plain"):
-            proc.stdin.write(chunk)
+            proc.stdin.write(chunk if guard is None else guard.feed(chunk))
             fed += len(chunk)
             if time.monotonic() - shown >= PROGRESS_EVERY_S:  # a real snapshot loads for minutes
                 shown = time.monotonic()
                 tool = what.split()[0]
                 log(f"snapshot: loading: {fed / CHUNK:,.0f} MB of {'SQL' if tool == 'psql' else 'archive'} fed to "
                     f"{tool} in {shown - started:.0f} s")
+        if guard is not None:
+            proc.stdin.write(guard.finish())
     except BrokenPipeError:
         pass
-    finally:
-        try:
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        reader.join()
+        raise
+    try:
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
     code = proc.wait()
     reader.join()
     if code != 0:
