@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import subprocess
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
+from cutover.sandbox.pgbin import ClientTools
+from tests.support import execute_sql, reference_database, scalar
 
 SCALE = 0.05
 
@@ -263,4 +267,70 @@ def test_psql_itself_refuses_what_the_guard_reads_differently(
     with pytest.raises(SetupError, match=r"rolled back.*backslash commands are restricted"):
         snapshot.restore(path, empty_db, cutover_plan)
     assert not planted.exists(), "the snapshot ran a shell command"
+    assert relation_count(empty_db) == 0
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the server's own user can write in: where a dump's ``COPY ... TO PROGRAM`` would
+    leave its mark."""
+    path = Path(tempfile.mkdtemp(prefix="cutover-test-program-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _dump_running_a_program(server: ServerInfo, plan: Plan, planted: Path, out: Path, fmt: str) -> Path:
+    """A pg_dump of a database whose CHECK constraint calls a function that runs ``COPY ... TO PROGRAM``:
+    loading the table's rows runs it as whoever restores them, in either format, and no meta-command
+    is involved."""
+    url = reference_database(server, plan, 0.02, 1, prefix="program")
+    try:
+        execute_sql(url, sql.SQL(
+            "CREATE FUNCTION public.mark(x integer) RETURNS integer LANGUAGE plpgsql AS $$ BEGIN "
+            "EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', {cmd}); RETURN x; END $$").format(
+                cmd=sql.Literal(f"touch {planted}")),
+            "CREATE TABLE public.marked (a integer CHECK (public.mark(a) = a))",
+            "INSERT INTO public.marked VALUES (1)")
+        planted.unlink()  # the row was checked once here, as the superuser who inserted it
+        argv, env = server.tools().command("pg_dump", url, "--no-owner", "--no-privileges",
+                                           *(["-Fc"] if fmt == "custom" else []), "-f", str(out))
+        subprocess.run(argv, env=env, check=True, capture_output=True)
+    finally:
+        db.drop_database(server.admin_url, db.database_name(url))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_a_dump_runs_as_a_non_superuser_so_copy_to_program_fails(
+    fmt: str, cutover_server: ServerInfo, cutover_plan: Plan, empty_db: str, shared_dir: Path
+) -> None:
+    """Reproduces issue 24: the dump's SQL ran as the sandbox superuser, so COPY ... TO PROGRAM ran."""
+    planted = shared_dir / "planted"
+    path = _dump_running_a_program(cutover_server, cutover_plan, planted, shared_dir / f"dump.{fmt}", fmt)
+    with pytest.raises(SetupError, match=r"failed.*ERROR: must be superuser.* to COPY to or from an external program"):
+        snapshot.restore(path, empty_db, cutover_plan)
+    assert not planted.exists(), "the dump ran a program on the server"
+    assert relation_count(empty_db) == 0
+    leftover = scalar(cutover_server.admin_url, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'cutover_restore_%'")
+    assert leftover == 0
+
+
+def test_a_file_changed_after_its_check_is_stopped_before_the_line_and_rolled_back(
+    snapshots: Path, empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream into psql is guarded too, and a refused feed kills psql: closing its input would make
+    ``--single-transaction`` commit the tables and rows already fed (small chunks, so that they are)."""
+    planted = tmp_path / "planted"
+
+    def after_the_last_copy(text: bytes) -> bytes:
+        at = text.index(b"\n\\.\n", text.rindex(b"\nCOPY ")) + 4
+        assert at > 4 * 4096
+        return text[:at] + b"\\! touch " + str(planted).encode() + b"\n" + text[at:]
+
+    path = _edited(snapshots, tmp_path, after_the_last_copy)
+    monkeypatch.setattr(snapshot, "CHUNK", 4096)
+    with pytest.raises(SetupError, match=r"^snapshot line \d+: psql meta-command '\\!' refused"):
+        snapshot._psql_stream(path, "plain-gz", empty_db, ClientTools())  # as if validation had passed
+    assert not planted.exists()
     assert relation_count(empty_db) == 0

@@ -11,13 +11,13 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 from cutover.core.errors import SetupError
-from cutover.core.redact import mask_url, redact, split_password
+from cutover.core.redact import mask_url, redact, register_secret, split_password
 
 APPLICATION_NAME = "cutover-suite"
 
@@ -30,6 +30,16 @@ def with_database(url: str, dbname: str) -> str:
     """The same server and credentials, another database."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def with_login(url: str, user: str, password: str) -> str:
+    """The same server and database, another login (the password is registered to be masked)."""
+    register_secret(password)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}{port}"))
 
 
 def database_name(url: str) -> str:

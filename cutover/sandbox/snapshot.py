@@ -18,12 +18,14 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import subprocess
 import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,7 +40,7 @@ from cutover.core.errors import SetupError
 from cutover.core.evidence import sha256_file
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
-from cutover.core.redact import mask_url, redact
+from cutover.core.redact import mask_url, redact, register_secret
 from cutover.model import generator
 from cutover.sandbox.pgbin import ClientTools
 from cutover.sandbox.plain_sql import MetaCommandGuard, psql_restricts, restricted_preamble
@@ -321,11 +323,18 @@ def _dump_to(argv: list[str], env: dict[str, str], out: Path, gzipped: bool) -> 
         raise SetupError(f"pg_dump failed: {redact(err.strip())}")
 
 
+def _tool_error(stderr: str, code: int) -> str:
+    """The line of a tool's stderr that says why: its ERROR line (the ones after it are CONTEXT), else
+    the last line."""
+    lines = redact(stderr.strip()).splitlines()
+    errors = [line for line in lines if "ERROR:" in line]
+    return (errors or lines or [str(code)])[0 if errors else -1]
+
+
 def _run(argv: list[str], env: dict[str, str], what: str) -> None:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        lines = redact(done.stderr.strip()).splitlines()
-        raise SetupError(f"{what} failed: {lines[-1] if lines else done.returncode}")
+        raise SetupError(f"{what} failed: {_tool_error(done.stderr, done.returncode)}")
 
 
 def _require_empty(conn: Connection, url: str) -> None:
@@ -342,6 +351,47 @@ def ensure_roles(conn: Connection, plan: Plan) -> None:
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (plan.app_role,)).fetchone()
     if exists is None:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOBYPASSRLS").format(sql.Identifier(plan.app_role)))
+
+
+RESTORE_ROLE_PREFIX = "cutover_restore_"
+
+
+@contextmanager
+def unprivileged_owner(url: str) -> Iterator[str]:
+    """The URL a dump is loaded through: when we are a superuser there, a login of its own that owns the
+    target database and is nothing more: no superuser, CREATEDB or CREATEROLE. It has BYPASSRLS, as
+    pg_dump's ``SET row_security = off`` needs of whoever loads a table with FORCE ROW LEVEL SECURITY
+    (the role owns every row it loads anyway).
+
+    A dump's SQL runs as whoever loads it: as a superuser, ``COPY ... TO PROGRAM`` or ``lo_export`` in it
+    (directly, or in a function a CHECK or an index calls while the rows load) runs a command or writes a
+    file on the server. ``SET ROLE`` is no fence (the SQL can ``RESET ROLE``); a login of that role is.
+    Afterwards everything it made is handed back to us and the role is dropped, so the restored
+    database looks as a superuser's restore leaves it. Without superuser rights the dump already runs
+    with no more than ours."""
+    name = f"{RESTORE_ROLE_PREFIX}{secrets.token_hex(6)}"
+    role = sql.Identifier(name)
+    password = secrets.token_urlsafe(24)
+    register_secret(password)
+    target = sql.Identifier(db.database_name(url))
+    with db.connection(url, autocommit=True) as conn:
+        me, superuser, owner = db.one(conn, "SELECT current_user, rolsuper, pg_get_userbyid(d.datdba) FROM pg_roles, "
+                                      "pg_database d WHERE rolname = current_user AND d.datname = current_database()")
+        if superuser:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                                 "BYPASSRLS PASSWORD {}").format(role, sql.Literal(password)))
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(target, role))
+    if not superuser:
+        yield url
+        return
+    try:
+        yield db.with_login(url, name, password)
+    finally:
+        with db.connection(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(target, sql.Identifier(owner)))
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, sql.Identifier(me)))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            conn.execute(sql.SQL("DROP ROLE {}").format(role))
 
 
 def grant_app_role(conn: Connection, plan: Plan) -> None:
@@ -365,10 +415,11 @@ def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet,
         _require_empty(conn, url)
         ensure_roles(conn, plan)
     started = time.monotonic()
-    if fmt == "custom":
-        _pg_restore(path, url, jobs, tools)
-    else:
-        _psql_stream(path, fmt, url, tools, log)
+    with unprivileged_owner(url) as load_url:
+        if fmt == "custom":
+            _pg_restore(path, load_url, jobs, tools)
+        else:
+            _psql_stream(path, fmt, load_url, tools, log)
     seconds = time.monotonic() - started
     with db.connection(url, autocommit=True) as conn:
         grant_app_role(conn, plan)
@@ -453,8 +504,8 @@ def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: st
     code = proc.wait()
     reader.join()
     if code != 0:
-        lines = redact(b"".join(errors).decode(errors="replace").strip()).splitlines()
-        raise SetupError(f"{what} failed (rolled back): {lines[-1] if lines else code}")
+        why = _tool_error(b"".join(errors).decode(errors="replace"), code)
+        raise SetupError(f"{what} failed (rolled back): {why}")
 
 
 def cache_key(plan: Plan, tools: ClientTools, server_version: str = "") -> str:
