@@ -36,7 +36,6 @@ _ESTRING_STOP = re.compile(rb"\\.|'", re.S)
 _META_NAME = re.compile(rb"\\([A-Za-z]+|.?)", re.S)
 _OWN_PAIR = re.compile(rb"\\(restrict|unrestrict) ([A-Za-z0-9]+)[ \t]*\r?\n?\Z")
 _COPY_FROM_STDIN = re.compile(rb"\s*COPY\s.*\sFROM\s+STDIN\b", re.I | re.S)
-_COPY_END = re.compile(rb"^\\\.\r?$", re.M)
 _COPY_PREFIX_MAX = 1 << 20  # a COPY statement's text (its column list) is kept up to this size
 
 
@@ -85,11 +84,11 @@ class MetaCommandGuard:
         pos, size = 0, len(block)
         while pos < size:
             if self._in_copy:  # COPY data: skip to its "\." line, fast, whatever the rows hold
-                found = _COPY_END.search(block, pos)
-                newline = -1 if found is None else block.find(b"\n", found.end())
+                found = _copy_end(block, pos)
+                newline = -1 if found < 0 else block.find(b"\n", found)
                 end = size if newline < 0 else newline + 1
                 self.line += block.count(b"\n", pos, end) + (0 if block[end - 1:end] == b"\n" else 1)
-                self._in_copy = found is None
+                self._in_copy = found < 0
                 out.append(block[pos:end])
                 pos = end
                 continue
@@ -241,6 +240,19 @@ class MetaCommandGuard:
             self._in_copy = True
             return len(line)
         return j + 1
+
+
+def _copy_end(block: bytes, pos: int) -> int:
+    """Where the line ``\\.`` that ends COPY data starts, at or after the line start ``pos``; -1 if not
+    in ``block``. bytes.find, not a multiline regex: COPY data is nearly all of a snapshot."""
+    at = pos
+    while True:
+        if block.startswith(b"\\.", at) and (block[at + 2:at + 3] in (b"\n", b"") or block[at + 2:at + 4] == b"\r\n"):
+            return at
+        newline = block.find(b"\n\\.", at)
+        if newline < 0:
+            return -1
+        at = newline + 1
 
 
 def restricted_preamble() -> bytes:
