@@ -87,13 +87,12 @@ def test_local_server_runs_unprivileged_on_loopback_with_fsync_off() -> None:
     assert not base.exists() and not postgres_running_in(base)
 
 
-def test_a_cluster_whose_owner_died_is_reaped() -> None:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local"}, {}, {})), owner_pid=dead.pid)
+def test_a_cluster_whose_owner_died_is_reaped(parent: Path) -> None:
+    spec = sandbox.SandboxSpec.of(resolve({"sandbox": "local", "sandbox_dir": str(parent)}, {}, {}))
+    info = sandbox.start(spec, owner_pid=_dead_pid())
     base = Path(str(info.base_dir))
     assert postgres_running_in(base)
-    assert str(base) in sandbox.reap_stale()
+    assert str(base) in sandbox.reap_stale(str(parent))
     assert not base.exists() and not postgres_running_in(base)
 
 
