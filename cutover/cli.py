@@ -1,7 +1,7 @@
 """The ``cutover`` command: the cutover module (dry-run, execute, sweep, reverse, report) and snapshots.
 
-Exit codes scripts can rely on: 0 done, 2 usage or setup error (one line on stderr, nothing written),
-130 interrupted; the cutover commands add theirs (see :mod:`cutover.commands`). Progress goes to
+Exit codes scripts can rely on: 0 done, 2 usage, setup or database error (one line on stderr, never a
+traceback), 130 interrupted; the cutover commands add theirs (see :mod:`cutover.commands`). Progress goes to
 stderr so stdout stays clean for pipes.
 """
 
@@ -176,18 +176,27 @@ def _snapshot_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+_COMMAND = ("command", "plan_command", "snapshot_command", "evidence_command")  # what an error names
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "evidence":
+        return _evidence_verify(args)
+    if args.command == "plan":
+        return _plan_draft(args) if args.plan_command == "draft" else _plan_check(args)
+    if args.command != "snapshot":
+        return int(args.handler(args))
+    if args.snapshot_command == "make":
+        return _snapshot_make(args)
+    return _snapshot_restore(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "evidence":
-            return _evidence_verify(args)
-        if args.command == "plan":
-            return _plan_draft(args) if args.plan_command == "draft" else _plan_check(args)
-        if args.command != "snapshot":
-            return int(args.handler(args))
-        if args.snapshot_command == "make":
-            return _snapshot_make(args)
-        return _snapshot_restore(args)
+        command = " ".join(str(getattr(args, a)) for a in _COMMAND if getattr(args, a, None))
+        with db.operator_errors(command):  # a database error: one line, exit 2, never 1 (BLOCKED's)
+            return _dispatch(args)
     except CutoverError as exc:
         print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -1,7 +1,7 @@
 """A20-active (rehearsal only): the sweep really moves a straggler, exactly as the runbook describes.
 
 Runs after the automated and manual checks (the collection hook orders it last). It writes, so it needs a
-sandbox target or a --db-url target opted in with --rehearse; the synthetic row is deleted however
+sandbox target or a --db-url target opted in with --rehearse=DBNAME; the synthetic row is deleted however
 the steps end.
 """
 
@@ -26,7 +26,7 @@ def test_A20active_sweep_moves_a_synthetic_straggler(database_under_check: Datab
                                                        cutover_settings: Settings,
                                                        request: pytest.FixtureRequest) -> None:
     if not database_under_check.sandbox and not cutover_settings.rehearse:
-        pytest.skip("A20-active writes a synthetic row: a --db-url target needs --rehearse")
+        pytest.skip("A20-active writes a synthetic row: a --db-url target needs --rehearse=DBNAME")
     if getattr(request.config, "workerinput", None) is not None:
         pytest.skip("A20-active writes to the shared target while other workers check it: run it without -n")
     url, plan = database_under_check.url, cutover_plan

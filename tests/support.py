@@ -183,6 +183,11 @@ def operator_tests(*names: str) -> dict[str, str]:
 REHEARSAL = operator_tests("test_matrix", "test_manual", "test_sweep_active")
 
 
+def rehearse_on(url: str) -> list[str]:
+    """The command line of a rehearsal that writes to ``url``: --db-url and the --rehearse=DBNAME naming it."""
+    return [f"--db-url={url}", f"--rehearse={db.database_name(url)}"]
+
+
 def operator_log(base: Path) -> dict[str, Any]:
     """The operator log of the last run in the example project at ``base``."""
     latest = base / "artifacts" / "latest"

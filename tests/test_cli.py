@@ -8,14 +8,16 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from cutover.core.plan import DEFAULT_PLAN
 from cutover.sandbox.backends import ServerInfo, free_port
-from tests.support import machine_python
+from cutover.suite.under_check import DatabaseUnderCheck
+from tests.support import execute_sql, machine_python
 
 CANARY = "canary-Pw-" + uuid.uuid4().hex[:8]
 
@@ -122,3 +124,40 @@ def test_the_runbooks_command_works_with_the_machines_python(tmp_path: Path) -> 
                           env=env, cwd=tmp_path, check=False)
     assert "ModuleNotFoundError" not in done.stderr
     assert_one_line_error(done, "dry-run needs a database", "--db-url")
+
+
+@pytest.fixture
+def unprivileged(cut_over_db: DatabaseUnderCheck, cutover_server: ServerInfo) -> Iterator[str]:
+    """The cut-over database's URL as a role that may log in and read nothing: every read is refused."""
+    role = f"noread_{uuid.uuid4().hex[:8]}"
+    execute_sql(cutover_server.admin_url, f"CREATE ROLE {role} LOGIN PASSWORD '{CANARY}'")
+    parts = urlsplit(cut_over_db.url)
+    yield urlunsplit(parts._replace(netloc=f"{role}:{CANARY}@{parts.hostname}:{parts.port}"))
+    execute_sql(cutover_server.admin_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize(("command", "code", "head"), [
+    (["dry-run"], 2, "cutover: error: dry-run: the database refused it: the role in the database URL lacks a"),
+    (["plan", "check"], 2, "cutover: error: plan check: the database refused it: the role in the database URL"),
+    (["report", "--rebuild", "--report-path=REPORT"], 2, "cutover: error: report: the database refused it: the role "),
+    (["reverse", "--dry-run", "--report-path=REPORT"], 4, "cutover: ROLLED BACK: reverse dry run failed: the role "),
+    (["plan", "draft"], 2, "cutover: error: plan draft: the database refused it: the role in the database URL"),
+    (["snapshot", "make", "--out=OUT", "--scale=0.01"], 2, "cutover: error: snapshot make: the database refused "),
+])
+def test_a_database_error_is_one_line_and_its_exit_code_never_a_traceback(
+    unprivileged: str, cut_over_db: DatabaseUnderCheck, tmp_path: Path, command: list[str], code: int, head: str
+) -> None:
+    """Issue 24's ninth finding: a permission the dry run lacked printed a traceback and exited 1 (BLOCKED).
+    The reverse's dry run runs in the reverse's own transaction: 4, rolled back, as its README line says."""
+    rebuilt = tmp_path / "rebuilt.json"
+    report = str(rebuilt if "--rebuild" in command else cut_over_db.report_path)
+    out = tmp_path / "snap.sql.gz"
+    done = cutover(*[part.replace("REPORT", report).replace("OUT", str(out)) for part in command],
+                   f"--db-url={unprivileged}")
+    assert "Traceback" not in done.stderr
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(head), lines
+    assert "(permission denied " in lines[0] and "; SQLSTATE 42501)" in lines[0], lines
+    assert CANARY not in done.stdout + done.stderr
+    assert not rebuilt.exists() and not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cutover.core.errors import SetupError
-from cutover.core.options import OPTIONS, option_table, resolve
+from cutover.core.options import OPTIONS, add_to_parser, option_table, refuse_outside_the_command_line, resolve
 
 
 def test_defaults_when_nothing_is_given() -> None:
@@ -58,7 +59,7 @@ def test_bad_values_name_their_source(env: dict[str, str], message: str) -> None
 def test_readme_configuration_table_matches_the_options() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for flag, ini, env, default in option_table():
-        row = f"| `{flag}` | `{ini}` | {env} | {default} |"
+        row = f"| `{flag}` | {ini if ini == '-' else f'`{ini}`'} | {env} | {default} |"
         assert row in readme, f"README configuration table lacks or misstates: {row}"
     documented = set(re.findall(r"^\| `(--[a-z-]+)` \|", readme, re.M))
     assert documented == {o.flag for o in OPTIONS}
@@ -85,3 +86,26 @@ def test_bad_option_value_is_a_usage_error(pytester: pytest.Pytester, example: C
     result = pytester.runpytest("--sandbox", "podman")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--sandbox*invalid choice*podman*"])
+
+
+def test_a_write_switch_is_taken_from_the_command_line_only() -> None:
+    """--rehearse lets a run write: its ini key and the variable it would have had stop the run, naming
+    where it was found; on the command line it is a database name, a bare flag being the empty name."""
+    assert [row for row in option_table() if row[0] == "--rehearse"] == [("--rehearse", "-", "-", "-")]
+    assert resolve({}, {"rehearse": "true"}, {"CUTOVER_REHEARSE": "1"}).rehearse is None
+    assert resolve({"rehearse": "dev"}, {"rehearse": "other"}, {"CUTOVER_REHEARSE": "x"}).rehearse == "dev"
+    assert resolve({"rehearse": ""}, {}, {}).rehearse == ""
+    with pytest.raises(SetupError, match=r"^\$CUTOVER_REHEARSE is not read: --rehearse .* command line only; "
+                                         r"unset CUTOVER_REHEARSE and"):
+        refuse_outside_the_command_line({}, {"CUTOVER_REHEARSE": "1"})
+    with pytest.raises(SetupError, match=r"^ini cutover_rehearse is not read: .*; remove cutover_rehearse from "
+                                         r"the ini file and"):
+        refuse_outside_the_command_line({"rehearse": "true"}, {})
+    refuse_outside_the_command_line({"sandbox": "local"}, {"CUTOVER_REHEARSE": "", "CUTOVER_SANDBOX": "local"})
+
+
+@pytest.mark.parametrize(("argv", "value"), [([], None), (["--rehearse"], ""), (["--rehearse=dev_1"], "dev_1")])
+def test_rehearse_on_the_command_line_is_bare_or_names_a_database(argv: list[str], value: str | None) -> None:
+    parser = argparse.ArgumentParser()
+    add_to_parser(parser.add_argument)
+    assert parser.parse_args(argv).cutover_rehearse == value

@@ -103,6 +103,8 @@ CAUSES = {
     "out of memory": ("RAISE EXCEPTION 'out of memory' USING ERRCODE = 'out_of_memory'", "out of memory"),
     "serialization": ("RAISE EXCEPTION 'could not serialize access' USING ERRCODE = 'serialization_failure'",
                       "serialization failure"),
+    "privilege": ("RAISE EXCEPTION 'permission denied for table events' USING ERRCODE = 'insufficient_privilege'",
+                  "lacks a privilege"),
     "lock timeout": ("RAISE EXCEPTION 'canceling statement due to lock timeout' "
                      "USING ERRCODE = 'lock_not_available'", "lock_timeout"),
     "statement timeout": ("PERFORM pg_sleep(30)", "statement_timeout"),

@@ -64,6 +64,45 @@ def test_the_container_listens_on_loopback_labelled_with_its_owner(docker_server
     assert found["server_version_num"].startswith("15")
 
 
+def test_testcontainers_runs_it_and_says_why_its_reaper_is_off(docker_spec: SandboxSpec) -> None:
+    import docker.errors
+    from testcontainers.core.config import testcontainers_config
+
+    with pytest.raises(docker.errors.ImageNotFound):  # no registry answers here: the reaper's image cannot be had
+        docker_client().images.get(testcontainers_config.ryuk_image)
+    lines: list[str] = []
+    info = sandbox.start(docker_spec, log=lines.append)
+    try:
+        labels = docker_client().containers.get(info.container_id).labels
+    finally:
+        sandbox.stop(info)
+    assert labels["org.testcontainers"] == "true" and labels[sandbox.OWNER_PID_LABEL] == str(os.getpid())
+    (line,) = [ln for ln in lines if "reaper" in ln]
+    assert f"docker pull {testcontainers_config.ryuk_image}" in line and "removed by the next start" in line
+    assert testcontainers_config.ryuk_disabled is True
+
+
+def test_the_reaper_is_used_only_by_the_owner_and_where_its_image_is(docker_spec: SandboxSpec,
+                                                                     docker_server: ServerInfo,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from testcontainers.core.config import testcontainers_config
+
+    client = docker_client()
+    stand_in = "cutover-test/reaper-stand-in:1"
+    client.containers.get(docker_server.container_id).image.tag(stand_in)
+    monkeypatch.setattr(testcontainers_config, "ryuk_image", stand_in)
+    monkeypatch.delenv(sandbox.RYUK_DISABLED_ENV, raising=False)
+    try:
+        assert sandbox.reaper_problem(client, os.getpid()) is None
+        worker_started = sandbox.reaper_problem(client, os.getpid() + 1)
+        monkeypatch.setenv(sandbox.RYUK_DISABLED_ENV, "true")
+        asked_off = sandbox.reaper_problem(client, os.getpid())
+    finally:
+        client.images.remove(stand_in)
+    assert worker_started is not None and "the run's" in worker_started
+    assert asked_off == f"{sandbox.RYUK_DISABLED_ENV} is set"
+
+
 def test_stop_removes_the_container(docker_spec: SandboxSpec) -> None:
     info = sandbox.start(docker_spec)
     assert container_exists(str(info.container_id))

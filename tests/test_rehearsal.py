@@ -21,7 +21,7 @@ from cutover.core.plan import Plan
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.fakes import dev_branch
-from tests.support import REHEARSAL, ROOT, execute_sql, machine_python, operator_log, scalar
+from tests.support import REHEARSAL, ROOT, execute_sql, machine_python, operator_log, rehearse_on, scalar
 
 MARKER = "rehearsal:synthetic-straggler"
 
@@ -148,7 +148,7 @@ def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
         CREATE TRIGGER refuse_synthetic BEFORE UPDATE ON events FOR EACH ROW
         WHEN (OLD.payload->>'actor' = '{MARKER}') EXECUTE FUNCTION refuse_synthetic();""")
     args = example(**REHEARSAL)
-    result = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse", "-p", "no:randomly",
+    result = pytester.runpytest_subprocess("-m", "setA", *rehearse_on(fresh_db), "-p", "no:randomly",
                                            *args)
     out = result.stdout.str()
     assert result.ret == 1, out
@@ -182,7 +182,7 @@ def test_a_blocked_dry_run_stops_before_execute_and_names_the_blocker(
     execute_sql(fresh_db, "INSERT INTO events (id, tenant_id, event_type, payload, source_service) "
                           "VALUES ('ev-mystery', 'tenant-apollo-001', 'mystery.happened', '{}', 'test')")
     args = example(**REHEARSAL)
-    result = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse", *args)
+    result = pytester.runpytest_subprocess("-m", "setA", *rehearse_on(fresh_db), *args)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 2, out
     assert "BLOCKED" in out and "mystery.happened" in out
@@ -201,7 +201,7 @@ def test_the_operators_cutover_command_is_used_when_given(
     # As an operator writes it: the machine's python, the runbook's relative path.
     cmd = (f'cd {ROOT} && {machine_python()} scripts/cutover_patient_tenant.py --execute --operator-confirmed '
            '--report-path "$CUTOVER_REPORT_PATH"')
-    result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", fresh_db, "--rehearse",
+    result = pytester.runpytest_subprocess("-m", "setA and sql", *rehearse_on(fresh_db),
                                            f"--cutover-cmd={cmd}", *args)
     assert result.ret == 6, result.stdout.str()  # the manual checks were not selected: unanswered
     assert "SQL checks: 12 of 12 passed" in result.stdout.str()
@@ -213,7 +213,7 @@ def test_a_failing_cutover_command_stops_the_rehearsal(
     pytester: pytest.Pytester, example: Callable[..., list[str]], fresh_db: str
 ) -> None:
     args = example(**REHEARSAL)
-    failing = pytester.runpytest_subprocess("-m", "setA", "--db-url", fresh_db, "--rehearse",
+    failing = pytester.runpytest_subprocess("-m", "setA", *rehearse_on(fresh_db),
                                             "--cutover-cmd=echo boom; exit 7", *args)
     text = failing.stdout.str() + failing.stderr.str()
     assert failing.ret == 2 and "--cutover-cmd exited 7" in text and "cutover-cmd: boom" in text
@@ -238,7 +238,7 @@ def test_a_secret_canary_appears_in_no_artifact_of_a_failing_run(
         args = example(**REHEARSAL)
         (pytester.path / "answers.json").write_text(json.dumps({"A11": {"result": "fail", "observation":
                                                                          f"token {jwt} and {url}"}}))
-        result = pytester.runpytest_subprocess("-m", "setA", "--db-url", url, "--rehearse", "-p", "no:randomly",
+        result = pytester.runpytest_subprocess("-m", "setA", *rehearse_on(url), "-p", "no:randomly",
                                                "--answers=answers.json", "-l", "--tb=long", *args)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 1 and "A19  FAIL" in out and "A11  FAIL" in out, out
@@ -264,13 +264,13 @@ def test_a_re_run_on_a_restored_dev_branch_keeps_the_first_runs_restore_figures(
 ) -> None:
     args = example(**REHEARSAL)
     # The first run restores the snapshot, then its cutover command fails: the dev branch stays restored.
-    first = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", empty_db, "--rehearse",
+    first = pytester.runpytest_subprocess("-m", "setA and sql", *rehearse_on(empty_db),
                                           "--cutover-cmd=exit 7", *args)
     assert first.ret == 2, first.stdout.str()
     restored = operator_log(pytester.path)
     stamp = (pytester.path / "artifacts" / "latest").resolve().name
     assert restored["rehearsal"]["restore_s"] is not None and restored["rehearsal"]["snapshot_timestamp"]
-    again = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", empty_db, "--rehearse", *args)
+    again = pytester.runpytest_subprocess("-m", "setA and sql", *rehearse_on(empty_db), *args)
     out = again.stdout.str()
     assert "SQL checks: 12 of 12 passed" in out, out
     log = operator_log(pytester.path)
@@ -291,7 +291,7 @@ def test_a_re_run_on_a_dev_branch_restored_by_hand_says_the_figures_are_unknown(
 ) -> None:
     args = example(**REHEARSAL)
     # restored by hand (runbook step 2), never by this suite: no earlier run in artifacts/ to take figures from
-    result = pytester.runpytest_subprocess("-m", "setA and sql", "--db-url", cut_over_db.url, "--rehearse", *args)
+    result = pytester.runpytest_subprocess("-m", "setA and sql", *rehearse_on(cut_over_db.url), *args)
     log = operator_log(pytester.path)
     assert "restored before this run, not by an earlier run in artifacts/" in log["rehearsal"]["snapshot"], \
         result.stdout.str()

@@ -28,7 +28,7 @@ from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.second_model import MODEL, PLAN
-from tests.support import execute_sql, failing_evidence, operator_tests, run_cutover, scalar
+from tests.support import execute_sql, failing_evidence, operator_tests, rehearse_on, run_cutover, scalar
 
 SRC, TGT, FORTIS = "'tenant-apollo-001'", "'tenant-curaway-patients'", "'tenant-fortis-002'"
 
@@ -357,11 +357,11 @@ def test_plan_commands_refuse_bad_input_in_one_line(second_db: str, empty_db: st
 
 def test_the_rehearsal_is_ready_commits_and_passes_set_a_and_a20_active(pytester: pytest.Pytester, example: Any,
                                                                         second_db: str) -> None:
-    """The rehearsal on the restored second model with its plan, as `pytest -m setA --rehearse` runs it:
+    """The rehearsal on the restored second model with its plan, as `-m setA --rehearse=DBNAME` runs it:
     dry run READY, execute committed, the 12 checks passed, and A20-active (its straggler written into
     the partitioned events table, keyed (bigint identity, created_at)) swept and cleaned up."""
     args = example(**operator_tests("test_matrix", "test_sweep_active"))
-    result = pytester.runpytest("-m", "setA", f"--db-url={second_db}", f"--plan={PLAN}", "--rehearse",
+    result = pytester.runpytest("-m", "setA", f"--plan={PLAN}", *rehearse_on(second_db),
                                 "-p", "no:randomly", "-rA", *args)
     out = result.stdout.str()
     assert "READY" in out and "committed" in out.lower(), out

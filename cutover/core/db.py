@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from cutover.core.errors import SetupError
+from cutover.core.errors import DatabaseError, SetupError
 from cutover.core.redact import mask_url, redact, register_secret, split_password
 
 APPLICATION_NAME = "cutover-suite"
@@ -63,6 +63,49 @@ def describe_failure(url: str, exc: BaseException, option: str = "--db-url") -> 
                                   "no route to host", "name or service not known", "network is unreachable")):
         return f"cannot reach PostgreSQL at {where} ({first}); check the server is up, or fix {option}"
     return f"cannot connect to {mask_url(url)} ({first}); fix {option}"
+
+
+_CAUSES = (
+    ("42501", "the role in the database URL lacks a privilege this command needs: grant it, or connect as a "
+              "role that has it"),
+    ("54", "program limit exceeded in PostgreSQL: a value or statement is larger than the server allows; "
+           "report it, the cutover must not build one"),
+    ("53100", "disk full on the database server: free space (or grow the volume) and run again"),
+    ("53200", "out of memory on the database server: lower work_mem or free memory and run again"),
+    ("53", "insufficient resources on the database server"),
+    ("40001", "serialization failure: a concurrent transaction conflicted; run again"),
+    ("40P01", "deadlock detected: another session locked the same rows; run again once it is done"),
+)
+
+
+def connection_lost(exc: psycopg.Error) -> bool:
+    """The session died (SQLSTATE class 08 or 57P, or none at all), as opposed to a statement refused."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
+
+
+def describe_error(exc: psycopg.Error) -> str:
+    """One line for a database error: the cause by SQLSTATE, the server's first line, the SQLSTATE; the
+    password masked. By SQLSTATE because psycopg files program limits, disk full and out of memory under
+    OperationalError too, and calling them all "connection lost" sent operators after the network."""
+    first = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    state = getattr(exc, "sqlstate", None) or ""
+    for prefix, cause in _CAUSES:
+        if state.startswith(prefix):
+            return f"{cause} ({first}; SQLSTATE {state})"
+    if connection_lost(exc):
+        return f"connection lost ({first}); check the server is up, then run again"
+    return f"{first} (SQLSTATE {state})" if state else first
+
+
+@contextmanager
+def operator_errors(command: str) -> Iterator[None]:
+    """Around a whole command: whatever database error reaches it becomes one :class:`DatabaseError`
+    line naming the command, so the command's caller catches one error type, once."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise DatabaseError(f"{command}: the database refused it: {describe_error(exc)}") from None
 
 
 def connect(

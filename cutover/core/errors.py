@@ -26,3 +26,9 @@ class SetupError(CutoverError):
 
 class PlanError(CutoverError):
     """The plan file is missing, malformed, or inconsistent."""
+
+
+class DatabaseError(CutoverError):
+    """A statement the database refused or failed outside a cutover's own transaction (a privilege, a
+    timeout, a schema the plan does not match). Exit 2 like a connection error: uncaught it was a
+    traceback and exit 1, the code that tells an operator's script BLOCKED."""

@@ -4,6 +4,12 @@ The same table drives the pytest options (CLI flag + typed ini key), the environ
 the README's configuration table, so the three can never drift apart. Precedence is
 CLI > ini > environment > default, and "not given" is always tested with ``is None`` so that a
 deliberate ``0`` or empty value is honoured rather than silently replaced by a default.
+
+The one exception is a switch that lets a run write to a database (``--rehearse``): it is taken from
+the command line only. A file or an exported variable outlives the command it was meant for, and one
+left behind turned a read-only production check into a cutover; so :func:`resolve` never reads it
+there, and the suite stops a run that has it there (:func:`refuse_outside_the_command_line`) rather
+than drop in silence what someone meant.
 """
 
 from __future__ import annotations
@@ -36,10 +42,21 @@ class Option:
     help: str
     env: tuple[str, ...] = ()
     choices: tuple[str, ...] | None = None
+    cli_only: bool = False  # a switch that lets a run write: never from the ini file or the environment
+    bare: str | None = None  # the value of the flag given without ``=VALUE`` (the flag then takes one optionally)
+
+    def __post_init__(self) -> None:
+        assert not (self.cli_only and self.env), f"{self.flag} is command line only: it has no environment"
 
     @property
     def ini(self) -> str:
         return f"cutover_{self.name}"
+
+    @property
+    def refused_env(self) -> str:
+        """The variable a command-line-only option would have had: set, it stops the run rather than
+        being dropped in silence (whoever exported it expects something of it)."""
+        return f"CUTOVER_{self.name.upper()}"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -89,9 +106,11 @@ OPTIONS: tuple[Option, ...] = (
            "statement_timeout of the checks' read-only connection.", ("CUTOVER_CHECK_STATEMENT_TIMEOUT",)),
     Option("check_lock_timeout", "--check-lock-timeout", "string", "2s",
            "lock_timeout of the checks' read-only connection.", ("CUTOVER_CHECK_LOCK_TIMEOUT",)),
-    Option("rehearse", "--rehearse", "bool", False,
-           "Allow the rehearsal's writes (restore, execute, A20-active) on a --db-url target: a dev branch "
-           "you own. Without it a --db-url target is only read.", ("CUTOVER_REHEARSE",)),
+    Option("rehearse", "--rehearse", "string", None,
+           "Let the rehearsal write (restore, execute, A20-active) to the --db-url database it names: "
+           "--rehearse=DBNAME, a dev branch you own, checked against the database the URL connects to. Without "
+           "it a --db-url target is only read; the sandbox needs no DBNAME. Command line only; Set B and "
+           "-m prereq refuse it.", cli_only=True, bare=""),
     Option("cutover_cmd", "--cutover-cmd", "string", None,
            "Run this shell command as the rehearsal's execute instead of the bundled module; it gets "
            "DATABASE_URL, CUTOVER_ACTOR and CUTOVER_REPORT_PATH and must write the report there.",
@@ -138,7 +157,7 @@ class Settings:
     check: str | None = None
     check_statement_timeout: str = "30s"
     check_lock_timeout: str = "2s"
-    rehearse: bool = False
+    rehearse: str | None = None  # DBNAME, "" for a bare --rehearse, None when not given
     cutover_cmd: str | None = None
     answers: str | None = None
     answers_template: str | None = None
@@ -212,6 +231,8 @@ def resolve(
         chosen: tuple[Any, str] | None = None
         if cli.get(option.name) is not None:
             chosen = (cli[option.name], option.flag)
+        elif option.cli_only:
+            pass  # never from a file or the environment: see refuse_outside_the_command_line
         elif ini.get(option.name) is not None:
             chosen = (ini[option.name], f"ini {option.ini}")
         else:
@@ -228,10 +249,28 @@ def resolve(
     return Settings(**values, sources=sources)
 
 
+def refuse_outside_the_command_line(ini: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """A write switch in the ini file or the environment stops the run, naming where it was found.
+
+    Called by the suite, where the switch means something; the ``cutover`` commands have no such switch,
+    and a variable left in the window's shell must not stop an execute that never reads it."""
+    environ = os.environ if env is None else env
+    for option in OPTIONS:
+        if not option.cli_only:
+            continue
+        found = ((f"ini {option.ini}", f"remove {option.ini} from the ini file") if ini.get(option.name) is not None
+                 else (f"${option.refused_env}", f"unset {option.refused_env}") if environ.get(option.refused_env)
+                 else None)
+        if found is not None:
+            raise SetupError(f"{found[0]} is not read: {option.flag} lets the run write to a database and is taken "
+                             f"from the command line only; {found[1]} and, if this run should write, pass "
+                             f"{option.flag} on the command line")
+
+
 def option_table() -> list[tuple[str, str, str, str]]:
     """Rows (flag, ini key, env vars, default) for the README's configuration table."""
     return [
-        (o.flag, o.ini, ", ".join(o.env) or "-", "-" if o.default is None else str(o.default))
+        (o.flag, "-" if o.cli_only else o.ini, ", ".join(o.env) or "-", "-" if o.default is None else str(o.default))
         for o in OPTIONS
     ]
 
@@ -244,10 +283,15 @@ def add_to_parser(add: Callable[..., Any], add_ini: Callable[..., Any] | None = 
             kwargs["type"] = int
         if option.type == "bool":
             kwargs.update(action="store_const", const=True)
+        if option.bare is not None:
+            kwargs.update(nargs="?", const=option.bare)
         if option.choices is not None:
             kwargs["choices"] = option.choices
         add(option.flag, **kwargs)
-        if add_ini is not None:
+        if add_ini is not None and option.cli_only:  # declared only so that a value left there is refused
+            add_ini(option.ini, f"Not read: {option.flag} is command line only; a value here stops the run.",
+                    type="string", default=None)
+        elif add_ini is not None:
             add_ini(option.ini, option.help, type=option.type, default=None)
 
 

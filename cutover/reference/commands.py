@@ -1,7 +1,7 @@
 """The operator commands of the cutover module: dry-run, execute, sweep, reverse, report.
 
 Exit codes (also in the README) are a contract with the operators' scripts:
-0 done / READY, 1 BLOCKED (nothing changed), 2 usage or connection error (nothing changed),
+0 done / READY, 1 BLOCKED (nothing changed), 2 usage, connection or database error (nothing changed),
 3 already cut over (nothing changed), 4 rolled back (nothing changed), 5 committed but the report
 could not be written (rebuild it), 130 interrupted (rolled back).
 """

@@ -618,31 +618,16 @@ def _rollback_quietly(conn: Connection) -> None:
 
 
 def _describe(exc: psycopg.Error, timeouts: Timeouts) -> str:
-    """The real cause, by SQLSTATE: psycopg files program limits, disk full and out of memory under
-    OperationalError too, and calling them all "connection lost" sent operators after the network."""
+    """The real cause: the timeouts by their option, a lost session as the rollback it means, the rest
+    as every command describes a database error (:func:`cutover.core.db.describe_error`)."""
     first = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-    state = getattr(exc, "sqlstate", None) or ""
     if isinstance(exc, pgerr.QueryCanceled):
         return f"statement_timeout {timeouts.statement} reached ({first}); raise --statement-timeout"
     if isinstance(exc, pgerr.LockNotAvailable):
         return f"lock_timeout {timeouts.lock} reached ({first}); another session holds a lock, retry once it is gone"
-    for prefix, cause in _CAUSES:
-        if state.startswith(prefix):
-            return f"{cause} ({first}; SQLSTATE {state})"
-    if isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P"))):
+    if db.connection_lost(exc):
         return f"connection lost ({first}); the server rolled the transaction back"
-    return f"{first} (SQLSTATE {state})" if state else first
-
-
-_CAUSES = (
-    ("54", "program limit exceeded in PostgreSQL: a value or statement is larger than the server allows; "
-           "report it, the cutover must not build one"),
-    ("53100", "disk full on the database server: free space (or grow the volume) and run again"),
-    ("53200", "out of memory on the database server: lower work_mem or free memory and run again"),
-    ("53", "insufficient resources on the database server"),
-    ("40001", "serialization failure: a concurrent transaction conflicted; run again"),
-    ("40P01", "deadlock detected: another session locked the same rows; run again once it is done"),
-)
+    return db.describe_error(exc)
 
 
 def _with_report(exc: RunFailed, report: CutoverReport | dict[str, Any], id_files: dict[str, Path]) -> RunFailed:

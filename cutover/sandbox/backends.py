@@ -7,7 +7,8 @@ the ``postgres`` user when we are root). ``auto`` tries url, docker, local in tu
 A local cluster lives in ``<tmp>/cutover-sandbox-*`` with an ``owner.json`` naming the process that
 must stop it; a container carries labels naming its owning process and host. Stopping is idempotent.
 Should the owner die without cleaning up (SIGKILL), the next start reaps clusters and containers
-whose owner is gone, so no server outlives its run for long; no reaper image is needed.
+whose owner is gone, so no server outlives its run for long. Containers are run by testcontainers;
+its reaper image (Ryuk) is used where it is on the machine, and is not needed.
 
 The temp directory is shared with every user of the machine, and the reaper often runs as root, so it
 touches only what a start of this user made (:func:`owner_record`) and signals only a pid that is a
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -30,7 +32,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from cutover.core import db
 from cutover.core.errors import SetupError
@@ -39,6 +41,9 @@ from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
 from cutover.sandbox import image as docker_image
 from cutover.sandbox.pgbin import SERVICE_USER, ClientTools, locate
+
+if TYPE_CHECKING:  # imported where used: a run that never starts a container never loads testcontainers
+    from testcontainers.core.container import DockerContainer
 
 # The running server's kind: which fields of ServerInfo are set and how it is stopped.
 Backend = Literal["local", "docker", "url"]
@@ -335,44 +340,54 @@ def _container_logs(container: Any, lines: int = 3) -> str:
     return " | ".join(text[-lines:]) or "empty container log"
 
 
-def _check_running(container: Any) -> None:
-    """Refresh the container's state; an exited container is a failed start, said at once with its log."""
-    container.reload()
-    if container.status not in ("created", "running"):
-        code = container.attrs.get("State", {}).get("ExitCode")
-        raise SetupError(f"--sandbox docker: the {container.image.tags[0] if container.image.tags else ''} "
-                         f"container exited (code {code}) before PostgreSQL was ready: "
-                         f"{redact(_container_logs(container))}; fix the image or use --sandbox local")
+# The server that answers on TCP: the official image's entrypoint first runs a socket-only server for its
+# init scripts (it too says "ready to accept connections"), then the final one, which listens on TCP.
+READY_LOG = re.compile(r"listening on IPv4 address[\s\S]*database system is ready to accept connections")
+RYUK_DISABLED_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 
 
-def _wait_ready(container: Any, url: str, timeout: int) -> None:
-    """Until the server accepts a TCP login, failing as soon as the container stops running.
+def reaper_problem(client: Any, owner_pid: int) -> str | None:
+    """None when testcontainers' reaper (Ryuk) can watch the container this process starts, else why not.
 
-    A TCP login (not the log line) is the readiness signal: the official image's entrypoint runs a
-    socket-only server for its init scripts first, then restarts; only the final server listens on TCP.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        _check_running(container)
-        try:
-            with db.connection(url, connect_timeout=2, purpose="the docker sandbox"):
-                return
-        except SetupError:
-            pass
-        if time.monotonic() > deadline:
-            raise SetupError(f"--sandbox docker: PostgreSQL in the container was not ready within {timeout} s "
-                             f"({redact(_container_logs(container))}); raise --startup-timeout or use "
-                             "--sandbox local")
-        time.sleep(0.2)
+    Ryuk removes a session's containers once the process that started them is gone. That is right only
+    when the starting process owns the container: an xdist worker starts the run's shared container for
+    the controller, and must not take it with it when it exits first. Its image is used only when it is
+    already on the machine: where no registry answers, a pull would cost every start its timeout."""
+    from testcontainers.core.config import testcontainers_config
+
+    if os.environ.get(RYUK_DISABLED_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return f"{RYUK_DISABLED_ENV} is set"
+    if owner_pid != os.getpid():
+        return "the container is the run's, started here for its other processes"
+    import docker.errors
+
+    try:
+        client.images.get(testcontainers_config.ryuk_image)
+    except docker.errors.ImageNotFound:
+        return (f"its image {testcontainers_config.ryuk_image} is not on this machine; "
+                f"docker pull {testcontainers_config.ryuk_image} turns it on")
+    return None
+
+
+def _exit_code(container: Any) -> object:
+    try:
+        container.reload()
+        return container.attrs.get("State", {}).get("ExitCode")
+    except Exception:  # removed meanwhile
+        return "unknown"
 
 
 def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
-    """A PostgreSQL container on 127.0.0.1, labelled with its owner so no reaper image is needed.
+    """A PostgreSQL container on 127.0.0.1, run by testcontainers, labelled with its owner.
 
-    The container is removed by :func:`stop` at the end of the run (also after Ctrl-C or SIGTERM, which
-    the plugin turns into a normal shutdown), right here when the start fails, and by the next start's
-    :func:`reap_stale_containers` when its owner died without cleaning up.
+    testcontainers creates and starts it and waits for the server (its log wait strategy, which also
+    fails at once when the container exits). Its reaper watches the container where it can (see
+    :func:`reaper_problem`); the container is removed in any case by :func:`stop` at the end of the run
+    (also after Ctrl-C or SIGTERM, which the plugin turns into a normal shutdown), right here when the
+    start fails, and by the next start's :func:`reap_stale_containers` when its owner died (SIGKILL).
     """
+    from testcontainers.core.config import testcontainers_config
+
     problem = docker_engine_problem()
     if problem is not None:
         raise SetupError(f"--sandbox docker: {problem}; start Docker, or use --sandbox local or --sandbox url")
@@ -380,27 +395,62 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
     client = _docker_client()
     reap_stale_containers(client)
     image = docker_image.ensure(client, settings.docker_image, log)
+    no_reaper = reaper_problem(client, owner)
+    testcontainers_config.ryuk_disabled = no_reaper is not None
+    if no_reaper is not None:
+        log(f"sandbox: docker: testcontainers' reaper is off ({no_reaper}); a killed run's container is removed "
+            "by the next start, by its labels")
     password = secrets.token_urlsafe(18)
     register_secret(password)
     name = f"{PREFIX}{owner}-{secrets.token_hex(4)}"
+    container: DockerContainer | None = None
     try:
-        container = client.containers.run(
-            image, name=name, detach=True, labels=_owner_labels(owner),
-            command=["postgres", *settings.server_settings.split(), "-c", "max_connections=200"],
-            environment={"POSTGRES_USER": ADMIN_USER, "POSTGRES_PASSWORD": password, "POSTGRES_DB": "postgres"},
-            ports={"5432/tcp": ("127.0.0.1", None)})
-        _check_running(container)
-        port = int(container.ports["5432/tcp"][0]["HostPort"])
+        container = _postgres_container(image, name, owner, password, settings)
+        try:
+            container.start()
+        except RuntimeError:  # the wait strategy saw the container exit
+            raw = container.get_wrapped_container()
+            raise SetupError(f"--sandbox docker: the {image} container exited (code {_exit_code(raw)}) before "
+                             f"PostgreSQL was ready: {redact(_container_logs(raw))}; fix the image or use "
+                             "--sandbox local") from None
+        except TimeoutError:
+            raise SetupError(f"--sandbox docker: PostgreSQL in the container was not ready within "
+                             f"{settings.startup_timeout} s "
+                             f"({redact(_container_logs(container.get_wrapped_container()))}); raise "
+                             "--startup-timeout or use --sandbox local") from None
+        container_id = container.get_container_id()
+        port = int(container.get_docker_client().port(container_id, 5432))
         url = f"postgresql://{ADMIN_USER}:{password}@127.0.0.1:{port}/postgres"
-        _wait_ready(container, url, settings.startup_timeout)
     except BaseException as exc:
         remove_owned_name(client, name)
         if isinstance(exc, SetupError) or not isinstance(exc, Exception):
             raise
         raise SetupError(f"--sandbox docker: could not start {image} ({redact(str(exc))[:200]}); "
                          "use --sandbox local") from None
+    finally:
+        if container is not None:  # its own engine connection; the container is stopped by id (stop())
+            container.get_docker_client().client.close()
     log(f"sandbox: docker {image} up on 127.0.0.1:{port}")
-    return ServerInfo(backend="docker", admin_url=url, container_id=str(container.id), owner_pid=owner)
+    return ServerInfo(backend="docker", admin_url=url, container_id=container_id, owner_pid=owner)
+
+
+def _postgres_container(image: str, name: str, owner: int, password: str,
+                        settings: SandboxSpec) -> DockerContainer:
+    """testcontainers' container of ``image`` as the sandbox runs it (not started yet)."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    # network="bridge": testcontainers would otherwise look for a network of the container it runs in; the
+    # port is published on the engine host's 127.0.0.1 only, which its port API cannot say (host port only).
+    container = (DockerContainer(image, docker_client_kw={"timeout": 10})
+                 .with_kwargs(labels=_owner_labels(owner), network="bridge")
+                 .with_name(name)
+                 .with_command(["postgres", *settings.server_settings.split(), "-c", "max_connections=200"])
+                 .with_envs(POSTGRES_USER=ADMIN_USER, POSTGRES_PASSWORD=password, POSTGRES_DB="postgres")
+                 .waiting_for(LogMessageWaitStrategy(READY_LOG).with_startup_timeout(settings.startup_timeout)
+                              .with_poll_interval(0.2)))
+    container.ports["5432/tcp"] = cast(Any, ("127.0.0.1",))  # docker's (address,): a free port on that address
+    return container
 
 
 def remove_owned_name(client: Any, name: str) -> None:

@@ -86,12 +86,14 @@ class SessionSandbox:
                 admin = self.server().admin_url
                 url = db.create_database(admin, TEMPLATE_DB)
                 try:
-                    result = snapshot.restore(path, url, self.plan, log=self.log, tools=self.server().tools())
+                    result = snapshot.restore(path, url, self.plan, log=self.log, tools=self.server().tools(),
+                                              create_roles=True)  # a sandbox: ours to add roles to
                 except BaseException:
                     db.drop_database(admin, TEMPLATE_DB)
                     raise
                 marker.write_text(json.dumps({"snapshot": str(path), "restore_seconds": result.total_seconds,
-                                              "rows": result.rows, "format": result.format}))
+                                              "rows": result.rows, "format": result.format,
+                                              "created_roles": list(result.created_roles)}))
         return TEMPLATE_DB
 
     def restore_info(self) -> dict[str, object]:

@@ -42,6 +42,7 @@ from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.model import generator
+from cutover.sandbox import dumpneeds
 from cutover.sandbox.pgbin import ClientTools
 from cutover.sandbox.plain_sql import MetaCommandGuard, psql_restricts, restricted_preamble
 
@@ -58,12 +59,14 @@ _CREATE_TABLE = re.compile(rb"^CREATE TABLE (?:public\.)?\"?([A-Za-z_][A-Za-z0-9
 
 @dataclass(frozen=True)
 class RestoreResult:
-    """``seconds`` is the load itself; ``total_seconds`` adds validation, grants and ANALYZE."""
+    """``seconds`` is the load itself; ``total_seconds`` adds validation, grants and ANALYZE;
+    ``created_roles`` the NOLOGIN roles made in a sandbox for the policies, owners and grants it names."""
 
     format: str
     seconds: float
     rows: int
     total_seconds: float
+    created_roles: tuple[str, ...] = ()
 
 
 def manifest_path(snapshot: Path) -> Path:
@@ -173,6 +176,62 @@ def _tables_in_custom(path: Path, tools: ClientTools) -> set[str]:
                          f"({redact(full.stderr.strip().splitlines()[-1] if full.stderr.strip() else '')}); "
                          "make or download it again")
     return {m.group(1) for m in re.finditer(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", listing.stdout, re.M)}
+
+
+def required_extensions(path: Path, tools: ClientTools | None = None) -> tuple[str, ...]:
+    """The extensions the snapshot creates: a plain file's ``CREATE EXTENSION``s (read up to its first
+    rows only, where pg_dump puts them), a custom archive's table of contents. Cheap on a GB snapshot, so
+    a missing extension is said before the whole file is read."""
+    fmt = sniff_format(path)
+    if fmt == "custom":
+        listing = _tool_on_file(tools or ClientTools(), path, "-l")
+        return dumpneeds.extensions_in_toc(listing.stdout) if listing.returncode == 0 else ()
+    return dumpneeds.scan_sql(_plain_chunks(path, fmt), stop_at_data=True).extensions
+
+
+def named_roles(path: Path, tools: ClientTools | None = None) -> tuple[str, ...]:
+    """The roles the snapshot's statements name: its policies' ``TO``, and where the dump kept them its
+    ``OWNER TO`` and grants. A custom archive is restored with --no-owner --no-privileges, so only its
+    policies count; they are read from its schema (``pg_restore -s``), never its data."""
+    fmt = sniff_format(path)
+    if fmt != "custom":
+        return dumpneeds.scan_sql(_plain_chunks(path, fmt)).roles
+    schema = _tool_on_file(tools or ClientTools(), path, "-s", "--no-owner", "--no-privileges", "-f", "-")
+    return dumpneeds.scan_sql([schema.stdout.encode()]).roles if schema.returncode == 0 else ()
+
+
+def refuse_missing_extensions(conn: Connection, path: Path, required: tuple[str, ...], url: str) -> None:
+    """One line naming each extension the snapshot creates that the server cannot, and where to get it."""
+    missing = dumpneeds.missing_extensions(conn, required)
+    if missing:
+        major = dumpneeds.server_major(conn)
+        raise SetupError(f"snapshot {path.name} creates extensions that PostgreSQL {major} at {mask_url(url)} does "
+                         f"not have: {'; '.join(dumpneeds.where_to_get(e, major) for e in missing)}; "
+                         "nothing was restored")
+
+
+def provide_roles(conn: Connection, path: Path, plan: Plan, roles: tuple[str, ...], url: str,
+                  create: bool, log: Log = quiet) -> tuple[str, ...]:
+    """The roles the snapshot names that the server lacks: created as NOLOGIN roles when ``create`` (a
+    sandbox, ours to change), else refused in one line (a --db-url target: the restore would fail on the
+    first of them, and roles are the server's, not ours to create). The plan's app role is left to
+    :func:`ensure_roles`. Returns the roles created."""
+    missing = [r for r in dumpneeds.missing_roles(conn, roles) if r != plan.app_role]
+    if not missing:
+        return ()
+    reserved = [r for r in missing if dumpneeds.reserved(r)]
+    if reserved:
+        raise SetupError(f"snapshot {path.name} names predefined roles PostgreSQL at {mask_url(url)} does not have "
+                         f"({', '.join(reserved)}): it comes from a newer PostgreSQL; restore it on a server of "
+                         "its major")
+    if not create:
+        statements = " ".join(f"CREATE ROLE {sql.Identifier(r).as_string(None)} NOLOGIN;" for r in missing)
+        raise SetupError(f"snapshot {path.name} names roles that {mask_url(url)} does not have: {', '.join(missing)} "
+                         f"(in its policies, owners or grants; pg_dump does not carry roles); create them there "
+                         f"first ({statements}) or restore into a sandbox (no --db-url); nothing was restored")
+    log(f"snapshot: creating the roles {path.name} names as NOLOGIN roles in the sandbox: {', '.join(missing)}")
+    dumpneeds.create_nologin_roles(conn, missing)
+    return tuple(missing)
 
 
 def validate(path: Path, plan: Plan, tools: ClientTools | None = None, log: Log = quiet) -> str:
@@ -406,13 +465,22 @@ def grant_app_role(conn: Connection, plan: Plan) -> None:
 
 
 def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet,
-            tools: ClientTools | None = None) -> RestoreResult:
-    """Validate, then restore ``path`` into the empty database at ``url``; report the wall-clock."""
+            tools: ClientTools | None = None, create_roles: bool = False) -> RestoreResult:
+    """Validate, then restore ``path`` into the empty database at ``url``; report the wall-clock.
+
+    Before anything is written: the extensions it creates must be on the server, and the roles it names
+    are created as NOLOGIN roles when ``create_roles`` (a sandbox), else refused when missing."""
     begun = time.monotonic()
     tools = tools or ClientTools()
+    extensions = required_extensions(path, tools)
+    if extensions:
+        with db.connection(url, autocommit=True) as conn:
+            refuse_missing_extensions(conn, path, extensions, url)
     fmt = validate(path, plan, tools, log)
+    roles = named_roles(path, tools)
     with db.connection(url, autocommit=True) as conn:
         _require_empty(conn, url)
+        created = provide_roles(conn, path, plan, roles, url, create_roles, log)
         ensure_roles(conn, plan)
     started = time.monotonic()
     with unprivileged_owner(url) as load_url:
@@ -426,9 +494,10 @@ def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet,
         conn.execute("ANALYZE")
         rows = sum(sum(t.values()) for t in count_rows(conn, plan).values())
     total = time.monotonic() - begun
+    made = f"; created the NOLOGIN roles it names: {', '.join(created)}" if created else ""
     log(f"snapshot: restored {path.name} ({fmt}) into {mask_url(url)}: {rows:,} rows in {total:.1f} s "
-        f"(load {seconds:.1f} s)")
-    return RestoreResult(format=fmt, seconds=seconds, rows=rows, total_seconds=total)
+        f"(load {seconds:.1f} s){made}")
+    return RestoreResult(format=fmt, seconds=seconds, rows=rows, total_seconds=total, created_roles=created)
 
 
 def _pg_restore(path: Path, url: str, jobs: int, tools: ClientTools) -> None:

@@ -171,6 +171,8 @@ def markdown(log: Mapping[str, Any]) -> str:
              f"- snapshot timestamp: {r.get('snapshot_timestamp') or '-'}",
              f"- restore wall-clock: {_fmt_s(r.get('restore_s'))}"
              + (f" (measured on {r['restore_measured_on']})" if r.get("restore_measured_on") else ""),
+             *([f"- roles created for the restore (NOLOGIN, sandbox only; the snapshot's policies, owners or "
+                f"grants name them): {', '.join(r['created_roles'])}"] if r.get("created_roles") else []),
              f"- dry-run verdict: {r.get('dry_run') or '-'}"
              + (f" ({'; '.join(r['blockers'])})" if r.get("blockers") else ""),
              f"- execute duration: {_fmt_s(r.get('execute_s'))} ({r.get('execute_via') or '-'})",

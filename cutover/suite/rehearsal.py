@@ -59,6 +59,7 @@ class Record:
     restore_s: float | None = None
     restore_measured_on: str = ""
     restored_by_run: str = ""  # a dev branch found restored: the earlier run (artifacts/<stamp>) that restored it
+    created_roles: list[str] = field(default_factory=list)  # NOLOGIN roles the sandbox got for the snapshot's policies
     dry_run: str = ""
     blockers: list[str] = field(default_factory=list)
     execute_s: float | None = None
@@ -251,13 +252,26 @@ def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, 
         record.restore_measured_on = f"the dev branch {mask_url(settings.db_url)}"
 
 
+def check_named_target(settings: Settings) -> None:
+    """Before the first write: the --db-url database must be the one --rehearse=DBNAME names, as the server
+    itself reports it (current_database(), not the URL's path: a pooler or service file can map one to another)."""
+    assert settings.db_url is not None
+    if not settings.rehearse:
+        raise SetupError("the rehearsal writes to its target; a --db-url target needs the explicit opt-in "
+                         "--rehearse=DBNAME naming the dev-branch database, or drop --db-url to use the sandbox")
+    with db.connection(settings.db_url, read_only=True) as conn:
+        connected = str(db.one(conn, "SELECT current_database()")[0])
+    if connected != settings.rehearse:
+        raise SetupError(f"--rehearse={settings.rehearse} but --db-url connects to the database {connected!r}; "
+                         "nothing was written: fix --db-url, or name the database you mean to write to in "
+                         "--rehearse=DBNAME")
+
+
 def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, record: Record,
         log: Log = quiet, report_dir: Path | None = None) -> None:
     """Restore, dry run, capture, execute: the target the checks then look at (filled into ``record``)."""
     if settings.db_url is not None:
-        if not settings.rehearse:
-            raise SetupError("the rehearsal writes to its target; a --db-url target needs the explicit opt-in "
-                             "--rehearse (a dev branch you own), or drop --db-url to use the sandbox")
+        check_named_target(settings)
         record.sandbox = False
         url = settings.db_url
         _restore_into_url(settings, provider, plan, record, log)
@@ -275,6 +289,10 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
             record.snapshot = str(info.get("snapshot", ""))
             record.snapshot_timestamp = snapshot_timestamp(Path(record.snapshot)) if record.snapshot else ""
             entry["detail"] = f"{info.get('rows')} rows in {record.restore_s:.2f} s"
+            roles = info.get("created_roles")
+            record.created_roles = [str(r) for r in roles] if isinstance(roles, list) else []
+            if record.created_roles:
+                entry["detail"] += f"; created the NOLOGIN roles it names: {', '.join(record.created_roles)}"
             url = provider.clone("rehearsal")
     record.target = mask_url(url)
     with db.connection(url, read_only=True) as conn:

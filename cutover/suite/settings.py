@@ -25,9 +25,29 @@ def resolve(config: pytest.Config) -> cfg.Settings:
     cli = {o.name: config.getoption(f"cutover_{o.name}") for o in cfg.OPTIONS}
     ini = {o.name: config.getini(o.ini) for o in cfg.OPTIONS}
     try:
+        cfg.refuse_outside_the_command_line(ini)
         return cfg.resolve(cli, ini)
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
+
+
+def check_write_opt_in(settings: cfg.Settings, reads_only: str | None) -> None:
+    """Refuse, before anything connects, a ``--rehearse`` that a read-only run (``reads_only`` names it) was
+    given or that does not say which database it may write to. The name is what makes the opt-in
+    deliberate: a URL pasted from the wrong shell variable then fails the name check (on the database
+    itself) instead of being cut over."""
+    if settings.rehearse is None:
+        return
+    if reads_only is not None:
+        raise pytest.UsageError(f"{reads_only} only reads its database; drop --rehearse (it would let the "
+                                "rehearsal write to the --db-url target)")
+    if settings.db_url is not None and not settings.rehearse:
+        raise pytest.UsageError("a rehearsal on --db-url writes there, so --rehearse must name that database: pass "
+                                "--rehearse=DBNAME, the dev-branch database the URL connects to (with '=')")
+    if settings.db_url is None and settings.rehearse:
+        raise pytest.UsageError(f"--rehearse={settings.rehearse} names a --db-url database, but no --db-url (or "
+                                "DATABASE_URL) is given; pass the dev branch's --db-url, or a bare --rehearse "
+                                "(or none) to rehearse on the sandbox")
 
 
 def check_rootdir(config: pytest.Config) -> None:

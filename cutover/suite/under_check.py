@@ -49,7 +49,7 @@ def describe(settings: Settings, production: bool) -> str:
         return (f"cutover target: a throwaway sandbox ({settings.sandbox}), restored from "
                 f"{settings.snapshot or 'the embedded default snapshot'}")
     mode = ("read-only, production window" if production else
-            "the rehearsal writes here (--rehearse)" if settings.rehearse else "read-only")
+            f"the rehearsal writes here (--rehearse={settings.rehearse})" if settings.rehearse else "read-only")
     return f"cutover target: {reach(settings.db_url)} ({mode})"
 
 

@@ -1,11 +1,12 @@
 """The go/no-go's pytest wiring (``pytest -m prereq --db-url=PROD --evidence=DIR``) and the window's T+ timeline.
 
-Refuses before anything runs unless production and the rehearsal's evidence are named (and never
-with --rehearse: nothing here may write); keeps prereq tests out of every other run; collects one
-:class:`~cutover.suite.window.Item` per prerequisite from the tests' reports (xdist workers too);
-prints one line each and the verdict; and makes the exit status 0 only for WINDOW GO. A Set B run
-(and a rehearsal) is placed on the window's timeline: the commit, the sweeps, the run and the
-rollback decision with their T+ times, on the terminal and in the operator log.
+Refuses before anything runs unless production and the rehearsal's evidence are named (a --rehearse is
+refused earlier, with Set B's, by ``suite.settings.check_write_opt_in``: nothing here may write); keeps
+prereq tests out of every other run; collects one :class:`~cutover.suite.window.Item` per prerequisite
+from the tests' reports (xdist workers too); prints one line each and the verdict; and makes the exit
+status 0 only for WINDOW GO. A Set B run (and a rehearsal) is placed on the window's timeline: the
+commit, the sweeps, the run and the rollback decision with their T+ times, on the terminal and in the
+operator log.
 """
 
 from __future__ import annotations
@@ -53,9 +54,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.evidence is None:
         raise pytest.UsageError("the go/no-go compares production with the rehearsal: pass "
                                 "--evidence=artifacts/<timestamp> (the rehearsal's artifacts directory)")
-    if settings.rehearse:
-        raise pytest.UsageError("-m prereq only reads; drop --rehearse (it would let the rehearsal write to "
-                                "the --db-url target)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

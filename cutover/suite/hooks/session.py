@@ -79,6 +79,13 @@ def run_kind(config: pytest.Config) -> str | None:
     return verdicts.SET_B if "setB" in markexpr and "setA" not in markexpr else verdicts.REHEARSAL
 
 
+def _reads_only(config: pytest.Config) -> str | None:
+    """The run that must never write, named for its refusal of --rehearse: the go/no-go or Set B."""
+    if "prereq" in str(config.option.markexpr or ""):
+        return "the go/no-go (-m prereq)"
+    return "Set B (-m setB)" if run_kind(config) == verdicts.SET_B else None
+
+
 def _expected(kind: str | None, catalogue: Catalogue) -> tuple[str, ...]:
     """The checks the verdict waits for: all 21 (a rehearsal) or Set B's 8. ``--check`` narrows what
     runs, never this: the checks it leaves out are "not run", so a selection is never a pass."""
@@ -103,6 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if SETTINGS not in config.stash:  # xdist workers skip pytest_cmdline_main
         config.stash[SETTINGS] = glue.resolve(config)
     settings = config.stash[SETTINGS]
+    glue.check_write_opt_in(settings, _reads_only(config))
     try:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
         config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))

@@ -60,7 +60,7 @@ def app_database(reach: str, sandbox: bool, password_at: str | None = None) -> s
         where = f" (the password is the sandbox's own: admin_url in {password_at})" if password_at else ""
         return (f"Point the application at the rehearsal's database, the embedded sandbox on this machine: {reach}"
                 f"{where}; only this machine can reach it, and the sandbox stops when this run ends. {counts} "
-                "To exercise the real app, rehearse on a dev branch with --db-url=DEV --rehearse and point the "
+                "To exercise the real app, rehearse on a dev branch with --db-url=DEV --rehearse=DBNAME and point the "
                 "dev-branch app at it.")
     return (f"Point the application at the rehearsal's database, the dev branch given with --db-url: {reach} "
             f"(the password in your --db-url; the app's DATABASE_URL). {counts}")
