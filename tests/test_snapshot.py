@@ -17,7 +17,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
-from cutover.sandbox import snapshot
+from cutover.sandbox import dumpneeds, snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.pgbin import ClientTools
 from tests.support import execute_sql, reference_database, scalar
@@ -334,3 +334,18 @@ def test_a_file_changed_after_its_check_is_stopped_before_the_line_and_rolled_ba
         snapshot._psql_stream(path, "plain-gz", empty_db, ClientTools())  # as if validation had passed
     assert not planted.exists()
     assert relation_count(empty_db) == 0
+
+
+@pytest.mark.parametrize(("needs", "why"), [
+    (dumpneeds.DumpNeeds(roles=("report_owner",), owners=("report_owner",)), "keeps its owners (report_owner"),
+    (dumpneeds.DumpNeeds(extensions=("dblink",)), "creates extensions only a superuser may create (dblink)"),
+    (dumpneeds.DumpNeeds(extensions=("pgcrypto",), roles=("analytics_ro",)), ""),
+])
+def test_only_a_dump_that_keeps_owners_or_needs_an_untrusted_extension_loads_as_the_superuser(
+    needs: dumpneeds.DumpNeeds, why: str, cutover_server: ServerInfo
+) -> None:
+    """The exceptions to the non-superuser restore, each named in the restore's line; policies and grants
+    naming roles, and trusted extensions, load as the restore role."""
+    with db.connection(cutover_server.admin_url) as conn:
+        assert snapshot._needs_a_superuser(conn, needs, needs.extensions).startswith(why)
+        assert bool(snapshot._needs_a_superuser(conn, needs, needs.extensions)) is bool(why)

@@ -193,11 +193,16 @@ def named_roles(path: Path, tools: ClientTools | None = None) -> tuple[str, ...]
     """The roles the snapshot's statements name: its policies' ``TO``, and where the dump kept them its
     ``OWNER TO`` and grants. A custom archive is restored with --no-owner --no-privileges, so only its
     policies count; they are read from its schema (``pg_restore -s``), never its data."""
+    return dump_needs(path, tools).roles
+
+
+def dump_needs(path: Path, tools: ClientTools | None = None) -> dumpneeds.DumpNeeds:
+    """What :func:`named_roles` reads, with the roles the dump makes its loader act as (``owners``)."""
     fmt = sniff_format(path)
     if fmt != "custom":
-        return dumpneeds.scan_sql(_plain_chunks(path, fmt)).roles
+        return dumpneeds.scan_sql(_plain_chunks(path, fmt))
     schema = _tool_on_file(tools or ClientTools(), path, "-s", "--no-owner", "--no-privileges", "-f", "-")
-    return dumpneeds.scan_sql([schema.stdout.encode()]).roles if schema.returncode == 0 else ()
+    return dumpneeds.scan_sql([schema.stdout.encode()]) if schema.returncode == 0 else dumpneeds.DumpNeeds()
 
 
 def refuse_missing_extensions(conn: Connection, path: Path, required: tuple[str, ...], url: str) -> None:
@@ -415,8 +420,20 @@ def ensure_roles(conn: Connection, plan: Plan) -> None:
 RESTORE_ROLE_PREFIX = "cutover_restore_"
 
 
+def _needs_a_superuser(conn: Connection, needs: dumpneeds.DumpNeeds, extensions: tuple[str, ...]) -> str:
+    """Why this dump cannot be loaded by a non-superuser, or "": it keeps owners (OWNER TO and the like,
+    which only a member of that role may say, and ``postgres`` is one no restore role may be a member
+    of), or it creates an extension only a superuser may create."""
+    if needs.owners:
+        return f"keeps its owners ({', '.join(needs.owners[:5])}: pg_dump without --no-owner)"
+    untrusted = dumpneeds.superuser_extensions(conn, extensions)
+    if untrusted:
+        return f"creates extensions only a superuser may create ({', '.join(untrusted)})"
+    return ""
+
+
 @contextmanager
-def unprivileged_owner(url: str) -> Iterator[str]:
+def unprivileged_owner(url: str, enabled: bool = True) -> Iterator[str]:
     """The URL a dump is loaded through: when we are a superuser there, a login of its own that owns the
     target database and is nothing more: no superuser, CREATEDB or CREATEROLE. It has BYPASSRLS, as
     pg_dump's ``SET row_security = off`` needs of whoever loads a table with FORCE ROW LEVEL SECURITY
@@ -427,7 +444,7 @@ def unprivileged_owner(url: str) -> Iterator[str]:
     file on the server. ``SET ROLE`` is no fence (the SQL can ``RESET ROLE``); a login of that role is.
     Afterwards everything it made is handed back to us and the role is dropped, so the restored
     database looks as a superuser's restore leaves it. Without superuser rights the dump already runs
-    with no more than ours."""
+    with no more than ours; ``enabled=False`` (a dump that needs a superuser) loads as we are."""
     name = f"{RESTORE_ROLE_PREFIX}{secrets.token_hex(6)}"
     role = sql.Identifier(name)
     password = secrets.token_urlsafe(24)
@@ -436,6 +453,7 @@ def unprivileged_owner(url: str) -> Iterator[str]:
     with db.connection(url, autocommit=True) as conn:
         me, superuser, owner = db.one(conn, "SELECT current_user, rolsuper, pg_get_userbyid(d.datdba) FROM pg_roles, "
                                       "pg_database d WHERE rolname = current_user AND d.datname = current_database()")
+        superuser = superuser and enabled
         if superuser:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
                                  "BYPASSRLS PASSWORD {}").format(role, sql.Literal(password)))
@@ -477,13 +495,18 @@ def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet,
         with db.connection(url, autocommit=True) as conn:
             refuse_missing_extensions(conn, path, extensions, url)
     fmt = validate(path, plan, tools, log)
-    roles = named_roles(path, tools)
+    needs = dump_needs(path, tools)
     with db.connection(url, autocommit=True) as conn:
         _require_empty(conn, url)
-        created = provide_roles(conn, path, plan, roles, url, create_roles, log)
+        created = provide_roles(conn, path, plan, needs.roles, url, create_roles, log)
         ensure_roles(conn, plan)
+        superuser_for = _needs_a_superuser(conn, needs, extensions)
+    if superuser_for:
+        log(f"snapshot: {path.name} {superuser_for}: its SQL runs as the restoring login, a superuser; "
+            "make it with pg_dump --no-owner (and create such extensions in the target first) to restore it "
+            "as a non-superuser")
     started = time.monotonic()
-    with unprivileged_owner(url) as load_url:
+    with unprivileged_owner(url, enabled=not superuser_for) as load_url:
         if fmt == "custom":
             _pg_restore(path, load_url, jobs, tools)
         else:
