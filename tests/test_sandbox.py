@@ -190,7 +190,7 @@ def _plant(parent: Path, victim: int, *, record: dict[str, object] | None = None
     (base / "data").mkdir(parents=True)
     (base / "data" / "postmaster.pid").write_text(f"{victim}\n{base / 'data'}\n")
     if record is None:  # what a start writes, but for a dead owner
-        record = {"kind": "cutover-sandbox", "pid": _dead_pid(), "uid": os.geteuid(), "base": str(base)}
+        record = {"kind": sandbox.RECORD_KIND, "pid": _dead_pid(), "uid": os.geteuid(), "base": str(base)}
     (base / "owner.json").write_text(json.dumps(record))
     (base / "owner.json").chmod(0o600)
     base.chmod(mode)
@@ -221,7 +221,7 @@ def test_the_reaper_never_signals_a_process_it_did_not_start(planted: str, tmp_p
         elif planted == "not-0700":
             base = _plant(tmp_path, victim.pid, mode=0o755)
         elif planted == "a-record-of-another-directory":
-            base = _plant(tmp_path, victim.pid, record={"kind": "cutover-sandbox", "pid": _dead_pid(),
+            base = _plant(tmp_path, victim.pid, record={"kind": sandbox.RECORD_KIND, "pid": _dead_pid(),
                                                         "uid": os.geteuid(), "base": "/tmp/cutover-sandbox-x"})
         else:
             base = _plant(tmp_path, victim.pid)
