@@ -1,10 +1,11 @@
 """Foundation figures: sandbox start/stop and restore on local and docker, Docker detection, snapshot
-make/restore, restore vs gunzip | psql.
+make/restore, restore vs gunzip | psql; and per PostgreSQL major (15, 18) and backend side by side:
+sandbox start, restore, and the whole rehearsal's wall time.
 
 Prints figures; asserts nothing (machines here are shared and noisy). Restore speed is reported as a
 ratio against plain ``gunzip -c FILE | psql`` of the same file, measured in the same run.
 
-    .venv/bin/python benchmarks/bench_foundation.py [--scales 1,10] [--repeat 3]
+    .venv/bin/python benchmarks/bench_foundation.py [--scales 1,10] [--repeat 3] [--majors 15,18] [--no-rehearsal]
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from cutover.core import db
+from cutover.core.errors import SetupError
 from cutover.core.options import resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.sandbox import backends as sandbox
@@ -61,10 +64,59 @@ def docker_restores(plan: Plan, repeat: int) -> None:
           "container for docker): " + "; ".join(f"{b} median {statistics.median(v):.2f} s" for b, v in figures.items()))
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rehearsal_seconds(backend: str, major: int) -> tuple[float, int]:
+    """The README's main job on this backend and major (CI's labelled answers), timed from outside."""
+    argv = [sys.executable, "-m", "pytest", "-m", "setA", "-q", "-p", "no:randomly", f"--sandbox={backend}",
+            f"--pg-major={major}", f"--answers={ROOT / 'ci' / 'answers-ci.yaml'}"]
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    return time.monotonic() - started, done.returncode
+
+
+def per_major(plan: Plan, majors: list[int], backends: list[str], repeat: int, rehearse: bool) -> None:
+    """Start, restore and whole-rehearsal wall time per (major, backend), in one table."""
+    print(f"{'major':>5} {'backend':>8} {'start s':>8} {'restore s':>10} {'rehearsal s':>12}  note")
+    for major in majors:
+        for backend in backends:
+            spec = sandbox.SandboxSpec.of(resolve({"sandbox": backend, "pg_major": major}, {}))
+            try:
+                sandbox.stop(sandbox.start(spec))  # a first docker start may pull or build: not a start figure
+                starts = []
+                for _ in range(repeat):
+                    seconds, info = timed(sandbox.start, spec)
+                    starts.append(seconds)
+                    sandbox.stop(info)  # type: ignore[arg-type]
+                info = sandbox.start(spec)
+                try:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        out = Path(tmp) / "s1.sql.gz"
+                        snapshot.make(out, plan, info.admin_url, 1, 1, tools=info.tools())
+                        url = db.create_database(info.admin_url, f"bench_{uuid.uuid4().hex[:8]}")
+                        restore = snapshot.restore(out, url, plan, tools=info.tools()).total_seconds
+                        db.drop_database(info.admin_url, db.database_name(url))
+                    version = info.version
+                finally:
+                    sandbox.stop(info)
+            except SetupError as exc:
+                print(f"{major:>5} {backend:>8} {'-':>8} {'-':>10} {'-':>12}  not measured: {str(exc)[:100]}")
+                continue
+            whole, code = rehearsal_seconds(backend, major) if rehearse else (float("nan"), 0)
+            note = f"PostgreSQL {version}" + (f"; rehearsal exit {code}" if code else "")
+            print(f"{major:>5} {backend:>8} {statistics.median(starts):>8.2f} {restore:>10.2f} {whole:>12.1f}  {note}")
+    print("start s = median sandbox start; restore s = whole restore of a scale-1 snapshot made on that server; "
+          "rehearsal s = `pytest -m setA --sandbox=B --pg-major=N` wall time (default snapshot, CI's answers).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scales", default="1,10", help="comma-separated snapshot scales (default 1,10)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions for the sandbox start figure")
+    parser.add_argument("--majors", default="15,18", help="PostgreSQL majors for the per-major table (default 15,18)")
+    parser.add_argument("--no-rehearsal", action="store_true", help="leave the whole-rehearsal column out")
+    parser.add_argument("--majors-only", action="store_true", help="print only the per-major table")
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
@@ -72,6 +124,9 @@ def main() -> None:
     detect, problem = timed(sandbox.docker_engine_problem)
     print(f"docker engine detection: {detect:.2f} s ({'engine answered' if problem is None else 'no engine'})")
     backends = ["local"] + (["docker"] if problem is None else [])
+    per_major(plan, [int(m) for m in args.majors.split(",")], backends, args.repeat, not args.no_rehearsal)
+    if args.majors_only:
+        return
     for backend in backends:
         spec = sandbox.SandboxSpec.of(resolve({"sandbox": backend}, {}))
         if backend == "docker":  # the first start may pull or build the image: not a start figure

@@ -8,14 +8,16 @@ stderr so stdout stays clean for pipes.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cutover.core import catalog, db, evidence, plan_draft
+from cutover.core import catalog, db, evidence, plan_draft, plan_upgrade
 from cutover.core.errors import EXIT_USAGE, CutoverError, PlanError
 from cutover.core.options import resolve
-from cutover.core.plan import DEFAULT_PLAN, load_plan
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
 from cutover.core.redact import redact
 from cutover.reference import commands as cutover_commands
 from cutover.sandbox import backends as sandbox
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev_cmds = ev.add_subparsers(dest="evidence_command", required=True, parser_class=_Parser)
     verify = ev_cmds.add_parser("verify", help="recompute every artifact's SHA-256: 0 all match, 1 otherwise")
     verify.add_argument("dir", type=Path, help="a run's artifacts directory, e.g. artifacts/latest")
+    verify.add_argument("--allowed-signers", default=None,
+                        help="ssh-keygen allowed-signers file (or CUTOVER_ALLOWED_SIGNERS): the bundle must be "
+                             "signed by one of its keys; names the signer")
     plan = commands.add_parser("plan", help="draft a plan from a live database, or check one against it")
     plan_cmds = plan.add_subparsers(dest="plan_command", required=True, parser_class=_Parser)
     draft = plan_cmds.add_parser("draft", help="write a draft plan from the live schema (read-only)")
@@ -80,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = plan_cmds.add_parser("check", help="list every difference between a plan and the live schema")
     check.add_argument("--db-url", default=None, help="the database to read (or CUTOVER_DB_URL / DATABASE_URL)")
     check.add_argument("--plan", default=None, help="plan file (default the reference plan)")
+    upgrade = plan_cmds.add_parser("upgrade", help="show a plan of an earlier format in the current one; "
+                                                   "--write writes it")
+    upgrade.add_argument("--plan", default=None, help="plan file (default the reference plan)")
+    upgrade.add_argument("--write", action="store_true", help="write the upgraded plan (default: only show the diff)")
     return parser
 
 
@@ -134,14 +143,39 @@ def _plan_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_upgrade(args: argparse.Namespace) -> int:
+    """The diff to the current format on stdout; the file is written only with --write. No database."""
+    path = resolve({"plan": args.plan}, {}).plan_path
+    try:
+        old, new = plan_upgrade.upgraded(path)
+    except PlanError as exc:
+        print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_PLAN
+    if new == old:
+        print(f"plan upgrade: {path} is already format {PLAN_FORMAT}; nothing to do", file=sys.stderr)
+        return 0
+    sys.stdout.write(plan_upgrade.diff(path, old, new))
+    if args.write:
+        plan_upgrade.write(path, new)
+        print(f"plan upgrade: wrote {path} (format {PLAN_FORMAT})", file=sys.stderr)
+    else:
+        print(f"plan upgrade: nothing written; run again with --write to write {path}", file=sys.stderr)
+    return 0
+
+
 def _evidence_verify(args: argparse.Namespace) -> int:
-    """Exit 0 when every artifact matches its recorded hash, 1 naming each one that differs or is missing."""
-    found = evidence.verify(args.dir)
+    """Exit 0 when every artifact matches its recorded hash (and, with allowed signers, the signature
+    verifies), 1 naming each file that differs, is missing or is a symlink, and a bad or absent signature."""
+    settings = resolve({"allowed_signers": args.allowed_signers}, {})
+    signers = Path(settings.allowed_signers) if settings.allowed_signers is not None else None
+    if signers is not None:
+        evidence.check_signers(signers)
+    found = evidence.verify(args.dir, signers)
     for problem in found.problems:
         print(f"MISMATCH {problem}")
     if found.ok:
         print(f"EVIDENCE VERIFIED: {len(found.checked)} files match {args.dir / evidence.FILE} "
-              f"({found.body.get('verdict')})")
+              f"({found.body.get('verdict')}); {found.trust()}")
         return 0
     print(f"EVIDENCE DOES NOT VERIFY: {len(found.problems)} of {len(found.problems) + len(found.checked)} "
           f"differ or are missing in {args.dir}")
@@ -183,7 +217,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evidence":
         return _evidence_verify(args)
     if args.command == "plan":
-        return _plan_draft(args) if args.plan_command == "draft" else _plan_check(args)
+        return {"draft": _plan_draft, "check": _plan_check, "upgrade": _plan_upgrade}[args.plan_command](args)
     if args.command != "snapshot":
         return int(args.handler(args))
     if args.snapshot_command == "make":
@@ -191,7 +225,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _snapshot_restore(args)
 
 
+def _interruptible() -> None:
+    """Ctrl-C (SIGINT) always interrupts a command: rolled back, exit 130.
+
+    A process started as a script's background job (``cmd &`` without job control: CI steps, a
+    wrapper script, ``scripts/test &``) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt: the signal was dropped and an execute held its locks until its statement
+    timeout. Every transaction here rolls back on interrupt, so honouring it is always safe.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _interruptible()
     args = build_parser().parse_args(argv)
     try:
         command = " ".join(str(getattr(args, a)) for a in _COMMAND if getattr(args, a, None))

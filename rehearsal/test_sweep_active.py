@@ -48,7 +48,7 @@ def test_A20active_sweep_moves_a_synthetic_straggler(database_under_check: Datab
             assert rh.count_straggler(url, plan, plan.target) == 1, "the sweep did not move the synthetic row"
             assert rh.count_straggler(url, plan, plan.source) == 0, "the synthetic row is still on the source"
         with allure.step("re-run A20"):
-            conn = check_connection(url, cutover_settings)
+            conn = check_connection(url, cutover_settings, plan)
             try:
                 a20 = Catalogue.for_plan(plan).get("A20")
                 assert a20 is not None

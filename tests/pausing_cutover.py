@@ -5,13 +5,15 @@ this wrapper wraps each step of the reference execute and, after that step, says
 holds the open transaction (probing the session, so that killing the process or the backend ends
 it) until the test kills one of them: the atomicity tests' fault hook. With
 ``$CUTOVER_TEST_AUDIT_PART_BYTES`` the allow-list's audit part size is that many bytes instead of
-64 MB, so a test database of a few thousand rows takes the parts path. Run as
+64 MB, so a test database of a few thousand rows takes the parts path. With
+``$CUTOVER_TEST_SIGINT_AFTER_COMMIT`` the process sends itself SIGINT as soon as COMMIT returns. Run as
 ``python tests/pausing_cutover.py <cutover arguments>``.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from cutover.reference import execute
 
 PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
 PART_BYTES_ENV = "CUTOVER_TEST_AUDIT_PART_BYTES"
+SIGINT_AFTER_COMMIT_ENV = "CUTOVER_TEST_SIGINT_AFTER_COMMIT"
 HOLD_S = 600
 
 
@@ -53,7 +56,21 @@ def pause_after(step_number: int) -> None:
     execute.Run.step = step  # type: ignore[method-assign]
 
 
+def sigint_after_commit() -> None:
+    """The operator's Ctrl-C landing the moment the server has committed, before anyone has said so."""
+    original = execute.commit
+
+    def commit(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the handler runs here, on the next bytecode, as it would at any point
+
+    execute.commit = commit
+
+
 if __name__ == "__main__":
+    if SIGINT_AFTER_COMMIT_ENV in os.environ:
+        sigint_after_commit()
     if PAUSE_ENV in os.environ:
         pause_after(int(os.environ[PAUSE_ENV]))
     if PART_BYTES_ENV in os.environ:

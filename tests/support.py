@@ -55,18 +55,37 @@ def run_cutover(url: str, *args: str, actor: str | None = "test:pytest", extra_e
 # with an audit part of that many bytes.
 PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
 PART_BYTES_ENV = "CUTOVER_TEST_AUDIT_PART_BYTES"
+SIGINT_AFTER_COMMIT_ENV = "CUTOVER_TEST_SIGINT_AFTER_COMMIT"
 
 
 def _command(env: dict[str, str]) -> list[str]:
-    hooked = PAUSE_ENV in env or PART_BYTES_ENV in env
+    hooked = PAUSE_ENV in env or PART_BYTES_ENV in env or SIGINT_AFTER_COMMIT_ENV in env
     return [str(ROOT / "tests" / "pausing_cutover.py")] if hooked else ["-m", "cutover.cli"]
 
 
-def spawn_cutover(url: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def spawn_cutover(url: str, *args: str, extra_env: dict[str, str] | None = None,
+                  sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """``cutover ARGS`` running in the background. ``sigint_ignored``: started the way a script's
+    background job (``cmd &`` without job control: CI steps, ``scripts/test &``) starts it, with
+    SIGINT ignored, which Python then leaves ignored instead of raising KeyboardInterrupt."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
     env.update(DATABASE_URL=url, CUTOVER_ACTOR="test:pytest", **(extra_env or {}))
     return subprocess.Popen([sys.executable, *_command(env), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            preexec_fn=_ignore_sigint if sigint_ignored else None)
+
+
+def ssh_signer(directory: Path, principal: str) -> tuple[Path, str]:
+    """A throwaway ed25519 key (no passphrase) and its allowed-signers line, as an operator makes them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / principal.replace("@", "_at_")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", str(key)], check=True,
+                   capture_output=True, timeout=60)
+    return key, f"{principal} {Path(f'{key}.pub').read_text().strip()}\n"
 
 
 def machine_python() -> str:
@@ -141,7 +160,7 @@ def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, 
 
 def failing_evidence(target: DatabaseUnderCheck, plan: Plan, settings: Settings, report: Any = None) -> dict[str, str]:
     """Every one of the 12 checks on ``target``; the failing ones' ids with their evidence text."""
-    conn = check_connection(target.url, settings)
+    conn = check_connection(target.url, settings, plan)
     try:
         c = Checker(conn, plan, target.report if report is None else report)
         results = [check.evaluate(c, *subject) for check in AUTOMATED

@@ -11,13 +11,25 @@ from __future__ import annotations
 import json
 import signal
 import stat
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from cutover.core.plan import Plan
-from tests.support import PART_BYTES_ENV, PAUSE_ENV, execute_sql, run_cutover, scalar, spawn_cutover
+from cutover.core import db
+from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
+from tests.support import (
+    PART_BYTES_ENV,
+    PAUSE_ENV,
+    SIGINT_AFTER_COMMIT_ENV,
+    checksum,
+    execute_sql,
+    run_cutover,
+    scalar,
+    spawn_cutover,
+)
 
 APP = "cutover-execute"
 
@@ -73,18 +85,96 @@ def test_a_failed_execute_leaves_no_spool_and_a_private_report(fresh_db: str, cu
     assert json.loads(report.read_text())["commit_status"] == "rolled_back"
 
 
-def test_ctrl_c_leaves_no_spool(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+STEPS = range(1, last_step(load_plan(DEFAULT_PLAN)) + 1)
+INTERRUPT_WAIT_S = 60  # a bound on a hang, not a measurement: a working Ctrl-C ends it in about a second
+
+
+def interrupted_cleanly(proc: subprocess.Popen[str], url: str, plan: Plan, before: dict[str, str], tmp: Path,
+                        report: Path) -> None:
+    """Exit 130, the database as it was, no spool left, the rolled-back report written and private."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=INTERRUPT_WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"execute still running {INTERRUPT_WAIT_S} s after its SIGINT") from None
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code == 130, err
+    assert "interrupted, rolled back" in err and "Traceback" not in err, err
+    assert checksum(url, plan, include_audit=True) == before
+    assert list(tmp.iterdir()) == []
+    assert private(report)
+    written = json.loads(report.read_text())
+    assert written["commit_status"] == "rolled_back" and written["error"] == "interrupted by the operator"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_ctrl_c_leaves_no_spool(fresh_db: str, cutover_plan: Plan, tmp_path: Path, step: int) -> None:
+    """Ctrl-C after each step, with SIGINT inherited ignored as a script's background job has it (how
+    the full test run once timed out here: the SIGINT was dropped and the execute held on)."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     report = tmp_path / "report.json"
-    step = last_step(cutover_plan)
+    before = checksum(fresh_db, cutover_plan, include_audit=True)
     proc = spawn_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
-                         extra_env={PAUSE_ENV: str(step), "TMPDIR": str(tmp)})
+                         extra_env={PAUSE_ENV: str(step), "TMPDIR": str(tmp)}, sigint_ignored=True)
     paused(proc, step)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    interrupted_cleanly(proc, fresh_db, cutover_plan, before, tmp, report)
+
+
+def test_ctrl_c_after_the_commit_reports_the_commit(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    """Too late to roll back: the report must say committed and the exit must not be 130 ("unchanged")."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    report = tmp_path / "report.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                       extra_env={SIGINT_AFTER_COMMIT_ENV: "1", "TMPDIR": str(tmp)})
+    assert done.returncode == 0, done.stderr
+    assert "Ctrl-C came after the COMMIT" in done.stderr and "CUTOVER COMMITTED" in done.stdout, done.stderr
+    written = json.loads(report.read_text())
+    assert written["commit_status"] == "committed" and "error" not in written
     assert list(tmp.iterdir()) == []
-    assert private(report)
+    assert scalar(fresh_db, sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+        sql.Identifier(cutover_plan.audit.table), sql.Identifier(cutover_plan.audit.type_column)),
+        (cutover_plan.audit.completed,)) == 1
+
+
+def _wait_until_blocked(proc: subprocess.Popen[str], url: str, wait_event: str) -> None:
+    """Until the execute's session waits on ``wait_event`` (in a server call, not between them)."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event = %s"
+    for _ in range(600):
+        if scalar(url, query, (APP, wait_event)):
+            return
+        assert proc.poll() is None, f"execute ended before blocking: rc={proc.returncode} {proc.stderr}"
+        time.sleep(0.1)
+    raise AssertionError(f"the execute never waited on {wait_event}")
+
+
+@pytest.mark.parametrize("where", ["in a move's statement", "waiting for the table locks"])
+def test_ctrl_c_inside_a_blocking_server_call_rolls_back(fresh_db: str, cutover_plan: Plan, tmp_path: Path,
+                                                          where: str) -> None:
+    """SIGINT while psycopg waits on the server: the query is cancelled, then the transaction rolled back."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    report = tmp_path / "report.json"
+    holder = None
+    if where == "in a move's statement":
+        _raise_in_move(fresh_db, cutover_plan, "PERFORM pg_sleep(600)")
+        event = "PgSleep"
+    else:  # a writer's open transaction holds the first table: the execute retries its LOCK until lock_timeout
+        holder = db.connect(fresh_db, application_name="writer")
+        holder.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(
+            sql.Identifier(cutover_plan.moving[0].name)))
+        event = "relation"
+    try:
+        before = checksum(fresh_db, cutover_plan, include_audit=True)
+        proc = spawn_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report),
+                             "--lock-timeout=10min", extra_env={"TMPDIR": str(tmp)}, sigint_ignored=True)
+        _wait_until_blocked(proc, fresh_db, event)
+        interrupted_cleanly(proc, fresh_db, cutover_plan, before, tmp, report)
+    finally:
+        if holder is not None:
+            holder.close()
 
 
 def _raise_in_move(url: str, plan: Plan, body: str) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cutover.core.errors import PlanError
-from cutover.core.plan import DEFAULT_PLAN, load_plan
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
+from cutover.sandbox.backends import free_port
+from tests.support import operator_tests, run_cutover
 
 ROOT = Path(__file__).parent.parent
 
@@ -100,3 +103,145 @@ def test_keys_and_cross_tenant_references_in_their_new_forms(tmp_path: Path) -> 
     case_json = plan.table("idempotency_keys").case_json
     assert case_json is not None and case_json.via_share
     assert load_plan(DEFAULT_PLAN).table("users").key == ("id",)
+
+
+# -- unknown keys: a typo must stop the run, never drop a declaration ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (('[tables.patients]\nkey = "id"\nowner = "patient"\nreferences =',
+          '[tables.patients]\nkey = "id"\nowner = "patient"\nrefrences ='),
+         r"plan \[tables.patients\]: unknown key 'refrences'; did you mean 'references'\?"),
+        (('references = [{ column = "user_id", table = "users" }]',
+          'references = [{ column = "user_id", table = "users", via_shar = true }]'),
+         r"plan \[tables.patients\].references\[0\]: unknown key 'via_shar'; did you mean 'via_share'\?"),
+        (('[tables.idempotency_keys]\nkey = "key"', '[tables.idempotency_keys]\nkey = "key"\nclasification = "x"'),
+         r"unknown key 'clasification'; did you mean 'classification'\?"),
+        (('tenant_column = "tenant_id"', 'tenant_column = "tenant_id"\ntenant_colum = "tenant_id"'),
+         r"plan \[plan\]: unknown key 'tenant_colum'; did you mean 'tenant_column'\?"),
+        (('[rehearsal]\n', '[rehearsal]\npatient_tabel = "patients"\n'),
+         r"plan \[rehearsal\]: unknown key 'patient_tabel'; did you mean 'patient_table'\?"),
+        (('marker_key = "actor"', 'marker_key = "actor"\nmarkr = "x"'),
+         r"plan \[rehearsal\].straggler: unknown key 'markr'; did you mean 'marker'\?"),
+        (('[static]', '[statics]\ntables = []\n[static]'),
+         r"plan: unknown section \[statics\]; did you mean \[static\]\?"),
+        (('app = "app_user"', 'app = "app_user"\nzzz = 1'), r"plan \[roles\]: unknown key 'zzz' \(known: app, "),
+    ],
+)
+def test_a_key_the_format_does_not_know_is_refused_naming_the_nearest_known_key(
+        tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    text = DEFAULT_PLAN.read_text()
+    assert edit[0] in text
+    broken = tmp_path / "plan.toml"
+    broken.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(PlanError, match=message) as info:
+        load_plan(broken)
+    assert "\n" not in str(info.value)
+
+
+def test_a_typo_stops_the_dry_run_before_any_database_is_touched(tmp_path: Path) -> None:
+    """The URL names a port nothing listens on: the plan's one line, not a connection error."""
+    broken = tmp_path / "plan.toml"
+    broken.write_text(DEFAULT_PLAN.read_text().replace("references = [{ column = \"case_id\"",
+                                                       "refrences = [{ column = \"case_id\"", 1))
+    url = f"postgresql://ops@127.0.0.1:{free_port()}/prod"
+    done = run_cutover(url, "dry-run", f"--plan={broken}")
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "unknown key 'refrences'; did you mean 'references'?" in line
+    assert "cannot reach" not in line and done.stdout == ""
+
+
+# -- formats: a plan written for an earlier release loads with documented defaults ------------------------------
+
+
+def _format_1(text: str) -> str:
+    """The reference plan as the release before format numbers wrote it: no format, no allow-list parts."""
+    for line in ('format = 2\n', 'allow_list_part = "cutover.allow_list_part"\n',
+                 '"cutover.allow_list_part" = "system"\n'):
+        assert line in text
+        text = text.replace(line, "", 1)
+    return text
+
+
+def test_the_reference_plan_is_of_the_current_format() -> None:
+    assert load_plan(DEFAULT_PLAN).format == PLAN_FORMAT
+
+
+def test_a_plan_of_format_1_loads_with_the_defaults_of_keys_added_since(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_text(_format_1(DEFAULT_PLAN.read_text()))
+    plan = load_plan(path)
+    current = load_plan(DEFAULT_PLAN)
+    assert plan.format == 1
+    assert plan.audit == current.audit
+    assert plan.classifications["event_type"]["cutover.allow_list_part"] == "system"
+    assert plan.classifications == current.classifications
+
+
+def test_a_plan_of_the_current_format_must_say_everything(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_text(DEFAULT_PLAN.read_text().replace('allow_list_part = "cutover.allow_list_part"\n', "", 1))
+    with pytest.raises(PlanError, match=r"plan \[audit\]: missing key 'allow_list_part'"):
+        load_plan(path)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("99", r"plan \[plan\].format: 99 is newer than this release reads \(formats 1 to 2\); upgrade the suite"),
+    ("0", r"plan \[plan\].format: 0 is not a plan format \(formats 1 to 2\)"),
+    ('"2"', r"plan \[plan\].format: expected int, got str"),
+])
+def test_a_format_this_release_does_not_read_is_refused(tmp_path: Path, value: str, message: str) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_text(DEFAULT_PLAN.read_text().replace("format = 2", f"format = {value}", 1))
+    with pytest.raises(PlanError, match=message):
+        load_plan(path)
+
+
+def test_plan_upgrade_shows_the_diff_and_writes_only_with_write(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    old = _format_1(DEFAULT_PLAN.read_text())
+    path.write_text(old)
+    shown = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}")
+    assert shown.returncode == 0, shown.stderr
+    added = [ln for ln in shown.stdout.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    assert added == ["+format = 2", '+allow_list_part = "cutover.allow_list_part"',
+                     '+"cutover.allow_list_part" = "system"'], shown.stdout
+    assert not [ln for ln in shown.stdout.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    assert path.read_text() == old, "without --write nothing is written"
+    assert "--write" in shown.stderr
+    written = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}", "--write")
+    assert written.returncode == 0, written.stderr
+    upgraded = load_plan(path)
+    current = load_plan(DEFAULT_PLAN)
+    assert upgraded.format == PLAN_FORMAT
+    assert (upgraded.audit, upgraded.classifications) == (current.audit, current.classifications)
+    assert "# The cutover's own audit trail" in path.read_text(), "comments are kept"
+    again = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}", "--write")
+    assert again.returncode == 0 and "already format 2" in again.stderr and again.stdout == ""
+
+
+def test_plan_upgrade_refuses_a_plan_that_does_not_load(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    text = _format_1(DEFAULT_PLAN.read_text()).replace('owner = "provider"', 'ownr = "provider"', 1)
+    path.write_text(text)
+    done = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}", "--write")
+    assert done.returncode == 4, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "unknown key 'ownr'; did you mean 'owner'?" in line
+    assert path.read_text() == text
+
+
+def test_a_typo_stops_set_b_before_any_database_is_touched(
+        pytester: pytest.Pytester, example: Callable[..., list[str]], tmp_path: Path) -> None:
+    broken = tmp_path / "plan.toml"
+    broken.write_text(DEFAULT_PLAN.read_text().replace('[tables.quotes]\nkey = "id"', '[tables.quotes]\nkye = "id"', 1))
+    args = example(**operator_tests("test_matrix"))
+    done = pytester.runpytest_subprocess("-m", "setB", f"--db-url=postgresql://ops@127.0.0.1:{free_port()}/prod",
+                                         f"--plan={broken}", *args)
+    out = done.stdout.str() + done.stderr.str()
+    assert done.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert "plan [tables.quotes]: unknown key 'kye'; did you mean 'key'?" in out
+    assert "cannot reach" not in out and "PASSED" not in out

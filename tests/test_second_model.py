@@ -341,6 +341,21 @@ def test_plan_check_agrees_with_the_reviewed_plan_and_lists_differences(second_d
     assert "case.archived" in differ.stdout and "[tables.reminders]" in differ.stdout
 
 
+def test_a_partitioned_tables_single_column_key_names_its_exact_replacement(second_db: str, tmp_path: Path) -> None:
+    """``key = "id"`` on the partitioned events table, as plans had it before keys could be lists: the
+    dry run and plan check say the replacement to paste, the partitioned primary key."""
+    old = tmp_path / "plan.toml"
+    text = PLAN.read_text()
+    assert '[tables.events]\nkey = ["id", "created_at"]' in text
+    old.write_text(text.replace('[tables.events]\nkey = ["id", "created_at"]', '[tables.events]\nkey = "id"', 1))
+    fix = '[tables.events].key: (id) is not unique in events'
+    replacement = 'set key = ["id", "created_at"]'
+    check = run_cutover(second_db, "plan", "check", f"--db-url={second_db}", f"--plan={old}")
+    assert check.returncode == 1 and fix in check.stdout and replacement in check.stdout, check.stdout
+    dry = run_cutover(second_db, "dry-run", f"--plan={old}")
+    assert dry.returncode == 1 and fix in dry.stdout and replacement in dry.stdout, dry.stdout
+
+
 def test_plan_commands_refuse_bad_input_in_one_line(second_db: str, empty_db: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(PLAN.read_text().replace("[tenants]", "[tenants", 1))

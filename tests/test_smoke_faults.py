@@ -121,7 +121,7 @@ def test_a_correct_cutover_passes_every_check(cut_over_db: DatabaseUnderCheck, c
 
 def test_without_a_report_A5_and_A10_fail_and_say_so(cut_over_db: DatabaseUnderCheck, cutover_plan: Plan,
                                                      cutover_settings: Settings) -> None:
-    conn = check_connection(cut_over_db.url, cutover_settings)
+    conn = check_connection(cut_over_db.url, cutover_settings, cutover_plan)
     try:
         checker = Checker(conn, cutover_plan, None)
         for ev in (c.evaluate(checker) for c in AUTOMATED if c.id in ("A5", "A10")):

@@ -79,8 +79,10 @@ def test_custom_format_restores_in_parallel(snapshots: Path, empty_db: str, cuto
 
 
 def _as_app_user(url: str, plan: Plan, tenant: str | None, query: sql.Composed) -> int:
+    """What the application sees: as its role, with row security on (the suite's connections have it off)."""
     with db.connection(url) as conn:
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(plan.app_role)))
+        conn.execute("SET row_security = on")
         if tenant is not None:
             conn.execute("SELECT set_config(%s, %s, false)", (plan.tenant_setting, tenant))
         row = conn.execute(query).fetchone()

@@ -272,3 +272,14 @@ def test_past_the_t_plus_30_line_the_next_step_is_the_snapshot_restore(cutover_p
                                       cutover_plan))
     assert "the T+0:30 line is in 0:21:00 (at 02:30:00 UTC)" in early
     assert "cutover reverse --dry-run" in early and "snapshot" not in early
+
+
+def test_a_newer_server_note_ends_every_verdict_line_and_changes_no_exit_code() -> None:
+    expected, manual = ["A1", "A11"], ["A11"]
+    note = "rehearsed on 18 for a PostgreSQL 16 production"
+    ready = v.decide(v.REHEARSAL, expected, {"A1": "passed", "A11": "passed"}, {}, manual, note=note)
+    assert ready.line == f"REHEARSAL READY: 2 of 2 checks passed; {note}" and ready.exit_code == v.EXIT_READY
+    failed = v.decide(v.REHEARSAL, expected, {"A1": "failed"}, {}, manual, note=note)
+    assert failed.line.endswith(f"; {note}") and failed.exit_code == v.EXIT_FAILED
+    plain = v.decide(v.REHEARSAL, expected, {"A1": "passed", "A11": "passed"}, {}, manual)
+    assert plain.line == "REHEARSAL READY: 2 of 2 checks passed"

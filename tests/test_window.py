@@ -19,10 +19,14 @@ import pytest
 from cutover.core import evidence
 from cutover.core.options import Settings, resolve
 from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
+from cutover.sandbox.backends import ServerInfo
+from cutover.sandbox.pgbin import major_of
 from cutover.suite import bundle, window
 from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.manual.answers import Answer
+from cutover.suite.oplog import server_version
 from tests import fakes
+from tests.support import ssh_signer
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -34,7 +38,7 @@ def plan() -> Plan:
 
 def make_bundle(directory: Path, plan: Plan, settings: Settings, *, results: dict[str, str] | None = None,
                 started: datetime = NOW - timedelta(days=2), restore_s: float | None = 42.0,
-                command: str | None = None, rehearsal: bool = True) -> Path:
+                command: str | None = None, rehearsal: bool = True, postgres: dict[str, str] | None = None) -> Path:
     """A rehearsal's artifacts directory as oplog and bundle write it: every one of the 21 passed by default."""
     directory.mkdir(parents=True, exist_ok=True)
     automated = [c.id for c in AUTOMATED]
@@ -52,7 +56,8 @@ def make_bundle(directory: Path, plan: Plan, settings: Settings, *, results: dic
                    {"verdict": log["verdict"], "plan": {"name": plan.name, "sha256": bundle.plan_sha256(settings)},
                     "cutover_command": command or bundle.cutover_command(settings),
                     "snapshot": {"timestamp": (started - timedelta(hours=1)).isoformat()},
-                    "times": {"started_at": started.isoformat(), "restore_s": restore_s}})
+                    "times": {"started_at": started.isoformat(), "restore_s": restore_s},
+                    **({"postgres": postgres} if postgres is not None else {})})
     return directory
 
 
@@ -131,6 +136,35 @@ def test_no_bundle_fails_every_evidence_item(tmp_path: Path, plan: Plan) -> None
     assert len(found) == 6 and all(i.status == "FAIL" and "no evidence.json" in i.detail for i in found.values())
 
 
+def test_a_signed_rehearsal_verifies_with_its_signer_named(tmp_path: Path, plan: Plan) -> None:
+    key, line = ssh_signer(tmp_path / "keys", "rehearsal-lead@example.com")
+    (tmp_path / "allowed").write_text(line)
+    settings = resolve({"allowed_signers": str(tmp_path / "allowed")}, {}, {})
+    evidence.sign(make_bundle(tmp_path / "run", plan, settings), key)
+    found = items(tmp_path / "run", plan, settings)
+    assert all(i.ok for i in found.values()), [i.line() for i in found.values()]
+    assert "signed by rehearsal-lead@example.com with ED25519 key" in found["evidence-verifies"].detail
+
+
+def test_with_signers_an_unsigned_or_forged_rehearsal_is_no_go(tmp_path: Path, plan: Plan) -> None:
+    """A NOT READY rehearsal whose log was edited into READY and every hash recomputed: with hashes alone
+    the go/no-go's evidence items all pass; with --allowed-signers the signature gives it away."""
+    key, line = ssh_signer(tmp_path / "keys", "rehearsal-lead@example.com")
+    (tmp_path / "allowed").write_text(line)
+    plain, checked = resolve({}, {}, {}), resolve({"allowed_signers": str(tmp_path / "allowed")}, {}, {})
+    run = make_bundle(tmp_path / "run", plan, plain, results={"A12": "fail"})
+    evidence.sign(run, key)
+    assert items(run, plan, checked)["evidence-ready"].status == "FAIL"
+    signature = (run / evidence.SIGNATURE).read_bytes()
+    make_bundle(run, plan, plain)  # the forger's rewrite: READY, every hash recomputed
+    assert all(i.ok for i in items(run, plan, plain).values())
+    unsigned = items(run, plan, checked)["evidence-verifies"]
+    assert unsigned.status == "FAIL" and "the bundle is not signed" in unsigned.detail, unsigned.line()
+    (run / evidence.SIGNATURE).write_bytes(signature)  # ... keeping the old signature does not help either
+    forged = items(run, plan, checked)["evidence-verifies"]
+    assert forged.status == "FAIL" and "its signature does not verify" in forged.detail, forged.line()
+
+
 @pytest.fixture
 def services() -> Iterator[fakes.FakeBot]:
     with fakes.telegram() as fake:
@@ -191,3 +225,24 @@ def test_the_verdict_is_go_only_when_every_expected_item_passed() -> None:
     assert window.verdict(good, ["A1", "A2", "alerts"]) == (False, "WINDOW NO-GO: alerts not run")
     bad = {**good, "A2": window.failed("A2", "missing")}
     assert window.verdict(bad, ["A1", "A2"]) == (False, "WINDOW NO-GO: A2 FAIL")
+
+
+@pytest.mark.parametrize(("recorded", "ok", "said"), [
+    ({"server": "{prod}", "snapshot_source": "{prod}"}, True, "rehearsed on PostgreSQL {prod}, production runs"),
+    ({"server": "18.6", "snapshot_source": "18.6"}, False, "rehearse again on PostgreSQL {major}"),
+    ({"server": "18.6", "snapshot_source": "{prod}", "newer_server_note": "rehearsed on 18 for a PostgreSQL {major} "
+      "production"}, True, "rehearsed on 18 for a PostgreSQL {major} production (--allow-newer-server)"),
+    ({"server": "18.6", "snapshot_source": "18.6", "newer_server_note": "x"}, False, "rehearse again"),
+    ({}, False, "records no server version"),
+])
+def test_the_go_no_go_holds_the_rehearsals_major_to_productions(
+    tmp_path: Path, plan: Plan, cutover_server: ServerInfo, recorded: dict[str, str], ok: bool, said: str
+) -> None:
+    """Production here is a real server, read the way -m prereq reads it (read-only SHOW server_version)."""
+    prod = server_version(cutover_server.admin_url)
+    major = str(major_of(prod))
+    facts = {k: v.format(prod=prod, major=major) for k, v in recorded.items()}
+    settings = resolve({}, {}, {})
+    found = window.same_major(make_bundle(tmp_path, plan, settings, postgres=facts), prod)
+    assert found.ok is ok, found.line()
+    assert said.format(prod=prod, major=major) in found.detail

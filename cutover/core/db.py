@@ -8,13 +8,14 @@ for the CLI, the sandbox and the checks.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from cutover.core.errors import DatabaseError, SetupError
 from cutover.core.redact import mask_url, redact, register_secret, split_password
@@ -108,6 +109,50 @@ def operator_errors(command: str) -> Iterator[None]:
         raise DatabaseError(f"{command}: the database refused it: {describe_error(exc)}") from None
 
 
+# Every connection: a query that row-level security would filter fails instead of returning fewer
+# rows (pg_dump does the same). A role bound by RLS would otherwise see a partial database, and a
+# dry run or a check on it would pass on what it could not see. Checks that mean to see what the
+# application sees switch it on for their own transaction (``SET LOCAL row_security = on``).
+ROW_SECURITY_OFF = {"row_security": "off"}
+
+
+def hidden_by_row_security(conn: Connection, tables: Sequence[str]) -> str | None:
+    """One line naming this connection's role, the tables RLS would filter for it, and the fix; ``None``
+    when it reads every row (a superuser, a BYPASSRLS role, an owner without FORCE, or no RLS).
+
+    ``row_security_active`` answers for the current role whatever ``row_security`` is set to, so this
+    is asked before any row is read: the failure is one line, not the first query's error.
+    """
+    rows = conn.execute("SELECT current_user, quote_ident(current_user), t "
+                        "FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) "
+                        "WHERE row_security_active(to_regclass(quote_ident(t))) ORDER BY n",
+                        (list(tables),)).fetchall()
+    if not rows:
+        return None
+    role, quoted = rows[0][0], rows[0][1]
+    return (f"role '{role}' reads {', '.join(r[2] for r in rows)} through row-level security, which would hide "
+            f"rows from the suite; connect as a superuser or a BYPASSRLS role (ALTER ROLE {quoted} BYPASSRLS), or "
+            f"as the tables' owner where they are not under FORCE ROW LEVEL SECURITY")
+
+
+def _escaped(value: str) -> str:
+    """A setting's value as libpq's ``options`` reads it: spaces and backslashes escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def libpq_options(url: str, settings: Mapping[str, str]) -> str | None:
+    """The operator's own ``options`` (the URL's, else PGOPTIONS, as libpq itself picks), then ours.
+
+    Passing ``options=`` to libpq replaces the URL's and PGOPTIONS' outright: a read-only connection
+    would then lose a ``-csearch_path=...`` that execute keeps, and reading and writing would see
+    different schemas. Ours come last, so the server applies them after the operator's: a
+    ``-cdefault_transaction_read_only=off`` in the URL cannot make a read-only connection writable.
+    """
+    theirs = str(conninfo_to_dict(url).get("options") or os.environ.get("PGOPTIONS") or "").strip()
+    ours = " ".join(f"-c {k}={_escaped(str(v))}" for k, v in settings.items())
+    return " ".join(part for part in (theirs, ours) if part) or None
+
+
 def connect(
     url: str,
     *,
@@ -119,14 +164,13 @@ def connect(
     application_name: str = APPLICATION_NAME,
 ) -> Connection:
     """Open a connection; a failure becomes a one-line :class:`SetupError` naming ``purpose``."""
-    settings = dict(options or {})
+    settings = {**ROW_SECURITY_OFF, **(options or {})}
     if read_only:
         settings["default_transaction_read_only"] = "on"
-    pg_options = " ".join(f"-c {k}={v}" for k, v in settings.items())
     try:
         # UTF8 whatever the database's encoding: on SQL_ASCII psycopg would return bytes for text.
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout,
-                               application_name=application_name, options=pg_options or None,
+                               application_name=application_name, options=libpq_options(url, settings),
                                client_encoding="UTF8")
     except psycopg.Error as exc:
         raise SetupError(describe_failure(url, exc, purpose)) from None

@@ -75,8 +75,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("sandbox_durable", "--sandbox-durable", "bool", False,
            "Run the sandbox with fsync, synchronous_commit and full_page_writes on (slower): the rehearsal's "
            "restore time is then a durable measurement for the rollback bound.", ("CUTOVER_SANDBOX_DURABLE",)),
-    Option("docker_image", "--docker-image", "string", "postgres:15",
-           "Image for the docker sandbox.", ("CUTOVER_DOCKER_IMAGE",)),
+    Option("docker_image", "--docker-image", "string", None,
+           "Image for the docker sandbox (default: postgres:N of the snapshot's major, postgres:15 when "
+           "nothing states one).", ("CUTOVER_DOCKER_IMAGE",)),
+    Option("pg_major", "--pg-major", "int", None,
+           "The PostgreSQL major production runs, where the snapshot cannot say (the generated default "
+           "snapshot); the sandbox then runs that major (default: the snapshot's, else the first server found).",
+           ("CUTOVER_PG_MAJOR",)),
+    Option("allow_newer_server", "--allow-newer-server", "bool", False,
+           "Rehearse on a newer PostgreSQL major than the snapshot's when its own cannot be had; the verdict "
+           "then says 'rehearsed on N for a PostgreSQL M production'. An older one is never used.", ()),
     Option("snapshot", "--snapshot", "string", None,
            "Snapshot file (.sql.gz plain or pg_dump custom) to restore into the sandbox "
            "(default: the generated synthetic snapshot).", ("CUTOVER_SNAPSHOT",)),
@@ -129,6 +137,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("evidence", "--evidence", "string", None,
            "The rehearsal's artifacts directory (with evidence.json) that the go/no-go (-m prereq) compares "
            "production with.", ("CUTOVER_EVIDENCE",)),
+    Option("sign_with", "--sign-with", "string", None,
+           "Sign the run's evidence.json with this SSH private key (ssh-keygen -Y sign, namespace "
+           "cutover-evidence), writing evidence.json.sig beside it.", ("CUTOVER_SIGN_WITH",)),
+    Option("allowed_signers", "--allowed-signers", "string", None,
+           "An ssh-keygen allowed-signers file: the evidence must be signed by one of its keys (go/no-go, "
+           "cutover evidence verify); unsigned, another signer or an edit after signing fails.",
+           ("CUTOVER_ALLOWED_SIGNERS",)),
     Option("operator", "--operator", "string", None,
            "Who answers the manual checks, recorded with each answer (default: $USER).",
            ("CUTOVER_OPERATOR", "USER")),
@@ -144,7 +159,9 @@ class Settings:
     pg_bindir: str | None = None
     sandbox_dir: str | None = None
     sandbox_durable: bool = False
-    docker_image: str = "postgres:15"
+    docker_image: str | None = None
+    pg_major: int | None = None
+    allow_newer_server: bool = False
     snapshot: str | None = None
     snapshot_scale: int = 1
     snapshot_seed: int = 20260430
@@ -164,6 +181,8 @@ class Settings:
     artifacts_dir: str = "artifacts"
     allure_bin: str | None = None
     evidence: str | None = None
+    sign_with: str | None = None
+    allowed_signers: str | None = None
     operator: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

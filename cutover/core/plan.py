@@ -8,8 +8,9 @@ offending key named.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,16 @@ from cutover.core.errors import PlanError
 
 # The embedded reference model's plan, found through the package so that a plain `pip install .` works.
 DEFAULT_PLAN = Path(str(resources.files("cutover.model") / "plan.toml"))
+
+# The plan format this release reads and writes. A plan says which it was written for in
+# ``[plan] format``; a plan without it is format 1, written before formats were numbered. An earlier
+# format loads with the defaults of the keys added since (``ADDED_SINCE``), so an operator's rehearsed
+# plan keeps working across an upgrade; docs/plan.md lists them.
+PLAN_FORMAT = 2
+# Keys added in a format, with the value a plan of an earlier format gets: (format, section, key) -> value.
+ADDED_SINCE: Mapping[tuple[int, str, str], str] = MappingProxyType({
+    (2, "audit", "allow_list_part"): "cutover.allow_list_part",  # classified 'system' along with it
+})
 
 OWNER_KINDS = ("patient", "provider", "column", "classified")
 CLASSES = ("patient", "provider", "system")
@@ -159,6 +170,7 @@ class Plan:
     classifications: Mapping[str, Mapping[str, str]]
     rehearsal: Rehearsal
     manual: Mapping[str, ManualCheck]
+    format: int = PLAN_FORMAT
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -193,6 +205,35 @@ class Plan:
             mapping = self.classifications[rule.classification]
             return tuple(sorted(v for v, cls in mapping.items() if cls == "patient"))
         return ()
+
+
+# Every key each part of the plan knows. A key outside them is refused: a typo (``refrences``) would
+# otherwise drop a declaration without a word, and the dry run would say READY without it.
+SECTIONS = ("plan", "tenants", "roles", "audit", "rehearsal", "manual", "static", "tables", "classification")
+PLAN_KEYS = ("format", "name", "schema_head", "version_table", "version_column", "tenant_column", "move_steps")
+TENANTS_KEYS = ("table", "source", "target", "protected", "mirrored_settings", "settings_column", "active_column",
+                "protected_column")
+ROLES_KEYS = ("app", "app_privileges", "tenant_setting")
+STATIC_KEYS = ("tables",)
+TABLE_KEYS = ("key", "owner", "column", "patient_values", "classification", "references", "case_json",
+              "share_target")
+REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant")
+CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
+STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
+MANUAL_KEYS = ("title", "steps")
+
+
+def _known(section: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+    """Refuse the first key the format does not know, naming the nearest known one."""
+    for key in section:
+        if key in known:
+            continue
+        near = difflib.get_close_matches(str(key), known, n=1)
+        if where == "":
+            hint = f"; did you mean [{near[0]}]?" if near else f" (known: {', '.join(known)})"
+            raise PlanError(f"plan: unknown section [{key}]{hint}")
+        hint = f"; did you mean '{near[0]}'?" if near else f" (known: {', '.join(known)})"
+        raise PlanError(f"plan {where}: unknown key '{key}'{hint}")
 
 
 def _get(section: Mapping[str, Any], key: str, where: str, kind: type, default: Any = ...) -> Any:
@@ -241,6 +282,7 @@ def _cross_tenant(raw: Mapping[str, Any], where: str) -> str | None:
 
 def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str, Any]) -> TableRule:
     where = f"[tables.{name}]"
+    _known(_get({"t": raw}, "t", where, dict), TABLE_KEYS, where)
     owner = _get(raw, "owner", where, str)
     if owner not in OWNER_KINDS:
         raise PlanError(f"plan {where}.owner: '{owner}' is not one of {', '.join(OWNER_KINDS)}")
@@ -258,10 +300,12 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
         at = f"{where}.references[{i}]"
         if not isinstance(ref, dict):
             raise PlanError(f"plan {at}: expected a table like {{ column = \"...\", table = \"...\" }}")
+        _known(ref, REFERENCE_KEYS, at)
         refs.append(Reference(_get(ref, "column", at, str), _get(ref, "table", at, str), _cross_tenant(ref, at)))
     case_json = None
     if "case_json" in raw:
         cj = _get(raw, "case_json", where, dict)
+        _known(cj, CASE_JSON_KEYS, f"{where}.case_json")
         case_json = JsonReference(_get(cj, "column", f"{where}.case_json", str),
                                   _get(cj, "key", f"{where}.case_json", str),
                                   _get(cj, "table", f"{where}.case_json", str),
@@ -280,9 +324,19 @@ def load_plan(path: Path) -> Plan:
         raise PlanError(f"plan file {path} not found; pass an existing plan with --plan") from None
     except tomllib.TOMLDecodeError as exc:
         raise PlanError(f"plan file {path} is not valid TOML ({exc}); fix the file or pass --plan") from None
+    return plan_from(raw, path)
+
+
+def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
+    """Validate a parsed plan file (``path`` says where it came from); every problem is a :class:`PlanError`."""
+    _known(raw, SECTIONS, "")
     meta = _get(raw, "plan", "", dict)
     tenants = _get(raw, "tenants", "", dict)
     roles = _get(raw, "roles", "", dict)
+    for section, known, where in ((meta, PLAN_KEYS, "[plan]"), (tenants, TENANTS_KEYS, "[tenants]"),
+                                  (roles, ROLES_KEYS, "[roles]")):
+        _known(section, known, where)
+    fmt = _format(meta)
     classifications_raw = _get(raw, "classification", "", dict, {})
     classifications: dict[str, Mapping[str, str]] = {}
     for cname, mapping in classifications_raw.items():
@@ -310,18 +364,29 @@ def load_plan(path: Path) -> Plan:
         raise PlanError(f"plan [plan].move_steps must list every non-provider table exactly once "
                         f"(tables: {', '.join(moving)}; steps list: {', '.join(in_steps)})")
     audit_raw = _get(raw, "audit", "", dict)
-    audit = Audit(**{f: _get(audit_raw, f, "[audit]", str) for f in Audit.__dataclass_fields__})
+    _known(audit_raw, tuple(Audit.__dataclass_fields__), "[audit]")
+    audit = Audit(**{f: _get(audit_raw, f, "[audit]", str, _added_since(fmt, "audit", f))
+                     for f in Audit.__dataclass_fields__})
     if audit.table not in names:
         raise PlanError(f"plan [audit].table: '{audit.table}' is not one of the plan's tables")
     audit_rule = next(r for r in rules if r.name == audit.table)
+    if fmt < 2 and "allow_list_part" not in audit_raw and audit_rule.classification in classifications:
+        # Format 1 had no allow-list parts: the event type comes with its 'system' classification.
+        mapping = classifications[audit_rule.classification]
+        classifications[audit_rule.classification] = MappingProxyType({**mapping, audit.allow_list_part: "system"})
     for kind in (audit.started, audit.completed, audit.swept, audit.reversed, audit.allow_list_part):
         cls = classifications.get(audit_rule.classification or "", {}).get(kind)
         if cls != "system":
             raise PlanError(f"plan [audit]: event type '{kind}' must be classified 'system' in "
                             f"[classification.{audit_rule.classification}]")
     rehearsal = _rehearsal(_get(raw, "rehearsal", "", dict), names)
+    manual_raw = _get(raw, "manual", "", dict)
+    for c in manual_raw:
+        _known(_get(manual_raw, c, "[manual]", dict), MANUAL_KEYS, f"[manual.{c}]")
     manual = {c: ManualCheck(c, _get(m, "title", f"[manual.{c}]", str), _get(m, "steps", f"[manual.{c}]", str))
-              for c, m in _get(raw, "manual", "", dict).items()}
+              for c, m in manual_raw.items()}
+    static = _get(raw, "static", "", dict)
+    _known(static, STATIC_KEYS, "[static]")
     return Plan(
         path=path,
         name=_get(meta, "name", "[plan]", str),
@@ -341,19 +406,42 @@ def load_plan(path: Path) -> Plan:
         app_role=_get(roles, "app", "[roles]", str),
         app_privileges=_strings(roles, "app_privileges", "[roles]"),
         tenant_setting=_get(roles, "tenant_setting", "[roles]", str),
-        static_tables=_strings(_get(raw, "static", "", dict), "tables", "[static]"),
+        static_tables=_strings(static, "tables", "[static]"),
         tables=rules,
         move_steps=steps,
         classifications=MappingProxyType(classifications),
         rehearsal=rehearsal,
         manual=MappingProxyType(manual),
+        format=fmt,
     )
+
+
+def _format(meta: Mapping[str, Any]) -> int:
+    """``[plan] format``: 1 when absent (a plan written before formats were numbered)."""
+    fmt = _get(meta, "format", "[plan]", int, 1)
+    if isinstance(fmt, bool) or fmt < 1:
+        raise PlanError(f"plan [plan].format: {fmt} is not a plan format (formats 1 to {PLAN_FORMAT}); "
+                        f"write format = {PLAN_FORMAT}")
+    if fmt > PLAN_FORMAT:
+        raise PlanError(f"plan [plan].format: {fmt} is newer than this release reads (formats 1 to {PLAN_FORMAT}); "
+                        f"upgrade the suite, or use a plan written for this release")
+    return int(fmt)
+
+
+def _added_since(fmt: int, section: str, key: str) -> Any:
+    """The default a plan of format ``fmt`` gets for ``key`` if the key came in a later format; else required."""
+    for (since, where, name), value in ADDED_SINCE.items():
+        if (where, name) == (section, key) and fmt < since:
+            return value
+    return ...
 
 
 def _rehearsal(raw: Mapping[str, Any], names: set[str]) -> Rehearsal:
     where = "[rehearsal]"
+    _known(raw, (*Rehearsal.__dataclass_fields__,), where)
     fields = {f: _get(raw, f, where, str) for f in Rehearsal.__dataclass_fields__ if f != "straggler"}
     st = _get(raw, "straggler", where, dict)
+    _known(st, STRAGGLER_KEYS, f"{where}.straggler")
     values = _get(st, "values", f"{where}.straggler", dict)
     straggler = Straggler(
         table=_get(st, "table", f"{where}.straggler", str),

@@ -19,7 +19,7 @@ from psycopg import sql
 from cutover.core import catalog as cat
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
-from cutover.core.plan import DEFAULT_PLAN
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT
 
 CLASSIFYING = re.compile(r"^(kind|role|type|route|category)$|_(type|kind|route)$")
 MAX_VALUES = 200
@@ -191,7 +191,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     lines += [
         "# Drafted by `cutover plan draft` from the live schema. Settle every REVIEW before the first rehearsal,",
         "# then run `cutover plan check` (exit 0 when the plan and the database agree). See docs/plan.md.",
-        "", "[plan]", 'name = "drafted-cutover"  # REVIEW', f"schema_head = {_q(head)}",
+        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW', f"schema_head = {_q(head)}",
         f"version_table = {_q(o.version_table)}", f"version_column = {_q(o.version_column)}",
         f"tenant_column = {_q(o.tenant_column)}", "move_steps = [",
         *[f"    [{', '.join(_q(n) for n in step)}]," for step in _levels(moving, scoped)], "]",

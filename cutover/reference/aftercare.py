@@ -138,6 +138,7 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
     try:
         with db.connection(url, read_only=True, application_name="cutover-reverse-count") as conn:
             engine.set_timeouts(conn, timeouts)
+            engine.refuse_hidden_rows(conn, plan)
             _require_report_of(conn, plan, cut_report)
             for rule in plan.moving:
                 try:

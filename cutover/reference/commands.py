@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from cutover.core import db
@@ -127,12 +130,47 @@ def _report_alerts(notify: alerts.Alerter, quiet_if_unconfigured: bool = False) 
         print(redact(delivery.line()), file=sys.stderr, flush=True)
 
 
+class HeldInterrupts:
+    """From just before COMMIT until the report is written, Ctrl-C is noted, not raised.
+
+    Raised there, it turned a committed cutover into a report saying "rolled back" and exit 130
+    ("unchanged"), or, during the report's write, into no report at all. Neither step can be undone by
+    then: the command finishes them and says the Ctrl-C came too late. A COMMIT takes milliseconds.
+    """
+
+    def __init__(self) -> None:
+        self.came = False
+        self._previous: Any = None
+
+    def hold(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.came = True
+
+    def release(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 def _execute(args: argparse.Namespace, settings: Settings, plan: Plan, url: str, actor: str, path: Path,
              notify: alerts.Alerter, where: str) -> int:
+    held = HeldInterrupts()
+    try:
+        return _execute_held(args, settings, plan, url, actor, path, notify, where, held)
+    finally:
+        held.release()
+
+
+def _execute_held(args: argparse.Namespace, settings: Settings, plan: Plan, url: str, actor: str, path: Path,
+                  notify: alerts.Alerter, where: str, held: HeldInterrupts) -> int:
     display = StepDisplay()
     with engine.private_spool() as spool:  # the ids outlive neither the report nor a failure nor Ctrl-C
         try:
-            report, id_files = engine.execute(url, plan, actor, _timeouts(settings), display, spool=spool)
+            report, id_files = engine.execute(url, plan, actor, _timeouts(settings), display, spool=spool,
+                                              before_commit=held.hold)
         except engine.RunFailed as exc:
             display.close()
             code = _failed(args, exc, path)
@@ -146,11 +184,16 @@ def _execute(args: argparse.Namespace, settings: Settings, plan: Plan, url: str,
         try:
             reports.write(path, report, id_files)
         except OSError as exc:
+            held.release()
             notify.send(alerts.COMPLETED, f"{done}; the report could not be written, rebuild it")
             print(f"cutover: CUTOVER COMMITTED (run {report['run_id']}) but the report could not be written to "
                   f"{path} ({exc.strerror}); rebuild it with 'cutover report --rebuild --report-path NEW'",
                   file=sys.stderr)
             return engine.EXIT_REPORT_LOST
+    held.release()
+    if held.came:
+        print(f"cutover: Ctrl-C came after the COMMIT had begun, too late to roll back: run {report['run_id']} "
+              f"committed and its report is written; to undo it use 'cutover reverse'", file=sys.stderr, flush=True)
     notify.send(alerts.COMPLETED, done)
     _emit(args, {"status": "committed", "exit_code": 0, "run_id": report["run_id"], "report_path": str(path),
                  "moved": report["moved"], "duration_s": report["duration_s"]},

@@ -208,6 +208,14 @@ def open_steps(run: Run, conn: Connection, plan: Plan, timeouts: Timeouts) -> No
         set_timeouts(conn, timeouts)
     with run.step("advisory lock; lock the plan's tables against writes"):
         lock(conn, plan, timeouts)
+        refuse_hidden_rows(conn, plan)
+
+
+def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
+    """BLOCKED when row security would filter the plan's tables for this role: every statement would fail."""
+    hidden = db.hidden_by_row_security(conn, plan.all_tables)
+    if hidden is not None:
+        raise RunFailed(f"row-security: {hidden}; nothing changed", EXIT_BLOCKED)
 
 
 def interval_seconds(value: str) -> float:
@@ -373,7 +381,8 @@ def private_spool() -> Iterator[Path]:
 
 
 def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progress = _no_progress,
-            spool: Path | None = None) -> tuple[CutoverReport, dict[str, Path]]:
+            spool: Path | None = None, before_commit: Callable[[], None] | None = None
+            ) -> tuple[CutoverReport, dict[str, Path]]:
     """Run the cutover; returns the report and the allow-list id files; raises :class:`RunFailed`.
 
     With a ``spool`` (see :func:`private_spool`; write the report before leaving it) the ids go to
@@ -383,6 +392,9 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
     The moves are the plan's bare UPDATEs; the allow-list is read back from the moved rows at step
     14, under the same locks (see :func:`write_parts`): listing the rows in a pass before the moves
     cost as much as a move, and capturing them with ``UPDATE ... RETURNING`` slowed every move.
+
+    ``before_commit`` runs just before COMMIT: the command holds Ctrl-C there until the report is
+    written (past that point an interrupt can no longer roll back, only misreport).
     """
     total = 7 + len(plan.move_steps)
     run = Run("execute", plan, actor, total, progress)
@@ -445,6 +457,8 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             write_audit(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
             report["allow_list_parts"] = parts
             info["rows"] = sum(moved.values())
+        if before_commit is not None:
+            before_commit()
         commit(conn, url, plan, run.run_id)  # after the step, so a test can hold the transaction before COMMIT
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)

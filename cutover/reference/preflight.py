@@ -19,6 +19,8 @@ from cutover.core.plan import Plan
 from cutover.core.report_types import key_json
 from cutover.reference import ownership as rules
 
+ROW_SECURITY = "row-security"
+
 
 @dataclass(frozen=True)
 class Blocker:
@@ -145,6 +147,10 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     the verification proves what they did.
     """
     result = Preflight()
+    hidden = db.hidden_by_row_security(conn, plan.all_tables)
+    if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
+        result.blockers.append(Blocker(ROW_SECURITY, hidden))
+        return result
     differences = catalog.compare(plan, catalog.read(conn))
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and len(missing) == len(plan.all_tables):

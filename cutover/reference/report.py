@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from psycopg import sql
 
-from cutover.core.db import Connection
+from cutover.core.db import Connection, hidden_by_row_security
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan
 from cutover.core.report_types import CutoverReport
@@ -327,6 +327,9 @@ def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[Cu
     version kept a small one in the completed event); they are streamed with a server-side cursor,
     one part at a time, so write the report before closing ``conn``.
     """
+    hidden = hidden_by_row_security(conn, plan.all_tables)
+    if hidden is not None:
+        raise CutoverError(f"cannot rebuild the report: {hidden}")
     done = [e for e in audit_events(conn, plan, plan.audit.completed) if run_id is None or e.get("run_id") == run_id]
     if not done:
         which = f"run {run_id}" if run_id else "any run"

@@ -40,6 +40,7 @@ from cutover.core.options import Settings
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
 from cutover.sandbox import image as docker_image
+from cutover.sandbox import majors, pgbin
 from cutover.sandbox.pgbin import SERVICE_USER, ClientTools, locate
 
 if TYPE_CHECKING:  # imported where used: a run that never starts a container never loads testcontainers
@@ -64,7 +65,9 @@ class SandboxSpec:
     db_url: str | None = None
     pg_bindir: str | None = None
     sandbox_dir: str | None = None
-    docker_image: str = "postgres:15"
+    docker_image: str | None = None  # None: postgres:N of the wanted major (majors.docker_image)
+    pg_major: int | None = None
+    allow_newer_server: bool = False
     startup_timeout: int = 60
     snapshot: str | None = None
     snapshot_scale: int = 1
@@ -83,6 +86,7 @@ class SandboxSpec:
     def of(cls, settings: Settings) -> SandboxSpec:
         return cls(backend=settings.sandbox, db_url=settings.db_url, pg_bindir=settings.pg_bindir,
                    sandbox_dir=settings.sandbox_dir, docker_image=settings.docker_image,
+                   pg_major=settings.pg_major, allow_newer_server=settings.allow_newer_server,
                    startup_timeout=settings.startup_timeout, snapshot=settings.snapshot,
                    snapshot_scale=settings.snapshot_scale, snapshot_seed=settings.snapshot_seed,
                    cache_path=settings.cache_path, durable=settings.sandbox_durable)
@@ -102,6 +106,9 @@ class ServerInfo:
     bindir: str | None = None
     run_as: str | None = None
     owner_pid: int = 0
+    version: str = ""  # the server's version ('18.6'), read once it answers
+    source_version: str = ""  # the snapshot's source server version, when the snapshot says
+    note: str = ""  # a newer server than the snapshot's (--allow-newer-server): what every verdict says
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -239,9 +246,21 @@ def _log_tail(base: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:]) or "empty server log"
 
 
-def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
-    """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off (unless --sandbox-durable)."""
-    pg = locate(settings.pg_bindir)
+def wanted_major(settings: SandboxSpec) -> majors.Wanted:
+    """The major this sandbox must run: the snapshot's, else --pg-major, else any (majors.wanted)."""
+    return majors.wanted(Path(settings.snapshot) if settings.snapshot is not None else None, settings.pg_major,
+                         settings.allow_newer_server)
+
+
+def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet,
+                want: majors.Wanted | None = None) -> ServerInfo:
+    """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off (unless --sandbox-durable),
+    from the installation of the wanted major (refused in one line, before anything starts, when none)."""
+    chosen = majors.local_installation(settings.pg_bindir, want or wanted_major(settings))
+    pg = locate(settings.pg_bindir, chosen.bindir)
+    problem = pg.reachable_problem()
+    if problem is not None:
+        raise SetupError(problem)
     reap_stale(settings.sandbox_dir)
     parent = settings.sandbox_dir if settings.sandbox_dir is not None else tempfile.gettempdir()
     base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))  # 0700
@@ -277,7 +296,7 @@ def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = 
                 capture_output=True, text=True, timeout=settings.startup_timeout + 10, check=False)
             if start.returncode == 0:
                 url = f"postgresql://{ADMIN_USER}:{password}@127.0.0.1:{port}/postgres"
-                log(f"sandbox: local PostgreSQL up on 127.0.0.1:{port}")
+                log(f"sandbox: local PostgreSQL {chosen.version} ({chosen.origin}) up on 127.0.0.1:{port}")
                 return ServerInfo(**{**asdict(info), "admin_url": url})
             if "could not bind" not in _log_tail(base, 10) or attempt == 2:
                 raise SetupError(f"pg_ctl start failed in {base}: {_log_tail(base)}; "
@@ -377,7 +396,8 @@ def _exit_code(container: Any) -> object:
         return "unknown"
 
 
-def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
+def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet,
+                 want: majors.Wanted | None = None) -> ServerInfo:
     """A PostgreSQL container on 127.0.0.1, run by testcontainers, labelled with its owner.
 
     testcontainers creates and starts it and waits for the server (its log wait strategy, which also
@@ -394,7 +414,8 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
     owner = owner_pid or os.getpid()
     client = _docker_client()
     reap_stale_containers(client)
-    image = docker_image.ensure(client, settings.docker_image, log)
+    image = docker_image.ensure(client, majors.docker_image(settings.docker_image, want or wanted_major(settings)),
+                                log)
     no_reaper = reaper_problem(client, owner)
     testcontainers_config.ryuk_disabled = no_reaper is not None
     if no_reaper is not None:
@@ -458,35 +479,79 @@ def remove_owned_name(client: Any, name: str) -> None:
     _remove(client, client.containers.list(all=True, filters={"name": name}))
 
 
-def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
-    """Start (or, for ``url``, adopt) the server the ``--sandbox`` option asks for.
+def _docker_major_problem(settings: SandboxSpec, want: majors.Wanted) -> str | None:
+    """Why the docker backend cannot give the wanted major, seen from the image's tag before any pull."""
+    if want.major is None:
+        return None
+    image = majors.docker_image(settings.docker_image, want)
+    stated = majors.image_major(image)
+    if stated is None or stated == want.major or (stated > want.major and want.allow_newer):
+        return None
+    return (f"--docker-image {image} is PostgreSQL {stated} and {want.source} needs {want.major}; "
+            f"drop --docker-image (postgres:{want.major} is then used) or name a {want.major} image")
 
-    ``auto`` tries url, then docker, then local, and says in one line why it moved on each time; an
-    explicit backend never falls back (the operator asked for it, so its failure is the answer).
+
+def _settle(info: ServerInfo, want: majors.Wanted, log: Log) -> ServerInfo:
+    """Read the started server's version and hold it to the rule: an image whose tag does not say its
+    major (or a --db-url dev branch) is checked here, and stopped when it is older, or newer unallowed."""
+    with db.connection(info.admin_url, read_only=True, autocommit=True, purpose="the sandbox") as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    version = str(row[0]).split()[0] if row else ""
+    note = ""
+    if want.major is not None and version:
+        running = pgbin.major_of(version)
+        if running < want.major or (running > want.major and not want.allow_newer):
+            if info.backend != "url":
+                stop(info)
+            newer = (f"; or --allow-newer-server to rehearse on {running} anyway" if running > want.major else "")
+            raise SetupError(f"{want.source} needs a PostgreSQL {want.major} server but the {info.backend} sandbox "
+                             f"runs PostgreSQL {version}; get {want.major}: {majors.ways(want.major)}{newer}")
+        if running > want.major:
+            note = majors.note(running, want.major)
+            log(f"sandbox: {note} (--allow-newer-server)")
+    return ServerInfo(**{**asdict(info), "version": version, "source_version": want.version, "note": note})
+
+
+def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet) -> ServerInfo:
+    """Start (or, for ``url``, adopt) the server the ``--sandbox`` option asks for, of the snapshot's major.
+
+    ``auto`` tries url, then docker, then local, taking the first that can give the wanted major, and
+    says in one line why it moved on each time; an explicit backend never falls back (the operator
+    asked for it, so its failure is the answer). A major that cannot be had is refused before any
+    server starts, naming both majors and each way to get the right one.
     """
+    want = wanted_major(settings)
+    if want.major is not None:
+        log(f"sandbox: {want.source}: a PostgreSQL {want.major} server"
+            + (" (or newer: --allow-newer-server)" if want.allow_newer else ""))
     choice = settings.backend
     if choice == "url" or (choice == "auto" and settings.db_url is not None):
         if settings.db_url is None:
             raise SetupError("--sandbox url needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
         with db.connection(settings.db_url, read_only=True):  # fail now, in one line, not in every test
             pass
-        return ServerInfo(backend="url", admin_url=settings.db_url, owner_pid=owner_pid or os.getpid())
+        adopted = ServerInfo(backend="url", admin_url=settings.db_url, owner_pid=owner_pid or os.getpid())
+        return _settle(adopted, want, log)
     if choice == "docker":
-        return start_docker(settings, owner_pid, log)
+        problem = _docker_major_problem(settings, want)
+        if problem is not None:
+            raise SetupError(f"--sandbox docker: {problem}")
+        return _settle(start_docker(settings, owner_pid, log, want), want, log)
     if choice == "local":
-        return start_local(settings, owner_pid, log)
+        return _settle(start_local(settings, owner_pid, log, want), want, log)
     tried = ["url: no --db-url given"]
     log("sandbox: auto: no --db-url given; trying docker")
-    problem = docker_engine_problem()
+    problem = _docker_major_problem(settings, want) or docker_engine_problem()
     if problem is None:
         try:
-            return start_docker(settings, owner_pid, log)
+            return _settle(start_docker(settings, owner_pid, log, want), want, log)
         except SetupError as exc:
             problem = str(exc).removeprefix("--sandbox docker: ")
     tried.append(f"docker: {problem}")
     log(f"sandbox: auto: not using docker ({problem}); trying a local cluster")
+    # Issue 22 point 4: a candidate's available extensions are compared here too (majors.extensions_problem).
     try:
-        return start_local(settings, owner_pid, log)
+        return _settle(start_local(settings, owner_pid, log, want), want, log)
     except SetupError as exc:
         tried.append(f"local: {exc}")
     raise SetupError("no sandbox could be started (tried " + "; ".join(tried)

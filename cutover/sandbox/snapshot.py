@@ -167,6 +167,11 @@ def _tool_on_file(tools: ClientTools, path: Path, *args: str) -> subprocess.Comp
 
 def _tables_in_custom(path: Path, tools: ClientTools) -> set[str]:
     listing = _tool_on_file(tools, path, "-l")
+    if listing.returncode != 0 and "unsupported version" in listing.stderr:
+        # The file is fine: a newer pg_dump wrote it than this server's pg_restore can read.
+        raise SetupError(f"snapshot {path} was written by a newer pg_dump than this sandbox's pg_restore reads "
+                         f"({redact(listing.stderr.strip().splitlines()[-1])}); the file is fine: rehearse it on a "
+                         "server of its own major (see --pg-bindir, --pg-major and --allow-newer-server)")
     if listing.returncode != 0:
         raise SetupError(f"snapshot {path} is not a readable pg_dump archive ({redact(listing.stderr.strip())}); "
                          "make or download it again")

@@ -104,6 +104,10 @@ def write(out: Path, settings: Settings, plan: Plan, log: Mapping[str, Any], rec
         "target": log.get("environment", {}).get("target"),
         "snapshot": {"file": record.snapshot if record else None,
                      "timestamp": record.snapshot_timestamp if record else None},
+        # The go/no-go holds production's major to these (window.same_major).
+        "postgres": {"server": (record.postgres if record else None) or log.get("environment", {}).get("postgres"),
+                     "snapshot_source": record.snapshot_source if record else None,
+                     "newer_server_note": record.major_note if record else None},
         "times": {"started_at": log.get("started_at"), "finished_at": log.get("finished_at"),
                   "restore_s": record.restore_s if record else None,
                   "execute_s": record.execute_s if record else None,

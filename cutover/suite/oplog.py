@@ -169,6 +169,9 @@ def markdown(log: Mapping[str, Any]) -> str:
              + (f" (restored by the earlier run {r['restored_by_run']}: this run found the target restored; its "
                 "snapshot timestamp and restore time below are that run's)" if r.get("restored_by_run") else ""),
              f"- snapshot timestamp: {r.get('snapshot_timestamp') or '-'}",
+             f"- PostgreSQL: the snapshot was dumped from {r.get('snapshot_source') or 'an unstated version'}, "
+             f"rehearsed on {r.get('postgres') or log['environment'].get('postgres', '-')}"
+             + (f" ({r['major_note']})" if r.get("major_note") else ""),
              f"- restore wall-clock: {_fmt_s(r.get('restore_s'))}"
              + (f" (measured on {r['restore_measured_on']})" if r.get("restore_measured_on") else ""),
              *([f"- roles created for the restore (NOLOGIN, sandbox only; the snapshot's policies, owners or "
@@ -293,6 +296,7 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
         "backend": "url" if settings.db_url is not None else settings.sandbox,
         "postgres": (record.postgres if record else "") or server_version(settings.db_url),
         "snapshot": (record.snapshot if record else "") or "not restored by this run",
+        "snapshot_source": (record.snapshot_source if record else "") or "-",
         "git_sha": git_sha(),
         "target": (record.target if record else "") or (mask_url(settings.db_url) if settings.db_url else "-"),
         "plan": plan.name,

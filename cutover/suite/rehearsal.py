@@ -35,7 +35,7 @@ from cutover.core.report_types import key_order, key_text
 from cutover.reference import execute as engine
 from cutover.reference import preflight
 from cutover.reference import report as reports
-from cutover.sandbox import snapshot
+from cutover.sandbox import majors, snapshot
 from cutover.sandbox.server import SessionSandbox
 from cutover.suite.under_check import DatabaseUnderCheck
 
@@ -52,7 +52,9 @@ class Record:
     """What the operator log needs from the rehearsal: JSON-able, shared across processes."""
 
     target: str = ""
-    postgres: str = ""
+    postgres: str = ""  # the sandbox's (or dev branch's) server version
+    snapshot_source: str = ""  # the server version the snapshot was dumped from, when it says
+    major_note: str = ""  # "rehearsed on 18 for a PostgreSQL 16 production" (--allow-newer-server), else ""
     sandbox: bool = True
     snapshot: str = ""
     snapshot_timestamp: str = ""
@@ -297,7 +299,10 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
     record.target = mask_url(url)
     with db.connection(url, read_only=True) as conn:
         row = conn.execute("SHOW server_version").fetchone()
-        record.postgres = str(row[0]) if row else ""
+        record.postgres = str(row[0]).split()[0] if row else ""
+    if record.snapshot and Path(record.snapshot).is_file():
+        record.snapshot_source = majors.snapshot_source(Path(record.snapshot)) or ""
+    record.major_note = provider.server().note
     _dry_run(url, plan, record, log)
     record.captured = capture_key(url, plan)
     _execute(url, plan, settings, record, report_dir or workdir, log)
@@ -435,6 +440,7 @@ def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, docume
         facts["document_tenant"] = tenant_of(r.document_table, document_id)
         rule = plan.table(r.patient_table)
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(plan.app_role)))
+        conn.execute("SET LOCAL row_security = on")  # the probe filters as the app does; nothing else may
         conn.execute("SELECT set_config(%s, %s, true)", (plan.tenant_setting, plan.source))
         row = conn.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {k} = {v}").format(
             t=I(r.patient_table), k=key_text(rule.key), v=L(patient_id))).fetchone()

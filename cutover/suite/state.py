@@ -31,6 +31,7 @@ class RunState:
     journal: str  # the manual checks' answer journal (JSONL)
     log: str | None = None  # where the operator log went
     log_error: str | None = None  # why it did not
+    signature: str | None = None  # evidence.json.sig written (--sign-with)
     window: dict[str, Any] | None = None  # a go/no-go run's lines, verdict and exit status (-m prereq)
     window_timeline: list[str] | None = None  # Set B (or a rehearsal) placed on the window's T+ timeline
     rehearsal: dict[str, str] | None = None  # what this rehearsal is (plan, snapshot): answers files record it

@@ -33,6 +33,7 @@ class Summary:
         self.setup_error: str | None = None
         self.interrupted_at: str | None = None
         self.next_steps: list[str] = []  # Set B's failure: what the runbook says to do now
+        self.note = ""  # the rehearsal's newer-server note (--allow-newer-server), ends the verdict line
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         check = dict(report.user_properties).get("cutover_check")
@@ -71,7 +72,7 @@ class Summary:
     def verdict(self) -> verdicts.Verdict:
         return verdicts.decide(self.kind or verdicts.REHEARSAL, self.expected, self.outcomes, self.reasons,
                                self.manual, setup_error=self.setup_error,
-                               interrupted_at=self.interrupted_at)
+                               interrupted_at=self.interrupted_at, note=self.note)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):

@@ -17,6 +17,7 @@ from typing import Any
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
 
@@ -81,6 +82,9 @@ def read(url: str, plan: Plan) -> Window:
         src=sql.Identifier(a.source_column), sv=sql.Literal(a.source_value),
         kinds=sql.Literal([a.completed, a.swept, a.reversed]))
     with db.connection(url, read_only=True) as conn:
+        hidden = db.hidden_by_row_security(conn, [a.table])
+        if hidden is not None:  # one line, not the driver's error and its HINT
+            raise SetupError(hidden)
         rows = conn.execute(query).fetchall()
         conn.rollback()
     found = Window()

@@ -26,6 +26,7 @@ from cutover.core.redact import mask_url
 from cutover.core.report_types import CutoverReport
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
+from cutover.sandbox import majors
 from cutover.sandbox.server import SessionSandbox
 
 CHECK_APPLICATION = "cutover-suite-checks"
@@ -47,10 +48,30 @@ def describe(settings: Settings, production: bool) -> str:
         return "cutover target: none given (Set B needs --db-url=URL or DATABASE_URL)"
     if settings.db_url is None:
         return (f"cutover target: a throwaway sandbox ({settings.sandbox}), restored from "
-                f"{settings.snapshot or 'the embedded default snapshot'}")
+                f"{settings.snapshot or 'the embedded default snapshot'}{_majors(settings)}")
     mode = ("read-only, production window" if production else
             f"the rehearsal writes here (--rehearse={settings.rehearse})" if settings.rehearse else "read-only")
     return f"cutover target: {reach(settings.db_url)} ({mode})"
+
+
+def _majors(settings: Settings) -> str:
+    """The snapshot's source version and the major the sandbox will run, for the run's first line."""
+    try:
+        want = majors.wanted(Path(settings.snapshot) if settings.snapshot else None, settings.pg_major,
+                             settings.allow_newer_server)
+    except (SetupError, OSError):
+        return ""  # the sandbox's start says what is wrong, with its fix
+    source = "" if want.major is None else (
+        f" (dumped from PostgreSQL {want.version})" if want.version else f" (--pg-major {want.major})")
+    if settings.sandbox == "local":  # the installation is known before it starts: name its version
+        try:
+            chosen = majors.local_installation(settings.pg_bindir, want)
+        except SetupError:
+            return source  # the refusal is the run's setup error, in one line
+        return f"{source}, on PostgreSQL {chosen.version} ({chosen.origin})"
+    if want.major is None:
+        return ", on the first PostgreSQL server found (its own dump)"
+    return f"{source}, on a PostgreSQL {want.major}" + (" or newer" if want.allow_newer else "") + " server"
 
 
 def reach(url: str) -> str:
@@ -92,8 +113,9 @@ def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, wor
     return DatabaseUnderCheck(url, json.loads(path.read_text()), path, sandbox=True)
 
 
-def check_connection(url: str, settings: Settings) -> Connection:
-    """Read-only by session default, short timeouts, named; refuses to hand out anything writable."""
+def check_connection(url: str, settings: Settings, plan: Plan) -> Connection:
+    """Read-only by session default, short timeouts, named; refuses to hand out anything writable, or a
+    role that row security would show only part of the plan's tables (a check would pass on less)."""
     conn = db.connect(url, autocommit=True, read_only=True, application_name=CHECK_APPLICATION,
                       options={"statement_timeout": settings.check_statement_timeout,
                                "lock_timeout": settings.check_lock_timeout})
@@ -102,4 +124,8 @@ def check_connection(url: str, settings: Settings) -> Connection:
         conn.close()
         raise SetupError("the checks' connection is not read-only (transaction_read_only is off); refusing to run "
                          "checks on a connection that could write")
+    hidden = db.hidden_by_row_security(conn, plan.all_tables)
+    if hidden is not None:
+        conn.close()
+        raise SetupError(f"the checks cannot see every row: {hidden}; put that role in --db-url")
     return conn

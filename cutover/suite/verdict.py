@@ -52,10 +52,21 @@ def _heads(kind: str) -> tuple[str, str, str]:
 
 
 def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
-           manual: Sequence[str], *, setup_error: str | None = None, interrupted_at: str | None = None) -> Verdict:
-    """One line for the run. ``expected``: the checks this kind of run must pass (in the runbook's
+           manual: Sequence[str], *, setup_error: str | None = None, interrupted_at: str | None = None,
+           note: str = "") -> Verdict:
+    """One line for the run, ending with ``note`` when there is one (a newer server than production's:
+    "rehearsed on 18 for a PostgreSQL 16 production"), so the reader of the line never misses it.
+    ``expected``: the checks this kind of run must pass (in the runbook's
     order); ``outcomes``: each check's worst outcome (passed/failed/skipped); checks outside
     ``expected`` that ran (A20-active) count too when they did not pass."""
+    found = _decide(kind, expected, outcomes, reasons, manual, setup_error, interrupted_at)
+    if not note:
+        return found
+    return Verdict(f"{found.line}; {note}", found.exit_code, found.setup_error, found.interrupted_at)
+
+
+def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
+            manual: Sequence[str], setup_error: str | None, interrupted_at: str | None) -> Verdict:
     ready, failed_head, incomplete_head = _heads(kind)
     parts: list[str] = []
     unanswered = not_run = 0

@@ -28,6 +28,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import ManualCheck, Plan
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.reference import alerts
+from cutover.sandbox.pgbin import major_of
 from cutover.suite import bundle, timeline
 from cutover.suite.catalogue import Catalogue
 from cutover.suite.manual.answers import Answer
@@ -50,6 +51,7 @@ TITLES_BY_ID: dict[str, str] = {
     "same-plan": "the rehearsal used this plan file",
     "same-cutover": "the rehearsal used this cutover command",
     "restore-budget": "the rehearsal's restore fits the 8-minute budget",
+    "same-major": "the rehearsal ran on production's PostgreSQL major",
     "drain-streams": "the drain-streams endpoint answers on production",
     "alerts": "alerts configured and a test message delivered",
     "drain-baked": "drain-streams shipped and baked at least 24 h",
@@ -143,8 +145,8 @@ class Bundle:
     log: dict[str, Any]
 
     @classmethod
-    def open(cls, directory: Path) -> Bundle:
-        found = evidence.verify(directory)
+    def open(cls, directory: Path, allowed_signers: Path | None = None) -> Bundle:
+        found = evidence.verify(directory, allowed_signers)
         root = found.directory
         entry = found.body["files"].get("operator_log_json")
         log: dict[str, Any] = {}
@@ -159,7 +161,7 @@ class Bundle:
 def evidence_verifies(b: Bundle) -> Item:
     v = b.verification
     if v.ok:
-        return passed("evidence-verifies", f"{len(v.checked)} files match {b.directory / evidence.FILE}")
+        return passed("evidence-verifies", f"{len(v.checked)} files match {b.directory / evidence.FILE}; {v.trust()}")
     return failed("evidence-verifies", f"{len(v.problems)} problems in {b.directory}: {'; '.join(v.problems)}")
 
 
@@ -230,11 +232,39 @@ def restore_budget(b: Bundle) -> Item:
     return passed("restore-budget", text)
 
 
+def same_major(directory: Path, production: str) -> Item:
+    """Was the rehearsal's evidence made on production's major? Planner, locking and catalogs differ between
+    majors, so a rehearsal on another one is not the runbook's. A newer server passes only when the
+    rehearsal ran with --allow-newer-server for a snapshot of production's major, and then the line says so."""
+    try:
+        b = Bundle.open(directory)
+    except CutoverError as exc:
+        return failed("same-major", str(exc))
+    recorded = b.body.get("postgres") or {}
+    server, source = str(recorded.get("server") or ""), str(recorded.get("snapshot_source") or "")
+    if not server:
+        return failed("same-major", "the rehearsal's evidence records no server version (made before the suite "
+                                    "recorded one): rehearse again")
+    try:
+        prod, rehearsed = major_of(production), major_of(server)
+    except CutoverError:
+        return failed("same-major", f"production's server version could not be read ({production}): check --db-url")
+    said = f"rehearsed on PostgreSQL {server}, production runs {production}"
+    if rehearsed == prod:
+        return passed("same-major", said)
+    note = str(recorded.get("newer_server_note") or "")
+    if rehearsed > prod and note and source and major_of(source) == prod:
+        return passed("same-major", f"{note} (--allow-newer-server): {said}")
+    return failed("same-major", f"{said}: rehearse again on PostgreSQL {prod} (a snapshot of production names its "
+                                "major, and the sandbox runs it)")
+
+
 def evidence_items(directory: Path, plan: Plan, settings: Settings, now: datetime | None = None) -> list[Item]:
     """The six evidence prerequisites; a bundle that cannot be read fails all six, each saying so."""
     ids = ["evidence-verifies", "evidence-ready", "evidence-fresh", "same-plan", "same-cutover", "restore-budget"]
+    signers = Path(settings.allowed_signers) if settings.allowed_signers is not None else None
     try:
-        b = Bundle.open(directory)
+        b = Bundle.open(directory, signers)
     except CutoverError as exc:
         return [failed(i, str(exc)) for i in ids]
     return [evidence_verifies(b), evidence_ready(b, plan), evidence_fresh(b, now or datetime.now(UTC)),

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from cutover.core import evidence
+from cutover.core.errors import CutoverError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite import timeline, window
@@ -54,6 +56,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.evidence is None:
         raise pytest.UsageError("the go/no-go compares production with the rehearsal: pass "
                                 "--evidence=artifacts/<timestamp> (the rehearsal's artifacts directory)")
+    if settings.allowed_signers is not None:
+        try:
+            evidence.check_signers(Path(settings.allowed_signers))
+        except CutoverError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -145,11 +145,15 @@ class Checker:
         return int(rows[0][0]) if rows else 0
 
     def as_app(self, ev: Evidence, tenant: str, query: sql.Composed) -> set[str] | None:
-        """Rows a query returns as the application role with the tenant setting: RLS as the app sees it."""
+        """Rows a query returns as the application role with the tenant setting: RLS as the app sees it.
+
+        Row security is switched on for this transaction only: every other query of the checks runs
+        with it off, so that no policy can hide a row from them."""
         p = self.plan
         try:
             with self.conn.transaction():
                 self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(p.app_role)))
+                self.conn.execute("SET LOCAL row_security = on")
                 self.conn.execute("SELECT set_config(%s, %s, true)", (p.tenant_setting, tenant))
                 return {r[0] for r in self.run(ev, query)}
         except psycopg.Error as exc:  # any failure here is the finding

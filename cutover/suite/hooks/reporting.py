@@ -7,10 +7,13 @@ failing test's arguments, and a --db-url carries a password.
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cutover.core import evidence
+from cutover.core.errors import CutoverError
 from cutover.core.redact import redact
 from cutover.suite import nextstep, oplog, workers
 from cutover.suite import rehearsal as rehearsals
@@ -50,6 +53,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             stopped = [t for t in (record.timeline if record else []) if t["status"] != "ok"]
             if stopped:
                 summary.interrupted_at = f"the rehearsal step '{stopped[-1]['step']}'"
+        record = rehearsals.load_record(shared)
+        summary.note = record.major_note if record else ""
         found = summary.verdict()
         if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = found.exit_code  # the verdict's code, documented, is the run's
@@ -63,6 +68,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run.log_error = f"operator log not written: {type(exc).__name__}: {redact(str(exc))}"
         return
     run.log = str(out)
+    if settings.sign_with is not None:
+        _sign(session, out, Path(settings.sign_with))
+
+
+def _sign(session: pytest.Session, out: Path, key: Path) -> None:
+    """Sign the bundle as asked; a signature asked for and not made is a setup error, never a green run:
+    the go/no-go with --allowed-signers would refuse the unsigned bundle a day later, in the window."""
+    run = session.config.stash[RUN]
+    try:
+        sig = evidence.sign(out, key)
+    except (CutoverError, OSError) as exc:
+        run.log_error = redact(f"{exc}" if isinstance(exc, CutoverError) else f"evidence not signed: {exc}")
+        session.exitstatus = verdicts.EXIT_SETUP
+        return
+    run.signature = f"evidence signed: {sig} (namespace {evidence.NAMESPACE}, key {key})"
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -71,5 +91,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     if run.log:
         terminalreporter.write_line(f"operator log: {run.log}/operator-log.md (artifacts/latest)")
-    elif run.log_error:
+    if run.signature:
+        terminalreporter.write_line(run.signature)
+    if run.log_error:
         terminalreporter.write_line(run.log_error, red=True)

@@ -15,6 +15,7 @@ from types import FrameType
 
 import pytest
 
+from cutover.core import evidence
 from cutover.core.errors import CutoverError
 from cutover.core.plan import load_plan
 from cutover.core.redact import redact, split_password
@@ -117,6 +118,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                  if settings.answers else {})
         config.stash[CATALOGUE] = catalogue = Catalogue.for_plan(plan)
         config.stash[SELECTED] = catalogue.select(settings.check)  # before any database is touched
+        if settings.sign_with is not None:  # a missing key found now, not after the rehearsal has run
+            evidence.check_key(Path(settings.sign_with))
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
     kind = run_kind(config)
