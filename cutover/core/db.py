@@ -11,14 +11,14 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from cutover.core.errors import DatabaseError, SetupError
-from cutover.core.redact import mask_url, redact, split_password
+from cutover.core.redact import mask_url, redact, register_secret, split_password
 
 APPLICATION_NAME = "cutover-suite"
 
@@ -31,6 +31,16 @@ def with_database(url: str, dbname: str) -> str:
     """The same server and credentials, another database."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def with_login(url: str, user: str, password: str) -> str:
+    """The same server and database, another login (the password is registered to be masked)."""
+    register_secret(password)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}{port}"))
 
 
 def database_name(url: str) -> str:
