@@ -31,8 +31,9 @@ from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.private import open_private
 from cutover.core.progress import Log, quiet
-from cutover.core.redact import mask_url, redact
+from cutover.core.redact import mask_url, redact, shell_command
 from cutover.core.report_types import key_order, key_text
 from cutover.reference import aftercare, preflight
 from cutover.reference import execute as engine
@@ -172,8 +173,8 @@ def _steps(log: Log) -> engine.Progress:
 def _stream(command: str, env: dict[str, str], log: Log) -> int:
     """Run the operator's cutover command, showing each line as it comes: an execute on a real
     snapshot takes minutes, and a silent screen then looks like a hang."""
-    proc = subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
+    argv, env = shell_command(command, env)  # its text (DB_PASSWORD=...) stays out of the shell's argv
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
         log(f"cutover-cmd: {line.rstrip()}")
@@ -201,6 +202,16 @@ def _wal_since(url: str, start: str | None) -> int | None:
     return int(row[0]) if row else None
 
 
+def _program(command: str) -> str:
+    """The program a shell command runs, for naming it: its leading VAR=value assignments (where a
+    DB_PASSWORD=... would be) are not the program."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return "sh"
+    return next((w for w in words if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w)), "sh")
+
+
 def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path, log: Log) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     wal_start = _wal_position(url)
@@ -214,7 +225,7 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
             env = {**os.environ, "DATABASE_URL": url, "CUTOVER_ACTOR": actor, "CUTOVER_REPORT_PATH": str(path)}
             returncode = _stream(settings.cutover_cmd, env, log)
             if returncode != 0:
-                raise SetupError(f"--cutover-cmd exited {returncode} ({shlex.split(settings.cutover_cmd)[0]}); "
+                raise SetupError(f"--cutover-cmd exited {returncode} ({_program(settings.cutover_cmd)}); "
                                  "its output is above; the rehearsal stops here")
             if not path.exists():
                 raise SetupError(f"--cutover-cmd exited 0 but wrote no report at $CUTOVER_REPORT_PATH ({path}); "
@@ -260,11 +271,12 @@ def _reverse(url: str, plan: Plan, settings: Settings, record: Record, report_di
                           reports.load_streamed(Path(record.report_path)))
         return "bundled cutover module"
     copy = report_dir / f"{Path(record.report_path).stem}-rollback-rehearsal.json"
-    shutil.copyfile(record.report_path, copy)
+    with open(record.report_path, "rb") as src, open_private(copy, "wb") as dst:  # patients' keys: 0600
+        shutil.copyfileobj(src, dst)
     env = {**os.environ, "DATABASE_URL": url, "CUTOVER_ACTOR": actor, "CUTOVER_REPORT_PATH": str(copy)}
     returncode = _stream(settings.reverse_cmd, env, log)
     if returncode != 0:
-        raise SetupError(f"--reverse-cmd exited {returncode} ({shlex.split(settings.reverse_cmd)[0]}); its output "
+        raise SetupError(f"--reverse-cmd exited {returncode} ({_program(settings.reverse_cmd)}); its output "
                          "is above")
     return "--reverse-cmd"
 

@@ -135,6 +135,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SELECTED] = catalogue.select(settings.check)  # before any database is touched
         if settings.sign_with is not None:  # a missing key found now, not after the rehearsal has run
             evidence.check_key(Path(settings.sign_with))
+        if settings.db_url is not None:
+            split_password(settings.db_url)  # registers the password (masked wherever it turns up); refuses junk
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
     glue.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
@@ -143,8 +145,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue), proofs),
                                   "cutover-summary")  # one per run, not per process
     AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
-    if settings.db_url is not None:
-        split_password(settings.db_url)  # registers the password: masked wherever it turns up
     if workers.adopt_controller_state(config):
         results = config.stash[RUN].results
         if results and config.option.allure_report_dir is None:
