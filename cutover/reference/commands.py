@@ -91,9 +91,12 @@ def _failed(args: argparse.Namespace, exc: engine.RunFailed, path: Path | None) 
         "BLOCKED" if exc.exit_code == engine.EXIT_BLOCKED else "ROLLED BACK")
     where = f"; report: {written}" if written else ""
     print(redact(f"cutover: {status}: {exc}{where}"), file=sys.stderr)
+    for line in exc.detail:
+        print(redact(f"  {line}"), file=sys.stderr)
     if args.json:
         print(json.dumps({"status": status.lower().replace(" ", "_"), "exit_code": exc.exit_code,
-                          "error": redact(str(exc)), "report_path": str(written) if written else None}))
+                          "error": redact(str(exc)), "detail": [redact(line) for line in exc.detail],
+                          "report_path": str(written) if written else None}))
     return exc.exit_code
 
 
@@ -167,7 +170,10 @@ def sweep(args: argparse.Namespace) -> int:
         reports.check_writable(args.report_path)
     display = StepDisplay()
     try:
-        record = aftercare.sweep(url, plan, actor, _timeouts(settings), display)
+        if cut is not None:  # appended to only if it is this database's cutover, as the database recorded it
+            aftercare.check_report(url, plan, _timeouts(settings), cut, "sweep")
+        record = aftercare.sweep(url, plan, actor, _timeouts(settings), display,
+                                 cutover_run_id=None if cut is None else str(cut["run_id"]))
     except engine.RunFailed as exc:
         display.close()
         return _failed(args, exc, None)

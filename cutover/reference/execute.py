@@ -48,6 +48,7 @@ class RunFailed(CutoverError):
         self.exit_code = exit_code
         self.report: CutoverReport | None = None
         self.id_files: dict[str, Path] = {}
+        self.detail: tuple[str, ...] = ()  # lines printed under the one-line message (e.g. which keys differ)
 
 
 @dataclass(frozen=True)

@@ -374,6 +374,31 @@ def part_keys(conn: Connection, plan: Plan, run_id: str) -> dict[str, list[Any]]
     return out
 
 
+def recorded_keys(plan: Plan, table: str, run_id: str) -> sql.Composable:
+    """SELECT of the keys (one jsonb column, ``k``) of ``table`` that run ``run_id`` and its sweeps
+    moved, as the database's audit events recorded them: the allow-list's parts (key text, or a
+    jsonb array ``ids`` before), an earlier version's allow-list inside the completed event, and the
+    ``cutover.swept`` events' ``ids``.
+
+    Sweep and reverse read the keys here, in the server, and never from the report file: a file is
+    whatever its last editor made it, the audit events were written in the cutover's own transaction.
+    """
+    a = plan.audit
+    return sql.SQL(
+        "SELECT x.k FROM {t} e, LATERAL ("
+        "SELECT regexp_split_to_table(e.{pl} ->> 'keys', E'\\n')::jsonb WHERE e.{ty} = {part} AND e.{pl} ? 'keys' "
+        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids') WHERE e.{ty} = {part} AND e.{pl} ? 'ids' "
+        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'allow_list' -> {name}) WHERE e.{ty} = {done} "
+        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids' -> {name}) WHERE e.{ty} = {swept}) x(k) "
+        "WHERE e.{src} = {sv} AND (e.{ty} = {part} AND e.{pl} ->> 'run_id' = {rid} AND e.{pl} ->> 'table' = {name} "
+        "OR e.{ty} = {done} AND e.{pl} ->> 'run_id' = {rid} "
+        "OR e.{ty} = {swept} AND e.{pl} ->> 'cutover_run_id' = {rid})"
+    ).format(t=rules.ident(a.table), pl=rules.ident(a.payload_column), ty=rules.ident(a.type_column),
+             src=rules.ident(a.source_column), sv=sql.Literal(a.source_value), part=sql.Literal(a.allow_list_part),
+             done=sql.Literal(a.completed), swept=sql.Literal(a.swept), name=sql.Literal(table),
+             rid=sql.Literal(run_id))
+
+
 def _part_ids(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[str]:
     """The keys of the given part events as JSON text, in order, streamed (a part can be tens of MB)."""
     a = plan.audit
