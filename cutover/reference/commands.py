@@ -110,8 +110,9 @@ def execute(args: argparse.Namespace) -> int:
     notify.send(alerts.STARTED, f"{alerts.STARTED}: {plan.source} -> {plan.target}, {where}")
     try:
         code = _execute(args, settings, plan, url, actor, path, notify, where)
-    except BaseException as exc:
-        notify.send(alerts.FAILED, f"{alerts.FAILED}: {where}: {type(exc).__name__}: {exc}")
+    except BaseException as exc:  # a usage or connection error's line names no row; anything else, its type only
+        said = str(exc) if isinstance(exc, CutoverError) else f"{type(exc).__name__}, see the operator's terminal"
+        notify.send(alerts.FAILED, f"{alerts.FAILED}: {where}: {said}")
         _report_alerts(notify, quiet_if_unconfigured=True)
         raise
     _report_alerts(notify)
@@ -141,7 +142,11 @@ def _execute(args: argparse.Namespace, settings: Settings, plan: Plan, url: str,
             code = _failed(args, exc, path)
             status = {engine.EXIT_ALREADY: "ALREADY CUT OVER", engine.EXIT_BLOCKED: "BLOCKED"}.get(code,
                                                                                                    "ROLLED BACK")
-            notify.send(alerts.FAILED, f"{alerts.FAILED}: {status} (exit {code}), nothing changed; {where}: {exc}")
+            run_id = exc.report.get("run_id") if exc.report is not None else None
+            run = f"; run {run_id}" if run_id else ""
+            cause = exc.summary or "the cause is on the operator's terminal and in the report"
+            notify.send(alerts.FAILED, f"{alerts.FAILED}: {status} (exit {code}), nothing changed{run}; {where}: "
+                                       f"{cause}")
             return code
         moved = sum(report["moved"].values())
         done = (f"{alerts.COMPLETED}: run {report['run_id']} committed, {moved} rows moved to {plan.target} "
