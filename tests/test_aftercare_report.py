@@ -201,3 +201,19 @@ def test_keys_are_compared_as_values_and_in_any_order() -> None:
     right = ["2", '[1,"a"]', '"x"']
     assert aftercare.compare_keys(left, right).agrees
     assert not aftercare.compare_keys(['"2"'], ["2"]).agrees  # a text key is not the number
+
+
+def test_reverse_refuses_an_audit_trail_that_lost_a_key(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    """The audit parts must list as many keys as the completed event says moved: a part edited in
+    the database is not a list to move rows back by."""
+    report = cut_over(fresh_db, tmp_path / "r.json")
+    a = cutover_plan.audit
+    execute_sql(fresh_db, sql.SQL("UPDATE {t} SET {pl} = jsonb_set({pl}, '{{keys}}', to_jsonb(regexp_replace({pl} ->> "
+                                  "'keys', E'\\n[^\\n]*$', ''))) WHERE {ty} = {part} AND {pl} ->> 'table' = 'messages'")
+                .format(t=sql.Identifier(a.table), pl=sql.Identifier(a.payload_column),
+                        ty=sql.Identifier(a.type_column), part=sql.Literal(a.allow_list_part)))
+    back = run_cutover(fresh_db, "reverse", "--dry-run", f"--report-path={tmp_path / 'r.json'}")
+    assert back.returncode == 1, back.stdout + back.stderr
+    line = back.stderr.splitlines()[0]
+    assert "the audit trail was altered" in line, line
+    assert f"{report['moved']['messages'] - 1} messages keys" in line and f"says {report['moved']['messages']}" in line
