@@ -217,3 +217,37 @@ def test_reverse_refuses_an_audit_trail_that_lost_a_key(fresh_db: str, cutover_p
     line = back.stderr.splitlines()[0]
     assert "the audit trail was altered" in line, line
     assert f"{report['moved']['messages'] - 1} messages keys" in line and f"says {report['moved']['messages']}" in line
+
+
+AWKWARD = ["plain", "co,mma", 'qu"ote', "br]ack[et", "back\\slash", "ünïcödé ✓ 𝄞", "", [1, "a,b"]]
+
+
+def test_a_report_written_from_the_parts_is_recognised_byte_for_byte(tmp_path: Path) -> None:
+    """The fast path: the execute's report is the audit parts' text joined; it is recognised without
+    parsing a key, and anything else is left to the key-by-key comparison."""
+    lines = [json.dumps(k, ensure_ascii=False).encode() for k in AWKWARD]
+    parts = [b"\n".join(lines[:3]), b"\n".join(lines[3:])]
+    path = reports.write(tmp_path / "r.json", {"run_id": "r-1"},
+                         {"cases": (line.decode() for line in lines), "empty": iter([])})
+    allow = reports.load_streamed(path)["allow_list"]
+    assert isinstance(allow, reports.AllowList)
+    assert allow.same_text("cases", parts) == len(AWKWARD)
+    assert allow.same_text("empty", []) == 0
+    assert allow.same_text("cases", parts[:1]) is None, "a report listing more keys than the parts"
+    assert allow.same_text("cases", [parts[0], parts[1] + b'\n"extra"']) is None
+    assert allow.same_text("empty", parts) is None
+    assert [json.loads(k) for k in allow.texts("cases")] == AWKWARD
+
+
+def test_the_executes_report_is_its_audit_parts_byte_for_byte(fresh_db: str, cutover_plan: Plan,
+                                                              tmp_path: Path) -> None:
+    from cutover.core import db
+
+    report = cut_over(fresh_db, tmp_path / "r.json")
+    allow = reports.load_streamed(tmp_path / "r.json")["allow_list"]
+    assert isinstance(allow, reports.AllowList)
+    with db.connection(fresh_db, read_only=True) as conn:
+        parts = reports.part_keys(conn, cutover_plan, report["run_id"])
+        for rule in cutover_plan.moving:
+            same = allow.same_text(rule.name, reports.part_texts(conn, cutover_plan, parts.get(rule.name, [])))
+            assert same == report["moved"].get(rule.name, 0), rule.name

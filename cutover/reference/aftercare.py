@@ -201,8 +201,13 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     problems: list[tuple[str, str]] = []  # (one-line summary, detail)
     allow = cut_report.get("allow_list") or {}
     moved = stored.get("moved") or {}
+    parts = reports.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
     for table in list(ids) + [t for t in allow if t not in ids]:
-        diff = compare_keys(_report_texts(cut_report, table), ids.get(table, []))
+        same = None
+        if isinstance(allow, reports.AllowList) and table in allow and table in ids:  # byte for byte first
+            same = allow.same_text(table, reports.part_texts(conn, plan, parts.get(table, [])))
+        diff = KeyDiff((same, same)) if same is not None else compare_keys(_report_texts(cut_report, table),
+                                                                          ids.get(table, []))
         if diff.counts[1] != moved.get(table, 0) and table in ids:
             raise RunFailed(f"{what} refused: the database's {plan.audit.allow_list_part} events of run {run_id} list "
                             f"{diff.counts[1]} {table} keys but its {plan.audit.completed} event says "

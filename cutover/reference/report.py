@@ -136,6 +136,24 @@ class AllowList(Mapping[str, Iterable[Any]]):
     def texts(self, table: str) -> Iterable[str]:
         return _Stream(self.path, self.starts[table], raw=True)
 
+    def same_text(self, table: str, parts: Iterable[bytes]) -> int | None:
+        """How many keys the table's list holds if its bytes are exactly ``parts`` (audit parts' key
+        text, a key a line) joined as :func:`write` joins them, else ``None``; never parses a key.
+
+        The execute's report and a rebuilt one are written from that very text, so this answers
+        for them at the speed of reading the file; anything else (an edit, an earlier layout)
+        gets ``None``, and the caller compares key by key.
+        """
+        keys = 0
+        with open(self.path, "rb") as fh:
+            fh.seek(self.starts[table])
+            for part in parts:
+                expected = (b"," if keys else b"") + part.replace(b"\n", b",")
+                if not part or fh.read(len(expected)) != expected:
+                    return None
+                keys += part.count(b"\n") + 1
+            return keys if fh.read(1) == b"]" else None
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.starts)
 
@@ -397,6 +415,20 @@ def recorded_keys(plan: Plan, table: str, run_id: str) -> sql.Composable:
              src=rules.ident(a.source_column), sv=sql.Literal(a.source_value), part=sql.Literal(a.allow_list_part),
              done=sql.Literal(a.completed), swept=sql.Literal(a.swept), name=sql.Literal(table),
              rid=sql.Literal(run_id))
+
+
+def part_texts(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[bytes]:
+    """Each part's key text (a key a line, UTF-8) in order, one part in memory at a time; stops at
+    a part of an earlier layout (a jsonb array), which has no such text."""
+    a = plan.audit
+    for ctid in ctids:
+        row = conn.execute(sql.SQL("SELECT convert_to(e.{pl} ->> 'keys', 'UTF8') FROM {t} e WHERE e.ctid = {c}::tid "
+                                   "AND e.{pl} ? 'keys'").format(pl=rules.ident(a.payload_column),
+                                                                 t=rules.ident(a.table), c=sql.Literal(ctid)),
+                           binary=True).fetchone()
+        if row is None or row[0] is None:
+            return
+        yield bytes(row[0])
 
 
 def _part_ids(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[str]:
