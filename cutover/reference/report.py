@@ -404,7 +404,7 @@ def recorded_keys(plan: Plan, table: str, run_id: str) -> sql.Composable:
     a = plan.audit
     return sql.SQL(
         "SELECT x.k FROM {t} e, LATERAL ("
-        "SELECT regexp_split_to_table(e.{pl} ->> 'keys', E'\\n')::jsonb WHERE e.{ty} = {part} AND e.{pl} ? 'keys' "
+        "SELECT string_to_table(e.{pl} ->> 'keys', E'\\n')::jsonb WHERE e.{ty} = {part} AND e.{pl} ? 'keys' "
         "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids') WHERE e.{ty} = {part} AND e.{pl} ? 'ids' "
         "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'allow_list' -> {name}) WHERE e.{ty} = {done} "
         "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids' -> {name}) WHERE e.{ty} = {swept}) x(k) "
