@@ -94,6 +94,16 @@ def connection_lost(exc: psycopg.Error) -> bool:
     return isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
 
 
+def cause_of(exc: psycopg.Error) -> str:
+    """The cause alone, by SQLSTATE, without the server's text (which can quote a row's values): for
+    messages that leave this machine, such as alerts."""
+    state = getattr(exc, "sqlstate", None) or ""
+    cause = next((c.split(":")[0] for prefix, c in _CAUSES if state.startswith(prefix)), "")
+    if cause:
+        return cause
+    return "connection lost" if connection_lost(exc) else "database error"
+
+
 def describe_error(exc: psycopg.Error) -> str:
     """One line for a database error: the cause by SQLSTATE, the server's first line, the SQLSTATE; the
     password masked. By SQLSTATE because psycopg files program limits, disk full and out of memory under
