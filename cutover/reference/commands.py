@@ -282,7 +282,7 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
 
     def common(p: argparse.ArgumentParser, timeouts: bool = True) -> None:
         p.add_argument("--db-url", default=None, help="database to cut over (default: DATABASE_URL / CUTOVER_DB_URL)")
-        p.add_argument("--plan", default=None, help="plan file (default: the embedded reference model, cutover/model/plan.toml)")
+        p.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
         p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
         if timeouts:
             p.add_argument("--lock-timeout", default=None, help="lock_timeout of the transaction (default 3s)")
