@@ -180,7 +180,7 @@ def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = 
                 want: majors.Wanted | None = None) -> ServerInfo:
     """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off (unless --sandbox-durable),
     from the installation of the wanted major (refused in one line, before anything starts, when none)."""
-    chosen = majors.local_installation(settings.pg_bindir, want or wanted_major(settings))
+    chosen = majors.local_installation(settings.pg_bindir, want or wanted_major(settings), log)
     pg = locate(settings.pg_bindir, chosen.bindir)
     problem = pg.reachable_problem()
     if problem is not None:
@@ -339,7 +339,7 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
     client = _docker_client()
     reap_stale_containers(client)
     image = docker_image.ensure(client, majors.docker_image(settings.docker_image, want or wanted_major(settings)),
-                                log)
+                                log, given=settings.docker_image is not None)
     no_reaper = reaper_problem(client, owner)
     testcontainers_config.ryuk_disabled = no_reaper is not None
     if no_reaper is not None:
@@ -473,7 +473,6 @@ def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet)
             problem = str(exc).removeprefix("--sandbox docker: ")
     tried.append(f"docker: {problem}")
     log(f"sandbox: auto: not using docker ({problem}); trying a local cluster")
-    # Issue 22 point 4: a candidate's available extensions are compared here too (majors.extensions_problem).
     try:
         return _settle(start_local(settings, owner_pid, log, want), want, log)
     except SetupError as exc:
