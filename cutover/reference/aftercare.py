@@ -47,7 +47,7 @@ def _require_cut_over(conn: Connection, plan: Plan, what: str) -> dict[str, Any]
 def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
           progress: Progress = _no_progress) -> SweepRecord | None:
     """Move patient-owned rows that landed on the source after the commit; ``None`` if there were none."""
-    run = Run("sweep", plan, actor, 6, progress)
+    run = Run("sweep", plan, actor, 6 + (1 if plan.refresh_views else 0), progress)
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "sweep", "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
@@ -73,6 +73,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
         with run.step("move stragglers to the target") as info:
             moved = engine.move_listed(conn, plan, ids, plan.source, plan.target)
             info["rows"] = sum(moved.values())
+        engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.swept}"):
             engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
@@ -166,7 +167,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
 
     Its dry run is :func:`reverse_counts`, which selects the same rows without writing or locking.
     """
-    run = Run("reverse", plan, actor, 6, progress)
+    run = Run("reverse", plan, actor, 6 + (1 if plan.refresh_views else 0), progress)
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "reverse",
                               "cutover_run_id": cut_report.get("run_id"), "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
@@ -200,6 +201,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         with run.step("move the rows back to the source") as info:
             moved = engine.move_listed(conn, plan, ids, plan.target, plan.source)
             info["rows"] = sum(moved.values())
+        engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
