@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -309,3 +310,29 @@ def test_an_unpullable_postgres_n_the_operator_never_named_is_not_advised_to_dro
     assert "--docker-image" in line and "drop --docker-image" not in line and "postgres:15" not in line, line
     assert "docker pull postgres:18" in line and "--sandbox local" in line
     assert "drop --docker-image to use postgres:15" in str(named.value)
+
+
+def test_docker_whose_image_lacks_the_extension_is_refused_before_its_server_starts(
+        production: Callable[[int, str], Path], tmp_path: Path) -> None:
+    """The image is looked into through a container that is created, never started: Debian's 15 in the
+    official image (or the local stand-in) has pgcrypto, not vector."""
+    problem = sandbox.docker_engine_problem()
+    if problem is not None:
+        pytest.skip(f"needs a Docker engine: {problem}")
+    dump = _with_extensions(production(15, "plain"), tmp_path / "vector15.sql.gz", "vector")
+    lines: list[str] = []
+    with pytest.raises(SetupError) as refused:
+        sandbox.start(sandbox.SandboxSpec(backend="docker", snapshot=str(dump)), log=lines.append)
+    line = str(refused.value)
+    assert line.startswith("--sandbox docker: ") and "lacks the extension vector that the snapshot vector15" in line
+    assert "pgvector/pgvector:pg15" in line and "\n" not in line
+    assert not [ln for ln in lines if " up on " in ln], lines
+    assert sandbox.remove_owned(os.getpid()) == []  # the looked-into container is gone too
+    contrib = _with_extensions(production(15, "plain"), tmp_path / "c15.sql.gz", "pgcrypto")
+    client = sandbox._docker_client()
+    try:
+        image_tag = image.ensure(client, "postgres:15", given=False)
+        want = majors.wanted(contrib, None, False)
+        assert sandbox.image_missing_extensions(client, image_tag, want, os.getpid()) == []
+    finally:
+        client.close()
