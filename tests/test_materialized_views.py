@@ -10,6 +10,7 @@ keeps counting every moved case under the source tenant until someone refreshes 
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,16 @@ def test_the_sweep_refreshes_the_view_after_moving_a_late_write(fresh_db: str, c
     assert swept.returncode == 0, swept.stderr
     assert json.loads(swept.stdout)["moved"] == {"messages": 1}
     assert scalar(fresh_db, counts, (cutover_plan.target,)) == on_target + 1
+
+
+def test_plan_draft_lists_each_tenant_view_to_be_refreshed(fresh_db: str, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.toml"
+    assert run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={plain}").returncode == 0
+    assert "refresh" not in tomllib.loads(plain.read_text())
+    execute_sql(fresh_db, CASE_COUNTS, "CREATE MATERIALIZED VIEW all_cases AS SELECT count(*) AS n FROM cases")
+    out = tmp_path / "draft.toml"
+    done = run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert tomllib.loads(text)["refresh"] == {"materialized_views": ["case_counts"]}
+    assert "# carries tenant_id over cases" in text

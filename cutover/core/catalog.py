@@ -237,28 +237,55 @@ ORDER BY 1
 """
 
 
+@dataclass(frozen=True)
+class TenantView:
+    """A materialized view over tenant-scoped tables that holds a tenant, and why it counts as one."""
+
+    name: str
+    why: str  # "carries tenant_id", "filters on a tenant id (...)"
+    over: tuple[str, ...]  # the tenant-scoped tables it reads
+
+
+def materialized_views(conn: Connection) -> set[str]:
+    """Every materialized view of the current schema."""
+    return {str(r[0]) for r in conn.execute(
+        "SELECT m.relname FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace "
+        "WHERE m.relkind = 'm' AND n.nspname = current_schema()").fetchall()}
+
+
+def tenant_views(conn: Connection, tenant_column: str, source: str, target: str,
+                 tables: Iterable[str]) -> list[TenantView]:
+    """The materialized views over ``tables`` that carry ``tenant_column`` or whose query names the
+    ``source`` or ``target`` tenant: what a cutover of those tables leaves stale."""
+    scoped = set(tables)
+    out: list[TenantView] = []
+    for name, carries, filters, reads in conn.execute(_MATVIEWS, {"column": tenant_column, "source": source,
+                                                                   "target": target}).fetchall():
+        over = tuple(t for t in reads if t in scoped)
+        if over and (carries or filters):
+            why = f"carries {tenant_column}" if carries else f"filters on a tenant id ({source} / {target})"
+            out.append(TenantView(str(name), why, over))
+    return out
+
+
 def materialized_view_differences(conn: Connection, plan: Plan) -> list[Difference]:
     """Materialized views over the plan's tables that hold a tenant (they carry the tenant column, or
     their query names the source or target tenant) and that the plan does not name in ``[refresh]``:
     after the cutover such a view still shows the moved rows on the source until someone refreshes it,
     so it blocks like an unplanned table. A view ``[refresh]`` names that is not in the database blocks
     too: the execute would fail refreshing it (or an acknowledgement would cover nothing)."""
-    rows = conn.execute(_MATVIEWS, {"column": plan.tenant_column, "source": plan.source,
-                                    "target": plan.target}).fetchall()
-    found = {str(name) for name, *_ in rows}
+    found = materialized_views(conn)
     named = set(plan.refresh_views) | set(plan.static_views)
-    planned = set(plan.table_names)
     out: list[Difference] = []
-    for name, carries, filters, reads in rows:
-        over = [t for t in reads if t in planned]
-        if name in named or not over or not (carries or filters):
+    for view in tenant_views(conn, plan.tenant_column, plan.source, plan.target, plan.table_names):
+        if view.name in named:
             continue
-        why = f"carries {plan.tenant_column}" if carries else f"filters on a tenant id ({plan.source} / {plan.target})"
         out.append(Difference(
-            "unplanned-materialized-view", str(name),
-            f"materialized view {name} {why} over {', '.join(over)}: after the cutover it would still show the "
-            f"moved rows as before until refreshed; add it to [refresh] materialized_views (refreshed inside the "
-            f"cutover's transaction) or, if it holds nothing the cutover changes, to [refresh] static"))
+            "unplanned-materialized-view", view.name,
+            f"materialized view {view.name} {view.why} over {', '.join(view.over)}: after the cutover it would "
+            f"still show the moved rows as before until refreshed; add it to [refresh] materialized_views "
+            f"(refreshed inside the cutover's transaction) or, if it holds nothing the cutover changes, to "
+            f"[refresh] static"))
     for key, names in (("materialized_views", plan.refresh_views), ("static", plan.static_views)):
         for name in names:
             if name not in found:
