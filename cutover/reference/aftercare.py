@@ -45,7 +45,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
     With ``cutover_run_id`` (the run of the report the sweep is appended to; check the report with
     :func:`check_report` first) it is refused unless that run is the database's committed cutover.
     """
-    run = Run("sweep", plan, actor, 6, progress)
+    run = Run("sweep", plan, actor, 6 + (1 if plan.refresh_views else 0), progress)
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "sweep", "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
@@ -73,6 +73,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
         with run.step("move stragglers to the target") as info:
             moved = engine.move_listed(conn, plan, ids, plan.source, plan.target)
             info["rows"] = sum(moved.values())
+        engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.swept}"):
             engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
@@ -342,7 +343,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
     is refused first (:func:`check_report`), before any lock is taken.
     """
     check_report(url, plan, timeouts, cut_report, "reverse")
-    run = Run("reverse", plan, actor, 6, progress)
+    run = Run("reverse", plan, actor, 6 + (1 if plan.refresh_views else 0), progress)
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "reverse",
                               "cutover_run_id": cut_report.get("run_id"), "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
@@ -368,6 +369,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         with run.step("move the rows back to the source") as info:
             moved = engine.move_listed(conn, plan, ids, plan.target, plan.source)
             info["rows"] = sum(moved.values())
+        engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())

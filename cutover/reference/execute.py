@@ -404,7 +404,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
     ``before_commit`` runs just before COMMIT: the command holds Ctrl-C there until the report is
     written (past that point an interrupt can no longer roll back, only misreport).
     """
-    total = 7 + len(plan.move_steps)
+    total = 7 + len(plan.move_steps) + (1 if plan.refresh_views else 0)
     run = Run("execute", plan, actor, total, progress)
     report: CutoverReport = {"run_id": run.run_id, "actor": actor, "plan": plan.name, "database": mask_url(url),
                               "source": plan.source, "target": plan.target, "started_at": run.started_at,
@@ -442,6 +442,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                     moved[name] = int(conn.execute(rules.move_owned(plan, rule, plan.source, plan.target)).rowcount)
                 info["rows"] = sum(moved[n] for n in group)
         report["moved"] = moved
+        refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.completed}") as info:
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
                                            plan.target)
@@ -474,6 +475,18 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
     return report, id_files
+
+
+def refresh_views(run: Run, conn: Connection, plan: Plan) -> None:
+    """Refresh the plan's ``[refresh] materialized_views`` after the moves, inside the transaction, as a
+    step of its own (timed: each holds an exclusive lock on its view until COMMIT). Otherwise a view that
+    counts rows per tenant keeps showing the moved rows on the source until someone refreshes it."""
+    if not plan.refresh_views:
+        return
+    with run.step("refresh " + ", ".join(plan.refresh_views)) as info:
+        for view in plan.refresh_views:
+            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(view)))
+        info["rows"] = len(plan.refresh_views)
 
 
 def prefer_lz4(conn: Connection) -> None:

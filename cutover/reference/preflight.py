@@ -151,7 +151,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
-    differences = catalog.compare(plan, catalog.read(conn))
+    differences = catalog.compare(plan, catalog.read(conn)) + catalog.materialized_view_differences(conn, plan)
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and len(missing) == len(plan.all_tables):
         result.blockers.append(Blocker("missing-tables", f"tables the plan names are missing: {', '.join(missing)}; "

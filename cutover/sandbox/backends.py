@@ -39,8 +39,8 @@ from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
+from cutover.sandbox import dumpneeds, majors, pgbin
 from cutover.sandbox import image as docker_image
-from cutover.sandbox import majors, pgbin
 from cutover.sandbox.pgbin import SERVICE_USER, ClientTools, locate
 
 if TYPE_CHECKING:  # imported where used: a run that never starts a container never loads testcontainers
@@ -256,7 +256,7 @@ def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = 
                 want: majors.Wanted | None = None) -> ServerInfo:
     """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off (unless --sandbox-durable),
     from the installation of the wanted major (refused in one line, before anything starts, when none)."""
-    chosen = majors.local_installation(settings.pg_bindir, want or wanted_major(settings))
+    chosen = majors.local_installation(settings.pg_bindir, want or wanted_major(settings), log)
     pg = locate(settings.pg_bindir, chosen.bindir)
     problem = pg.reachable_problem()
     if problem is not None:
@@ -414,8 +414,15 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
     owner = owner_pid or os.getpid()
     client = _docker_client()
     reap_stale_containers(client)
-    image = docker_image.ensure(client, majors.docker_image(settings.docker_image, want or wanted_major(settings)),
-                                log)
+    want = want or wanted_major(settings)
+    image = docker_image.ensure(client, majors.docker_image(settings.docker_image, want), log,
+                                given=settings.docker_image is not None)
+    missing = image_missing_extensions(client, image, want, owner)
+    if missing:
+        major = majors.image_major(image) or want.major or 15
+        raise SetupError(f"--sandbox docker: {image} lacks the extension{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)} that {want.source or 'the snapshot ' + want.snapshot} creates; get "
+                         + "; ".join(dumpneeds.where_to_get(e, major) for e in missing))
     no_reaper = reaper_problem(client, owner)
     testcontainers_config.ryuk_disabled = no_reaper is not None
     if no_reaper is not None:
@@ -453,6 +460,39 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
             container.get_docker_client().client.close()
     log(f"sandbox: docker {image} up on 127.0.0.1:{port}")
     return ServerInfo(backend="docker", admin_url=url, container_id=container_id, owner_pid=owner)
+
+
+def image_missing_extensions(client: Any, image: str, want: majors.Wanted, owner: int) -> list[str] | None:
+    """Those of the snapshot's extensions ``image`` has no control file for, read from a container that is
+    created and never started (no server runs); None when its extension directory is not where the
+    official image or Debian's packages put it (then the restore's check on the started server says)."""
+    if not want.extensions:
+        return []
+    import docker.errors
+
+    major = majors.image_major(image) or want.major
+    places = ([f"/usr/share/postgresql/{major}/extension"] if major is not None else []) + [
+        "/usr/local/share/postgresql/extension"]
+    try:
+        container = client.containers.create(image, entrypoint=["true"], command=[], labels=_owner_labels(owner))
+    except Exception:  # the docker SDK's many error types: not knowing is not a refusal
+        return None
+    try:
+        for place in places:
+            try:
+                container.get_archive(f"{place}/plpgsql.control")
+            except docker.errors.NotFound:
+                continue
+            missing = []
+            for name in want.extensions:
+                try:
+                    container.get_archive(f"{place}/{name}.control")
+                except docker.errors.NotFound:
+                    missing.append(name)
+            return missing
+        return None
+    finally:
+        _remove(client, [container])
 
 
 def _postgres_container(image: str, name: str, owner: int, password: str,
@@ -549,7 +589,6 @@ def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet)
             problem = str(exc).removeprefix("--sandbox docker: ")
     tried.append(f"docker: {problem}")
     log(f"sandbox: auto: not using docker ({problem}); trying a local cluster")
-    # Issue 22 point 4: a candidate's available extensions are compared here too (majors.extensions_problem).
     try:
         return _settle(start_local(settings, owner_pid, log, want), want, log)
     except SetupError as exc:
