@@ -8,14 +8,15 @@ for the CLI, the sandbox and the checks.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cutover.core.errors import DatabaseError, SetupError
 from cutover.core.redact import mask_url, redact, register_secret, split_password
@@ -34,13 +35,20 @@ def with_database(url: str, dbname: str) -> str:
 
 
 def with_login(url: str, user: str, password: str) -> str:
-    """The same server and database, another login (the password is registered to be masked)."""
+    """The same server and database, another login (the password is registered to be masked), in the
+    form it was given: a key=value string stays one, and a URL's own ``user``/``password`` query
+    parameters go, since libpq would let them override the login put in its authority."""
     register_secret(password)
+    if not re.match(r"(?i)postgres(?:ql)?://", url):
+        return make_conninfo(url, user=user, password=password)
     parts = urlsplit(url)
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host
     port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}{port}"))
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                       if k not in ("user", "password")])
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}{port}",
+                                     query=query))
 
 
 def database_name(url: str) -> str:
