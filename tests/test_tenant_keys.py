@@ -19,6 +19,7 @@ import pytest
 
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, load_plan
+from cutover.core.report_types import CutoverReport
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import checksum, execute_sql, failing_evidence, run_cutover, scalar
 
@@ -51,11 +52,11 @@ def _late_message(url: str) -> str:
     return "late-msg"
 
 
-def _execute(url: str, plan_path: Path, report_path: Path) -> dict[str, Any]:
+def _execute(url: str, plan_path: Path, report_path: Path) -> CutoverReport:
     assert run_cutover(url, "dry-run", f"--plan={plan_path}").returncode == 0
     done = run_cutover(url, "execute", "--operator-confirmed", f"--plan={plan_path}", f"--report-path={report_path}")
     assert done.returncode == 0, done.stdout + done.stderr
-    report: dict[str, Any] = json.loads(report_path.read_text())
+    report: CutoverReport = json.loads(report_path.read_text())
     return report
 
 
@@ -85,7 +86,7 @@ def test_sweep_rebuild_checks_and_reverse_hold_the_key_after_the_move(keyed_db: 
     plan = load_plan(keyed_plan)
     before = checksum(keyed_db, plan)
     path = tmp_path / "r.json"
-    keys = _execute(keyed_db, keyed_plan, path)["allow_list"]["messages"]
+    keys: list[Any] = list(_execute(keyed_db, keyed_plan, path)["allow_list"]["messages"])
     target = DatabaseUnderCheck(keyed_db, json.loads(path.read_text()), path, sandbox=True)
 
     late = _late_message(keyed_db)
@@ -100,7 +101,8 @@ def test_sweep_rebuild_checks_and_reverse_hold_the_key_after_the_move(keyed_db: 
     done = run_cutover(keyed_db, "report", "--rebuild", f"--plan={keyed_plan}", f"--report-path={rebuilt}")
     assert done.returncode == 0, done.stdout + done.stderr
     again = json.loads(rebuilt.read_text())
-    assert sorted(map(tuple, again["allow_list"]["messages"])) == sorted(map(tuple, [*keys, [TGT, late]]))
+    assert sorted(map(tuple, again["allow_list"]["messages"])) == sorted(map(tuple, keys))
+    assert again["sweeps"][0]["ids"]["messages"] == [[TGT, late]]
     assert failing_evidence(target, plan, cutover_settings, again) == {}
 
     _reverse(keyed_db, keyed_plan, path)
