@@ -9,6 +9,7 @@ offending key named.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -221,6 +222,33 @@ REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant")
 CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
 STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
 MANUAL_KEYS = ("title", "steps")
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string, whatever it holds: a plan (and a fix an operator pastes into
+    one) must load with the database's own names, quotes, newlines and non-ASCII included."""
+    out = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def toml_key(name: str) -> str:
+    """A table name as a TOML key: bare where TOML allows it (``cases``), else quoted (``"Case Notes"``).
+    A name written bare with a dot or a newline would name another table, or start a section."""
+    return name if _BARE_KEY.fullmatch(name) else toml_string(name)
 
 
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str) -> None:
