@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import sql
 
 from cutover.core.db import Connection
-from cutover.core.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule, toml_key, toml_string
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Difference:
 
 def _columns_named(plan: Plan, rule: TableRule) -> list[tuple[str, str]]:
     """(plan key, column) for every column a table rule names."""
-    where = f"[tables.{rule.name}]"
+    where = f"[tables.{toml_key(rule.name)}]"
     out = [(f"{where}.key", c) for c in rule.key] + [("[plan].tenant_column", plan.tenant_column)]
     if rule.column:
         out.append((f"{where}.column", rule.column))
@@ -145,10 +145,10 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
     out: list[Difference] = []
     for name in plan.all_tables:
         if name not in catalog.tables:
-            where = f"[tables.{name}]" if name in plan.table_names else "[static].tables"
+            where = f"[tables.{toml_key(name)}]" if name in plan.table_names else "[static].tables"
             part = catalog.tables.get(name)
-            out.append(Difference("missing-table", name, f"{where}: table {name} does not exist in the database; "
-                                                        f"remove it from the plan or fix its name"
+            out.append(Difference("missing-table", name, f"{where}: table {toml_key(name)} does not exist in the "
+                                                        f"database; remove it from the plan or fix its name"
                                   + (f" (it is a partition of {part.partition_of})" if part else "")))
     for rule in plan.tables:
         table = catalog.tables.get(rule.name)
@@ -162,7 +162,8 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
             pk = table.primary_key
             fix = f"set key = {json.dumps(list(pk))}" if pk else "add a primary key, or name a unique key"
             out.append(Difference("key-not-unique", rule.name,
-                                  f"[tables.{rule.name}].key: ({', '.join(rule.key)}) is not unique in {rule.name} "
+                                  f"[tables.{toml_key(rule.name)}].key: ({', '.join(rule.key)}) is not unique in "
+                                  f"{toml_key(rule.name)} "
                                   f"(no primary key or unique index over those columns); {fix}"))
     known = set(plan.all_tables)
     for table in catalog.tenant_scoped(plan):
@@ -170,9 +171,9 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
             why = (f"carries {plan.tenant_column}" if plan.tenant_column in table.columns
                    else f"references {plan.tenant_table}")
             out.append(Difference("unplanned-table", table.name,
-                                  f"table {table.name} {why} but the plan does not list it: its rows would be "
-                                  f"neither moved nor checked; add [tables.{table.name}] (key, owner, references) "
-                                  f"or list it in [static].tables"))
+                                  f"table {toml_key(table.name)} {why} but the plan does not list it: its rows would "
+                                  f"be neither moved nor checked; add [tables.{toml_key(table.name)}] (key, owner, "
+                                  f"references) or list it in [static].tables"))
     return out
 
 
@@ -189,13 +190,15 @@ def reference_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
         for fk in table.foreign_keys:
             if fk.parent in planned and len(fk.columns) == 1 and (fk.columns[0], fk.parent) not in declared:
                 out.append(Difference("undeclared-reference", rule.name,
-                                      f"[tables.{rule.name}].references: foreign key {rule.name}.{fk.columns[0]} -> "
-                                      f"{fk.parent} is not declared; add {{ column = \"{fk.columns[0]}\", table = "
-                                      f"\"{fk.parent}\" }}"))
+                                      f"[tables.{toml_key(rule.name)}].references: foreign key "
+                                      f"{toml_key(rule.name)}.{fk.columns[0]} -> {toml_key(fk.parent)} is not "
+                                      f"declared; add {{ column = {toml_string(fk.columns[0])}, table = "
+                                      f"{toml_string(fk.parent)} }}"))
         fks = {(fk.columns[0], fk.parent) for fk in table.foreign_keys if len(fk.columns) == 1}
         for column, parent in sorted(declared - fks):
             out.append(Difference("reference-without-fk", rule.name,
-                                  f"[tables.{rule.name}].references: {rule.name}.{column} -> {parent} has no foreign "
+                                  f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{column} -> "
+                                  f"{toml_key(parent)} has no foreign "
                                   f"key in the database; check the column and table names"))
     return out
 

@@ -309,7 +309,7 @@ def _cross_tenant(raw: Mapping[str, Any], where: str) -> str | None:
 
 
 def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str, Any]) -> TableRule:
-    where = f"[tables.{name}]"
+    where = f"[tables.{toml_key(name)}]"
     _known(_get({"t": raw}, "t", where, dict), TABLE_KEYS, where)
     owner = _get(raw, "owner", where, str)
     if owner not in OWNER_KINDS:
@@ -377,12 +377,13 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
     names = {r.name for r in rules}
     for rule in rules:
         parents = [ref.table for ref in rule.references] + ([rule.case_json.table] if rule.case_json else [])
+        where = f"[tables.{toml_key(rule.name)}]"
         for parent in parents:
             if parent not in names:
-                raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' that the plan lacks; add "
-                                f"[tables.{parent}] (or [static]) or fix the reference")
+                raise PlanError(f"plan {where}: references table '{parent}' that the plan lacks; add "
+                                f"[tables.{toml_key(parent)}] (or [static]) or fix the reference")
             if len(next(r for r in rules if r.name == parent).key) != 1:
-                raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' whose key is composite; a "
+                raise PlanError(f"plan {where}: references table '{parent}' whose key is composite; a "
                                 f"reference names one column holding the parent's single-column key")
     steps = tuple(tuple(_strings({"s": s}, "s", f"[plan].move_steps[{i}]")) for i, s in
                   enumerate(_get(meta, "move_steps", "[plan]", list)))
