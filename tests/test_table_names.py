@@ -7,14 +7,20 @@ with each name exactly, and the unplanned-table blocker's fix is a section heade
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from cutover.core.plan import load_plan, toml_key
+from cutover.core.errors import SetupError
+from cutover.core.plan import Plan, load_plan, toml_key
+from cutover.sandbox import snapshot
+from cutover.sandbox.pgbin import ClientTools
 from tests.support import execute_sql, run_cutover
 
 ODD_NAMES = ("Case Notes", 'note"s\n[plan]\nname = "x"', "Behandlungsnotizen_ä")
@@ -63,3 +69,34 @@ def test_the_unplanned_table_fix_is_a_section_that_names_the_table(odd_db: str) 
                                   "a.b", ""])
 def test_toml_key_reads_back_as_the_name(name: str) -> None:
     assert tomllib.loads(f"[tables.{toml_key(name)}]\nk = 1\n")["tables"] == {name: {"k": 1}}
+
+
+# -- snapshot validation: the plan's tables found in plain dumps and custom archives --------------------
+
+SNAPSHOT_NAMES = ("Case Notes", 'note"s\n[plan]', "Behandlungsnotizen_ä", "reminders")
+
+
+@pytest.fixture
+def odd_dumps(empty_db: str, tmp_path: Path) -> dict[str, Path]:
+    """A plain gzip'd dump and a custom archive of tables pg_dump must quote, one in schema ``app``."""
+    execute_sql(empty_db, "CREATE SCHEMA app", "CREATE TABLE app.reminders (id bigint PRIMARY KEY)",
+                *[sql.SQL("CREATE TABLE {} (id text PRIMARY KEY)").format(sql.Identifier(name))
+                  for name in SNAPSHOT_NAMES[:3]])
+    tools = ClientTools()
+    plain, custom = tmp_path / "odd.sql.gz", tmp_path / "odd.dump"
+    argv, env = tools.command("pg_dump", empty_db, "--no-owner", "--no-privileges")
+    done = subprocess.run(argv, env=env, capture_output=True, check=True)
+    plain.write_bytes(gzip.compress(done.stdout))
+    argv, env = tools.command("pg_dump", empty_db, "--no-owner", "--no-privileges", "-Fc", "-f", str(custom))
+    subprocess.run(argv, env=env, capture_output=True, check=True)
+    return {"plain": plain, "custom": custom}
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_snapshot_validation_finds_quoted_non_ascii_and_non_public_tables(odd_dumps: dict[str, Path], fmt: str,
+                                                                          cutover_plan: Plan) -> None:
+    plan = dataclasses.replace(cutover_plan, static_tables=SNAPSHOT_NAMES, tables=())
+    assert snapshot.validate(odd_dumps[fmt], plan) == ("custom" if fmt == "custom" else "plain-gz")
+    wrong = dataclasses.replace(plan, static_tables=(*SNAPSHOT_NAMES, "Case notes"))
+    with pytest.raises(SetupError, match=r"missing tables: Case notes;"):
+        snapshot.validate(odd_dumps[fmt], wrong)
