@@ -164,3 +164,27 @@ def test_a_table_name_that_needs_quoting_works_in_every_command(fresh_db: str, q
     assert back.returncode == 0, back.stdout + back.stderr
     execute_sql(fresh_db, sql.SQL("DELETE FROM {} WHERE id = 'late'").format(sql.Identifier(QUOTED)))
     assert checksum(fresh_db, plan) == before
+
+
+# -- tables outside public: the schema first in the search path ---------------------------------------------
+
+def test_tables_outside_public_are_cut_over_with_their_schema_in_the_search_path(
+        fresh_db: str, tmp_path: Path, cutover_settings: Settings, cutover_plan: Plan) -> None:
+    """The application's tables in schema ``app``: without it in the search path the dry run says where
+    they are and how to point the cutover at them; with it every command works on them."""
+    execute_sql(fresh_db, "ALTER SCHEMA public RENAME TO app", "CREATE SCHEMA public")
+    blocked = run_cutover(fresh_db, "dry-run")
+    assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+    line = next(ln for ln in blocked.stdout.splitlines() if "missing-tables" in ln)
+    assert "schema app" in line and "search_path" in line, line
+    url = fresh_db + ("&" if "?" in fresh_db else "?") + "options=-csearch_path%3Dapp"
+    before = checksum(url, cutover_plan)
+    assert run_cutover(url, "dry-run").returncode == 0
+    path = tmp_path / "r.json"
+    done = run_cutover(url, "execute", "--operator-confirmed", f"--report-path={path}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(path.read_text())
+    assert failing_evidence(DatabaseUnderCheck(url, report, path, sandbox=True), cutover_plan, cutover_settings) == {}
+    back = run_cutover(url, "reverse", "--operator-confirmed", f"--report-path={path}")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert checksum(url, cutover_plan) == before
