@@ -93,6 +93,18 @@ ORDER BY c.relname
 """
 
 
+def schemas_holding(conn: Connection, names: Iterable[str]) -> tuple[str | None, list[str]]:
+    """The schema the plan's names resolve in (``current_schema()``, None if the search path names no
+    existing schema), and the other schemas holding tables of those names, most first: where to
+    point the search path when an application keeps its tables outside ``public``."""
+    current = conn.execute("SELECT current_schema()").fetchone()
+    rows = conn.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relname = ANY(%s) AND c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM "
+                        "current_schema() GROUP BY n.nspname ORDER BY count(*) DESC, n.nspname",
+                        (list(names),)).fetchall()
+    return (current[0] if current else None), [str(r[0]) for r in rows]
+
+
 def _load(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
