@@ -141,6 +141,7 @@ class TableRule:
     references: tuple[Reference, ...] = ()
     case_json: JsonReference | None = None
     share_target: str | None = None
+    trigger_columns: tuple[str, ...] = ()  # rewritten by a trigger on every UPDATE: content comparisons skip them
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ TENANTS_KEYS = ("table", "source", "target", "protected", "mirrored_settings", "
 ROLES_KEYS = ("app", "app_privileges", "tenant_setting")
 STATIC_KEYS = ("tables",)
 TABLE_KEYS = ("key", "owner", "column", "patient_values", "classification", "references", "case_json",
-              "share_target")
+              "share_target", "trigger_columns")
 REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant")
 CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
 STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
@@ -340,7 +341,8 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
                                   _cross_tenant(cj, f"{where}.case_json"))
     return TableRule(name=name, key=_key(raw, where), owner=owner, column=column,
                      patient_values=patient_values, classification=classification, references=tuple(refs),
-                     case_json=case_json, share_target=_get(raw, "share_target", where, str, None))
+                     case_json=case_json, share_target=_get(raw, "share_target", where, str, None),
+                     trigger_columns=_strings(raw, "trigger_columns", where, []))
 
 
 def load_plan(path: Path) -> Plan:

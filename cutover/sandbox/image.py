@@ -23,6 +23,7 @@ from filelock import FileLock
 
 from cutover.core.errors import SetupError
 from cutover.core.progress import Log, quiet
+from cutover.core.redact import redact
 
 DEFAULT_IMAGE = "postgres:15"
 LOCAL_TAG = "cutover-sandbox/postgres:15-local"
@@ -70,7 +71,7 @@ def _local_recipe(client: Any, tag: str) -> str | None:
 
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "explanation", None) or exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    return redact(text[0] if text else type(exc).__name__, limit=200)
 
 
 def ensure(client: Any, image: str, log: Log = quiet) -> str:
@@ -138,5 +139,6 @@ def _run(argv: list[str], what: str) -> None:
                          "mirror answers (apt-get update)") from None
     if done.returncode != 0:
         lines = [ln for ln in (done.stderr or done.stdout).strip().splitlines() if ln.strip()]
-        raise SetupError(f"building {LOCAL_TAG}: {what} failed ({lines[-1][:200] if lines else done.returncode}); "
+        last = redact(lines[-1], limit=200) if lines else done.returncode
+        raise SetupError(f"building {LOCAL_TAG}: {what} failed ({last}); "
                          "check the package mirror answers (apt-get update), or load the image (docker load)")
