@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import sql
 
 from cutover.core.db import Connection
-from cutover.core.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule, toml_key, toml_string
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,18 @@ ORDER BY c.relname
 """
 
 
+def schemas_holding(conn: Connection, names: Iterable[str]) -> tuple[str | None, list[str]]:
+    """The schema the plan's names resolve in (``current_schema()``, None if the search path names no
+    existing schema), and the other schemas holding tables of those names, most first: where to
+    point the search path when an application keeps its tables outside ``public``."""
+    current = conn.execute("SELECT current_schema()").fetchone()
+    rows = conn.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relname = ANY(%s) AND c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM "
+                        "current_schema() GROUP BY n.nspname ORDER BY count(*) DESC, n.nspname",
+                        (list(names),)).fetchall()
+    return (current[0] if current else None), [str(r[0]) for r in rows]
+
+
 def _load(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -128,7 +140,7 @@ class Difference:
 
 def _columns_named(plan: Plan, rule: TableRule) -> list[tuple[str, str]]:
     """(plan key, column) for every column a table rule names."""
-    where = f"[tables.{rule.name}]"
+    where = f"[tables.{toml_key(rule.name)}]"
     out = [(f"{where}.key", c) for c in rule.key] + [("[plan].tenant_column", plan.tenant_column)]
     if rule.column:
         out.append((f"{where}.column", rule.column))
@@ -145,10 +157,10 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
     out: list[Difference] = []
     for name in plan.all_tables:
         if name not in catalog.tables:
-            where = f"[tables.{name}]" if name in plan.table_names else "[static].tables"
+            where = f"[tables.{toml_key(name)}]" if name in plan.table_names else "[static].tables"
             part = catalog.tables.get(name)
-            out.append(Difference("missing-table", name, f"{where}: table {name} does not exist in the database; "
-                                                        f"remove it from the plan or fix its name"
+            out.append(Difference("missing-table", name, f"{where}: table {toml_key(name)} does not exist in the "
+                                                        f"database; remove it from the plan or fix its name"
                                   + (f" (it is a partition of {part.partition_of})" if part else "")))
     for rule in plan.tables:
         table = catalog.tables.get(rule.name)
@@ -162,7 +174,8 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
             pk = table.primary_key
             fix = f"set key = {json.dumps(list(pk))}" if pk else "add a primary key, or name a unique key"
             out.append(Difference("key-not-unique", rule.name,
-                                  f"[tables.{rule.name}].key: ({', '.join(rule.key)}) is not unique in {rule.name} "
+                                  f"[tables.{toml_key(rule.name)}].key: ({', '.join(rule.key)}) is not unique in "
+                                  f"{toml_key(rule.name)} "
                                   f"(no primary key or unique index over those columns); {fix}"))
     known = set(plan.all_tables)
     for table in catalog.tenant_scoped(plan):
@@ -170,9 +183,9 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
             why = (f"carries {plan.tenant_column}" if plan.tenant_column in table.columns
                    else f"references {plan.tenant_table}")
             out.append(Difference("unplanned-table", table.name,
-                                  f"table {table.name} {why} but the plan does not list it: its rows would be "
-                                  f"neither moved nor checked; add [tables.{table.name}] (key, owner, references) "
-                                  f"or list it in [static].tables"))
+                                  f"table {toml_key(table.name)} {why} but the plan does not list it: its rows would "
+                                  f"be neither moved nor checked; add [tables.{toml_key(table.name)}] (key, owner, "
+                                  f"references) or list it in [static].tables"))
     return out
 
 
@@ -189,13 +202,15 @@ def reference_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
         for fk in table.foreign_keys:
             if fk.parent in planned and len(fk.columns) == 1 and (fk.columns[0], fk.parent) not in declared:
                 out.append(Difference("undeclared-reference", rule.name,
-                                      f"[tables.{rule.name}].references: foreign key {rule.name}.{fk.columns[0]} -> "
-                                      f"{fk.parent} is not declared; add {{ column = \"{fk.columns[0]}\", table = "
-                                      f"\"{fk.parent}\" }}"))
+                                      f"[tables.{toml_key(rule.name)}].references: foreign key "
+                                      f"{toml_key(rule.name)}.{fk.columns[0]} -> {toml_key(fk.parent)} is not "
+                                      f"declared; add {{ column = {toml_string(fk.columns[0])}, table = "
+                                      f"{toml_string(fk.parent)} }}"))
         fks = {(fk.columns[0], fk.parent) for fk in table.foreign_keys if len(fk.columns) == 1}
         for column, parent in sorted(declared - fks):
             out.append(Difference("reference-without-fk", rule.name,
-                                  f"[tables.{rule.name}].references: {rule.name}.{column} -> {parent} has no foreign "
+                                  f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{column} -> "
+                                  f"{toml_key(parent)} has no foreign "
                                   f"key in the database; check the column and table names"))
     return out
 

@@ -9,6 +9,7 @@ offending key named.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -230,6 +231,33 @@ STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns
 MANUAL_KEYS = ("title", "steps")
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string, whatever it holds: a plan (and a fix an operator pastes into
+    one) must load with the database's own names, quotes, newlines and non-ASCII included."""
+    out = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def toml_key(name: str) -> str:
+    """A table name as a TOML key: bare where TOML allows it (``cases``), else quoted (``"Case Notes"``).
+    A name written bare with a dot or a newline would name another table, or start a section."""
+    return name if _BARE_KEY.fullmatch(name) else toml_string(name)
+
+
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str) -> None:
     """Refuse the first key the format does not know, naming the nearest known one."""
     for key in section:
@@ -288,7 +316,7 @@ def _cross_tenant(raw: Mapping[str, Any], where: str) -> str | None:
 
 
 def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str, Any]) -> TableRule:
-    where = f"[tables.{name}]"
+    where = f"[tables.{toml_key(name)}]"
     _known(_get({"t": raw}, "t", where, dict), TABLE_KEYS, where)
     owner = _get(raw, "owner", where, str)
     if owner not in OWNER_KINDS:
@@ -357,12 +385,13 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
     names = {r.name for r in rules}
     for rule in rules:
         parents = [ref.table for ref in rule.references] + ([rule.case_json.table] if rule.case_json else [])
+        where = f"[tables.{toml_key(rule.name)}]"
         for parent in parents:
             if parent not in names:
-                raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' that the plan lacks; add "
-                                f"[tables.{parent}] (or [static]) or fix the reference")
+                raise PlanError(f"plan {where}: references table '{parent}' that the plan lacks; add "
+                                f"[tables.{toml_key(parent)}] (or [static]) or fix the reference")
             if len(next(r for r in rules if r.name == parent).key) != 1:
-                raise PlanError(f"plan [tables.{rule.name}]: references table '{parent}' whose key is composite; a "
+                raise PlanError(f"plan {where}: references table '{parent}' whose key is composite; a "
                                 f"reference names one column holding the parent's single-column key")
     steps = tuple(tuple(_strings({"s": s}, "s", f"[plan].move_steps[{i}]")) for i, s in
                   enumerate(_get(meta, "move_steps", "[plan]", list)))

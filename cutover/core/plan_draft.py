@@ -9,7 +9,6 @@ with the values found on the source tenant. Everything the catalog cannot decide
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from psycopg import sql
 from cutover.core import catalog as cat
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
-from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, toml_key, toml_string
 
 CLASSIFYING = re.compile(r"^(kind|role|type|route|category)$|_(type|kind|route)$")
 MAX_VALUES = 200
@@ -39,7 +38,12 @@ class DraftOptions:
 
 
 def _q(value: str) -> str:
-    return json.dumps(value)
+    return toml_string(value)
+
+
+def _shown(name: str) -> str:
+    """A name inside a ``# REVIEW`` comment: as it is, or quoted where a newline would end the comment."""
+    return name if name.isprintable() else toml_string(name)
 
 
 def _key(table: cat.Table) -> tuple[tuple[str, ...], str]:
@@ -68,7 +72,7 @@ def _chains(tables: dict[str, cat.Table], root: str | None) -> dict[str, list[st
     """For each table, a foreign-key path to the root (child first), if one exists."""
     if root is None:
         return {}
-    paths: dict[str, list[str]] = {root: [root]}
+    paths: dict[str, list[str]] = {root: [_shown(root)]}
     changed = True
     while changed:
         changed = False
@@ -77,7 +81,7 @@ def _chains(tables: dict[str, cat.Table], root: str | None) -> dict[str, list[st
                 continue
             for fk in table.foreign_keys:
                 if len(fk.columns) == 1 and fk.parent in paths and fk.parent != name:
-                    paths[name] = [f"{name}.{fk.columns[0]}", *paths[fk.parent]]
+                    paths[name] = [f"{_shown(name)}.{_shown(fk.columns[0])}", *paths[fk.parent]]
                     changed = True
                     break
     return paths
@@ -117,9 +121,10 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     owners: dict[str, str] = {}
     audit: tuple[str, str] | None = None
     body: list[str] = []
+    pending: list[tuple[int, list[tuple[str, str, str]]]] = []  # each table's references: first line, (column, parent)
     for name, table in sorted(scoped.items()):
         key, key_note = _key(table)
-        body += ["", f"[tables.{name}]", f"key = {_toml_key(key)}{key_note}"]
+        body += ["", f"[tables.{toml_key(name)}]", f"key = {_toml_key(key)}{key_note}"]
         classifier = next((c for c in table.columns if CLASSIFYING.search(c) and "char" in table.columns[c]
                            or CLASSIFYING.search(c) and table.columns[c] == "text"), None)
         share = next((fk.columns[0] for fk in table.foreign_keys if fk.parent == o.tenant_table
@@ -145,31 +150,31 @@ def draft(conn: Connection, options: DraftOptions) -> str:
                 audit = (name, classifier)
         else:
             owners[name] = "provider"
-            body.append(f'owner = "provider"  # REVIEW: no foreign-key chain to {root or "a patient table"}')
+            body.append(f'owner = "provider"  # REVIEW: no foreign-key chain to {_shown(root or "a patient table")}')
         if share is not None:
             body.append(f"share_target = {_q(share)}  # REVIEW: a case share's target tenant?")
-        refs = []
+        refs: list[tuple[str, str, str]] = []
         for fk in table.foreign_keys:
             if len(fk.columns) != 1 or fk.parent not in scoped or fk.parent == name:
                 continue
-            note = ""
             if len(scoped[fk.parent].primary_key or ()) > 1:
                 continue
-            refs.append((fk.columns[0], fk.parent, note))
+            refs.append((fk.columns[0], fk.parent, ""))
         if refs:
             body.append("references = [")
             body += [f"    {{ column = {_q(c)}, table = {_q(p)} }},{n}" for c, p, n in refs]
             body.append("]")
+            pending.append((len(body) - 1 - len(refs), refs))
     if audit is None:
         audit = next(((n, c) for n in sorted(scoped) if owners.get(n) == "classified"
                       for c in [next(c for c in scoped[n].columns if CLASSIFYING.search(c))]), ("REVIEW", "REVIEW"))
     audit_table = scoped.get(audit[0])
     # Cross-tenant references the reviewer must settle: a patient table pointing at a non-patient one.
-    for i, line in enumerate(body):
-        m = re.match(r'    \{ column = "([^"]+)", table = "([^"]+)" \},', line)
-        if m and owners.get(m.group(2)) == "provider":
-            body[i] = line + (f"  # REVIEW: {m.group(2)} is not patient-owned; declare cross_tenant = \"provider\" "
-                              f"(or \"share\") if the parent stays on another tenant")
+    for first, refs in pending:
+        for i, (_, parent, _) in enumerate(refs, start=first):
+            if owners.get(parent) == "provider":
+                body[i] += (f"  # REVIEW: {_shown(parent)} is not patient-owned; declare cross_tenant = \"provider\" "
+                            f"(or \"share\") if the parent stays on another tenant")
     for kind in ("cutover.started", "cutover.completed", "cutover.swept", "cutover.reversed",
                  "cutover.allow_list_part"):
         if audit[1] in classifications and kind not in classifications[audit[1]]:
@@ -214,7 +219,8 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         "", "[rehearsal.straggler]  # REVIEW: A20-active's synthetic patient row",
         f"table = {_q(audit[0])}", f"marker_column = {_q(payload)}", 'marker_key = "actor"',
         'marker = "rehearsal:synthetic-straggler"', f"now_columns = [{', '.join(_q(c) for c in created)}]",
-        f"values = {{ {audit[1]} = \"REVIEW: a patient-classified value\", {source_col} = \"rehearsal\" }}",
+        f"values = {{ {toml_key(audit[1])} = \"REVIEW: a patient-classified value\", {toml_key(source_col)} = "
+        f"\"rehearsal\" }}",
         "", _manual_sections().rstrip(),
         "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
@@ -226,7 +232,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         lines.append("]")
     lines += body
     for name, values in sorted(classifications.items()):
-        lines += ["", f"[classification.{name}]  # REVIEW every value: patient, provider or system"]
+        lines += ["", f"[classification.{toml_key(name)}]  # REVIEW every value: patient, provider or system"]
         for value in values:
             cls = "system" if value.startswith("cutover.") else ("patient" if "patient" in value else "provider")
             lines.append(f"{_q(value)} = {_q(cls)}" + ("" if value.startswith("cutover.") else "  # REVIEW"))

@@ -369,9 +369,20 @@ def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, 
 
 
 def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str) -> dict[str, int]:
-    """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table."""
-    return {name: int(conn.execute(rules.move_ids(plan, plan.table(name), table, source, target)).rowcount)
-            for name, table in ids.items()}
+    """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table.
+
+    A key that holds the tenant column (``(tenant_id, id)``) changes with the move: the id table is
+    rekeyed to ``target`` with it, so that it names the rows as they now are, as the execute's
+    allow-list does (keys after the move), for the verification and for what the sweep records.
+    """
+    moved = {}
+    for name, table in ids.items():
+        rule = plan.table(name)
+        moved[name] = int(conn.execute(rules.move_ids(plan, rule, table, source, target)).rowcount)
+        if plan.tenant_column in rule.key:
+            conn.execute(sql.SQL("UPDATE {ids} SET {c} = {to}").format(
+                ids=rules.ident(table), c=rules.tenant_of(plan), to=sql.Literal(target)))
+    return moved
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from cutover.core import catalog, db
 from cutover.core.db import Connection, Query
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, toml_key
 from cutover.core.report_types import key_json
 from cutover.reference import ownership as rules
 
@@ -154,8 +154,14 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     differences = catalog.compare(plan, catalog.read(conn)) + catalog.materialized_view_differences(conn, plan)
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and len(missing) == len(plan.all_tables):
-        result.blockers.append(Blocker("missing-tables", f"tables the plan names are missing: {', '.join(missing)}; "
-                                                         f"wrong database, or pass the matching --plan"))
+        current, elsewhere = catalog.schemas_holding(conn, missing)
+        fix = "wrong database, or pass the matching --plan"
+        if elsewhere:
+            fix = (f"they are in schema {elsewhere[0]}: put it first in the search path, "
+                   f"options=-csearch_path%3D{elsewhere[0]} in the --db-url, or PGOPTIONS='-c search_path="
+                   f"{elsewhere[0]}'")
+        result.blockers.append(Blocker("missing-tables", f"tables the plan names are missing from schema {current}: "
+                                                         f"{', '.join(map(toml_key, missing))}; {fix}"))
         return result
     for diff in differences:
         rows: tuple[str, ...] = ()

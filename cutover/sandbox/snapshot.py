@@ -38,7 +38,7 @@ from cutover.core import db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.evidence import sha256_file
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, toml_key
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.model import generator
@@ -54,7 +54,10 @@ Counts = dict[str, dict[str, int]]
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 PROGRESS_EVERY_S = 5.0
 
-_CREATE_TABLE = re.compile(rb"^CREATE TABLE (?:public\.)?\"?([A-Za-z_][A-Za-z0-9_]*)\"? \(", re.M)
+# A table pg_dump creates, its name schema-qualified as pg_dump writes it: bare (lower case, digits,
+# ``_``, ``$``) or double-quoted with ``""`` for a quote (a space, capitals, non-ASCII, a newline).
+_IDENT = rb'(?:"(?:[^"]|"")+"|[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)'
+_CREATE_TABLE = re.compile(rb"^CREATE (?:UNLOGGED )?TABLE (" + _IDENT + rb")(?:\.(" + _IDENT + rb"))? \(", re.M)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,17 @@ def _complete(end: bytes) -> bool:
     return all(line.strip() in (b"", b"--") or line.startswith(b"\\unrestrict") for line in after)
 
 
+def _unquote(ident: bytes) -> str:
+    name = ident[1:-1].replace(b'""', b'"') if ident.startswith(b'"') else ident
+    return name.decode("utf-8", errors="replace")
+
+
+def _created_tables(script: bytes) -> set[str]:
+    """The names of the tables a dump's SQL creates, whatever their schema (a plan names a table as the
+    search path finds it: ``app.patients`` is ``patients`` for a role whose search_path is ``app``)."""
+    return {_unquote(second or first) for first, second in _CREATE_TABLE.findall(script)}
+
+
 def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
     """Read the whole file (that is the integrity check) and collect the tables it creates.
 
@@ -142,10 +156,13 @@ def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
                 f"in {shown - started:.0f} s")
         data = tail + chunk
         cut = data.rfind(b"\n") + 1
-        tables.update(m.decode() for m in _CREATE_TABLE.findall(data[:cut]))
+        opened = data.rfind(b"\nCREATE ", 0, cut)
+        if opened >= 0 and data.find(b" (\n", opened) < 0:
+            cut = opened + 1  # a quoted name with a newline in it may continue in the next chunk
+        tables.update(_created_tables(data[:cut]))
         tail = data[cut:]
         end = (end + chunk)[-4096:]
-    tables.update(m.decode() for m in _CREATE_TABLE.findall(tail))
+    tables.update(_created_tables(tail))
     guard.finish()
     if not _complete(end):
         raise SetupError(f"snapshot {path} was cut short: it does not end with pg_dump's "
@@ -180,7 +197,10 @@ def _tables_in_custom(path: Path, tools: ClientTools) -> set[str]:
         raise SetupError(f"snapshot {path} is corrupt or truncated "
                          f"({redact(full.stderr.strip().splitlines()[-1] if full.stderr.strip() else '')}); "
                          "make or download it again")
-    return {m.group(1) for m in re.finditer(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", listing.stdout, re.M)}
+    # The listing's names are unquoted, with spaces and newlines made spaces: read the schema's own
+    # CREATE TABLEs instead (pg_restore seeks past the data of a file; a stream is read once more).
+    schema = _tool_on_file(tools, path, "-s", "--no-owner", "--no-privileges", "-f", "-")
+    return _created_tables(schema.stdout.encode())
 
 
 def required_extensions(path: Path, tools: ClientTools | None = None) -> tuple[str, ...]:
@@ -251,8 +271,9 @@ def validate(path: Path, plan: Plan, tools: ClientTools | None = None, log: Log 
               else _tables_in_plain(path, fmt, log))
     missing = [t for t in plan.all_tables if t not in tables]
     if missing:
-        raise SetupError(f"snapshot {path} does not hold the plan's schema (missing tables: {', '.join(missing)}); "
-                         f"pass a snapshot of that schema with --snapshot, or a matching plan with --plan")
+        raise SetupError(f"snapshot {path} does not hold the plan's schema (missing tables: "
+                         f"{', '.join(map(toml_key, missing))}); pass a snapshot of that schema with --snapshot, "
+                         f"or a matching plan with --plan")
     return fmt
 
 
