@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.options import DURATION
@@ -216,6 +216,35 @@ def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
     hidden = db.hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:
         raise RunFailed(f"row-security: {hidden}; nothing changed", EXIT_BLOCKED)
+
+
+def defer_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+    """Defer the tenant-keyed foreign keys for this transaction only: each table moves in its own
+    statement, so between the parent's move and its children's such a key is broken by design."""
+    if keys:
+        conn.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(_constraint_names(conn, keys)))
+
+
+def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+    """Check the deferred keys now, at verification, so that a row the moves left pointing at another
+    tenant rolls the run back naming the key, instead of an anonymous failure at COMMIT."""
+    if not keys:
+        return
+    try:
+        conn.execute(sql.SQL("SET CONSTRAINTS {} IMMEDIATE").format(_constraint_names(conn, keys)))
+    except pgerr.ForeignKeyViolation as exc:
+        name = exc.diag.constraint_name
+        which = next((k.short() for k in keys if k.name == name), name or "a deferred foreign key")
+        first = redact(str(exc).strip().splitlines()[0])
+        raise RunFailed(f"verification failed, rolled back: foreign key {which} is broken after the moves ({first}); "
+                        f"a row that does not move points at one that does, or the reverse: fix the rows or the "
+                        f"plan's rules; nothing changed") from None
+
+
+def _constraint_names(conn: Connection, keys: list[catalog.TenantKey]) -> sql.Composable:
+    """Schema-qualified: a constraint name is only unique per table, SET CONSTRAINTS searches the schema."""
+    schema = str(db.one(conn, "SELECT current_schema()")[0])
+    return sql.SQL(", ").join(sql.Identifier(schema, n) for n in dict.fromkeys(k.name for k in keys))
 
 
 def interval_seconds(value: str) -> float:
@@ -414,6 +443,9 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             if not pf.ready:
                 raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
                                 EXIT_BLOCKED)
+            defer_tenant_keys(conn, pf.deferred)
+            if pf.deferred:
+                report["deferred_constraints"] = [k.name for k in pf.deferred]
         with run.step("record baseline counts per table and tenant") as info:
             baseline = counts(conn, plan)
             report["baseline"] = baseline
@@ -433,6 +465,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                 info["rows"] = sum(moved[n] for n in group)
         report["moved"] = moved
         with run.step(f"verify, write {plan.audit.completed}") as info:
+            check_tenant_keys(conn, pf.deferred)
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
                                            plan.target)
             prefer_lz4(conn)

@@ -43,6 +43,9 @@ class Preflight:
     allow_list_bytes: dict[str, int] = field(default_factory=dict)
     blockers: list[Blocker] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
+    # Tenant-keyed foreign keys the moves break until both sides have moved: deferred for the
+    # cutover's transaction and checked before COMMIT (catalog.TenantKey).
+    deferred: list[catalog.TenantKey] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -58,6 +61,7 @@ class Preflight:
 
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "planned": self.planned, "allow_list_bytes": self.allow_list_bytes,
+                "deferred": [k.short() for k in self.deferred],
                 "blockers": [{"code": b.code, "message": b.message, "rows": list(b.rows)} for b in self.blockers]}
 
 
@@ -151,7 +155,9 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
-    differences = catalog.compare(plan, catalog.read(conn))
+    schema = catalog.read(conn)
+    differences = catalog.compare(plan, schema)
+    result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and len(missing) == len(plan.all_tables):
         result.blockers.append(Blocker("missing-tables", f"tables the plan names are missing: {', '.join(missing)}; "
