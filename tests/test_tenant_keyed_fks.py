@@ -39,7 +39,7 @@ BLOCKED = {
     "ON UPDATE RESTRICT DEFERRABLE": ("tenant-key-restrict", "ON UPDATE NO ACTION DEFERRABLE"),
     "ON UPDATE SET NULL DEFERRABLE": ("tenant-key-cuts-links", "SET NULL"),
     "ON UPDATE SET DEFAULT": ("tenant-key-cuts-links", "SET DEFAULT"),
-    "ON UPDATE CASCADE": ("tenant-key-cascade", "not supported yet"),
+    "ON UPDATE CASCADE": ("tenant-key-not-deferrable", "ALTER CONSTRAINT"),
 }
 
 
@@ -70,12 +70,14 @@ def test_a_tenant_key_the_cutover_cannot_move_blocks_everywhere_and_writes_nothi
     assert "A1" in failed and CONSTRAINT in failed["A1"], failed.get("A1")
 
 
+@pytest.mark.parametrize("clause", ["DEFERRABLE INITIALLY IMMEDIATE", "ON UPDATE CASCADE DEFERRABLE"])
 def test_a_deferrable_tenant_key_is_deferred_for_the_moves_and_every_command_is_clean(
-        fresh_db: str, cutover_plan: Plan, cutover_settings: Settings, tmp_path: Path) -> None:
+        fresh_db: str, cutover_plan: Plan, cutover_settings: Settings, tmp_path: Path, clause: str) -> None:
     # DEFERRABLE INITIALLY IMMEDIATE: without SET CONSTRAINTS the move of patients broke it at step 9.
+    # ON UPDATE CASCADE: the move of patients moved their cases too, and step 14 rolled back on the counts.
     # It replaces the plain key, as in a schema that has only the tenant-keyed one.
-    execute_sql(fresh_db, "ALTER TABLE cases DROP CONSTRAINT cases_patient_id_fkey",
-                *tenant_key("DEFERRABLE INITIALLY IMMEDIATE"))
+    execute_sql(fresh_db, "ALTER TABLE cases DROP CONSTRAINT cases_patient_id_fkey", *tenant_key(clause))
+    planned = json.loads(run_cutover(fresh_db, "dry-run", "--json").stdout)["planned"]
     dry = run_cutover(fresh_db, "dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert f"deferred during the moves: {CONSTRAINT} (cases -> patients)" in dry.stdout, dry.stdout
@@ -89,6 +91,7 @@ def test_a_deferrable_tenant_key_is_deferred_for_the_moves_and_every_command_is_
     assert done.returncode == 0, done.stderr
     cut = json.loads(report.read_text())
     assert cut["deferred_constraints"] == [CONSTRAINT]
+    assert cut["moved"] == planned, (cut["moved"], planned)  # the cascade moved nothing on its own
     assert failing_evidence(DatabaseUnderCheck(fresh_db, cut, report, sandbox=True), cutover_plan,
                             cutover_settings) == {}
 
@@ -121,3 +124,18 @@ def test_a_deferred_tenant_key_that_would_break_rolls_back_naming_it_before_comm
     assert "profiles_tenant_patient_fkey" in done.stderr and "provider_profiles -> patients" in done.stderr, done.stderr
     assert json.loads(report.read_text())["commit_status"] == "rolled_back"
     assert checksum(fresh_db, cutover_plan, include_audit=True) == before
+
+
+def test_a_cascade_that_would_move_a_row_the_plan_keeps_blocks(fresh_db: str) -> None:
+    # A provider-owned row (it never moves) under an ON UPDATE CASCADE key to a patient who moves: the
+    # cascade would carry it to the patient tenant against the plan.
+    execute_sql(fresh_db, PARENT_UNIQUE, "ALTER TABLE provider_profiles ADD COLUMN patient_id text",
+                "UPDATE provider_profiles SET tenant_id = 'tenant-apollo-001', patient_id = (SELECT min(id) FROM "
+                "patients WHERE tenant_id = 'tenant-apollo-001') WHERE id = (SELECT min(id) FROM provider_profiles)",
+                "ALTER TABLE provider_profiles ADD CONSTRAINT profiles_tenant_patient_fkey FOREIGN KEY "
+                "(tenant_id, patient_id) REFERENCES patients (tenant_id, id) ON UPDATE CASCADE DEFERRABLE")
+    dry = run_cutover(fresh_db, "dry-run", "--json")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    found = [b for b in json.loads(dry.stdout)["blockers"] if b["code"] == "tenant-key-cascade"]
+    assert len(found) == 1 and "profiles_tenant_patient_fkey" in found[0]["message"], dry.stdout
+    assert "1 provider_profiles rows" in found[0]["message"], found

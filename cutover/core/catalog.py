@@ -209,8 +209,42 @@ class TenantKey:
 
     @property
     def deferred_by_cutover(self) -> bool:
-        """Can the cutover defer it for its transaction (and so moves under it)?"""
-        return self.key.deferrable and self.key.on_update == "a"
+        """Can the cutover defer it for its transaction (and so move rows under it)? An ON UPDATE
+        CASCADE key too: its check defers (its cascade does not), and the cutover moves the children
+        before their parent (:func:`cascade_order`), so the cascade finds nothing left to carry."""
+        return self.key.deferrable and self.key.on_update in ("a", "c")
+
+    @property
+    def cascades(self) -> bool:
+        return self.key.on_update == "c" and self.table != self.key.parent
+
+
+def cascade_order(names: Iterable[str], keys: Iterable[TenantKey]) -> list[str]:
+    """``names`` in their order, except that each ON UPDATE CASCADE child comes before its parent.
+
+    Moved first (its key deferred), the child's rows are already where the parent goes when the
+    parent moves, so the cascade carries nothing and every row is moved, counted and listed by its
+    own table's move: the counts, verification, allow-list, sweep and reverse stay exact.
+    """
+    wanted = list(names)
+    children: dict[str, list[str]] = {}
+    for key in keys:
+        if key.cascades and key.table in wanted:
+            children.setdefault(key.key.parent, []).append(key.table)
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for child in children.get(name, []):
+            visit(child)
+        out.append(name)
+
+    for name in wanted:
+        visit(name)
+    return out
 
 
 def _shown(name: str) -> str:
@@ -246,10 +280,12 @@ def tenant_key_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
                     f"({', '.join(map(_shown, k.columns))}) REFERENCES {parent} "
                     f"({', '.join(map(_shown, k.parent_columns))}) ON UPDATE NO ACTION DEFERRABLE")
         head = f"foreign key {tk.describe()} holds {plan.tenant_column} on both sides"
-        if k.on_update == "a" and not k.deferrable:
+        if k.on_update in ("a", "c") and not k.deferrable:
+            cascade = (f"; under ON UPDATE CASCADE it moves {child} before {parent}, so the cascade carries "
+                       f"nothing" if k.on_update == "c" else "")
             out.append(Difference("tenant-key-not-deferrable", tk.table, (
                 f"{head} and is NOT DEFERRABLE: the cutover moves {child} and {parent} in separate statements, so "
-                f"the first move would break it and roll back; run ALTER TABLE {child} ALTER CONSTRAINT "
+                f"the first move would break it and roll back{cascade}; run ALTER TABLE {child} ALTER CONSTRAINT "
                 f"{_shown(k.name)} DEFERRABLE (the cutover then defers it for its own transaction and checks it "
                 f"before COMMIT)")))
         elif k.on_update == "r":
@@ -261,10 +297,6 @@ def tenant_key_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
                 f"{head} and is ON UPDATE {_ACTION[k.on_update]}: moving a {parent} row would silently "
                 f"{'set to NULL' if k.on_update == 'n' else 'reset to their defaults'} the columns of its {child} "
                 f"rows that point at it, cutting every link; {recreate}")))
-        elif k.on_update == "c":
-            out.append(Difference("tenant-key-cascade", tk.table, (
-                f"{head} and is ON UPDATE CASCADE: moving a {parent} row would move its {child} rows with it, "
-                f"outside the plan's moves, counts and verification; not supported yet: {recreate}")))
     return out
 
 

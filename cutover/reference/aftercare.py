@@ -72,7 +72,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts,
         if not any(found.values()):
             return None
         with run.step("move stragglers to the target") as info:
-            moved = engine.move_listed(conn, plan, ids, plan.source, plan.target)
+            moved = engine.move_listed(conn, plan, ids, plan.source, plan.target, pf.deferred)
             info["rows"] = sum(moved.values())
         with run.step(f"verify, write {plan.audit.swept}"):
             engine.check_tenant_keys(conn, pf.deferred)
@@ -202,7 +202,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             info["rows"] = sum(planned.values())
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         with run.step("move the rows back to the source") as info:
-            moved = engine.move_listed(conn, plan, ids, plan.target, plan.source)
+            moved = engine.move_listed(conn, plan, ids, plan.target, plan.source, deferred)
             info["rows"] = sum(moved.values())
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.check_tenant_keys(conn, deferred)

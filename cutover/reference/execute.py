@@ -389,10 +389,13 @@ def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, 
         k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
 
 
-def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str) -> dict[str, int]:
-    """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table."""
-    return {name: int(conn.execute(rules.move_ids(plan, plan.table(name), table, source, target)).rowcount)
-            for name, table in ids.items()}
+def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
+                keys: list[catalog.TenantKey] | None = None) -> dict[str, int]:
+    """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table.
+    An ON UPDATE CASCADE child of ``keys`` moves before its parent, so the cascade carries nothing."""
+    moved = {name: int(conn.execute(rules.move_ids(plan, plan.table(name), ids[name], source, target)).rowcount)
+             for name in catalog.cascade_order(ids, keys or [])}
+    return {name: moved[name] for name in ids}
 
 
 @contextmanager
@@ -457,12 +460,16 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             write_audit(conn, plan, plan.audit.started, sql.Literal(json.dumps(
                 {"run_id": run.run_id, "actor": actor, "started_at": run.started_at})))
         moved: dict[str, int] = {}
+        order = catalog.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
         for group in plan.move_steps:
             with run.step("move " + ", ".join(group)) as info:
-                for name in group:
-                    rule = plan.table(name)
-                    moved[name] = int(conn.execute(rules.move_owned(plan, rule, plan.source, plan.target)).rowcount)
-                info["rows"] = sum(moved[n] for n in group)
+                before = sum(moved.values())
+                for name in order[:max(order.index(n) for n in group) + 1]:  # an ON UPDATE CASCADE child first
+                    if name not in moved:
+                        rule = plan.table(name)
+                        moved[name] = int(conn.execute(rules.move_owned(plan, rule, plan.source,
+                                                                        plan.target)).rowcount)
+                info["rows"] = sum(moved.values()) - before
         report["moved"] = moved
         with run.step(f"verify, write {plan.audit.completed}") as info:
             check_tenant_keys(conn, pf.deferred)

@@ -16,7 +16,7 @@ from psycopg import sql
 from cutover.core import catalog, db
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan
-from cutover.core.report_types import key_json
+from cutover.core.report_types import key_json, key_text
 from cutover.reference import ownership as rules
 
 ROW_SECURITY = "row-security"
@@ -142,6 +142,28 @@ def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     return out
 
 
+def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blocker | None:
+    """Rows an ON UPDATE CASCADE key would carry along with a moving parent although the plan keeps
+    them (their own table's rule does not move them): the cascade would put them on the target
+    against the plan. None when there are none."""
+    child, parent = plan.table(key.table), plan.table(key.key.parent)
+    join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(rules.ident(a), rules.ident(b))
+                                 for a, b in zip(key.key.columns, key.key.parent_columns, strict=True))
+    n, sample = db.one(conn, sql.SQL(
+        "SELECT count(*), (array_agg({ck} ORDER BY {ck}))[1:5] FROM {ct} c JOIN {pt} p ON {join} "
+        "WHERE {parent_moves} AND NOT {child_moves}").format(
+        ck=key_text(child.key, "c"), ct=rules.ident(child.name), pt=rules.ident(parent.name), join=join,
+        parent_moves=rules.owned_on(plan, parent, plan.source, "p"),
+        child_moves=rules.owned_on(plan, child, plan.source, "c")))
+    if not n:
+        return None
+    return Blocker("tenant-key-cascade", (
+        f"foreign key {key.short()} is ON UPDATE CASCADE and {n} {child.name} rows the plan does not move point at "
+        f"{parent.name} rows that move: the cascade would carry them to '{plan.target}' against the plan; fix the "
+        f"rows or the plan's rules for {child.name}, or re-create the key ON UPDATE NO ACTION DEFERRABLE"),
+        tuple(sample or ()))
+
+
 def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     """Every blocker of the reference contract, and the planned moves; reads only.
 
@@ -188,6 +210,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
             result.blockers.append(Blocker(
                 "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
                            f"({link.label}); fix the rows or the plan's rules", tuple(sample or ())))
+    result.blockers += [b for k in result.deferred if k.cascades and (b := cascade_blocker(conn, plan, k))]
     result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
     result.last_run = last_audit_run(conn, plan)
     on_target = {}
