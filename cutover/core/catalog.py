@@ -187,9 +187,9 @@ class TenantKey:
     (tenant_id, patient_id) REFERENCES patients (tenant_id, id)``), one side of it moving.
 
     The cutover moves each table in its own statement, so between the moves of parent and child
-    such a key is broken: it holds only if its check waits for the end of the moves (NO ACTION,
-    DEFERRABLE), which the cutover then asks for (``SET CONSTRAINTS ... DEFERRED``) and proves
-    before COMMIT. Every other form is a blocker (:func:`tenant_key_differences`).
+    such a key is broken: it holds only if its check waits for the end of the moves (DEFERRABLE,
+    ON UPDATE NO ACTION or CASCADE), which the cutover then asks for (``SET CONSTRAINTS ...
+    DEFERRED``) and proves before COMMIT. Every other form is a blocker (:func:`tenant_key_differences`).
     """
 
     table: str
