@@ -5,7 +5,8 @@ gets only the plan's set-based UPDATE statements in one transaction (the floor),
 `cutover execute` CLI in its own process (all 14 steps, verification, audit events, report written
 to disk). The ratio is execute / bare, both measured in the same run on the same data. Also
 printed: per-step times, how long writers were blocked (locks taken to COMMIT), the CLI's peak RSS,
-and with --aftercare the `sweep` (of stragglers put back on the source) and `reverse` commands.
+and with --aftercare the `sweep` (of stragglers put back on the source), `reverse --dry-run` and `reverse`
+commands.
 With --repeat N the two alternate which runs first; each starts on flushed buffers. Prints
 figures; asserts nothing.
 
@@ -153,6 +154,9 @@ def main() -> None:
                                 s_sec, s_rss, _ = cli(clone, "sweep", "--report-path", str(path))
                                 print(f"  cutover sweep     {s_sec:8.2f} s  peak RSS {s_rss} MB  ({put} stragglers)",
                                       flush=True)
+                                d_sec, d_rss, _ = cli(clone, "reverse", "--dry-run", "--report-path", str(path),
+                                                      "--statement-timeout", "60min")
+                                print(f"  reverse --dry-run {d_sec:8.2f} s  peak RSS {d_rss} MB", flush=True)
                                 r_sec, r_rss, res = cli(clone, "reverse", "--operator-confirmed", "--report-path",
                                                         str(path), "--statement-timeout", "60min")
                                 print(f"  cutover reverse   {r_sec:8.2f} s  peak RSS {r_rss} MB  "

@@ -1,7 +1,7 @@
 """The ``cutover`` command: the cutover module (dry-run, execute, sweep, reverse, report) and snapshots.
 
 Exit codes scripts can rely on: 0 done, 2 usage, setup or database error (one line on stderr, never a
-traceback), 130 interrupted; the cutover commands add theirs (see :mod:`cutover.commands`). Progress goes to
+traceback), 130 interrupted; the cutover commands add theirs (see :mod:`cutover.reference.commands`). Progress goes to
 stderr so stdout stays clean for pipes.
 """
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--db-url", default=None,
                       help="build on this server (a temporary database is created and dropped); "
                            "default: a throwaway local sandbox")
-    make.add_argument("--plan", default=None, help="plan file (default fixtures/plan.toml)")
+    make.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
     make.add_argument("--sandbox", choices=("local", "docker", "auto"), default="local",
                       help="where the throwaway build server runs without --db-url (default local; docker runs "
                            "pg_dump inside the container, so no host PostgreSQL is needed)")
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     rest.add_argument("file", type=Path, help="snapshot: .sql.gz / .sql plain, or pg_dump custom")
     rest.add_argument("--db-url", default=None, help="empty target database (or CUTOVER_DB_URL / DATABASE_URL)")
     rest.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs for custom archives")
-    rest.add_argument("--plan", default=None, help="plan file (default fixtures/plan.toml)")
+    rest.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
 
     ev = commands.add_parser("evidence", help="check a run's evidence bundle (evidence.json)")
     ev_cmds = ev.add_subparsers(dest="evidence_command", required=True, parser_class=_Parser)
@@ -131,7 +131,8 @@ def _plan_check(args: argparse.Namespace) -> int:
         return EXIT_BAD_PLAN
     with db.connection(settings.db_url, read_only=True) as conn:
         schema = catalog.read(conn)
-        differences = catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
+        differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
+                       + catalog.materialized_view_differences(conn, plan))
         if not any(d.structural for d in differences):
             differences += catalog.unclassified(conn, plan)
     for diff in differences:

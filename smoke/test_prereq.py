@@ -56,6 +56,20 @@ def test_prereq_same_major(cutover_settings: Settings, prereq: Record) -> None:
     prereq(window.same_major(Path(cutover_settings.evidence), server_version(cutover_settings.db_url)))
 
 
+@pytest.fixture(scope="session")
+def forecast_items(cutover_checker: Checker, cutover_settings: Settings, cutover_plan: Plan) -> dict[str, window.Item]:
+    """The window's times at production's size, from production's planned counts (read-only)."""
+    assert cutover_settings.evidence is not None
+    items = window.forecast_items(cutover_checker.conn, cutover_plan, Path(cutover_settings.evidence),
+                                  cutover_settings)
+    return {i.id: i for i in items}
+
+
+@pytest.mark.parametrize("item", window.FORECAST_IDS)
+def test_prereq_forecast(forecast_items: dict[str, window.Item], prereq: Record, item: str) -> None:
+    prereq(forecast_items[item])
+
+
 def test_prereq_drain_streams(prereq: Record) -> None:
     prereq(window.drain_streams())
 

@@ -4,8 +4,9 @@
   production's drain-streams route as the go/no-go probes it (``GET`` answered with
   ``state["drain_status"]``, 405 by default as a POST-only route does), recording the method. It
   answers like the real one (``{"ok": true, "result": ...}``, 401 for a wrong token, 400 for an
-  unknown chat); its state sets a status to answer with, how many first requests fail with 500, a
-  delay before answering. It records every request and every message.
+  unknown chat); its state sets a status to answer with (and its ``description``, where ``{path}``
+  echoes the request's path as some proxies do), how many first requests fail with 500, a delay
+  before answering. It records every request and every message.
 - :func:`dev_branch`: the dev branch's services (HTTP and WebSocket) for the manual checks' assists.
   Its state sets statuses, bodies, the trace's tenant, whether the case WebSocket sends the drained
   frame and how long it waits before closing. It records requests.
@@ -99,8 +100,9 @@ def telegram(token: str = TOKEN, chat: str = CHAT) -> Iterator[FakeBot]:
                 self._send(500, {"ok": False, "error_code": 500, "description": "Internal Server Error"})
                 return
             if bot.state["status"] != 200:
+                said = str(bot.state.get("description") or "Too Many Requests: retry later")
                 self._send(bot.state["status"], {"ok": False, "error_code": bot.state["status"],
-                                                 "description": "Too Many Requests: retry later"})
+                                                 "description": said.replace("{path}", self.path)})
                 return
             body = json.loads(raw)
             if str(body.get("chat_id")) != bot.chat:

@@ -190,6 +190,7 @@ OPERATOR_TESTS = {
     "test_prereq": "smoke/test_prereq.py",
     "test_manual": "rehearsal/test_manual.py",
     "test_sweep_active": "rehearsal/test_sweep_active.py",
+    "test_rollback": "rehearsal/test_rollback.py",
 }
 
 
@@ -198,8 +199,9 @@ def operator_tests(*names: str) -> dict[str, str]:
     return {name: (ROOT / OPERATOR_TESTS[name]).read_text() for name in names}
 
 
-# What a rehearsal runs: Set A, the manual checks and A20-active (the sweep of a synthetic straggler).
-REHEARSAL = operator_tests("test_matrix", "test_manual", "test_sweep_active")
+# What a rehearsal runs: Set A, the manual checks, A20-active (the sweep of a synthetic straggler), and
+# its proofs: nothing but the tenant changed (A5-content), the rollback rehearsed.
+REHEARSAL = operator_tests("test_matrix", "test_manual", "test_sweep_active", "test_rollback")
 
 
 def rehearse_on(url: str) -> list[str]:

@@ -18,7 +18,7 @@ from cutover.core.plan import Plan
 from cutover.reference import alerts
 from cutover.sandbox.backends import free_port
 from tests import fakes
-from tests.support import execute_sql, run_cutover
+from tests.support import checksum, execute_sql, run_cutover
 
 
 @pytest.fixture
@@ -158,3 +158,56 @@ def test_without_configuration_the_cutover_says_so_and_runs(fresh_db: str, tmp_p
     done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={tmp_path / 'r.json'}")
     assert done.returncode == 0, done.stderr
     assert "alerts are not configured" in done.stderr and "no alert was sent" in done.stderr
+
+
+def test_a_token_cut_by_the_truncation_is_still_masked(bot: fakes.FakeBot) -> None:
+    """The answer's description was cut to 200 characters before masking: a proxy echoing the path
+    (``/bot<token>/sendMessage``) with the cut inside the token let its first half through."""
+    prefix = "no route for POST "
+    cut = 200 - len(prefix) - len("/bot") - len(bot.token) // 2  # the 200th character falls mid-token
+    bot.state.update(status=404, description=prefix + "x" * cut + "{path}")
+    done = alerts.send(config(bot), alerts.STARTED, "x")
+    assert done.ok is False and "HTTP 404: no route for POST" in done.detail, done
+    half = bot.token[:len(bot.token) // 2]
+    assert half not in done.line(), done.line()
+    bot.state.update(description="no route for POST {path}")  # the control: the same answer, uncut
+    whole = alerts.send(config(bot), alerts.STARTED, "x")
+    assert "no route for POST /bot***/sendMessage" in whole.line(), whole.line()
+
+
+ORPHAN_QUOTE = ("INSERT INTO quotes (id, tenant_id, case_id, amount, currency) VALUES ('quo-x', 'tenant-fortis-002', "
+                "(SELECT min(c.id) FROM cases c WHERE NOT EXISTS (SELECT 1 FROM case_shares s WHERE s.case_id = c.id "
+                "AND s.target_tenant_id = 'tenant-fortis-002')), 1, 'INR')")
+
+
+def test_a_blocked_alert_names_counts_and_tables_never_row_ids(fresh_db: str, tmp_path: Path, cutover_plan: Plan,
+                                                               bot: fakes.FakeBot) -> None:
+    """A BLOCKED failure's text names sample rows (patients' keys) for the operator's terminal; the
+    chat gets the blocker, its count and table, and the run id, never a row id."""
+    execute_sql(fresh_db, ORPHAN_QUOTE)
+    before = checksum(fresh_db, cutover_plan, include_audit=True)
+    report = tmp_path / "r.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={report}", extra_env=bot.env())
+    assert done.returncode == 1, done.stderr
+    assert "quo-x" in done.stderr, "the operator's terminal names the rows"
+    assert bot.events() == ["cutover_started", "cutover_failed"], bot.messages
+    failed = bot.messages[1]
+    assert "BLOCKED" in failed and "orphans: 1 quotes rows" in failed, failed
+    assert json.loads(report.read_text())["run_id"] in failed, failed
+    assert "quo-x" not in failed, failed
+    assert checksum(fresh_db, cutover_plan, include_audit=True) == before
+
+
+def test_a_rolled_back_alert_leaves_the_servers_text_out(fresh_db: str, tmp_path: Path, bot: fakes.FakeBot) -> None:
+    """A server's error text can quote a row (here a trigger names the message it refuses); the chat
+    gets the cause and the SQLSTATE, the operator's terminal the whole text."""
+    execute_sql(fresh_db, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                          "RAISE EXCEPTION 'refused row %', NEW.id; END $$",
+                "CREATE TRIGGER refuse BEFORE UPDATE ON messages FOR EACH ROW EXECUTE FUNCTION refuse()")
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={tmp_path / 'r.json'}",
+                       extra_env=bot.env())
+    assert done.returncode == 4, done.stderr
+    assert "refused row msg-" in done.stderr, "the operator's terminal has the server's text"
+    failed = bot.messages[1]
+    assert failed.startswith("cutover_failed: ROLLED BACK (exit 4)") and "SQLSTATE P0001" in failed, failed
+    assert "refused row" not in failed and "msg-" not in failed, failed

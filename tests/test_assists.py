@@ -95,6 +95,16 @@ def test_a18_compares_the_printed_constant(fake: DevBranch) -> None:
     assert "exited 3" in assists.a18_constant(config(fake, CUTOVER_A18_CMD="exit 3"), TARGET).summary
 
 
+def test_a18s_command_text_is_not_in_the_shells_argv(fake: DevBranch) -> None:
+    """A railway/heroku command often carries a token; ps shows the shell's argv to every user."""
+    canary = "canary-a18-7f3e"  # in no secret's shape: the evidence's masking cannot hide it, only argv can lack it
+    found = assists.a18_constant(config(fake, CUTOVER_A18_CMD=f": {canary}; tr '\\000' ' ' "
+                                                              "< /proc/$$/cmdline; echo; echo " + TARGET), TARGET)
+    assert found.ok is True, found.summary
+    argv = found.evidence["stdout"].splitlines()[0]
+    assert "sh" in argv and canary not in argv, argv
+
+
 def test_a19_passes_on_a_drained_frame_and_a_prompt_close(fake: DevBranch) -> None:
     found = assists.a19_drain(config(fake), "case-1")
     assert found.ok is True, found.summary

@@ -92,6 +92,16 @@ def test_bad_snapshot_files(tmp_path: Path, empty_db: str, content: bytes | None
     assert_one_line_error(done, fragment, "snapshot")
 
 
+def test_a_meta_command_in_a_snapshot_is_one_line_exit_2_and_runs_nothing(tmp_path: Path, empty_db: str) -> None:
+    snap, plan = _tiny(tmp_path)
+    planted = tmp_path / "planted"
+    snap.write_text(snap.read_text().replace("CREATE TABLE public.events",
+                                             f"\\! touch {planted}\nCREATE TABLE public.events"))
+    done = cutover("snapshot", "restore", str(snap), "--db-url", empty_db, "--plan", str(plan))
+    assert_one_line_error(done, "snapshot line 6: psql meta-command '\\!' refused: a snapshot is data, never code")
+    assert not planted.exists()
+
+
 def test_restore_without_a_target_names_the_option(tmp_path: Path) -> None:
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("CUTOVER_DB_URL", "DATABASE_URL")}
     done = cutover("snapshot", "restore", str(tmp_path / "x.sql.gz"), env=env)
@@ -118,9 +128,10 @@ def test_the_runbooks_command_works_with_the_machines_python(tmp_path: Path) -> 
 
 @pytest.fixture
 def unprivileged(cut_over_db: DatabaseUnderCheck, cutover_server: ServerInfo) -> Iterator[str]:
-    """The cut-over database's URL as a role that may log in and read nothing: every read is refused."""
+    """The cut-over database's URL as a role that may log in and read nothing: every read is refused.
+    BYPASSRLS, so that row security (a blocker of its own, tests/test_row_security.py) is not what stops it."""
     role = f"noread_{uuid.uuid4().hex[:8]}"
-    execute_sql(cutover_server.admin_url, f"CREATE ROLE {role} LOGIN PASSWORD '{CANARY}'")
+    execute_sql(cutover_server.admin_url, f"CREATE ROLE {role} LOGIN BYPASSRLS PASSWORD '{CANARY}'")
     parts = urlsplit(cut_over_db.url)
     yield urlunsplit(parts._replace(netloc=f"{role}:{CANARY}@{parts.hostname}:{parts.port}"))
     execute_sql(cutover_server.admin_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")

@@ -329,6 +329,10 @@ def test_a_report_is_rebuilt_from_an_earlier_versions_audit_events(fresh_db: str
         path = tmp_path / name
         again = run_cutover(fresh_db, "report", "--rebuild", "--report-path", str(path))
         assert again.returncode == 0, again.stderr
+        # the reverse reads the same layout from the database, and takes the original report
+        dry = run_cutover(fresh_db, "reverse", "--dry-run", "--report-path", str(original), "--json")
+        assert dry.returncode == 0, dry.stderr
+        assert json.loads(dry.stdout)["planned"] == first["moved"] and json.loads(dry.stdout)["new_since_commit"] == {}
         return dict(json.loads(path.read_text()))
 
     execute_sql(fresh_db, sql.SQL(

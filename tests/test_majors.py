@@ -9,7 +9,10 @@ anything starts.
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from cutover.core.errors import SetupError
 from cutover.core.options import resolve
 from cutover.core.plan import Plan
 from cutover.sandbox import backends as sandbox
-from cutover.sandbox import majors, pgbin, snapshot
+from cutover.sandbox import image, majors, pgbin, snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.pgbin import ClientTools, Installation
 from cutover.suite import under_check
@@ -182,7 +185,8 @@ def test_a_newer_server_is_used_only_when_allowed_and_then_every_verdict_says_so
                                             "--allow-newer-server", f"--answers={CI_ANSWERS}", *args)
     out = allowed.stdout.str()
     assert allowed.ret == 0, out
-    assert "REHEARSAL READY: 21 of 21 checks passed; rehearsed on 18 for a PostgreSQL 16 production" in out
+    (verdict,) = [ln for ln in out.splitlines() if ln.startswith("REHEARSAL READY: 21 of 21 checks passed")]
+    assert verdict.endswith("; rehearsed on 18 for a PostgreSQL 16 production"), verdict
     log = operator_log(pytester.path)
     assert log["verdict"].endswith("rehearsed on 18 for a PostgreSQL 16 production")
     assert log["rehearsal"]["major_note"] == "rehearsed on 18 for a PostgreSQL 16 production"
@@ -210,3 +214,126 @@ def test_the_runs_first_line_names_the_source_and_the_local_server_it_will_run()
     assert "(--pg-major 18), on PostgreSQL 18." in line and pgbin.WHEEL_ORIGIN in line
     refused = under_check.describe(resolve({"sandbox": "local", "pg_major": 16}, {}, {}), production=False)
     assert refused.endswith("(--pg-major 16)")  # no server named: the setup error says why, in one line
+
+
+# -- extensions: a candidate without them is passed over, before any server starts ---------------------------
+
+
+def _with_extensions(src: Path, dst: Path, *names: str, header: bool = True) -> Path:
+    """``src`` (a plain gzip'd dump) as pg_dump writes it on a server with ``names`` installed: its CREATE
+    EXTENSIONs before the first object; ``header`` False drops the line that names the source version."""
+    text = gzip.decompress(src.read_bytes())
+    at = text.index(b"\nCREATE ")
+    lines = b"".join(f"\nCREATE EXTENSION IF NOT EXISTS {n} WITH SCHEMA public;\n".encode() for n in names)
+    text = text[:at] + lines + text[at:]
+    if not header:
+        text = re.sub(rb"-- Dumped from database version [^\n]*\n", b"", text)
+    dst.write_bytes(gzip.compress(text))
+    return dst
+
+
+def test_a_15_dump_with_vector_is_refused_naming_it_before_any_server_starts(
+        production: Callable[[int, str], Path], tmp_path: Path) -> None:
+    """Debian's 15 has no pgvector, and it is the only 15 here: the wheel's 18 has vector but is newer."""
+    _bindir(15)
+    dump = _with_extensions(production(15, "plain"), tmp_path / "vector15.sql.gz", "vector")
+    lines: list[str] = []
+    with pytest.raises(SetupError) as refused:
+        sandbox.start(sandbox.SandboxSpec(backend="local", snapshot=str(dump)), log=lines.append)
+    line = str(refused.value)
+    assert "\n" not in line and "vector15.sql.gz (dumped from PostgreSQL 15" in line
+    assert "lacks vector" in line and "postgresql-15-pgvector" in line and "pgvector/pgvector:pg15" in line
+    assert "--allow-newer-server to rehearse on 18" in line  # the wheel's 18 has it: the one way on this machine
+    assert not [ln for ln in lines if "initdb" in ln or " up on " in ln], lines
+
+
+def test_the_allowance_takes_the_newer_server_that_has_the_extension(
+        production: Callable[[int, str], Path], tmp_path: Path) -> None:
+    _bindir(15)
+    dump = _with_extensions(production(15, "plain"), tmp_path / "vector15.sql.gz", "vector")
+    lines: list[str] = []
+    chosen = majors.local_installation(None, majors.wanted(dump, None, True), lines.append)
+    assert chosen.major == 18 and chosen.origin == pgbin.WHEEL_ORIGIN
+    (passed,) = [ln for ln in lines if ln.startswith("sandbox: passing over")]
+    assert "PostgreSQL 15" in passed and "lacks the extension vector" in passed
+
+
+def test_a_dump_that_names_no_major_goes_to_the_installation_with_its_extensions(
+        production: Callable[[int, str], Path], tmp_path: Path) -> None:
+    """No header and no --pg-major: any major will do, so the first one with vector (the wheel's 18)."""
+    _bindir(15)
+    dump = _with_extensions(production(15, "plain"), tmp_path / "bare.sql.gz", "vector", header=False)
+    want = majors.wanted(dump, None, False)
+    assert want.major is None and want.extensions == ("vector",)
+    lines: list[str] = []
+    assert majors.local_installation(None, want, lines.append).major == 18
+    assert any(ln.startswith("sandbox: passing over PostgreSQL 15") for ln in lines), lines
+    plain = majors.wanted(production(15, "plain"), None, False)  # without extensions: today's first choice
+    assert plain.extensions == () and majors.local_installation(None, plain).major == 15
+
+
+def test_extensions_each_candidate_has_decide_and_one_none_has_is_named(
+        production: Callable[[int, str], Path], tmp_path: Path) -> None:
+    """Debian's 15 has pgcrypto and uuid-ossp; the wheel's 18 has neither."""
+    _bindir(15)
+    contrib15 = _with_extensions(production(15, "plain"), tmp_path / "c15.sql.gz", "pgcrypto", '"uuid-ossp"')
+    assert majors.local_installation(None, majors.wanted(contrib15, None, False)).major == 15
+    contrib18 = _with_extensions(production(18, "plain"), tmp_path / "c18.sql.gz", "pgcrypto")
+    with pytest.raises(SetupError) as refused:
+        majors.local_installation(None, majors.wanted(contrib18, None, False))
+    line = str(refused.value)
+    assert "no PostgreSQL 18 server here has" in line and "lacks pgcrypto" in line and "uuid-ossp" not in line
+    assert "--allow-newer-server" not in line  # nothing newer than 18 here
+
+
+def test_an_installation_whose_extensions_cannot_be_seen_is_not_passed_over() -> None:
+    """Without its share/extension, the restore's own check on the started server names what is missing."""
+    unseen = Installation(Path("/nonexistent/pg/bin"), "15.1", "PATH")
+    want = majors.Wanted(15, "the snapshot p", extensions=("vector",))
+    assert majors.extension_dir(unseen) is None and majors.extensions_problem(unseen, want) is None
+
+
+def test_an_unpullable_postgres_n_the_operator_never_named_is_not_advised_to_drop_docker_image() -> None:
+    problem = sandbox.docker_engine_problem()
+    if problem is not None:
+        pytest.skip(f"needs a Docker engine: {problem}")
+    client = sandbox._docker_client()
+    try:
+        if any("postgres:18" in tag for found in client.images.list() for tag in found.tags):
+            pytest.skip("postgres:18 is on this machine: nothing to pull")
+        with pytest.raises(SetupError) as chosen:
+            image.ensure(client, "postgres:18", given=False)
+        with pytest.raises(SetupError) as named:
+            image.ensure(client, "postgres:18", given=True)
+    finally:
+        client.close()
+    line = str(chosen.value)
+    assert "--docker-image" in line and "drop --docker-image" not in line and "postgres:15" not in line, line
+    assert "docker pull postgres:18" in line and "--sandbox local" in line
+    assert "drop --docker-image to use postgres:15" in str(named.value)
+
+
+def test_docker_whose_image_lacks_the_extension_is_refused_before_its_server_starts(
+        production: Callable[[int, str], Path], tmp_path: Path) -> None:
+    """The image is looked into through a container that is created, never started: Debian's 15 in the
+    official image (or the local stand-in) has pgcrypto, not vector."""
+    problem = sandbox.docker_engine_problem()
+    if problem is not None:
+        pytest.skip(f"needs a Docker engine: {problem}")
+    dump = _with_extensions(production(15, "plain"), tmp_path / "vector15.sql.gz", "vector")
+    lines: list[str] = []
+    with pytest.raises(SetupError) as refused:
+        sandbox.start(sandbox.SandboxSpec(backend="docker", snapshot=str(dump)), log=lines.append)
+    line = str(refused.value)
+    assert line.startswith("--sandbox docker: ") and "lacks the extension vector that the snapshot vector15" in line
+    assert "pgvector/pgvector:pg15" in line and "\n" not in line
+    assert not [ln for ln in lines if " up on " in ln], lines
+    assert sandbox.remove_owned(os.getpid()) == []  # the looked-into container is gone too
+    contrib = _with_extensions(production(15, "plain"), tmp_path / "c15.sql.gz", "pgcrypto")
+    client = sandbox._docker_client()
+    try:
+        image_tag = image.ensure(client, "postgres:15", given=False)
+        want = majors.wanted(contrib, None, False)
+        assert sandbox.image_missing_extensions(client, image_tag, want, os.getpid()) == []
+    finally:
+        client.close()

@@ -54,13 +54,23 @@ def test_a_ready_rehearsal_gives_go_and_each_broken_prerequisite_a_named_no_go(
                                            f"--evidence={run_dir}", "--answers=window.yaml", *args)
         out = go.stdout.str()
         assert go.ret == 0, out
-        assert "WINDOW GO: 14 of 14 prerequisites hold" in out
-        assert set(_lines(out).values()) == {"PASS"} and len(_lines(out)) == 14, _lines(out)
+        assert "WINDOW GO: 20 of 20 prerequisites hold" in out
+        assert set(_lines(out).values()) == {"PASS"} and len(_lines(out)) == 20, _lines(out)
+        assert "forecast-execute" in out and "(slot 5 min): fits; assumes linear in rows per table" in out
         assert services.events() == ["cutover_test"]
         assert [r["method"] for r in services.requests if "drain" in r["path"]] == ["GET"]
         assert checksum(fresh_db, cutover_plan, include_audit=True) == pristine  # read-only
         window_log = json.loads((pytester.path / "artifacts" / "latest" / "operator-log.json").read_text())
-        assert window_log["verdict"] == "WINDOW GO: 14 of 14 prerequisites hold"
+        assert window_log["verdict"] == "WINDOW GO: 20 of 20 prerequisites hold"
+
+        # The same production in a window too small for it: the forecast says which slot it overruns.
+        tight = pytester.runpytest_subprocess("-m", "prereq", "-p", "no:randomly", f"--db-url={fresh_db}",
+                                              f"--evidence={run_dir}", "--answers=window.yaml", "--execute-slot=1ms",
+                                              "--setb-slot=1ms", *args)
+        assert tight.ret == 1, tight.stdout.str()
+        assert "WINDOW NO-GO: forecast-execute FAIL, forecast-writers-blocked FAIL, forecast-setb FAIL" \
+            in tight.stdout.str()
+        assert "(slot 0.001 s): PAST THE SLOT" in tight.stdout.str()
         assert services.token not in out and "admin-canary" not in out
 
         # Broken: production's schema head, alerts unset, drain-streams not deployed, no operator answers.

@@ -38,12 +38,12 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
                                            "--answers=answers.yaml", *args)
     out = result.stdout.str()
     assert result.ret == 1, out  # A12 failed on the operator's word
-    assert "SQL checks: 12 of 12 passed" in out and "A20-active PASS" in out
+    assert "ALL 12 CHECKS PASSED" in out and "A20-active PASS" in out
     # progress while it works: the restore and each of the execute's steps, as they start
     assert "rehearsal: restore the snapshot ..." in out and "rehearsal: execute [ 1/" in out
     assert "manual checks: 1 of 9 passed, 3 answered; 6 need an operator: A14, A15, A16, A17, A18, A19" in out
     verdict = "REHEARSAL NOT READY: A12 FAIL, A13 SKIP, 6 unanswered"
-    assert verdict in out and "ANSWERED" not in out and "CHECKS PASSED" not in out, out
+    assert verdict in out and "ANSWERED" not in out and "checks passed" not in out, out
     log = operator_log(pytester.path)
     r = log["rehearsal"]
     for key in ("target", "postgres", "snapshot", "snapshot_timestamp", "restore_s", "dry_run", "execute_s",
@@ -55,7 +55,7 @@ def test_the_full_rehearsal_leaves_a_complete_operator_log_and_answers_replay(
     assert [t["step"] for t in r["timeline"]][:4] == ["provision the sandbox", "restore the snapshot",
                                                       "pre-flight dry run", "execute the cutover"]
     checks = {c["check"]: c for c in log["checks"]}
-    assert len(checks) == 22 and all(checks[f"A{i}"]["result"] == "passed" for i in (1, 2, 3, 10, 20, 21))
+    assert len(checks) == 24 and all(checks[f"A{i}"]["result"] == "passed" for i in (1, 2, 3, 10, 20, 21))
     assert checks["A11"]["result"] == "pass" and checks["A11"]["operator"] == "op-alice"
     assert checks["A12"]["observation"] == "body differed from the cached one"
     assert checks["A14"]["result"] == "skipped" and "needs operator" in checks["A14"]["observation"]
@@ -152,8 +152,8 @@ def test_a20_active_leaves_no_synthetic_row_when_the_sweep_fails(
                                            *args)
     out = result.stdout.str()
     assert result.ret == 1, out
-    assert "A20-active FAIL" in out and "the sweep failed" in out and "SQL checks: 12 of 12 passed" in out
-    assert "REHEARSAL NOT READY: A20-active FAIL, 9 unanswered" in out
+    assert "A20-active FAIL" in out and "the sweep failed" in out and "ALL 12 CHECKS PASSED" in out
+    assert "REHEARSAL NOT READY: A20-active FAIL, rollback SKIP, 9 unanswered" in out
     assert straggler_rows(fresh_db) == 0
     log = operator_log(pytester.path)
     assert {c["check"]: c["result"] for c in log["checks"]}["A20-active"] == "failed"
@@ -169,7 +169,7 @@ def test_a_db_url_without_rehearse_is_only_read(
                                            f"--report-path={cut_over_db.report_path}", *args)
     out = result.stdout.str()
     assert result.ret == 6, out  # nothing failed, but nothing manual was answered: not a pass
-    assert "REHEARSAL NOT READY: A20-active SKIP, 9 unanswered" in out
+    assert "REHEARSAL NOT READY: A5-content SKIP, A20-active SKIP, rollback SKIP, 9 unanswered" in out
     assert "A20-active SKIP" in out and "needs --rehearse" in out
     assert "rehearsal: execute" not in out
     assert scalar(cut_over_db.url, "SELECT count(*) FROM events") == before
@@ -203,9 +203,8 @@ def test_the_operators_cutover_command_is_used_when_given(
            '--report-path "$CUTOVER_REPORT_PATH"')
     result = pytester.runpytest_subprocess("-m", "setA and sql", *rehearse_on(fresh_db),
                                            f"--cutover-cmd={cmd}", *args)
-    assert result.ret == 6, result.stdout.str()  # the manual checks were not selected: unanswered
-    assert "SQL checks: 12 of 12 passed" in result.stdout.str()
-    assert "REHEARSAL NOT READY: 9 unanswered" in result.stdout.str()
+    assert result.ret == 0, result.stdout.str()  # exactly the 12 SQL checks: the runbook's step 5a
+    assert "ALL 12 CHECKS PASSED (step 5a): the rehearsal is READY only after step 5b" in result.stdout.str()
     assert operator_log(pytester.path)["rehearsal"]["execute_via"] == "--cutover-cmd"
 
 
@@ -272,7 +271,7 @@ def test_a_re_run_on_a_restored_dev_branch_keeps_the_first_runs_restore_figures(
     assert restored["rehearsal"]["restore_s"] is not None and restored["rehearsal"]["snapshot_timestamp"]
     again = pytester.runpytest_subprocess("-m", "setA and sql", *rehearse_on(empty_db), *args)
     out = again.stdout.str()
-    assert "SQL checks: 12 of 12 passed" in out, out
+    assert "ALL 12 CHECKS PASSED" in out, out
     log = operator_log(pytester.path)
     assert (pytester.path / "artifacts" / "latest").resolve().name != stamp
     r = log["rehearsal"]

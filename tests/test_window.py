@@ -22,7 +22,7 @@ from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.pgbin import major_of
 from cutover.suite import bundle, window
-from cutover.suite.catalogue import AUTOMATED
+from cutover.suite.catalogue import AUTOMATED, REHEARSAL_PROOFS
 from cutover.suite.manual.answers import Answer
 from cutover.suite.oplog import server_version
 from tests import fakes
@@ -43,6 +43,7 @@ def make_bundle(directory: Path, plan: Plan, settings: Settings, *, results: dic
     directory.mkdir(parents=True, exist_ok=True)
     automated = [c.id for c in AUTOMATED]
     checks = [{"check": c, "result": "passed" if c in automated else "pass"} for c in [*automated, *plan.manual]]
+    checks += [{"check": c, "result": "passed", "kind": "rehearsal"} for c in REHEARSAL_PROOFS]  # content, rollback
     for c in checks:
         c["result"] = (results or {}).get(c["check"], c["result"])
     log: dict[str, Any] = {"verdict": "REHEARSAL READY: 21 of 21 checks passed", "checks": checks,
@@ -100,6 +101,10 @@ BROKEN: dict[str, tuple[Break, str, str]] = {
                    "evidence-ready", "19 of 21 passed; not passed: A12 FAIL, A13 SKIPPED"),
     "a-set-b-run": (lambda d, p, s: (make_bundle(d, p, s, rehearsal=False), s)[1], "evidence-ready",
                     "is not a rehearsal's"),
+    "rollback-failed": (lambda d, p, s: (make_bundle(d, p, s, results={"rollback": "failed"}), s)[1],
+                        "evidence-ready", "21 of 21 passed; not passed: rollback FAILED"),
+    "content-changed": (lambda d, p, s: (make_bundle(d, p, s, results={"A5-content": "failed"}), s)[1],
+                        "evidence-ready", "not passed: A5-content FAILED"),
     "eight-days-old": (lambda d, p, s: (make_bundle(d, p, s, started=NOW - timedelta(days=8)), s)[1],
                        "evidence-fresh", "older than 7 days"),
     "other-plan": (_other_plan, "same-plan", "differs from"),

@@ -119,7 +119,7 @@ def test_rehearse_naming_the_database_rehearses_there(
     result = pytester.runpytest_subprocess("-m", "setA and sql", *rehearse_on(fresh_db), "-p", "no:randomly", *args)
     out = result.stdout.str()
     assert f"(the rehearsal writes here (--rehearse={db.database_name(fresh_db)}))" in out, out
-    assert "SQL checks: 12 of 12 passed" in out and "rehearsal: execute" in out, out
+    assert "ALL 12 CHECKS PASSED" in out and "rehearsal: execute" in out, out
     assert checksum(fresh_db, cutover_plan) != before
 
 

@@ -351,3 +351,80 @@ def unclassified(conn: Connection, plan: Plan) -> list[Difference]:
                                   f"{', '.join(repr(v) for v in values[:10])} are not classified; add each as "
                                   f"\"patient\", \"provider\" or \"system\""))
     return out
+
+
+# A materialized view of the current schema: does it carry the tenant column, does its query name the
+# source or target tenant, and which tables of the current schema it reads (through its rewrite rule).
+_MATVIEWS = """
+SELECT m.relname,
+       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = m.oid AND a.attname = %(column)s
+               AND a.attnum > 0 AND NOT a.attisdropped),
+       position(%(source)s IN pg_get_viewdef(m.oid)) > 0 OR position(%(target)s IN pg_get_viewdef(m.oid)) > 0,
+       ARRAY(SELECT DISTINCT t.relname::text FROM pg_rewrite r
+             JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                             AND d.refclassid = 'pg_class'::regclass
+             JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> m.oid
+             WHERE r.ev_class = m.oid AND t.relnamespace = m.relnamespace ORDER BY 1)
+FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace
+WHERE m.relkind = 'm' AND n.nspname = current_schema()
+ORDER BY 1
+"""
+
+
+@dataclass(frozen=True)
+class TenantView:
+    """A materialized view over tenant-scoped tables that holds a tenant, and why it counts as one."""
+
+    name: str
+    why: str  # "carries tenant_id", "filters on a tenant id (...)"
+    over: tuple[str, ...]  # the tenant-scoped tables it reads
+
+
+def materialized_views(conn: Connection) -> set[str]:
+    """Every materialized view of the current schema."""
+    return {str(r[0]) for r in conn.execute(
+        "SELECT m.relname FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace "
+        "WHERE m.relkind = 'm' AND n.nspname = current_schema()").fetchall()}
+
+
+def tenant_views(conn: Connection, tenant_column: str, source: str, target: str,
+                 tables: Iterable[str]) -> list[TenantView]:
+    """The materialized views over ``tables`` that carry ``tenant_column`` or whose query names the
+    ``source`` or ``target`` tenant: what a cutover of those tables leaves stale."""
+    scoped = set(tables)
+    out: list[TenantView] = []
+    for name, carries, filters, reads in conn.execute(_MATVIEWS, {"column": tenant_column, "source": source,
+                                                                   "target": target}).fetchall():
+        over = tuple(t for t in reads if t in scoped)
+        if over and (carries or filters):
+            why = f"carries {tenant_column}" if carries else f"filters on a tenant id ({source} / {target})"
+            out.append(TenantView(str(name), why, over))
+    return out
+
+
+def materialized_view_differences(conn: Connection, plan: Plan) -> list[Difference]:
+    """Materialized views over the plan's tables that hold a tenant (they carry the tenant column, or
+    their query names the source or target tenant) and that the plan does not name in ``[refresh]``:
+    after the cutover such a view still shows the moved rows on the source until someone refreshes it,
+    so it blocks like an unplanned table. A view ``[refresh]`` names that is not in the database blocks
+    too: the execute would fail refreshing it (or an acknowledgement would cover nothing)."""
+    found = materialized_views(conn)
+    named = set(plan.refresh_views) | set(plan.static_views)
+    out: list[Difference] = []
+    for view in tenant_views(conn, plan.tenant_column, plan.source, plan.target, plan.table_names):
+        if view.name in named:
+            continue
+        out.append(Difference(
+            "unplanned-materialized-view", view.name,
+            f"materialized view {view.name} {view.why} over {', '.join(view.over)}: after the cutover it would "
+            f"still show the moved rows as before until refreshed; add it to [refresh] materialized_views "
+            f"(refreshed inside the cutover's transaction) or, if it holds nothing the cutover changes, to "
+            f"[refresh] static"))
+    for key, names in (("materialized_views", plan.refresh_views), ("static", plan.static_views)):
+        for name in names:
+            if name not in found:
+                out.append(Difference(
+                    "missing-materialized-view", name,
+                    f"[refresh].{key}: {name} is not a materialized view in the database; fix the name or "
+                    f"remove it from the plan"))
+    return out

@@ -11,14 +11,14 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from cutover.core.errors import DatabaseError, SetupError
-from cutover.core.redact import mask_url, redact, split_password
+from cutover.core.redact import mask_url, redact, register_secret, split_password
 
 APPLICATION_NAME = "cutover-suite"
 
@@ -33,20 +33,39 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + dbname))
 
 
+def with_login(url: str, user: str, password: str) -> str:
+    """The same server and database, another login (the password is registered to be masked)."""
+    register_secret(password)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}{port}"))
+
+
 def database_name(url: str) -> str:
-    path = urlsplit(url).path.lstrip("/")
-    return path or (urlsplit(url).username or "postgres")
+    params = params_of(url)
+    return str(params.get("dbname") or params.get("user") or "postgres")
+
+
+def params_of(url: str) -> dict[str, Any]:
+    """host, port, user, dbname as libpq reads them, from a URL or a key=value string alike (a
+    port that is no number, which urlsplit refuses with a traceback, included); {} when unreadable."""
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return {}
 
 
 def describe_failure(url: str, exc: BaseException, option: str = "--db-url") -> str:
     """One line saying why a connection failed and what fixes it; never the password."""
-    parts = urlsplit(url)
-    where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}/{database_name(url)}"
+    params = params_of(url)
+    where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{database_name(url)}"
     text = redact(str(exc)).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     lowered = str(exc).lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return (f"authentication failed for user '{parts.username}' at {where} (password not shown); "
+        return (f"authentication failed for user '{params.get('user')}' at {where} (password not shown); "
                 f"fix the credentials in {option}")
     if "does not exist" in lowered and "database" in lowered:
         return f"database '{database_name(url)}' does not exist at {where}; create it or fix {option}"
@@ -73,6 +92,16 @@ def connection_lost(exc: psycopg.Error) -> bool:
     """The session died (SQLSTATE class 08 or 57P, or none at all), as opposed to a statement refused."""
     state = getattr(exc, "sqlstate", None) or ""
     return isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
+
+
+def cause_of(exc: psycopg.Error) -> str:
+    """The cause alone, by SQLSTATE, without the server's text (which can quote a row's values): for
+    messages that leave this machine, such as alerts."""
+    state = getattr(exc, "sqlstate", None) or ""
+    cause = next((c.split(":")[0] for prefix, c in _CAUSES if state.startswith(prefix)), "")
+    if cause:
+        return cause
+    return "connection lost" if connection_lost(exc) else "database error"
 
 
 def describe_error(exc: psycopg.Error) -> str:

@@ -29,6 +29,15 @@ IniType = Literal["string", "int", "bool"]
 
 SANDBOX_BACKENDS = ("auto", "url", "docker", "local")
 DURATION = re.compile(r"^(\d+)(ms|s|min|h)?$")
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "": 1.0}
+
+
+def seconds(duration: str) -> float:
+    """``15min`` as 900.0, for the go/no-go's slots (plain digits are seconds there)."""
+    found = DURATION.match(duration)
+    if found is None:
+        raise SetupError(f"{duration!r} is not a duration like 500ms, 3s or 15min")
+    return int(found.group(1)) * UNIT_SECONDS[found.group(2) or ""]
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,14 @@ OPTIONS: tuple[Option, ...] = (
            "Run this shell command as the rehearsal's execute instead of the bundled module; it gets "
            "DATABASE_URL, CUTOVER_ACTOR and CUTOVER_REPORT_PATH and must write the report there.",
            ("CUTOVER_CMD",)),
+    Option("rehearse_rollback", "--rehearse-rollback", "bool", False,
+           "On a --rehearse dev branch, also rehearse rollback option 2 on a clone of it (CREATE DATABASE "
+           "<name>_rollback TEMPLATE <name>, dropped after; needs CREATEDB and no other session on the branch). "
+           "The sandbox always rehearses it. Command line only.", cli_only=True),
+    Option("reverse_cmd", "--reverse-cmd", "string", None,
+           "Run this shell command as the rehearsal's rollback (option 2, on a clone of the cut-over database) "
+           "instead of the bundled reverse; it gets DATABASE_URL, CUTOVER_ACTOR and CUTOVER_REPORT_PATH (a copy "
+           "of the execute's report).", ("CUTOVER_REVERSE_CMD",)),
     Option("answers", "--answers", "string", None,
            "Answers to the manual checks (JSON or YAML keyed by check id; a journal replays as one).",
            ("CUTOVER_ANSWERS",)),
@@ -137,6 +154,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("evidence", "--evidence", "string", None,
            "The rehearsal's artifacts directory (with evidence.json) that the go/no-go (-m prereq) compares "
            "production with.", ("CUTOVER_EVIDENCE",)),
+    Option("execute_slot", "--execute-slot", "string", "5min",
+           "The go/no-go's slot for the execute (the runbook's T+0:04 to T+0:09): a forecast past it is NO-GO.",
+           ("CUTOVER_EXECUTE_SLOT",)),
+    Option("setb_slot", "--setb-slot", "string", "2min",
+           "The go/no-go's slot for Set B in the window: a forecast past it is NO-GO.", ("CUTOVER_SETB_SLOT",)),
+    Option("rollback_bound", "--rollback-bound", "string", "15min",
+           "The runbook's rollback bound: the forecast reverse, and the forecast snapshot restore with the revert "
+           "deploys and smoke run, must fit it.", ("CUTOVER_ROLLBACK_BOUND",)),
     Option("sign_with", "--sign-with", "string", None,
            "Sign the run's evidence.json with this SSH private key (ssh-keygen -Y sign, namespace "
            "cutover-evidence), writing evidence.json.sig beside it.", ("CUTOVER_SIGN_WITH",)),
@@ -148,6 +173,9 @@ OPTIONS: tuple[Option, ...] = (
            "Who answers the manual checks, recorded with each answer (default: $USER).",
            ("CUTOVER_OPERATOR", "USER")),
 )
+# Values checked as durations (500ms, 3s, 15min) when resolved: the timeouts and the go/no-go's slots.
+DURATIONS = frozenset(o.name for o in OPTIONS if o.name.endswith("_timeout") and o.type == "string") | {
+    "execute_slot", "setb_slot", "rollback_bound"}
 
 
 @dataclass(frozen=True)
@@ -176,11 +204,16 @@ class Settings:
     check_lock_timeout: str = "2s"
     rehearse: str | None = None  # DBNAME, "" for a bare --rehearse, None when not given
     cutover_cmd: str | None = None
+    reverse_cmd: str | None = None
+    rehearse_rollback: bool = False
     answers: str | None = None
     answers_template: str | None = None
     artifacts_dir: str = "artifacts"
     allure_bin: str | None = None
     evidence: str | None = None
+    execute_slot: str = "5min"
+    setb_slot: str = "2min"
+    rollback_bound: str = "15min"
     sign_with: str | None = None
     allowed_signers: str | None = None
     operator: str | None = None
@@ -223,7 +256,7 @@ def _convert(option: Option, raw: Any, origin: str) -> Any:
             raise SetupError(f"{origin} must be true or false, got {raw!r}; fix the value of {origin}")
     else:
         value = str(raw)
-    if option.name.endswith("_timeout") and option.type == "string" and not DURATION.match(value):
+    if option.name in DURATIONS and not DURATION.match(value):
         raise SetupError(f"{origin} must be a duration like 500ms, 3s or 15min, got {value!r}; "
                          f"fix the value of {origin}")
     if option.choices is not None and value not in option.choices:

@@ -140,6 +140,7 @@ class TableRule:
     references: tuple[Reference, ...] = ()
     case_json: JsonReference | None = None
     share_target: str | None = None
+    trigger_columns: tuple[str, ...] = ()  # rewritten by a trigger on every UPDATE: content comparisons skip them
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,10 @@ class Plan:
     rehearsal: Rehearsal
     manual: Mapping[str, ManualCheck]
     format: int = PLAN_FORMAT
+    # [refresh]: materialized views over moving tables that carry a tenant. Refreshed inside the
+    # cutover's transaction after the moves, or acknowledged as holding nothing the cutover changes.
+    refresh_views: tuple[str, ...] = ()
+    static_views: tuple[str, ...] = ()
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -209,14 +214,16 @@ class Plan:
 
 # Every key each part of the plan knows. A key outside them is refused: a typo (``refrences``) would
 # otherwise drop a declaration without a word, and the dry run would say READY without it.
-SECTIONS = ("plan", "tenants", "roles", "audit", "rehearsal", "manual", "static", "tables", "classification")
+SECTIONS = ("plan", "tenants", "roles", "audit", "rehearsal", "manual", "static", "tables", "classification",
+            "refresh")
 PLAN_KEYS = ("format", "name", "schema_head", "version_table", "version_column", "tenant_column", "move_steps")
 TENANTS_KEYS = ("table", "source", "target", "protected", "mirrored_settings", "settings_column", "active_column",
                 "protected_column")
 ROLES_KEYS = ("app", "app_privileges", "tenant_setting")
 STATIC_KEYS = ("tables",)
+REFRESH_KEYS = ("materialized_views", "static")
 TABLE_KEYS = ("key", "owner", "column", "patient_values", "classification", "references", "case_json",
-              "share_target")
+              "share_target", "trigger_columns")
 REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant")
 CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
 STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
@@ -312,7 +319,8 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
                                   _cross_tenant(cj, f"{where}.case_json"))
     return TableRule(name=name, key=_key(raw, where), owner=owner, column=column,
                      patient_values=patient_values, classification=classification, references=tuple(refs),
-                     case_json=case_json, share_target=_get(raw, "share_target", where, str, None))
+                     case_json=case_json, share_target=_get(raw, "share_target", where, str, None),
+                     trigger_columns=_strings(raw, "trigger_columns", where, []))
 
 
 def load_plan(path: Path) -> Plan:
@@ -387,6 +395,14 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
               for c, m in manual_raw.items()}
     static = _get(raw, "static", "", dict)
     _known(static, STATIC_KEYS, "[static]")
+    refresh = _get(raw, "refresh", "", dict, {})
+    _known(refresh, REFRESH_KEYS, "[refresh]")
+    refresh_views = _strings(refresh, "materialized_views", "[refresh]", ())
+    static_views = _strings(refresh, "static", "[refresh]", ())
+    both = sorted(set(refresh_views) & set(static_views))
+    if both:
+        raise PlanError(f"plan [refresh]: {', '.join(both)} is both refreshed and static; keep it in "
+                        f"materialized_views (the cutover refreshes it) or in static, not both")
     return Plan(
         path=path,
         name=_get(meta, "name", "[plan]", str),
@@ -413,6 +429,8 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
         rehearsal=rehearsal,
         manual=MappingProxyType(manual),
         format=fmt,
+        refresh_views=refresh_views,
+        static_views=static_views,
     )
 
 

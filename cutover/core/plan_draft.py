@@ -216,8 +216,15 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         'marker = "rehearsal:synthetic-straggler"', f"now_columns = [{', '.join(_q(c) for c in created)}]",
         f"values = {{ {audit[1]} = \"REVIEW: a patient-classified value\", {source_col} = \"rehearsal\" }}",
         "", _manual_sections().rstrip(),
-        "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]", *body,
+        "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
+    views = cat.tenant_views(conn, o.tenant_column, o.source, o.target, scoped)
+    if views:  # each would be left stale by the cutover: refreshed in its transaction unless you say static
+        lines += ["", "[refresh]  # REVIEW: or move a view to static = [...] if it holds nothing the cutover changes",
+                  "materialized_views = ["]
+        lines += [f"    {_q(v.name)},  # " + " ".join(f"{v.why} over {', '.join(v.over)}".split()) for v in views]
+        lines.append("]")
+    lines += body
     for name, values in sorted(classifications.items()):
         lines += ["", f"[classification.{name}]  # REVIEW every value: patient, provider or system"]
         for value in values:

@@ -113,6 +113,12 @@ class Delivery:
                 "seconds": round(self.seconds, 3)}
 
 
+def _cut(text: str, limit: int = 200) -> str:
+    """A foreign text (an answer, an exception) masked, then shortened: cut first, a secret split by
+    the cut (the token in an echoed URL) no longer matches the mask and half of it is shown."""
+    return redact(text)[:limit]
+
+
 def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -124,7 +130,7 @@ def _answer(response: httpx.Response) -> str:
     except ValueError:
         return f"HTTP {response.status_code}"
     if isinstance(body, dict) and body.get("description"):
-        return f"HTTP {response.status_code}: {str(body['description'])[:200]}"
+        return f"HTTP {response.status_code}: {_cut(str(body['description']))}"
     return f"HTTP {response.status_code}"
 
 
@@ -148,7 +154,7 @@ def send(config: AlertConfig, event: str, text: str, client: httpx.Client | None
             except httpx.TimeoutException:
                 detail = f"no answer from {config.where()} within {config.timeout_s:g} s"
             except httpx.HTTPError as exc:
-                detail = f"cannot reach {config.where()} ({type(exc).__name__}: {str(exc)[:200]})"
+                detail = f"cannot reach {config.where()} ({type(exc).__name__}: {_cut(str(exc))})"
             else:
                 if response.is_success:
                     return Delivery(event, True, f"{config.where()}, attempt {attempt}", attempt,
@@ -193,7 +199,7 @@ class Alerter:
             try:
                 box.append(self.sender(self.config, event, text))
             except Exception as exc:  # an alert must never take the cutover down with it
-                box.append(Delivery(event, False, redact(f"{type(exc).__name__}: {exc}")[:200]))
+                box.append(Delivery(event, False, _cut(f"{type(exc).__name__}: {exc}")))
 
         thread = threading.Thread(target=run, name=f"alert-{event}", daemon=True)
         thread.start()

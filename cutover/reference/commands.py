@@ -95,9 +95,12 @@ def _failed(args: argparse.Namespace, exc: engine.RunFailed, path: Path | None) 
         "BLOCKED" if exc.exit_code == engine.EXIT_BLOCKED else "ROLLED BACK")
     where = f"; report: {written}" if written else ""
     print(redact(f"cutover: {status}: {exc}{where}"), file=sys.stderr)
+    for line in exc.detail:
+        print(redact(f"  {line}"), file=sys.stderr)
     if args.json:
         print(json.dumps({"status": status.lower().replace(" ", "_"), "exit_code": exc.exit_code,
-                          "error": redact(str(exc)), "report_path": str(written) if written else None}))
+                          "error": redact(str(exc)), "detail": [redact(line) for line in exc.detail],
+                          "report_path": str(written) if written else None}))
     return exc.exit_code
 
 
@@ -111,8 +114,9 @@ def execute(args: argparse.Namespace) -> int:
     notify.send(alerts.STARTED, f"{alerts.STARTED}: {plan.source} -> {plan.target}, {where}")
     try:
         code = _execute(args, settings, plan, url, actor, path, notify, where)
-    except BaseException as exc:
-        notify.send(alerts.FAILED, f"{alerts.FAILED}: {where}: {type(exc).__name__}: {exc}")
+    except BaseException as exc:  # a usage or connection error's line names no row; anything else, its type only
+        said = str(exc) if isinstance(exc, CutoverError) else f"{type(exc).__name__}, see the operator's terminal"
+        notify.send(alerts.FAILED, f"{alerts.FAILED}: {where}: {said}")
         _report_alerts(notify, quiet_if_unconfigured=True)
         raise
     _report_alerts(notify)
@@ -177,7 +181,11 @@ def _execute_held(args: argparse.Namespace, settings: Settings, plan: Plan, url:
             code = _failed(args, exc, path)
             status = {engine.EXIT_ALREADY: "ALREADY CUT OVER", engine.EXIT_BLOCKED: "BLOCKED"}.get(code,
                                                                                                    "ROLLED BACK")
-            notify.send(alerts.FAILED, f"{alerts.FAILED}: {status} (exit {code}), nothing changed; {where}: {exc}")
+            run_id = exc.report.get("run_id") if exc.report is not None else None
+            run = f"; run {run_id}" if run_id else ""
+            cause = exc.summary or "the cause is on the operator's terminal and in the report"
+            notify.send(alerts.FAILED, f"{alerts.FAILED}: {status} (exit {code}), nothing changed{run}; {where}: "
+                                       f"{cause}")
             return code
         moved = sum(report["moved"].values())
         done = (f"{alerts.COMPLETED}: run {report['run_id']} committed, {moved} rows moved to {plan.target} "
@@ -211,7 +219,10 @@ def sweep(args: argparse.Namespace) -> int:
         reports.check_writable(args.report_path)
     display = StepDisplay()
     try:
-        record = aftercare.sweep(url, plan, actor, _timeouts(settings), display)
+        if cut is not None:  # appended to only if it is this database's cutover, as the database recorded it
+            aftercare.check_report(url, plan, _timeouts(settings), cut, "sweep")
+        record = aftercare.sweep(url, plan, actor, _timeouts(settings), display,
+                                 cutover_run_id=None if cut is None else str(cut["run_id"]))
     except engine.RunFailed as exc:
         display.close()
         return _failed(args, exc, None)
@@ -272,7 +283,7 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
 
     def common(p: argparse.ArgumentParser, timeouts: bool = True) -> None:
         p.add_argument("--db-url", default=None, help="database to cut over (default: DATABASE_URL / CUTOVER_DB_URL)")
-        p.add_argument("--plan", default=None, help="plan file (default fixtures/plan.toml)")
+        p.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
         p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
         if timeouts:
             p.add_argument("--lock-timeout", default=None, help="lock_timeout of the transaction (default 3s)")

@@ -43,11 +43,16 @@ EXIT_OK, EXIT_BLOCKED, EXIT_ALREADY, EXIT_ROLLED_BACK, EXIT_REPORT_LOST = 0, 1, 
 class RunFailed(CutoverError):
     """The transaction was rolled back; ``exit_code`` says why in a way scripts can branch on."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_ROLLED_BACK) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_ROLLED_BACK, summary: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        # The failure in tables, counts and run ids only: what may leave the operator's terminal (the
+        # alerts go to a chat). Never a row's key (a blocker's samples are patients' keys) nor a
+        # server's message text (it can quote a row's values); None where no such text was made.
+        self.summary = None if summary is None else " ".join(summary.split())
         self.report: CutoverReport | None = None
         self.id_files: dict[str, Path] = {}
+        self.detail: tuple[str, ...] = ()  # lines printed under the one-line message (e.g. which keys differ)
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,9 @@ def lock(conn: Connection, plan: Plan, timeouts: Timeouts) -> None:
     """
     got = db.one(conn, "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (plan.name,))[0]
     if not got:
-        raise RunFailed(f"another cutover/sweep/reverse of plan '{plan.name}' is running on this database "
-                        f"(advisory lock held); wait for it to finish, nothing was changed")
+        busy = (f"another cutover/sweep/reverse of plan '{plan.name}' is running on this database (advisory lock "
+                f"held); wait for it to finish, nothing was changed")
+        raise RunFailed(busy, summary=busy)
     budget = interval_seconds(timeouts.lock)
     deadlock = float(db.one(conn, "SELECT setting::float / 1000 FROM pg_settings WHERE name = 'deadlock_timeout'")[0])
     deadline = time.monotonic() + budget
@@ -144,7 +150,8 @@ def lock(conn: Connection, plan: Plan, timeouts: Timeouts) -> None:
             conn.execute("ROLLBACK TO SAVEPOINT cutover_lock")
             holders = _holders(conn, plan)
             if time.monotonic() >= deadline:
-                raise RunFailed(_lock_failure(holders, timeouts.lock, budget, deadlock)) from None
+                failure = _lock_failure(holders, timeouts.lock, budget, deadlock)  # tables and pids
+                raise RunFailed(failure, summary=failure) from None
             continue
         conn.execute("RELEASE SAVEPOINT cutover_lock")
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeouts.lock,))
@@ -236,9 +243,9 @@ def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
         name = exc.diag.constraint_name
         which = next((k.short() for k in keys if k.name == name), name or "a deferred foreign key")
         first = redact(str(exc).strip().splitlines()[0])
-        raise RunFailed(f"verification failed, rolled back: foreign key {which} is broken after the moves ({first}); "
-                        f"a row that does not move points at one that does, or the reverse: fix the rows or the "
-                        f"plan's rules; nothing changed") from None
+        broken = f"verification failed, rolled back: foreign key {which} is broken after the moves"
+        raise RunFailed(f"{broken} ({first}); a row that does not move points at one that does, or the reverse: fix "
+                        f"the rows or the plan's rules; nothing changed", summary=broken) from None
 
 
 def _constraint_names(conn: Connection, keys: list[catalog.TenantKey]) -> sql.Composable:
@@ -347,7 +354,8 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
         if left:
             problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}")
     if problems:
-        raise RunFailed("verification failed, rolled back: " + "; ".join(problems))
+        failure = "verification failed, rolled back: " + "; ".join(problems)  # tables and counts
+        raise RunFailed(failure, summary=failure)
     return "full count"
 
 
@@ -428,7 +436,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
     ``before_commit`` runs just before COMMIT: the command holds Ctrl-C there until the report is
     written (past that point an interrupt can no longer roll back, only misreport).
     """
-    total = 7 + len(plan.move_steps)
+    total = 7 + len(plan.move_steps) + (1 if plan.refresh_views else 0)
     run = Run("execute", plan, actor, total, progress)
     report: CutoverReport = {"run_id": run.run_id, "actor": actor, "plan": plan.name, "database": mask_url(url),
                               "source": plan.source, "target": plan.target, "started_at": run.started_at,
@@ -442,10 +450,12 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             pf = preflight.run(conn, plan, planned=False)
             info["rows"] = len(pf.blockers)
             if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
-                raise RunFailed(f"{pf.blockers[0].message}; nothing changed", EXIT_ALREADY)
-            if not pf.ready:
+                done = f"{pf.blockers[0].message}; nothing changed"  # the run id and rows per table
+                raise RunFailed(done, EXIT_ALREADY, summary=done)
+            if not pf.ready:  # the blockers with their sample rows; the summary without them
                 raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
-                                EXIT_BLOCKED)
+                                EXIT_BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
+                                    f"{b.code}: {b.message}" for b in pf.blockers))
             defer_tenant_keys(conn, pf.deferred)
             if pf.deferred:
                 report["deferred_constraints"] = [k.name for k in pf.deferred]
@@ -471,6 +481,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                                                                         plan.target)).rowcount)
                 info["rows"] = sum(moved.values()) - before
         report["moved"] = moved
+        refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.completed}") as info:
             check_tenant_keys(conn, pf.deferred)
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
@@ -482,8 +493,9 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                 with sink as out:
                     parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out)
                     if listed != moved.get(rule.name, 0):
-                        raise RunFailed(f"{rule.name}: the move moved {moved.get(rule.name, 0)} rows but "
-                                        f"{listed} patient-owned rows are on {plan.target}; rolled back")
+                        bent = (f"{rule.name}: the move moved {moved.get(rule.name, 0)} rows but {listed} "
+                                f"patient-owned rows are on {plan.target}; rolled back")
+                        raise RunFailed(bent, summary=bent)
                     if spool is None:
                         report.setdefault("allow_list", {})[rule.name] = [
                             json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
@@ -503,6 +515,18 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
     return report, id_files
+
+
+def refresh_views(run: Run, conn: Connection, plan: Plan) -> None:
+    """Refresh the plan's ``[refresh] materialized_views`` after the moves, inside the transaction, as a
+    step of its own (timed: each holds an exclusive lock on its view until COMMIT). Otherwise a view that
+    counts rows per tenant keeps showing the moved rows on the source until someone refreshes it."""
+    if not plan.refresh_views:
+        return
+    with run.step("refresh " + ", ".join(plan.refresh_views)) as info:
+        for view in plan.refresh_views:
+            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(view)))
+        info["rows"] = len(plan.refresh_views)
 
 
 def prefer_lz4(conn: Connection) -> None:
@@ -589,8 +613,9 @@ def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bin
             continue  # no moved row in this range
         if text is None:
             if hi - lo == 1:
-                raise RunFailed(f"{table}: one key's text is {size} bytes, more than an audit part holds "
-                                f"({limit}); nothing changed")
+                too_big = (f"{table}: one key's text is {size} bytes, more than an audit part holds ({limit}); "
+                           f"nothing changed")
+                raise RunFailed(too_big, summary=too_big)
             mid = (lo + hi) // 2
             ranges += [(mid, hi), (lo, mid)]
             continue
@@ -629,10 +654,12 @@ def guarded(url: str, run: Run, report: CutoverReport | dict[str, Any], timeouts
         raise _with_report(exc, report, id_files or {}) from None
     except psycopg.Error as exc:
         report["error"] = _describe(exc, timeouts)
-        raise _with_report(RunFailed(f"rolled back: {report['error']}"), report, id_files or {}) from None
+        failed = RunFailed(f"rolled back: {report['error']}", summary=f"rolled back: {_cause(exc, timeouts)}")
+        raise _with_report(failed, report, id_files or {}) from None
     except KeyboardInterrupt:
         report["error"] = "interrupted by the operator"
-        raise _with_report(RunFailed("interrupted, rolled back", 130), report, id_files or {}) from None
+        stopped = RunFailed("interrupted, rolled back", 130, summary="interrupted by the operator, rolled back")
+        raise _with_report(stopped, report, id_files or {}) from None
     finally:
         _rollback_quietly(conn)  # a no-op after a commit
         conn.close()
@@ -651,7 +678,8 @@ def commit(conn: Connection, url: str, plan: Plan, run_id: str, kind: str | None
         if committed_in_database(url, plan, run_id, kind or plan.audit.completed):
             return
         raise RunFailed(f"connection lost during COMMIT ({redact(str(exc).strip().splitlines()[0])}); the "
-                        f"database confirms it did NOT commit; nothing changed") from None
+                        f"database confirms it did NOT commit; nothing changed",
+                        summary="connection lost during COMMIT; the database confirms it did NOT commit") from None
 
 
 def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
@@ -682,6 +710,22 @@ def _describe(exc: psycopg.Error, timeouts: Timeouts) -> str:
     if db.connection_lost(exc):
         return f"connection lost ({first}); the server rolled the transaction back"
     return db.describe_error(exc)
+
+
+def _cause(exc: psycopg.Error, timeouts: Timeouts) -> str:
+    """:func:`_describe` without the server's own text, which can quote a row's values (a key in a
+    constraint's or a trigger's message): the cause, the SQLSTATE, and the table and constraint
+    names the server reports."""
+    state = getattr(exc, "sqlstate", None) or ""
+    if isinstance(exc, pgerr.QueryCanceled):
+        return f"statement_timeout {timeouts.statement} reached"
+    if isinstance(exc, pgerr.LockNotAvailable):
+        return f"lock_timeout {timeouts.lock} reached"
+    cause = db.cause_of(exc)
+    diag = getattr(exc, "diag", None)
+    names = [f"{what} {value}" for what, value in (("table", getattr(diag, "table_name", None)),
+                                                    ("constraint", getattr(diag, "constraint_name", None))) if value]
+    return ", ".join([cause + (f" (SQLSTATE {state})" if state else ""), *names])
 
 
 def _with_report(exc: RunFailed, report: CutoverReport | dict[str, Any], id_files: dict[str, Path]) -> RunFailed:

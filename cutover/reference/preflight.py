@@ -178,7 +178,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
     schema = catalog.read(conn)
-    differences = catalog.compare(plan, schema)
+    differences = catalog.compare(plan, schema) + catalog.materialized_view_differences(conn, plan)
     result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and len(missing) == len(plan.all_tables):

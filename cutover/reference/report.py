@@ -136,6 +136,24 @@ class AllowList(Mapping[str, Iterable[Any]]):
     def texts(self, table: str) -> Iterable[str]:
         return _Stream(self.path, self.starts[table], raw=True)
 
+    def same_text(self, table: str, parts: Iterable[bytes]) -> int | None:
+        """How many keys the table's list holds if its bytes are exactly ``parts`` (audit parts' key
+        text, a key a line) joined as :func:`write` joins them, else ``None``; never parses a key.
+
+        The execute's report and a rebuilt one are written from that very text, so this answers
+        for them at the speed of reading the file; anything else (an edit, an earlier layout)
+        gets ``None``, and the caller compares key by key.
+        """
+        keys = 0
+        with open(self.path, "rb") as fh:
+            fh.seek(self.starts[table])
+            for part in parts:
+                expected = (b"," if keys else b"") + part.replace(b"\n", b",")
+                if not part or fh.read(len(expected)) != expected:
+                    return None
+                keys += part.count(b"\n") + 1
+            return keys if fh.read(1) == b"]" else None
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.starts)
 
@@ -375,6 +393,48 @@ def part_keys(conn: Connection, plan: Plan, run_id: str) -> dict[str, list[Any]]
     for table, ctid in rows:
         out.setdefault(table, []).append(ctid)
     return out
+
+
+def recorded_keys(plan: Plan, table: str, run_id: str) -> sql.Composable:
+    """SELECT of the keys (one jsonb column, ``k``) of ``table`` that run ``run_id`` and its sweeps
+    moved, as the database's audit events recorded them: the allow-list's parts (key text, or a
+    jsonb array ``ids`` before), an earlier version's allow-list inside the completed event, and the
+    ``cutover.swept`` events' ``ids``.
+
+    Sweep and reverse read the keys here, in the server, and never from the report file: a file is
+    whatever its last editor made it, the audit events were written in the cutover's own transaction.
+    They are on the target tenant, by type: an index on (tenant, type) finds them without a scan of
+    the whole audit table per moving table.
+    """
+    a = plan.audit
+    return sql.SQL(
+        "SELECT x.k FROM {t} e, LATERAL ("
+        "SELECT string_to_table(e.{pl} ->> 'keys', E'\\n')::jsonb WHERE e.{ty} = {part} AND e.{pl} ? 'keys' "
+        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids') WHERE e.{ty} = {part} AND e.{pl} ? 'ids' "
+        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'allow_list' -> {name}) WHERE e.{ty} = {done} "
+        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids' -> {name}) WHERE e.{ty} = {swept}) x(k) "
+        "WHERE {ten} = {target} AND e.{ty} IN ({part}, {done}, {swept}) AND e.{src} = {sv} "
+        "AND (e.{ty} = {part} AND e.{pl} ->> 'run_id' = {rid} AND e.{pl} ->> 'table' = {name} "
+        "OR e.{ty} = {done} AND e.{pl} ->> 'run_id' = {rid} "
+        "OR e.{ty} = {swept} AND e.{pl} ->> 'cutover_run_id' = {rid})"
+    ).format(t=rules.ident(a.table), pl=rules.ident(a.payload_column), ty=rules.ident(a.type_column),
+             src=rules.ident(a.source_column), sv=sql.Literal(a.source_value), part=sql.Literal(a.allow_list_part),
+             done=sql.Literal(a.completed), swept=sql.Literal(a.swept), name=sql.Literal(table),
+             rid=sql.Literal(run_id), ten=rules.tenant_of(plan, "e"), target=sql.Literal(plan.target))
+
+
+def part_texts(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[bytes]:
+    """Each part's key text (a key a line, UTF-8) in order, one part in memory at a time; stops at
+    a part of an earlier layout (a jsonb array), which has no such text."""
+    a = plan.audit
+    for ctid in ctids:
+        row = conn.execute(sql.SQL("SELECT convert_to(e.{pl} ->> 'keys', 'UTF8') FROM {t} e WHERE e.ctid = {c}::tid "
+                                   "AND e.{pl} ? 'keys'").format(pl=rules.ident(a.payload_column),
+                                                                 t=rules.ident(a.table), c=sql.Literal(ctid)),
+                           binary=True).fetchone()
+        if row is None or row[0] is None:
+            return
+        yield bytes(row[0])
 
 
 def _part_ids(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[str]:

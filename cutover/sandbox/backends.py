@@ -9,17 +9,24 @@ must stop it; a container carries labels naming its owning process and host. Sto
 Should the owner die without cleaning up (SIGKILL), the next start reaps clusters and containers
 whose owner is gone, so no server outlives its run for long. Containers are run by testcontainers;
 its reaper image (Ryuk) is used where it is on the machine, and is not needed.
+
+The temp directory is shared with every user of the machine, and the reaper often runs as root, so it
+touches only what a start of this user made (:func:`owner_record`) and signals only a pid that is a
+postgres process of that very data directory (:func:`is_postmaster_of`): a planted directory whose
+postmaster.pid names someone else's process must not get that process killed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -32,9 +39,9 @@ from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
+from cutover.sandbox import dumpneeds, majors, pgbin
 from cutover.sandbox import image as docker_image
-from cutover.sandbox import majors, pgbin
-from cutover.sandbox.pgbin import ClientTools, locate
+from cutover.sandbox.pgbin import SERVICE_USER, ClientTools, locate
 
 if TYPE_CHECKING:  # imported where used: a run that never starts a container never loads testcontainers
     from testcontainers.core.container import DockerContainer
@@ -47,6 +54,8 @@ ADMIN_USER = "postgres"
 DOCKER_LABEL = "cutover.sandbox"
 OWNER_PID_LABEL = "cutover.owner-pid"
 OWNER_HOST_LABEL = "cutover.owner-host"
+OWNER_RECORD = "owner.json"
+RECORD_KIND = "cutover-sandbox"
 
 @dataclass(frozen=True)
 class SandboxSpec:
@@ -129,7 +138,7 @@ def docker_engine_problem(timeout: float = 3.0) -> str | None:
             client.close()
     except Exception as exc:  # the docker SDK raises many unrelated types for "no engine"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"no Docker engine answered within {timeout:g} s ({reason[:160]})"
+        return f"no Docker engine answered within {timeout:g} s ({redact(reason, limit=160)})"
     return None
 
 
@@ -153,6 +162,73 @@ def _pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def _our_uids() -> set[int]:
+    """Who may own a sandbox directory we made: us, and as root the user the server runs as (the
+    directory is given to it so that it can write its data directory, see pgbin.PgBin.chown)."""
+    uids = {os.geteuid()}
+    if os.geteuid() == 0:
+        try:
+            uids.add(pwd.getpwnam(SERVICE_USER).pw_uid)
+        except KeyError:
+            pass
+    return uids
+
+
+def write_owner_record(base: Path, owner_pid: int) -> None:
+    """The record the reaper trusts: created exclusively, 0600, by us, naming this very directory.
+    Written before the directory is given to the service user, so it stays ours (that user cannot
+    make a file of root's, so it cannot forge one)."""
+    record = {"kind": RECORD_KIND, "pid": owner_pid, "uid": os.geteuid(), "base": os.path.realpath(base)}
+    fd = os.open(base / OWNER_RECORD, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh)
+
+
+def owner_record(base: Path) -> dict[str, Any] | None:
+    """The owner record when ``base`` is a sandbox directory this user made, else None: a directory
+    (not a link) owned by us (or, as root, by the service user), mode 0700, holding a regular
+    ``owner.json`` of ours, not a link, with one name, that names this directory."""
+    try:
+        st = os.lstat(base)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o700 or st.st_uid not in _our_uids():
+        return None
+    try:
+        fd = os.open(base / OWNER_RECORD, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        rst = os.fstat(fh.fileno())
+        if not stat.S_ISREG(rst.st_mode) or rst.st_uid != os.geteuid() or rst.st_nlink != 1:
+            return None
+        try:
+            record = json.loads(fh.read(4096))
+        except ValueError:
+            return None
+    if (not isinstance(record, dict) or record.get("kind") != RECORD_KIND or record.get("uid") != os.geteuid()
+            or record.get("base") != os.path.realpath(base) or type(record.get("pid")) is not int):
+        return None
+    return record
+
+
+def is_postmaster_of(pid: int, data: Path) -> bool:
+    """Is ``pid`` a postgres process serving ``data``? Its executable is postgres, its working
+    directory is that data directory (the postmaster changes into it) and it runs as the data
+    directory's owner. A stale postmaster.pid, whose pid now belongs to another process, fails."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        exe = os.readlink(proc / "exe")
+        cwd = os.readlink(proc / "cwd")
+        status = (proc / "status").read_text()
+        owner = os.stat(data).st_uid
+    except OSError:
+        return False
+    uid = next((line.split()[1] for line in status.splitlines() if line.startswith("Uid:")), "")
+    return (Path(exe.removesuffix(" (deleted)")).name == "postgres" and cwd == os.path.realpath(data)
+            and uid == str(owner))
 
 
 def _postmaster_pid(base: Path) -> int | None:
@@ -180,15 +256,15 @@ def start_local(settings: SandboxSpec, owner_pid: int | None = None, log: Log = 
                 want: majors.Wanted | None = None) -> ServerInfo:
     """initdb + pg_ctl start a private cluster on 127.0.0.1 with fsync off (unless --sandbox-durable),
     from the installation of the wanted major (refused in one line, before anything starts, when none)."""
-    chosen = majors.local_installation(settings.pg_bindir, want or wanted_major(settings))
+    chosen = majors.local_installation(settings.pg_bindir, want or wanted_major(settings), log)
     pg = locate(settings.pg_bindir, chosen.bindir)
     problem = pg.reachable_problem()
     if problem is not None:
         raise SetupError(problem)
     reap_stale(settings.sandbox_dir)
     parent = settings.sandbox_dir if settings.sandbox_dir is not None else tempfile.gettempdir()
-    base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
-    (base / "owner.json").write_text(json.dumps({"pid": owner_pid or os.getpid()}))
+    base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))  # 0700
+    write_owner_record(base, owner_pid or os.getpid())
     pg.chown(base)
     password = secrets.token_urlsafe(18)
     register_secret(password)
@@ -338,8 +414,15 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
     owner = owner_pid or os.getpid()
     client = _docker_client()
     reap_stale_containers(client)
-    image = docker_image.ensure(client, majors.docker_image(settings.docker_image, want or wanted_major(settings)),
-                                log)
+    want = want or wanted_major(settings)
+    image = docker_image.ensure(client, majors.docker_image(settings.docker_image, want), log,
+                                given=settings.docker_image is not None)
+    missing = image_missing_extensions(client, image, want, owner)
+    if missing:
+        major = majors.image_major(image) or want.major or 15
+        raise SetupError(f"--sandbox docker: {image} lacks the extension{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)} that {want.source or 'the snapshot ' + want.snapshot} creates; get "
+                         + "; ".join(dumpneeds.where_to_get(e, major) for e in missing))
     no_reaper = reaper_problem(client, owner)
     testcontainers_config.ryuk_disabled = no_reaper is not None
     if no_reaper is not None:
@@ -370,13 +453,46 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
         remove_owned_name(client, name)
         if isinstance(exc, SetupError) or not isinstance(exc, Exception):
             raise
-        raise SetupError(f"--sandbox docker: could not start {image} ({redact(str(exc))[:200]}); "
+        raise SetupError(f"--sandbox docker: could not start {image} ({redact(str(exc), limit=200)}); "
                          "use --sandbox local") from None
     finally:
         if container is not None:  # its own engine connection; the container is stopped by id (stop())
             container.get_docker_client().client.close()
     log(f"sandbox: docker {image} up on 127.0.0.1:{port}")
     return ServerInfo(backend="docker", admin_url=url, container_id=container_id, owner_pid=owner)
+
+
+def image_missing_extensions(client: Any, image: str, want: majors.Wanted, owner: int) -> list[str] | None:
+    """Those of the snapshot's extensions ``image`` has no control file for, read from a container that is
+    created and never started (no server runs); None when its extension directory is not where the
+    official image or Debian's packages put it (then the restore's check on the started server says)."""
+    if not want.extensions:
+        return []
+    import docker.errors
+
+    major = majors.image_major(image) or want.major
+    places = ([f"/usr/share/postgresql/{major}/extension"] if major is not None else []) + [
+        "/usr/local/share/postgresql/extension"]
+    try:
+        container = client.containers.create(image, entrypoint=["true"], command=[], labels=_owner_labels(owner))
+    except Exception:  # the docker SDK's many error types: not knowing is not a refusal
+        return None
+    try:
+        for place in places:
+            try:
+                container.get_archive(f"{place}/plpgsql.control")
+            except docker.errors.NotFound:
+                continue
+            missing = []
+            for name in want.extensions:
+                try:
+                    container.get_archive(f"{place}/{name}.control")
+                except docker.errors.NotFound:
+                    missing.append(name)
+            return missing
+        return None
+    finally:
+        _remove(client, [container])
 
 
 def _postgres_container(image: str, name: str, owner: int, password: str,
@@ -473,7 +589,6 @@ def start(settings: SandboxSpec, owner_pid: int | None = None, log: Log = quiet)
             problem = str(exc).removeprefix("--sandbox docker: ")
     tried.append(f"docker: {problem}")
     log(f"sandbox: auto: not using docker ({problem}); trying a local cluster")
-    # Issue 22 point 4: a candidate's available extensions are compared here too (majors.extensions_problem).
     try:
         return _settle(start_local(settings, owner_pid, log, want), want, log)
     except SetupError as exc:
@@ -496,10 +611,13 @@ def stop(info: ServerInfo) -> None:
 
 def _stop_local(base: Path) -> None:
     """Immediate shutdown (SIGQUIT to the postmaster: throwaway data needs no checkpoint), then SIGKILL
-    if it lingers, then remove the directory. Signalling directly avoids pg_ctl's slow stop polling."""
+    if it lingers, then remove the directory. Signalling directly avoids pg_ctl's slow stop polling.
+    Only a postgres process of this data directory is signalled, never whatever pid the file names."""
     pid = _postmaster_pid(base)
     if pid is not None and _pid_alive(pid):
         for sig, grace in ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0)):
+            if not is_postmaster_of(pid, base / "data"):
+                break
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
@@ -513,16 +631,13 @@ def _stop_local(base: Path) -> None:
 
 
 def reap_stale(parent: str | None = None) -> list[str]:
-    """Stop and remove sandbox clusters whose owning process is gone (e.g. it was SIGKILLed)."""
+    """Stop and remove sandbox clusters this user made whose owning process is gone (e.g. it was
+    SIGKILLed). Any other ``cutover-sandbox-*`` directory is left as it is (see owner_record)."""
     reaped = []
     root = Path(parent if parent is not None else tempfile.gettempdir())
-    for owner in root.glob(f"{PREFIX}*/owner.json"):
-        try:
-            pid = int(json.loads(owner.read_text())["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if not _pid_alive(pid):
-            base = owner.parent
+    for base in root.glob(f"{PREFIX}*"):
+        record = owner_record(base)
+        if record is not None and not _pid_alive(record["pid"]):
             _stop_local(base)
             reaped.append(str(base))
     return reaped

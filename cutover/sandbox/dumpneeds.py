@@ -32,6 +32,7 @@ class DumpNeeds:
 
     extensions: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()  # of ``roles``, those the restoring login must become (OWNER TO and the like)
 
 
 # -- splitting the SQL stream into statements -------------------------------------------------------------
@@ -221,6 +222,19 @@ def _statement_roles(tokens: list[_Token]) -> list[str]:
     return [role for start in starts for role in _role_list(tokens, start)]
 
 
+def _statement_owners(tokens: list[_Token]) -> list[str]:
+    """The roles a statement makes the restoring login act as: only a superuser or a member may."""
+    head = [t.word() for t in tokens[:4]]
+    starts: list[int] = []
+    if head[:3] == ["ALTER", "DEFAULT", "PRIVILEGES"]:
+        starts += _after(tokens, "FOR", "ROLE") + _after(tokens, "FOR", "USER")
+    elif head[:1] == ["ALTER"]:
+        starts += _after(tokens, "OWNER", "TO")
+    elif head[:3] == ["SET", "SESSION", "AUTHORIZATION"] and len(tokens) > 3 and tokens[3].word() != "DEFAULT":
+        starts.append(3)
+    return [role for start in starts for role in _role_list(tokens, start)]
+
+
 def _statement_extension(tokens: list[_Token]) -> str | None:
     if [t.word() for t in tokens[:2]] != ["CREATE", "EXTENSION"]:
         return None
@@ -240,6 +254,7 @@ def scan_sql(chunks: Iterable[bytes], stop_at_data: bool = False) -> DumpNeeds:
     splitter = _Splitter()
     extensions: set[str] = set()
     roles: set[str] = set()
+    owners: set[str] = set()
     for chunk in chunks:
         for statement in splitter.feed(chunk):
             if not _INTERESTING.match(statement):
@@ -249,9 +264,10 @@ def scan_sql(chunks: Iterable[bytes], stop_at_data: bool = False) -> DumpNeeds:
             if extension is not None:
                 extensions.add(extension)
             roles.update(_statement_roles(tokens))
+            owners.update(_statement_owners(tokens))
         if stop_at_data and splitter.copies:
             break
-    return DumpNeeds(extensions=tuple(sorted(extensions)), roles=tuple(sorted(roles)))
+    return DumpNeeds(extensions=tuple(sorted(extensions)), roles=tuple(sorted(roles)), owners=tuple(sorted(owners)))
 
 
 _TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (\S+)", re.M)
@@ -311,6 +327,13 @@ def server_major(conn: Connection) -> int:
 
 
 # -- roles ------------------------------------------------------------------------------------------------
+
+
+def superuser_extensions(conn: Connection, extensions: Iterable[str]) -> list[str]:
+    """Of ``extensions``, those only a superuser may create (not marked trusted)."""
+    rows = conn.execute("SELECT DISTINCT name FROM pg_available_extension_versions WHERE name = ANY(%s) "
+                        "AND superuser AND NOT trusted ORDER BY name", (list(extensions),)).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 def missing_roles(conn: Connection, roles: Iterable[str]) -> list[str]:

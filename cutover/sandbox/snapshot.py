@@ -18,12 +18,14 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import subprocess
 import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,10 +40,11 @@ from cutover.core.errors import SetupError
 from cutover.core.evidence import sha256_file
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
-from cutover.core.redact import mask_url, redact
+from cutover.core.redact import mask_url, redact, register_secret
 from cutover.model import generator
 from cutover.sandbox import dumpneeds
 from cutover.sandbox.pgbin import ClientTools
+from cutover.sandbox.plain_sql import MetaCommandGuard, psql_restricts, restricted_preamble
 
 REFERENCE_DIR = Path(str(resources.files("cutover.model")))
 CHUNK = 1 << 20
@@ -121,7 +124,10 @@ def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
 
     A gzip stream closed cleanly after a line that happens to end a statement restores "fine" with
     the constraints and RLS missing, and the dry run then blames RLS: pg_dump's completion line is
-    the only proof the file holds the whole dump, so a plain file without it is refused."""
+    the only proof the file holds the whole dump, so a plain file without it is refused. A psql
+    meta-command anywhere but the dump's own ``\\restrict`` pair is refused here too, before anything
+    is restored (see plain_sql)."""
+    guard = MetaCommandGuard()
     tables: set[str] = set()
     tail = b""
     end = b""
@@ -129,6 +135,7 @@ def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
     read = 0
     for chunk in _plain_chunks(path, fmt):
         read += len(chunk)
+        guard.feed(chunk)
         if time.monotonic() - shown >= PROGRESS_EVERY_S:  # a real snapshot is read for minutes
             shown = time.monotonic()
             log(f"snapshot: checking {path.name} before writing anything: {read / CHUNK:,.0f} MB of SQL read "
@@ -139,6 +146,7 @@ def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
         tail = data[cut:]
         end = (end + chunk)[-4096:]
     tables.update(m.decode() for m in _CREATE_TABLE.findall(tail))
+    guard.finish()
     if not _complete(end):
         raise SetupError(f"snapshot {path} was cut short: it does not end with pg_dump's "
                          f"'{DUMP_COMPLETE.decode()}' line; make or download it again, then pass it with --snapshot")
@@ -190,11 +198,16 @@ def named_roles(path: Path, tools: ClientTools | None = None) -> tuple[str, ...]
     """The roles the snapshot's statements name: its policies' ``TO``, and where the dump kept them its
     ``OWNER TO`` and grants. A custom archive is restored with --no-owner --no-privileges, so only its
     policies count; they are read from its schema (``pg_restore -s``), never its data."""
+    return dump_needs(path, tools).roles
+
+
+def dump_needs(path: Path, tools: ClientTools | None = None) -> dumpneeds.DumpNeeds:
+    """What :func:`named_roles` reads, with the roles the dump makes its loader act as (``owners``)."""
     fmt = sniff_format(path)
     if fmt != "custom":
-        return dumpneeds.scan_sql(_plain_chunks(path, fmt)).roles
+        return dumpneeds.scan_sql(_plain_chunks(path, fmt))
     schema = _tool_on_file(tools or ClientTools(), path, "-s", "--no-owner", "--no-privileges", "-f", "-")
-    return dumpneeds.scan_sql([schema.stdout.encode()]).roles if schema.returncode == 0 else ()
+    return dumpneeds.scan_sql([schema.stdout.encode()]) if schema.returncode == 0 else dumpneeds.DumpNeeds()
 
 
 def refuse_missing_extensions(conn: Connection, path: Path, required: tuple[str, ...], url: str) -> None:
@@ -379,11 +392,18 @@ def _dump_to(argv: list[str], env: dict[str, str], out: Path, gzipped: bool) -> 
         raise SetupError(f"pg_dump failed: {redact(err.strip())}")
 
 
+def _tool_error(stderr: str, code: int) -> str:
+    """The line of a tool's stderr that says why: its ERROR line (the ones after it are CONTEXT), else
+    the last line."""
+    lines = redact(stderr.strip()).splitlines()
+    errors = [line for line in lines if "ERROR:" in line]
+    return (errors or lines or [str(code)])[0 if errors else -1]
+
+
 def _run(argv: list[str], env: dict[str, str], what: str) -> None:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        lines = redact(done.stderr.strip()).splitlines()
-        raise SetupError(f"{what} failed: {lines[-1] if lines else done.returncode}")
+        raise SetupError(f"{what} failed: {_tool_error(done.stderr, done.returncode)}")
 
 
 def _require_empty(conn: Connection, url: str) -> None:
@@ -400,6 +420,60 @@ def ensure_roles(conn: Connection, plan: Plan) -> None:
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (plan.app_role,)).fetchone()
     if exists is None:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOBYPASSRLS").format(sql.Identifier(plan.app_role)))
+
+
+RESTORE_ROLE_PREFIX = "cutover_restore_"
+
+
+def _needs_a_superuser(conn: Connection, needs: dumpneeds.DumpNeeds, extensions: tuple[str, ...]) -> str:
+    """Why this dump cannot be loaded by a non-superuser, or "": it keeps owners (OWNER TO and the like,
+    which only a member of that role may say, and ``postgres`` is one no restore role may be a member
+    of), or it creates an extension only a superuser may create."""
+    if needs.owners:
+        return f"keeps its owners ({', '.join(needs.owners[:5])}: pg_dump without --no-owner)"
+    untrusted = dumpneeds.superuser_extensions(conn, extensions)
+    if untrusted:
+        return f"creates extensions only a superuser may create ({', '.join(untrusted)})"
+    return ""
+
+
+@contextmanager
+def unprivileged_owner(url: str, enabled: bool = True) -> Iterator[str]:
+    """The URL a dump is loaded through: when we are a superuser there, a login of its own that owns the
+    target database and is nothing more: no superuser, CREATEDB or CREATEROLE. It has BYPASSRLS, as
+    pg_dump's ``SET row_security = off`` needs of whoever loads a table with FORCE ROW LEVEL SECURITY
+    (the role owns every row it loads anyway).
+
+    A dump's SQL runs as whoever loads it: as a superuser, ``COPY ... TO PROGRAM`` or ``lo_export`` in it
+    (directly, or in a function a CHECK or an index calls while the rows load) runs a command or writes a
+    file on the server. ``SET ROLE`` is no fence (the SQL can ``RESET ROLE``); a login of that role is.
+    Afterwards everything it made is handed back to us and the role is dropped, so the restored
+    database looks as a superuser's restore leaves it. Without superuser rights the dump already runs
+    with no more than ours; ``enabled=False`` (a dump that needs a superuser) loads as we are."""
+    name = f"{RESTORE_ROLE_PREFIX}{secrets.token_hex(6)}"
+    role = sql.Identifier(name)
+    password = secrets.token_urlsafe(24)
+    register_secret(password)
+    target = sql.Identifier(db.database_name(url))
+    with db.connection(url, autocommit=True) as conn:
+        me, superuser, owner = db.one(conn, "SELECT current_user, rolsuper, pg_get_userbyid(d.datdba) FROM pg_roles, "
+                                      "pg_database d WHERE rolname = current_user AND d.datname = current_database()")
+        superuser = superuser and enabled
+        if superuser:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                                 "BYPASSRLS PASSWORD {}").format(role, sql.Literal(password)))
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(target, role))
+    if not superuser:
+        yield url
+        return
+    try:
+        yield db.with_login(url, name, password)
+    finally:
+        with db.connection(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(target, sql.Identifier(owner)))
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, sql.Identifier(me)))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            conn.execute(sql.SQL("DROP ROLE {}").format(role))
 
 
 def grant_app_role(conn: Connection, plan: Plan) -> None:
@@ -426,16 +500,22 @@ def restore(path: Path, url: str, plan: Plan, jobs: int = 1, log: Log = quiet,
         with db.connection(url, autocommit=True) as conn:
             refuse_missing_extensions(conn, path, extensions, url)
     fmt = validate(path, plan, tools, log)
-    roles = named_roles(path, tools)
+    needs = dump_needs(path, tools)
     with db.connection(url, autocommit=True) as conn:
         _require_empty(conn, url)
-        created = provide_roles(conn, path, plan, roles, url, create_roles, log)
+        created = provide_roles(conn, path, plan, needs.roles, url, create_roles, log)
         ensure_roles(conn, plan)
+        superuser_for = _needs_a_superuser(conn, needs, extensions)
+    if superuser_for:
+        log(f"snapshot: {path.name} {superuser_for}: its SQL runs as the restoring login, a superuser; "
+            "make it with pg_dump --no-owner (and create such extensions in the target first) to restore it "
+            "as a non-superuser")
     started = time.monotonic()
-    if fmt == "custom":
-        _pg_restore(path, url, jobs, tools)
-    else:
-        _psql_stream(path, fmt, url, tools, log)
+    with unprivileged_owner(url, enabled=not superuser_for) as load_url:
+        if fmt == "custom":
+            _pg_restore(path, load_url, jobs, tools)
+        else:
+            _psql_stream(path, fmt, load_url, tools, log)
     seconds = time.monotonic() - started
     with db.connection(url, autocommit=True) as conn:
         grant_app_role(conn, plan)
@@ -468,13 +548,26 @@ def _pg_restore(path: Path, url: str, jobs: int, tools: ClientTools) -> None:
 
 
 def _psql_stream(path: Path, fmt: str, url: str, tools: ClientTools, log: Log = quiet) -> None:
+    """psql fed through the meta-command guard again (the file could have changed since it was
+    validated), in psql's own restricted mode with our key where psql knows ``\\restrict``."""
     argv, env = tools.command("psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                               "-o", os.devnull, stdin=True)
-    _stream(path, fmt, argv, env, "psql restore", log)
+    preamble = restricted_preamble() if _psql_knows_restrict(tools) else b""
+    _stream(path, fmt, argv, env, "psql restore", log, guard=MetaCommandGuard(), preamble=preamble)
 
 
-def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: str, log: Log = quiet) -> None:
-    """Feed the snapshot to ``argv`` on stdin (plain files decompressed on the way)."""
+def _psql_knows_restrict(tools: ClientTools) -> bool:
+    argv, env = tools.command("psql", None, "--version")
+    return psql_restricts(subprocess.run(argv, capture_output=True, text=True, check=False, env=env).stdout)
+
+
+def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: str, log: Log = quiet,
+            guard: MetaCommandGuard | None = None, preamble: bytes = b"") -> None:
+    """Feed the snapshot to ``argv`` on stdin (plain files decompressed on the way, through ``guard``).
+
+    Whatever stops the feeding early (the guard's refusal, Ctrl-C) kills the tool instead of closing its
+    input: psql --single-transaction commits at the end of its input, so a closed pipe would commit
+    the part already fed."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stderr is not None
     errors: list[bytes] = []
@@ -483,26 +576,33 @@ def _stream(path: Path, fmt: str, argv: list[str], env: dict[str, str], what: st
     started = shown = time.monotonic()
     fed = 0
     try:
+        proc.stdin.write(preamble)
         for chunk in _plain_chunks(path, fmt if fmt != "custom" else "plain"):
-            proc.stdin.write(chunk)
+            proc.stdin.write(chunk if guard is None else guard.feed(chunk))
             fed += len(chunk)
             if time.monotonic() - shown >= PROGRESS_EVERY_S:  # a real snapshot loads for minutes
                 shown = time.monotonic()
                 tool = what.split()[0]
                 log(f"snapshot: loading: {fed / CHUNK:,.0f} MB of {'SQL' if tool == 'psql' else 'archive'} fed to "
                     f"{tool} in {shown - started:.0f} s")
+        if guard is not None:
+            proc.stdin.write(guard.finish())
     except BrokenPipeError:
         pass
-    finally:
-        try:
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        reader.join()
+        raise
+    try:
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
     code = proc.wait()
     reader.join()
     if code != 0:
-        lines = redact(b"".join(errors).decode(errors="replace").strip()).splitlines()
-        raise SetupError(f"{what} failed (rolled back): {lines[-1] if lines else code}")
+        why = _tool_error(b"".join(errors).decode(errors="replace"), code)
+        raise SetupError(f"{what} failed (rolled back): {why}")
 
 
 def cache_key(plan: Plan, tools: ClientTools, server_version: str = "") -> str:

@@ -67,8 +67,8 @@ def assist(found: Assist) -> None:
         _attach(json.dumps(found.evidence, indent=2, default=str), "assist-evidence.json",
                 allure.attachment_type.JSON)
     if found.ok is False:
-        pytest.fail(redact(f"{found.check} assist failed: {found.summary}\n"
-                           f"evidence: {json.dumps(found.evidence, default=str)[:2000]}"), pytrace=False)
+        pytest.fail(redact(f"{found.check} assist failed: {found.summary}\n")  # masked, then cut
+                    + f"evidence: {redact(json.dumps(found.evidence, default=str), limit=2000)}", pytrace=False)
 
 
 def manual(check: str, instructions: str, answer: Answer | None, why_none: str) -> None:

@@ -52,8 +52,9 @@ def readiness(checks: Mapping[str, str], required: list[str]) -> tuple[int, list
 
 
 def required_checks(log: Mapping[str, Any]) -> list[str]:
-    """The 21 of the runbook: every A-numbered check of the log (A20-active is extra, rehearsal only)."""
-    return [str(c["check"]) for c in log.get("checks", []) if str(c["check"]) != "A20-active"]
+    """The 21 of the runbook: every check of the log but the rehearsal's extras (A20-active, A5-content and the
+    rollback, which the go/no-go requires by name)."""
+    return [str(c["check"]) for c in log.get("checks", []) if c.get("kind") != "rehearsal"]
 
 
 def _copy_in(out: Path, source: Path | None, name: str) -> Path | None:
@@ -93,7 +94,9 @@ def write(out: Path, settings: Settings, plan: Plan, log: Mapping[str, Any], rec
     bound = log.get("rollback_time_bound") or {}
     facts = {
         "verdict": log.get("verdict"),
+        "run": log.get("run"),
         "exit_status": log.get("exit_status"),
+        "forecast_basis": log.get("forecast_basis"),  # the window's times, scaled by the go/no-go
         "checks": checks,
         "passed": passed,
         "required": len(required),

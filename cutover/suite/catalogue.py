@@ -105,6 +105,13 @@ AUTOMATED: tuple[Check, ...] = (
 SET_B_IDS = frozenset(c.id for c in AUTOMATED if SET_B in c.sets)  # the manual checks are Set A only
 A20_ACTIVE = Check("A20-active", "the sweep moves a synthetic straggler", (SET_A,), "rehearsal",
                    "sweep_moves_a_synthetic_straggler")
+# The rehearsal's own proofs beside the 21: they need the pre-cutover database the rehearsal restored,
+# so a database only adopted (--db-url without --rehearse) cannot give them. A READY rehearsal needs both.
+A5_CONTENT = Check("A5-content", "nothing but the tenant changed: every planned row as the snapshot had it",
+                   (SET_A,), "rehearsal", "nothing_but_the_tenant_changed")
+ROLLBACK = Check("rollback", "rollback option 2 rehearsed: the reverse puts every planned row back",
+                 (SET_A,), "rehearsal", "reverse_puts_every_row_back")
+REHEARSAL_PROOFS = (A5_CONTENT.id, ROLLBACK.id)
 
 
 def _slug(title: str) -> str:
@@ -113,14 +120,16 @@ def _slug(title: str) -> str:
 
 @dataclass(frozen=True)
 class Catalogue:
-    """Every check a run of this plan knows, in the runbook's order (A1..A21, A20-active after A20)."""
+    """Every check a run of this plan knows, in the runbook's order (A1..A21, A5-content after A5, A20-active
+    after A20, the rollback last)."""
 
     checks: tuple[Check, ...]
 
     @classmethod
     def for_plan(cls, plan: Plan) -> Catalogue:
         manual = [Check(c, m.title, (SET_A,), "manual", _slug(m.title)) for c, m in plan.manual.items()]
-        every = sorted([*AUTOMATED, *manual, A20_ACTIVE], key=lambda c: (c.number, c.kind == "rehearsal"))
+        every = sorted([*AUTOMATED, *manual, A20_ACTIVE, A5_CONTENT, ROLLBACK],
+                       key=lambda c: (c.number, c.kind == "rehearsal"))
         return cls(tuple(every))
 
     def __iter__(self) -> Iterator[Check]:

@@ -71,7 +71,7 @@ def reverse_preview(url: str, plan: Plan, report_path: str | None, settings: Set
         record = aftercare.reverse_counts(url, plan, engine.Timeouts(
             settings.check_lock_timeout, settings.check_statement_timeout), _cut_report(url, plan, report_path))
     except Exception as exc:  # the figures help; their absence must not hide the commands or the verdict
-        return f"what the reverse would move could not be read ({redact(str(exc))[:200]})"
+        return f"what the reverse would move could not be read ({redact(str(exc), limit=200)})"
     planned: dict[str, int] = record["planned"]
     new: dict[str, int] = record["new_since_commit"]
     per_table = ", ".join(f"{table} {n}" for table, n in planned.items())
@@ -129,7 +129,7 @@ def for_set_b(url: str, plan: Plan, failed: Sequence[str], settings: Settings) -
     try:
         commit = committed_at(url, plan)
     except Exception as exc:  # the advice must not hide the verdict it follows
-        return [f"NEXT STEP: the commit time could not be read ({redact(str(exc))[:200]}); follow the runbook's "
+        return [f"NEXT STEP: the commit time could not be read ({redact(str(exc), limit=200)}); follow the runbook's "
                 "rollback decision tree (spec section 11) by hand"]
     now = datetime.now(UTC)
     moves = (reverse_preview(url, plan, report_path, settings)

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from cutover.core import db
+from cutover.core.errors import CutoverError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.private import make_private, private_dir, write_private
 from cutover.core.redact import mask_url, redact
-from cutover.suite import bundle
-from cutover.suite.catalogue import Catalogue
+from cutover.reference import report as reports
+from cutover.suite import bundle, forecast
+from cutover.suite.catalogue import SET_B_IDS, Catalogue
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.state import RunState
@@ -85,8 +88,39 @@ def server_version(url: str | None) -> str:
     return str(row[0]) if row else "unknown"
 
 
+def _redact_json(value: Any) -> Any:
+    """Every string of a parsed JSON document redacted. Its text is not what was said: a password
+    with a quote or a non-ASCII letter is escaped there (``p\\u00e4ss``), where no mask finds it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_json(v) for k, v in value.items()}
+    return value
+
+
+def _redact_file_text(path: Path, text: str) -> str:
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return redact(text)
+        clean = _redact_json(data)
+        return text if clean == data else json.dumps(clean, indent=2, default=str)
+    if path.suffix == ".jsonl":
+        lines = []
+        for line in text.splitlines():
+            try:
+                lines.append(json.dumps(_redact_json(json.loads(line))) if line.strip() else line)
+            except ValueError:
+                lines.append(redact(line))
+        return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    return redact(text)
+
+
 def sweep_secrets(root: Path) -> int:
-    """Redact every text file under ``root`` in place; returns how many files changed."""
+    """Redact every text file under ``root`` in place (JSON by its strings); returns how many files changed."""
     changed = 0
     for path in root.rglob("*"):
         if not path.is_file() or path.is_symlink():
@@ -95,7 +129,7 @@ def sweep_secrets(root: Path) -> int:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
-        clean = redact(text)
+        clean = _redact_file_text(path, text)
         if clean != text:
             path.write_text(clean, encoding="utf-8")
             changed += 1
@@ -208,30 +242,36 @@ def markdown(log: Mapping[str, Any]) -> str:
 
 def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, journal: Path,
           allure: Path | None) -> Path:
-    """artifacts/<stamp>/: results, journal, HTML report, operator-log.md/.json; artifacts/latest → it."""
-    out = (artifacts_root / stamp).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    """artifacts/<stamp>/: results, journal, HTML report, operator-log.md/.json; artifacts/latest → it.
+
+    The directory is 0700 and every file in it 0600 (they name patients' rows and the captured
+    idempotency key), whatever the umask; see cutover.core.private."""
+    out = private_dir((artifacts_root / stamp).resolve())
     results_out = out / "allure-results"
     if results.exists() and results.resolve() != results_out.resolve():
         shutil.copytree(results, results_out, dirs_exist_ok=True)
+        sweep_secrets(results)  # an --alluredir of the operator's own is an artifact too
+        make_private(results)
     results_out.mkdir(exist_ok=True)
     if journal.exists():  # headed by the verdict and the rehearsal; the answers loader skips that line on a replay
         head = {"verdict": log["verdict"], **({"rehearsal": log["answers_for"]} if log.get("answers_for") else {})}
-        (out / "journal.jsonl").write_text(json.dumps(head) + "\n" + journal.read_text())
+        write_private(out / "journal.jsonl", json.dumps(head) + "\n" + journal.read_text())
     write_results_metadata(results_out, log["environment"], stamp, log["verdict"])
     log["journal"] = "journal.jsonl" if journal.exists() else "none (no manual answers)"
     # The log goes into the report as its own attachment, so it is written first, naming the report
     # it expects; a report that could not be made is then said in the log, rewritten.
     log["allure"] = {"results": "allure-results", "html": "allure-report/index.html",
                      "note": "single-file HTML, offline"}
-    (out / "operator-log.md").write_text(markdown(log))
+    write_private(out / "operator-log.md", markdown(log))
+    make_private(out)  # the copied results, before the report is rendered from them
     sweep_secrets(out)  # before rendering: the HTML embeds the results and the log encoded
     html, note = render_html(results_out, out, allure, log["verdict"], attach=("operator-log.md",))
     log["allure"] = {"results": "allure-results", "html": str(html.relative_to(out)) if html else None,
                      "note": note or "single-file HTML, offline, with the operator log attached"}
-    (out / "operator-log.json").write_text(json.dumps(log, indent=2, default=str))
-    (out / "operator-log.md").write_text(markdown(log))
+    write_private(out / "operator-log.json", json.dumps(log, indent=2, default=str))
+    write_private(out / "operator-log.md", markdown(log))
     sweep_secrets(out)
+    make_private(out)  # the Allure report as its generator left it
     latest = artifacts_root / "latest"
     tmp = artifacts_root / f".latest-{os.getpid()}"
     tmp.unlink(missing_ok=True)
@@ -271,6 +311,23 @@ def manual_rows(titles: Mapping[str, str], outcomes: Mapping[str, str], answers:
     return rows
 
 
+def forecast_basis(record: Record | None, plan: Plan, settings: Settings,
+                   seconds: Mapping[str, float]) -> dict[str, Any] | None:
+    """What the go/no-go's forecast scales to production's rows: None unless this run executed a cutover."""
+    if record is None or not record.report_path or not Path(record.report_path).is_file():
+        return None
+    try:
+        report = reports.load_streamed(Path(record.report_path))
+    except CutoverError:
+        return None
+    setb = [seconds[c] for c in sorted(SET_B_IDS) if c in seconds]
+    reverse = (record.rollback or {}).get("seconds")
+    return forecast.basis(report, plan, wal_bytes=record.wal_bytes,
+                          setb_s=round(sum(setb), 3) if len(setb) == len(SET_B_IDS) else None,
+                          reverse_s=float(reverse) if reverse is not None else None, restore_s=record.restore_s,
+                          durable=settings.sandbox_durable or not record.sandbox).to_json()
+
+
 def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, summary: Any,
                  exit_status: int, command: str) -> Path:
     """Gather the run (rehearsal record, check outcomes, journal) and write artifacts/<stamp>/."""
@@ -306,9 +363,12 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
                 record=record, environment=environment, report_path=settings.report_path,
                 setup_error=setup_error, interrupted_at=interrupted_at,
                 next_step=list(getattr(summary, "next_steps", [])))
+    log["run"] = "go/no-go" if run.window else summary.kind  # step 5a's evidence is never a rehearsal's
+    log["forecast_basis"] = forecast_basis(record, plan, settings, getattr(summary, "seconds", {}))
     log["window_timeline"] = run.window_timeline or []
     log["answers_for"], log["answers_warning"] = run.rehearsal, run.answers_warning
     results = Path(run.results) if run.results else shared / "allure-results"
     out = write(Path(settings.artifacts_dir), run.stamp, log, results, journal, allure_command(settings.allure_bin))
     bundle.write(out, settings, plan, log, record, sweep_secrets)
+    make_private(out)  # evidence.json and the inputs copied in beside it
     return out

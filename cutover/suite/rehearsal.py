@@ -12,15 +12,17 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from filelock import FileLock
 from psycopg import sql
 
@@ -29,14 +31,16 @@ from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.private import open_private
 from cutover.core.progress import Log, quiet
-from cutover.core.redact import mask_url, redact
+from cutover.core.redact import mask_url, redact, shell_command
 from cutover.core.report_types import key_order, key_text
+from cutover.reference import aftercare, preflight
 from cutover.reference import execute as engine
-from cutover.reference import preflight
 from cutover.reference import report as reports
 from cutover.sandbox import majors, snapshot
 from cutover.sandbox.server import SessionSandbox
+from cutover.suite import content
 from cutover.suite.under_check import DatabaseUnderCheck
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
@@ -68,6 +72,9 @@ class Record:
     execute_via: str = ""
     report_path: str = ""
     captured: dict[str, str] = field(default_factory=dict)
+    content: dict[str, Any] | None = None  # A5-content: content.Comparison as JSON, or {"not_compared": why}
+    rollback: dict[str, Any] | None = None  # the rehearsed reverse: seconds, via, comparison, or error
+    wal_bytes: int | None = None  # WAL the execute wrote (the forecast scales it to production's rows)
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     @contextmanager
@@ -92,12 +99,16 @@ class Record:
                 + (f" ({entry['detail']})" if entry["detail"] else ""))
 
     def rollback_bound(self) -> dict[str, Any]:
-        """Rollback option 1's worst case with this rehearsal's measured restore time."""
+        """Rollback option 1's worst case with this rehearsal's measured restore time, and option 2's
+        (the reverse) as this rehearsal measured it, when it rehearsed it."""
         restore = self.restore_s if self.restore_s is not None else 0.0
         total = restore + REVERT_DEPLOYS_S + SMOKE_S
+        reverse = (self.rollback or {}).get("seconds")
         return {"restore_s": restore, "restore_measured_on": self.restore_measured_on or "unknown",
                 "revert_deploys_s": REVERT_DEPLOYS_S, "smoke_s": SMOKE_S,
-                "total_s": round(total, 1), "budget_s": ROLLBACK_BUDGET_S, "within_budget": total <= ROLLBACK_BUDGET_S}
+                "total_s": round(total, 1), "budget_s": ROLLBACK_BUDGET_S, "within_budget": total <= ROLLBACK_BUDGET_S,
+                "reverse_s": reverse, "reverse_measured_on": "the rehearsal's clone of the cut-over database"
+                if reverse is not None else "not rehearsed"}
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -162,16 +173,48 @@ def _steps(log: Log) -> engine.Progress:
 def _stream(command: str, env: dict[str, str], log: Log) -> int:
     """Run the operator's cutover command, showing each line as it comes: an execute on a real
     snapshot takes minutes, and a silent screen then looks like a hang."""
-    proc = subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
+    argv, env = shell_command(command, env)  # its text (DB_PASSWORD=...) stays out of the shell's argv
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
         log(f"cutover-cmd: {line.rstrip()}")
     return proc.wait()
 
 
+def _wal_position(url: str) -> str | None:
+    """Where the server's WAL stands: read before and after the execute, for the forecast's WAL volume."""
+    try:
+        with db.connection(url, read_only=True, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    except psycopg.Error:  # a managed server may not grant it: the forecast then says WAL is unmeasured
+        return None
+    return str(row[0]) if row else None
+
+
+def _wal_since(url: str, start: str | None) -> int | None:
+    if start is None:
+        return None
+    try:
+        with db.connection(url, read_only=True, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (start,)).fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0]) if row else None
+
+
+def _program(command: str) -> str:
+    """The program a shell command runs, for naming it: its leading VAR=value assignments (where a
+    DB_PASSWORD=... would be) are not the program."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return "sh"
+    return next((w for w in words if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w)), "sh")
+
+
 def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path, log: Log) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
+    wal_start = _wal_position(url)
     path = Path(settings.report_path) if settings.report_path is not None else (
         report_dir / f"cutover_report_rehearsal_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json").resolve()
     actor = f"rehearsal:{settings.operator_name}"
@@ -182,7 +225,7 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
             env = {**os.environ, "DATABASE_URL": url, "CUTOVER_ACTOR": actor, "CUTOVER_REPORT_PATH": str(path)}
             returncode = _stream(settings.cutover_cmd, env, log)
             if returncode != 0:
-                raise SetupError(f"--cutover-cmd exited {returncode} ({shlex.split(settings.cutover_cmd)[0]}); "
+                raise SetupError(f"--cutover-cmd exited {returncode} ({_program(settings.cutover_cmd)}); "
                                  "its output is above; the rehearsal stops here")
             if not path.exists():
                 raise SetupError(f"--cutover-cmd exited 0 but wrote no report at $CUTOVER_REPORT_PATH ({path}); "
@@ -202,7 +245,70 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
         entry["detail"] = f"{loaded.get('commit_status')}, {sum(loaded.get('moved', {}).values())} rows"
         if loaded.get("commit_status") != "committed":
             raise SetupError(f"the cutover report says commit_status={loaded.get('commit_status')!r}: not committed")
+    record.wal_bytes = _wal_since(url, wal_start)
     return path
+
+
+def _compare_content(before_url: str, url: str, plan: Plan, record: Record, log: Log) -> None:
+    """A5-content's evidence: every planned row of the cut-over database against the restored snapshot."""
+    with record.step("compare every planned row with the snapshot (A5-content)", log) as entry:
+        try:
+            found = content.compare(before_url, url, plan, moved_back=True)
+        except psycopg.Error as exc:
+            record.content = {"error": redact(str(exc).strip().splitlines()[0])}
+            entry["detail"] = f"not compared: {record.content['error']}"
+            return
+        record.content = found.to_json()
+        entry["detail"] = (f"{found.rows} rows in {found.tables} tables: nothing but the tenant changed" if found.same
+                           else f"{len(found.differences)} differences")
+
+
+def _reverse(url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path, log: Log) -> str:
+    """The reverse on ``url`` (a clone): the bundled module, or the operator's --reverse-cmd."""
+    actor = f"rehearsal:{settings.operator_name}"
+    if settings.reverse_cmd is None:
+        aftercare.reverse(url, plan, actor, engine.Timeouts(settings.lock_timeout, settings.statement_timeout),
+                          reports.load_streamed(Path(record.report_path)))
+        return "bundled cutover module"
+    copy = report_dir / f"{Path(record.report_path).stem}-rollback-rehearsal.json"
+    with open(record.report_path, "rb") as src, open_private(copy, "wb") as dst:  # patients' keys: 0600
+        shutil.copyfileobj(src, dst)
+    env = {**os.environ, "DATABASE_URL": url, "CUTOVER_ACTOR": actor, "CUTOVER_REPORT_PATH": str(copy)}
+    returncode = _stream(settings.reverse_cmd, env, log)
+    if returncode != 0:
+        raise SetupError(f"--reverse-cmd exited {returncode} ({_program(settings.reverse_cmd)}); its output "
+                         "is above")
+    return "--reverse-cmd"
+
+
+def _rehearse_rollback(admin_url: str, url: str, plan: Plan, settings: Settings, record: Record, report_dir: Path,
+                       log: Log, against: Callable[[str], content.Comparison]) -> None:
+    """Rollback option 2 on a clone of the cut-over database: timed, then proven back to the snapshot
+    (``against`` compares the clone with what the rehearsal kept of the database before the cutover)."""
+    name = f"{db.database_name(url)}_rollback"
+    with record.step("rehearse rollback option 2: the reverse on a clone", log) as entry:
+        try:
+            clone = db.create_database(admin_url, name, template=db.database_name(url))
+        except psycopg.Error as exc:
+            record.rollback = {"error": f"could not clone the cut-over database to rehearse the reverse on "
+                                        f"({redact(str(exc).strip().splitlines()[0])}); it needs CREATEDB and no "
+                                        "other session on the database"}
+            entry["detail"] = record.rollback["error"]
+            return
+        try:
+            started = time.monotonic()
+            via = _reverse(clone, plan, settings, record, report_dir, log)
+            seconds = round(time.monotonic() - started, 3)
+            found = against(clone)
+        except (SetupError, engine.RunFailed, psycopg.Error) as exc:
+            record.rollback = {"error": redact(str(exc).strip().splitlines()[0])}
+            entry["detail"] = f"failed: {record.rollback['error']}"
+            return
+        finally:
+            db.drop_database(admin_url, name)
+        record.rollback = {"seconds": seconds, "via": via, "comparison": found.to_json()}
+        entry["detail"] = f"{seconds:.1f} s; " + ("every planned row back" if found.same else
+                                                   f"{len(found.differences)} differences")
 
 
 def earlier_logs(artifacts: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -305,7 +411,27 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
     record.major_note = provider.server().note
     _dry_run(url, plan, record, log)
     record.captured = capture_key(url, plan)
-    _execute(url, plan, settings, record, report_dir or workdir, log)
+    if settings.db_url is None:
+        _execute(url, plan, settings, record, report_dir or workdir, log)
+        admin = provider.server().admin_url
+        template = db.with_database(admin, provider.template())
+        _compare_content(template, url, plan, record, log)
+        _rehearse_rollback(admin, url, plan, settings, record, report_dir or workdir, log,
+                           lambda clone: content.compare(template, clone, plan, moved_back=False))
+    else:  # a dev branch keeps no copy of itself: its sums now, compared later table by table
+        moved_back, exact = content.sums(url, plan, moved_back=True), content.sums(url, plan, moved_back=False)
+        _execute(url, plan, settings, record, report_dir or workdir, log)
+        with record.step("compare every planned table with its sums before the cutover (A5-content)", log):
+            record.content = content.compare_sums(moved_back, content.sums(url, plan, moved_back=True)).to_json()
+        if settings.rehearse_rollback:
+            # CREATE DATABASE ... TEMPLATE needs no session on the branch itself: it is issued from "postgres"
+            _rehearse_rollback(db.with_database(url, "postgres"), url, plan, settings, record,
+                               report_dir or workdir, log,
+                               lambda clone: content.compare_sums(exact, content.sums(clone, plan, moved_back=False)))
+        else:
+            record.rollback = {"not_rehearsed": "a dev branch's reverse is rehearsed on a clone of it only when you "
+                                                "say so: pass --rehearse-rollback (needs CREATEDB), or rehearse on "
+                                                "the sandbox"}
     (workdir / "rehearsal-url").write_text(url)
 
 

@@ -18,6 +18,7 @@ import pytest
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite.catalogue import Catalogue
+from cutover.suite.selection import Selection
 
 
 @dataclass
@@ -53,3 +54,4 @@ ANSWERS = pytest.StashKey[dict[str, tuple[str, str, str | None]]]()
 RUN = pytest.StashKey[RunState]()
 CATALOGUE = pytest.StashKey[Catalogue]()  # the plan's checks: automated, manual, A20-active
 SELECTED = pytest.StashKey[tuple[str, ...]]()  # --check, in the catalogue's spelling; empty: all
+SELECTION = pytest.StashKey[Selection]()  # what -m selects of the catalogue (cutover.suite.selection)

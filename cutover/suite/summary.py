@@ -22,23 +22,32 @@ class Summary:
 
     RANK = {"passed": 0, "skipped": 1, "failed": 2}
 
-    def __init__(self, catalogue: Catalogue, kind: str | None = None, expected: tuple[str, ...] = ()) -> None:
+    def __init__(self, catalogue: Catalogue, kind: str | None = None, expected: tuple[str, ...] = (),
+                 also_required: tuple[str, ...] = ()) -> None:
         self.outcomes: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
         self.catalogue = catalogue
         self.manual = tuple(c.id for c in catalogue if c.kind == "manual")
         self.kind = kind  # None: not an operator's run (the project's own tests): no verdict
         self.expected = expected
+        self.also_required = also_required  # beside the counted checks: the rehearsal's proofs
         self.current: tuple[str, str] | None = None
         self.setup_error: str | None = None
         self.interrupted_at: str | None = None
         self.next_steps: list[str] = []  # Set B's failure: what the runbook says to do now
+        self.notes: list[str] = []  # what a READY line adds, from the tests that measured it
+        self.seconds: dict[str, float] = {}  # per check, its tests' call time
         self.note = ""  # the rehearsal's newer-server note (--allow-newer-server), ends the verdict line
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        check = dict(report.user_properties).get("cutover_check")
+        properties = dict(report.user_properties)
+        check = properties.get("cutover_check")
         if check is not None:
             self.record(str(check), report)
+            if report.when == "call":  # the checks' own time: Set B's is what the forecast scales
+                self.seconds[str(check)] = self.seconds.get(str(check), 0.0) + report.duration
+        if properties.get("cutover_note") and report.when == "call" and report.passed:
+            self.notes.append(str(properties["cutover_note"]))  # e.g. "rollback rehearsed in 4.1 s"
 
     def _at(self, item: pytest.Item, phase: str) -> None:
         check = dict(item.user_properties).get("cutover_check")
@@ -72,7 +81,8 @@ class Summary:
     def verdict(self) -> verdicts.Verdict:
         return verdicts.decide(self.kind or verdicts.REHEARSAL, self.expected, self.outcomes, self.reasons,
                                self.manual, setup_error=self.setup_error,
-                               interrupted_at=self.interrupted_at, note=self.note)
+                               interrupted_at=self.interrupted_at, also_required=self.also_required,
+                               notes=tuple(self.notes), note=self.note)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):
@@ -134,5 +144,8 @@ class Summary:
         failed = [c for c in checks if self.outcomes[c] == "failed"]
         passed = [c for c in checks if self.outcomes[c] == "passed"]
         colour = "red" if failed else ("green" if len(passed) == len(checks) else "yellow")
+        owed = {c for c in self.expected if (entry := self.catalogue.get(c)) is not None and entry.kind == "sql"}
+        if len(passed) == len(checks) and set(checks) == owed:  # the runbook's step 5a message, word for word
+            return [(f"ALL {len(checks)} CHECKS PASSED", colour)]
         return [(f"SQL checks: {len(passed)} of {len(checks)} passed"
                  + (f"; failed: {', '.join(failed)}" if failed else ""), colour)]

@@ -14,7 +14,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from cutover.core import db
 from cutover.core.db import Connection
@@ -75,15 +74,16 @@ def _majors(settings: Settings) -> str:
 
 
 def reach(url: str) -> str:
-    """Host, port, database, user, password masked: what an operator needs to point a client at it."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname or "local socket", parts.port or 5432
-    except ValueError:
+    """Host, port, database, user, password masked: what an operator needs to point a client at it.
+
+    Read with libpq's own parser, so a key=value string is described as well as a URL (it used to be
+    shown whole as the "database", password and all)."""
+    params = db.params_of(url)
+    if not params:
         return mask_url(url)
-    return (f"host {host}, port {port}, database {parts.path.lstrip('/') or '(default)'}, "
-            f"user {unquote(parts.username or '') or '(default)'}, "
-            f"password {'***' if parts.password else 'not in the URL'}")
+    return (f"host {params.get('host') or 'local socket'}, port {params.get('port') or 5432}, "
+            f"database {params.get('dbname') or '(default)'}, user {params.get('user') or '(default)'}, "
+            f"password {'***' if params.get('password') else 'not in the URL'}")
 
 
 def adopt(settings: Settings) -> DatabaseUnderCheck:

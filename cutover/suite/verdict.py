@@ -4,7 +4,9 @@ The runbook: all 21 checks must pass before the window is announced. So a rehear
 when every expected check passed; a failed check, a skipped one, an unanswered manual check, a
 check that never ran, a setup error and an interruption each keep it NOT READY, and each is named
 in the one line that heads the terminal summary, the operator log, the Allure report and the journal.
-Set B (the production window) reads the same way over its 8 checks.
+Set B (the production window) reads the same way over its 8 checks, and the runbook's step 5a (a run
+of exactly the 12 automated SQL checks) over those 12: all passing ends ``ALL 12 CHECKS PASSED``, as
+the runbook expects, in a line that also says the rehearsal is READY only after step 5b and A20-active.
 
 Exit codes: 0 READY / PASSED; 1 a check failed; 2 a setup error (its line is in the log);
 6 nothing failed but checks were skipped, unanswered or not run; 130 interrupted (the log says where).
@@ -12,6 +14,7 @@ Exit codes: 0 READY / PASSED; 1 a check failed; 2 a setup error (its line is in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +26,7 @@ EXIT_INTERRUPTED = 130
 
 REHEARSAL = "rehearsal"
 SET_B = "setB"
+STEP_5A = "step 5a"
 NEEDS_OPERATOR = "needs operator"
 
 
@@ -48,36 +52,50 @@ def _heads(kind: str) -> tuple[str, str, str]:
     """(pass head, fail head, incomplete head)."""
     if kind == SET_B:
         return "SET B PASSED", "SET B FAILED", "SET B NOT PASSED"
+    if kind == STEP_5A:
+        return "ALL {n} CHECKS PASSED", "STEP 5A FAILED", "STEP 5A NOT PASSED"
     return "REHEARSAL READY", "REHEARSAL NOT READY", "REHEARSAL NOT READY"
+
+
+def _rank(check: str) -> tuple[int, str]:
+    """Checks outside the count in the runbook's order: A5-content, A20-active, then the rollback."""
+    digits = re.match(r"A(\d+)", check)
+    return (int(digits.group(1)) if digits else 99, check)
 
 
 def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
            manual: Sequence[str], *, setup_error: str | None = None, interrupted_at: str | None = None,
-           note: str = "") -> Verdict:
+           also_required: Sequence[str] = (), notes: Sequence[str] = (), note: str = "") -> Verdict:
     """One line for the run, ending with ``note`` when there is one (a newer server than production's:
     "rehearsed on 18 for a PostgreSQL 16 production"), so the reader of the line never misses it.
-    ``expected``: the checks this kind of run must pass (in the runbook's
-    order); ``outcomes``: each check's worst outcome (passed/failed/skipped); checks outside
-    ``expected`` that ran (A20-active) count too when they did not pass."""
-    found = _decide(kind, expected, outcomes, reasons, manual, setup_error, interrupted_at)
+    ``expected``: the checks this kind of run must pass (in the runbook's order); ``outcomes``: each
+    check's worst outcome (passed/failed/skipped); checks outside ``expected`` that ran (A20-active)
+    count too when they did not pass; ``also_required``: checks outside the count that must pass all
+    the same (the rehearsal's content and rollback proofs); ``notes``: what a READY line adds
+    ("rollback rehearsed in 4.1 s")."""
+    found = _decide(kind, expected, outcomes, reasons, manual, setup_error, interrupted_at, also_required, notes)
     if not note:
         return found
     return Verdict(f"{found.line}; {note}", found.exit_code, found.setup_error, found.interrupted_at)
 
 
 def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
-            manual: Sequence[str], setup_error: str | None, interrupted_at: str | None) -> Verdict:
+            manual: Sequence[str], setup_error: str | None, interrupted_at: str | None,
+            also_required: Sequence[str], notes: Sequence[str]) -> Verdict:
     ready, failed_head, incomplete_head = _heads(kind)
     parts: list[str] = []
     unanswered = not_run = 0
     failed = False
-    for check in [*expected, *sorted(c for c in outcomes if c not in expected)]:
+    extras = sorted({*also_required, *(c for c in outcomes if c not in expected)}, key=_rank)
+    for check in [*expected, *extras]:
         outcome = outcomes.get(check)
         if outcome == "failed":
             parts.append(f"{check} FAIL")
             failed = True
         elif outcome == "skipped" and not (check in manual and reasons.get(check, "").startswith(NEEDS_OPERATOR)):
             parts.append(f"{check} SKIP")
+        elif outcome is None and check in also_required:
+            parts.append(f"{check} not run")
         elif outcome is None or outcome == "skipped":
             if check in manual:
                 unanswered += 1
@@ -92,9 +110,13 @@ def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], rea
                        EXIT_INTERRUPTED, interrupted_at=interrupted_at)
     if setup_error is not None:
         return Verdict(f"{failed_head}: setup error: {setup_error}", EXIT_SETUP, setup_error=setup_error)
+    if not parts and kind == STEP_5A:
+        return Verdict(f"{ready.format(n=len(expected))} (step 5a): the rehearsal is READY only after step 5b "
+                       "(the manual checks) and A20-active", EXIT_READY)
     if not parts:
         noun = " checks passed" if kind == REHEARSAL else ""
-        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}", EXIT_READY)
+        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}" + "".join(f"; {n}" for n in notes),
+                       EXIT_READY)
     if failed:
         return Verdict(f"{failed_head}: {', '.join(parts)}", EXIT_FAILED)
     return Verdict(f"{incomplete_head}: {', '.join(parts)}", EXIT_INCOMPLETE)

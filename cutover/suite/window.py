@@ -21,17 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from cutover.core import evidence
+from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
-from cutover.core.options import Settings
+from cutover.core.options import Settings, seconds
 from cutover.core.plan import ManualCheck, Plan
 from cutover.core.redact import mask_url, redact, register_secret
-from cutover.reference import alerts
+from cutover.reference import alerts, preflight
 from cutover.sandbox.pgbin import major_of
-from cutover.suite import bundle, timeline
-from cutover.suite.catalogue import Catalogue
+from cutover.suite import bundle, forecast, timeline
+from cutover.suite import verdict as verdicts
+from cutover.suite.catalogue import REHEARSAL_PROOFS, Catalogue
 from cutover.suite.manual.answers import Answer
+from cutover.suite.rehearsal import REVERT_DEPLOYS_S, SMOKE_S
 
 MAX_AGE = timedelta(days=7)
 RESTORE_BUDGET_S = 8 * 60  # the runbook's rollback bound: 8 min snapshot restore + 4 deploys + 3 smoke
@@ -52,6 +56,12 @@ TITLES_BY_ID: dict[str, str] = {
     "same-cutover": "the rehearsal used this cutover command",
     "restore-budget": "the rehearsal's restore fits the 8-minute budget",
     "same-major": "the rehearsal ran on production's PostgreSQL major",
+    "forecast-execute": "the execute fits its slot at production's size",
+    "forecast-writers-blocked": "writers are held off within the execute's slot",
+    "forecast-wal": "the WAL the execute will write (informational)",
+    "forecast-setb": "Set B fits its slot at production's size",
+    "forecast-reverse": "the reverse (rollback option 2) fits the rollback bound",
+    "forecast-restore": "the snapshot restore (rollback option 1) fits the rollback bound",
     "drain-streams": "the drain-streams endpoint answers on production",
     "alerts": "alerts configured and a test message delivered",
     "drain-baked": "drain-streams shipped and baked at least 24 h",
@@ -174,15 +184,21 @@ def evidence_ready(b: Bundle, plan: Plan) -> Item:
     """READY is read from the verified operator log's rows, not from the bundle's own claim."""
     if not b.log:
         return failed("evidence-ready", "the bundle has no readable operator-log.json to read the checks from")
+    if b.log.get("run") == verdicts.STEP_5A:
+        return failed("evidence-ready", f"{b.directory} is step 5a's evidence (the SQL checks only), not a "
+                                        "rehearsal's: pass the full rehearsal's artifacts/<timestamp> to --evidence")
     if b.log.get("rehearsal") is None:
         return failed("evidence-ready", f"{b.directory} is not a rehearsal's (no rehearsal record): pass the "
                                         "rehearsal's artifacts/<timestamp> directory to --evidence")
     required = required_checks(plan)
-    count, missing = bundle.readiness(bundle.checks_of(b.log), required)
-    if missing:
-        return failed("evidence-ready", f"{count} of {len(required)} passed; not passed: {', '.join(missing)} "
-                                        f"(verdict was {b.log.get('verdict')!r})")
-    return passed("evidence-ready", f"READY: {count} of {len(required)} passed ({b.log.get('verdict')})")
+    checks = bundle.checks_of(b.log)
+    count, missing = bundle.readiness(checks, required)
+    _, proofs = bundle.readiness(checks, list(REHEARSAL_PROOFS))  # content unchanged, the rollback rehearsed
+    if missing or proofs:
+        return failed("evidence-ready", f"{count} of {len(required)} passed; not passed: "
+                                        f"{', '.join([*missing, *proofs])} (verdict was {b.log.get('verdict')!r})")
+    return passed("evidence-ready", f"READY: {count} of {len(required)} passed, content unchanged, rollback "
+                                    f"rehearsed ({b.log.get('verdict')})")
 
 
 def evidence_fresh(b: Bundle, now: datetime) -> Item:
@@ -269,6 +285,36 @@ def evidence_items(directory: Path, plan: Plan, settings: Settings, now: datetim
         return [failed(i, str(exc)) for i in ids]
     return [evidence_verifies(b), evidence_ready(b, plan), evidence_fresh(b, now or datetime.now(UTC)),
             same_plan(b, settings), same_cutover(b, settings), restore_budget(b)]
+
+
+# --- the forecast ---------------------------------------------------------------------------------
+
+FORECAST_IDS = tuple(i for i in TITLES_BY_ID if i.startswith("forecast-"))
+
+
+def forecast_items(conn: Connection, plan: Plan, directory: Path, settings: Settings) -> list[Item]:
+    """The window's times at production's size: the rehearsal's measurements (its evidence) scaled by
+    production's planned counts, counted read-only as the dry run counts them. Past its slot: FAIL."""
+    try:
+        raw = Bundle.open(directory).body.get("forecast_basis")
+    except CutoverError as exc:
+        return [failed(i, str(exc)) for i in FORECAST_IDS]
+    if not raw:
+        return [failed(i, "the rehearsal's evidence records no forecast basis (made before forecasts, or no "
+                          "cutover executed): rehearse again") for i in FORECAST_IDS]
+    try:
+        production = preflight.run(conn, plan).planned
+    except psycopg.Error as exc:
+        why = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return [failed(i, f"production's planned counts could not be read ({why}); raise "
+                          "--check-statement-timeout or run the dry run to see them") for i in FORECAST_IDS]
+    lines = forecast.forecast(forecast.Basis.from_json(raw), production,
+                              execute_slot=seconds(settings.execute_slot), setb_slot=seconds(settings.setb_slot),
+                              rollback_bound=seconds(settings.rollback_bound),
+                              rollback_fixed=float(REVERT_DEPLOYS_S + SMOKE_S))
+    found = forecast.described(lines)
+    return [(passed if found[i.removeprefix("forecast-")][0] else failed)(i, found[i.removeprefix("forecast-")][1])
+            for i in FORECAST_IDS]
 
 
 # --- services -------------------------------------------------------------------------------------

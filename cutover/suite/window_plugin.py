@@ -25,8 +25,10 @@ from cutover.core.errors import CutoverError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite import timeline, window
+from cutover.suite import verdict as verdicts
 from cutover.suite.catalogue import SET_B_IDS
 from cutover.suite.fixtures.manual import _terminal
+from cutover.suite.hooks import session
 from cutover.suite.manual import answers as prompts
 from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR
 
@@ -35,7 +37,8 @@ EXIT_NO_GO = 1
 
 
 def _wanted(config: pytest.Config) -> bool:
-    return "prereq" in str(config.option.markexpr or "")
+    """The go/no-go: ``-m`` selects a prerequisite and no check (``-m "not prereq"`` is not it)."""
+    return session.selected(config).prereq
 
 
 def _expected() -> list[str]:
@@ -152,14 +155,14 @@ def _set_b_passed(config: pytest.Config) -> bool | None:
 
 def _place_on_timeline(config: pytest.Config) -> None:
     """Set B (and a rehearsal) on the window's T+ timeline, for the terminal and the operator log."""
-    markexpr = str(config.option.markexpr or "")
     run = config.stash.get(RUN, None)
-    if run is None or not any(m in markexpr for m in ("setA", "setB")) or "prereq" in markexpr:
+    kind = session.run_kind(config)
+    if run is None or kind is None:
         return
     url = _target_url(config)
     if url is None:
         return
-    label = "Set B" if "setB" in markexpr else "Set A"
+    label = "Set B" if kind == verdicts.SET_B else "Set A"
     started = timeline.parse(run.started_at) or datetime.now(UTC)
     try:
         found = timeline.read(url, config.stash[PLAN])

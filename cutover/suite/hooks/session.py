@@ -20,21 +20,21 @@ from cutover.core.errors import CutoverError
 from cutover.core.plan import load_plan
 from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
+from cutover.suite import selection, under_check, window, workers
 from cutover.suite import settings as glue
 from cutover.suite import summary as summaries
-from cutover.suite import under_check, window, workers
 from cutover.suite import verdict as verdicts
-from cutover.suite.catalogue import SET_B, Catalogue
+from cutover.suite.catalogue import REHEARSAL_PROOFS, SET_B, Catalogue
 from cutover.suite.manual import answers as prompts
 from cutover.suite.manual.assists import AssistConfig
-from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SELECTED, SETTINGS, SHARED_DIR, RunState
+from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SELECTED, SELECTION, SETTINGS, SHARED_DIR, RunState
 
 MARKERS = (  # setA, setB, sql, manual and rehearsal are added to each check's tests from the catalogue
     "setA: dev-branch rehearsal check (runbook Set A)",
     "setB: production-window check (runbook Set B): read-only, database only",
     "sql: automated SQL check",
     "manual: operator-executed check (prompt fixture)",
-    "rehearsal: rehearsal-only check that writes (A20-active)",
+    "rehearsal: rehearsal-only check (A20-active writes; A5-content and rollback compare with the snapshot)",
     "check(id): the smoke-matrix check id, e.g. check('A3'); its sets and kind come from the catalogue",
     "sandbox: needs the throwaway sandbox (never runs against --db-url)",
 )
@@ -62,34 +62,50 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return 0
 
 
+def selected(config: pytest.Config) -> selection.Selection:
+    """What the run's ``-m`` expression selects of the catalogue, evaluated once (pytest's own parser)."""
+    found = config.stash.get(SELECTION, None)
+    if found is None:
+        try:
+            found = selection.select(str(config.option.markexpr or ""), config.stash[CATALOGUE])
+        except SyntaxError as exc:  # pytest would say the same, later and after a sandbox started
+            raise pytest.UsageError(f"Wrong expression passed to '-m': {config.option.markexpr}: {exc}") from None
+        config.stash[SELECTION] = found
+    return found
+
+
 def _artifacts_wanted(config: pytest.Config) -> bool:
-    """Operator runs (the checks, the rehearsal) leave an operator log; the project's own tests do not."""
-    markexpr = str(config.option.markexpr or "")
+    """Operator runs (the checks, the rehearsal, the go/no-go) leave an operator log; the project's own
+    tests (``pytest tests``, no expression selecting a check) do not."""
     if config.option.collectonly:  # listing tests is not a run: artifacts/latest keeps the last real one
         return False
-    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS
-            or any(word in markexpr for word in ("setA", "setB", "manual", "prereq")))
+    if config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+        return True
+    chosen = selected(config)
+    return bool(config.option.markexpr) and (bool(chosen.checks) or chosen.prereq)
 
 
 def run_kind(config: pytest.Config) -> str | None:
-    """Which verdict this run owes: Set B's (``-m setB``), the rehearsal's (any other operator run), or
-    none (the project's own tests, listing with ``--co``, the go/no-go, which owns WINDOW GO)."""
-    markexpr = str(config.option.markexpr or "")
-    if not _artifacts_wanted(config) or "prereq" in markexpr:
+    """Which verdict this run owes: Set B's, step 5a's, the rehearsal's (any other selection of checks),
+    or none (the project's own tests, listing with ``--co``, the go/no-go, which owns WINDOW GO)."""
+    if not _artifacts_wanted(config):
         return None
-    return verdicts.SET_B if "setB" in markexpr and "setA" not in markexpr else verdicts.REHEARSAL
+    return selection.kind(selected(config), config.stash[CATALOGUE])
 
 
 def _reads_only(config: pytest.Config) -> str | None:
     """The run that must never write, named for its refusal of --rehearse: the go/no-go or Set B."""
-    if "prereq" in str(config.option.markexpr or ""):
+    if selected(config).prereq:
         return "the go/no-go (-m prereq)"
     return "Set B (-m setB)" if run_kind(config) == verdicts.SET_B else None
 
 
 def _expected(kind: str | None, catalogue: Catalogue) -> tuple[str, ...]:
-    """The checks the verdict waits for: all 21 (a rehearsal) or Set B's 8. ``--check`` narrows what
-    runs, never this: the checks it leaves out are "not run", so a selection is never a pass."""
+    """The checks the verdict waits for: all 21 (a rehearsal), Set B's 8 or step 5a's 12. ``--check``
+    narrows what runs, never this: the checks it leaves out are "not run", so a selection is never a pass."""
+    if kind == verdicts.STEP_5A:
+        wanted = selection.step_5a(catalogue)
+        return tuple(c.id for c in catalogue if c.id in wanted)
     return tuple(c.id for c in catalogue.counted(SET_B if kind == verdicts.SET_B else None))
 
 
@@ -111,7 +127,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if SETTINGS not in config.stash:  # xdist workers skip pytest_cmdline_main
         config.stash[SETTINGS] = glue.resolve(config)
     settings = config.stash[SETTINGS]
-    glue.check_write_opt_in(settings, _reads_only(config))
     try:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
         config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))
@@ -120,14 +135,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SELECTED] = catalogue.select(settings.check)  # before any database is touched
         if settings.sign_with is not None:  # a missing key found now, not after the rehearsal has run
             evidence.check_key(Path(settings.sign_with))
+        if settings.db_url is not None:
+            split_password(settings.db_url)  # registers the password (masked wherever it turns up); refuses junk
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
+    glue.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
     kind = run_kind(config)
-    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue)),
+    proofs = REHEARSAL_PROOFS if kind == verdicts.REHEARSAL else ()
+    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue), proofs),
                                   "cutover-summary")  # one per run, not per process
     AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
-    if settings.db_url is not None:
-        split_password(settings.db_url)  # registers the password: masked wherever it turns up
     if workers.adopt_controller_state(config):
         results = config.stash[RUN].results
         if results and config.option.allure_report_dir is None:

@@ -24,6 +24,7 @@ from cutover.core.errors import SetupError
 from cutover.core.evidence import sha256_file
 from cutover.core.options import Settings
 from cutover.core.plan import ManualCheck, Plan
+from cutover.core.private import open_private
 from cutover.core.redact import redact
 
 RESULTS = ("pass", "fail", "skip")
@@ -202,7 +203,7 @@ class Journal:
     def add(self, answer: Answer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = redact(json.dumps(asdict(answer), ensure_ascii=False)) + "\n"
-        with open(self.path, "a", encoding="utf-8") as fh:
+        with open_private(self.path, "a", encoding="utf-8") as fh:  # answers name patients' cases
             fh.write(line)
 
     def read(self) -> dict[str, Answer]:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import websockets
 
-from cutover.core.redact import redact, register_secret
+from cutover.core.redact import redact, register_secret, shell_command
 
 ENV = {
     "api_url": "CUTOVER_API_URL",
@@ -111,7 +111,7 @@ def a12_replay(cfg: AssistConfig, key: str | None, route: str | None, cached: An
     try:
         body: Any = resp.json()
     except ValueError:
-        body = resp.text[:500]
+        body = redact(resp.text, limit=500)
     evidence = {"request": f"POST {url}", "idempotency_key": key, "status": resp.status_code, "body": body,
                 "cached_body": cached, "case_tenant": case_tenant}
     problems = []
@@ -180,7 +180,7 @@ def a17_callback(cfg: AssistConfig, document_id: str | None, document_tenant: st
     except httpx.HTTPError as exc:
         return _http_error("A17", "POST document-processed", exc)
     evidence = {"request": f"POST {url}", "document_reference_id": document_id, "status": resp.status_code,
-                "body": resp.text[:500], "document_tenant": document_tenant}
+                "body": redact(resp.text, limit=500), "document_tenant": document_tenant}
     problems = []
     if not 200 <= resp.status_code < 300:
         problems.append(f"HTTP {resp.status_code}, expected 2xx")
@@ -197,12 +197,13 @@ def a18_constant(cfg: AssistConfig, target: str) -> Assist:
     if cfg.a18_cmd is None:
         return _missing("A18", "a18_cmd")
     try:
-        proc = subprocess.run(cfg.a18_cmd, shell=True, capture_output=True, text=True, timeout=60, check=False)
+        argv, env = shell_command(cfg.a18_cmd, os.environ)  # its text stays out of argv (ps)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
         return Assist("A18", False, "the command did not finish within 60 s")
     printed = (proc.stdout.strip().splitlines() or [""])[-1].strip()
-    evidence = {"command": cfg.a18_cmd, "exit": proc.returncode, "stdout": proc.stdout[-500:],
-                "stderr": proc.stderr[-500:]}
+    evidence = {"command": cfg.a18_cmd, "exit": proc.returncode, "stdout": redact(proc.stdout)[-500:],
+                "stderr": redact(proc.stderr)[-500:]}
     if proc.returncode != 0:
         return Assist("A18", False, f"the command exited {proc.returncode}", evidence)
     if printed != target:

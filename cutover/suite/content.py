@@ -1,0 +1,236 @@
+"""Nothing but the tenant changed: every planned table's rows compared with the pre-cutover database.
+
+The placement checks look at tenants and links; a cutover command that also rewrote one other column
+of one moved row (a stray ``SET`` in the operator's script, a trigger gone wrong) passed all of them.
+So the rehearsal compares every planned table, column by column, with the restored snapshot it
+started from: after the cutover with the tenant column of the rows on the target read as the source
+on both sides (the cutover moves rows only from the source to the target; which rows moved is the
+placement checks' question), and after the rehearsed reverse exactly. The cutover's own audit events
+and the columns the plan declares as rewritten by triggers (``trigger_columns``) are left out.
+
+Cheap at any size: one pass per table on each side summing a 64-bit hash of each row's text, so equal
+tables cost two sequential scans and no memory. Only a table whose sums differ is read again, key by
+key in the same order on both sides, to name the rows and columns that differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+
+from cutover.core import db
+from cutover.core.db import Connection
+from cutover.core.plan import Plan, TableRule
+from cutover.core.report_types import key_text
+from cutover.suite.checks.base import Evidence
+
+I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
+L = sql.Literal
+SHOWN = 5  # rows named per table in the evidence; the count says how many more
+VALUE_CHARS = 120
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way a planned table is not what it was: a column of a row, a row added or lost, or (for a
+    table without a planned key) the table's row count and content sum."""
+
+    table: str
+    key: str
+    column: str
+    before: str
+    after: str
+
+    def line(self) -> str:
+        return f"{self.table} [{self.key}] {self.column}: before {self.before}, after {self.after}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What was compared and what differs (empty: nothing but the tenant changed)."""
+
+    tables: int
+    rows: int
+    differences: tuple[Difference, ...]
+    more: int = 0  # differing rows found beyond those shown
+
+    @property
+    def same(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tables": self.tables, "rows": self.rows, "more": self.more,
+                "differences": [d.__dict__ for d in self.differences]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Comparison:
+        return cls(int(data["tables"]), int(data["rows"]), tuple(Difference(**d) for d in data["differences"]),
+                   int(data.get("more", 0)))
+
+
+def _columns(conn: Connection, table: str) -> list[str]:
+    rows = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                        "AND NOT attisdropped ORDER BY attnum", (table,)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _own_audit(plan: Plan, table: str) -> sql.Composable:
+    """The cutover's own events are expected to appear: left out on both sides."""
+    a = plan.audit
+    if table != a.table:
+        return sql.SQL("true")
+    kinds = (a.started, a.completed, a.swept, a.reversed, a.allow_list_part)
+    return sql.SQL("NOT ({type} IN ({kinds}) AND {src} IS NOT DISTINCT FROM {value})").format(
+        type=I(a.type_column), kinds=sql.SQL(", ").join(map(L, kinds)), src=I(a.source_column),
+        value=L(a.source_value))
+
+
+def _row(plan: Plan, columns: list[str], ignored: set[str], moved_back: bool) -> sql.Composable:
+    """The row as compared: the ignored columns out and, after the cutover, the target read as the source."""
+    parts: list[sql.Composable] = []
+    for col in columns:
+        if col in ignored:
+            continue
+        if col == plan.tenant_column and moved_back:
+            parts.append(sql.SQL("CASE WHEN {c} = {tgt} THEN {src} ELSE {c} END").format(
+                c=I(col), tgt=L(plan.target), src=L(plan.source)))
+        else:
+            parts.append(I(col))
+    return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(parts))
+
+
+def _ignored(plan: Plan, table: str) -> set[str]:
+    rule = next((t for t in plan.tables if t.name == table), None)
+    return set(rule.trigger_columns) if rule is not None else set()
+
+
+def _sums(conn: Connection, plan: Plan, table: str, moved_back: bool) -> tuple[int, str]:
+    row = _row(plan, _columns(conn, table), _ignored(plan, table), moved_back)
+    found = conn.execute(sql.SQL(
+        "SELECT count(*), coalesce(sum(hashtextextended({row}, 0)::numeric), 0)::text FROM {t} WHERE {own}").format(
+        row=row, t=I(table), own=_own_audit(plan, table))).fetchone()
+    assert found is not None
+    return int(found[0]), str(found[1])
+
+
+def _hashes(conn: Connection, plan: Plan, rule: TableRule, moved_back: bool) -> Iterator[tuple[str, int]]:
+    """(key text, row hash) in C-collated key order: the same order on both sides, and Python's."""
+    row = _row(plan, _columns(conn, rule.name), _ignored(plan, rule.name), moved_back)
+    keytext = key_text(rule.key)
+    query = sql.SQL("SELECT {k}, hashtextextended({row}, 0) FROM {t} WHERE {own} ORDER BY ({k}) COLLATE \"C\"").format(
+        k=keytext, row=row, t=I(rule.name), own=_own_audit(plan, rule.name))
+    with conn.cursor(name=f"content_{rule.name}"[:60]) as cur:
+        cur.itersize = 10_000
+        for key, digest in cur.execute(query):
+            yield str(key), int(digest)
+
+
+def _differing_keys(before: Connection, after: Connection, plan: Plan, rule: TableRule,
+                    moved_back: bool) -> tuple[list[str], int]:
+    """Keys whose rows differ (a row on one side only, or another hash), the first SHOWN, and how many."""
+    shown: list[str] = []
+    count = 0
+    left, right = _hashes(before, plan, rule, moved_back), _hashes(after, plan, rule, moved_back)
+    a, b = next(left, None), next(right, None)
+    while a is not None or b is not None:
+        if a is not None and (b is None or a[0] < b[0]):
+            key, a = a[0], next(left, None)
+        elif b is not None and (a is None or b[0] < a[0]):
+            key, b = b[0], next(right, None)
+        else:
+            assert a is not None and b is not None
+            same = a[1] == b[1]
+            key, a, b = a[0], next(left, None), next(right, None)
+            if same:
+                continue
+        count += 1
+        if len(shown) < SHOWN:
+            shown.append(key)
+    return shown, count
+
+
+def _value(value: Any) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
+
+
+def _row_of(conn: Connection, rule: TableRule, key: str) -> dict[str, Any] | None:
+    found = conn.execute(sql.SQL("SELECT to_jsonb(t) FROM {t} AS t WHERE {k} = {v}").format(
+        t=I(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
+    return dict(found[0]) if found else None
+
+
+def _row_differences(plan: Plan, rule: TableRule, key: str, before: dict[str, Any] | None,
+                     after: dict[str, Any] | None, moved_back: bool) -> list[Difference]:
+    if before is None or after is None:
+        return [Difference(rule.name, key, "(row)", "absent" if before is None else "present",
+                           "absent" if after is None else "present")]
+    ignored = set(rule.trigger_columns)
+    out = []
+    for column in sorted(set(before) | set(after)):
+        if column in ignored:
+            continue
+        old, new = before.get(column), after.get(column)
+        if column == plan.tenant_column and moved_back:
+            old, new = (plan.source if v == plan.target else v for v in (old, new))
+        if old != new:
+            out.append(Difference(rule.name, key, column, _value(old), _value(after.get(column))))
+    return out
+
+
+def compare(before_url: str, after_url: str, plan: Plan, *, moved_back: bool) -> Comparison:
+    """Every planned table of ``after_url`` against ``before_url``. ``moved_back``: read the target as
+    the source on both sides (after a cutover: a row moved from the source reads as it was; one moved
+    from any other tenant, or off the target, still differs); False compares exactly (after a reverse)."""
+    differences: list[Difference] = []
+    more = rows = 0
+    tables = (*plan.static_tables, *plan.table_names)
+    with db.connection(before_url, read_only=True) as before, db.connection(after_url, read_only=True) as after:
+        for table in tables:
+            was, now = _sums(before, plan, table, moved_back), _sums(after, plan, table, moved_back)
+            rows += now[0]
+            if was == now:
+                continue
+            rule = next((t for t in plan.tables if t.name == table), None)
+            if rule is None:  # a static table: no planned key to name rows by
+                differences.append(Difference(table, "*", "(rows, content sum)", f"{was[0]} rows, {was[1]}",
+                                              f"{now[0]} rows, {now[1]}"))
+                continue
+            keys, count = _differing_keys(before, after, plan, rule, moved_back)
+            more += count - len(keys)
+            for key in keys:
+                differences.extend(_row_differences(plan, rule, key, _row_of(before, rule, key),
+                                                    _row_of(after, rule, key), moved_back))
+    return Comparison(len(tables), rows, tuple(differences), more)
+
+
+def sums(url: str, plan: Plan, *, moved_back: bool) -> dict[str, list[Any]]:
+    """Each planned table's (row count, content sum), for a database with no copy kept to compare with
+    (a dev branch: taken before the cutover, compared after it)."""
+    with db.connection(url, read_only=True) as conn:
+        return {t: list(_sums(conn, plan, t, moved_back)) for t in (*plan.static_tables, *plan.table_names)}
+
+
+def compare_sums(before: dict[str, list[Any]], after: dict[str, list[Any]]) -> Comparison:
+    """Table by table; without the pre-cutover rows at hand, a difference names the table, not the row."""
+    differences = tuple(Difference(t, "*", "(rows, content sum)", f"{before[t][0]} rows, {before[t][1]}",
+                                   f"{after.get(t, [0, '-'])[0]} rows, {after.get(t, [0, '-'])[1]}")
+                        for t in before if after.get(t) != before[t])
+    return Comparison(len(before), sum(int(v[0]) for v in after.values()), differences)
+
+
+def evidence(check: str, found: Comparison, expected: str, tenant: str) -> Evidence:
+    """A comparison as a check's titled evidence: table, key, column, before and after per difference."""
+    ev = Evidence(check, tenant=tenant, expected=expected,
+                  found=f"{found.rows} rows in {found.tables} planned tables" + (
+                      ", as expected" if found.same else f"; {len(found.differences)} differences"
+                      + (f" (and {found.more} more rows differ)" if found.more else "")),
+                  queries=["per table: SELECT count(*), sum(hashtextextended(ROW(<columns>)::text, 0)) on both "
+                           "databases; rows of a differing table compared key by key (to_jsonb)"])
+    for d in found.differences:
+        ev.fail(d.line(), [f"{d.table}:{d.key}"])
+    return ev
