@@ -25,6 +25,9 @@ class ForeignKey:
     columns: tuple[str, ...]
     parent: str
     parent_columns: tuple[str, ...]
+    name: str = ""
+    deferrable: bool = False
+    on_update: str = "a"  # pg_constraint.confupdtype: a NO ACTION, r RESTRICT, c CASCADE, n SET NULL, d SET DEFAULT
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ fks AS (
          JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.attnum),
         r.relname,
         (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(f.confkey) WITH ORDINALITY k(attnum, ord)
-         JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum)) ORDER BY f.conname) AS fkeys
+         JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum),
+        f.conname, f.condeferrable, f.confupdtype) ORDER BY f.conname) AS fkeys
     FROM pg_constraint f JOIN pg_class r ON r.oid = f.confrelid JOIN pg_class c ON c.oid = f.conrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = current_schema() AND f.contype = 'f' AND f.conparentid = 0
@@ -119,7 +123,8 @@ def read(conn: Connection) -> Catalog:
             columns={c: t for c, t in _load(columns)},
             primary_key=next((cols for p, cols in idx if p), None),
             unique=tuple(cols for _, cols in idx),
-            foreign_keys=tuple(ForeignKey(tuple(c or ()), p, tuple(pc or ())) for c, p, pc in _load(fkeys)),
+            foreign_keys=tuple(ForeignKey(tuple(c or ()), p, tuple(pc or ()), n, bool(d), u)
+                               for c, p, pc, n, d, u in _load(fkeys)),
             row_estimate=int(estimate))
     return catalog
 
@@ -186,6 +191,125 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
                                   f"table {toml_key(table.name)} {why} but the plan does not list it: its rows would "
                                   f"be neither moved nor checked; add [tables.{toml_key(table.name)}] (key, owner, "
                                   f"references) or list it in [static].tables"))
+    return out + tenant_key_differences(plan, catalog)
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    """A foreign key between planned tables holding the tenant column on both sides (``FOREIGN KEY
+    (tenant_id, patient_id) REFERENCES patients (tenant_id, id)``), one side of it moving.
+
+    The cutover moves each table in its own statement, so between the moves of parent and child
+    such a key is broken: it holds only if its check waits for the end of the moves (DEFERRABLE,
+    ON UPDATE NO ACTION or CASCADE), which the cutover then asks for (``SET CONSTRAINTS ...
+    DEFERRED``) and proves before COMMIT. Every other form is a blocker (:func:`tenant_key_differences`).
+    """
+
+    table: str
+    key: ForeignKey
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+    def short(self) -> str:
+        return f"{_shown(self.key.name)} ({_shown(self.table)} -> {_shown(self.key.parent)})"
+
+    def describe(self) -> str:
+        k = self.key
+        return (f"{_shown(k.name)} ({_shown(self.table)} ({', '.join(map(_shown, k.columns))}) -> "
+                f"{_shown(k.parent)} ({', '.join(map(_shown, k.parent_columns))}))")
+
+    @property
+    def deferred_by_cutover(self) -> bool:
+        """Can the cutover defer it for its transaction (and so move rows under it)? An ON UPDATE
+        CASCADE key too: its check defers (its cascade does not), and the cutover moves the children
+        before their parent (:func:`cascade_order`), so the cascade finds nothing left to carry."""
+        return self.key.deferrable and self.key.on_update in ("a", "c")
+
+    @property
+    def cascades(self) -> bool:
+        return self.key.on_update == "c" and self.table != self.key.parent
+
+
+def cascade_order(names: Iterable[str], keys: Iterable[TenantKey]) -> list[str]:
+    """``names`` in their order, except that each ON UPDATE CASCADE child comes before its parent.
+
+    Moved first (its key deferred), the child's rows are already where the parent goes when the
+    parent moves, so the cascade carries nothing and every row is moved, counted and listed by its
+    own table's move: the counts, verification, allow-list, sweep and reverse stay exact.
+    """
+    wanted = list(names)
+    children: dict[str, list[str]] = {}
+    for key in keys:
+        if key.cascades and key.table in wanted:
+            children.setdefault(key.key.parent, []).append(key.table)
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for child in children.get(name, []):
+            visit(child)
+        out.append(name)
+
+    for name in wanted:
+        visit(name)
+    return out
+
+
+def _shown(name: str) -> str:
+    """A name as SQL needs it written (double-quoted unless a plain lower-case identifier)."""
+    plain = name.isidentifier() and name == name.lower() and name.isascii()
+    return name if plain else '"' + name.replace('"', '""') + '"'
+
+
+def tenant_keys(plan: Plan, catalog: Catalog) -> list[TenantKey]:
+    """Every tenant-keyed foreign key between planned tables of which at least one side moves."""
+    planned = set(plan.table_names)
+    moving = {t.name for t in plan.moving}
+    out: list[TenantKey] = []
+    for name in plan.table_names:
+        table = catalog.tables.get(name)
+        for fk in table.foreign_keys if table is not None else ():
+            if (fk.parent in planned and plan.tenant_column in fk.columns and plan.tenant_column in fk.parent_columns
+                    and (name in moving or fk.parent in moving)):
+                out.append(TenantKey(name, fk))
+    return out
+
+
+_ACTION = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+def tenant_key_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """The tenant-keyed foreign keys the cutover cannot move rows under, each with its fix."""
+    out: list[Difference] = []
+    for tk in tenant_keys(plan, catalog):
+        k, child, parent = tk.key, _shown(tk.table), _shown(tk.key.parent)
+        recreate = (f"re-create it as ON UPDATE NO ACTION DEFERRABLE, keeping its ON DELETE action: ALTER TABLE "
+                    f"{child} DROP CONSTRAINT {_shown(k.name)}, ADD CONSTRAINT {_shown(k.name)} FOREIGN KEY "
+                    f"({', '.join(map(_shown, k.columns))}) REFERENCES {parent} "
+                    f"({', '.join(map(_shown, k.parent_columns))}) ON UPDATE NO ACTION DEFERRABLE")
+        head = f"foreign key {tk.describe()} holds {plan.tenant_column} on both sides"
+        if k.on_update in ("a", "c") and not k.deferrable:
+            cascade = (f"; under ON UPDATE CASCADE it moves {child} before {parent}, so the cascade carries "
+                       f"nothing" if k.on_update == "c" else "")
+            out.append(Difference("tenant-key-not-deferrable", tk.table, (
+                f"{head} and is NOT DEFERRABLE: the cutover moves {child} and {parent} in separate statements, so "
+                f"the first move would break it and roll back{cascade}; run ALTER TABLE {child} ALTER CONSTRAINT "
+                f"{_shown(k.name)} DEFERRABLE (the cutover then defers it for its own transaction and checks it "
+                f"before COMMIT)")))
+        elif k.on_update == "r":
+            out.append(Difference("tenant-key-restrict", tk.table, (
+                f"{head} and is ON UPDATE RESTRICT, which PostgreSQL checks at once even when DEFERRABLE: the "
+                f"move of {parent} would be refused and roll back; {recreate}")))
+        elif k.on_update in ("n", "d"):
+            out.append(Difference("tenant-key-cuts-links", tk.table, (
+                f"{head} and is ON UPDATE {_ACTION[k.on_update]}: moving a {parent} row would silently "
+                f"{'set to NULL' if k.on_update == 'n' else 'reset to their defaults'} the columns of its {child} "
+                f"rows that point at it, cutting every link; {recreate}")))
     return out
 
 
@@ -199,20 +323,30 @@ def reference_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
         if table is None:
             continue
         declared = {(r.column, r.table) for r in rule.references}
-        for fk in table.foreign_keys:
-            if fk.parent in planned and len(fk.columns) == 1 and (fk.columns[0], fk.parent) not in declared:
+        links = [(column, fk.parent) for fk in table.foreign_keys  # in constraint-name order
+                 if (column := _link_column(fk, plan.tenant_column)) is not None]
+        fks = set(links)
+        for column, parent in links:
+            if parent in planned and (column, parent) not in declared:
                 out.append(Difference("undeclared-reference", rule.name,
                                       f"[tables.{toml_key(rule.name)}].references: foreign key "
-                                      f"{toml_key(rule.name)}.{fk.columns[0]} -> {toml_key(fk.parent)} is not "
-                                      f"declared; add {{ column = {toml_string(fk.columns[0])}, table = "
-                                      f"{toml_string(fk.parent)} }}"))
-        fks = {(fk.columns[0], fk.parent) for fk in table.foreign_keys if len(fk.columns) == 1}
+                                      f"{toml_key(rule.name)}.{column} -> {toml_key(parent)} is not "
+                                      f"declared; add {{ column = {toml_string(column)}, table = "
+                                      f"{toml_string(parent)} }}"))
         for column, parent in sorted(declared - fks):
             out.append(Difference("reference-without-fk", rule.name,
                                   f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{column} -> "
                                   f"{toml_key(parent)} has no foreign "
                                   f"key in the database; check the column and table names"))
     return out
+
+
+def _link_column(fk: ForeignKey, tenant_column: str) -> str | None:
+    """The one column a foreign key links by: its only column, or, for a tenant-keyed key, the one
+    beside the tenant column (``(tenant_id, patient_id) -> patients (tenant_id, id)``: patient_id)."""
+    pairs = [(c, p) for c, p in zip(fk.columns, fk.parent_columns, strict=False)
+             if not (c == tenant_column and p == tenant_column)]
+    return pairs[0][0] if len(pairs) == 1 else None
 
 
 def unclassified(conn: Connection, plan: Plan) -> list[Difference]:

@@ -68,6 +68,7 @@ class CutoverReport(TypedDict, total=False):
     verified_by: str  # how step 14 proved the moves: statistics | full count
     allow_list_parts: dict[str, int]  # per table, audit parts holding an allow-list too large for one event
     writers_blocked_s: float  # locks taken to commit
+    deferred_constraints: list[str]  # tenant-keyed foreign keys deferred during the moves, checked before COMMIT
 
 
 def key_json(columns: Sequence[str], alias: str | None = None) -> sql.Composable:

@@ -17,7 +17,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan, TableRule
@@ -60,6 +60,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             info["rows"] = len(blockers)
             if blockers:
                 raise RunFailed("sweep BLOCKED: " + " | ".join(b.line() for b in blockers), EXIT_BLOCKED)
+            engine.defer_tenant_keys(conn, pf.deferred)
         ids: dict[str, str] = {}
         found: dict[str, int] = {}
         with run.step("find stragglers on the source") as info:
@@ -71,10 +72,11 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
         if not any(found.values()):
             return None
         with run.step("move stragglers to the target") as info:
-            moved = engine.move_listed(conn, plan, ids, plan.source, plan.target)
+            moved = engine.move_listed(conn, plan, ids, plan.source, plan.target, pf.deferred)
             info["rows"] = sum(moved.values())
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.swept}"):
+            engine.check_tenant_keys(conn, pf.deferred)
             engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
             moved_ids = {t: ids[t] for t in ids if moved[t]}
@@ -351,6 +353,8 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
             _require_report_of(conn, plan, cut_report, "reverse")
+            deferred = [k for k in catalog.tenant_keys(plan, catalog.read(conn)) if k.deferred_by_cutover]
+            engine.defer_tenant_keys(conn, deferred)
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}
         new_rows: dict[str, int] = {}
@@ -367,10 +371,11 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             info["rows"] = sum(planned.values())
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         with run.step("move the rows back to the source") as info:
-            moved = engine.move_listed(conn, plan, ids, plan.target, plan.source)
+            moved = engine.move_listed(conn, plan, ids, plan.target, plan.source, deferred)
             info["rows"] = sum(moved.values())
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.reversed}"):
+            engine.check_tenant_keys(conn, deferred)
             engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
             engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(

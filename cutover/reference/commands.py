@@ -71,6 +71,7 @@ def dry_run(args: argparse.Namespace) -> int:
         conn.rollback()
     lines = [f"pre-flight of plan '{plan.name}' on {db.database_name(url)}: {plan.source} -> {plan.target}"]
     lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
+    lines += [f"  deferred during the moves: {k.short()}, checked before COMMIT" for k in pf.deferred]
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
     size, part = sum(pf.allow_list_bytes.values()), engine.AUDIT_PART_BYTES
     parts = preflight.audit_parts(pf.allow_list_bytes, part)

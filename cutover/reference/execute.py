@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.options import DURATION
@@ -225,6 +225,35 @@ def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
         raise RunFailed(f"row-security: {hidden}; nothing changed", EXIT_BLOCKED)
 
 
+def defer_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+    """Defer the tenant-keyed foreign keys for this transaction only: each table moves in its own
+    statement, so between the parent's move and its children's such a key is broken by design."""
+    if keys:
+        conn.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(_constraint_names(conn, keys)))
+
+
+def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+    """Check the deferred keys now, at verification, so that a row the moves left pointing at another
+    tenant rolls the run back naming the key, instead of an anonymous failure at COMMIT."""
+    if not keys:
+        return
+    try:
+        conn.execute(sql.SQL("SET CONSTRAINTS {} IMMEDIATE").format(_constraint_names(conn, keys)))
+    except pgerr.ForeignKeyViolation as exc:
+        name = exc.diag.constraint_name
+        which = next((k.short() for k in keys if k.name == name), name or "a deferred foreign key")
+        first = redact(str(exc).strip().splitlines()[0])
+        broken = f"verification failed, rolled back: foreign key {which} is broken after the moves"
+        raise RunFailed(f"{broken} ({first}); a row that does not move points at one that does, or the reverse: fix "
+                        f"the rows or the plan's rules; nothing changed", summary=broken) from None
+
+
+def _constraint_names(conn: Connection, keys: list[catalog.TenantKey]) -> sql.Composable:
+    """Schema-qualified: a constraint name is only unique per table, SET CONSTRAINTS searches the schema."""
+    schema = str(db.one(conn, "SELECT current_schema()")[0])
+    return sql.SQL(", ").join(sql.Identifier(schema, n) for n in dict.fromkeys(k.name for k in keys))
+
+
 def interval_seconds(value: str) -> float:
     """'500ms', '3s', '2min', '1h' or a bare number of milliseconds (PostgreSQL's unit) as seconds."""
     match = DURATION.fullmatch(value.strip())
@@ -368,21 +397,23 @@ def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, 
         k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
 
 
-def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str) -> dict[str, int]:
+def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
+                keys: list[catalog.TenantKey] | None = None) -> dict[str, int]:
     """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table.
 
-    A key that holds the tenant column (``(tenant_id, id)``) changes with the move: the id table is
+    An ON UPDATE CASCADE child of ``keys`` moves before its parent, so the cascade carries nothing. A
+    key that holds the tenant column (``(tenant_id, id)``) changes with the move: the id table is
     rekeyed to ``target`` with it, so that it names the rows as they now are, as the execute's
     allow-list does (keys after the move), for the verification and for what the sweep records.
     """
     moved = {}
-    for name, table in ids.items():
-        rule = plan.table(name)
+    for name in catalog.cascade_order(ids, keys or []):
+        rule, table = plan.table(name), ids[name]
         moved[name] = int(conn.execute(rules.move_ids(plan, rule, table, source, target)).rowcount)
         if plan.tenant_column in rule.key:
             conn.execute(sql.SQL("UPDATE {ids} SET {c} = {to}").format(
                 ids=rules.ident(table), c=rules.tenant_of(plan), to=sql.Literal(target)))
-    return moved
+    return {name: moved[name] for name in ids}
 
 
 @contextmanager
@@ -435,6 +466,9 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                 raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
                                 EXIT_BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
                                     f"{b.code}: {b.message}" for b in pf.blockers))
+            defer_tenant_keys(conn, pf.deferred)
+            if pf.deferred:
+                report["deferred_constraints"] = [k.name for k in pf.deferred]
         with run.step("record baseline counts per table and tenant") as info:
             baseline = counts(conn, plan)
             report["baseline"] = baseline
@@ -446,15 +480,20 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             write_audit(conn, plan, plan.audit.started, sql.Literal(json.dumps(
                 {"run_id": run.run_id, "actor": actor, "started_at": run.started_at})))
         moved: dict[str, int] = {}
+        order = catalog.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
         for group in plan.move_steps:
             with run.step("move " + ", ".join(group)) as info:
-                for name in group:
-                    rule = plan.table(name)
-                    moved[name] = int(conn.execute(rules.move_owned(plan, rule, plan.source, plan.target)).rowcount)
-                info["rows"] = sum(moved[n] for n in group)
+                before = sum(moved.values())
+                for name in order[:max(order.index(n) for n in group) + 1]:  # an ON UPDATE CASCADE child first
+                    if name not in moved:
+                        rule = plan.table(name)
+                        moved[name] = int(conn.execute(rules.move_owned(plan, rule, plan.source,
+                                                                        plan.target)).rowcount)
+                info["rows"] = sum(moved.values()) - before
         report["moved"] = moved
         refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.completed}") as info:
+            check_tenant_keys(conn, pf.deferred)
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
                                            plan.target)
             prefer_lz4(conn)

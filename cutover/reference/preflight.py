@@ -16,7 +16,7 @@ from psycopg import sql
 from cutover.core import catalog, db
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, toml_key
-from cutover.core.report_types import key_json
+from cutover.core.report_types import key_json, key_text
 from cutover.reference import ownership as rules
 
 ROW_SECURITY = "row-security"
@@ -43,6 +43,9 @@ class Preflight:
     allow_list_bytes: dict[str, int] = field(default_factory=dict)
     blockers: list[Blocker] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
+    # Tenant-keyed foreign keys the moves break until both sides have moved: deferred for the
+    # cutover's transaction and checked before COMMIT (catalog.TenantKey).
+    deferred: list[catalog.TenantKey] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -58,6 +61,7 @@ class Preflight:
 
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "planned": self.planned, "allow_list_bytes": self.allow_list_bytes,
+                "deferred": [k.short() for k in self.deferred],
                 "blockers": [{"code": b.code, "message": b.message, "rows": list(b.rows)} for b in self.blockers]}
 
 
@@ -138,6 +142,28 @@ def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     return out
 
 
+def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blocker | None:
+    """Rows an ON UPDATE CASCADE key would carry along with a moving parent although the plan keeps
+    them (their own table's rule does not move them): the cascade would put them on the target
+    against the plan. None when there are none."""
+    child, parent = plan.table(key.table), plan.table(key.key.parent)
+    join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(rules.ident(a), rules.ident(b))
+                                 for a, b in zip(key.key.columns, key.key.parent_columns, strict=True))
+    n, sample = db.one(conn, sql.SQL(
+        "SELECT count(*), (array_agg({ck} ORDER BY {ck}))[1:5] FROM {ct} c JOIN {pt} p ON {join} "
+        "WHERE {parent_moves} AND NOT {child_moves}").format(
+        ck=key_text(child.key, "c"), ct=rules.ident(child.name), pt=rules.ident(parent.name), join=join,
+        parent_moves=rules.owned_on(plan, parent, plan.source, "p"),
+        child_moves=rules.owned_on(plan, child, plan.source, "c")))
+    if not n:
+        return None
+    return Blocker("tenant-key-cascade", (
+        f"foreign key {key.short()} is ON UPDATE CASCADE and {n} {child.name} rows the plan does not move point at "
+        f"{parent.name} rows that move: the cascade would carry them to '{plan.target}' against the plan; fix the "
+        f"rows or the plan's rules for {child.name}, or re-create the key ON UPDATE NO ACTION DEFERRABLE"),
+        tuple(sample or ()))
+
+
 def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     """Every blocker of the reference contract, and the planned moves; reads only.
 
@@ -151,7 +177,9 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
-    differences = catalog.compare(plan, catalog.read(conn)) + catalog.materialized_view_differences(conn, plan)
+    schema = catalog.read(conn)
+    differences = catalog.compare(plan, schema) + catalog.materialized_view_differences(conn, plan)
+    result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and len(missing) == len(plan.all_tables):
         current, elsewhere = catalog.schemas_holding(conn, missing)
@@ -188,6 +216,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
             result.blockers.append(Blocker(
                 "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
                            f"({link.label}); fix the rows or the plan's rules", tuple(sample or ())))
+    result.blockers += [b for k in result.deferred if k.cascades and (b := cascade_blocker(conn, plan, k))]
     result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
     result.last_run = last_audit_run(conn, plan)
     on_target = {}
