@@ -55,11 +55,7 @@ def main() -> None:
             name = f"bench_checks_s{str(scale).replace('.', '_')}"
             url = db.create_database(info.admin_url, name)
             try:
-                with db.connection(url, autocommit=True) as conn:
-                    snapshot.ensure_roles(conn, plan)
-                snapshot.load_reference(url, plan, scale, args.seed)
-                with db.connection(url, autocommit=True) as conn:
-                    snapshot.grant_app_role(conn, plan)
+                snapshot.seed_database(url, plan, scale, args.seed)
                 with tempfile.TemporaryDirectory() as tmp:
                     report = str(Path(tmp) / "report.json")
                     subprocess.run([str(BIN / "cutover"), "execute", "--db-url", url, "--operator-confirmed",

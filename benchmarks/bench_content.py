@@ -23,7 +23,6 @@ from cutover.core.options import resolve
 from cutover.core.plan import load_plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
-from cutover.sandbox.snapshot import ensure_roles, grant_app_role
 from cutover.suite import content
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,11 +51,8 @@ def main() -> None:
         for scale in (float(s) for s in args.scales.split(",")):
             template = f"content_s{str(scale).replace('.', '_')}"
             url = db.create_database(info.admin_url, template)
+            snapshot.seed_database(url, plan, scale, args.seed)
             with db.connection(url, autocommit=True) as conn:
-                ensure_roles(conn, plan)
-            snapshot.load_reference(url, plan, scale, args.seed)
-            with db.connection(url, autocommit=True) as conn:
-                grant_app_role(conn, plan)
                 conn.execute("VACUUM ANALYZE")
             cut = db.create_database(info.admin_url, f"{template}_cut", template=template)
             with tempfile.TemporaryDirectory() as tmp:

@@ -35,7 +35,6 @@ from cutover.core.report_types import key_order
 from cutover.reference import ownership as rules
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
-from cutover.sandbox.snapshot import ensure_roles, grant_app_role
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,11 +113,8 @@ def main() -> None:
             template = f"bench_s{str(scale).replace('.', '_')}"
             t0 = time.monotonic()
             url = db.create_database(info.admin_url, template)
+            snapshot.seed_database(url, plan, scale, args.seed)
             with db.connection(url, autocommit=True) as conn:
-                ensure_roles(conn, plan)
-            snapshot.load_reference(url, plan, scale, args.seed)
-            with db.connection(url, autocommit=True) as conn:
-                grant_app_role(conn, plan)
                 conn.execute("VACUUM ANALYZE")
             print(f"scale {scale:g}: data loaded in {time.monotonic() - t0:.0f} s", flush=True)
             ex: list[float] = []

@@ -29,7 +29,6 @@ from cutover.core.plan import Plan, load_plan
 from cutover.reference import preflight
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
-from cutover.sandbox.snapshot import ensure_roles, grant_app_role
 from cutover.suite import forecast
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,11 +112,8 @@ def main() -> None:
         for scale in (float(s) for s in args.scales.split(",")):
             template = f"fc_s{str(scale).replace('.', '_')}"
             url = db.create_database(info.admin_url, template)
+            snapshot.seed_database(url, plan, scale, args.seed)
             with db.connection(url, autocommit=True) as conn:
-                ensure_roles(conn, plan)
-            snapshot.load_reference(url, plan, scale, args.seed)
-            with db.connection(url, autocommit=True) as conn:
-                grant_app_role(conn, plan)
                 conn.execute("VACUUM ANALYZE")
             with db.connection(url, read_only=True) as conn:
                 planned = preflight.run(conn, plan).planned

@@ -147,11 +147,7 @@ def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, 
     """A new database on ``server`` generated from the reference model (roles and grants as a restore
     leaves them); the caller drops it."""
     url = db.create_database(server.admin_url, f"{prefix}_{uuid.uuid4().hex[:8]}")
-    with db.connection(url, autocommit=True) as conn:
-        snapshot.ensure_roles(conn, plan)
-    snapshot.load_reference(url, plan, scale, seed)
-    with db.connection(url, autocommit=True) as conn:
-        snapshot.grant_app_role(conn, plan)
+    snapshot.seed_database(url, plan, scale, seed)
     return url
 
 

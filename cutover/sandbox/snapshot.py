@@ -335,6 +335,17 @@ def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = qui
     return counts
 
 
+def seed_database(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet) -> Counts:
+    """The reference model in the empty database at ``url``, with its roles and grants as a restore of
+    its snapshot leaves them: what the benchmarks and the tests that skip the dump start from."""
+    with db.connection(url, autocommit=True) as conn:
+        ensure_roles(conn, plan)
+    counts = load_reference(url, plan, scale, seed, log)
+    with db.connection(url, autocommit=True) as conn:
+        grant_app_role(conn, plan)
+    return counts
+
+
 def check_make_args(out: Path, scale: float, fmt: str) -> None:
     """Refuse bad arguments before any server is started or file written."""
     if fmt not in FORMATS:
