@@ -1,8 +1,7 @@
 """The ``cutover`` command: the cutover module (dry-run, execute, sweep, reverse, report) and snapshots.
 
-Exit codes scripts can rely on: 0 done, 2 usage, setup or database error (one line on stderr, never a
-traceback), 130 interrupted; the cutover commands add theirs (see :mod:`cutover.reference.commands`). Progress goes to
-stderr so stdout stays clean for pipes.
+Exit codes scripts can rely on are :class:`cutover.core.exit_codes.ExitCode` (the README's table): errors
+are one line on stderr, never a traceback. Progress goes to stderr so stdout stays clean for pipes.
 """
 
 from __future__ import annotations
@@ -15,15 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cutover.core import catalog, db, evidence, plan_draft, plan_upgrade
-from cutover.core.errors import EXIT_USAGE, CutoverError, PlanError
+from cutover.core.errors import CutoverError, PlanError
+from cutover.core.exit_codes import ExitCode
 from cutover.core.options import resolve
 from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
 from cutover.core.redact import redact
 from cutover.reference import commands as cutover_commands
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
-
-EXIT_INTERRUPTED = 130
 
 
 def _progress(line: str) -> None:
@@ -35,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(redact(f"{self.prog}: error: {message}; see {self.prog} --help"), file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(ExitCode.COMMAND_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EXIT_BAD_PLAN = 4
-
 
 def _plan_draft(args: argparse.Namespace) -> int:
     settings = resolve({"db_url": args.db_url}, {})
@@ -111,13 +107,13 @@ def _plan_draft(args: argparse.Namespace) -> int:
         text = plan_draft.draft(conn, options)
     if args.out is None:
         sys.stdout.write(text)
-        return 0
+        return ExitCode.OK
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     tmp.write_text(text)
     tmp.replace(args.out)
     print(f"plan draft: wrote {args.out}; settle every '# REVIEW', then run 'cutover plan check --plan "
           f"{args.out}'", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
 def _plan_check(args: argparse.Namespace) -> int:
@@ -128,7 +124,7 @@ def _plan_check(args: argparse.Namespace) -> int:
         plan = load_plan(settings.plan_path)
     except PlanError as exc:
         print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_BAD_PLAN
+        return ExitCode.BAD_PLAN
     with db.connection(settings.db_url, read_only=True) as conn:
         schema = catalog.read(conn)
         differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
@@ -139,9 +135,9 @@ def _plan_check(args: argparse.Namespace) -> int:
         print(f"{diff.code}: {diff.message}")
     if differences:
         print(f"plan check: {len(differences)} differences between {settings.plan_path} and the database")
-        return 1
+        return ExitCode.FAILED
     print(f"plan check: {settings.plan_path} and the database agree")
-    return 0
+    return ExitCode.OK
 
 
 def _plan_upgrade(args: argparse.Namespace) -> int:
@@ -151,17 +147,17 @@ def _plan_upgrade(args: argparse.Namespace) -> int:
         old, new = plan_upgrade.upgraded(path)
     except PlanError as exc:
         print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_BAD_PLAN
+        return ExitCode.BAD_PLAN
     if new == old:
         print(f"plan upgrade: {path} is already format {PLAN_FORMAT}; nothing to do", file=sys.stderr)
-        return 0
+        return ExitCode.OK
     sys.stdout.write(plan_upgrade.diff(path, old, new))
     if args.write:
         plan_upgrade.write(path, new)
         print(f"plan upgrade: wrote {path} (format {PLAN_FORMAT})", file=sys.stderr)
     else:
         print(f"plan upgrade: nothing written; run again with --write to write {path}", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
 def _evidence_verify(args: argparse.Namespace) -> int:
@@ -177,10 +173,10 @@ def _evidence_verify(args: argparse.Namespace) -> int:
     if found.ok:
         print(f"EVIDENCE VERIFIED: {len(found.checked)} files match {args.dir / evidence.FILE} "
               f"({found.body.get('verdict')}); {found.trust()}")
-        return 0
+        return ExitCode.OK
     print(f"EVIDENCE DOES NOT VERIFY: {len(found.problems)} of {len(found.problems) + len(found.checked)} "
           f"differ or are missing in {args.dir}")
-    return 1
+    return ExitCode.FAILED
 
 
 def _snapshot_make(args: argparse.Namespace) -> int:
@@ -189,7 +185,7 @@ def _snapshot_make(args: argparse.Namespace) -> int:
     snapshot.check_make_args(args.out, args.scale, args.format)
     if args.db_url is not None:
         snapshot.make(args.out, plan, args.db_url, args.scale, args.seed, args.format, _progress)
-        return 0
+        return ExitCode.OK
     build = resolve({"plan": args.plan, "sandbox": args.sandbox}, {})
     info = sandbox.start(sandbox.SandboxSpec.of(build), log=_progress)
     try:
@@ -197,7 +193,7 @@ def _snapshot_make(args: argparse.Namespace) -> int:
                       tools=info.tools())
     finally:
         sandbox.stop(info)
-    return 0
+    return ExitCode.OK
 
 
 def _snapshot_restore(args: argparse.Namespace) -> int:
@@ -208,7 +204,7 @@ def _snapshot_restore(args: argparse.Namespace) -> int:
     result = snapshot.restore(args.file, settings.db_url, plan, jobs=args.jobs, log=_progress)
     print(f"restore wall-clock: {result.total_seconds:.2f} s ({result.rows} rows, {result.format}; "
           f"load {result.seconds:.2f} s)")
-    return 0
+    return ExitCode.OK
 
 
 _COMMAND = ("command", "plan_command", "snapshot_command", "evidence_command")  # what an error names
@@ -250,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("cutover: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

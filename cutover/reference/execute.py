@@ -30,6 +30,7 @@ from psycopg import sql
 from cutover.core import catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
+from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DURATION
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url, redact
@@ -37,13 +38,11 @@ from cutover.core.report_types import CutoverReport, key_equal, key_json, key_or
 from cutover.reference import ownership as rules
 from cutover.reference import preflight
 
-EXIT_OK, EXIT_BLOCKED, EXIT_ALREADY, EXIT_ROLLED_BACK, EXIT_REPORT_LOST = 0, 1, 3, 4, 5
-
 
 class RunFailed(CutoverError):
     """The transaction was rolled back; ``exit_code`` says why in a way scripts can branch on."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_ROLLED_BACK, summary: str | None = None) -> None:
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.ROLLED_BACK, summary: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         # The failure in tables, counts and run ids only: what may leave the operator's terminal (the
@@ -222,7 +221,7 @@ def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
     """BLOCKED when row security would filter the plan's tables for this role: every statement would fail."""
     hidden = db.hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:
-        raise RunFailed(f"row-security: {hidden}; nothing changed", EXIT_BLOCKED)
+        raise RunFailed(f"row-security: {hidden}; nothing changed", ExitCode.BLOCKED)
 
 
 def defer_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
@@ -461,10 +460,10 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             info["rows"] = len(pf.blockers)
             if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
                 done = f"{pf.blockers[0].message}; nothing changed"  # the run id and rows per table
-                raise RunFailed(done, EXIT_ALREADY, summary=done)
+                raise RunFailed(done, ExitCode.ALREADY_CUT_OVER, summary=done)
             if not pf.ready:  # the blockers with their sample rows; the summary without them
                 raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
-                                EXIT_BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
+                                ExitCode.BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
                                     f"{b.code}: {b.message}" for b in pf.blockers))
             defer_tenant_keys(conn, pf.deferred)
             if pf.deferred:
@@ -668,7 +667,8 @@ def guarded(url: str, run: Run, report: CutoverReport | dict[str, Any], timeouts
         raise _with_report(failed, report, id_files or {}) from None
     except KeyboardInterrupt:
         report["error"] = "interrupted by the operator"
-        stopped = RunFailed("interrupted, rolled back", 130, summary="interrupted by the operator, rolled back")
+        stopped = RunFailed("interrupted, rolled back", ExitCode.INTERRUPTED,
+                            summary="interrupted by the operator, rolled back")
         raise _with_report(stopped, report, id_files or {}) from None
     finally:
         _rollback_quietly(conn)  # a no-op after a commit
