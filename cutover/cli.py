@@ -16,7 +16,7 @@ from pathlib import Path
 from cutover.core import catalog, db, evidence, plan_draft, plan_upgrade
 from cutover.core.errors import CutoverError, PlanError
 from cutover.core.exit_codes import ExitCode
-from cutover.core.options import resolve
+from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
 from cutover.core.redact import redact
 from cutover.reference import commands as cutover_commands
@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     make = snap_cmds.add_parser("make", help="write the deterministic synthetic pre-cutover snapshot")
     make.add_argument("--out", required=True, type=Path, help="file to write (plus FILE.manifest.json)")
     make.add_argument("--scale", type=float, default=1.0, help="1 is about 50k rows, 100 about 5M (default 1)")
-    make.add_argument("--seed", type=int, default=20260430, help="random seed (default 20260430)")
+    make.add_argument("--seed", type=int, default=DEFAULTS["snapshot_seed"],
+                      help=f"random seed (default {DEFAULTS['snapshot_seed']})")
     make.add_argument("--format", choices=snapshot.FORMATS, default="plain",
                       help="plain: gzip'd SQL as the runbook makes it; custom: for pg_restore -j")
     make.add_argument("--db-url", default=None,

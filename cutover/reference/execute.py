@@ -31,7 +31,7 @@ from cutover.core import catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
-from cutover.core.options import DURATION
+from cutover.core.options import DEFAULTS, DURATION
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url, redact
 from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
@@ -58,8 +58,8 @@ class RunFailed(CutoverError):
 class Timeouts:
     """``lock_timeout`` and ``statement_timeout``, as PostgreSQL interval strings, set LOCAL."""
 
-    lock: str = "3s"
-    statement: str = "15min"
+    lock: str = DEFAULTS["lock_timeout"]
+    statement: str = DEFAULTS["statement_timeout"]
 
 
 @dataclass

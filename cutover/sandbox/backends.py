@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from cutover.core import db
 from cutover.core.errors import SetupError
-from cutover.core.options import Settings
+from cutover.core.options import DEFAULTS, Settings
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
 from cutover.sandbox import dumpneeds, majors, pgbin
@@ -61,17 +61,17 @@ RECORD_KIND = "cutover-sandbox"
 class SandboxSpec:
     """What the sandbox needs to know, and nothing more: the suite's other settings stay out of here."""
 
-    backend: str = "auto"
+    backend: str = DEFAULTS["sandbox"]
     db_url: str | None = None
     pg_bindir: str | None = None
     sandbox_dir: str | None = None
     docker_image: str | None = None  # None: postgres:N of the wanted major (majors.docker_image)
     pg_major: int | None = None
     allow_newer_server: bool = False
-    startup_timeout: int = 60
+    startup_timeout: int = DEFAULTS["startup_timeout"]
     snapshot: str | None = None
-    snapshot_scale: int = 1
-    snapshot_seed: int = 20260430
+    snapshot_scale: int = DEFAULTS["snapshot_scale"]
+    snapshot_seed: int = DEFAULTS["snapshot_seed"]
     cache_path: Path = Path(".cutover-cache")
     durable: bool = False
 
