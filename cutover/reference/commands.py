@@ -21,7 +21,7 @@ from typing import Any
 from cutover.core import db
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
-from cutover.core.options import Settings, resolve
+from cutover.core.options import DEFAULTS, Settings, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.redact import redact, split_password
 from cutover.reference import aftercare, alerts, preflight
@@ -285,8 +285,10 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
         p.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
         p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
         if timeouts:
-            p.add_argument("--lock-timeout", default=None, help="lock_timeout of the transaction (default 3s)")
-            p.add_argument("--statement-timeout", default=None, help="statement_timeout (default 15min)")
+            p.add_argument("--lock-timeout", default=None,
+                           help=f"lock_timeout of the transaction (default {DEFAULTS['lock_timeout']})")
+            p.add_argument("--statement-timeout", default=None,
+                           help=f"statement_timeout (default {DEFAULTS['statement_timeout']})")
 
     p = commands.add_parser("dry-run", help="pre-flight: read-only, planned moves and READY/BLOCKED")
     common(p, timeouts=False)
