@@ -64,6 +64,8 @@ def _emit(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
 
 
 def dry_run(args: argparse.Namespace) -> int:
+    """``cutover dry-run``: the pre-flight on a read-only connection, READY (0) or BLOCKED (1), so the window
+    opens only on a database whose blockers were seen and none of which was written to."""
     settings, plan, url = _settings(args)
     with db.connection(url, read_only=True) as conn:
         pf = preflight.run(conn, plan)
@@ -104,6 +106,8 @@ def _failed(args: argparse.Namespace, exc: engine.RunFailed, path: Path | None) 
 
 
 def execute(args: argparse.Namespace) -> int:
+    """``cutover execute``: the cutover in one transaction, only with --operator-confirmed and an actor for the
+    audit trail; the report is checked writable first, and the runbook's alerts say how it ended."""
     settings, plan, url = _settings(args)
     actor = _actor(args)
     path = args.report_path or _default_report_path()
@@ -211,6 +215,8 @@ def _execute_held(args: argparse.Namespace, settings: Settings, plan: Plan, url:
 
 
 def sweep(args: argparse.Namespace) -> int:
+    """``cutover sweep``: move patient rows that landed on the source after the commit; with --report-path it
+    is appended to that report only when the database recorded that report's cutover."""
     settings, plan, url = _settings(args)
     actor = os.environ.get(ACTOR_ENV, "").strip() or "sweep"
     cut = reports.load_streamed(args.report_path) if args.report_path else None
@@ -238,6 +244,8 @@ def sweep(args: argparse.Namespace) -> int:
 
 
 def reverse(args: argparse.Namespace) -> int:
+    """``cutover reverse``: rollback option 2, the report's rows moved back (--dry-run only counts them), so
+    the window has a way back before T+0:30 that needs no snapshot restore."""
     settings, plan, url = _settings(args)
     actor = "" if args.dry_run else _actor(args)  # the dry run only counts: it records nothing
     cut = reports.load_streamed(args.report_path)  # the allow-list stays on disk: memory flat at any size
@@ -266,6 +274,8 @@ def reverse(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    """``cutover report --rebuild``: a lost report made again from the database's audit events, because sweep
+    and reverse need one and a committed cutover must never be left without it."""
     _, plan, url = _settings(args)
     reports.check_writable(args.report_path)
     with db.connection(url, read_only=True) as conn:
