@@ -95,7 +95,6 @@ class Run:
     steps: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
     number: int = 0
-    conn: Connection | None = None
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
@@ -520,7 +519,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             info["rows"] = sum(moved.values())
         if before_commit is not None:
             before_commit()
-        commit(conn, url, plan, run.run_id)  # after the step, so a test can hold the transaction before COMMIT
+        commit(conn, url, plan, run.run_id)  # not a step: the steps are the work COMMIT makes durable, timed alone
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
     return report, id_files
@@ -655,7 +654,6 @@ def guarded(url: str, run: Run, report: CutoverReport | dict[str, Any], timeouts
     Errors become :class:`RunFailed` carrying the report, so the caller can still write it.
     """
     conn = db.connect(url, application_name=f"cutover-{run.kind}")
-    run.conn = conn
     try:
         yield conn
     except RunFailed as exc:
