@@ -556,10 +556,9 @@ part's usual size, and with it the client's memory, which holds one part's text 
 _SLOTS = 1 << 9  # positions per block in a range of tuple ids: above the 291 tuples a heap page can hold
 
 
-def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO,
-                part_bytes: int | None = None) -> tuple[int, int]:
+def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO) -> tuple[int, int]:
     """Store one table's allow-list, its patient-owned rows now on the target, as audit events of at
-    most ``part_bytes`` of key text each, and copy the same text to ``out``; returns how many parts
+    most ``AUDIT_PART_BYTES`` of key text each, and copy the same text to ``out``; returns how many parts
     and how many keys.
 
     Under the cutover's locks, with no patient-owned row on the target before the moves (the
@@ -568,13 +567,12 @@ def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bina
     each key as the report holds it (JSON in the column's own type; a JSON text never holds a raw
     newline), built by the server from a range of the table's tuple ids (a TID range scan reads only
     those blocks), in physical order: the order the report lists the keys in. A range whose text
-    would pass ``part_bytes`` is halved, down to one row. Capturing the keys during the moves
+    would pass that size is halved, down to one row. Capturing the keys during the moves
     (``UPDATE ... RETURNING`` into temp tables) made the moves 10-25% slower than the bare UPDATEs;
     reading them back once costs less, and the text travels to the client once, as the spool.
     """
-    limit = AUDIT_PART_BYTES if part_bytes is None else part_bytes
     with _scans_by_tid(conn):
-        return _write_parts(conn, plan, run_id, table, out, limit)
+        return _write_parts(conn, plan, run_id, table, out, AUDIT_PART_BYTES)
 
 
 @contextmanager

@@ -328,13 +328,6 @@ def _remove(client: Any, containers: list[Any]) -> list[str]:
     return removed
 
 
-def remove_owned(owner_pid: int, client: Any = None) -> list[str]:
-    """Remove every sandbox container ``owner_pid`` on this host started, whatever state it is in."""
-    client = client or _docker_client()
-    filters = {"label": [f"{k}={v}" for k, v in _owner_labels(owner_pid).items()]}
-    return _remove(client, client.containers.list(all=True, filters=filters))
-
-
 def reap_stale_containers(client: Any = None) -> list[str]:
     """Remove sandbox containers whose owning process on this host is gone (SIGKILL, a crash)."""
     client = client or _docker_client()
