@@ -182,7 +182,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _wanted(config):
         return
     go, lines = _collector(config).outcome()
-    if not go and session.exitstatus == 0:
+    if not go and session.exitstatus == ExitCode.OK:
         session.exitstatus = ExitCode.NO_GO
     run = config.stash.get(RUN, None)
     if run is not None:
