@@ -34,22 +34,25 @@ class ExitCode(IntEnum):
 # Each name's meaning, in the operator's words; the README's table is made from it, in this order.
 MEANINGS: dict[str, str] = {
     "OK": "done: READY, PASSED, `ALL 12 CHECKS PASSED`, `WINDOW GO`, plan and schema agree, evidence verified",
-    "FAILED": "the suite: a check failed; `plan check`: differences; `evidence verify`: a file or the signature "
+    "FAILED": "the suite: a check failed (`REHEARSAL NOT READY: A12 FAIL, …`, `SET B FAILED: …`); `plan check`: "
+              "differences; `evidence verify`: a file or the signature "
               "does not match",
     "BLOCKED": "`cutover dry-run`, `execute`, `sweep`, `reverse`: BLOCKED or a refused report; nothing changed",
     "NO_GO": "`pytest -m prereq`: `WINDOW NO-GO`",
-    "SETUP": "a setup, connection or database error: one line that names the fix (the suite's is also in the "
+    "SETUP": "a setup, connection or database error: one line that names the fix (the suite: no PostgreSQL, a "
+             "BLOCKED dry run or a failed execute in the rehearsal, `--sign-with` could not sign; also in the "
              "operator log)",
     "COMMAND_USAGE": "`cutover`: a usage error (a missing or bad argument), one line",
     "ALREADY_CUT_OVER": "`cutover execute`: the database is already cut over; nothing changed",
     "ROLLED_BACK": "`cutover execute`, `sweep`, `reverse`: rolled back; nothing changed",
     "BAD_PLAN": "`cutover plan check`, `plan upgrade`: the plan file is missing or malformed",
-    "USAGE": "the suite: a usage error (one line that names the fix); nothing ran",
+    "USAGE": "the suite: a usage error (a bad option or answers file, Set B without a target): one line that "
+             "names the fix; nothing runs or is written",
     "REPORT_LOST": "`cutover execute`: committed, but the report could not be written (`cutover report --rebuild`)",
-    "NOTHING_COLLECTED": "the suite: no check was selected",
-    "INCOMPLETE": "the suite: nothing failed but checks were skipped, unanswered or not run",
+    "NOTHING_COLLECTED": "the suite: no test was collected (CI treats it as a failure)",
+    "INCOMPLETE": "the suite: nothing failed but checks were skipped, unanswered or not run: not a pass",
     "INTERRUPTED": "interrupted (Ctrl-C, SIGTERM): a `cutover` command rolled back; the suite's operator log says "
-                   "where",
+                   "at which step or prompt",
 }
 
 
