@@ -29,6 +29,7 @@ from cutover.suite import bundle, forecast
 from cutover.suite.catalogue import SET_B_IDS, Catalogue
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
+from cutover.suite.secret_sweep import sweep_secrets
 from cutover.suite.state import RunState
 
 PINNED_ALLURE = Path("tools") / "allure" / "node_modules" / ".bin" / "allure"
@@ -86,54 +87,6 @@ def server_version(url: str | None) -> str:
     except Exception as exc:  # an unreachable target is already the verdict's setup error
         return f"unknown ({type(exc).__name__})"
     return str(row[0]) if row else "unknown"
-
-
-def _redact_json(value: Any) -> Any:
-    """Every string of a parsed JSON document redacted. Its text is not what was said: a password
-    with a quote or a non-ASCII letter is escaped there (``p\\u00e4ss``), where no mask finds it."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_redact_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _redact_json(v) for k, v in value.items()}
-    return value
-
-
-def _redact_file_text(path: Path, text: str) -> str:
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return redact(text)
-        clean = _redact_json(data)
-        return text if clean == data else json.dumps(clean, indent=2, default=str)
-    if path.suffix == ".jsonl":
-        lines = []
-        for line in text.splitlines():
-            try:
-                lines.append(json.dumps(_redact_json(json.loads(line))) if line.strip() else line)
-            except ValueError:
-                lines.append(redact(line))
-        return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
-    return redact(text)
-
-
-def sweep_secrets(root: Path) -> int:
-    """Redact every text file under ``root`` in place (JSON by its strings); returns how many files changed."""
-    changed = 0
-    for path in root.rglob("*"):
-        if not path.is_file() or path.is_symlink():
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        clean = _redact_file_text(path, text)
-        if clean != text:
-            path.write_text(clean, encoding="utf-8")
-            changed += 1
-    return changed
 
 
 def write_results_metadata(results: Path, environment: Mapping[str, str], build: str,
