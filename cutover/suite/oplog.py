@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover.core import db
 from cutover.core.errors import CutoverError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
@@ -32,6 +31,7 @@ from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.secret_sweep import sweep_secrets
 from cutover.suite.state import RunState
+from cutover.suite.under_check import server_version
 
 WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP"}
 
@@ -56,19 +56,6 @@ def git_sha() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() or "unknown"
-
-
-def server_version(url: str | None) -> str:
-    """A --db-url target's PostgreSQL version (the rehearsal records a sandbox's): what the report's
-    reader compares with production's; never a reason for the log to be missing."""
-    if url is None:
-        return "unknown"
-    try:
-        with db.connection(url, read_only=True, autocommit=True) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-    except Exception as exc:  # an unreachable target is already the verdict's setup error
-        return f"unknown ({type(exc).__name__})"
-    return str(row[0]) if row else "unknown"
 
 
 def _fmt_s(value: float | None) -> str:
