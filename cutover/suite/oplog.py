@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from cutover.reference import report as reports
 from cutover.suite import bundle, forecast
 from cutover.suite.allure_report import allure_command, render_html, write_results_metadata
 from cutover.suite.catalogue import SET_B_IDS, Catalogue
+from cutover.suite.git_revision import git_sha
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.secret_sweep import sweep_secrets
@@ -47,15 +47,6 @@ class CheckRow:
     observation: str = ""
     operator: str = ""
     at: str = ""
-
-
-def git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path.cwd(), capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def _fmt_s(value: float | None) -> str:
