@@ -4,6 +4,9 @@ Written once per run by the controller at session end, also when the run failed:
 rehearsal's log is the one an operator most needs. Every file is swept for secrets before the HTML
 report is rendered from the results (the single-file HTML embeds them encoded, where a later sweep
 could not see them), and again after.
+
+This module gathers the run and writes the directory; its parts are their own modules: the Markdown
+(``oplog_markdown``), the HTML report (``allure_report``), the secret sweep (``secret_sweep``).
 """
 
 from __future__ import annotations
@@ -28,12 +31,11 @@ from cutover.suite.allure_report import allure_command, render_html, write_resul
 from cutover.suite.catalogue import SET_B_IDS, Catalogue
 from cutover.suite.git_revision import git_sha
 from cutover.suite.manual.answers import Answer, Journal
+from cutover.suite.oplog_markdown import markdown
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.secret_sweep import sweep_secrets
 from cutover.suite.state import RunState
 from cutover.suite.under_check import server_version
-
-WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP"}
 
 
 @dataclass(frozen=True)
@@ -47,68 +49,6 @@ class CheckRow:
     observation: str = ""
     operator: str = ""
     at: str = ""
-
-
-def _fmt_s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
-def markdown(log: Mapping[str, Any]) -> str:
-    """The human half of the operator log: what the runbook's step 6 asks for, in its order."""
-    r = log["rehearsal"] or {}
-    bound = log.get("rollback_time_bound") or {}
-    lines = [f"# Operator log: {log['verdict']}", ""]
-    if log.get("setup_error"):
-        lines.append(f"- setup error: {log['setup_error']}")
-    if log.get("interrupted_at"):
-        lines.append(f"- interrupted at: {log['interrupted_at']}")
-    if log.get("answers_warning"):
-        lines.append(f"- {log['answers_warning']}")
-    if log.get("next_step"):
-        lines += ["## Next step", "", "```", *log["next_step"], "```", ""]
-    lines += [f"- run: {log['started_at']} to {log['finished_at']}, exit status {log['exit_status']}",
-             f"- command: `{log['command']}`",
-             f"- operator: {log['operator']}", f"- git: {log['environment'].get('git_sha', 'unknown')}",
-             f"- target: {r.get('target') or log['environment'].get('target', '-')}",
-             f"- snapshot: {r.get('snapshot') or '-'}"
-             + (f" (restored by the earlier run {r['restored_by_run']}: this run found the target restored; its "
-                "snapshot timestamp and restore time below are that run's)" if r.get("restored_by_run") else ""),
-             f"- snapshot timestamp: {r.get('snapshot_timestamp') or '-'}",
-             f"- PostgreSQL: the snapshot was dumped from {r.get('snapshot_source') or 'an unstated version'}, "
-             f"rehearsed on {r.get('postgres') or log['environment'].get('postgres', '-')}"
-             + (f" ({r['major_note']})" if r.get("major_note") else ""),
-             f"- restore wall-clock: {_fmt_s(r.get('restore_s'))}"
-             + (f" (measured on {r['restore_measured_on']})" if r.get("restore_measured_on") else ""),
-             *([f"- roles created for the restore (NOLOGIN, sandbox only; the snapshot's policies, owners or "
-                f"grants name them): {', '.join(r['created_roles'])}"] if r.get("created_roles") else []),
-             f"- dry-run verdict: {r.get('dry_run') or '-'}"
-             + (f" ({'; '.join(r['blockers'])})" if r.get("blockers") else ""),
-             f"- execute duration: {_fmt_s(r.get('execute_s'))} ({r.get('execute_via') or '-'})",
-             f"- report path: {r.get('report_path') or log.get('report_path') or '-'}"]
-    if bound:
-        lines.append(f"- rollback time bound: {bound['total_s'] / 60:.1f} min = restore {bound['restore_s']:.1f} s + "
-                     f"revert deploys {bound['revert_deploys_s'] // 60} min + smoke {bound['smoke_s'] // 60} min "
-                     f"(runbook budget {bound['budget_s'] // 60} min: "
-                     f"{'within' if bound['within_budget'] else 'OVER'}; restore measured on "
-                     f"{bound.get('restore_measured_on', 'unknown')})")
-    html = log["allure"]["html"]
-    lines += [f"- Allure report: [{html}]({html})" if html else f"- Allure report: {log['allure']['note']}",
-              f"- Allure results: {log['allure']['results']}", f"- journal: {log['journal']}", "",
-              "## Checks A1-A21", "", "| check | kind | result | title | observation | operator | at |",
-              "|---|---|---|---|---|---|---|"]
-    for c in log["checks"]:
-        obs = str(c["observation"]).replace("|", "\\|").replace("\n", " ")
-        word = WORDS.get(c["result"], c["result"].upper())
-        lines.append(f"| {c['check']} | {c['kind']} | {word} | {c['title']} | {obs} | "
-                     f"{c['operator']} | {c['at']} |")
-    lines += ["", "## Timeline", "", "| step | started | seconds | status | detail |", "|---|---|---|---|---|"]
-    for t in log["timeline"]:
-        lines.append(f"| {t['step']} | {t['started_at']} | {t['seconds']} | {t['status']} | {t['detail']} |")
-    if log.get("window_timeline"):
-        lines += ["", "## Window timeline (T+ since the cutover's commit, from the database)", "", "```",
-                  *log["window_timeline"], "```"]
-    lines += ["", "## Summary", "", "```", *log["summary_lines"], "```", ""]
-    return "\n".join(lines)
 
 
 def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, journal: Path,
