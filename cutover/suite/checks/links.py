@@ -18,10 +18,10 @@ def a4(c: Checker, label: str) -> Evidence:
                                                               "(or a share to the child's tenant, where allowed)")
     for name, child, kind, parent, key, via in c.links():
         if name == label and kind == "column":
-            n = c.link(ev, child, parent, key, via)
-            ev.found = f"{n} rows on another tenant than their {parent.name} row"
-            if n:
-                ev.fail(f"{n} {child.name} rows are not on their {parent.name} row's tenant")
+            crossing = c.link(ev, child, parent, key, via)
+            ev.found = f"{crossing} rows on another tenant than their {parent.name} row"
+            if crossing:
+                ev.fail(f"{crossing} {child.name} rows are not on their {parent.name} row's tenant")
     return ev
 
 
