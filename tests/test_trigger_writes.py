@@ -1,0 +1,118 @@
+"""Rows that triggers write (issue 23, point 2).
+
+Medical applications keep an audit trail: a trigger records every UPDATE of ``patients`` into a
+tenant-scoped ``audit_log`` (the row's new tenant, the table, the row id). The cutover's move of
+``patients`` is such an UPDATE, so it writes one ``audit_log`` row per moved patient, on the tenant the
+trigger gives it. Undeclared, that trigger is a blocker naming it, both tables and the plan line to add;
+declared on the written table (``written_by = ["patients.patients_audit"]``) the cutover expects those
+rows and verifies them, and the report, A5, A10, the sweep and the reverse account for them.
+
+The schema is the reference model plus this one table and trigger, written here (not the shared third
+model) so that each test reads in one place what it runs on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cutover.core.plan import DEFAULT_PLAN
+from tests.support import execute_sql, run_cutover, scalar
+
+SRC, TGT = "tenant-apollo-001", "tenant-curaway-patients"
+
+AUDIT_LOG = (
+    "CREATE TABLE audit_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+    "tenant_id text NOT NULL REFERENCES tenants (id), table_name text NOT NULL, row_id text NOT NULL, "
+    "logged_at timestamptz NOT NULL DEFAULT now())",
+    "ALTER TABLE audit_log ENABLE ROW LEVEL SECURITY",
+    "ALTER TABLE audit_log FORCE ROW LEVEL SECURITY",
+    "CREATE POLICY tenant_isolation ON audit_log USING (tenant_id = current_setting('app.tenant_id', true))",
+    # The trail as the application left it: one row per patient, on the patient's tenant.
+    "INSERT INTO audit_log (tenant_id, table_name, row_id) SELECT tenant_id, 'patients', id FROM patients",
+    """CREATE FUNCTION patients_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO audit_log (tenant_id, table_name, row_id) VALUES (NEW.tenant_id, TG_TABLE_NAME, NEW.id);
+        RETURN NEW;
+    END $$""",
+    "CREATE TRIGGER patients_audit AFTER UPDATE ON patients FOR EACH ROW EXECUTE FUNCTION patients_audit()",
+)
+
+# audit_log planned like any patient table: its own rows move with their patients.
+PLANNED = '\n[tables.audit_log]\nkey = "id"\nowner = "patient"\n'
+DECLARED = PLANNED + 'written_by = ["patients.patients_audit"]\n'
+
+
+def plan_file(tmp_path: Path, table: str) -> Path:
+    text = DEFAULT_PLAN.read_text()
+    steps = '    ["events"],\n]'
+    assert steps in text
+    path = tmp_path / "plan.toml"
+    path.write_text(text.replace(steps, '    ["events"],\n    ["audit_log"],\n]', 1) + table)
+    return path
+
+
+@pytest.fixture
+def audited_db(fresh_db: str) -> str:
+    """The restored reference snapshot with the audit trail and its trigger."""
+    execute_sql(fresh_db, *AUDIT_LOG)
+    return fresh_db
+
+
+def audit_rows(url: str) -> dict[str, int]:
+    return {str(t): int(n) for t, n in scalar_rows(url, "SELECT tenant_id, count(*) FROM audit_log GROUP BY 1")}
+
+
+def scalar_rows(url: str, query: str) -> list[tuple[object, ...]]:
+    from cutover.core import db
+    with db.connection(url, read_only=True) as conn:
+        return [tuple(r) for r in conn.execute(query).fetchall()]
+
+
+def dry_run(url: str, plan: Path) -> dict[str, object]:
+    dry = run_cutover(url, "dry-run", "--json", f"--plan={plan}")
+    assert dry.returncode in (0, 1), dry.stderr
+    result: dict[str, object] = json.loads(dry.stdout)
+    return result
+
+
+def test_an_undeclared_audit_trigger_blocks_the_dry_run_and_execute_changes_nothing(
+        audited_db: str, tmp_path: Path) -> None:
+    """The issue's report: READY, then execute rolled back at verification with
+    ``audit_log: total 2000, baseline 1000 + written 0``."""
+    plan = plan_file(tmp_path, PLANNED)
+    found = dry_run(audited_db, plan)
+    assert found["verdict"] == "BLOCKED", found
+    (blocker,) = [b for b in found["blockers"] if b["code"] == "undeclared-trigger-writes"]  # type: ignore[attr-defined]
+    message = blocker["message"]
+    assert "trigger patients_audit on patients" in message and "writes audit_log" in message, message
+    assert 'written_by = ["patients.patients_audit"]' in message and "[tables.audit_log]" in message, message
+
+    before = audit_rows(audited_db)
+    report = tmp_path / "r.json"
+    done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan}", f"--report-path={report}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "undeclared-trigger-writes" in done.stderr
+    assert audit_rows(audited_db) == before
+    assert scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (TGT,)) == 0
+
+
+def test_a_declared_audit_trigger_commits_and_its_rows_are_verified_where_the_trigger_put_them(
+        audited_db: str, tmp_path: Path) -> None:
+    plan = plan_file(tmp_path, DECLARED)
+    found = dry_run(audited_db, plan)
+    assert found["verdict"] == "READY", found
+    patients = scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (SRC,))
+    before = audit_rows(audited_db)
+    report_path = tmp_path / "r.json"
+    done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan}",
+                       f"--report-path={report_path}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["moved"]["audit_log"] == before[SRC]  # the trail's own rows moved with their patients
+    assert report["triggered"] == {"audit_log": {TGT: patients}}
+    assert len(report["allow_list"]["audit_log"]) == before[SRC]  # the trigger's rows were written, not moved
+    after = audit_rows(audited_db)
+    assert after == {TGT: before[SRC] + patients, **{t: n for t, n in before.items() if t != SRC}}
