@@ -62,7 +62,8 @@ def audited_db(fresh_db: str) -> str:
 
 
 def audit_rows(url: str) -> dict[str, int]:
-    return {str(t): int(n) for t, n in scalar_rows(url, "SELECT tenant_id, count(*) FROM audit_log GROUP BY 1")}
+    rows = scalar_rows(url, "SELECT tenant_id, count(*) FROM audit_log GROUP BY 1")
+    return {str(t): int(str(n)) for t, n in rows}
 
 
 def scalar_rows(url: str, query: str) -> list[tuple[object, ...]]:
