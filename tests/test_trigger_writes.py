@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from cutover.core.plan import DEFAULT_PLAN
-from tests.support import execute_sql, run_cutover, scalar
+from cutover.core.options import Settings
+from cutover.core.plan import DEFAULT_PLAN, load_plan
+from cutover.suite.under_check import DatabaseUnderCheck
+from tests.support import execute_sql, failing_evidence, run_cutover, scalar
 
 SRC, TGT = "tenant-apollo-001", "tenant-curaway-patients"
 
@@ -29,6 +31,7 @@ AUDIT_LOG = (
     "logged_at timestamptz NOT NULL DEFAULT now())",
     "ALTER TABLE audit_log ENABLE ROW LEVEL SECURITY",
     "ALTER TABLE audit_log FORCE ROW LEVEL SECURITY",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON audit_log TO app_user",
     "CREATE POLICY tenant_isolation ON audit_log USING (tenant_id = current_setting('app.tenant_id', true))",
     # The trail as the application left it: one row per patient, on the patient's tenant.
     "INSERT INTO audit_log (tenant_id, table_name, row_id) SELECT tenant_id, 'patients', id FROM patients",
@@ -101,7 +104,7 @@ def test_an_undeclared_audit_trigger_blocks_the_dry_run_and_execute_changes_noth
 
 
 def test_a_declared_audit_trigger_commits_and_its_rows_are_verified_where_the_trigger_put_them(
-        audited_db: str, tmp_path: Path) -> None:
+        audited_db: str, tmp_path: Path, cutover_settings: Settings) -> None:
     plan = plan_file(tmp_path, DECLARED)
     found = dry_run(audited_db, plan)
     assert found["verdict"] == "READY", found
@@ -114,6 +117,14 @@ def test_a_declared_audit_trigger_commits_and_its_rows_are_verified_where_the_tr
     report = json.loads(report_path.read_text())
     assert report["moved"]["audit_log"] == before[SRC]  # the trail's own rows moved with their patients
     assert report["triggered"] == {"audit_log": {TGT: patients}}
-    assert len(report["allow_list"]["audit_log"]) == before[SRC]  # the trigger's rows were written, not moved
+    # Patient-owned on the target, the trigger's rows are listed with the moved ones: A10 and the reverse
+    # find every patient row the cutover put there.
+    assert len(report["allow_list"]["audit_log"]) == before[SRC] + patients
     after = audit_rows(audited_db)
     assert after == {TGT: before[SRC] + patients, **{t: n for t, n in before.items() if t != SRC}}
+    # A5 counts the trigger's rows as written where they landed; A10 finds them in the allow-list.
+    target = DatabaseUnderCheck(audited_db, report, report_path, sandbox=True)
+    assert failing_evidence(target, load_plan(plan), cutover_settings) == {}
+    without = {k: v for k, v in report.items() if k != "triggered"}
+    assert "audit_log: 2000 rows, expected 1000" in failing_evidence(target, load_plan(plan), cutover_settings,
+                                                                     without)["A5"]

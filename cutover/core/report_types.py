@@ -59,6 +59,7 @@ class CutoverReport(TypedDict, total=False):
     baseline: dict[str, dict[str, int]]
     moved: dict[str, int]
     written: dict[str, int]
+    triggered: dict[str, dict[str, int]]  # per table, per tenant: rows its written_by triggers wrote during the moves
     steps: list[dict[str, Any]]
     allow_list: AllowList
     sweeps: list[SweepRecord]
