@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, load_plan
@@ -128,3 +129,37 @@ def test_a_declared_audit_trigger_commits_and_its_rows_are_verified_where_the_tr
     without = {k: v for k, v in report.items() if k != "triggered"}
     assert "audit_log: 2000 rows, expected 1000" in failing_evidence(target, load_plan(plan), cutover_settings,
                                                                      without)["A5"]
+
+
+def test_the_sweep_and_the_reverse_expect_the_rows_the_trigger_writes_on_their_moves(
+        audited_db: str, tmp_path: Path, cutover_settings: Settings) -> None:
+    """A late patient swept fires the trigger once more, on the target; the reverse moves every patient row
+    the cutover and the sweep put on the target back (the trigger's included) and fires it per row again."""
+    plan = plan_file(tmp_path, DECLARED)
+    patients = int(scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (SRC,)))
+    before = audit_rows(audited_db)
+    report_path = tmp_path / "r.json"
+    done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan}",
+                       f"--report-path={report_path}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    execute_sql(audited_db, sql.SQL("INSERT INTO patients (id, tenant_id) VALUES ('late-patient', {})").format(
+        sql.Literal(SRC)))
+    swept = run_cutover(audited_db, "sweep", "--json", f"--plan={plan}", f"--report-path={report_path}")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    record = json.loads(swept.stdout)
+    assert record["moved"] == {"patients": 1} and record["triggered"] == {"audit_log": {TGT: 1}}
+    report = json.loads(report_path.read_text())
+    assert len(report["sweeps"][-1]["ids"]["audit_log"]) == 1  # the trigger's row, listed for A10 and the reverse
+    target = DatabaseUnderCheck(audited_db, report, report_path, sandbox=True)
+    assert failing_evidence(target, load_plan(plan), cutover_settings) == {}
+
+    back = run_cutover(audited_db, "reverse", "--json", "--operator-confirmed", f"--plan={plan}",
+                       f"--report-path={report_path}")
+    assert back.returncode == 0, back.stdout + back.stderr
+    reversed_ = json.loads(back.stdout)
+    assert reversed_["moved"]["patients"] == patients + 1
+    assert reversed_["triggered"] == {"audit_log": {SRC: patients + 1}}
+    # Every row on the source again: the trail as it was, the cutover's and the sweep's rows moved back,
+    # and one more per patient the reverse moved.
+    assert audit_rows(audited_db) == {**before, SRC: before[SRC] + 2 * (patients + 1)}
+    assert scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (TGT,)) == 0

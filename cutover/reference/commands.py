@@ -208,9 +208,10 @@ def _execute_held(args: argparse.Namespace, settings: Settings, plan: Plan, url:
               f"committed and its report is written; to undo it use 'cutover reverse'", file=sys.stderr, flush=True)
     notify.send(alerts.COMPLETED, done)
     _emit(args, {"status": "committed", "exit_code": 0, "run_id": report["run_id"], "report_path": str(path),
-                 "moved": report["moved"], "duration_s": report["duration_s"]},
-          f"CUTOVER COMMITTED: run {report['run_id']} moved {moved} rows in {report['duration_s']:.2f} s; "
-          f"report: {path}")
+                 "moved": report["moved"], "triggered": report.get("triggered", {}),
+                 "duration_s": report["duration_s"]},
+          f"CUTOVER COMMITTED: run {report['run_id']} moved {moved} rows in {report['duration_s']:.2f} s"
+          f"{_by_triggers(report)}; report: {path}")
     return engine.EXIT_OK
 
 
@@ -236,9 +237,17 @@ def sweep(args: argparse.Namespace) -> int:
     if cut is not None and args.report_path is not None:
         cut.setdefault("sweeps", []).append(record)
         reports.write(args.report_path, cut)
-    _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"]},
-          f"SWEEP COMMITTED: moved {sum(record['moved'].values())} rows ({record['moved']})")
+    _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"],
+                 "triggered": record.get("triggered", {})},
+          f"SWEEP COMMITTED: moved {sum(record['moved'].values())} rows ({record['moved']})" + _by_triggers(record))
     return engine.EXIT_OK
+
+
+def _by_triggers(record: Any) -> str:
+    """The rows the plan's written_by triggers wrote during the moves, per table and tenant ('' if none)."""
+    triggered = record.get("triggered") or {}
+    return "".join(f"; {table}: {sum(per.values())} rows written by its triggers ({per})"
+                   for table, per in triggered.items())
 
 
 def reverse(args: argparse.Namespace) -> int:
@@ -263,9 +272,10 @@ def reverse(args: argparse.Namespace) -> int:
         return engine.EXIT_OK
     cut["reverse"] = record
     reports.write(args.report_path, cut)
-    _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"]},
-          f"REVERSE COMMITTED: moved {sum(record['moved'].values())} rows back to {plan.source}; report: "
-          f"{args.report_path}")
+    _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"],
+                 "triggered": record.get("triggered", {})},
+          f"REVERSE COMMITTED: moved {sum(record['moved'].values())} rows back to {plan.source}{_by_triggers(record)}; "
+          f"report: {args.report_path}")
     return engine.EXIT_OK
 
 

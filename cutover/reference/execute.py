@@ -419,6 +419,21 @@ def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, 
         k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
 
 
+def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, tenant: str) -> int:
+    """Add to ``id_table`` the patient rows of ``rule``'s table on ``tenant`` that this transaction's
+    triggers wrote (its ``written_by``); returns how many.
+
+    Written by this transaction: their ``xmin`` is its own transaction id or one of its
+    subtransactions' (a trigger's EXCEPTION block), all at or past its own (``age(xmin) <= 0``). No other
+    session can have written the table since this transaction's id was given out: its first write came
+    after it locked every plan table against writers."""
+    return int(conn.execute(sql.SQL(
+        "INSERT INTO {ids} SELECT {k} FROM {t} r WHERE {owned} AND age(r.xmin) <= 0 "
+        "AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE {join})").format(
+        ids=rules.ident(id_table), k=key_order(rule.key, "r"), t=rules.ident(rule.name),
+        owned=rules.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
+
+
 def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
                 keys: list[catalog.TenantKey] | None = None) -> dict[str, int]:
     """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table.
@@ -533,6 +548,8 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                                 + (f" and its triggers wrote {written_here} on {plan.target}" if written_here else "")
                                 + f" but {listed} patient-owned rows are on {plan.target}; rolled back")
                         raise RunFailed(bent, summary=bent)
+                    if listed > moved.get(rule.name, 0):
+                        report.setdefault("listed_written", {})[rule.name] = listed - moved.get(rule.name, 0)
                     if spool is None:
                         report.setdefault("allow_list", {})[rule.name] = [
                             json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
@@ -543,7 +560,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             if triggered:
                 report["triggered"] = triggered
             fields = ("run_id", "actor", "started_at", "committed_at", "baseline", "moved", "written", "source",
-                      "target", "plan", "triggered")
+                      "target", "plan", "triggered", "listed_written")
             summary: dict[str, Any] = {k: v for k, v in report.items() if k in fields}
             summary["allow_list_parts"] = parts
             write_audit(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))

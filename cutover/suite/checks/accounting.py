@@ -27,10 +27,14 @@ def a5(c: Checker) -> Evidence:
         return ev
     moved = dict(report.get("moved") or {})
     swept = {t: sum((s.get("moved") or {}).get(t, 0) for s in report.get("sweeps") or []) for t in p.table_names}
-    # Rows the plan's written_by triggers wrote during the moves, per table and tenant, where they landed.
-    triggered = {t: {k: int(v) for k, v in per.items()} for t, per in (report.get("triggered") or {}).items()}
+    # Rows the plan's written_by triggers wrote during the moves and the sweeps' moves, per table and tenant,
+    # where they landed.
+    triggered: dict[str, Counter[str]] = {}
+    for run in [report, *(report.get("sweeps") or [])]:
+        for table, per in (run.get("triggered") or {}).items():
+            triggered.setdefault(table, Counter()).update({k: int(v) for k, v in per.items()})
     for table in p.table_names:
-        by_trigger = triggered.get(table, {})
+        by_trigger = triggered.get(table, Counter())
         now = {r[0]: int(r[1]) for r in c.run(ev, sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY 1")
                                                   .format(c=I(p.tenant_column), t=I(table)))}
         base = {k: int(v) for k, v in (report["baseline"].get(table) or {}).items()}
