@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from cutover.core.errors import PlanError
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, load_plan
 from cutover.suite.under_check import DatabaseUnderCheck
@@ -163,3 +164,71 @@ def test_the_sweep_and_the_reverse_expect_the_rows_the_trigger_writes_on_their_m
     # and one more per patient the reverse moved.
     assert audit_rows(audited_db) == {**before, SRC: before[SRC] + 2 * (patients + 1)}
     assert scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (TGT,)) == 0
+
+
+def test_plan_check_names_the_undeclared_trigger_and_a_declared_one_the_database_lacks(
+        audited_db: str, tmp_path: Path) -> None:
+    check = run_cutover(audited_db, "plan", "check", f"--plan={plan_file(tmp_path, PLANNED)}")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "undeclared-trigger-writes: trigger patients_audit on patients writes audit_log" in check.stdout
+
+    execute_sql(audited_db, "DROP TRIGGER patients_audit ON patients")
+    check = run_cutover(audited_db, "plan", "check", f"--plan={plan_file(tmp_path, DECLARED)}")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert ("missing-trigger: [tables.audit_log].written_by: no enabled trigger patients_audit on patients fires "
+            "on the move's UPDATE of tenant_id") in check.stdout
+
+
+def test_only_triggers_the_move_fires_count_and_a_declaration_covers_what_the_source_does_not_show(
+        audited_db: str, tmp_path: Path) -> None:
+    """``UPDATE OF`` another column is not fired by a move (it sets the tenant only); dynamic SQL is not read,
+    and the plan's declaration is what covers it; a per-statement trigger cannot be expected per row."""
+    execute_sql(audited_db, "DROP TRIGGER patients_audit ON patients",
+                "CREATE TRIGGER patients_audit AFTER UPDATE OF user_id ON patients FOR EACH ROW "
+                "EXECUTE FUNCTION patients_audit()")
+    assert dry_run(audited_db, plan_file(tmp_path, PLANNED))["verdict"] == "READY"
+
+    execute_sql(audited_db, "DROP TRIGGER patients_audit ON patients",
+                """CREATE FUNCTION patients_audit_dynamic() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    EXECUTE format('INSERT INTO %I (tenant_id, table_name, row_id) VALUES ($1, $2, $3)',
+                                   'audit_' || 'log') USING NEW.tenant_id, TG_TABLE_NAME, NEW.id;
+                    RETURN NEW;
+                END $$""",
+                "CREATE TRIGGER patients_audit AFTER UPDATE ON patients FOR EACH ROW "
+                "EXECUTE FUNCTION patients_audit_dynamic()")
+    assert dry_run(audited_db, plan_file(tmp_path, PLANNED))["verdict"] == "READY"  # not seen: not readable
+    found = dry_run(audited_db, plan_file(tmp_path, DECLARED))
+    assert found["verdict"] == "READY" and found["trigger_writes"] == [], found
+    report = tmp_path / "r.json"
+    done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan_file(tmp_path, DECLARED)}",
+                       f"--report-path={report}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "audit_log: 1000 rows written by its triggers" in done.stdout
+
+    execute_sql(audited_db, "DROP TRIGGER patients_audit ON patients",
+                "CREATE TRIGGER patients_audit AFTER UPDATE ON patients FOR EACH STATEMENT "
+                "EXECUTE FUNCTION patients_audit()")
+    (blocker,) = [b for b in dry_run(audited_db, plan_file(tmp_path, DECLARED))["blockers"]  # type: ignore[attr-defined]
+                  if b["code"] == "trigger-per-statement"]
+    assert "FOR EACH STATEMENT" in blocker["message"] and "DISABLE TRIGGER patients_audit" in blocker["message"]
+
+
+@pytest.mark.parametrize(("entry", "error"), [
+    ("patients", r'"patients" is not "table.trigger" with a moving table of the plan'),
+    ("tenants.audit", r'"tenants.audit" is not "table.trigger"'),
+    ("audit_log.own", r'"audit_log.own" is a trigger on audit_log itself'),
+])
+def test_a_written_by_entry_that_names_no_moving_table_stops_the_plan(tmp_path: Path, entry: str,
+                                                                      error: str) -> None:
+    with pytest.raises(PlanError, match=r"plan \[tables.audit_log\].written_by: " + error):
+        load_plan(plan_file(tmp_path, PLANNED + f'written_by = ["{entry}"]\n'))
+
+
+def test_the_written_table_must_move_after_the_table_whose_trigger_writes_it(tmp_path: Path) -> None:
+    path = plan_file(tmp_path, DECLARED)
+    path.write_text(path.read_text().replace('    ["patients"],\n', '    ["audit_log"],\n    ["patients"],\n', 1)
+                    .replace('    ["audit_log"],\n]', ']', 1))
+    with pytest.raises(PlanError, match=r"audit_log moves before patients, whose trigger writes it; list audit_log "
+                                        r"in a later \[plan\].move_steps group"):
+        load_plan(path)
