@@ -131,6 +131,14 @@ def test_a_declared_audit_trigger_commits_and_its_rows_are_verified_where_the_tr
     assert "audit_log: 2000 rows, expected 1000" in failing_evidence(target, load_plan(plan), cutover_settings,
                                                                      without)["A5"]
 
+    rebuilt_path = tmp_path / "rebuilt.json"
+    rebuilt = run_cutover(audited_db, "report", "--rebuild", f"--plan={plan}", f"--report-path={rebuilt_path}")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    again = json.loads(rebuilt_path.read_text())
+    assert again["triggered"] == report["triggered"] and again["listed_written"] == {"audit_log": patients}
+    assert failing_evidence(DatabaseUnderCheck(audited_db, again, rebuilt_path, sandbox=True), load_plan(plan),
+                            cutover_settings) == {}
+
 
 def test_the_sweep_and_the_reverse_expect_the_rows_the_trigger_writes_on_their_moves(
         audited_db: str, tmp_path: Path, cutover_settings: Settings) -> None:
