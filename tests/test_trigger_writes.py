@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from cutover.core import db
 from cutover.core.errors import PlanError
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, load_plan
+from cutover.sandbox.backends import ServerInfo
+from cutover.suite import content
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import execute_sql, failing_evidence, run_cutover, scalar
 
@@ -72,7 +75,6 @@ def audit_rows(url: str) -> dict[str, int]:
 
 
 def scalar_rows(url: str, query: str) -> list[tuple[object, ...]]:
-    from cutover.core import db
     with db.connection(url, read_only=True) as conn:
         return [tuple(r) for r in conn.execute(query).fetchall()]
 
@@ -240,3 +242,33 @@ def test_the_written_table_must_move_after_the_table_whose_trigger_writes_it(tmp
     with pytest.raises(PlanError, match=r"audit_log moves before patients, whose trigger writes it; list audit_log "
                                         r"in a later \[plan\].move_steps group"):
         load_plan(path)
+
+
+def test_the_content_proofs_expect_exactly_the_rows_the_triggers_wrote(
+        audited_db: str, tmp_path: Path, cutover_server: ServerInfo) -> None:
+    """A5-content (after the cutover) and the rollback proof (after the reverse) compare every planned row with
+    the database as it was: the trigger's rows are new rows, as many as the audit events record, no more."""
+    plan_path = plan_file(tmp_path, DECLARED)
+    plan = load_plan(plan_path)
+    before = db.create_database(cutover_server.admin_url, f"{db.database_name(audited_db)}_before",
+                                template=db.database_name(audited_db))
+    try:
+        report = tmp_path / "r.json"
+        done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan_path}",
+                           f"--report-path={report}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert content.compare(before, audited_db, plan, moved_back=True).same
+
+        back = run_cutover(audited_db, "reverse", "--operator-confirmed", f"--plan={plan_path}",
+                           f"--report-path={report}")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert content.compare(before, audited_db, plan, moved_back=False).same
+
+        execute_sql(audited_db, "INSERT INTO audit_log (tenant_id, table_name, row_id) "
+                                "VALUES ('tenant-apollo-001', 'patients', 'not-by-the-cutover')")
+        found = content.compare(before, audited_db, plan, moved_back=False)
+        assert [d.line() for d in found.differences] == [
+            "audit_log [*] (rows written by its written_by triggers): before 2000 recorded in the audit events, "
+            "after 2001 new rows"]
+    finally:
+        db.drop_database(cutover_server.admin_url, db.database_name(before))
