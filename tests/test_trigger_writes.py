@@ -272,3 +272,39 @@ def test_the_content_proofs_expect_exactly_the_rows_the_triggers_wrote(
             "after 2001 new rows"]
     finally:
         db.drop_database(cutover_server.admin_url, db.database_name(before))
+
+
+def test_a_declared_trigger_that_writes_fewer_rows_or_takes_rows_away_rolls_the_cutover_back(
+        audited_db: str, tmp_path: Path) -> None:
+    """Declared is not trusted: the rows must be there, one per moved row, and no tenant may lose any."""
+    plan = plan_file(tmp_path, DECLARED)
+    before = audit_rows(audited_db)
+    execute_sql(audited_db, "DROP TRIGGER patients_audit ON patients",
+                "CREATE TRIGGER patients_audit AFTER UPDATE ON patients FOR EACH ROW "
+                "WHEN (NEW.user_id IS NOT NULL) EXECUTE FUNCTION patients_audit()")
+    without_user = int(scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s AND user_id IS NULL",
+                              (SRC,)))
+    assert without_user > 0
+    report = tmp_path / "r.json"
+    done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan}", f"--report-path={report}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert (f"audit_log: total {sum(before.values()) + 1000 - without_user}, baseline {sum(before.values())} + "
+            f"written 0 + 1000 by its written_by triggers") in done.stderr
+    assert audit_rows(audited_db) == before
+
+    execute_sql(audited_db, "DROP TRIGGER patients_audit ON patients",
+                """CREATE FUNCTION patients_audit_moves() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN  -- two rows on the new tenant, one taken from the source's trail: the total still adds up
+                    INSERT INTO audit_log (tenant_id, table_name, row_id)
+                    VALUES (NEW.tenant_id, TG_TABLE_NAME, NEW.id), (NEW.tenant_id, TG_TABLE_NAME, NEW.id);
+                    DELETE FROM audit_log WHERE id = (SELECT min(id) FROM audit_log WHERE tenant_id = OLD.tenant_id);
+                    RETURN NEW;
+                END $$""",
+                "CREATE TRIGGER patients_audit AFTER UPDATE ON patients FOR EACH ROW "
+                "EXECUTE FUNCTION patients_audit_moves()")
+    done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan}", f"--report-path={report}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert f"audit_log: beyond the {before[SRC] - 1000} moved rows the tenants changed by {SRC} -1000" \
+        in done.stderr, done.stderr
+    assert "its written_by triggers add rows, they never take one away" in done.stderr
+    assert audit_rows(audited_db) == before
