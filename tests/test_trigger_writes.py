@@ -87,7 +87,7 @@ def dry_run(url: str, plan: Path) -> dict[str, object]:
 
 
 def test_an_undeclared_audit_trigger_blocks_the_dry_run_and_execute_changes_nothing(
-        audited_db: str, tmp_path: Path) -> None:
+        audited_db: str, tmp_path: Path, cutover_settings: Settings) -> None:
     """The issue's report: READY, then execute rolled back at verification with
     ``audit_log: total 2000, baseline 1000 + written 0``."""
     plan = plan_file(tmp_path, PLANNED)
@@ -105,6 +105,10 @@ def test_an_undeclared_audit_trigger_blocks_the_dry_run_and_execute_changes_noth
     assert "undeclared-trigger-writes" in done.stderr
     assert audit_rows(audited_db) == before
     assert scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (TGT,)) == 0
+    # Check A1 compares the plan with the schema in Set A and Set B: the same finding.
+    a1 = failing_evidence(DatabaseUnderCheck(audited_db, None, None, sandbox=True), load_plan(plan),
+                          cutover_settings)["A1"]
+    assert "trigger patients_audit on patients writes audit_log" in a1, a1
 
 
 def test_a_declared_audit_trigger_commits_and_its_rows_are_verified_where_the_trigger_put_them(
