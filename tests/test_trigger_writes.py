@@ -93,6 +93,10 @@ def test_an_undeclared_audit_trigger_blocks_the_dry_run_and_execute_changes_noth
     plan = plan_file(tmp_path, PLANNED)
     found = dry_run(audited_db, plan)
     assert found["verdict"] == "BLOCKED", found
+    assert found["trigger_writes"] == [{"trigger": "patients.patients_audit", "writes": "audit_log",
+                                        "declared": False}]
+    shown = run_cutover(audited_db, "dry-run", f"--plan={plan}").stdout
+    assert "trigger patients_audit on patients writes audit_log on each moved row: NOT declared" in shown
     (blocker,) = [b for b in found["blockers"] if b["code"] == "undeclared-trigger-writes"]  # type: ignore[attr-defined]
     message = blocker["message"]
     assert "trigger patients_audit on patients" in message and "writes audit_log" in message, message
@@ -213,7 +217,9 @@ def test_only_triggers_the_move_fires_count_and_a_declaration_covers_what_the_so
                 "EXECUTE FUNCTION patients_audit_dynamic()")
     assert dry_run(audited_db, plan_file(tmp_path, PLANNED))["verdict"] == "READY"  # not seen: not readable
     found = dry_run(audited_db, plan_file(tmp_path, DECLARED))
-    assert found["verdict"] == "READY" and found["trigger_writes"] == [], found
+    assert found["verdict"] == "READY", found
+    assert found["trigger_writes"] == [{"trigger": "patients.patients_audit", "writes": "audit_log",
+                                        "declared": True}]
     report = tmp_path / "r.json"
     done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan_file(tmp_path, DECLARED)}",
                        f"--report-path={report}")

@@ -137,9 +137,6 @@ class WrittenBy:
     table: str
     trigger: str
 
-    def __str__(self) -> str:
-        return f"{self.table}.{self.trigger}"
-
 
 @dataclass(frozen=True)
 class TableRule:
@@ -367,6 +364,7 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
                      patient_values=patient_values, classification=classification, references=tuple(refs),
                      case_json=case_json, share_target=_get(raw, "share_target", where, str, None),
                      trigger_columns=_strings(raw, "trigger_columns", where, []),
+                     # As written: which table each entry names is known once every table is (_written_by).
                      written_by=tuple(WrittenBy("", w) for w in _strings(raw, "written_by", where, [])))
 
 

@@ -72,9 +72,9 @@ def dry_run(args: argparse.Namespace) -> int:
     lines = [f"pre-flight of plan '{plan.name}' on {db.database_name(url)}: {plan.source} -> {plan.target}"]
     lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
     lines += [f"  deferred during the moves: {k.short()}, checked before COMMIT" for k in pf.deferred]
-    lines += [f"  trigger {t.trigger} on {t.table} writes {', '.join(t.writes)} on each moved row"
-              + (" (not declared)" if t.undeclared(plan) else " (declared: verified as written rows)")
-              for t in pf.triggers]
+    lines += [f"  trigger {trigger} on {table} writes {written} on each moved row: "
+              + ("declared, one row expected per moved row, verified" if declared else "NOT declared (blocker)")
+              for table, trigger, written, declared in pf.trigger_writes]
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
     size, part = sum(pf.allow_list_bytes.values()), engine.AUDIT_PART_BYTES
     parts = preflight.audit_parts(pf.allow_list_bytes, part)

@@ -350,7 +350,8 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
         if after_total != before_total + extra + by_triggers:
             problems.append(f"{table}: total {after_total}, baseline {before_total} + written {extra}"
                             + (f" + {by_triggers} by its written_by triggers" if table in fired else ""))
-            continue
+            if table in fired:
+                continue  # where the trigger's rows went says nothing more once their number is wrong
         n = moved.get(table, 0)
         src_delta = after[table].get(source, 0) - baseline[table].get(source, 0)
         tgt_delta = after[table].get(target, 0) - baseline[table].get(target, 0)
