@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -26,7 +27,7 @@ from cutover.core.plan import DEFAULT_PLAN, load_plan
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite import content
 from cutover.suite.under_check import DatabaseUnderCheck
-from tests.support import execute_sql, failing_evidence, run_cutover, scalar
+from tests.support import execute_sql, failing_evidence, operator_tests, rehearse_on, run_cutover, scalar
 
 SRC, TGT = "tenant-apollo-001", "tenant-curaway-patients"
 
@@ -318,3 +319,19 @@ def test_a_declared_trigger_that_writes_fewer_rows_or_takes_rows_away_rolls_the_
         in done.stderr, done.stderr
     assert "its written_by triggers add rows, they never take one away" in done.stderr
     assert audit_rows(audited_db) == before
+
+
+def test_a_rehearsal_on_the_audited_schema_passes_the_twelve_checks_and_a20_active(
+        pytester: pytest.Pytester, example: Any, audited_db: str, tmp_path: Path) -> None:
+    """Through the plugin, as `-m setA --rehearse=DBNAME` runs it on a dev branch: dry run READY, execute
+    committed with the trigger's rows, the 12 checks passed; A5-content names audit_log (a dev branch keeps
+    only each table's sums, which cannot tell the trigger's rows from the rest; docs/plan.md says so)."""
+    plan = plan_file(tmp_path, DECLARED)
+    args = example(**operator_tests("test_matrix", "test_sweep_active", "test_rollback"))
+    result = pytester.runpytest("-m", "setA", f"--plan={plan}", *rehearse_on(audited_db),
+                                "-p", "no:randomly", "-rA", *args)
+    out = result.stdout.str()
+    assert "ALL 12 CHECKS PASSED" in out, out
+    assert any(ln.startswith("PASSED") and "A20active_" in ln for ln in out.splitlines()), out
+    assert "audit_log [*] (rows, content sum): before 1000 rows" in out, out
+    assert "REHEARSAL NOT READY: A5-content FAIL, rollback SKIP, 9 unanswered" in out and result.ret == 1, out
