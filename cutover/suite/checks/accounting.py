@@ -21,8 +21,9 @@ from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I
 def a5(c: Checker) -> Evidence:
     """Catches rows lost or duplicated by the move, which the end state alone cannot show.
 
-    Per table, the total against the report's baseline plus what the cutover wrote and swept; per
-    tenant, the source's and the target's counts against the moved counts; every other tenant untouched."""
+    Per table, the total against the report's baseline plus what the cutover wrote (its triggers' rows
+    too) and swept; per tenant, the source's and the target's counts against the moved counts; every
+    other tenant untouched."""
     p = c.plan
     ev = Evidence("A5", tenant=f"{p.source}, {p.target}", expected="totals = baseline + written (+ rows written by "
                                                                   "triggers); per-tenant deltas = moved (+ sweeps)")
