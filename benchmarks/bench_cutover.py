@@ -33,8 +33,7 @@ from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.report_types import key_order
 from cutover.reference import ownership as rules
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
-    info = sandbox.start(sandbox.SandboxSpec.of(settings))
+    info = backends.start(backends.SandboxSpec.of(settings))
     summary: list[str] = []
     try:
         for scale in (float(s) for s in args.scales.split(",")):
@@ -164,7 +163,7 @@ def main() -> None:
             print(line, flush=True)
             db.drop_database(info.admin_url, template)
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     print("\n".join(summary))
 
 

@@ -20,8 +20,7 @@ from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
 from cutover.core.redact import redact
 from cutover.reference import commands as cutover_commands
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 
 
 def _progress(line: str) -> None:
@@ -195,12 +194,12 @@ def make_snapshot(args: argparse.Namespace) -> int:
         snapshot.make(args.out, plan, args.db_url, args.scale, args.seed, args.format, _progress)
         return ExitCode.OK
     build = resolve({"plan": args.plan, "sandbox": args.sandbox}, {})
-    info = sandbox.start(sandbox.SandboxSpec.of(build), log=_progress)
+    info = backends.start(backends.SandboxSpec.of(build), log=_progress)
     try:
         snapshot.make(args.out, plan, info.admin_url, args.scale, args.seed, args.format, _progress,
                       tools=info.tools())
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     return ExitCode.OK
 
 
