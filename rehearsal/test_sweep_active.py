@@ -12,8 +12,7 @@ import pytest
 
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.reference import aftercare
-from cutover.reference import execute as engine
+from cutover.reference import aftercare, engine
 from cutover.suite import rehearsal as rh
 from cutover.suite.allure_out import verdict
 from cutover.suite.catalogue import Catalogue

@@ -24,8 +24,7 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.report_types import CutoverReport
-from cutover.reference import aftercare, preflight
-from cutover.reference import execute as engine
+from cutover.reference import aftercare, engine, preflight
 from cutover.reference import report as reports
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck

@@ -13,8 +13,7 @@ from cutover.core import db
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.reference import aftercare
-from cutover.reference import execute as engine
+from cutover.reference import aftercare, engine
 from cutover.sandbox.backends import free_port
 from cutover.suite import nextstep
 from cutover.suite import verdict as v

@@ -25,11 +25,10 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url
 from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
-from cutover.reference import execute as engine
+from cutover.reference import engine, preflight
 from cutover.reference import ownership as rules
-from cutover.reference import preflight
 from cutover.reference import report as reports
-from cutover.reference.execute import Progress, Run, RunFailed, Timeouts, _no_progress
+from cutover.reference.engine import Progress, Run, RunFailed, Timeouts, _no_progress
 
 
 def _require_cut_over(conn: Connection, plan: Plan, what: str) -> dict[str, Any]:

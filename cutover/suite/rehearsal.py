@@ -35,8 +35,7 @@ from cutover.core.private import open_private
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, shell_command
 from cutover.core.report_types import key_order, key_text
-from cutover.reference import aftercare, preflight
-from cutover.reference import execute as engine
+from cutover.reference import aftercare, engine, preflight
 from cutover.reference import report as reports
 from cutover.sandbox import majors, snapshot
 from cutover.sandbox.server import SessionSandbox
