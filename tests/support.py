@@ -26,8 +26,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
 from cutover.core.report_types import CutoverReport
-from cutover.reference import engine
-from cutover.reference import report as reports
+from cutover.reference import engine, reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.server import SessionSandbox

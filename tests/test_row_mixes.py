@@ -24,8 +24,7 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.report_types import CutoverReport
-from cutover.reference import aftercare, engine, preflight
-from cutover.reference import report as reports
+from cutover.reference import aftercare, engine, preflight, reports
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.row_mixes import FORTIS, KEY, ORDER, SOURCE, TARGET, World, insert_sql, loaded, must_move, tenants_of, worlds

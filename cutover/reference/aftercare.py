@@ -25,9 +25,8 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url
 from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
-from cutover.reference import engine, preflight
+from cutover.reference import engine, preflight, reports
 from cutover.reference import ownership as rules
-from cutover.reference import report as reports
 from cutover.reference.engine import Progress, Run, RunFailed, Timeouts, _no_progress
 
 

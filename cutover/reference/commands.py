@@ -24,8 +24,7 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, Settings, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.redact import redact, split_password
-from cutover.reference import aftercare, alerts, engine, preflight
-from cutover.reference import report as reports
+from cutover.reference import aftercare, alerts, engine, preflight, reports
 from cutover.reference.console import StepDisplay
 
 ACTOR_ENV = "CUTOVER_ACTOR"

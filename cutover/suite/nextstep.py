@@ -25,8 +25,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
 from cutover.core.report_types import CutoverReport
-from cutover.reference import aftercare, engine
-from cutover.reference import report as reports
+from cutover.reference import aftercare, engine, reports
 from cutover.suite import rehearsal as rehearsals
 from cutover.suite import timeline
 

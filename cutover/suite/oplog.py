@@ -25,7 +25,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.private import make_private, private_dir, write_private
 from cutover.core.redact import mask_url, redact
-from cutover.reference import report as reports
+from cutover.reference import reports
 from cutover.suite import bundle, forecast
 from cutover.suite.allure_report import allure_command, render_html, write_results_metadata
 from cutover.suite.catalogue import SET_B_IDS, Catalogue

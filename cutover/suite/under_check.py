@@ -20,7 +20,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url
 from cutover.core.report_types import CutoverReport
-from cutover.reference import report as reports
+from cutover.reference import reports
 from cutover.sandbox import majors
 
 CHECK_APPLICATION = "cutover-suite-checks"
