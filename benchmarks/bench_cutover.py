@@ -32,7 +32,7 @@ from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.report_types import key_order
-from cutover.reference import ownership as rules
+from cutover.reference import ownership
 from cutover.sandbox import backends, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def bare_updates(url: str, plan: Plan) -> tuple[float, int]:
     with db.connection(url) as conn:
         for group in plan.move_steps:
             for name in group:
-                moved += conn.execute(rules.move_owned(plan, plan.table(name), plan.source, plan.target)).rowcount
+                moved += conn.execute(ownership.move_owned(plan, plan.table(name), plan.source, plan.target)).rowcount
         conn.commit()
     return time.monotonic() - started, moved
 
@@ -89,8 +89,9 @@ def put_back_stragglers(url: str, plan: Plan, n: int) -> int:
     rule = plan.table(plan.move_steps[-1][0])
     with db.connection(url) as conn:
         query = sql.SQL("UPDATE {t} SET {c} = {src} WHERE ({k}) IN (SELECT {k} FROM {t} WHERE {w} LIMIT {n})").format(
-            t=rules.ident(rule.name), c=rules.tenant_of(plan), src=sql.Literal(plan.source), k=key_order(rule.key),
-            w=rules.owned_on(plan, rule, plan.target), n=sql.Literal(n))
+            t=ownership.ident(rule.name), c=ownership.tenant_of(plan), src=sql.Literal(plan.source),
+            k=key_order(rule.key),
+            w=ownership.owned_on(plan, rule, plan.target), n=sql.Literal(n))
         moved = conn.execute(query).rowcount
         conn.commit()
     return int(moved)

@@ -181,14 +181,12 @@ def test_the_reverse_selects_its_rows_without_a_subplan_per_row(fresh_db: str, c
     report's keys fit in work_mem: past it, a scan of every listed key per row (163 s for the reverse
     at scale 20). The selection must plan joins whatever work_mem is."""
     from cutover.core.report_types import key_order
-    from cutover.reference import aftercare
-    from cutover.reference import ownership as rules
-
+    from cutover.reference import aftercare, ownership
     with db.connection(fresh_db) as conn:
         conn.execute("SET LOCAL work_mem = '64kB'")
         for rule in cutover_plan.moving:
             conn.execute(sql.SQL("CREATE TEMP TABLE listed ON COMMIT DROP AS SELECT {k} FROM {t}").format(
-                k=key_order(rule.key), t=rules.ident(rule.name)))
+                k=key_order(rule.key), t=ownership.ident(rule.name)))
             conn.execute("ANALYZE listed")
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN {}").format(
                 aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed")))).fetchall())

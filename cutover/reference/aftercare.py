@@ -25,8 +25,7 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url
 from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
-from cutover.reference import engine, preflight, reports
-from cutover.reference import ownership as rules
+from cutover.reference import engine, ownership, preflight, reports
 from cutover.reference.engine import Progress, Run, RunFailed, Timeouts, _no_progress
 
 
@@ -93,7 +92,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
                                                                "committed_at", "moved", "triggered") if k in record})),
                 engine.ids_json(plan, moved_ids)))
             record["ids"] = {t: [r[0] for r in conn.execute(sql.SQL("SELECT {j} FROM {i} ORDER BY {o}").format(
-                j=key_json(plan.table(t).key), i=rules.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
+                j=key_json(plan.table(t).key), i=ownership.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
                 for t in moved_ids}
             engine.commit(conn, url, plan, run.run_id, plan.audit.swept)
         record["commit_status"] = "committed"
@@ -302,8 +301,8 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Co
     """
     return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} UNION "
                    "SELECT {k} FROM {t} r JOIN {listed} l ON {join} WHERE r.{c} = {target}").format(
-        k=key_order(rule.key, "r"), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
-        target=sql.Literal(plan.target), own=rules.patient_predicate(plan, rule, "r"),
+        k=key_order(rule.key, "r"), t=ownership.ident(rule.name), c=ownership.ident(plan.tenant_column),
+        target=sql.Literal(plan.target), own=ownership.patient_predicate(plan, rule, "r"),
         listed=listed, join=key_equal(rule.key, "r", "l"))
 
 
@@ -374,9 +373,9 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                 engine.build_ids(conn, listed_table, listed(conn, plan, rule, str(cut_report["run_id"])))
                 ids[rule.name] = engine.id_table(rule, "reverse")
                 planned[rule.name] = engine.build_ids(conn, ids[rule.name],
-                                                      _reverse_keys(plan, rule, rules.ident(listed_table)))
+                                                      _reverse_keys(plan, rule, ownership.ident(listed_table)))
                 new_rows[rule.name] = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
-                    ids=rules.ident(ids[rule.name]), new=_not_listed(rule, "i", rules.ident(listed_table))))[0])
+                    ids=ownership.ident(ids[rule.name]), new=_not_listed(rule, "i", ownership.ident(listed_table))))[0])
             info["rows"] = sum(planned.values())
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         with run.step("move the rows back to the source") as info:

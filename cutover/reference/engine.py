@@ -35,8 +35,7 @@ from cutover.core.options import DEFAULTS, DURATION
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url, redact
 from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
-from cutover.reference import ownership as rules
-from cutover.reference import preflight
+from cutover.reference import ownership, preflight
 
 
 class RunFailed(CutoverError):
@@ -135,7 +134,7 @@ def lock(conn: Connection, plan: Plan, timeouts: Timeouts) -> None:
     deadlock = float(db.one(conn, "SELECT setting::float / 1000 FROM pg_settings WHERE name = 'deadlock_timeout'")[0])
     deadline = time.monotonic() + budget
     statement = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-        sql.SQL(", ").join(rules.ident(t) for t in plan.table_names))
+        sql.SQL(", ").join(ownership.ident(t) for t in plan.table_names))
     holders: list[Holder] = []
     while True:
         attempt = max(0.001, next_attempt(deadline - time.monotonic(), deadlock,
@@ -265,7 +264,7 @@ def counts(conn: Connection, plan: Plan) -> dict[str, dict[str, int]]:
     """Rows per table per tenant: the baseline, and the verification's after-state."""
     out: dict[str, dict[str, int]] = {}
     for table in plan.table_names:
-        out[table] = {tenant: int(n) for tenant, n in conn.execute(rules.tenant_counts(plan, table)).fetchall()}
+        out[table] = {tenant: int(n) for tenant, n in conn.execute(ownership.tenant_counts(plan, table)).fetchall()}
     return out
 
 
@@ -301,9 +300,9 @@ def audit_insert(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql
     a = plan.audit
     keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
     head = sql.SQL("INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src})").format(
-        t=rules.ident(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
-        ten=rules.tenant_of(plan), ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column),
-        src=rules.ident(a.source_column))
+        t=ownership.ident(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(ownership.ident(k)) for k in keys),
+        ten=ownership.tenant_of(plan), ty=ownership.ident(a.type_column), pl=ownership.ident(a.payload_column),
+        src=ownership.ident(a.source_column))
     return head, sql.SQL("").join(sql.SQL("{}, ").format(key) for _ in keys)
 
 
@@ -335,8 +334,8 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
         if rule.name in ids:  # sweep and reverse: the listed rows, through the key's index
             missing = db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
                                            "WHERE {join} AND r.{c} = {to})").format(
-                ids=rules.ident(ids[rule.name]), t=rules.ident(rule.name), join=key_equal(rule.key, "r", "i"),
-                c=rules.tenant_of(plan), to=sql.Literal(target)))[0]
+                ids=ownership.ident(ids[rule.name]), t=ownership.ident(rule.name), join=key_equal(rule.key, "r", "i"),
+                c=ownership.tenant_of(plan), to=sql.Literal(target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
     if not problems and not fired and proved_by_statistics(conn, plan, moved, written):
@@ -371,7 +370,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
             triggered[table] = beyond
     for rule in plan.moving:
         left_on = source if kind != "reverse" else plan.target
-        left = db.one(conn, rules.count_owned(plan, rule, left_on))[0]
+        left = db.one(conn, ownership.count_owned(plan, rule, left_on))[0]
         if left:
             problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}")
     if problems:
@@ -407,15 +406,15 @@ def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], wr
 
 def build_ids(conn: Connection, name: str, select: sql.Composable) -> int:
     """Materialise a list of row keys (typed like the table's key columns) in a temp table dropped at commit."""
-    cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(rules.ident(name), select))
-    conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(name)))
+    cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(ownership.ident(name), select))
+    conn.execute(sql.SQL("ANALYZE {}").format(ownership.ident(name)))
     return int(cur.rowcount)
 
 
 def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, name: str) -> int:
     """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
     return build_ids(conn, name, sql.SQL("SELECT {k} FROM {t} WHERE {w}").format(
-        k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
+        k=key_order(rule.key), t=ownership.ident(rule.name), w=ownership.owned_on(plan, rule, tenant)))
 
 
 def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, tenant: str) -> int:
@@ -429,8 +428,8 @@ def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, t
     return int(conn.execute(sql.SQL(
         "INSERT INTO {ids} SELECT {k} FROM {t} r WHERE {owned} AND age(r.xmin) <= 0 "
         "AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE {join})").format(
-        ids=rules.ident(id_table), k=key_order(rule.key, "r"), t=rules.ident(rule.name),
-        owned=rules.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
+        ids=ownership.ident(id_table), k=key_order(rule.key, "r"), t=ownership.ident(rule.name),
+        owned=ownership.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
 
 
 def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
@@ -445,10 +444,10 @@ def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, 
     moved = {}
     for name in catalog.cascade_order(ids, keys or []):
         rule, table = plan.table(name), ids[name]
-        moved[name] = int(conn.execute(rules.move_ids(plan, rule, table, source, target)).rowcount)
+        moved[name] = int(conn.execute(ownership.move_ids(plan, rule, table, source, target)).rowcount)
         if plan.tenant_column in rule.key:
             conn.execute(sql.SQL("UPDATE {ids} SET {c} = {to}").format(
-                ids=rules.ident(table), c=rules.tenant_of(plan), to=sql.Literal(target)))
+                ids=ownership.ident(table), c=ownership.tenant_of(plan), to=sql.Literal(target)))
     return {name: moved[name] for name in ids}
 
 
@@ -523,7 +522,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                 for name in order[:max(order.index(n) for n in group) + 1]:  # an ON UPDATE CASCADE child first
                     if name not in moved:
                         rule = plan.table(name)
-                        moved[name] = int(conn.execute(rules.move_owned(plan, rule, plan.source,
+                        moved[name] = int(conn.execute(ownership.move_owned(plan, rule, plan.source,
                                                                         plan.target)).rowcount)
                 info["rows"] = sum(moved.values()) - before
         report["moved"] = moved
@@ -658,8 +657,8 @@ def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bin
             "WHERE octet_length(s) <= {size}) "
             "SELECT n, octet_length(s), CASE WHEN octet_length(s) <= {size} THEN convert_to(s, 'UTF8') END FROM agg"
         ).format(
-            j=key_json(rule.key), t=rules.ident(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
-            owned=rules.owned_on(plan, rule, plan.target), insert=insert, fresh=fresh,
+            j=key_json(rule.key), t=ownership.ident(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
+            owned=ownership.owned_on(plan, rule, plan.target), insert=insert, fresh=fresh,
             target=sql.Literal(plan.target), kind=sql.Literal(a.allow_list_part),
             rid=sql.Literal(run_id), name=sql.Literal(table), part=sql.Literal(part), size=sql.Literal(limit),
             sv=sql.Literal(a.source_value)), binary=True).fetchone() or (0, None, None)
@@ -688,7 +687,7 @@ def ids_json(plan: Plan, ids: dict[str, str]) -> sql.Composed:
     capture order: a sweep's few stragglers, recorded in its event."""
     return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, (SELECT coalesce(jsonb_agg({j}), '[]'::jsonb) FROM {i})").format(
-            sql.Literal(t), j=key_json(plan.table(t).key), i=rules.ident(ids[t]))
+            sql.Literal(t), j=key_json(plan.table(t).key), i=ownership.ident(ids[t]))
         for t in ids))
 
 
@@ -739,8 +738,8 @@ def commit(conn: Connection, url: str, plan: Plan, run_id: str, kind: str | None
 def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
     a = plan.audit
     query = sql.SQL("SELECT count(*) FROM {t} WHERE {ty} = {kind} AND {pl} ->> 'run_id' = {rid}").format(
-        t=rules.ident(a.table), ty=rules.ident(a.type_column), kind=sql.Literal(kind),
-        pl=rules.ident(a.payload_column), rid=sql.Literal(run_id))
+        t=ownership.ident(a.table), ty=ownership.ident(a.type_column), kind=sql.Literal(kind),
+        pl=ownership.ident(a.payload_column), rid=sql.Literal(run_id))
     with db.connection(url, autocommit=True) as check:
         row = check.execute(query).fetchone()
     return bool(row and row[0])

@@ -17,7 +17,7 @@ from cutover.core import catalog, db
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, toml_key
 from cutover.core.report_types import key_json, key_text
-from cutover.reference import ownership as rules
+from cutover.reference import ownership
 
 ROW_SECURITY = "row-security"
 
@@ -89,9 +89,9 @@ def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
     a = plan.audit
     q = sql.SQL("SELECT {ty}, {pl}::jsonb - 'allow_list' FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) "
                 "AND {src} = {sv} ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
-        ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=rules.ident(a.table),
-        ten=rules.tenant_of(plan), target=sql.Literal(plan.target), kinds=sql.Literal([a.completed, a.reversed]),
-        src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
+        ty=ownership.ident(a.type_column), pl=ownership.ident(a.payload_column), t=ownership.ident(a.table),
+        ten=ownership.tenant_of(plan), target=sql.Literal(plan.target), kinds=sql.Literal([a.completed, a.reversed]),
+        src=ownership.ident(a.source_column), sv=sql.Literal(a.source_value))
     row = conn.execute(q).fetchone()
     if row is None:
         return None
@@ -101,7 +101,7 @@ def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
 
 def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
     rows = conn.execute(sql.SQL("SELECT {c}::text FROM {t}").format(
-        c=rules.ident(plan.version_column), t=rules.ident(plan.version_table))).fetchall()
+        c=ownership.ident(plan.version_column), t=ownership.ident(plan.version_table))).fetchall()
     heads = [r[0] for r in rows]
     if heads != [plan.schema_head]:
         return [Blocker("wrong-schema-head", f"{plan.version_table} holds {heads or 'no row'}, expected exactly "
@@ -112,8 +112,8 @@ def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
 def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
     """What is wrong with the source and target tenant rows (shared with check A2)."""
     q = sql.SQL("SELECT {id}, {s}, {a}, {p} FROM {t} WHERE {id} = ANY({ids})").format(
-        id=rules.ident("id"), s=rules.ident(plan.settings_column), a=rules.ident(plan.active_column),
-        p=rules.ident(plan.protected_column), t=rules.ident(plan.tenant_table),
+        id=ownership.ident("id"), s=ownership.ident(plan.settings_column), a=ownership.ident(plan.active_column),
+        p=ownership.ident(plan.protected_column), t=ownership.ident(plan.tenant_table),
         ids=sql.Literal([plan.source, plan.target]))
     found = {r[0]: r[1:] for r in conn.execute(q).fetchall()}
     problems = [f"tenant '{t}' does not exist" for t in (plan.source, plan.target) if t not in found]
@@ -152,14 +152,14 @@ def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blo
     them (their own table's rule does not move them): the cascade would put them on the target
     against the plan. None when there are none."""
     child, parent = plan.table(key.table), plan.table(key.key.parent)
-    join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(rules.ident(a), rules.ident(b))
+    join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(ownership.ident(a), ownership.ident(b))
                                  for a, b in zip(key.key.columns, key.key.parent_columns, strict=True))
     n, sample = db.one(conn, sql.SQL(
         "SELECT count(*), (array_agg({ck} ORDER BY {ck}))[1:5] FROM {ct} c JOIN {pt} p ON {join} "
         "WHERE {parent_moves} AND NOT {child_moves}").format(
-        ck=key_text(child.key, "c"), ct=rules.ident(child.name), pt=rules.ident(parent.name), join=join,
-        parent_moves=rules.owned_on(plan, parent, plan.source, "p"),
-        child_moves=rules.owned_on(plan, child, plan.source, "c")))
+        ck=key_text(child.key, "c"), ct=ownership.ident(child.name), pt=ownership.ident(parent.name), join=join,
+        parent_moves=ownership.owned_on(plan, parent, plan.source, "p"),
+        child_moves=ownership.owned_on(plan, child, plan.source, "c")))
     if not n:
         return None
     return Blocker("tenant-key-cascade", (
@@ -205,7 +205,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         if diff.code == "unplanned-table" and plan.tenant_column in catalog_columns(conn, diff.table):
             rows = tuple(f"{tenant}: {n} rows" for tenant, n in conn.execute(sql.SQL(
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1 LIMIT 5").format(
-                c=rules.ident(plan.tenant_column), t=rules.ident(diff.table))).fetchall())
+                c=ownership.ident(plan.tenant_column), t=ownership.ident(diff.table))).fetchall())
         result.blockers.append(Blocker(diff.code, diff.message, rows))
     if any(d.structural for d in differences):
         return result  # the plan's own queries would fail on a missing table or column
@@ -213,14 +213,14 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     result.blockers += [Blocker("target-tenant", p) for p in tenant_problems(conn, plan)]
     for rule in plan.tables:
         if rule.owner == "classified":
-            values = [r[0] for r in conn.execute(rules.unclassified_values(plan, rule)).fetchall()]
+            values = [r[0] for r in conn.execute(ownership.unclassified_values(plan, rule)).fetchall()]
             if values:
                 result.blockers.append(Blocker(
                     f"unclassified-{rule.classification}",
                     f"{rule.name}.{rule.column} values not in [classification.{rule.classification}]: "
                     f"{', '.join(repr(v) for v in values[:10])}; classify them in the plan"))
-    for link in rules.links(plan):
-        n, sample = db.one(conn, rules.link_violations(plan, link, after_move=True))
+    for link in ownership.links(plan):
+        n, sample = db.one(conn, ownership.link_violations(plan, link, after_move=True))
         if n:
             result.blockers.append(Blocker(
                 "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
@@ -230,7 +230,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     result.last_run = last_audit_run(conn, plan)
     on_target = {}
     for rule in plan.moving:
-        n = _one(conn, rules.count_owned(plan, rule, plan.target))
+        n = _one(conn, ownership.count_owned(plan, rule, plan.target))
         if n:
             on_target[rule.name] = n
     if on_target:
@@ -244,7 +244,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     for rule in plan.moving if planned else ():
         n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
                                        "WHERE {w}").format(
-            k=key_json(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+            k=key_json(rule.key), t=ownership.ident(rule.name), w=ownership.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
         result.allow_list_bytes[rule.name] = int(size)
     return result
