@@ -20,9 +20,8 @@ from cutover.core.errors import CutoverError
 from cutover.core.plan import load_plan
 from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
-from cutover.suite import selection, under_check, window, workers
+from cutover.suite import selection, summary, under_check, window, workers
 from cutover.suite import settings as glue
-from cutover.suite import summary as summaries
 from cutover.suite import verdict as verdicts
 from cutover.suite.catalogue import REHEARSAL_PROOFS, SET_B, Catalogue
 from cutover.suite.manual import answers as prompts
@@ -142,7 +141,7 @@ def pytest_configure(config: pytest.Config) -> None:
     glue.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
     kind = run_kind(config)
     proofs = REHEARSAL_PROOFS if kind == verdicts.REHEARSAL else ()
-    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue), proofs),
+    config.pluginmanager.register(summary.Summary(catalogue, kind, _expected(kind, catalogue), proofs),
                                   "cutover-summary")  # one per run, not per process
     AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
     if workers.adopt_controller_state(config):
