@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from cutover.suite import screen, settings, window_plugin, workers
+from cutover.suite import pytest_options, screen, window_plugin, workers
 from cutover.suite.fixtures import checks as checks_fixtures
 from cutover.suite.fixtures import manual as manual_fixtures
 from cutover.suite.fixtures import rehearsal as rehearsal_fixtures
@@ -27,7 +27,7 @@ PARTS: tuple[ModuleType, ...] = (
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    settings.add_options(parser)
+    pytest_options.add_options(parser)
     screen.mask_argument_errors(parser)
     for part in PARTS:
         if pluginmanager.get_plugin(part.__name__) is None:

@@ -1,7 +1,7 @@
 """The go/no-go's pytest wiring (``pytest -m prereq --db-url=PROD --evidence=DIR``) and the window's T+ timeline.
 
 Refuses before anything runs unless production and the rehearsal's evidence are named (a --rehearse is
-refused earlier, with Set B's, by ``suite.settings.check_write_opt_in``: nothing here may write); keeps
+refused earlier, with Set B's, by ``suite.pytest_options.check_write_opt_in``: nothing here may write); keeps
 prereq tests out of every other run; collects one :class:`~cutover.suite.window.Item` per prerequisite
 from the tests' reports (xdist workers too); prints one line each and the verdict; and makes the exit
 status 0 only for WINDOW GO. A Set B run (and a rehearsal) is placed on the window's timeline: the

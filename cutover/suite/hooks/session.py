@@ -20,8 +20,7 @@ from cutover.core.errors import CutoverError
 from cutover.core.plan import load_plan
 from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
-from cutover.suite import selection, summary, under_check, window, workers
-from cutover.suite import settings as glue
+from cutover.suite import pytest_options, selection, summary, under_check, window, workers
 from cutover.suite import verdict as verdicts
 from cutover.suite.catalogue import REHEARSAL_PROOFS, SET_B, Catalogue
 from cutover.suite.manual import answers as prompts
@@ -47,7 +46,7 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--answers-template FILE`` writes the file to fill in and ends the run: nothing else happens."""
-    config.stash[SETTINGS] = settings = glue.resolve(config)  # resolved once: configure reuses it
+    config.stash[SETTINGS] = settings = pytest_options.resolve(config)  # resolved once: configure reuses it
     if settings.answers_template is None:
         return None
     path = Path(settings.answers_template)
@@ -120,11 +119,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 @pytest.hookimpl(tryfirst=True)  # before allure-pytest reads --alluredir
 def pytest_configure(config: pytest.Config) -> None:
-    glue.check_rootdir(config)
+    pytest_options.check_rootdir(config)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     if SETTINGS not in config.stash:  # xdist workers skip pytest_cmdline_main
-        config.stash[SETTINGS] = glue.resolve(config)
+        config.stash[SETTINGS] = pytest_options.resolve(config)
     settings = config.stash[SETTINGS]
     try:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
@@ -138,7 +137,7 @@ def pytest_configure(config: pytest.Config) -> None:
             split_password(settings.db_url)  # registers the password (masked wherever it turns up); refuses junk
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
-    glue.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
+    pytest_options.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
     kind = run_kind(config)
     proofs = REHEARSAL_PROOFS if kind == verdicts.REHEARSAL else ()
     config.pluginmanager.register(summary.Summary(catalogue, kind, _expected(kind, catalogue), proofs),
