@@ -21,7 +21,7 @@ import pytest
 from cutover.core.errors import SetupError
 from cutover.core.options import resolve
 from cutover.core.plan import Plan
-from cutover.sandbox import backends, image, majors, pgbin, snapshot
+from cutover.sandbox import backends, docker_image, majors, pgbin, snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.pgbin import ClientTools, Installation
 from cutover.suite import under_check
@@ -301,9 +301,9 @@ def test_an_unpullable_postgres_n_the_operator_never_named_is_not_advised_to_dro
         if any("postgres:18" in tag for found in client.images.list() for tag in found.tags):
             pytest.skip("postgres:18 is on this machine: nothing to pull")
         with pytest.raises(SetupError) as chosen:
-            image.ensure(client, "postgres:18", given=False)
+            docker_image.ensure(client, "postgres:18", given=False)
         with pytest.raises(SetupError) as named:
-            image.ensure(client, "postgres:18", given=True)
+            docker_image.ensure(client, "postgres:18", given=True)
     finally:
         client.close()
     line = str(chosen.value)
@@ -338,7 +338,7 @@ def test_docker_whose_image_lacks_the_extension_is_refused_before_its_server_sta
     assert owned() == before  # the looked-into container is gone too
     contrib = _with_extensions(production(15, "plain"), tmp_path / "c15.sql.gz", "pgcrypto")
     try:
-        image_tag = image.ensure(client, "postgres:15", given=False)
+        image_tag = docker_image.ensure(client, "postgres:15", given=False)
         want = majors.wanted(contrib, None, False)
         assert backends.image_missing_extensions(client, image_tag, want, os.getpid()) == []
     finally:

@@ -39,8 +39,7 @@ from cutover.core.errors import SetupError
 from cutover.core.options import DEFAULTS, Settings
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
-from cutover.sandbox import dumpneeds, majors, pgbin
-from cutover.sandbox import image as docker_image
+from cutover.sandbox import docker_image, dumpneeds, majors, pgbin
 from cutover.sandbox.pgbin import SERVICE_USER, ClientTools, locate
 
 if TYPE_CHECKING:  # imported where used: a run that never starts a container never loads testcontainers
