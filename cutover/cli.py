@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cutover.core import catalog, db, evidence, plan_draft, plan_upgrade
+from cutover.core import db, evidence, live_schema, plan_draft, plan_upgrade
 from cutover.core.errors import CutoverError, PlanError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, resolve
@@ -132,12 +132,12 @@ def check_plan(args: argparse.Namespace) -> int:
         raise CutoverError("plan check needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
     plan = load_plan(settings.plan_path)
     with db.connection(settings.db_url, read_only=True) as conn:
-        schema = catalog.read(conn)
-        differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
-                       + catalog.materialized_view_differences(conn, plan)
-                       + catalog.trigger_differences(plan, catalog.trigger_writes(conn, plan)))
+        schema = live_schema.read(conn)
+        differences = (live_schema.compare(plan, schema) + live_schema.reference_differences(plan, schema)
+                       + live_schema.materialized_view_differences(conn, plan)
+                       + live_schema.trigger_differences(plan, live_schema.trigger_writes(conn, plan)))
         if not any(d.structural for d in differences):
-            differences += catalog.unclassified(conn, plan)
+            differences += live_schema.unclassified(conn, plan)
     for diff in differences:
         print(f"{diff.code}: {diff.message}")
     if differences:

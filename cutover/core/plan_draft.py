@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from cutover.core import catalog
+from cutover.core import live_schema
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, toml_key, toml_string
@@ -46,7 +46,7 @@ def _shown(name: str) -> str:
     return name if name.isprintable() else toml_string(name)
 
 
-def _key(table: catalog.Table) -> tuple[tuple[str, ...], str]:
+def _key(table: live_schema.Table) -> tuple[tuple[str, ...], str]:
     if table.primary_key:
         return table.primary_key, ""
     if table.unique:
@@ -59,7 +59,7 @@ def _toml_key(columns: tuple[str, ...]) -> str:
     return _q(columns[0]) if len(columns) == 1 else "[" + ", ".join(_q(c) for c in columns) + "]"
 
 
-def _root(tables: dict[str, catalog.Table], wanted: str | None) -> str | None:
+def _root(tables: dict[str, live_schema.Table], wanted: str | None) -> str | None:
     if wanted is not None:
         if wanted not in tables:
             raise SetupError(f"--patient-table {wanted}: no tenant-scoped table of that name; pass one of "
@@ -68,7 +68,7 @@ def _root(tables: dict[str, catalog.Table], wanted: str | None) -> str | None:
     return next((name for name in sorted(tables, key=lambda n: (len(n), n)) if name.startswith("patient")), None)
 
 
-def _chains(tables: dict[str, catalog.Table], root: str | None) -> dict[str, list[str]]:
+def _chains(tables: dict[str, live_schema.Table], root: str | None) -> dict[str, list[str]]:
     """For each table, a foreign-key path to the root (child first), if one exists."""
     if root is None:
         return {}
@@ -87,7 +87,7 @@ def _chains(tables: dict[str, catalog.Table], root: str | None) -> dict[str, lis
     return paths
 
 
-def _levels(names: Iterable[str], tables: dict[str, catalog.Table]) -> list[list[str]]:
+def _levels(names: Iterable[str], tables: dict[str, live_schema.Table]) -> list[list[str]]:
     """Move steps: parents before children (by foreign keys among the moving tables)."""
     todo = set(names)
     out: list[list[str]] = []
@@ -103,7 +103,7 @@ def _levels(names: Iterable[str], tables: dict[str, catalog.Table]) -> list[list
 
 def draft(conn: Connection, options: DraftOptions) -> str:
     """The draft plan's TOML text; reads the catalog once and the classifying columns' values."""
-    schema = catalog.read(conn)
+    schema = live_schema.read(conn)
     o = options
     if o.tenant_table not in schema.tables:
         raise SetupError(f"the database has no table '{o.tenant_table}' (the tenants table); pass --tenant-table, "
@@ -224,7 +224,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         "", _manual_sections().rstrip(),
         "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
-    views = catalog.tenant_views(conn, o.tenant_column, o.source, o.target, scoped)
+    views = live_schema.tenant_views(conn, o.tenant_column, o.source, o.target, scoped)
     if views:  # each would be left stale by the cutover: refreshed in its transaction unless you say static
         lines += ["", "[refresh]  # REVIEW: or move a view to static = [...] if it holds nothing the cutover changes",
                   "materialized_views = ["]
@@ -239,7 +239,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _schema_head(conn: Connection, schema: catalog.Catalog, version_table: str, version_column: str) -> str:
+def _schema_head(conn: Connection, schema: live_schema.Catalog, version_table: str, version_column: str) -> str:
     table = schema.tables.get(version_table)
     if table is None or version_column not in table.columns:
         return "REVIEW"

@@ -18,7 +18,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import db, live_schema
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
@@ -361,7 +361,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
             _require_report_of(conn, plan, cut_report, "reverse")
-            deferred = [k for k in catalog.tenant_keys(plan, catalog.read(conn)) if k.deferred_by_cutover]
+            deferred = [k for k in live_schema.tenant_keys(plan, live_schema.read(conn)) if k.deferred_by_cutover]
             engine.defer_tenant_keys(conn, deferred)
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import db, live_schema
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
@@ -222,14 +222,14 @@ def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
         raise RunFailed(f"row-security: {hidden}; nothing changed", ExitCode.BLOCKED)
 
 
-def defer_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+def defer_tenant_keys(conn: Connection, keys: list[live_schema.TenantKey]) -> None:
     """Defer the tenant-keyed foreign keys for this transaction only: each table moves in its own
     statement, so between the parent's move and its children's such a key is broken by design."""
     if keys:
         conn.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(_constraint_names(conn, keys)))
 
 
-def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+def check_tenant_keys(conn: Connection, keys: list[live_schema.TenantKey]) -> None:
     """Check the deferred keys now, at verification, so that a row the moves left pointing at another
     tenant rolls the run back naming the key, instead of an anonymous failure at COMMIT."""
     if not keys:
@@ -245,7 +245,7 @@ def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
                         f"the rows or the plan's rules; nothing changed", summary=broken) from None
 
 
-def _constraint_names(conn: Connection, keys: list[catalog.TenantKey]) -> sql.Composable:
+def _constraint_names(conn: Connection, keys: list[live_schema.TenantKey]) -> sql.Composable:
     """Schema-qualified: a constraint name is only unique per table, SET CONSTRAINTS searches the schema."""
     schema = str(db.one(conn, "SELECT current_schema()")[0])
     return sql.SQL(", ").join(sql.Identifier(schema, n) for n in dict.fromkeys(k.name for k in keys))
@@ -433,7 +433,7 @@ def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, t
 
 
 def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
-                keys: list[catalog.TenantKey] | None = None) -> dict[str, int]:
+                keys: list[live_schema.TenantKey] | None = None) -> dict[str, int]:
     """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table.
 
     An ON UPDATE CASCADE child of ``keys`` moves before its parent, so the cascade carries nothing. A
@@ -442,7 +442,7 @@ def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, 
     allow-list does (keys after the move), for the verification and for what the sweep records.
     """
     moved = {}
-    for name in catalog.cascade_order(ids, keys or []):
+    for name in live_schema.cascade_order(ids, keys or []):
         rule, table = plan.table(name), ids[name]
         moved[name] = int(conn.execute(ownership.move_ids(plan, rule, table, source, target)).rowcount)
         if plan.tenant_column in rule.key:
@@ -515,7 +515,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             write_audit(conn, plan, plan.audit.started, sql.Literal(json.dumps(
                 {"run_id": run.run_id, "actor": actor, "started_at": run.started_at})))
         moved: dict[str, int] = {}
-        order = catalog.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
+        order = live_schema.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
         for group in plan.move_steps:
             with run.step("move " + ", ".join(group)) as info:
                 before = sum(moved.values())

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import db, live_schema
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, toml_key
 from cutover.core.report_types import key_json, key_text
@@ -44,8 +44,8 @@ class Preflight:
     blockers: list[Blocker] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
     # Tenant-keyed foreign keys the moves break until both sides have moved: deferred for the
-    # cutover's transaction and checked before COMMIT (catalog.TenantKey).
-    deferred: list[catalog.TenantKey] = field(default_factory=list)
+    # cutover's transaction and checked before COMMIT (live_schema.TenantKey).
+    deferred: list[live_schema.TenantKey] = field(default_factory=list)
     # Triggers the moves fire that write other planned tables: (table, trigger, written table, declared in
     # the plan's written_by), the declared ones whether or not their function's source shows it.
     trigger_writes: list[tuple[str, str, str, bool]] = field(default_factory=list)
@@ -147,7 +147,7 @@ def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     return out
 
 
-def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blocker | None:
+def cascade_blocker(conn: Connection, plan: Plan, key: live_schema.TenantKey) -> Blocker | None:
     """Rows an ON UPDATE CASCADE key would carry along with a moving parent although the plan keeps
     them (their own table's rule does not move them): the cascade would put them on the target
     against the plan. None when there are none."""
@@ -182,16 +182,16 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
-    schema = catalog.read(conn)
-    triggers = catalog.trigger_writes(conn, plan)
+    schema = live_schema.read(conn)
+    triggers = live_schema.trigger_writes(conn, plan)
     result.trigger_writes = [(w.table, w.trigger, r.name, True) for r in plan.tables for w in r.written_by]
     result.trigger_writes += [(t.table, t.trigger, w, False) for t in triggers for w in t.undeclared(plan)]
-    differences = (catalog.compare(plan, schema) + catalog.materialized_view_differences(conn, plan)
-                   + catalog.trigger_differences(plan, triggers))
-    result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
+    differences = (live_schema.compare(plan, schema) + live_schema.materialized_view_differences(conn, plan)
+                   + live_schema.trigger_differences(plan, triggers))
+    result.deferred = [k for k in live_schema.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and len(missing) == len(plan.all_tables):
-        current, elsewhere = catalog.schemas_holding(conn, missing)
+        current, elsewhere = live_schema.schemas_holding(conn, missing)
         fix = "wrong database, or pass the matching --plan"
         if elsewhere:
             fix = (f"they are in schema {elsewhere[0]}: put it first in the search path, "
