@@ -25,8 +25,7 @@ from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.suite import timeline, window
-from cutover.suite import verdict as verdicts
+from cutover.suite import timeline, verdicts, window
 from cutover.suite.catalogue import SET_B_IDS
 from cutover.suite.fixtures.manual import _terminal
 from cutover.suite.hooks import session

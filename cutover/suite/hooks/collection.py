@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cutover.suite import allure_out, matrix
-from cutover.suite import verdict as verdicts
+from cutover.suite import allure_out, matrix, verdicts
 from cutover.suite.catalogue import AUTOMATED, Catalogue
 from cutover.suite.hooks import session
 from cutover.suite.state import CATALOGUE, PLAN, SELECTED, SETTINGS

@@ -20,8 +20,7 @@ from cutover.core.errors import CutoverError
 from cutover.core.plan import load_plan
 from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
-from cutover.suite import pytest_options, selection, summary, under_check, window, workers
-from cutover.suite import verdict as verdicts
+from cutover.suite import pytest_options, selection, summary, under_check, verdicts, window, workers
 from cutover.suite.catalogue import REHEARSAL_PROOFS, SET_B, Catalogue
 from cutover.suite.manual import answers as prompts
 from cutover.suite.manual.assists import AssistConfig
