@@ -16,7 +16,7 @@ from cutover.core.plan import Plan
 from cutover.reference import aftercare, engine
 from cutover.sandbox.backends import free_port
 from cutover.suite import nextstep, verdicts
-from cutover.suite.rehearsal import insert_straggler
+from cutover.suite.rehearsals import insert_straggler
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import operator_log, operator_tests
 

@@ -26,8 +26,7 @@ from cutover.core.plan import Plan
 from cutover.core.redact import redact
 from cutover.core.report_types import CutoverReport
 from cutover.reference import aftercare, engine, reports
-from cutover.suite import rehearsal as rehearsals
-from cutover.suite import timeline
+from cutover.suite import rehearsals, timeline
 
 # Checks whose failure is what the sweep fixes: patient-classified rows left on (or landed on) the source.
 SWEEP_FIXES = ("A3", "A8")

@@ -32,7 +32,7 @@ from cutover.suite.catalogue import SET_B_IDS, Catalogue
 from cutover.suite.git_revision import git_sha
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.oplog_markdown import markdown
-from cutover.suite.rehearsal import Record, load_record
+from cutover.suite.rehearsals import Record, load_record
 from cutover.suite.secret_sweep import sweep_secrets
 from cutover.suite.state import RunState
 from cutover.suite.under_check import server_version

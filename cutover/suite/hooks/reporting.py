@@ -16,8 +16,7 @@ from cutover.core import evidence
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.redact import redact
-from cutover.suite import nextstep, oplog, verdicts, workers
-from cutover.suite import rehearsal as rehearsals
+from cutover.suite import nextstep, oplog, rehearsals, verdicts, workers
 from cutover.suite.state import PLAN, RUN, SETTINGS, SHARED_DIR
 
 
