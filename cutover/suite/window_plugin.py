@@ -29,7 +29,7 @@ from cutover.suite import timeline, verdicts, window
 from cutover.suite.catalogue import SET_B_IDS
 from cutover.suite.fixtures.manual import _terminal
 from cutover.suite.hooks import session
-from cutover.suite.manual import answers as prompts
+from cutover.suite.manual import answers
 from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR
 
 MARKER = "prereq: production window go/no-go prerequisite (pytest -m prereq --db-url=PROD --evidence=DIR)"
@@ -97,10 +97,10 @@ def prereq_answer(pytestconfig: pytest.Config, cutover_plan: Plan,
     def ask(item_id: str) -> window.Item:
         check = window.operator_items(cutover_plan)[item_id]
         capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
-        answer, why = prompts.resolve(
+        answer, why = answers.resolve(
             check, check.steps, None, pytestconfig.stash[ANSWERS], cutover_settings.operator_name,
             getattr(pytestconfig, "workerinput", None) is not None, functools.partial(_terminal, capman),
-            prompts.Journal(Path(pytestconfig.stash[RUN].journal)))
+            answers.Journal(Path(pytestconfig.stash[RUN].journal)))
         return window.answered(item_id, answer, why)
 
     return ask

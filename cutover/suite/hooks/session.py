@@ -22,7 +22,7 @@ from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
 from cutover.suite import pytest_options, selection, summary, under_check, verdicts, window, workers
 from cutover.suite.catalogue import REHEARSAL_PROOFS, SET_B, Catalogue
-from cutover.suite.manual import answers as prompts
+from cutover.suite.manual import answers
 from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SELECTED, SELECTION, SETTINGS, SHARED_DIR, RunState
 
@@ -52,7 +52,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if path.exists():
         raise pytest.UsageError(f"--answers-template {path} exists; refusing to overwrite it (pick a new name)")
     try:
-        path.write_text(prompts.template(load_plan(settings.plan_path), prompts.rehearsal_identity(settings)))
+        path.write_text(answers.template(load_plan(settings.plan_path), answers.rehearsal_identity(settings)))
     except (CutoverError, OSError) as exc:
         raise pytest.UsageError(f"--answers-template {path}: {exc}") from None
     print(f"cutover: wrote the answers template {path}: fill it in, then pass --answers={path}")
@@ -126,7 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = config.stash[SETTINGS]
     try:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
-        config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))
+        config.stash[ANSWERS] = (answers.load_answers(Path(settings.answers), plan, window.operator_items(plan))
                                  if settings.answers else {})
         config.stash[CATALOGUE] = catalogue = Catalogue.for_plan(plan)
         config.stash[SELECTED] = catalogue.select(settings.check)  # before any database is touched
@@ -159,12 +159,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if wanted:  # what this rehearsal is: the journal's heading records it, an answers file is compared with it
         run = config.stash[RUN]
         try:
-            run.rehearsal = prompts.rehearsal_identity(settings)
+            run.rehearsal = answers.rehearsal_identity(settings)
         except OSError as exc:  # an unreadable --snapshot is the restore's to report, with its fix
             run.rehearsal = {"unknown": redact(str(exc))}
         if settings.answers:
             path = Path(settings.answers)
-            run.answers_warning = prompts.another_rehearsal(path, prompts.written_for(path), run.rehearsal)
+            run.answers_warning = answers.another_rehearsal(path, answers.written_for(path), run.rehearsal)
     atexit.register(release, shared)  # belt and braces: unconfigure normally does it
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm)
