@@ -31,7 +31,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
-from cutover.core.report_types import key_order
+from cutover.core.row_keys import key_order
 from cutover.reference import ownership
 from cutover.sandbox import backends, snapshot
 

@@ -25,7 +25,7 @@ from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
-from cutover.core.report_types import CutoverReport
+from cutover.core.row_keys import CutoverReport
 from cutover.reference import engine, reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.plan import Plan
-from cutover.core.report_types import key_text
+from cutover.core.row_keys import key_text
 from cutover.sandbox.backends import ServerInfo
 from tests.support import checksum, reference_database, run_cutover, scalar
 
@@ -180,7 +180,7 @@ def test_the_reverse_selects_its_rows_without_a_subplan_per_row(fresh_db: str, c
     """``owned OR EXISTS (listed)`` made PostgreSQL run the EXISTS per row, hashed only while the
     report's keys fit in work_mem: past it, a scan of every listed key per row (163 s for the reverse
     at scale 20). The selection must plan joins whatever work_mem is."""
-    from cutover.core.report_types import key_order
+    from cutover.core.row_keys import key_order
     from cutover.reference import aftercare, ownership
     with db.connection(fresh_db) as conn:
         conn.execute("SET LOCAL work_mem = '64kB'")

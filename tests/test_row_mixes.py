@@ -23,7 +23,7 @@ from cutover.core import db
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.core.report_types import CutoverReport
+from cutover.core.row_keys import CutoverReport
 from cutover.reference import aftercare, engine, preflight, reports
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck

@@ -24,7 +24,7 @@ from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url
-from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
+from cutover.core.row_keys import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
 from cutover.reference import engine, ownership, preflight, reports
 from cutover.reference.engine import Progress, Run, RunFailed, Timeouts, _no_progress
 

@@ -34,7 +34,7 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, DURATION
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url, redact
-from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
+from cutover.core.row_keys import CutoverReport, key_equal, key_json, key_order
 from cutover.reference import ownership, preflight
 
 

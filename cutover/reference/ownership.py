@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from cutover.core.plan import Plan, TableRule
-from cutover.core.report_types import key_equal, key_text
+from cutover.core.row_keys import key_equal, key_text
 
 
 def ident(*names: str) -> sql.Identifier:

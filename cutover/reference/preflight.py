@@ -16,7 +16,7 @@ from psycopg import sql
 from cutover.core import db, live_schema
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, toml_key
-from cutover.core.report_types import key_json, key_text
+from cutover.core.row_keys import key_json, key_text
 from cutover.reference import ownership
 
 ROW_SECURITY = "row-security"

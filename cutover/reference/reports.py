@@ -23,7 +23,7 @@ from psycopg import sql
 from cutover.core.db import Connection, hidden_by_row_security
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan
-from cutover.core.report_types import CutoverReport
+from cutover.core.row_keys import CutoverReport
 from cutover.reference import ownership
 
 

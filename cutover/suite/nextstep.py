@@ -24,7 +24,7 @@ from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
-from cutover.core.report_types import CutoverReport
+from cutover.core.row_keys import CutoverReport
 from cutover.reference import aftercare, engine, reports
 from cutover.suite import rehearsals, timeline
 

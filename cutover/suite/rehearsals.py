@@ -34,7 +34,7 @@ from cutover.core.plan import Plan
 from cutover.core.private import open_private
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, shell_command
-from cutover.core.report_types import key_order, key_text
+from cutover.core.row_keys import key_order, key_text
 from cutover.reference import aftercare, engine, preflight, reports
 from cutover.sandbox import majors, snapshot
 from cutover.sandbox.server import SessionSandbox

@@ -19,7 +19,7 @@ from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url
-from cutover.core.report_types import CutoverReport
+from cutover.core.row_keys import CutoverReport
 from cutover.reference import reports
 from cutover.sandbox import majors
 

@@ -10,7 +10,7 @@ import json
 from psycopg import sql
 
 from cutover.core import live_schema
-from cutover.core.report_types import key_text
+from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import Checker, Evidence, I
 
 
