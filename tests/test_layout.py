@@ -29,7 +29,7 @@ def test_a_check_that_imports_the_cutover_breaks_a_contract(tmp_path: Path) -> N
     shutil.copytree(ROOT / "cutover", tmp_path / "cutover")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     leak = tmp_path / "cutover" / "suite" / "checks" / "leak.py"
-    leak.write_text("from cutover.reference import execute  # noqa: F401\n")
+    leak.write_text("from cutover.reference import engine  # noqa: F401\n")
     result = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120, check=False,
                             env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
