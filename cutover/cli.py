@@ -130,7 +130,7 @@ def _plan_check(args: argparse.Namespace) -> int:
         print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_BAD_PLAN
     with db.connection(settings.db_url, read_only=True) as conn:
-        schema = catalog.read(conn)
+        schema = catalog.read(conn, plan)
         differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
                        + catalog.materialized_view_differences(conn, plan))
         if not any(d.structural for d in differences):

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.options import Settings
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, table_sql
 from cutover.core.report_types import CutoverReport
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
@@ -125,7 +125,7 @@ def checksum(url: str, plan: Plan, *, include_audit: bool = False) -> dict[str, 
             if table == plan.audit.table and not include_audit:
                 where = audit_filter(plan)
             row = conn.execute(sql.SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
-                                       "FROM {} t WHERE {}").format(sql.Identifier(table), where)).fetchone()
+                                       "FROM {} t WHERE {}").format(table_sql(table), where)).fetchone()
             assert row is not None
             out[table] = str(row[0])
     return out

@@ -188,3 +188,87 @@ def test_tables_outside_public_are_cut_over_with_their_schema_in_the_search_path
     back = run_cutover(url, "reverse", "--operator-confirmed", f"--report-path={path}")
     assert back.returncode == 0, back.stdout + back.stderr
     assert checksum(url, cutover_plan) == before
+
+
+# -- tables in another schema, named with it in the plan: app.case_notes ---------------------------------
+
+APP_TABLES = ("app.case_notes", "app.v1.notes")  # the second: table "v1.notes", a dot in its own name
+
+
+@pytest.fixture
+def schema_plan(tmp_path: Path) -> Path:
+    """The reference plan with two patient tables in schema ``app`` beside public's, one pointing at the
+    other, and a materialized view of ``app`` refreshed by the cutover."""
+    text = DEFAULT_PLAN.read_text()
+    step = '["idempotency_keys"],'
+    assert step in text
+    text = text.replace(step, step + f"\n    [{toml_string(APP_TABLES[0])}],\n    [{toml_string(APP_TABLES[1])}],", 1)
+    text += (f"\n[tables.{toml_key(APP_TABLES[0])}]\nkey = \"id\"\nowner = \"patient\"\n"
+             "references = [{ column = \"case_id\", table = \"cases\" }]\n"
+             f"\n[tables.{toml_key(APP_TABLES[1])}]\nkey = \"id\"\nowner = \"patient\"\n"
+             f"references = [{{ column = \"note_id\", table = {toml_string(APP_TABLES[0])} }}]\n"
+             "\n[refresh]\nmaterialized_views = [\"app.note_counts\"]\n")
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    return path
+
+
+def _app_schema(url: str, plan: Plan) -> None:
+    """Schema ``app`` with the two patient tables (RLS forced, a policy, the app role's grants) and a
+    materialized view counting notes per tenant, every public case with a note on its tenant."""
+    role = sql.Identifier(plan.app_role)
+    execute_sql(url, "CREATE SCHEMA app", sql.SQL("GRANT USAGE ON SCHEMA app TO {}").format(role),
+                "CREATE TABLE app.case_notes (id text PRIMARY KEY, tenant_id text NOT NULL REFERENCES public.tenants "
+                "(id), case_id text NOT NULL REFERENCES public.cases (id), body text)",
+                'CREATE TABLE app."v1.notes" (id text PRIMARY KEY, tenant_id text NOT NULL REFERENCES public.tenants '
+                "(id), note_id text NOT NULL REFERENCES app.case_notes (id))",
+                "CREATE MATERIALIZED VIEW app.note_counts AS SELECT tenant_id, count(*) AS notes FROM app.case_notes "
+                "GROUP BY tenant_id")
+    for table in (sql.SQL("app.case_notes"), sql.SQL('app."v1.notes"')):
+        execute_sql(url, *(sql.SQL(statement).format(table) for statement in (
+            "ALTER TABLE {} ENABLE ROW LEVEL SECURITY", "ALTER TABLE {} FORCE ROW LEVEL SECURITY",
+            "CREATE POLICY tenant_isolation ON {} USING (tenant_id = current_setting('app.tenant_id', true))")),
+            sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(", ").join(map(sql.SQL, plan.app_privileges)), table,
+                                                   role))
+    execute_sql(url, "INSERT INTO app.case_notes (id, tenant_id, case_id, body) SELECT 'n-' || id, tenant_id, id, "
+                     "'note' FROM public.cases",
+                'INSERT INTO app."v1.notes" (id, tenant_id, note_id) SELECT \'v-\' || id, tenant_id, id '
+                "FROM app.case_notes", "REFRESH MATERIALIZED VIEW app.note_counts")
+
+
+def test_a_plan_names_tables_of_another_schema_with_it_in_every_command(
+        fresh_db: str, schema_plan: Path, tmp_path: Path, cutover_settings: Settings) -> None:
+    """``app.case_notes`` in the plan is table case_notes of schema app, whatever the search path; a
+    dot after the schema is the table's own (``app.v1.notes``). Plan check, the dry run, execute (and
+    its refresh of ``app.note_counts``), the 12 checks, the rebuilt report, the sweep and the reverse."""
+    plan = load_plan(schema_plan)
+    _app_schema(fresh_db, plan)
+    before = checksum(fresh_db, plan)
+    check = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={schema_plan}")
+    assert check.returncode in (0, 1) and "app." not in check.stdout, check.stdout + check.stderr  # the
+    # reference plan leaves three foreign keys undeclared; the app tables are planned as the database has them
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={schema_plan}")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    path = tmp_path / "r.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--plan={schema_plan}", f"--report-path={path}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(path.read_text())
+    cases = scalar(fresh_db, "SELECT count(*) FROM cases WHERE tenant_id = %s", (TGT,))
+    assert report["moved"]["app.case_notes"] == report["moved"]["app.v1.notes"] == cases > 0
+    assert scalar(fresh_db, "SELECT notes FROM app.note_counts WHERE tenant_id = %s", (TGT,)) == cases  # refreshed
+    target = DatabaseUnderCheck(fresh_db, report, path, sandbox=True)
+    assert failing_evidence(target, plan, cutover_settings) == {}
+    execute_sql(fresh_db, sql.SQL("INSERT INTO app.case_notes (id, tenant_id, case_id, body) SELECT 'late', {}, id, "
+                                  "'late' FROM cases WHERE tenant_id = {} LIMIT 1").format(sql.Literal(SRC),
+                                                                                          sql.Literal(TGT)))
+    rebuilt = tmp_path / "rebuilt.json"
+    assert run_cutover(fresh_db, "report", "--rebuild", f"--plan={schema_plan}",
+                       f"--report-path={rebuilt}").returncode == 0
+    assert json.loads(rebuilt.read_text())["allow_list"]["app.v1.notes"]
+    swept = run_cutover(fresh_db, "sweep", f"--plan={schema_plan}", f"--report-path={path}")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert failing_evidence(target, plan, cutover_settings, json.loads(path.read_text())) == {}
+    back = run_cutover(fresh_db, "reverse", "--operator-confirmed", f"--plan={schema_plan}", f"--report-path={path}")
+    assert back.returncode == 0, back.stdout + back.stderr
+    execute_sql(fresh_db, "DELETE FROM app.case_notes WHERE id = 'late'")
+    assert checksum(fresh_db, plan) == before

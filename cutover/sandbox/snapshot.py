@@ -38,7 +38,7 @@ from cutover.core import db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.evidence import sha256_file
-from cutover.core.plan import Plan, toml_key
+from cutover.core.plan import Plan, table_sql, toml_key
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.model import generator
@@ -128,9 +128,15 @@ def _unquote(ident: bytes) -> str:
 
 
 def _created_tables(script: bytes) -> set[str]:
-    """The names of the tables a dump's SQL creates, whatever their schema (a plan names a table as the
-    search path finds it: ``app.patients`` is ``patients`` for a role whose search_path is ``app``)."""
-    return {_unquote(second or first) for first, second in _CREATE_TABLE.findall(script)}
+    """The names of the tables a dump's SQL creates, each bare and, where the dump names its schema,
+    qualified too: a plan names a table as the search path finds it (``patients`` for a role whose
+    search_path is ``app``) or with its schema (``app.patients``)."""
+    out: set[str] = set()
+    for first, second in _CREATE_TABLE.findall(script):
+        out.add(_unquote(second or first))
+        if second:
+            out.add(f"{_unquote(first)}.{_unquote(second)}")
+    return out
 
 
 def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
@@ -281,12 +287,12 @@ def count_rows(conn: Connection, plan: Plan) -> Counts:
     """Rows per table per tenant (static tables under '*'): the manifest and the conservation base."""
     counts: Counts = {}
     for table in plan.static_tables:
-        row = db.one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        row = db.one(conn, sql.SQL("SELECT count(*) FROM {}").format(table_sql(table)))
         counts[table] = {"*": int(row[0])}
     for table in plan.table_names:
         col = sql.Identifier(plan.tenant_column)
         rows = conn.execute(sql.SQL("SELECT {c}, count(*) FROM {t} GROUP BY {c} ORDER BY {c}")
-                            .format(c=col, t=sql.Identifier(table))).fetchall()
+                            .format(c=col, t=table_sql(table))).fetchall()
         counts[table] = {_text(tenant, table): int(n) for tenant, n in rows}
     return counts
 
@@ -322,7 +328,7 @@ def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = qui
             if data.table not in plan.all_tables:
                 raise SetupError(f"generator table '{data.table}' is not in the plan {plan.path}; fix the plan")
             stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(data.table), sql.SQL(", ").join(map(sql.Identifier, data.columns)))
+                table_sql(data.table), sql.SQL(", ").join(map(sql.Identifier, data.columns)))
             started = time.monotonic()
             with conn.cursor().copy(stmt) as copy:
                 for row in data.rows:
