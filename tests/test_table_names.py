@@ -272,3 +272,32 @@ def test_a_plan_names_tables_of_another_schema_with_it_in_every_command(
     assert back.returncode == 0, back.stdout + back.stderr
     execute_sql(fresh_db, "DELETE FROM app.case_notes WHERE id = 'late'")
     assert checksum(fresh_db, plan) == before
+
+
+def test_plan_draft_writes_tables_outside_the_search_paths_schema_with_their_schema(
+        fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    _app_schema(fresh_db, cutover_plan)
+    out = tmp_path / "draft.toml"
+    done = run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    assert '[tables."app.case_notes"]' in out.read_text()
+    draft = load_plan(out)
+    assert [(r.column, r.table) for r in draft.table("app.v1.notes").references] == [("note_id", "app.case_notes")]
+    assert [(r.column, r.table) for r in draft.table("app.case_notes").references] == [("case_id", "cases")]
+    assert draft.table("app.case_notes").owner == "patient" and "cases" in draft.table_names
+    assert draft.refresh_views == ("app.note_counts",)
+
+
+def test_an_unplanned_table_in_a_schema_the_plan_names_is_a_blocker_naming_it_with_its_schema(
+        fresh_db: str, schema_plan: Path) -> None:
+    """The catalog reads every schema the plan names: a tenant-scoped table there that the plan leaves
+    out would be neither moved nor checked."""
+    plan = load_plan(schema_plan)
+    _app_schema(fresh_db, plan)
+    execute_sql(fresh_db, "CREATE TABLE app.cases (id text PRIMARY KEY, tenant_id text NOT NULL)")
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={schema_plan}")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "unplanned-table:" in ln]
+    assert len(lines) == 1 and '[tables."app.cases"]' in lines[0], dry.stdout
+    check = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={schema_plan}")
+    assert check.returncode == 1 and '[tables."app.cases"]' in check.stdout, check.stdout + check.stderr
