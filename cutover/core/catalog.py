@@ -255,12 +255,12 @@ class TenantKey:
         return self.key.name
 
     def short(self) -> str:
-        return f"{_shown(self.key.name)} ({_shown(self.table)} -> {_shown(self.key.parent)})"
+        return f"{_shown(self.key.name)} ({_table_shown(self.table)} -> {_table_shown(self.key.parent)})"
 
     def describe(self) -> str:
         k = self.key
-        return (f"{_shown(k.name)} ({_shown(self.table)} ({', '.join(map(_shown, k.columns))}) -> "
-                f"{_shown(k.parent)} ({', '.join(map(_shown, k.parent_columns))}))")
+        return (f"{_shown(k.name)} ({_table_shown(self.table)} ({', '.join(map(_shown, k.columns))}) -> "
+                f"{_table_shown(k.parent)} ({', '.join(map(_shown, k.parent_columns))}))")
 
     @property
     def deferred_by_cutover(self) -> bool:
@@ -308,6 +308,11 @@ def _shown(name: str) -> str:
     return name if plain else '"' + name.replace('"', '""') + '"'
 
 
+def _table_shown(name: str) -> str:
+    """A plan's table name as SQL needs it written: ``app.case_notes``, ``app."v1.notes"``."""
+    return ".".join(_shown(part) for part in split_table(name) if part is not None)
+
+
 def tenant_keys(plan: Plan, catalog: Catalog) -> list[TenantKey]:
     """Every tenant-keyed foreign key between planned tables of which at least one side moves."""
     planned = set(plan.table_names)
@@ -329,7 +334,7 @@ def tenant_key_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
     """The tenant-keyed foreign keys the cutover cannot move rows under, each with its fix."""
     out: list[Difference] = []
     for tk in tenant_keys(plan, catalog):
-        k, child, parent = tk.key, _shown(tk.table), _shown(tk.key.parent)
+        k, child, parent = tk.key, _table_shown(tk.table), _table_shown(tk.key.parent)
         recreate = (f"re-create it as ON UPDATE NO ACTION DEFERRABLE, keeping its ON DELETE action: ALTER TABLE "
                     f"{child} DROP CONSTRAINT {_shown(k.name)}, ADD CONSTRAINT {_shown(k.name)} FOREIGN KEY "
                     f"({', '.join(map(_shown, k.columns))}) REFERENCES {parent} "

@@ -344,7 +344,8 @@ def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, 
     """A --rehearse dev branch: restore the snapshot when the database is empty, else use it as it is."""
     assert settings.db_url is not None
     with db.connection(settings.db_url, read_only=True) as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                                             "OR schemaname = ANY(%s)", (list(plan.schemas),))}
     with record.step("restore the snapshot", log) as entry:
         if tables:
             entry["detail"] = f"the database already holds {len(tables)} tables: used as restored (runbook step 2)"
