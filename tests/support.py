@@ -143,11 +143,12 @@ def execute_sql(url: str, *statements: Any) -> None:
             conn.execute(statement)
 
 
-def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, prefix: str = "seed") -> str:
-    """A new database on ``server`` generated from the reference model (roles and grants as a restore
-    leaves them); the caller drops it."""
+def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, prefix: str = "seed",
+                       model: snapshot.Model = snapshot.REFERENCE) -> str:
+    """A new database on ``server`` generated from the reference model (or ``model``; roles and grants as
+    a restore leaves them); the caller drops it."""
     url = db.create_database(server.admin_url, f"{prefix}_{uuid.uuid4().hex[:8]}")
-    snapshot.seed_database(url, plan, scale, seed)
+    snapshot.seed_database(url, plan, scale, seed, model=model)
     return url
 
 

@@ -341,12 +341,13 @@ def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = qui
     return counts
 
 
-def seed_database(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet) -> Counts:
-    """The reference model in the empty database at ``url``, with its roles and grants as a restore of
-    its snapshot leaves them: what the benchmarks and the tests that skip the dump start from."""
+def seed_database(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet,
+                  model: Model = REFERENCE) -> Counts:
+    """The reference model (or ``model``) in the empty database at ``url``, with its roles and grants as
+    a restore of its snapshot leaves them: what the benchmarks and the tests that skip the dump start from."""
     with db.connection(url, autocommit=True) as conn:
         ensure_roles(conn, plan)
-    counts = load_reference(url, plan, scale, seed, log)
+    counts = load_reference(url, plan, scale, seed, log, model)
     with db.connection(url, autocommit=True) as conn:
         grant_app_role(conn, plan)
     return counts
@@ -517,11 +518,12 @@ def unprivileged_owner(url: str, enabled: bool = True) -> Iterator[str]:
 def grant_app_role(conn: Connection, plan: Plan) -> None:
     """Re-grant what --no-privileges dropped: the app role's table privileges."""
     role = sql.Identifier(plan.app_role)
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    for schema in ("public", *plan.schemas):  # and each schema the plan names tables in (app.case_notes)
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
     privileges = sql.SQL(", ").join(sql.SQL(p) for p in plan.app_privileges if p.isalpha())
-    tables = sql.SQL(", ").join(map(sql.Identifier, plan.table_names))
+    tables = sql.SQL(", ").join(map(table_sql, plan.table_names))
     conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(privileges, tables, role))
-    static = sql.SQL(", ").join(map(sql.Identifier, plan.static_tables))
+    static = sql.SQL(", ").join(map(table_sql, plan.static_tables))
     conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(static, role))
 
 
