@@ -301,3 +301,17 @@ def test_an_unplanned_table_in_a_schema_the_plan_names_is_a_blocker_naming_it_wi
     assert len(lines) == 1 and '[tables."app.cases"]' in lines[0], dry.stdout
     check = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={schema_plan}")
     assert check.returncode == 1 and '[tables."app.cases"]' in check.stdout, check.stdout + check.stderr
+
+
+def test_plan_draft_finds_the_patient_root_in_another_schema(fresh_db: str, tmp_path: Path) -> None:
+    """``app.patients`` is the patient root as ``patients`` was: every chain of foreign keys to it is drafted
+    as patient-owned, not left to the provider."""
+    execute_sql(fresh_db, "CREATE SCHEMA app", "ALTER TABLE patients SET SCHEMA app")
+    out = tmp_path / "draft.toml"
+    done = run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    draft = load_plan(out)
+    assert draft.table("app.patients").owner == "patient" and draft.rehearsal.patient_table == "app.patients"
+    assert draft.table("cases").owner == "patient"
+    assert [(r.column, r.table) for r in draft.table("cases").references if r.column == "patient_id"] == [
+        ("patient_id", "app.patients")]

@@ -18,7 +18,7 @@ from psycopg import sql
 from cutover.core import catalog as cat
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
-from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, table_sql, toml_key, toml_string
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, split_table, table_sql, toml_key, toml_string
 
 CLASSIFYING = re.compile(r"^(kind|role|type|route|category)$|_(type|kind|route)$")
 MAX_VALUES = 200
@@ -65,7 +65,9 @@ def _root(tables: dict[str, cat.Table], wanted: str | None) -> str | None:
             raise SetupError(f"--patient-table {wanted}: no tenant-scoped table of that name; pass one of "
                              f"{', '.join(sorted(tables)[:10])}")
         return wanted
-    return next((name for name in sorted(tables, key=lambda n: (len(n), n)) if name.startswith("patient")), None)
+    bare = {name: split_table(name)[1] for name in tables}  # app.patients is a patient table too
+    return next((name for name in sorted(tables, key=lambda n: (len(bare[n]), n)) if bare[name].startswith("patient")),
+                None)
 
 
 def _chains(tables: dict[str, cat.Table], root: str | None) -> dict[str, list[str]]:
