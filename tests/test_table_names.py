@@ -268,6 +268,8 @@ def test_a_plan_names_tables_of_another_schema_with_it_in_every_command(
     swept = run_cutover(fresh_db, "sweep", f"--plan={schema_plan}", f"--report-path={path}")
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert failing_evidence(target, plan, cutover_settings, json.loads(path.read_text())) == {}
+    preview = run_cutover(fresh_db, "reverse", "--dry-run", f"--plan={schema_plan}", f"--report-path={path}")
+    assert preview.returncode == 0 and "app.v1.notes" in preview.stdout, preview.stdout + preview.stderr
     back = run_cutover(fresh_db, "reverse", "--operator-confirmed", f"--plan={schema_plan}", f"--report-path={path}")
     assert back.returncode == 0, back.stdout + back.stderr
     execute_sql(fresh_db, "DELETE FROM app.case_notes WHERE id = 'late'")
