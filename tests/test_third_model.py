@@ -131,3 +131,14 @@ def test_the_owner_under_force_rls_is_a_blocker_and_a_setup_error_never_a_pass(
     assert "BYPASSRLS" in line, line
     with pytest.raises(SetupError, match=f"the checks cannot see every row: role '{role}'"):
         check_connection(url, cutover_settings, third_plan)
+
+
+def test_a_lock_held_on_a_table_outside_public_is_named_with_its_schema(third_db: str, third_plan: Plan,
+                                                                        tmp_path: Path) -> None:
+    with db.connection(third_db) as holder:
+        holder.execute("UPDATE clinical.match_requests SET status = status WHERE false")  # ROW EXCLUSIVE, held
+        done = run_cutover(third_db, "execute", "--operator-confirmed", "--lock-timeout", "1s", f"--plan={PLAN}",
+                           f"--report-path={tmp_path / 'r.json'}", timeout=120)
+        holder.rollback()
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "could not lock table clinical.match_requests (held by pid" in done.stderr, done.stderr

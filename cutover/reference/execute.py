@@ -190,11 +190,12 @@ class Holder:
 def _holders(conn: Connection, plan: Plan) -> list[Holder]:
     """Which plan tables other sessions hold in a mode that blocks ours, and who they are."""
     rows = conn.execute(
-        "SELECT c.relname, a.pid, coalesce(a.application_name, ''), a.backend_type = 'autovacuum worker' "
-        "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid "
+        "SELECT u.n, a.pid, coalesce(a.application_name, ''), a.backend_type = 'autovacuum worker' "
+        "FROM pg_locks l JOIN unnest(%s::text[], %s::text[]) u(n, r) ON l.relation = to_regclass(u.r) "
+        "JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database "
-        "WHERE datname = current_database()) AND c.relname = ANY(%s) AND l.mode <> 'AccessShareLock' "
-        "ORDER BY 1, 2", (list(plan.table_names),)).fetchall()
+        "WHERE datname = current_database()) AND l.mode <> 'AccessShareLock' "
+        "ORDER BY 1, 2", (list(plan.table_names), [table_regclass(t) for t in plan.table_names])).fetchall()
     return [Holder(rel, pid, app, bool(vacuum)) for rel, pid, app, vacuum in rows]
 
 
