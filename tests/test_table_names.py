@@ -104,6 +104,11 @@ def test_snapshot_validation_finds_quoted_non_ascii_and_non_public_tables(odd_du
     wrong = dataclasses.replace(plan, static_tables=(*SNAPSHOT_NAMES, "Case notes"))
     with pytest.raises(SetupError, match=r'missing tables: "Case notes"\)'):
         snapshot.validate(odd_dumps[fmt], wrong)
+    qualified = dataclasses.replace(plan, static_tables=("app.reminders", "public.Case Notes"))
+    assert snapshot.validate(odd_dumps[fmt], qualified)
+    elsewhere = dataclasses.replace(plan, static_tables=("public.reminders",))
+    with pytest.raises(SetupError, match=r'missing tables: "public.reminders"\)'):
+        snapshot.validate(odd_dumps[fmt], elsewhere)
 
 
 # -- a planned table whose name needs quoting, through every command ---------------------------------------
