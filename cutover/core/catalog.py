@@ -149,7 +149,7 @@ def read(conn: Connection, plan: Plan | None = None, *, every_schema: bool = Fal
     named = (*plan.all_tables, plan.tenant_table, plan.version_table) if plan is not None else ()
     params = {"schemas": list(plan.schemas if plan is not None else ()), "all": every_schema}
     rows = conn.execute(_CATALOG, params).fetchall()
-    current = str(rows[0][-1]) if rows else None
+    current = str(rows[0][-1]) if rows and rows[0][-1] is not None else None
     aliases = {(schema or current, table): name for name in named for schema, table in [split_table(name)]}
 
     def key(schema: str, table: str) -> str:
