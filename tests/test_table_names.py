@@ -322,3 +322,20 @@ def test_plan_draft_finds_the_patient_root_in_another_schema(fresh_db: str, tmp_
     assert draft.table("cases").owner == "patient"
     assert [(r.column, r.table) for r in draft.table("cases").references if r.column == "patient_id"] == [
         ("patient_id", "app.patients")]
+
+
+def test_a_dotted_table_name_from_an_earlier_plan_is_missing_with_the_name_that_fixes_it(
+        fresh_db: str, tmp_path: Path) -> None:
+    """A table whose own name holds a dot (``v1.events`` in public), named so by an earlier plan, now
+    reads as schema v1: the blocker says so and gives the name to write, ``"public.v1.events"``."""
+    execute_sql(fresh_db, 'CREATE TABLE "v1.events" (id text PRIMARY KEY)')
+    plan = tmp_path / "plan.toml"
+    plan.write_text(DEFAULT_PLAN.read_text().replace('tables = ["tenants", "alembic_version"]',
+                                                     'tables = ["tenants", "alembic_version", "v1.events"]', 1))
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={plan}")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    (line,) = [ln for ln in dry.stdout.splitlines() if "missing-table" in ln]
+    assert 'schema v1 has no table events' in line and 'name it "public.v1.events"' in line, line
+    fixed = plan.read_text().replace('"v1.events"]', '"public.v1.events"]')
+    plan.write_text(fixed)
+    assert run_cutover(fresh_db, "dry-run", f"--plan={plan}").returncode == 0

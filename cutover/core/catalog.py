@@ -206,6 +206,14 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
         if name not in catalog.tables:
             where = f"[tables.{toml_key(name)}]" if name in plan.table_names else "[static].tables"
             part = catalog.tables.get(name)
+            schema, relname = split_table(name)
+            whole = f"{catalog.current_schema}.{name}"  # a table whose own name holds the dot, in the search path's
+            if schema is not None and whole in catalog.tables:
+                out.append(Difference("missing-table", name, (
+                    f"{where}: schema {schema} has no table {relname} (a plan's table name splits at its first dot); "
+                    f"a table named {toml_string(name)} is in schema {catalog.current_schema}: name it "
+                    f"{toml_string(whole)}")))
+                continue
             out.append(Difference("missing-table", name, f"{where}: table {toml_key(name)} does not exist in the "
                                                         f"database; remove it from the plan or fix its name"
                                   + (f" (it is a partition of {part.partition_of})" if part else "")))
