@@ -83,8 +83,8 @@ def test_dry_run_ready_execute_the_twelve_checks_and_an_exact_reverse(third_db: 
     assert scalar(third_db, "SELECT count(*) FROM case_counts WHERE tenant_id = %s", (TGT,)) == 0
 
 
-def test_a_not_deferrable_tenant_key_outside_public_blocks_with_its_qualified_fix(third_db: str,
-                                                                                  third_plan: Plan) -> None:
+def test_a_not_deferrable_tenant_key_outside_public_blocks_with_its_qualified_fix(third_db: str, third_plan: Plan,
+                                                                                  tmp_path: Path) -> None:
     """NOT DEFERRABLE: the dry run said READY and execute rolled back at the first move; now a
     blocker naming the key, both tables (with their schema) and the statement that fixes it."""
     execute_sql(third_db, "ALTER TABLE clinical.match_requests ALTER CONSTRAINT match_requests_tenant_case_fkey "
@@ -96,7 +96,8 @@ def test_a_not_deferrable_tenant_key_outside_public_blocks_with_its_qualified_fi
     assert "clinical.match_requests (tenant_id, case_id) -> cases (tenant_id, id)" in line, line
     assert ("ALTER TABLE clinical.match_requests ALTER CONSTRAINT match_requests_tenant_case_fkey DEFERRABLE"
             in line), line
-    done = run_cutover(third_db, "execute", "--operator-confirmed", f"--plan={PLAN}")
+    done = run_cutover(third_db, "execute", "--operator-confirmed", f"--plan={PLAN}",
+                       f"--report-path={tmp_path / 'r.json'}")
     assert done.returncode == 1 and "tenant-key-not-deferrable" in done.stderr, done.stdout + done.stderr
     assert checksum(third_db, third_plan, include_audit=True) == before
 
