@@ -339,3 +339,43 @@ def test_a_dotted_table_name_from_an_earlier_plan_is_missing_with_the_name_that_
     fixed = plan.read_text().replace('"v1.events"]', '"public.v1.events"]')
     plan.write_text(fixed)
     assert run_cutover(fresh_db, "dry-run", f"--plan={plan}").returncode == 0
+
+
+NOTE_AUDIT = (
+    "CREATE TABLE app.note_audit (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+    "tenant_id text NOT NULL REFERENCES public.tenants (id), note_id text NOT NULL)",
+    "ALTER TABLE app.note_audit ENABLE ROW LEVEL SECURITY", "ALTER TABLE app.note_audit FORCE ROW LEVEL SECURITY",
+    "CREATE POLICY tenant_isolation ON app.note_audit USING (tenant_id = current_setting('app.tenant_id', true))",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON app.note_audit TO app_user",
+    """CREATE FUNCTION app.case_notes_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO app.note_audit (tenant_id, note_id) VALUES (NEW.tenant_id, NEW.id);
+        RETURN NEW;
+    END $$""",
+    "CREATE TRIGGER case_notes_audit AFTER UPDATE ON app.case_notes FOR EACH ROW EXECUTE FUNCTION "
+    "app.case_notes_audit()",
+)
+
+
+def test_a_trigger_on_an_app_table_writing_another_app_table_is_found_and_declared_by_its_schema(
+        fresh_db: str, schema_plan: Path, tmp_path: Path) -> None:
+    """The trigger on app.case_notes that writes app.note_audit: undeclared, a blocker naming both; declared
+    (``written_by = ["app.case_notes.case_notes_audit"]``), the cutover expects its rows and commits."""
+    _app_schema(fresh_db, load_plan(schema_plan))
+    execute_sql(fresh_db, *NOTE_AUDIT)
+    text = schema_plan.read_text().replace(f"    [{toml_string(APP_TABLES[1])}],",
+                                           f"    [{toml_string(APP_TABLES[1])}],\n    [\"app.note_audit\"],", 1)
+    undeclared = tmp_path / "undeclared.toml"
+    undeclared.write_text(text + '\n[tables."app.note_audit"]\nkey = "id"\nowner = "patient"\n')
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={undeclared}")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    (line,) = [ln for ln in dry.stdout.splitlines() if "undeclared-trigger-writes" in ln]
+    assert "case_notes_audit" in line and "app.note_audit" in line, line
+    declared = tmp_path / "declared.toml"
+    declared.write_text(undeclared.read_text() + 'written_by = ["app.case_notes.case_notes_audit"]\n')
+    assert run_cutover(fresh_db, "dry-run", f"--plan={declared}").returncode == 0
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--plan={declared}",
+                       f"--report-path={tmp_path / 'r.json'}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    cases = scalar(fresh_db, "SELECT count(*) FROM cases WHERE tenant_id = %s", (TGT,))
+    assert scalar(fresh_db, "SELECT count(*) FROM app.note_audit WHERE tenant_id = %s", (TGT,)) == cases > 0

@@ -521,19 +521,20 @@ def materialized_view_differences(conn: Connection, plan: Plan) -> list[Differen
 # ``UPDATE OF columns``, with the tenant column among them (the move sets nothing else). With the
 # function's language and source, the only place a trigger says which tables it writes.
 _TRIGGERS = """
-SELECT c.relname, t.tgname, p.proname, l.lanname, (t.tgtype & 1) = 1, coalesce(p.prosrc, '')
+SELECT n.nspname, c.relname, t.tgname, p.proname, l.lanname, (t.tgtype & 1) = 1, coalesce(p.prosrc, ''),
+       current_schema()
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
-WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 16) <> 0 AND n.nspname = current_schema()
+WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 16) <> 0 AND {scope}
   AND (cardinality(t.tgattr::int2[]) = 0 OR (SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = c.oid
                                    AND a.attname = %(column)s) = ANY(t.tgattr::int2[]))
-ORDER BY 1, 2
-"""
+ORDER BY 1, 2, 3
+""".replace("{scope}", _IN_SCOPE)
 
 # A statement that writes a table, in a function's source: INSERT INTO, UPDATE, DELETE FROM, MERGE INTO,
 # then the table's name (schema-qualified or not, quoted or not).
 _WRITES = re.compile(r'\b(?:insert\s+into|update|delete\s+from|merge\s+into)\s+(?:only\s+)?'
-                     r'(?:(?:"(?:[^"]|"")+"|[a-z_][\w$]*)\s*\.\s*)?("(?:[^"]|"")+"|[a-z_][\w$]*)', re.I)
+                     r'(?:("(?:[^"]|"")+"|[a-z_][\w$]*)\s*\.\s*)?("(?:[^"]|"")+"|[a-z_][\w$]*)', re.I)
 
 
 @dataclass(frozen=True)
@@ -560,25 +561,32 @@ class TriggerWrite:
                      if not any((d.table, d.trigger) == (self.table, self.trigger) for d in plan.table(w).written_by))
 
 
-def written_tables(source: str, planned: Iterable[str]) -> tuple[str, ...]:
-    """The planned tables a function's source writes to, in the plan's order."""
-    named = set()
-    for match in _WRITES.finditer(source):
-        name = match.group(1)
-        named.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
-    return tuple(t for t in planned if t in named)
+def written_tables(source: str, planned: Iterable[str], current: str | None = None) -> tuple[str, ...]:
+    """The planned tables a function's source writes to, in the plan's order: by schema and name, a
+    name without a schema (in the source or the plan) taken as the search path's schema ``current``."""
+
+    def unquoted(name: str) -> str:
+        return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+
+    named = {(unquoted(schema) if schema else current, unquoted(table))
+             for schema, table in (m.groups() for m in _WRITES.finditer(source))}
+    return tuple(t for t in planned if _canonical(t, current) in named)
 
 
 def trigger_writes(conn: Connection, plan: Plan) -> list[TriggerWrite]:
     """Every user trigger the moves fire on the plan's moving tables, with the other planned tables it writes."""
     moving = {t.name for t in plan.moving}
+    rows = conn.execute(_TRIGGERS, {"column": plan.tenant_column, "schemas": list(plan.schemas),
+                                    "all": False}).fetchall()
+    current = str(rows[0][-1]) if rows and rows[0][-1] is not None else None
+    named = {_canonical(name, current): name for name in plan.table_names}  # app.patients as the plan names it
     out = []
-    for table, trigger, function, language, row_level, source in conn.execute(
-            _TRIGGERS, {"column": plan.tenant_column}).fetchall():
-        if table not in moving:
+    for schema, relname, trigger, function, language, row_level, source, _ in rows:
+        table = named.get((schema, relname))
+        if table is None or table not in moving:
             continue
         readable = language in ("plpgsql", "sql")
-        writes = written_tables(source, plan.table_names) if readable else ()
+        writes = written_tables(source, plan.table_names, current) if readable else ()
         out.append(TriggerWrite(table, trigger, function, bool(row_level), tuple(w for w in writes if w != table)))
     return out
 
