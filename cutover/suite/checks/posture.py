@@ -16,6 +16,12 @@ from cutover.suite.checks.base import Checker, Evidence, I, T
 
 
 def a1(c: Checker) -> Evidence:
+    """Catches a cutover rehearsed or run against a schema the plan does not describe.
+
+    The ownership rules hold only for the plan's schema: another alembic head, a tenant-scoped table
+    the plan does not list (its rows neither moved nor checked), a planned table, key or reference
+    column missing, or a tenant-keyed foreign key the move cannot run under all make every other
+    check's answer meaningless, so this one comes first."""
     p = c.plan
     ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
     heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
@@ -38,6 +44,8 @@ def a1(c: Checker) -> Evidence:
 
 
 def a2(c: Checker) -> Evidence:
+    """Catches a half-made patient tenant: missing, inactive, unprotected, or with settings that differ
+    from the source's mirrored ones, which breaks the moved patients' logins and billing."""
     p = c.plan
     ev = Evidence("A2", tenant=p.target, expected=f"exists, active, protected, {', '.join(p.mirrored_settings)} "
                                                   f"equal to {p.source}'s")
@@ -65,6 +73,11 @@ def a2(c: Checker) -> Evidence:
 
 
 def a21(c: Checker) -> Evidence:
+    """Catches a tenant boundary that does not hold, which the whole move relies on.
+
+    A planned table without RLS enabled, forced and a policy; an app role that bypasses RLS
+    (BYPASSRLS or superuser); or, as the app role on the source, a patient row still visible without
+    a share granting it."""
     p = c.plan
     ev = Evidence("A21", tenant=p.source, expected="RLS enabled + forced + policy on every table; app role "
                                                    "without BYPASSRLS; 0 patient rows visible on the source")
