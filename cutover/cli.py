@@ -133,7 +133,7 @@ def check_plan(args: argparse.Namespace) -> int:
         raise CutoverError("plan check needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
     plan = load_plan(settings.plan_path)
     with db.connection(settings.db_url, read_only=True) as conn:
-        schema = catalog.read(conn)
+        schema = catalog.read(conn, plan)
         differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
                        + catalog.materialized_view_differences(conn, plan)
                        + catalog.trigger_differences(plan, catalog.trigger_writes(conn, plan)))

@@ -18,7 +18,7 @@ from psycopg import sql
 from cutover.core import catalog as cat
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
-from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, toml_key, toml_string
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, split_table, table_sql, toml_key, toml_string
 
 CLASSIFYING = re.compile(r"^(kind|role|type|route|category)$|_(type|kind|route)$")
 MAX_VALUES = 200
@@ -65,7 +65,9 @@ def _root(tables: dict[str, cat.Table], wanted: str | None) -> str | None:
             raise SetupError(f"--patient-table {wanted}: no tenant-scoped table of that name; pass one of "
                              f"{', '.join(sorted(tables)[:10])}")
         return wanted
-    return next((name for name in sorted(tables, key=lambda n: (len(n), n)) if name.startswith("patient")), None)
+    bare = {name: split_table(name)[1] for name in tables}  # app.patients is a patient table too
+    return next((name for name in sorted(tables, key=lambda n: (len(bare[n]), n)) if bare[name].startswith("patient")),
+                None)
 
 
 def _chains(tables: dict[str, cat.Table], root: str | None) -> dict[str, list[str]]:
@@ -103,7 +105,7 @@ def _levels(names: Iterable[str], tables: dict[str, cat.Table]) -> list[list[str
 
 def draft(conn: Connection, options: DraftOptions) -> str:
     """The draft plan's TOML text; reads the catalog once and the classifying columns' values."""
-    schema = cat.read(conn)
+    schema = cat.read(conn, every_schema=True)  # tables outside the search path's schema drafted as app.name
     o = options
     if o.tenant_table not in schema.tables:
         raise SetupError(f"the database has no table '{o.tenant_table}' (the tenants table); pass --tenant-table, "
@@ -141,7 +143,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
             values = [r[0] for r in conn.execute(sql.SQL(
                 "SELECT DISTINCT {c}::text FROM {t} WHERE {ten} = {src} AND {c} IS NOT NULL "
                 "ORDER BY 1 LIMIT {n}").format(
-                c=sql.Identifier(classifier), t=sql.Identifier(name), ten=sql.Identifier(o.tenant_column),
+                c=sql.Identifier(classifier), t=table_sql(name), ten=sql.Identifier(o.tenant_column),
                 src=sql.Literal(o.source), n=sql.Literal(MAX_VALUES))).fetchall()]
             classifications.setdefault(classification, [])
             classifications[classification] += [v for v in values if v not in classifications[classification]]
@@ -224,7 +226,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         "", _manual_sections().rstrip(),
         "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
-    views = cat.tenant_views(conn, o.tenant_column, o.source, o.target, scoped)
+    views = cat.tenant_views(conn, o.tenant_column, o.source, o.target, scoped, every_schema=True)
     if views:  # each would be left stale by the cutover: refreshed in its transaction unless you say static
         lines += ["", "[refresh]  # REVIEW: or move a view to static = [...] if it holds nothing the cutover changes",
                   "materialized_views = ["]
@@ -244,7 +246,7 @@ def _schema_head(conn: Connection, schema: cat.Catalog, version_table: str, vers
     if table is None or version_column not in table.columns:
         return "REVIEW"
     row = conn.execute(sql.SQL("SELECT {}::text FROM {} LIMIT 1").format(
-        sql.Identifier(version_column), sql.Identifier(version_table))).fetchone()
+        sql.Identifier(version_column), table_sql(version_table))).fetchone()
     return str(row[0]) if row else "REVIEW"
 
 
