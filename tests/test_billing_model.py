@@ -12,7 +12,7 @@ def test_the_billing_model_has_the_shape_the_issue_describes(billing_db: str) ->
     scoped = scalar(billing_db, "SELECT count(*) FROM information_schema.columns c JOIN pg_class r ON "
                                 "r.relname = c.table_name WHERE c.table_schema = 'public' AND c.column_name = "
                                 "'organization_id' AND c.data_type = 'uuid' AND NOT r.relispartition")
-    assert scoped == 12
+    assert scoped == 13
     assert scalar(billing_db, "SELECT count(*) FROM schema_migrations") == generator.N_MIGRATIONS > 1
     assert scalar(billing_db, "SELECT max(version) FROM schema_migrations") == generator.SCHEMA_HEAD
     assert scalar(billing_db, "SELECT count(*) FROM pg_class WHERE relrowsecurity") == 0

@@ -63,6 +63,14 @@ def generate(scale: float, seed: int) -> Iterator[TableData]:
                     [(e, org, f"{orgs[org].split()[0].lower()}-main", orgs[org], orgs[org][:3].upper(), START, START)
                      for org, e in entities.items()])
 
+    providers = [(uid(), org, kind, kind.split("::")[1].lower(), f"{orgs[org]} {kind}", START, START)
+                 for org, kind in ((SOURCE, "PaymentProviders::StripeProvider"),
+                                   (SOURCE, "PaymentProviders::GocardlessProvider"),
+                                   (TARGET, "PaymentProviders::AdyenProvider"),
+                                   (OTHER, "PaymentProviders::StripeProvider"))]
+    yield TableData("payment_providers", ("id", "organization_id", "type", "code", "name", "created_at", "updated_at"),
+                    providers)
+
     plans: list[tuple[Any, ...]] = []
     base_plans: dict[str, list[str]] = {org: [] for org in orgs}
     for org, n in ((SOURCE, 3), (TARGET, 1), (OTHER, 1)):

@@ -4,7 +4,7 @@
 --   tenants table is `organizations` (no settings to mirror, no active/protected flags);
 -- - Rails-style versions: `schema_migrations(version)` holds every applied migration, one row each;
 -- - no row-level security, no case-share table, no events table of the kind the cutover writes to;
--- - Rails conventions: `customer_id` columns with no foreign key behind them (subscriptions,
+-- - Rails conventions: single-table inheritance (payment_providers.type), `customer_id` columns with no foreign key behind them (subscriptions,
 --   invoices, credit_notes, usage_events), self-references (plans.parent_id,
 --   invoices.parent_invoice_id, subscriptions.previous_subscription_id);
 -- - usage_events partitioned by month (its key is (id, "timestamp"));
@@ -61,6 +61,17 @@ CREATE TABLE billing_entities (
     code character varying NOT NULL,
     name character varying NOT NULL,
     invoice_prefix character varying,
+    created_at timestamp(6) without time zone NOT NULL,
+    updated_at timestamp(6) without time zone NOT NULL
+);
+
+-- Rails single-table inheritance: `type` names the subclass.
+CREATE TABLE payment_providers (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id uuid NOT NULL REFERENCES organizations (id),
+    type character varying NOT NULL,
+    code character varying NOT NULL,
+    name character varying NOT NULL,
     created_at timestamp(6) without time zone NOT NULL,
     updated_at timestamp(6) without time zone NOT NULL
 );
