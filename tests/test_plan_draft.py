@@ -1,0 +1,142 @@
+"""`cutover plan draft` and `cutover plan check` on a schema that is not ours (issue 27, point 6).
+
+The billing model (tests/billing_model) is what a new user brings: tenants are organizations keyed by
+uuid, versions are Rails' schema_migrations, customer_id columns have no foreign key, tables point at
+themselves. The draft must either stop in one line naming the flag to give, or write a plan whose
+open questions are marked; `plan check` must be able to agree with a plan that declares what the
+database cannot show (a reference with no foreign key, a foreign key that is not tenant-bound).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from cutover.core.plan import DEFAULT_PLAN, load_plan
+from tests.billing_model import SOURCE, TARGET, generator
+from tests.support import execute_sql, run_cutover
+
+ORGS = ("--tenant-table=organizations", "--tenant-column=organization_id", f"--source={SOURCE}", f"--target={TARGET}")
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], out: Path, *needles: str) -> str:
+    """The command failed as an operator error: exit 2, one line on stderr naming each needle, no file."""
+    assert done.returncode == 2, done.stdout + done.stderr
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    assert not out.exists()
+    return err
+
+
+# -- the reference plan and plan check ----------------------------------------------------------------
+
+def test_plan_check_agrees_with_the_reference_plan_on_its_own_database(fresh_db: str) -> None:
+    """The three foreign keys the reference plan left undeclared (a message's sender, a share's author,
+    a user's organization) are declared, two of them as not tenant-bound, and plan check agrees."""
+    done = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={DEFAULT_PLAN}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "agree" in done.stdout
+    plan = load_plan(DEFAULT_PLAN)
+    refs = {(t.name, r.column): r for t in plan.tables for r in t.references}
+    assert refs[("messages", "sender_user_id")].cross_tenant == "provider"
+    assert refs[("case_shares", "shared_by_user_id")].cross_tenant == "provider"
+    assert refs[("users", "organization_id")].cross_tenant is None
+
+
+# -- one-line errors that name the flag ------------------------------------------------------------------
+
+def test_a_tenants_table_without_the_tenant_column_names_the_column_to_pass(billing_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "draft.toml"
+    done = run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", "--tenant-table=organizations",
+                       f"--out={out}")
+    _one_line_error(done, out, "tenant_id", "--tenant-column organization_id")
+
+
+def test_uuid_tenants_without_source_and_target_name_the_flags(billing_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "draft.toml"
+    base = ("plan", "draft", f"--db-url={billing_db}", "--tenant-table=organizations",
+            "--tenant-column=organization_id", f"--out={out}")
+    err = _one_line_error(run_cutover(billing_db, *base), out, "--source", "uuid")
+    assert "invalid input syntax" not in err
+    _one_line_error(run_cutover(billing_db, *base, f"--source={SOURCE}"), out, "--target")
+    missing = "dddddddd-dddd-4ddd-8ddd-dddddddddddd"
+    _one_line_error(run_cutover(billing_db, *base, f"--source={missing}", f"--target={TARGET}"), out,
+                    "--source", missing, "organizations")
+
+
+def test_the_version_table_is_found_or_named_by_flag(billing_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "draft.toml"
+    base = ("plan", "draft", f"--db-url={billing_db}", *ORGS, f"--out={out}")
+    _one_line_error(run_cutover(billing_db, *base, "--version-table=alembic_version"), out,
+                    "--version-table", "alembic_version")
+    _one_line_error(run_cutover(billing_db, *base, "--version-table=ar_internal_metadata"), out, "--version-column",
+                    "key, value")
+    _one_line_error(run_cutover(billing_db, *base, "--version-table=schema_migrations", "--version-column=ver"), out,
+                    "--version-column", "version")
+    done = run_cutover(billing_db, *base)  # Rails' table, found without a flag
+    assert done.returncode == 0, done.stderr
+    plan = load_plan(out)
+    assert (plan.version_table, plan.version_column) == ("schema_migrations", "version")
+    assert plan.schema_head == generator.SCHEMA_HEAD  # the newest of the applied versions
+    assert f"holds {generator.N_MIGRATIONS} versions" in out.read_text()
+
+
+def test_no_version_table_found_names_both_flags(billing_db: str, tmp_path: Path) -> None:
+    execute_sql(billing_db, "DROP TABLE schema_migrations")
+    out = tmp_path / "draft.toml"
+    done = run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, f"--out={out}")
+    _one_line_error(done, out, "--version-table", "--version-column")
+
+
+# -- what the draft writes -------------------------------------------------------------------------------
+
+def test_the_draft_declares_self_references_and_references_without_a_foreign_key(billing_db: str,
+                                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "draft.toml"
+    done = run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, "--patient-table=customers",
+                       f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    plan = load_plan(out)
+    text = out.read_text()
+
+    def refs(table: str) -> dict[tuple[str, str], bool]:
+        return {(r.column, r.table): r.foreign_key for r in plan.table(table).references}
+
+    assert refs("plans") == {("parent_id", "plans"): True}
+    assert refs("invoices") == {("customer_id", "customers"): False, ("billing_entity_id", "billing_entities"): True,
+                                ("parent_invoice_id", "invoices"): True}
+    assert refs("subscriptions")[("customer_id", "customers")] is False
+    assert refs("subscriptions")[("previous_subscription_id", "subscriptions")] is True
+    assert refs("usage_events") == {("customer_id", "customers"): False, ("subscription_id", "subscriptions"): False}
+    assert refs("wallets") == {("customer_id", "customers"): True}
+    for line in text.splitlines():
+        if "foreign_key = false" in line:
+            assert "# REVIEW: no foreign key" in line, line
+    # ownership guessed through the reference the database has no foreign key for
+    for table in ("customers", "subscriptions", "invoices", "fees", "credit_notes", "usage_events", "wallets",
+                  "wallet_transactions"):
+        assert plan.table(table).owner == "patient", table
+    assert "invoices.customer_id -> customers (no foreign key)" in text
+    for table in ("plans", "billing_entities", "api_keys", "memberships"):
+        assert plan.table(table).owner != "patient", table
+
+
+def test_plan_check_agrees_with_a_reference_declared_without_a_foreign_key(billing_db: str, tmp_path: Path) -> None:
+    """A drafted reference with ``foreign_key = false`` is accepted; the same reference without the
+    declaration is reported (a typo in a column name must not pass as a deliberate link)."""
+    out = tmp_path / "draft.toml"
+    assert run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, "--patient-table=customers",
+                       f"--out={out}").returncode == 0
+    plan = load_plan(out)
+    check = run_cutover(billing_db, "plan", "check", f"--db-url={billing_db}", f"--plan={out}")
+    found = [ln.split(":")[0] for ln in check.stdout.splitlines()[:-1]]
+    assert "reference-without-fk" not in found and "undeclared-reference" not in found, check.stdout
+    undeclared = tmp_path / "undeclared.toml"
+    undeclared.write_text(out.read_text().replace(", foreign_key = false", ""))
+    check = run_cutover(billing_db, "plan", "check", f"--db-url={billing_db}", f"--plan={undeclared}")
+    assert check.returncode == 1
+    without = [ln for ln in check.stdout.splitlines() if ln.startswith("reference-without-fk")]
+    assert len(without) == sum(1 for t in plan.tables for r in t.references if not r.foreign_key), check.stdout
+    assert any("invoices.customer_id -> customers" in ln and "foreign_key = false" in ln for ln in without), without
