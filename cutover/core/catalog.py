@@ -139,8 +139,9 @@ class Difference:
 
     @property
     def structural(self) -> bool:
-        """Does it stop the plan's queries from running at all (a missing table or column)?"""
-        return self.code in ("missing-table", "missing-column")
+        """Does it stop the plan's queries from running at all (a missing table or column, a reference
+        whose two sides cannot be compared)?"""
+        return self.code in ("missing-table", "missing-column", "reference-type-mismatch")
 
 
 def _columns_named(plan: Plan, rule: TableRule) -> list[tuple[str, str]]:
@@ -191,7 +192,7 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
                                   f"table {toml_key(table.name)} {why} but the plan does not list it: its rows would "
                                   f"be neither moved nor checked; add [tables.{toml_key(table.name)}] (key, owner, "
                                   f"references) or list it in [static].tables"))
-    return out + tenant_key_differences(plan, catalog)
+    return out + reference_type_differences(plan, catalog) + tenant_key_differences(plan, catalog)
 
 
 @dataclass(frozen=True)
@@ -333,11 +334,51 @@ def reference_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
                                       f"{toml_key(rule.name)}.{column} -> {toml_key(parent)} is not "
                                       f"declared; add {{ column = {toml_string(column)}, table = "
                                       f"{toml_string(parent)} }}"))
-        for column, parent in sorted(declared - fks):
+        without = {(r.column, r.table) for r in rule.references if not r.foreign_key}
+        for column, parent in sorted(declared - fks - without):
             out.append(Difference("reference-without-fk", rule.name,
                                   f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{column} -> "
-                                  f"{toml_key(parent)} has no foreign "
-                                  f"key in the database; check the column and table names"))
+                                  f"{toml_key(parent)} has no foreign key in the database; check the column and "
+                                  f"table names, or, if the schema links them without one (a Rails belongs_to), "
+                                  f"declare foreign_key = false on the reference"))
+    return out
+
+
+# Types a join compares without a cast: the same type, or two of one family (varchar(255) and text).
+_FAMILIES = {"character varying": "text", "character": "text", "text": "text", "smallint": "integer",
+             "integer": "integer", "bigint": "integer"}
+
+
+def comparable(a: str, b: str) -> bool:
+    """Can columns of these two types (``format_type`` names) be compared without a cast?"""
+    def family(column_type: str) -> str:
+        base = column_type.split("(")[0].strip()
+        return _FAMILIES.get(base, base)
+    return family(a) == family(b)
+
+
+def reference_type_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """References with no foreign key behind them whose column cannot be compared with the parent's
+    key (``customer_id text`` against a uuid ``customers.id``): every query following the reference
+    would fail. A foreign key guarantees comparable types, so only references without one are asked."""
+    out: list[Difference] = []
+    for rule in plan.tables:
+        table = catalog.tables.get(rule.name)
+        if table is None:
+            continue
+        backed = {(c, fk.parent) for fk in table.foreign_keys if (c := _link_column(fk, plan.tenant_column))}
+        for ref in rule.references:
+            parent = catalog.tables.get(ref.table)
+            pkey = next((r.key[0] for r in plan.tables if r.name == ref.table), None)
+            if (ref.column, ref.table) in backed or parent is None or pkey is None:
+                continue
+            mine, theirs = table.columns.get(ref.column), parent.columns.get(pkey)
+            if mine is not None and theirs is not None and not comparable(mine, theirs):
+                out.append(Difference(
+                    "reference-type-mismatch", rule.name,
+                    f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{ref.column} is {mine} but "
+                    f"{toml_key(ref.table)}.{pkey} is {theirs}, and no foreign key links them: they cannot be "
+                    f"compared; fix the reference's column or table"))
     return out
 
 
