@@ -66,8 +66,9 @@ def test_no_library_module_hard_codes_a_table_name() -> None:
         for table in plan.all_tables:
             if re.search(rf"[\"']{table}[\"']", code):
                 offenders.append(f"{module.relative_to(package)}: {table}")
-    # plan.py reads the plan's own [tenants] section, whose name happens to match the table's.
-    assert offenders == ["core/plan.py: tenants"]
+    # plan.py reads the plan's own [tenants] section, whose name happens to match the table's; the draft
+    # looks for the version tables frameworks create (alembic's, Rails'), the reference model's among them.
+    assert offenders == ["core/plan.py: tenants", "core/plan_draft.py: alembic_version"]
 
 
 @pytest.mark.parametrize(

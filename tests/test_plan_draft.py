@@ -16,7 +16,9 @@ from cutover.core.plan import DEFAULT_PLAN, load_plan
 from tests.billing_model import SOURCE, TARGET, generator
 from tests.support import execute_sql, run_cutover
 
-ORGS = ("--tenant-table=organizations", "--tenant-column=organization_id", f"--source={SOURCE}", f"--target={TARGET}")
+TENANCY = ("--tenant-table=organizations", "--tenant-column=organization_id", f"--source={SOURCE}",
+           f"--target={TARGET}")
+ORGS = (*TENANCY, "--patient-table=customers")
 
 
 def _one_line_error(done: subprocess.CompletedProcess[str], out: Path, *needles: str) -> str:
@@ -64,6 +66,14 @@ def test_uuid_tenants_without_source_and_target_name_the_flags(billing_db: str, 
     missing = "dddddddd-dddd-4ddd-8ddd-dddddddddddd"
     _one_line_error(run_cutover(billing_db, *base, f"--source={missing}", f"--target={TARGET}"), out,
                     "--source", missing, "organizations")
+    _one_line_error(run_cutover(billing_db, *base, f"--source={SOURCE}", f"--target={SOURCE}"), out,
+                    "--source", "--target")
+
+
+def test_no_table_named_like_a_patient_root_names_the_flag(billing_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "draft.toml"
+    done = run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *TENANCY, f"--out={out}")
+    _one_line_error(done, out, "--patient-table", "customers")
 
 
 def test_the_version_table_is_found_or_named_by_flag(billing_db: str, tmp_path: Path) -> None:
@@ -95,8 +105,7 @@ def test_no_version_table_found_names_both_flags(billing_db: str, tmp_path: Path
 def test_the_draft_declares_self_references_and_references_without_a_foreign_key(billing_db: str,
                                                                                   tmp_path: Path) -> None:
     out = tmp_path / "draft.toml"
-    done = run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, "--patient-table=customers",
-                       f"--out={out}")
+    done = run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, f"--out={out}")
     assert done.returncode == 0, done.stderr
     plan = load_plan(out)
     text = out.read_text()
@@ -118,7 +127,7 @@ def test_the_draft_declares_self_references_and_references_without_a_foreign_key
     for table in ("customers", "subscriptions", "invoices", "fees", "credit_notes", "usage_events", "wallets",
                   "wallet_transactions"):
         assert plan.table(table).owner == "patient", table
-    assert "invoices.customer_id -> customers (no foreign key)" in text
+    assert "invoices.customer_id (no foreign key) -> customers" in text
     for table in ("plans", "billing_entities", "api_keys", "memberships"):
         assert plan.table(table).owner != "patient", table
 
@@ -127,8 +136,7 @@ def test_plan_check_agrees_with_a_reference_declared_without_a_foreign_key(billi
     """A drafted reference with ``foreign_key = false`` is accepted; the same reference without the
     declaration is reported (a typo in a column name must not pass as a deliberate link)."""
     out = tmp_path / "draft.toml"
-    assert run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, "--patient-table=customers",
-                       f"--out={out}").returncode == 0
+    assert run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, f"--out={out}").returncode == 0
     plan = load_plan(out)
     check = run_cutover(billing_db, "plan", "check", f"--db-url={billing_db}", f"--plan={out}")
     found = [ln.split(":")[0] for ln in check.stdout.splitlines()[:-1]]
@@ -140,3 +148,21 @@ def test_plan_check_agrees_with_a_reference_declared_without_a_foreign_key(billi
     without = [ln for ln in check.stdout.splitlines() if ln.startswith("reference-without-fk")]
     assert len(without) == sum(1 for t in plan.tables for r in t.references if not r.foreign_key), check.stdout
     assert any("invoices.customer_id -> customers" in ln and "foreign_key = false" in ln for ln in without), without
+
+
+def test_a_reference_without_a_foreign_key_whose_types_differ_is_named_not_run(billing_db: str,
+                                                                                tmp_path: Path) -> None:
+    """Without a foreign key nothing guarantees the two sides compare: a text customer_id against a uuid
+    customers.id is a difference plan check names and a blocker of the dry run, not a database error."""
+    out = tmp_path / "draft.toml"
+    assert run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, f"--out={out}").returncode == 0
+    before = run_cutover(billing_db, "plan", "check", f"--db-url={billing_db}", f"--plan={out}")
+    assert "reference-type-mismatch" not in before.stdout, before.stdout
+    execute_sql(billing_db, "ALTER TABLE credit_notes ALTER COLUMN customer_id TYPE text")
+    check = run_cutover(billing_db, "plan", "check", f"--db-url={billing_db}", f"--plan={out}")
+    assert check.returncode == 1, check.stdout + check.stderr
+    mismatch = [ln for ln in check.stdout.splitlines() if ln.startswith("reference-type-mismatch")]
+    assert len(mismatch) == 1 and "credit_notes.customer_id is text but customers.id is uuid" in mismatch[0], mismatch
+    dry = run_cutover(billing_db, "dry-run", f"--plan={out}")
+    assert dry.returncode == 1 and "Traceback" not in dry.stderr, dry.stdout + dry.stderr
+    assert "reference-type-mismatch" in dry.stdout, dry.stdout
