@@ -192,7 +192,40 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
                                   f"table {toml_key(table.name)} {why} but the plan does not list it: its rows would "
                                   f"be neither moved nor checked; add [tables.{toml_key(table.name)}] (key, owner, "
                                   f"references) or list it in [static].tables"))
-    return out + reference_type_differences(plan, catalog) + tenant_key_differences(plan, catalog)
+    return (out + named_differences(plan, catalog) + reference_type_differences(plan, catalog)
+            + tenant_key_differences(plan, catalog))
+
+
+def _plan_columns(plan: Plan) -> list[tuple[str, str, str]]:
+    """(plan key, table, column) for the columns the plan names outside its [tables] rules: the version
+    table's, the tenants table's and the audit table's. A key a plan leaves unset is not asked for."""
+    a = plan.audit
+    out = [("[plan].version_column", plan.version_table, plan.version_column)]
+    out += [(f"[tenants].{key}", plan.tenant_table, column) for key, column in (
+        ("settings_column", plan.settings_column), ("active_column", plan.active_column),
+        ("protected_column", plan.protected_column))]
+    out += [(f"[audit].{key}", a.table, column) for key, column in (
+        ("key", a.key), ("type_column", a.type_column), ("payload_column", a.payload_column),
+        ("source_column", a.source_column))]
+    return [(key, table, column) for key, table, column in out if table and column]
+
+
+def named_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """The version table, the tenants table and the columns the plan names in them and in the audit
+    table, where the database lacks them: every command reading them would stop on the database's own
+    error (``relation "alembic_versions" does not exist``), which names no plan key."""
+    out: list[Difference] = []
+    listed = set(plan.all_tables)  # a listed table that is missing is already a difference of its own
+    for key, table in (("[plan].version_table", plan.version_table), ("[tenants].table", plan.tenant_table)):
+        if table and table not in catalog.tables and table not in listed:
+            out.append(Difference("missing-table", table, f"{key}: table {toml_key(table)} does not exist in the "
+                                                          f"database; fix {key} in the plan"))
+    for key, table, column in _plan_columns(plan):
+        found = catalog.tables.get(table)
+        if found is not None and column not in found.columns:
+            out.append(Difference("missing-column", table, f"{key}: column {toml_key(table)}.{column} does not "
+                                                           f"exist; fix {key} in the plan"))
+    return out
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     differences = catalog.compare(plan, schema) + catalog.materialized_view_differences(conn, plan)
     result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
-    if missing and len(missing) == len(plan.all_tables):
+    if missing and set(plan.all_tables) <= set(missing):
         current, elsewhere = catalog.schemas_holding(conn, missing)
         fix = "wrong database, or pass the matching --plan"
         if elsewhere:
