@@ -7,12 +7,14 @@ execute, whose LOCK met the missing table first) and never a traceback. Nothing 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cutover.core.plan import DEFAULT_PLAN, load_plan
-from tests.support import checksum, run_cutover
+from cutover.suite.under_check import DatabaseUnderCheck
+from tests.support import checksum, operator_tests, run_cutover
 
 # (what the plan gets wrong, the edit to the reference plan, the plan key the message must name)
 BROKEN = {
@@ -73,3 +75,21 @@ def test_every_command_is_blocked_in_one_line_and_writes_nothing(fresh_db: str, 
     assert checksum(fresh_db, load_plan(DEFAULT_PLAN), include_audit=True) == before
     if command in ("execute", "report"):
         assert not report.exists()
+
+
+@pytest.mark.parametrize("fault", ["version-table", "table", "audit-column"])
+def test_set_b_fails_its_checks_in_one_line_each_without_a_traceback(
+        pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck,
+        tmp_path: Path, fault: str) -> None:
+    """Set B on production with such a plan: each check that reads the missing name fails with one line
+    saying so, A1 names the plan key, the next step and the timeline stay one line each; exit 1."""
+    plan, key = _broken_plan(tmp_path, fault)
+    args = example(**operator_tests("test_matrix"))
+    result = pytester.runpytest("-m", "setB", "--db-url", cut_over_db.url, f"--plan={plan}", "-p", "no:randomly",
+                                *args)
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    assert "SET B FAILED: A1 FAIL" in out and key in out, out
+    assert "Traceback" not in out and "psycopg.errors" not in out and "UndefinedTable" not in out, out
+    assert not any(ln.lstrip().startswith(("LINE 1:", "^")) for ln in out.splitlines()), out
+    assert result.parseoutcomes().get("error", 0) == 0, out
