@@ -81,6 +81,8 @@ def test_no_library_module_hard_codes_a_table_name() -> None:
          r"cross_tenant: 'anyone' is not one of share, provider"),
         (('table = "cases", via_share = true }]', 'table = "cases", via_share = true, cross_tenant = "provider" }]'),
          r"contradicts"),
+        (('table = "cases", via_share = true }]', 'table = "cases", via_share = true, foreign_key = "no" }]'),
+         r"foreign_key: expected bool"),
     ],
 )
 def test_a_bad_key_or_cross_tenant_declaration_is_refused(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
