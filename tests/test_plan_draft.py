@@ -166,3 +166,27 @@ def test_a_reference_without_a_foreign_key_whose_types_differ_is_named_not_run(b
     dry = run_cutover(billing_db, "dry-run", f"--plan={out}")
     assert dry.returncode == 1 and "Traceback" not in dry.stderr, dry.stdout + dry.stderr
     assert "reference-type-mismatch" in dry.stdout, dry.stdout
+
+
+def test_a_self_reference_is_drafted_checked_and_followed_by_the_dry_run(fresh_db: str, tmp_path: Path) -> None:
+    """A case pointing at an earlier case of its own (cases.parent_case_id -> cases): the draft declares
+    it, plan check asks for it until the plan does, and the dry run follows it (READY, then an orphan)."""
+    execute_sql(fresh_db, "ALTER TABLE cases ADD COLUMN parent_case_id text REFERENCES cases (id)",
+                "UPDATE cases SET parent_case_id = (SELECT min(id) FROM cases) WHERE id > (SELECT min(id) FROM cases) "
+                "AND id < 'case-00000100'")
+    out = tmp_path / "draft.toml"
+    assert run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={out}").returncode == 0
+    assert ("parent_case_id", "cases") in {(r.column, r.table) for r in load_plan(out).table("cases").references}
+    asked = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={DEFAULT_PLAN}")
+    assert asked.returncode == 1 and "cases.parent_case_id -> cases is not declared" in asked.stdout, asked.stdout
+    plan = tmp_path / "plan.toml"
+    old = 'references = [{ column = "patient_id", table = "patients" }]'
+    assert DEFAULT_PLAN.read_text().count(old) == 1
+    plan.write_text(DEFAULT_PLAN.read_text().replace(old, old[:-1] + ', { column = "parent_case_id", table = '
+                                                                      '"cases" }]'))
+    agree = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={plan}")
+    assert agree.returncode == 0, agree.stdout
+    assert run_cutover(fresh_db, "dry-run", f"--plan={plan}").returncode == 0
+    execute_sql(fresh_db, "UPDATE cases SET tenant_id = 'tenant-fortis-002' WHERE id = (SELECT min(id) FROM cases)")
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={plan}")
+    assert dry.returncode == 1 and "cases.parent_case_id -> cases" in dry.stdout, dry.stdout
