@@ -190,3 +190,19 @@ def test_a_self_reference_is_drafted_checked_and_followed_by_the_dry_run(fresh_d
     execute_sql(fresh_db, "UPDATE cases SET tenant_id = 'tenant-fortis-002' WHERE id = (SELECT min(id) FROM cases)")
     dry = run_cutover(fresh_db, "dry-run", f"--plan={plan}")
     assert dry.returncode == 1 and "cases.parent_case_id -> cases" in dry.stdout, dry.stdout
+
+
+def test_a_table_that_only_references_the_tenants_table_is_drafted_not_queried(billing_db: str,
+                                                                                tmp_path: Path) -> None:
+    """It counts as tenant-scoped (it references organizations) but has no organization_id: the draft
+    reads no values from it by the tenant column (the database would refuse), and plan check names it."""
+    execute_sql(billing_db, "CREATE TABLE invitations (id uuid PRIMARY KEY, inviting_org_id uuid REFERENCES "
+                            "organizations (id), kind text NOT NULL)",
+                "INSERT INTO invitations SELECT gen_random_uuid(), id, 'admin' FROM organizations")
+    out = tmp_path / "draft.toml"
+    done = run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    assert load_plan(out).table("invitations").owner == "classified"
+    check = run_cutover(billing_db, "plan", "check", f"--db-url={billing_db}", f"--plan={out}")
+    assert "missing-column: [plan].tenant_column: column invitations.organization_id does not exist" in check.stdout, \
+        check.stdout

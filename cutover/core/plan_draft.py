@@ -131,11 +131,9 @@ def _references(tables: dict[str, cat.Table], tenant_column: str) -> dict[str, l
     return out
 
 
-def _chains(refs: dict[str, list[_Ref]], root: str | None) -> dict[str, list[str]]:
+def _chains(refs: dict[str, list[_Ref]], root: str) -> dict[str, list[str]]:
     """For each table, a path of references to the root (child first), if one exists; a path through
     foreign keys is preferred to one through a column that only looks like a reference."""
-    if root is None:
-        return {}
     paths: dict[str, list[str]] = {root: [_shown(root)]}
     for with_guesses in (False, True):
         changed = True
@@ -210,11 +208,12 @@ def draft(conn: Connection, options: DraftOptions) -> str:
             classification = classifier
             body += ['owner = "classified"  # REVIEW: or "column" with patient_values, or "provider"',
                      f"column = {_q(classifier)}", f"classification = {_q(classification)}"]
-            values = [r[0] for r in conn.execute(sql.SQL(
+            values = [] if o.tenant_column not in table.columns else [r[0] for r in conn.execute(sql.SQL(
                 "SELECT DISTINCT {c}::text FROM {t} WHERE {ten} = {src} AND {c} IS NOT NULL "
                 "ORDER BY 1 LIMIT {n}").format(
                 c=sql.Identifier(classifier), t=sql.Identifier(name), ten=sql.Identifier(o.tenant_column),
-                src=sql.Literal(o.source), n=sql.Literal(MAX_VALUES))).fetchall()]
+                src=sql.Literal(o.source), n=sql.Literal(MAX_VALUES))).fetchall()]  # (a table that only
+            # references the tenants table has no tenant column: plan check names it missing)
             classifications.setdefault(classification, [])
             classifications[classification] += [v for v in values if v not in classifications[classification]]
             payload = next((c for c, t in table.columns.items() if t == "jsonb"), None)
