@@ -8,8 +8,8 @@ like a parent's key with no foreign key behind it (Rails' ``customer_id``) is dr
 with ``foreign_key = false``: left out, its table would be drafted as staying behind, and the dry
 run would say READY with the table's rows left on the source. Everything the catalog cannot decide
 is marked ``# REVIEW``: a draft is where the review starts, never a plan to run unread. What the
-draft cannot start without (the tenant column, the two tenants, the version table, the patient
-root) stops it in one line naming the flag to give.
+draft cannot start without (the tenant column, the two tenants, the patient root; a version table
+or column given but not there) stops it in one line naming the flag to give.
 """
 
 from __future__ import annotations
@@ -341,7 +341,8 @@ def _check_tenancy(conn: Connection, schema: cat.Catalog, o: DraftOptions, scope
 
 
 def _version(conn: Connection, schema: cat.Catalog, o: DraftOptions) -> tuple[str, str, str, str]:
-    """The version table and column (given, or found), the schema head to write, and its REVIEW note.
+    """The version table and column (given, or found), the schema head to write, and its REVIEW note
+    (REVIEW for all three where no version table is found).
 
     alembic keeps one row, the head; Rails keeps a row per applied migration, and the head is the
     newest (compared in the column's own type)."""
@@ -349,9 +350,10 @@ def _version(conn: Connection, schema: cat.Catalog, o: DraftOptions) -> tuple[st
         raise SetupError(f"--version-table {o.version_table}: no such table in the database; pass the table "
                          f"holding the schema's version (e.g. {', '.join(VERSION_TABLES)})")
     table = o.version_table or next((t for t in VERSION_TABLES if t in schema.tables), None)
-    if table is None:
-        raise SetupError(f"no version table found (looked for {', '.join(VERSION_TABLES)}); pass --version-table "
-                         f"and --version-column: the table and column holding the schema's version")
+    if table is None:  # a schema may keep no version at all: the reviewer says which, plan check names it
+        return "REVIEW", "REVIEW", "REVIEW", (f"  # REVIEW: no version table found (looked for "
+                                              f"{', '.join(VERSION_TABLES)}); name yours here, or draft again with "
+                                              f"--version-table and --version-column")
     columns = list(schema.tables[table].columns)
     if o.version_column is not None and o.version_column not in columns:
         raise SetupError(f"--version-column {o.version_column}: {table} has no such column (its columns: "
