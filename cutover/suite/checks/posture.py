@@ -10,8 +10,9 @@ import json
 from psycopg import sql
 
 from cutover.core import live_schema
+from cutover.core.plan import table_regclass
 from cutover.core.row_keys import key_text
-from cutover.suite.checks.base import Checker, Evidence, I
+from cutover.suite.checks.base import Checker, Evidence, I, T
 
 
 def a1(c: Checker) -> Evidence:
@@ -24,13 +25,13 @@ def a1(c: Checker) -> Evidence:
     p = c.plan
     ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
     heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
-                                                                                   I(p.version_table)))]
+                                                                                   T(p.version_table)))]
     ev.found = f"{len(heads)} rows: {', '.join(heads) or 'none'}"
     if heads != [p.schema_head]:
         ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
     # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
     ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
-    schema = live_schema.read(c.conn)
+    schema = live_schema.read(c.conn, p)
     ev.queries.append("(the user triggers the moves fire on the moving tables, and their functions' sources)")
     for diff in (live_schema.compare(p, schema)
                  + live_schema.trigger_differences(p, live_schema.trigger_writes(c.conn, p))):
@@ -38,7 +39,7 @@ def a1(c: Checker) -> Evidence:
         if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
             rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in c.run(ev, sql.SQL(
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1").format(
-                c=I(p.tenant_column), t=I(diff.table)))]
+                c=I(p.tenant_column), t=T(diff.table)))]
         ev.fail(diff.message + (f" ({'; '.join(rows)})" if rows else ""), rows)
     return ev
 
@@ -51,7 +52,7 @@ def a2(c: Checker) -> Evidence:
                                                   f"equal to {p.source}'s")
     rows = {r[0]: r[1:] for r in c.run(ev, sql.SQL("SELECT id, {s}, {a}, {pr} FROM {t} WHERE id = ANY({ids})")
                                            .format(s=I(p.settings_column), a=I(p.active_column),
-                                                   pr=I(p.protected_column), t=I(p.tenant_table),
+                                                   pr=I(p.protected_column), t=T(p.tenant_table),
                                                    ids=sql.Literal([p.source, p.target])))}
     if p.target not in rows:
         ev.fail(f"tenant {p.target} does not exist")
@@ -82,9 +83,10 @@ def a21(c: Checker) -> Evidence:
     ev = Evidence("A21", tenant=p.source, expected="RLS enabled + forced + policy on every table; app role "
                                                    "without BYPASSRLS; 0 patient rows visible on the source")
     rows = c.run(ev, sql.SQL(
-        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy "
-        "WHERE polrelid = c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
-        "n.nspname = current_schema() AND c.relname = ANY({})").format(sql.Literal(list(p.table_names))))
+        "SELECT u.n, c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy "
+        "WHERE polrelid = c.oid) FROM unnest({}::text[], {}::text[]) u(n, r) JOIN pg_class c ON c.oid = "
+        "to_regclass(u.r)").format(sql.Literal(list(p.table_names)),
+                                   sql.Literal([table_regclass(t) for t in p.table_names])))
     found = {r[0]: r[1:] for r in rows}
     for table in p.table_names:
         enabled, forced, policies = found.get(table, (False, False, 0))
@@ -102,7 +104,7 @@ def a21(c: Checker) -> Evidence:
         if rule.owner == "provider":
             continue
         visible = c.as_app(ev, p.source, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
-            k=key_text(rule.key, "t"), t=I(rule.name), w=c.patient(rule)))
+            k=key_text(rule.key, "t"), t=T(rule.name), w=c.patient(rule)))
         if visible is None:
             return ev
         leaked = visible - c.shared_to(ev, rule, p.source)
