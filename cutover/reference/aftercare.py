@@ -287,15 +287,19 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Co
 
     ``listed`` names a relation of the report's keys typed like the table's key columns: the reverse's
     temp table, or the read-only count's CTE. One selection for both, so the count is what moves.
-    A UNION of two joins, not ``owned OR EXISTS (listed)``: under an OR the EXISTS is a subplan run
-    per row, hashed only while the report's keys fit in work_mem, else a scan of them per row (the
-    reverse took 163 s at scale 20 and would have taken hours at scale 100).
+    Two disjoint halves, patient-owned (``own``) and listed but not (``own IS NOT TRUE``, a NULL
+    classifier included), joined by UNION ALL: each row once with nothing to de-duplicate, in the
+    table's order. Not ``owned OR EXISTS (listed)``: under an OR the EXISTS is a subplan run per row,
+    hashed only while the report's keys fit in work_mem, else a scan of them per row (163 s at scale
+    20). Not a UNION of the owned rows and a join with every listed key either: it sorted (or hashed)
+    every row twice over, on disk past work_mem, and handed the move its keys in the sort's order.
     """
-    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} UNION "
-                   "SELECT {k} FROM {t} r JOIN {listed} l ON {join} WHERE r.{c} = {target}").format(
+    own = rules.patient_predicate(plan, rule, "r")
+    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} UNION ALL "
+                   "SELECT {k} FROM {t} r WHERE r.{c} = {target} AND ({own}) IS NOT TRUE "
+                   "AND EXISTS (SELECT 1 FROM {listed} l WHERE {join})").format(
         k=key_order(rule.key, "r"), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
-        target=sql.Literal(plan.target), own=rules.patient_predicate(plan, rule, "r"),
-        listed=listed, join=key_equal(rule.key, "r", "l"))
+        target=sql.Literal(plan.target), own=own, listed=listed, join=key_equal(rule.key, "r", "l"))
 
 
 def _not_listed(rule: TableRule, alias: str, listed: sql.Composable) -> sql.Composable:
