@@ -8,7 +8,8 @@ tell what moved, and a lost report can be rebuilt.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import zip_longest
@@ -316,28 +317,55 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
     SHARE every SELECT takes. The report is checked against the audit events first, as the reverse
     does; the rows listed are the audit events' own (:func:`listed`).
     """
-    name = sql.Identifier("listed")
-    planned: dict[str, int] = {}
-    new_rows: dict[str, int] = {}
     try:
         with db.connection(url, read_only=True, application_name="cutover-reverse-count") as conn:
             engine.set_timeouts(conn, timeouts)
             engine.refuse_hidden_rows(conn, plan)
             require_recorded(conn, plan, cut_report, "reverse")
-            for rule in plan.moving:
-                total, new = db.one(conn, sql.SQL(  # NOT EXISTS in a WHERE: an anti-join, not a subplan per row
-                    "WITH {listed} AS MATERIALIZED ({rows}), i AS MATERIALIZED ({keys}) "
-                    "SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM i WHERE {new})").format(
-                    listed=name, rows=listed(conn, plan, rule, str(cut_report["run_id"])),
-                    new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name)))
-                planned[rule.name] = int(total)
-                new_rows[rule.name] = int(new)
+            with _no_nested_loops(conn):
+                planned, new_rows = _count(conn, plan, str(cut_report["run_id"]))
             conn.rollback()
     except psycopg.Error as exc:
         raise RunFailed(f"reverse dry run failed: {engine._describe(exc, timeouts)}; nothing changed") from None
     return {"kind": "reverse", "dry_run": True, "cutover_run_id": cut_report.get("run_id"),
             "database": mask_url(url), "commit_status": "dry_run", "planned": planned,
             "new_since_commit": {k: v for k, v in new_rows.items() if v}}
+
+
+@contextmanager
+def _no_nested_loops(conn: Connection) -> Iterator[None]:
+    """Nested loops off while the dry run counts. Its listed keys are a CTE, which has no statistics,
+    and the table's predate the cutover (the target held few of its rows): the planner took a nested
+    loop that scanned every listed key once per row on the target not patient-owned (137 s for the
+    dry run at scale 20, against 14 s). A hash join reads each side once."""
+    before = conn.execute("SELECT current_setting('enable_nestloop')").fetchone() or ("on",)
+    conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
+    try:
+        yield
+    finally:
+        conn.execute("SELECT set_config('enable_nestloop', %s, true)", tuple(before))
+
+
+def _count(conn: Connection, plan: Plan, run_id: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Per moving table, the rows the reverse would move back and how many of them are not listed."""
+    name = sql.Identifier("listed")
+    planned: dict[str, int] = {}
+    new_rows: dict[str, int] = {}
+    for rule in plan.moving:
+        total, new = db.one(conn, count_statement(conn, plan, rule, run_id, name))
+        planned[rule.name] = int(total)
+        new_rows[rule.name] = int(new)
+    return planned, new_rows
+
+
+def count_statement(conn: Connection, plan: Plan, rule: TableRule, run_id: str,
+                    name: sql.Identifier) -> sql.Composed:
+    """The dry run's count of one table: the reverse's selection over its listed keys as a CTE."""
+    return sql.SQL(  # NOT EXISTS in a WHERE: an anti-join, not a subplan per row
+        "WITH {listed} AS MATERIALIZED ({rows}), i AS MATERIALIZED ({keys}) "
+        "SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM i WHERE {new})").format(
+        listed=name, rows=listed(conn, plan, rule, run_id),
+        new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name))
 
 
 def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any],
