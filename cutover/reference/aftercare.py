@@ -334,10 +334,11 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
 
 @contextmanager
 def _no_nested_loops(conn: Connection) -> Iterator[None]:
-    """Nested loops off while the dry run counts. Its listed keys are a CTE, which has no statistics,
-    and the table's predate the cutover (the target held few of its rows): the planner took a nested
-    loop that scanned every listed key once per row on the target not patient-owned (137 s for the
-    dry run at scale 20, against 14 s). A hash join reads each side once."""
+    """Nested loops off while the dry run counts. Its listed keys and its selection are CTEs, which
+    have no statistics, and the table's predate the cutover (the target held none of the moved rows):
+    the planner took the selection for one row and counted the rows created since with a nested-loop
+    anti-join, a scan of every listed key per selected row (137 s for the dry run at scale 20). A hash
+    join reads each side once. Set for this read-only transaction only."""
     before = conn.execute("SELECT current_setting('enable_nestloop')").fetchone() or ("on",)
     conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
     try:
