@@ -21,13 +21,16 @@ import pytest
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.errors import SetupError
 from cutover.core.options import Settings
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, table_sql
+from cutover.core.progress import Log, quiet
 from cutover.core.report_types import CutoverReport
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
+from cutover.sandbox.server import SessionSandbox
 from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.checks.base import Checker
 from cutover.suite.under_check import DatabaseUnderCheck, check_connection
@@ -125,7 +128,7 @@ def checksum(url: str, plan: Plan, *, include_audit: bool = False) -> dict[str, 
             if table == plan.audit.table and not include_audit:
                 where = audit_filter(plan)
             row = conn.execute(sql.SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
-                                       "FROM {} t WHERE {}").format(sql.Identifier(table), where)).fetchone()
+                                       "FROM {} t WHERE {}").format(table_sql(table), where)).fetchone()
             assert row is not None
             out[table] = str(row[0])
     return out
@@ -143,11 +146,12 @@ def execute_sql(url: str, *statements: Any) -> None:
             conn.execute(statement)
 
 
-def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, prefix: str = "seed") -> str:
-    """A new database on ``server`` generated from the reference model (roles and grants as a restore
-    leaves them); the caller drops it."""
+def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, prefix: str = "seed",
+                       model: snapshot.Model = snapshot.REFERENCE) -> str:
+    """A new database on ``server`` generated from the reference model (or ``model``; roles and grants as
+    a restore leaves them); the caller drops it."""
     url = db.create_database(server.admin_url, f"{prefix}_{uuid.uuid4().hex[:8]}")
-    snapshot.seed_database(url, plan, scale, seed)
+    snapshot.seed_database(url, plan, scale, seed, model=model)
     return url
 
 
@@ -306,3 +310,22 @@ def postgres_running_in(base_dir: str | Path) -> bool:
         if "postgres" in cmdline and str(base_dir) in cmdline:
             return True
     return False
+
+
+def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, label: str,
+                   log: Log = quiet) -> DatabaseUnderCheck:
+    """A clone of the restored snapshot with the reference cutover executed on it."""
+    url = provider.clone(label)
+    path = workdir / f"cutover_report_{label}_{os.getpid()}.json"
+    with engine.private_spool() as spool:
+        try:
+            report, id_files = engine.execute(url, plan, f"rehearsal:{label}",
+                                              engine.Timeouts(settings.lock_timeout, settings.statement_timeout),
+                                              spool=spool)
+        except engine.RunFailed as exc:
+            provider.drop(url)
+            raise SetupError(f"the reference cutover failed on the sandbox target: {exc}") from None
+        reports.write(path, report, id_files)
+    log(f"cutover: reference cutover committed on the sandbox target in {report['duration_s']:.2f} s "
+        f"({sum(report['moved'].values())} rows); report {path}")
+    return DatabaseUnderCheck(url, json.loads(path.read_text()), path, sandbox=True)

@@ -12,11 +12,13 @@ import difflib
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from psycopg import sql
 
 from cutover.core.errors import PlanError
 
@@ -58,11 +60,16 @@ class Reference(_CrossTenant):
     parent is a case shared to the child's tenant, ``via_share = true``), ``"provider"`` (the parent
     may sit on any tenant but the patient tenant, e.g. a patient's appointment with a provider's
     profile), or ``None`` (same tenant only). The pre-flight and A4 allow exactly that, no more.
+
+    ``foreign_key = False`` says the database has no foreign key behind the column, on purpose (a
+    Rails ``belongs_to``): ``plan check`` then does not ask for one, and the pre-flight and A4 still
+    check every row's parent exists, which no constraint does for it.
     """
 
     column: str
     table: str
     cross_tenant: str | None = None
+    foreign_key: bool = True
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,16 @@ class ManualCheck:
 
 
 @dataclass(frozen=True)
+class WrittenBy:
+    """A trigger on a moving table that writes rows into the table declaring it (``written_by =
+    ["patients.patients_audit"]``): each move of ``table`` fires it once per moved row, so the
+    cutover expects that many new rows in the declaring table instead of rolling back on them."""
+
+    table: str
+    trigger: str
+
+
+@dataclass(frozen=True)
 class TableRule:
     """How one tenant-scoped table's rows are owned, and what they point at."""
 
@@ -142,6 +159,7 @@ class TableRule:
     case_json: JsonReference | None = None
     share_target: str | None = None
     trigger_columns: tuple[str, ...] = ()  # rewritten by a trigger on every UPDATE: content comparisons skip them
+    written_by: tuple[WrittenBy, ...] = ()  # triggers on moving tables that insert rows here
 
 
 @dataclass(frozen=True)
@@ -188,6 +206,13 @@ class Plan:
         return self.static_tables + self.table_names
 
     @property
+    def schemas(self) -> tuple[str, ...]:
+        """The schemas the plan names tables in (``app`` of ``app.patients``): the catalog reads these
+        beside the search path's own schema."""
+        names = (*self.all_tables, self.tenant_table, self.version_table, *self.refresh_views, *self.static_views)
+        return tuple(sorted({schema for schema, _ in map(split_table, names) if schema is not None}))
+
+    @property
     def moving(self) -> tuple[TableRule, ...]:
         """Tables that hold patient-owned rows (everything but provider-owned tables)."""
         return tuple(t for t in self.tables if t.owner != "provider")
@@ -196,6 +221,10 @@ class Plan:
     def share_table(self) -> TableRule | None:
         """The table whose rows forward a case to another tenant (``share_target`` set)."""
         return next((t for t in self.tables if t.share_target is not None), None)
+
+    def fired(self, moved: Mapping[str, int]) -> dict[str, int]:
+        """Rows each table's declared triggers write, given the rows each move moved (one per row)."""
+        return {r.name: sum(moved.get(w.table, 0) for w in r.written_by) for r in self.tables if r.written_by}
 
     def table(self, name: str) -> TableRule:
         for rule in self.tables:
@@ -224,8 +253,8 @@ ROLES_KEYS = ("app", "app_privileges", "tenant_setting")
 STATIC_KEYS = ("tables",)
 REFRESH_KEYS = ("materialized_views", "static")
 TABLE_KEYS = ("key", "owner", "column", "patient_values", "classification", "references", "case_json",
-              "share_target", "trigger_columns")
-REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant")
+              "share_target", "trigger_columns", "written_by")
+REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant", "foreign_key")
 CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
 STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
 MANUAL_KEYS = ("title", "steps")
@@ -250,6 +279,36 @@ def toml_string(value: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def split_table(name: str) -> tuple[str | None, str]:
+    """A plan's table name as (schema, table). ``app.patients`` is table ``patients`` in schema ``app``;
+    a name without a dot is a table of the search path's schema (``current_schema()``), as before
+    schemas could be named. The name splits at its first dot only, so a table whose own name holds a
+    dot is still expressible, written with its schema first: ``public.v1.events``."""
+    schema, dot, table = name.partition(".")
+    return (schema, table) if dot and schema and table else (None, name)
+
+
+def table_sql(name: str) -> sql.Identifier:
+    """A plan's table name as SQL: ``app.notes`` as the identifier pair (app, notes), a bare name as one
+    identifier the search path resolves.
+    Every statement that names a plan's table takes it from here, so a schema the plan gives is
+    never dropped (and a name is never split at a dot somewhere else)."""
+    schema, table = split_table(name)
+    return sql.Identifier(schema, table) if schema is not None else sql.Identifier(table)
+
+
+def table_regclass(name: str) -> str:
+    """A plan's table name as ``to_regclass`` reads it (a query parameter, not SQL text): each part
+    double-quoted, so case, spaces, quotes and dots stay the name's own."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in split_table(name) if part is not None)
+
+
+def plan_table_name(schema: str, table: str, current: str | None) -> str:
+    """How a plan names the table ``table`` of ``schema`` when the search path's schema is ``current``:
+    bare in that schema (unless its own name holds a dot), else qualified (``app.patients``)."""
+    return table if schema == current and "." not in table else f"{schema}.{table}"
 
 
 def toml_key(name: str) -> str:
@@ -336,7 +395,8 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
         if not isinstance(ref, dict):
             raise PlanError(f"plan {at}: expected a table like {{ column = \"...\", table = \"...\" }}")
         _known(ref, REFERENCE_KEYS, at)
-        refs.append(Reference(_get(ref, "column", at, str), _get(ref, "table", at, str), _cross_tenant(ref, at)))
+        refs.append(Reference(_get(ref, "column", at, str), _get(ref, "table", at, str), _cross_tenant(ref, at),
+                              _get(ref, "foreign_key", at, bool, True)))
     case_json = None
     if "case_json" in raw:
         cj = _get(raw, "case_json", where, dict)
@@ -348,7 +408,34 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
     return TableRule(name=name, key=_key(raw, where), owner=owner, column=column,
                      patient_values=patient_values, classification=classification, references=tuple(refs),
                      case_json=case_json, share_target=_get(raw, "share_target", where, str, None),
-                     trigger_columns=_strings(raw, "trigger_columns", where, []))
+                     trigger_columns=_strings(raw, "trigger_columns", where, []),
+                     # As written: which table each entry names is known once every table is (_written_by).
+                     written_by=tuple(WrittenBy("", w) for w in _strings(raw, "written_by", where, [])))
+
+
+def _written_by(rule: TableRule, moving: Sequence[str], order: Sequence[str]) -> tuple[WrittenBy, ...]:
+    """``written_by = ["patients.patients_audit"]``: each entry a moving table, a dot, its trigger.
+
+    The table is the longest moving table the entry starts with (a quoted name may hold a dot). The
+    written table must move after it: its own move then carries none of the trigger's rows, which
+    stay where the trigger put them and are counted as written, not moved."""
+    where = f"[tables.{toml_key(rule.name)}].written_by"
+    out = []
+    for raw in rule.written_by:
+        entry = raw.trigger
+        table = max((n for n in moving if entry.startswith(n + ".") and len(entry) > len(n) + 1), key=len,
+                    default=None)
+        if table is None:
+            raise PlanError(f"plan {where}: {toml_string(entry)} is not \"table.trigger\" with a moving table of the "
+                            f"plan (moving: {', '.join(moving)}); write e.g. \"patients.patients_audit\"")
+        if table == rule.name:
+            raise PlanError(f"plan {where}: {toml_string(entry)} is a trigger on {toml_key(rule.name)} itself; "
+                            f"written_by names triggers on other tables that write into this one")
+        if rule.name in order and order.index(rule.name) < order.index(table):
+            raise PlanError(f"plan {where}: {toml_key(rule.name)} moves before {toml_key(table)}, whose trigger "
+                            f"writes it; list {toml_key(rule.name)} in a later [plan].move_steps group")
+        out.append(WrittenBy(table, entry[len(table) + 1:]))
+    return tuple(out)
 
 
 def load_plan(path: Path) -> Plan:
@@ -400,6 +487,7 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
     if sorted(in_steps) != sorted(moving):
         raise PlanError(f"plan [plan].move_steps must list every non-provider table exactly once "
                         f"(tables: {', '.join(moving)}; steps list: {', '.join(in_steps)})")
+    rules = tuple(replace(r, written_by=_written_by(r, moving, in_steps)) for r in rules)
     audit_raw = _get(raw, "audit", "", dict)
     _known(audit_raw, tuple(Audit.__dataclass_fields__), "[audit]")
     audit = Audit(**{f: _get(audit_raw, f, "[audit]", str, _added_since(fmt, "audit", f))

@@ -23,6 +23,8 @@ from typing import Any, TypedDict
 
 from psycopg import sql
 
+from cutover.core.plan import table_sql
+
 ScalarKey = str | int | float | bool
 RowKey = ScalarKey | list[ScalarKey]
 """One row's key as the report holds it: a JSON scalar, or a list for a composite key."""
@@ -40,7 +42,8 @@ class SweepRecord(TypedDict, total=False):
     started_at: str
     committed_at: str
     moved: dict[str, int]
-    ids: AllowList
+    triggered: dict[str, dict[str, int]]  # per table, per tenant: rows its written_by triggers wrote
+    ids: AllowList  # the swept rows, and the triggers' patient rows on the target
 
 
 class CutoverReport(TypedDict, total=False):
@@ -59,6 +62,8 @@ class CutoverReport(TypedDict, total=False):
     baseline: dict[str, dict[str, int]]
     moved: dict[str, int]
     written: dict[str, int]
+    triggered: dict[str, dict[str, int]]  # per table, per tenant: rows its written_by triggers wrote during the moves
+    listed_written: dict[str, int]  # per table, the triggers' rows the allow-list holds (patient-owned on the target)
     steps: list[dict[str, Any]]
     allow_list: AllowList
     sweeps: list[SweepRecord]
@@ -117,7 +122,7 @@ def key_records(columns: Sequence[str], keys: Iterable[RowKey]) -> str:
 def listed_rows(table: str, columns: Sequence[str], records: sql.Composable) -> sql.Composable:
     """SELECT of a key list as rows typed like ``table``'s own key columns."""
     return sql.SQL("SELECT {cols} FROM jsonb_populate_recordset(NULL::{t}, {records}) r").format(
-        cols=key_order(columns, "r"), t=sql.Identifier(table), records=records)
+        cols=key_order(columns, "r"), t=table_sql(table), records=records)
 
 
 def key_label(key: RowKey) -> str:

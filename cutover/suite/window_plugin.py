@@ -22,8 +22,10 @@ import pytest
 
 from cutover.core import evidence
 from cutover.core.errors import CutoverError
+from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.redact import redact
 from cutover.suite import timeline, window
 from cutover.suite import verdict as verdicts
 from cutover.suite.catalogue import SET_B_IDS
@@ -33,7 +35,6 @@ from cutover.suite.manual import answers as prompts
 from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR
 
 MARKER = "prereq: production window go/no-go prerequisite (pytest -m prereq --db-url=PROD --evidence=DIR)"
-EXIT_NO_GO = 1
 
 
 def _wanted(config: pytest.Config) -> bool:
@@ -167,7 +168,8 @@ def _place_on_timeline(config: pytest.Config) -> None:
     try:
         found = timeline.read(url, config.stash[PLAN])
     except Exception as exc:  # the timeline informs; it must never turn a verdict into a crash
-        run.window_timeline = [f"timeline: not read from the database ({type(exc).__name__}: {exc})"]
+        first = (str(exc).strip().splitlines() or [""])[0]  # a server error's LINE/caret lines stay out
+        run.window_timeline = [redact(f"timeline: not read from the database ({type(exc).__name__}: {first})")]
         return
     run.window_timeline = timeline.lines(found, started, datetime.now(UTC), label, _set_b_passed(config))
 
@@ -182,8 +184,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _wanted(config):
         return
     go, lines = _collector(config).outcome()
-    if not go and session.exitstatus == 0:
-        session.exitstatus = EXIT_NO_GO
+    if not go and session.exitstatus == ExitCode.OK:
+        session.exitstatus = ExitCode.NO_GO
     run = config.stash.get(RUN, None)
     if run is not None:
         run.window = {"lines": lines, "verdict": lines[-1], "exit_status": int(session.exitstatus)}
