@@ -182,9 +182,30 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     moving = [n for n in sorted(scoped) if owners[n] != "provider"]
     head = _schema_head(conn, schema, o.version_table, o.version_column)
     tenants = schema.tables[o.tenant_table]
-    jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), "settings")
-    active = next((c for c, t in tenants.columns.items() if t == "boolean" and "active" in c), "is_active")
-    protected = next((c for c, t in tenants.columns.items() if t == "boolean" and "protect" in c), "is_protected")
+    jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), None)
+    active = next((c for c, t in tenants.columns.items() if t == "boolean" and "active" in c), None)
+    protected = next((c for c, t in tenants.columns.items() if t == "boolean" and "protect" in c), None)
+    versions = _versions(conn, schema, o.version_table, o.version_column)
+    shares = sorted(n for n, t in scoped.items() for fk in t.foreign_keys if fk.parent == o.tenant_table
+                    and len(fk.columns) == 1 and fk.columns[0] != o.tenant_column)
+    rls = bool(conn.execute("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+                            "n.nspname = current_schema() AND c.relname = ANY(%s) AND c.relrowsecurity LIMIT 1",
+                            (sorted(scoped),)).fetchone())
+    features = [  # what the schema was found to have: a check whose subject is absent is not applicable
+        "", "[features]  # REVIEW: what the schema has (docs/plan.md, [features])",
+        f"row_level_security = {str(rls).lower()}", f"tenant_settings = {str(jsonb is not None).lower()}",
+        f"tenant_flags = {str(active is not None and protected is not None).lower()}",
+        f"share_table = {_q(shares[0]) if shares else 'false'}",
+        f"event_table = {_q(audit[0]) if owners.get(audit[0]) == 'classified' else 'false'}",
+        "idempotency_table = false  # REVIEW: a table whose case_json names a case, if the schema has one",
+        f"schema_versions = {_q(versions)}",
+    ]
+    version_lines = ([f"schema_head = {_q(head)}", f"version_table = {_q(o.version_table)}",
+                      f"version_column = {_q(o.version_column)}"] if versions != "none" else [])
+    tenant_lines = ([] if jsonb is None else ['mirrored_settings = ["region", "language", "currency"]  # REVIEW',
+                                              f"settings_column = {_q(jsonb)}"]) + (
+        [] if active is None or protected is None else
+        [f"active_column = {_q(active)}", f"protected_column = {_q(protected)}"])
     payload = next((c for c, t in (audit_table.columns.items() if audit_table else []) if t == "jsonb"), "payload")
     source_col = next((c for c in (audit_table.columns if audit_table else []) if c.startswith("source")), "REVIEW")
     audit_key = audit_table.primary_key[0] if audit_table and audit_table.primary_key else "id"
@@ -196,14 +217,12 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     lines += [
         "# Drafted by `cutover plan draft` from the live schema. Settle every REVIEW before the first rehearsal,",
         "# then run `cutover plan check` (exit 0 when the plan and the database agree). See docs/plan.md.",
-        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW', f"schema_head = {_q(head)}",
-        f"version_table = {_q(o.version_table)}", f"version_column = {_q(o.version_column)}",
+        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW', *version_lines,
         f"tenant_column = {_q(o.tenant_column)}", "move_steps = [",
         *[f"    [{', '.join(_q(n) for n in step)}]," for step in _levels(moving, scoped)], "]",
+        *features,
         "", "[tenants]", f"table = {_q(o.tenant_table)}", f"source = {_q(o.source)}", f"target = {_q(o.target)}",
-        f"protected = [{_q(o.source)}, {_q(o.target)}]",
-        'mirrored_settings = ["region", "language", "currency"]  # REVIEW',
-        f"settings_column = {_q(jsonb)}", f"active_column = {_q(active)}", f"protected_column = {_q(protected)}",
+        f"protected = [{_q(o.source)}, {_q(o.target)}]", *tenant_lines,
         "", "[roles]", 'app = "app_user"  # REVIEW', 'app_privileges = ["SELECT", "INSERT", "UPDATE", "DELETE"]',
         'tenant_setting = "app.tenant_id"  # REVIEW',
         "", "[audit]  # REVIEW: where the cutover writes its own events",
@@ -239,11 +258,20 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _versions(conn: Connection, schema: cat.Catalog, version_table: str, version_column: str) -> str:
+    """``[features] schema_versions`` as found: alembic's one row, a table of applied versions, or none."""
+    table = schema.tables.get(version_table)
+    if table is None or version_column not in table.columns:
+        return "none"
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(version_table))).fetchone()
+    return "rails" if row is not None and int(row[0]) > 1 else "alembic"
+
+
 def _schema_head(conn: Connection, schema: cat.Catalog, version_table: str, version_column: str) -> str:
     table = schema.tables.get(version_table)
     if table is None or version_column not in table.columns:
         return "REVIEW"
-    row = conn.execute(sql.SQL("SELECT {}::text FROM {} LIMIT 1").format(
+    row = conn.execute(sql.SQL("SELECT {0}::text FROM {1} ORDER BY 1 DESC LIMIT 1").format(
         sql.Identifier(version_column), sql.Identifier(version_table))).fetchone()
     return str(row[0]) if row else "REVIEW"
 
