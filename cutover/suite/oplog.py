@@ -26,10 +26,11 @@ from cutover.core.private import make_private, private_dir, write_private
 from cutover.core.redact import mask_url, redact
 from cutover.reference import report as reports
 from cutover.suite import bundle, forecast
-from cutover.suite.catalogue import SET_B_IDS, Catalogue
+from cutover.suite.catalogue import NOT_APPLICABLE, SET_B_IDS, Catalogue
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.state import RunState
+from cutover.suite.verdict import NOT_CONFIGURED
 
 PINNED_ALLURE = Path("tools") / "allure" / "node_modules" / ".bin" / "allure"
 
@@ -44,7 +45,8 @@ def allure_command(configured: str | None) -> Path | None:
         return PINNED_ALLURE.resolve()
     found = shutil.which("allure")
     return Path(found) if found is not None else None
-WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP"}
+WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP",
+         NOT_APPLICABLE: "N/A", NOT_CONFIGURED: "NOT CONFIGURED"}
 CATEGORIES = [
     {"name": "Cutover check failed", "matchedStatuses": ["failed"]},
     {"name": "Setup or infrastructure error", "matchedStatuses": ["broken"]},
@@ -193,6 +195,8 @@ def markdown(log: Mapping[str, Any]) -> str:
         lines.append(f"- interrupted at: {log['interrupted_at']}")
     if log.get("answers_warning"):
         lines.append(f"- {log['answers_warning']}")
+    for check, why in (log.get("not_applicable") or {}).items():
+        lines.append(f"- {check} {why}")
     if log.get("next_step"):
         lines += ["## Next step", "", "```", *log["next_step"], "```", ""]
     lines += [f"- run: {log['started_at']} to {log['finished_at']}, exit status {log['exit_status']}",
@@ -306,8 +310,10 @@ def manual_rows(titles: Mapping[str, str], outcomes: Mapping[str, str], answers:
         if a is not None:
             rows.append(CheckRow(check, title, "manual", a.result, a.observation, a.operator, a.at))
         else:
-            outcome = outcomes.get(check, "not run")
-            rows.append(CheckRow(check, title, "manual", outcome, reasons.get(check, "")))
+            outcome, why = outcomes.get(check, "not run"), reasons.get(check, "")
+            if outcome == "skipped" and why.startswith(NOT_CONFIGURED):  # the plan cannot supply its values
+                outcome = NOT_CONFIGURED
+            rows.append(CheckRow(check, title, "manual", outcome, why))
     return rows
 
 
@@ -339,6 +345,8 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
     catalogue = Catalogue.for_plan(plan)
     manual = {c.id: c.title for c in catalogue if c.kind == "manual"}
     rows = [CheckRow(c.id, c.title, c.kind, outcomes.get(c.id, "not run"), reasons.get(c.id, ""))
+            if catalogue.applicable(c.id) else
+            CheckRow(c.id, c.title, c.kind, NOT_APPLICABLE, catalogue.why_not_applicable(c.id))
             for c in catalogue if c.kind == "sql" or (c.kind == "rehearsal" and c.id in outcomes)]
     rows += manual_rows(manual, outcomes, answers, reasons)
     order = {c.id: i for i, c in enumerate(catalogue)}  # the runbook's order: A1..A21, A20-active after A20
@@ -364,6 +372,7 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
                 setup_error=setup_error, interrupted_at=interrupted_at,
                 next_step=list(getattr(summary, "next_steps", [])))
     log["run"] = "go/no-go" if run.window else summary.kind  # step 5a's evidence is never a rehearsal's
+    log["not_applicable"] = {c: catalogue.why_not_applicable(c) for c in catalogue.not_applicable}
     log["forecast_basis"] = forecast_basis(record, plan, settings, getattr(summary, "seconds", {}))
     log["window_timeline"] = run.window_timeline or []
     log["answers_for"], log["answers_warning"] = run.rehearsal, run.answers_warning

@@ -40,7 +40,7 @@ def a6(c: Checker, table: str) -> Evidence:
 
 def a8(c: Checker) -> Evidence:
     p = c.plan
-    rule = p.table(p.audit.table)
+    rule = p.table(p.features.event_table or p.audit.table)
     ev = Evidence("A8", subject=rule.name, tenant=f"{p.source}, {p.target}",
                   expected="every type classified; no patient type on the source; no provider type on the target")
     known = sorted(p.classifications.get(rule.classification or "", {}))
