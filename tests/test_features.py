@@ -21,6 +21,7 @@ from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
 from cutover.reference import preflight
 from cutover.suite import verdict as v
 from cutover.suite.catalogue import SET_B, Catalogue
+from cutover.suite.rehearsal import KEY_VALUES, Record, capture_key, key_facts, manual_values
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import execute_sql, failing_evidence, operator_log, operator_tests, run_checks
 
@@ -206,3 +207,50 @@ def test_step_5a_counts_the_applicable_checks_and_names_the_others_everywhere(
     assert set(facts["not_applicable"]) == {"A8", "A9", "A21"} and facts["required"] == 18, facts
     md = (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
     assert "| A21 | sql | N/A |" in md
+
+
+SQL = [f"A{i}" for i in range(1, 11)] + ["A20", "A21"]
+MANUAL_IDS = [f"A{i}" for i in range(11, 20)]
+NA = {"A7": "no share table", "A21": "no row-level security"}
+
+
+def test_a_verdict_counts_the_applicable_checks_and_names_the_others_ready_or_not() -> None:
+    expected = [c for c in [*SQL, *MANUAL_IDS] if c not in NA]
+    passed = dict.fromkeys(expected, "passed")
+    ready = v.decide(v.REHEARSAL, expected, passed, {}, MANUAL_IDS, not_applicable=NA)
+    assert (ready.line, ready.exit_code) == (
+        "REHEARSAL READY: 19 of 19 applicable checks passed (not applicable, as the plan declares: "
+        "A7 no share table, A21 no row-level security)", v.EXIT_READY)
+    failed = v.decide(v.REHEARSAL, expected, {**passed, "A3": "failed"}, {}, MANUAL_IDS, not_applicable=NA)
+    assert failed.line == ("REHEARSAL NOT READY: A3 FAIL (not applicable, as the plan declares: A7 no share table, "
+                           "A21 no row-level security)") and failed.exit_code == v.EXIT_FAILED
+    every = v.decide(v.REHEARSAL, [*SQL, *MANUAL_IDS], passed, {}, MANUAL_IDS)
+    assert every.line == "REHEARSAL NOT READY: 2 not run", "a check not run is never passed by being left out"
+    set_b = [c for c in ("A1", "A2", "A3", "A4", "A6", "A7", "A8", "A9") if c not in NA]
+    assert v.decide(v.SET_B, set_b, dict.fromkeys(set_b, "passed"), {}, [], not_applicable={"A7": NA["A7"]}).line \
+        == "SET B PASSED: 7 of 7 (not applicable, as the plan declares: A7 no share table)"
+
+
+def test_not_configured_is_named_in_the_verdict_and_never_an_answer_or_a_pass() -> None:
+    expected = [*SQL, *MANUAL_IDS]
+    outcomes = {**dict.fromkeys(expected, "passed"), "A12": "skipped"}
+    found = v.decide(v.REHEARSAL, expected, outcomes, {"A12": "not configured: its steps need {route}"}, MANUAL_IDS)
+    assert (found.line, found.exit_code) == ("REHEARSAL NOT READY: A12 not configured", v.EXIT_INCOMPLETE)
+
+
+def test_a_rehearsal_section_that_does_not_fit_leaves_no_key_captured_and_says_why(
+        fresh_db: str, tmp_path: Path) -> None:
+    """The rehearsal's capture of A12's key before the cutover, and the assists' facts, on the same misfit."""
+    plan = load_plan(_plan(tmp_path, ('key_route_column = "route"', 'key_route_column = "http_route"')))
+    record = Record()
+    assert capture_key(fresh_db, plan, record) == {}
+    assert record.capture_gap.startswith("[rehearsal] key_route_column: column idempotency_keys.http_route does "
+                                         "not exist"), record.capture_gap
+    gaps: dict[str, str] = {}
+    values = manual_values(fresh_db, plan, record, gaps)
+    assert "idempotency_key" not in values and "case_id" not in gaps and set(gaps) == set(KEY_VALUES)
+    wrong = load_plan(_plan(tmp_path, ('key_response_column = "response_body"', 'key_response_column = "body"')))
+    facts = key_facts(fresh_db, wrong, "k-1", None, None, None)
+    assert facts["cached"] is None  # not a crash: A12's assist then says it has nothing to compare
+    fine = capture_key(fresh_db, load_plan(DEFAULT_PLAN), Record())
+    assert fine["idempotency_key"] and fine["route"], "a [rehearsal] that fits still captures the key"
