@@ -23,7 +23,7 @@ from cutover.suite import verdict as v
 from cutover.suite.catalogue import SET_B, Catalogue
 from cutover.suite.rehearsal import KEY_VALUES, Record, capture_key, key_facts, manual_values
 from cutover.suite.under_check import DatabaseUnderCheck
-from tests.support import execute_sql, failing_evidence, operator_log, operator_tests, run_checks
+from tests.support import REHEARSAL, execute_sql, failing_evidence, operator_log, operator_tests, run_checks
 
 MANUAL = operator_tests("test_manual")
 NINE_PASS = "".join(f"A{i}: {{result: pass, observation: 'seen'}}\n" for i in range(11, 20))
@@ -254,3 +254,22 @@ def test_a_rehearsal_section_that_does_not_fit_leaves_no_key_captured_and_says_w
     assert facts["cached"] is None  # not a crash: A12's assist then says it has nothing to compare
     fine = capture_key(fresh_db, load_plan(DEFAULT_PLAN), Record())
     assert fine["idempotency_key"] and fine["route"], "a [rehearsal] that fits still captures the key"
+
+
+def test_a_rehearsal_of_a_plan_without_row_level_security_is_ready_over_its_applicable_checks(
+        pytester: pytest.Pytester, example: Callable[..., list[str]], tmp_path: Path) -> None:
+    """The whole flow (restore, dry run, execute, the checks, A20-active, content, rollback) on a plan that
+    declares no RLS: READY 20 of 20 with A21 named, in the terminal and the evidence."""
+    plan = _plan(tmp_path, NO_RLS)
+    (pytester.path / "answers.yaml").write_text(NINE_PASS)
+    args = example(**REHEARSAL)
+    result = pytester.runpytest_subprocess("-m", "setA", f"--plan={plan}", "--answers=answers.yaml",
+                                           "-p", "no:randomly", *args)
+    out = result.stdout.str()
+    assert result.ret == v.EXIT_READY, out
+    assert ("REHEARSAL READY: 20 of 20 applicable checks passed (not applicable, as the plan declares: A21 no "
+            "row-level security); rollback rehearsed in ") in out, out
+    assert "ALL 11 CHECKS PASSED" in out and "A21  N/A" in out and "A20-active PASS" in out
+    log = operator_log(pytester.path)
+    assert log["rehearsal"]["dry_run"] == "READY" and log["not_applicable"] == {
+        "A21": "not applicable: the plan declares no row-level security ([features] row_level_security = false)"}

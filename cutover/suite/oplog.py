@@ -26,7 +26,7 @@ from cutover.core.private import make_private, private_dir, write_private
 from cutover.core.redact import mask_url, redact
 from cutover.reference import report as reports
 from cutover.suite import bundle, forecast
-from cutover.suite.catalogue import NOT_APPLICABLE, SET_B_IDS, Catalogue
+from cutover.suite.catalogue import NOT_APPLICABLE, SET_B, Catalogue
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.state import RunState
@@ -326,10 +326,11 @@ def forecast_basis(record: Record | None, plan: Plan, settings: Settings,
         report = reports.load_streamed(Path(record.report_path))
     except CutoverError:
         return None
-    setb = [seconds[c] for c in sorted(SET_B_IDS) if c in seconds]
+    owed = sorted(c.id for c in Catalogue.for_plan(plan).counted(SET_B))  # Set B's applicable checks, all timed
+    setb = [seconds[c] for c in owed if c in seconds]
     reverse = (record.rollback or {}).get("seconds")
     return forecast.basis(report, plan, wal_bytes=record.wal_bytes,
-                          setb_s=round(sum(setb), 3) if len(setb) == len(SET_B_IDS) else None,
+                          setb_s=round(sum(setb), 3) if len(setb) == len(owed) else None,
                           reverse_s=float(reverse) if reverse is not None else None, restore_s=record.restore_s,
                           durable=settings.sandbox_durable or not record.sandbox).to_json()
 

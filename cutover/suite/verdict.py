@@ -78,20 +78,18 @@ def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reas
     its reason (``"A7": "no share table"``), left out of ``expected`` by the caller and named at the end of the
     line, READY or not, so a count of applicable checks is never read as the runbook's 21."""
     na = {c: why for c, why in (not_applicable or {}).items() if c not in expected}
+    said = (" (not applicable, as the plan declares: " + ", ".join(f"{c} {na[c]}" for c in sorted(na, key=_rank))
+            + ")") if na else ""
     found = _decide(kind, expected, outcomes, reasons, manual, setup_error, interrupted_at, also_required, notes,
-                    bool(na))
-    line = found.line
-    if na and setup_error is None and interrupted_at is None:
-        line += (" (not applicable, as the plan declares: "
-                 + ", ".join(f"{c} {na[c]}" for c in sorted(na, key=_rank)) + ")")
-    if note:
-        line += f"; {note}"
-    return Verdict(line, found.exit_code, found.setup_error, found.interrupted_at)
+                    said)
+    if not note:
+        return found
+    return Verdict(f"{found.line}; {note}", found.exit_code, found.setup_error, found.interrupted_at)
 
 
 def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
             manual: Sequence[str], setup_error: str | None, interrupted_at: str | None,
-            also_required: Sequence[str], notes: Sequence[str], some_not_applicable: bool = False) -> Verdict:
+            also_required: Sequence[str], notes: Sequence[str], not_applicable: str = "") -> Verdict:
     ready, failed_head, incomplete_head = _heads(kind)
     parts: list[str] = []
     unanswered = not_run = 0
@@ -124,11 +122,11 @@ def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], rea
         return Verdict(f"{failed_head}: setup error: {setup_error}", EXIT_SETUP, setup_error=setup_error)
     if not parts and kind == STEP_5A:
         return Verdict(f"{ready.format(n=len(expected))} (step 5a): the rehearsal is READY only after step 5b "
-                       "(the manual checks) and A20-active", EXIT_READY)
+                       f"(the manual checks) and A20-active{not_applicable}", EXIT_READY)
     if not parts:
-        noun = (" applicable checks passed" if some_not_applicable else " checks passed") if kind == REHEARSAL else ""
-        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}" + "".join(f"; {n}" for n in notes),
-                       EXIT_READY)
+        noun = (" applicable checks passed" if not_applicable else " checks passed") if kind == REHEARSAL else ""
+        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}{not_applicable}"
+                       + "".join(f"; {n}" for n in notes), EXIT_READY)
     if failed:
-        return Verdict(f"{failed_head}: {', '.join(parts)}", EXIT_FAILED)
-    return Verdict(f"{incomplete_head}: {', '.join(parts)}", EXIT_INCOMPLETE)
+        return Verdict(f"{failed_head}: {', '.join(parts)}{not_applicable}", EXIT_FAILED)
+    return Verdict(f"{incomplete_head}: {', '.join(parts)}{not_applicable}", EXIT_INCOMPLETE)
