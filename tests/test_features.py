@@ -22,6 +22,7 @@ from cutover.reference import preflight
 from cutover.suite import verdict as v
 from cutover.suite.catalogue import SET_B, Catalogue
 from cutover.suite.rehearsal import KEY_VALUES, Record, capture_key, key_facts, manual_values
+from cutover.suite.summary import Summary
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import REHEARSAL, execute_sql, failing_evidence, operator_log, operator_tests, run_checks
 
@@ -273,3 +274,20 @@ def test_a_rehearsal_of_a_plan_without_row_level_security_is_ready_over_its_appl
     log = operator_log(pytester.path)
     assert log["rehearsal"]["dry_run"] == "READY" and log["not_applicable"] == {
         "A21": "not applicable: the plan declares no row-level security ([features] row_level_security = false)"}
+
+
+def test_a_runbook_manual_check_the_plan_leaves_out_is_named_never_dropped(tmp_path: Path) -> None:
+    text = DEFAULT_PLAN.read_text()
+    section = text[text.index("[manual.A16]"):text.index("[manual.A17]")]
+    catalogue = Catalogue.for_plan(load_plan(_plan(tmp_path, (section, ""))))
+    assert dict(catalogue.not_applicable) == {"A16": "no [manual.A16] section"}
+    assert len(catalogue.counted()) == 20 and "A16" not in {c.id for c in catalogue.counted()}
+    assert catalogue.why_not_applicable("A16") == "not applicable: the plan has no [manual.A16] section"
+    expected = tuple(c.id for c in catalogue.counted())
+    summary = Summary(catalogue, v.REHEARSAL, expected, (), dict(catalogue.not_applicable))
+    summary.outcomes = dict.fromkeys(expected, "passed")
+    lines = [text for text, _ in summary.lines()]
+    assert "manual checks: 8 of 8 passed, 8 answered" in lines, lines
+    assert any(line.startswith("A16  N/A") and "no [manual.A16] section" in line for line in lines), lines
+    assert summary.verdict().line == ("REHEARSAL READY: 20 of 20 applicable checks passed (not applicable, as the "
+                                      "plan declares: A16 no [manual.A16] section)")

@@ -110,6 +110,7 @@ AUTOMATED: tuple[Check, ...] = (
           (SET_A,), "sql", "rls_posture", run=posture.a21, needs="row_level_security"),
 )
 SET_B_IDS = frozenset(c.id for c in AUTOMATED if SET_B in c.sets)  # the manual checks are Set A only
+RUNBOOK_MANUAL = tuple(f"A{i}" for i in range(11, 20))  # the runbook's step 5b; their steps are the plan's
 A20_ACTIVE = Check("A20-active", "the sweep moves a synthetic straggler", (SET_A,), "rehearsal",
                    "sweep_moves_a_synthetic_straggler")
 # The rehearsal's own proofs beside the 21: they need the pre-cutover database the rehearsal restored,
@@ -138,10 +139,14 @@ class Catalogue:
     @classmethod
     def for_plan(cls, plan: Plan) -> Catalogue:
         manual = [Check(c, m.title, (SET_A,), "manual", _slug(m.title)) for c, m in plan.manual.items()]
-        every = sorted([*AUTOMATED, *manual, A20_ACTIVE, A5_CONTENT, ROLLBACK],
+        # A runbook manual check the plan leaves out is named as such, never dropped without a word.
+        left_out = [Check(c, "runbook manual check the plan leaves out", (SET_A,), "manual", "left_out")
+                    for c in RUNBOOK_MANUAL if c not in plan.manual]
+        every = sorted([*AUTOMATED, *manual, *left_out, A20_ACTIVE, A5_CONTENT, ROLLBACK],
                        key=lambda c: (c.number, c.kind == "rehearsal"))
         absent = plan.features.absent()
         na = {c.id: absent[c.needs] for c in every if c.needs is not None and c.needs in absent}
+        na.update({c.id: f"no [manual.{c.id}] section" for c in left_out})
         return cls(tuple(every), MappingProxyType(na))
 
     def __iter__(self) -> Iterator[Check]:
@@ -170,6 +175,8 @@ class Catalogue:
         """``not applicable: the plan declares no share table ([features] share_table = false)``."""
         entry = self.get(check_id)
         key = entry.needs if entry is not None else None
+        if key is None:
+            return f"{NOT_APPLICABLE}: the plan has {self.not_applicable[check_id]}"
         return f"{NOT_APPLICABLE}: the plan declares {self.not_applicable[check_id]} ([features] {key} = false)"
 
     def select(self, raw: str | None) -> tuple[str, ...]:

@@ -344,11 +344,12 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
     outcomes: Mapping[str, str] = summary.outcomes
     reasons: Mapping[str, str] = summary.reasons
     catalogue = Catalogue.for_plan(plan)
-    manual = {c.id: c.title for c in catalogue if c.kind == "manual"}
+    manual = {c.id: c.title for c in catalogue if c.kind == "manual" and catalogue.applicable(c.id)}
     rows = [CheckRow(c.id, c.title, c.kind, outcomes.get(c.id, "not run"), reasons.get(c.id, ""))
             if catalogue.applicable(c.id) else
             CheckRow(c.id, c.title, c.kind, NOT_APPLICABLE, catalogue.why_not_applicable(c.id))
-            for c in catalogue if c.kind == "sql" or (c.kind == "rehearsal" and c.id in outcomes)]
+            for c in catalogue if c.kind == "sql" or (c.kind == "rehearsal" and c.id in outcomes)
+            or (c.kind == "manual" and not catalogue.applicable(c.id))]
     rows += manual_rows(manual, outcomes, answers, reasons)
     order = {c.id: i for i, c in enumerate(catalogue)}  # the runbook's order: A1..A21, A20-active after A20
     rows.sort(key=lambda r: (order.get(r.check, len(order)), r.check))

@@ -28,7 +28,7 @@ class Summary:
         self.outcomes: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
         self.catalogue = catalogue
-        self.manual = tuple(c.id for c in catalogue if c.kind == "manual")
+        self.manual = tuple(c.id for c in catalogue if c.kind == "manual" and catalogue.applicable(c.id))
         self.kind = kind  # None: not an operator's run (the project's own tests): no verdict
         self.expected = expected
         # The checks this kind of run would wait for that the plan declares without a subject: named, not run.
@@ -119,7 +119,8 @@ class Summary:
         words = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "skipped": ("SKIP", "yellow")}
         ran = [c for c in self.catalogue if c.id in self.outcomes]
         checks = [c.id for c in ran if c.kind == "sql"]
-        na = [c for c in self.not_applicable if c not in self.outcomes]
+        na = [c for c in self.not_applicable if c not in self.outcomes
+              and (entry := self.catalogue.get(c)) is not None and entry.kind == "sql"]
         order = {c.id: i for i, c in enumerate(self.catalogue)}
         out = [(f"{c:<4} {words[self.outcomes[c]][0]}  {self.catalogue.title(c)}", words[self.outcomes[c]][1])
                if c in self.outcomes else
@@ -135,6 +136,8 @@ class Summary:
             reason = NEEDS_OPERATOR if reason.startswith(NEEDS_OPERATOR) else reason
             why = f" ({reason})" if self.outcomes[c] != "passed" and reason else ""
             out.append((f"{c:<4} {word}  {self.catalogue.title(c)}{why}", colour))
+        for c in (c for c in self.not_applicable if c not in self.outcomes and c not in na):
+            out.append((f"{c:<4} N/A   {self.catalogue.title(c)} ({self.catalogue.why_not_applicable(c)})", "cyan"))
         manual = [c for c in others if c in self.manual]
         if manual:
             waiting = [c for c in manual if self.outcomes[c] == "skipped"
