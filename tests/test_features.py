@@ -24,7 +24,15 @@ from cutover.suite.catalogue import SET_B, Catalogue
 from cutover.suite.rehearsal import KEY_VALUES, Record, capture_key, key_facts, manual_values
 from cutover.suite.summary import Summary
 from cutover.suite.under_check import DatabaseUnderCheck
-from tests.support import REHEARSAL, execute_sql, failing_evidence, operator_log, operator_tests, run_checks
+from tests.support import (
+    REHEARSAL,
+    execute_sql,
+    failing_evidence,
+    operator_log,
+    operator_tests,
+    run_checks,
+    run_cutover,
+)
 
 MANUAL = operator_tests("test_manual")
 NINE_PASS = "".join(f"A{i}: {{result: pass, observation: 'seen'}}\n" for i in range(11, 20))
@@ -291,3 +299,21 @@ def test_a_runbook_manual_check_the_plan_leaves_out_is_named_never_dropped(tmp_p
     assert any(line.startswith("A16  N/A") and "no [manual.A16] section" in line for line in lines), lines
     assert summary.verdict().line == ("REHEARSAL READY: 20 of 20 applicable checks passed (not applicable, as the "
                                       "plan declares: A16 no [manual.A16] section)")
+
+
+def test_plan_draft_declares_the_features_it_finds(fresh_db: str, tmp_path: Path, cutover_plan: Plan) -> None:
+    out = tmp_path / "draft.toml"
+    done = run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    found = load_plan(out).features
+    assert (found.row_level_security, found.tenant_settings, found.tenant_flags, found.share_table,
+            found.event_table, found.schema_versions) == (True, True, True, "case_shares", "events", "alembic")
+    execute_sql(fresh_db, *(f"ALTER TABLE {t} DISABLE ROW LEVEL SECURITY" for t in cutover_plan.table_names),
+                "INSERT INTO alembic_version VALUES ('20190101000000')",
+                "ALTER TABLE tenants DROP COLUMN is_active")
+    again = tmp_path / "again.toml"
+    assert run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={again}").returncode == 0
+    plan = load_plan(again)
+    assert (plan.features.row_level_security, plan.features.tenant_flags, plan.features.schema_versions) == (
+        False, False, "rails")
+    assert plan.schema_head == "5d49162011a5", "a Rails-style table's head is its newest version"
