@@ -153,6 +153,10 @@ def test_the_pre_flight_asks_for_row_level_security_only_where_the_plan_declares
     found = _preflight(fresh_db, cutover_plan)
     assert len([b for b in found if b.startswith("rls-off:")]) == len(cutover_plan.table_names), found
     assert _preflight(fresh_db, load_plan(_plan(tmp_path, NO_RLS))) == []
+    blocked = run_cutover(fresh_db, "dry-run")
+    assert blocked.returncode == 1 and "rls-off" in blocked.stdout + blocked.stderr, blocked.stdout
+    ready = run_cutover(fresh_db, "dry-run", f"--plan={_plan(tmp_path, NO_RLS)}")
+    assert ready.returncode == 0 and "READY" in ready.stdout and "rls-off" not in ready.stdout, ready.stdout
 
 
 def test_a_rails_version_table_holds_the_head_among_the_applied_versions(
