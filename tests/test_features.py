@@ -30,6 +30,7 @@ from tests.support import (
     failing_evidence,
     operator_log,
     operator_tests,
+    rehearse_on,
     run_checks,
     run_cutover,
 )
@@ -149,6 +150,9 @@ def _preflight(url: str, plan: Plan) -> list[str]:
 
 def test_the_pre_flight_asks_for_row_level_security_only_where_the_plan_declares_it(
         fresh_db: str, tmp_path: Path, cutover_plan: Plan) -> None:
+    wrong = _preflight(fresh_db, load_plan(_plan(tmp_path, NO_RLS)))  # a schema that has RLS, declared without
+    assert len(wrong) == 1 and wrong[0].startswith("rls-declared-absent: [features] row_level_security = false, "
+                                                   "but 12 planned tables have row-level security"), wrong
     execute_sql(fresh_db, *(f"ALTER TABLE {t} DISABLE ROW LEVEL SECURITY" for t in cutover_plan.table_names))
     found = _preflight(fresh_db, cutover_plan)
     assert len([b for b in found if b.startswith("rls-off:")]) == len(cutover_plan.table_names), found
@@ -270,14 +274,15 @@ def test_a_rehearsal_section_that_does_not_fit_leaves_no_key_captured_and_says_w
 
 
 def test_a_rehearsal_of_a_plan_without_row_level_security_is_ready_over_its_applicable_checks(
-        pytester: pytest.Pytester, example: Callable[..., list[str]], tmp_path: Path) -> None:
-    """The whole flow (restore, dry run, execute, the checks, A20-active, content, rollback) on a plan that
-    declares no RLS: READY 20 of 20 with A21 named, in the terminal and the evidence."""
+        pytester: pytest.Pytester, example: Callable[..., list[str]], tmp_path: Path, fresh_db: str) -> None:
+    """The whole flow on a dev branch without RLS (dry run, execute, the checks, A20-active, content, the
+    rollback rehearsed on a clone) under a plan that declares none: READY 20 of 20 with A21 named."""
     plan = _plan(tmp_path, NO_RLS)
+    execute_sql(fresh_db, *(f"ALTER TABLE {t} DISABLE ROW LEVEL SECURITY" for t in load_plan(plan).table_names))
     (pytester.path / "answers.yaml").write_text(NINE_PASS)
     args = example(**REHEARSAL)
     result = pytester.runpytest_subprocess("-m", "setA", f"--plan={plan}", "--answers=answers.yaml",
-                                           "-p", "no:randomly", *args)
+                                           *rehearse_on(fresh_db), "--rehearse-rollback", "-p", "no:randomly", *args)
     out = result.stdout.str()
     assert result.ret == v.EXIT_READY, out
     assert ("REHEARSAL READY: 20 of 20 applicable checks passed (not applicable, as the plan declares: A21 no "

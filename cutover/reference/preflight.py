@@ -164,6 +164,19 @@ def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     return out
 
 
+def rls_declared_absent(conn: Connection, plan: Plan) -> list[Blocker]:
+    """A plan that declares no row-level security on a schema whose tables have it would leave the RLS posture
+    (A21) unchecked for a schema that relies on it: the declaration is wrong, and says which tables show it."""
+    rows = conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) AND c.relrowsecurity "
+                        "ORDER BY 1", (list(plan.table_names),)).fetchall()
+    if not rows:
+        return []
+    return [Blocker("rls-declared-absent", f"[features] row_level_security = false, but {len(rows)} planned tables "
+                                           f"have row-level security enabled; declare row_level_security = true "
+                                           f"(the checks then verify it)", tuple(r[0] for r in rows[:5]))]
+
+
 def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blocker | None:
     """Rows an ON UPDATE CASCADE key would carry along with a moving parent although the plan keeps
     them (their own table's rule does not move them): the cascade would put them on the target
@@ -241,6 +254,8 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     result.blockers += [b for k in result.deferred if k.cascades and (b := cascade_blocker(conn, plan, k))]
     if plan.features.row_level_security:  # a schema without RLS declares so: no policy is made for the tool
         result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
+    else:
+        result.blockers += rls_declared_absent(conn, plan)
     result.last_run = last_audit_run(conn, plan)
     on_target = {}
     for rule in plan.moving:
