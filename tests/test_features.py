@@ -16,6 +16,7 @@ import pytest
 
 from cutover.core import db
 from cutover.core.errors import PlanError
+from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
 from cutover.reference import preflight
@@ -65,7 +66,7 @@ def test_a_rehearsal_section_that_does_not_fit_makes_the_checks_needing_it_not_c
     result = pytester.runpytest_subprocess("-m", "manual", f"--db-url={cut_over_db.url}", f"--plan={plan}",
                                            "--answers=answers.yaml", "-p", "no:randomly", *args)
     out = result.stdout.str() + result.stderr.str()
-    assert result.ret == v.EXIT_INCOMPLETE, out
+    assert result.ret == ExitCode.INCOMPLETE, out
     assert "Traceback" not in out and "UndefinedColumn" not in out and " error" not in out.lower(), out
     assert "manual checks: 8 of 9 passed, 8 answered; 1 not configured: A12" in out, out
     verdict = next(line for line in out.splitlines() if line.startswith("REHEARSAL NOT READY"))
@@ -207,7 +208,7 @@ def test_step_5a_counts_the_applicable_checks_and_names_the_others_everywhere(
     result = pytester.runpytest_subprocess("-m", "setA and sql", f"--db-url={cut_over_db.url}", f"--plan={plan}",
                                            f"--report-path={cut_over_db.report_path}", "-p", "no:randomly", *args)
     out = result.stdout.str()
-    assert result.ret == v.EXIT_READY, out
+    assert result.ret == ExitCode.OK, out
     said = ("(not applicable, as the plan declares: A8 no classified event table, A9 no idempotency table, "
             "A21 no row-level security)")
     verdict = next(line for line in out.splitlines() if line.startswith("ALL 9 CHECKS PASSED (step 5a)"))
@@ -237,10 +238,10 @@ def test_a_verdict_counts_the_applicable_checks_and_names_the_others_ready_or_no
     ready = v.decide(v.REHEARSAL, expected, passed, {}, MANUAL_IDS, not_applicable=NA)
     assert (ready.line, ready.exit_code) == (
         "REHEARSAL READY: 19 of 19 applicable checks passed (not applicable, as the plan declares: "
-        "A7 no share table, A21 no row-level security)", v.EXIT_READY)
+        "A7 no share table, A21 no row-level security)", ExitCode.OK)
     failed = v.decide(v.REHEARSAL, expected, {**passed, "A3": "failed"}, {}, MANUAL_IDS, not_applicable=NA)
     assert failed.line == ("REHEARSAL NOT READY: A3 FAIL (not applicable, as the plan declares: A7 no share table, "
-                           "A21 no row-level security)") and failed.exit_code == v.EXIT_FAILED
+                           "A21 no row-level security)") and failed.exit_code == ExitCode.FAILED
     every = v.decide(v.REHEARSAL, [*SQL, *MANUAL_IDS], passed, {}, MANUAL_IDS)
     assert every.line == "REHEARSAL NOT READY: 2 not run", "a check not run is never passed by being left out"
     set_b = [c for c in ("A1", "A2", "A3", "A4", "A6", "A7", "A8", "A9") if c not in NA]
@@ -252,7 +253,7 @@ def test_not_configured_is_named_in_the_verdict_and_never_an_answer_or_a_pass() 
     expected = [*SQL, *MANUAL_IDS]
     outcomes = {**dict.fromkeys(expected, "passed"), "A12": "skipped"}
     found = v.decide(v.REHEARSAL, expected, outcomes, {"A12": "not configured: its steps need {route}"}, MANUAL_IDS)
-    assert (found.line, found.exit_code) == ("REHEARSAL NOT READY: A12 not configured", v.EXIT_INCOMPLETE)
+    assert (found.line, found.exit_code) == ("REHEARSAL NOT READY: A12 not configured", ExitCode.INCOMPLETE)
 
 
 def test_a_rehearsal_section_that_does_not_fit_leaves_no_key_captured_and_says_why(
@@ -284,7 +285,7 @@ def test_a_rehearsal_of_a_plan_without_row_level_security_is_ready_over_its_appl
     result = pytester.runpytest_subprocess("-m", "setA", f"--plan={plan}", "--answers=answers.yaml",
                                            *rehearse_on(fresh_db), "--rehearse-rollback", "-p", "no:randomly", *args)
     out = result.stdout.str()
-    assert result.ret == v.EXIT_READY, out
+    assert result.ret == ExitCode.OK, out
     assert ("REHEARSAL READY: 20 of 20 applicable checks passed (not applicable, as the plan declares: A21 no "
             "row-level security); rollback rehearsed in ") in out, out
     assert "ALL 11 CHECKS PASSED" in out and "A21  N/A" in out and "A20-active PASS" in out
