@@ -327,3 +327,17 @@ def test_plan_draft_declares_the_features_it_finds(fresh_db: str, tmp_path: Path
     assert (plan.features.row_level_security, plan.features.tenant_flags, plan.features.schema_versions) == (
         False, False, "rails")
     assert plan.schema_head == "5d49162011a5", "a Rails-style table's head is its newest version"
+
+
+def test_set_b_on_a_plan_without_a_classified_event_table_passes_its_7_and_names_a8(
+        pytester: pytest.Pytester, example: Callable[..., list[str]], cut_over_db: DatabaseUnderCheck,
+        tmp_path: Path) -> None:
+    plan = _plan(tmp_path, NO_EVENTS)
+    args = example(**operator_tests("test_matrix"))
+    result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", f"--plan={plan}",
+                                           "-p", "no:randomly", *args)
+    out = result.stdout.str()
+    assert result.ret == ExitCode.OK, out
+    assert "SET B PASSED: 7 of 7 (not applicable, as the plan declares: A8 no classified event table)" in out
+    assert "A8   N/A" in out and "A21" not in out, "A21 is not Set B's: nothing to say about it here"
+    assert "none: Set B passed, the cutover stands" in out, out  # the window timeline counts the applicable 7
