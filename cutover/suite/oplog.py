@@ -35,8 +35,8 @@ from cutover.suite.oplog_markdown import markdown
 from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.secret_sweep import sweep_secrets
 from cutover.suite.state import RunState
-from cutover.suite.verdict import NOT_CONFIGURED
 from cutover.suite.under_check import server_version
+from cutover.suite.verdict import NOT_CONFIGURED
 
 
 @dataclass(frozen=True)
