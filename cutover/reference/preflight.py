@@ -15,7 +15,7 @@ from psycopg import sql
 
 from cutover.core import catalog, db
 from cutover.core.db import Connection, Query
-from cutover.core.plan import Plan, toml_key
+from cutover.core.plan import Plan, table_regclass, table_sql, toml_key
 from cutover.core.report_types import key_json, key_text
 from cutover.reference import ownership as rules
 
@@ -76,8 +76,8 @@ def _one(conn: Connection, query: Query, params: Any = None) -> Any:
 
 
 def catalog_columns(conn: Connection, table: str) -> set[str]:
-    rows = conn.execute("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(quote_ident(%s)) "
-                        "AND a.attnum > 0 AND NOT a.attisdropped", (table,)).fetchall()
+    rows = conn.execute("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) "
+                        "AND a.attnum > 0 AND NOT a.attisdropped", (table_regclass(table),)).fetchall()
     return {r[0] for r in rows}
 
 
@@ -89,7 +89,7 @@ def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
     a = plan.audit
     q = sql.SQL("SELECT {ty}, {pl}::jsonb - 'allow_list' FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) "
                 "AND {src} = {sv} ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
-        ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=rules.ident(a.table),
+        ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=table_sql(a.table),
         ten=rules.tenant_of(plan), target=sql.Literal(plan.target), kinds=sql.Literal([a.completed, a.reversed]),
         src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
     row = conn.execute(q).fetchone()
@@ -105,7 +105,7 @@ def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
     versions = plan.features.schema_versions
     if versions == "none":
         return []
-    table, column = rules.ident(plan.version_table), rules.ident(plan.version_column)
+    table, column = table_sql(plan.version_table), rules.ident(plan.version_column)
     if versions == "rails":
         n, present = db.one(conn, sql.SQL("SELECT count(*), coalesce(bool_or({c}::text = {h}), false) FROM {t}").format(
             c=column, h=sql.Literal(plan.schema_head), t=table))
@@ -131,7 +131,7 @@ def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
     columns = [rules.ident("id")] + ([rules.ident(plan.settings_column)] if f.tenant_settings else []) + (
         [rules.ident(plan.active_column), rules.ident(plan.protected_column)] if f.tenant_flags else [])
     q = sql.SQL("SELECT {cols} FROM {t} WHERE {id} = ANY({ids})").format(
-        cols=sql.SQL(", ").join(columns), id=rules.ident("id"), t=rules.ident(plan.tenant_table),
+        cols=sql.SQL(", ").join(columns), id=rules.ident("id"), t=table_sql(plan.tenant_table),
         ids=sql.Literal([plan.source, plan.target]))
     found = {r[0]: r[1:] for r in conn.execute(q).fetchall()}
     problems = [f"tenant '{t}' does not exist" for t in (plan.source, plan.target) if t not in found]
@@ -156,10 +156,10 @@ def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
 def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     """Tables whose row-level security is not enabled, not forced, or without a policy (shared with A21)."""
     rows = conn.execute(
-        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
-        "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
-        (list(plan.table_names),)).fetchall()
+        "SELECT u.n, c.relrowsecurity, c.relforcerowsecurity, "
+        "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) FROM unnest(%s::text[], %s::text[]) u(n, r) "
+        "JOIN pg_class c ON c.oid = to_regclass(u.r)",
+        (list(plan.table_names), [table_regclass(t) for t in plan.table_names])).fetchall()
     out = []
     for name, enabled, forced, policies in sorted(rows):
         missing = [what for what, ok in (("enabled", enabled), ("forced", forced), ("policy", policies > 0))
@@ -172,9 +172,9 @@ def rls_problems(conn: Connection, plan: Plan) -> list[str]:
 def rls_declared_absent(conn: Connection, plan: Plan) -> list[Blocker]:
     """A plan that declares no row-level security on a schema whose tables have it would leave the RLS posture
     (A21) unchecked for a schema that relies on it: the declaration is wrong, and says which tables show it."""
-    rows = conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) AND c.relrowsecurity "
-                        "ORDER BY 1", (list(plan.table_names),)).fetchall()
+    rows = conn.execute("SELECT t FROM unnest(%s::text[], %s::text[]) AS u(t, r) JOIN pg_class c "
+                        "ON c.oid = to_regclass(r) WHERE c.relrowsecurity ORDER BY 1",
+                        (list(plan.table_names), [table_regclass(t) for t in plan.table_names])).fetchall()
     if not rows:
         return []
     return [Blocker("rls-declared-absent", f"[features] row_level_security = false, but {len(rows)} planned tables "
@@ -192,7 +192,7 @@ def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blo
     n, sample = db.one(conn, sql.SQL(
         "SELECT count(*), (array_agg({ck} ORDER BY {ck}))[1:5] FROM {ct} c JOIN {pt} p ON {join} "
         "WHERE {parent_moves} AND NOT {child_moves}").format(
-        ck=key_text(child.key, "c"), ct=rules.ident(child.name), pt=rules.ident(parent.name), join=join,
+        ck=key_text(child.key, "c"), ct=table_sql(child.name), pt=table_sql(parent.name), join=join,
         parent_moves=rules.owned_on(plan, parent, plan.source, "p"),
         child_moves=rules.owned_on(plan, child, plan.source, "c")))
     if not n:
@@ -217,7 +217,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
-    schema = catalog.read(conn)
+    schema = catalog.read(conn, plan)
     triggers = catalog.trigger_writes(conn, plan)
     result.trigger_writes = [(w.table, w.trigger, r.name, True) for r in plan.tables for w in r.written_by]
     result.trigger_writes += [(t.table, t.trigger, w, False) for t in triggers for w in t.undeclared(plan)]
@@ -225,7 +225,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
                    + catalog.trigger_differences(plan, triggers))
     result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
-    if missing and len(missing) == len(plan.all_tables):
+    if missing and set(plan.all_tables) <= set(missing):
         current, elsewhere = catalog.schemas_holding(conn, missing)
         fix = "wrong database, or pass the matching --plan"
         if elsewhere:
@@ -240,7 +240,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         if diff.code == "unplanned-table" and plan.tenant_column in catalog_columns(conn, diff.table):
             rows = tuple(f"{tenant}: {n} rows" for tenant, n in conn.execute(sql.SQL(
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1 LIMIT 5").format(
-                c=rules.ident(plan.tenant_column), t=rules.ident(diff.table))).fetchall())
+                c=rules.ident(plan.tenant_column), t=table_sql(diff.table))).fetchall())
         result.blockers.append(Blocker(diff.code, diff.message, rows))
     if any(d.structural for d in differences):
         return result  # the plan's own queries would fail on a missing table or column
@@ -282,7 +282,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     for rule in plan.moving if planned else ():
         n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
                                        "WHERE {w}").format(
-            k=key_json(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+            k=key_json(rule.key), t=table_sql(rule.name), w=rules.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
         result.allow_list_bytes[rule.name] = int(size)
     return result

@@ -30,7 +30,7 @@ from cutover.core import db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, table_sql
 from cutover.core.private import open_private
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, shell_command
@@ -44,6 +44,7 @@ from cutover.suite import content
 from cutover.suite.under_check import DatabaseUnderCheck
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
+T = table_sql  # a plan's table name, with its schema when it has one
 L = sql.Literal
 # Worst case of the runbook's rollback option 1: snapshot restore + revert deploys + smoke.
 REVERT_DEPLOYS_S = 4 * 60
@@ -145,7 +146,7 @@ def case_key(conn: Connection, plan: Plan, tenant: str, gaps: dict[str, str] | N
     query = sql.SQL("SELECT {k}, {route}, {resp}->>{field} FROM {t} WHERE {resp}->>{field} IS NOT NULL "
                     "AND {tenant} = {value} ORDER BY {k} LIMIT 1").format(
         k=I(r.key_column), route=I(r.key_route_column), resp=I(r.key_response_column), field=L(r.key_case_field),
-        t=I(r.key_table), tenant=I(plan.tenant_column), value=L(tenant))
+        t=T(r.key_table), tenant=I(plan.tenant_column), value=L(tenant))
     columns = preflight.catalog_columns(conn, r.key_table)
     unfit = [f"[rehearsal] {key}: column {r.key_table}.{column} does not exist" for key, column in (
         ("key_column", r.key_column), ("key_route_column", r.key_route_column),
@@ -372,7 +373,8 @@ def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, 
     """A --rehearse dev branch: restore the snapshot when the database is empty, else use it as it is."""
     assert settings.db_url is not None
     with db.connection(settings.db_url, read_only=True) as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                                             "OR schemaname = ANY(%s)", (list(plan.schemas),))}
     with record.step("restore the snapshot", log) as entry:
         if tables:
             entry["detail"] = f"the database already holds {len(tables)} tables: used as restored (runbook step 2)"
@@ -515,9 +517,9 @@ def insert_straggler(url: str, plan: Plan) -> str:
                 continue
             columns.append(key)
             values.append(sql.SQL("(jsonb_populate_record(NULL::{t}, jsonb_build_object({k}, gen_random_uuid())))"
-                                  ".{c}").format(t=I(st.table), k=L(key), c=I(key)))
+                                  ".{c}").format(t=T(st.table), k=L(key), c=I(key)))
         query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING {k}").format(
-            t=I(st.table), cols=sql.SQL(", ").join(map(I, columns)), vals=sql.SQL(", ").join(values),
+            t=T(st.table), cols=sql.SQL(", ").join(map(I, columns)), vals=sql.SQL(", ").join(values),
             k=key_text(rule.key))
         row = conn.execute(query).fetchone()
         conn.commit()
@@ -528,7 +530,7 @@ def insert_straggler(url: str, plan: Plan) -> str:
 def count_straggler(url: str, plan: Plan, tenant: str) -> int:
     """How many synthetic stragglers sit on ``tenant`` (the runbook's confirm steps)."""
     query = sql.SQL("SELECT count(*) FROM {t} WHERE {w}").format(
-        t=I(plan.rehearsal.straggler.table), w=_straggler_where(plan, tenant))
+        t=T(plan.rehearsal.straggler.table), w=_straggler_where(plan, tenant))
     with db.connection(url, read_only=True) as conn:
         row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
@@ -538,7 +540,7 @@ def delete_straggler(url: str, plan: Plan) -> int:
     """The runbook's cleanup: every synthetic straggler, on any tenant, so no audit sees it later."""
     st = plan.rehearsal.straggler
     query = sql.SQL("DELETE FROM {t} WHERE {col}->>{key} = {marker}").format(
-        t=I(st.table), col=I(st.marker_column), key=L(st.marker_key), marker=L(st.marker))
+        t=T(st.table), col=I(st.marker_column), key=L(st.marker_key), marker=L(st.marker))
     with db.connection(url) as conn:
         deleted = conn.execute(query).rowcount
         conn.commit()
@@ -556,7 +558,7 @@ def manual_values(url: str, plan: Plan, record: Record | None, gaps: dict[str, s
     def first(name: str, table: str, keys: str) -> str | None:
         rule = plan.table(table)
         query = sql.SQL("SELECT {k} FROM {t} WHERE {tenant} = {tgt} ORDER BY {o} LIMIT 1").format(
-            k=key_text(rule.key), t=I(table), tenant=I(plan.tenant_column), tgt=L(plan.target),
+            k=key_text(rule.key), t=T(table), tenant=I(plan.tenant_column), tgt=L(plan.target),
             o=key_order(rule.key))
         try:
             row = conn.execute(query).fetchone()
@@ -606,19 +608,19 @@ def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, docume
         if row_id is None:
             return None
         found = read(sql.SQL("SELECT {tenant} FROM {t} WHERE {k} = {v}").format(
-            tenant=I(plan.tenant_column), t=I(table), k=key_text(plan.table(table).key), v=L(row_id)))
+            tenant=I(plan.tenant_column), t=T(table), k=key_text(plan.table(table).key), v=L(row_id)))
         return None if found is None else str(found)
 
     with db.connection(url, read_only=True, autocommit=True) as conn:
         if key is not None:
             facts["cached"] = read(sql.SQL("SELECT {resp} FROM {t} WHERE {k} = {v}").format(
-                resp=I(r.key_response_column), t=I(r.key_table), k=I(r.key_column), v=L(key)))
+                resp=I(r.key_response_column), t=T(r.key_table), k=I(r.key_column), v=L(key)))
         facts["case_tenant"] = tenant_of(r.case_table, case_id)
         facts["document_tenant"] = tenant_of(r.document_table, document_id)
         if patient_id is not None:
             # the probe filters as the app does (its role, row_security on, the source tenant); nothing else may
             found = read(sql.SQL("SELECT count(*) FROM {t} WHERE {k} = {v}").format(
-                t=I(r.patient_table), k=key_text(plan.table(r.patient_table).key), v=L(patient_id)),
+                t=T(r.patient_table), k=key_text(plan.table(r.patient_table).key), v=L(patient_id)),
                 sql.SQL("SET LOCAL ROLE {}").format(I(plan.app_role)), sql.SQL("SET LOCAL row_security = on"),
                 sql.SQL("SELECT set_config({}, {}, true)").format(L(plan.tenant_setting), L(plan.source)))
             facts["patient_visible_to_source"] = None if found is None else int(found)
