@@ -254,7 +254,8 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), None)
     active = next((c for c, t in tenants.columns.items() if t == "boolean" and "active" in c), None)
     protected = next((c for c, t in tenants.columns.items() if t == "boolean" and "protect" in c), None)
-    versions = "none" if version_table == "REVIEW" else _versions(conn, version_table)
+    # No version table found: left to the review (plan check names it), never declared away by the draft.
+    versions = "alembic" if version_table == "REVIEW" else _versions(conn, version_table)
     shares = sorted(n for n, t in scoped.items() for fk in t.foreign_keys if fk.parent == o.tenant_table
                     and len(fk.columns) == 1 and fk.columns[0] != o.tenant_column)
     rls = bool(conn.execute("SELECT 1 FROM unnest(%s::text[]) AS u(r) JOIN pg_class c ON c.oid = to_regclass(r) "
@@ -267,7 +268,9 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         f"share_table = {_q(shares[0]) if shares else 'false'}",
         f"event_table = {_q(audit[0]) if owners.get(audit[0]) == 'classified' else 'false'}",
         "idempotency_table = false  # REVIEW: a table whose case_json names a case, if the schema has one",
-        f"schema_versions = {_q(versions)}" + (head_note if versions == "none" else ""),
+        f"schema_versions = {_q(versions)}" + (
+            "  # REVIEW: no version table found; name it under [plan], or declare \"none\" and drop [plan]'s "
+            "schema_head, version_table and version_column" if version_table == "REVIEW" else ""),
     ]
     version_lines = ([f"schema_head = {_q(head)}{head_note}", f"version_table = {_q(version_table)}",
                       f"version_column = {_q(version_column)}"] if versions != "none" else [])
