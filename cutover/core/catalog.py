@@ -182,8 +182,9 @@ class Difference:
 
     @property
     def structural(self) -> bool:
-        """Does it stop the plan's queries from running at all (a missing table or column)?"""
-        return self.code in ("missing-table", "missing-column")
+        """Does it stop the plan's queries from running at all (a missing table or column, a reference
+        whose two sides cannot be compared)?"""
+        return self.code in ("missing-table", "missing-column", "reference-type-mismatch")
 
 
 def _columns_named(plan: Plan, rule: TableRule) -> list[tuple[str, str]]:
@@ -242,7 +243,40 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
                                   f"table {toml_key(table.name)} {why} but the plan does not list it: its rows would "
                                   f"be neither moved nor checked; add [tables.{toml_key(table.name)}] (key, owner, "
                                   f"references) or list it in [static].tables"))
-    return out + tenant_key_differences(plan, catalog)
+    return (out + named_differences(plan, catalog) + reference_type_differences(plan, catalog)
+            + tenant_key_differences(plan, catalog))
+
+
+def _plan_columns(plan: Plan) -> list[tuple[str, str, str]]:
+    """(plan key, table, column) for the columns the plan names outside its [tables] rules: the version
+    table's, the tenants table's and the audit table's. A key a plan leaves unset is not asked for."""
+    a = plan.audit
+    out = [("[plan].version_column", plan.version_table, plan.version_column)]
+    out += [(f"[tenants].{key}", plan.tenant_table, column) for key, column in (
+        ("settings_column", plan.settings_column), ("active_column", plan.active_column),
+        ("protected_column", plan.protected_column))]
+    out += [(f"[audit].{key}", a.table, column) for key, column in (
+        ("key", a.key), ("type_column", a.type_column), ("payload_column", a.payload_column),
+        ("source_column", a.source_column))]
+    return [(key, table, column) for key, table, column in out if table and column]
+
+
+def named_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """The version table, the tenants table and the columns the plan names in them and in the audit
+    table, where the database lacks them: every command reading them would stop on the database's own
+    error (``relation "alembic_versions" does not exist``), which names no plan key."""
+    out: list[Difference] = []
+    listed = set(plan.all_tables)  # a listed table that is missing is already a difference of its own
+    for key, table in (("[plan].version_table", plan.version_table), ("[tenants].table", plan.tenant_table)):
+        if table and table not in catalog.tables and table not in listed:
+            out.append(Difference("missing-table", table, f"{key}: table {toml_key(table)} does not exist in the "
+                                                          f"database; fix {key} in the plan"))
+    for key, table, column in _plan_columns(plan):
+        found = catalog.tables.get(table)
+        if found is not None and column not in found.columns:
+            out.append(Difference("missing-column", table, f"{key}: column {toml_key(table)}.{column} does not "
+                                                           f"exist; fix {key} in the plan"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -389,11 +423,51 @@ def reference_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
                                       f"{toml_key(rule.name)}.{column} -> {toml_key(parent)} is not "
                                       f"declared; add {{ column = {toml_string(column)}, table = "
                                       f"{toml_string(parent)} }}"))
-        for column, parent in sorted(declared - fks):
+        without = {(r.column, r.table) for r in rule.references if not r.foreign_key}
+        for column, parent in sorted(declared - fks - without):
             out.append(Difference("reference-without-fk", rule.name,
                                   f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{column} -> "
-                                  f"{toml_key(parent)} has no foreign "
-                                  f"key in the database; check the column and table names"))
+                                  f"{toml_key(parent)} has no foreign key in the database; check the column and "
+                                  f"table names, or, if the schema links them without one (a Rails belongs_to), "
+                                  f"declare foreign_key = false on the reference"))
+    return out
+
+
+# Types a join compares without a cast: the same type, or two of one family (varchar(255) and text).
+_FAMILIES = {"character varying": "text", "character": "text", "text": "text", "smallint": "integer",
+             "integer": "integer", "bigint": "integer"}
+
+
+def comparable(a: str, b: str) -> bool:
+    """Can columns of these two types (``format_type`` names) be compared without a cast?"""
+    def family(column_type: str) -> str:
+        base = column_type.split("(")[0].strip()
+        return _FAMILIES.get(base, base)
+    return family(a) == family(b)
+
+
+def reference_type_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """References with no foreign key behind them whose column cannot be compared with the parent's
+    key (``customer_id text`` against a uuid ``customers.id``): every query following the reference
+    would fail. A foreign key guarantees comparable types, so only references without one are asked."""
+    out: list[Difference] = []
+    for rule in plan.tables:
+        table = catalog.tables.get(rule.name)
+        if table is None:
+            continue
+        backed = {(c, fk.parent) for fk in table.foreign_keys if (c := _link_column(fk, plan.tenant_column))}
+        for ref in rule.references:
+            parent = catalog.tables.get(ref.table)
+            pkey = next((r.key[0] for r in plan.tables if r.name == ref.table), None)
+            if (ref.column, ref.table) in backed or parent is None or pkey is None:
+                continue
+            mine, theirs = table.columns.get(ref.column), parent.columns.get(pkey)
+            if mine is not None and theirs is not None and not comparable(mine, theirs):
+                out.append(Difference(
+                    "reference-type-mismatch", rule.name,
+                    f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{ref.column} is {mine} but "
+                    f"{toml_key(ref.table)}.{pkey} is {theirs}, and no foreign key links them: they cannot be "
+                    f"compared; fix the reference's column or table"))
     return out
 
 

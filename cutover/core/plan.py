@@ -60,11 +60,16 @@ class Reference(_CrossTenant):
     parent is a case shared to the child's tenant, ``via_share = true``), ``"provider"`` (the parent
     may sit on any tenant but the patient tenant, e.g. a patient's appointment with a provider's
     profile), or ``None`` (same tenant only). The pre-flight and A4 allow exactly that, no more.
+
+    ``foreign_key = False`` says the database has no foreign key behind the column, on purpose (a
+    Rails ``belongs_to``): ``plan check`` then does not ask for one, and the pre-flight and A4 still
+    check every row's parent exists, which no constraint does for it.
     """
 
     column: str
     table: str
     cross_tenant: str | None = None
+    foreign_key: bool = True
 
 
 @dataclass(frozen=True)
@@ -249,7 +254,7 @@ STATIC_KEYS = ("tables",)
 REFRESH_KEYS = ("materialized_views", "static")
 TABLE_KEYS = ("key", "owner", "column", "patient_values", "classification", "references", "case_json",
               "share_target", "trigger_columns", "written_by")
-REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant")
+REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant", "foreign_key")
 CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
 STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
 MANUAL_KEYS = ("title", "steps")
@@ -390,7 +395,8 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
         if not isinstance(ref, dict):
             raise PlanError(f"plan {at}: expected a table like {{ column = \"...\", table = \"...\" }}")
         _known(ref, REFERENCE_KEYS, at)
-        refs.append(Reference(_get(ref, "column", at, str), _get(ref, "table", at, str), _cross_tenant(ref, at)))
+        refs.append(Reference(_get(ref, "column", at, str), _get(ref, "table", at, str), _cross_tenant(ref, at),
+                              _get(ref, "foreign_key", at, bool, True)))
     case_json = None
     if "case_json" in raw:
         cj = _get(raw, "case_json", where, dict)

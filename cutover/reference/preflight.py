@@ -190,7 +190,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
                    + catalog.trigger_differences(plan, triggers))
     result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
-    if missing and len(missing) == len(plan.all_tables):
+    if missing and set(plan.all_tables) <= set(missing):
         current, elsewhere = catalog.schemas_holding(conn, missing)
         fix = "wrong database, or pass the matching --plan"
         if elsewhere:

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -320,14 +320,15 @@ class Model:
 REFERENCE = Model(REFERENCE_DIR / "schema.sql", generator.generate, generator.GENERATOR_VERSION)
 
 
-def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet,
-                   model: Model = REFERENCE) -> Counts:
-    """Create the model's schema in an empty database and fill it with generated rows."""
+def fill(url: str, model: Model, scale: float, seed: int, log: Log = quiet,
+         tables: Collection[str] | None = None) -> None:
+    """Create the model's schema in an empty database and fill it with generated rows. With ``tables``
+    (a plan's), a generated table outside them stops the load: the plan and the model disagree."""
     with db.connection(url, purpose="the build database") as conn:
         conn.execute(model.schema.read_text())  # static fixture file, no parameters
         for data in model.generate(scale, seed):
-            if data.table not in plan.all_tables:
-                raise SetupError(f"generator table '{data.table}' is not in the plan {plan.path}; fix the plan")
+            if tables is not None and data.table not in tables:
+                raise SetupError(f"generator table '{data.table}' is not in the plan; fix the plan")
             stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
                 table_sql(data.table), sql.SQL(", ").join(map(sql.Identifier, data.columns)))
             started = time.monotonic()
@@ -337,6 +338,14 @@ def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = qui
             log(f"snapshot: {data.table:<20} {len(data.rows):>9,} rows  {time.monotonic() - started:5.1f} s")
         conn.commit()
         conn.execute("ANALYZE")
+        conn.commit()
+
+
+def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet,
+                   model: Model = REFERENCE) -> Counts:
+    """Create the model's schema in an empty database, fill it with generated rows, count them."""
+    fill(url, model, scale, seed, log, plan.all_tables)
+    with db.connection(url, purpose="the build database") as conn:
         counts = count_rows(conn, plan)
         conn.commit()
     return counts

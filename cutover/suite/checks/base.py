@@ -81,8 +81,17 @@ class Checker:
         self.conn, self.plan, self.report = conn, plan, report
 
     def run(self, ev: Evidence, query: sql.SQL | sql.Composed, params: Any = None) -> list[tuple[Any, ...]]:
+        """The query's rows. A table or column the plan names that the database lacks is the check's
+        failure, in one line (the checks' connection is in autocommit: the next query is unaffected)."""
         ev.queries.append(" ".join(query.as_string(self.conn).split()))
-        return list(self.conn.execute(query, params).fetchall())
+        try:
+            return list(self.conn.execute(query, params).fetchall())
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+            if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raise  # inside a transaction of the check's own (as_app), which reports it
+            ev.fail(f"the database lacks a table or column the plan names ({redact(str(exc).splitlines()[0])}); "
+                    f"fix the plan: A1 and 'cutover plan check' name its key")
+            return []
 
     def patient(self, rule: TableRule, alias: str = "t") -> sql.Composable:
         """Is a row patient-owned, by the plan's rule (written here, independently of the cutover)."""
