@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import audit, catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.options import DURATION
@@ -693,13 +693,10 @@ def commit(conn: Connection, url: str, plan: Plan, run_id: str, kind: str | None
 
 
 def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
-    a = plan.audit
-    query = sql.SQL("SELECT count(*) FROM {t} WHERE {ty} = {kind} AND {pl} ->> 'run_id' = {rid}").format(
-        t=rules.ident(a.table), ty=rules.ident(a.type_column), kind=sql.Literal(kind),
-        pl=rules.ident(a.payload_column), rid=sql.Literal(run_id))
+    """Is run ``run_id``'s ``kind`` event in the database? Asked on a new connection after a COMMIT
+    whose answer was lost."""
     with db.connection(url, autocommit=True) as check:
-        row = check.execute(query).fetchone()
-    return bool(row and row[0])
+        return bool(audit.events(check, plan, [kind], run_id=run_id, slim=True))
 
 
 def _rollback_quietly(conn: Connection) -> None:
