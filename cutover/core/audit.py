@@ -1,5 +1,5 @@
-"""The cutover's audit trail, read: the one place that knows which rows are the cutover's events and
-which of them is the newest.
+"""The cutover's audit trail: the one place that knows where its events are, which rows they are,
+which of them is the newest, how one is written and whether it can be.
 
 The database's record of what the cutover did (committed, swept, reversed, and the allow-list's
 parts) is what sweep, reverse, ``report --rebuild``, the checks, the window's timeline and the
@@ -8,11 +8,13 @@ go/no-go all trust over any file. They used to ask it in three queries with thre
 rebuilt report and the "already cut over" blocker could name different runs. Here there is one:
 
 * the cutover's events are the rows of the audit table with its source value, on the target tenant
-  (where :func:`cutover.reference.execute.write_audit` writes every one of them);
+  (where :func:`write_event` writes every one of them);
 * the newest is the one with the latest ``committed_at`` (ISO 8601 in UTC, written by the event's
   own transaction, so text order is time order); an event without one is the oldest.
 
-Reads only; the SQL is composed with ``psycopg.sql`` from the plan's names.
+The audit table is the application's events table the plan names, or, for a schema without one
+(``[audit] own = true``), a table the cutover owns (``OWN_DDL``). The SQL is composed with
+``psycopg.sql`` from the plan's names.
 """
 
 from __future__ import annotations
@@ -23,10 +25,29 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
+from cutover.core import catalog
 from cutover.core.db import Connection
 from cutover.core.plan import Plan
+
+# ``[audit] own = true``: the cutover's own table (``cutover.core.plan.OWN_AUDIT_TABLE``), in a schema of
+# its own so that it never mixes with the application's tables and drops in one statement after the
+# window. The tenant is text whatever the tenants' key type: the table only ever compares it with the
+# plan's target. Only its owner (the role that ran the first execute) may read it: its events list
+# the keys of every moved row.
+OWN_TABLE = ("cutover", "audit_events")
+OWN_TENANT = "tenant"
+OWN_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS cutover",
+    "REVOKE ALL ON SCHEMA cutover FROM PUBLIC",
+    "CREATE TABLE IF NOT EXISTS cutover.audit_events (id uuid PRIMARY KEY, tenant text NOT NULL, "
+    "event_type text NOT NULL, payload jsonb NOT NULL, source_service text NOT NULL, "
+    "created_at timestamptz NOT NULL DEFAULT now())",
+    "REVOKE ALL ON cutover.audit_events FROM PUBLIC",
+    "CREATE INDEX IF NOT EXISTS audit_events_tenant_type ON cutover.audit_events (tenant, event_type)",
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,16 @@ class Event:
     payload: dict[str, Any]
 
 
+def table_ident(plan: Plan) -> sql.Identifier:
+    """The audit table: the application's events table, or the cutover's own (``[audit] own = true``)."""
+    return sql.Identifier(*OWN_TABLE) if plan.audit.own else sql.Identifier(plan.audit.table)
+
+
+def tenant_column(plan: Plan) -> str:
+    """The audit table's tenant column: the plan's, or the own table's text copy of the target."""
+    return OWN_TENANT if plan.audit.own else plan.tenant_column
+
+
 def _trail(plan: Plan, alias: str | None = None) -> dict[str, sql.Composable]:
     """The audit table and its columns as SQL, for ``.format(**_trail(plan))``."""
     a = plan.audit
@@ -44,9 +75,18 @@ def _trail(plan: Plan, alias: str | None = None) -> dict[str, sql.Composable]:
     def col(name: str) -> sql.Identifier:
         return sql.Identifier(alias, name) if alias else sql.Identifier(name)
 
-    return {"t": sql.Identifier(a.table), "ty": col(a.type_column), "pl": col(a.payload_column),
-            "src": col(a.source_column), "sv": sql.Literal(a.source_value), "ten": col(plan.tenant_column),
+    return {"t": table_ident(plan), "ty": col(a.type_column), "pl": col(a.payload_column),
+            "src": col(a.source_column), "sv": sql.Literal(a.source_value), "ten": col(tenant_column(plan)),
             "target": sql.Literal(plan.target)}
+
+
+def exists(conn: Connection, plan: Plan) -> bool:
+    """Is there an audit table to read? The cutover's own is absent until the first execute makes it
+    (and absent means no event: nothing was ever cut over with it)."""
+    if not plan.audit.own:
+        return True  # the application's table: the pre-flight's catalog comparison answers for it
+    row = conn.execute("SELECT to_regclass('cutover.audit_events') IS NOT NULL").fetchone()
+    return bool(row and row[0])
 
 
 def _mine(plan: Plan, kinds: Sequence[str], alias: str | None = None) -> sql.Composable:
@@ -89,12 +129,16 @@ def events(conn: Connection, plan: Plan, kinds: Sequence[str], *, run_id: str | 
     inside a completed event: a caller that wants the run, not its keys, would otherwise parse
     millions of them (sweep and reverse peaked at hundreds of MB doing so).
     """
+    if not exists(conn, plan):
+        return []
     query = events_query(plan, kinds, run_id=run_id, cutover_run_id=cutover_run_id, slim=slim)
     return as_events(conn.execute(query).fetchall())
 
 
 def newest(conn: Connection, plan: Plan, kinds: Sequence[str], *, slim: bool = True) -> Event | None:
     """The newest of the cutover's events of these types (see the module's one meaning of newest)."""
+    if not exists(conn, plan):
+        return None
     t = _trail(plan)
     payload = sql.SQL("{pl}::jsonb - 'allow_list'" if slim else "{pl}").format(pl=t["pl"])
     row = conn.execute(sql.SQL("SELECT {ty}, {payload} FROM {t} WHERE {where} "
@@ -109,6 +153,8 @@ def part_keys(conn: Connection, plan: Plan, run_id: str) -> dict[str, list[Any]]
     ``ctid`` and not the plan's key: the audit key may be composite or filled by the table, and
     the read is one read-only transaction, so the rows cannot move under it.
     """
+    if not exists(conn, plan):
+        return {}
     t = _trail(plan)
     rows = conn.execute(sql.SQL(
         "SELECT {pl} ->> 'table', ctid::text FROM {t} WHERE {where} AND {pl} ->> 'run_id' = {rid} "
@@ -142,7 +188,7 @@ def recorded_keys(plan: Plan, table: str, run_id: str) -> sql.Composable:
         "AND (e.{ty} = {part} AND e.{pl} ->> 'run_id' = {rid} AND e.{pl} ->> 'table' = {name} "
         "OR e.{ty} = {done} AND e.{pl} ->> 'run_id' = {rid} "
         "OR e.{ty} = {swept} AND e.{pl} ->> 'cutover_run_id' = {rid})"
-    ).format(t=sql.Identifier(a.table), pl=sql.Identifier(a.payload_column), ty=sql.Identifier(a.type_column),
+    ).format(t=table_ident(plan), pl=sql.Identifier(a.payload_column), ty=sql.Identifier(a.type_column),
              part=sql.Literal(a.allow_list_part), done=sql.Literal(a.completed), swept=sql.Literal(a.swept),
              name=sql.Literal(table), rid=sql.Literal(run_id),
              mine=_mine(plan, [a.allow_list_part, a.completed, a.swept], "e"))
@@ -183,3 +229,122 @@ def own_events(plan: Plan, table: str) -> sql.Composable:
     kinds = (a.started, a.completed, a.swept, a.reversed, a.allow_list_part)
     return sql.SQL("NOT ({ty} IN ({kinds}) AND {src} IS NOT DISTINCT FROM {sv})").format(
         kinds=sql.SQL(", ").join(map(sql.Literal, kinds)), **_trail(plan))
+
+
+# -- written ---------------------------------------------------------------------------------------------
+
+
+def create_own(conn: Connection, plan: Plan) -> None:
+    """The cutover's own table, made inside the execute's transaction on first use (so a rolled-back
+    execute leaves no trace of it either); nothing for a plan that names the application's table."""
+    if plan.audit.own:
+        for statement in OWN_DDL:
+            conn.execute(statement)
+
+
+def _keys(conn: Connection, plan: Plan) -> list[str]:
+    """The audit table's key columns the insert fills (those the table does not fill itself)."""
+    a = plan.audit
+    if a.own:
+        return ["id"]
+    return [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not catalog.has_default(conn, a.table, c)]
+
+
+def insert_head(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql.Composed, sql.Composed]:
+    """``INSERT INTO <audit> (<keys>, tenant, type, payload, source)`` and the key values, ``key``
+    for each, that go first in its row; the caller adds the tenant, type, payload and source values.
+
+    Key columns the table fills itself (identity, serial, default now()) are left to it; the others
+    get ``key``, a fresh uuid, which PostgreSQL takes for a text or uuid column.
+    """
+    keys = _keys(conn, plan)
+    t = _trail(plan)
+    head = sql.SQL("INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src})").format(
+        cols=sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(k)) for k in keys), **t)
+    return head, sql.SQL("").join(sql.SQL("{}, ").format(key) for _ in keys)
+
+
+def write_event(conn: Connection, plan: Plan, kind: str, payload: sql.Composable) -> str:
+    """Insert one of the cutover's own events on the target tenant; ``payload`` is a jsonb expression."""
+    event_id = str(uuid.uuid4())
+    head, ids = insert_head(conn, plan, sql.Literal(event_id))
+    conn.execute(sql.SQL("{head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
+        head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload,
+        sv=sql.Literal(plan.audit.source_value)))
+    return event_id
+
+
+# The errors an insert's own row or the table's rules raise (a type, a constraint, a trigger's
+# RAISE, a privilege), as opposed to the session's (timeouts, a lost connection), which are not the
+# insert's and go up as they are.
+_INSERT_REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.InternalError,
+                   psycopg.errors.ProgrammingError, psycopg.errors.NotSupportedError)
+
+
+def insert_problems(conn: Connection, plan: Plan) -> tuple[list[str], int]:
+    """Why the cutover's audit insert would fail here, each as one line with its fix ([] when it would
+    not), and how many rows the probe inserted and rolled back (the transaction's statistics count them).
+
+    The execute writes its first event before any row moves, but a failure there is a rollback
+    (exit 4) after a READY dry run. So the pre-flight asks first, in the way its transaction allows:
+
+    * in the execute's own transaction (read-write, its locks held), the insert itself, under a
+      savepoint rolled back at once: every constraint, trigger and privilege answers;
+    * in the dry run, which is READ ONLY against production and must stay so, no insert at all (an
+      aborted insert still leaves a dead row, WAL and a spent sequence value): the catalog names a
+      NOT NULL column without a default that the insert leaves empty, and ``EXPLAIN`` of the insert
+      (planned, never executed, allowed read-only) answers for types and the INSERT privilege. CHECK
+      constraints and triggers only run on a real row: the execute's pre-flight meets them.
+
+    With ``[audit] own = true`` and the table not made yet, the question is whether this role may make it.
+    """
+    a = plan.audit
+    where = ".".join(OWN_TABLE) if a.own else a.table
+    if not exists(conn, plan):
+        return _create_problems(conn), 0
+    fix = ("let the cutover keep its own trail ([audit] own = true)" if not a.own
+           else "drop the table (DROP SCHEMA cutover CASCADE, after its last window) for execute to make it again")
+    filled = [*_keys(conn, plan), tenant_column(plan), a.type_column, a.payload_column, a.source_column]
+    unfilled = conn.execute(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' "
+        "AND NOT (a.attname = ANY(%s)) ORDER BY a.attnum", (table_ident(plan).as_string(conn), filled)).fetchall()
+    if unfilled:
+        return [f"{where}.{name} is NOT NULL without a default, and the cutover's audit insert does not fill it; "
+                f"give it a default (ALTER TABLE ... ALTER COLUMN {name} SET DEFAULT ...) or {fix}"
+                for (name,) in unfilled], 0
+    read_only = conn.execute("SELECT current_setting('transaction_read_only') = 'on'").fetchone()
+    probe = sql.Literal(json.dumps({"probe": "pre-flight: rolled back"}))
+    inserted = 0
+    conn.execute("SAVEPOINT cutover_audit_probe")
+    try:
+        if read_only and read_only[0]:
+            head, ids = insert_head(conn, plan, sql.SQL("gen_random_uuid()"))
+            conn.execute(sql.SQL("EXPLAIN {head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
+                head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(a.started),
+                payload=probe, sv=sql.Literal(a.source_value)))
+        else:
+            write_event(conn, plan, a.started, probe)
+            inserted = 1
+    except _INSERT_REFUSED as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return [f"the cutover's audit insert into {where} fails: {first}; fix the table or {fix}"], 0
+    finally:
+        conn.execute("ROLLBACK TO SAVEPOINT cutover_audit_probe")
+        conn.execute("RELEASE SAVEPOINT cutover_audit_probe")
+    return [], inserted
+
+
+def _create_problems(conn: Connection) -> list[str]:
+    """The cutover's own table is not there yet: may this role make it (as the execute will)?"""
+    row = conn.execute(
+        "SELECT current_user, current_database(), CASE WHEN to_regnamespace('cutover') IS NULL "
+        "THEN has_database_privilege(current_database(), 'CREATE') "
+        "ELSE has_schema_privilege('cutover', 'CREATE') END").fetchone()
+    assert row is not None
+    role, database, may = row
+    if may:
+        return []
+    return [f"the cutover's own audit table {'.'.join(OWN_TABLE)} is not there yet and role '{role}' may not create "
+            f"it: GRANT CREATE ON DATABASE {database} TO {role} for the window, or run the statements in "
+            f"docs/plan.md as its owner first"]

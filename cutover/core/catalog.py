@@ -97,6 +97,14 @@ ORDER BY c.relname
 """
 
 
+def has_default(conn: Connection, table: str, column: str) -> bool:
+    """Does the database fill ``column`` itself on insert (a default, identity or serial)?"""
+    row = conn.execute("SELECT a.atthasdef OR a.attidentity <> '' FROM pg_attribute a WHERE a.attrelid = "
+                       "to_regclass(quote_ident(%s)) AND a.attname = %s AND NOT a.attisdropped",
+                       (table, column)).fetchone()
+    return bool(row and row[0])
+
+
 def schemas_holding(conn: Connection, names: Iterable[str]) -> tuple[str | None, list[str]]:
     """The schema the plan's names resolve in (``current_schema()``, None if the search path names no
     existing schema), and the other schemas holding tables of those names, most first: where to

@@ -80,7 +80,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
             moved_ids = {t: ids[t] for t in ids if moved[t]}
-            engine.write_audit(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
+            audit.write_event(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
                 sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
                                                                "committed_at", "moved")})),
                 engine.ids_json(plan, moved_ids)))
@@ -378,7 +378,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             engine.check_tenant_keys(conn, deferred)
             engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
-            engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
+            audit.write_event(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
                 {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",
                                         "new_since_commit")})))
         engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)

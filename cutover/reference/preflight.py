@@ -45,6 +45,9 @@ class Preflight:
     # Tenant-keyed foreign keys the moves break until both sides have moved: deferred for the
     # cutover's transaction and checked before COMMIT (catalog.TenantKey).
     deferred: list[catalog.TenantKey] = field(default_factory=list)
+    # Rows the audit insert's probe inserted and rolled back to its savepoint (the execute's pre-flight
+    # only): the transaction's row statistics count them, the tables do not hold them.
+    probed: dict[str, int] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -206,7 +209,12 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
                            f"({link.label}); fix the rows or the plan's rules", tuple(sample or ())))
     result.blockers += [b for k in result.deferred if k.cascades and (b := cascade_blocker(conn, plan, k))]
     result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
-    result.last_run = last_audit_run(conn, plan)
+    refused, probed = audit.insert_problems(conn, plan)
+    result.blockers += [Blocker("audit-insert", p) for p in refused]
+    if probed:
+        result.probed[plan.audit.table] = probed
+    # A table that refuses the cutover's events (an enum without its types) cannot hold any to read.
+    result.last_run = None if refused else last_audit_run(conn, plan)
     on_target = {}
     for rule in plan.moving:
         n = _one(conn, rules.count_owned(plan, rule, plan.target))
