@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from psycopg import sql
 
-from cutover.core import audit
+from cutover.core import audit, db
 from cutover.core.errors import PlanError
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
 from cutover.reference import report as reports
+from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import checksum, execute_sql, failing_evidence, run_cutover, scalar
 
@@ -57,8 +60,6 @@ def test_the_dry_run_names_a_type_the_audit_insert_does_not_fit(fresh_db: str) -
 
 
 def _distinct(url: str, column: str) -> list[str]:
-    from cutover.core import db
-
     with db.connection(url, read_only=True) as conn:
         return [str(r[0]) for r in conn.execute(sql.SQL("SELECT DISTINCT {} FROM events ORDER BY 1").format(
             sql.Identifier(column))).fetchall()]
@@ -173,8 +174,6 @@ def test_the_cutover_keeps_its_own_trail_where_the_schema_has_no_events_table(
 
 
 def _events(url: str, plan: Plan, kind: str) -> list[audit.Event]:
-    from cutover.core import db
-
     with db.connection(url, read_only=True) as conn:
         return audit.events(conn, plan, [kind])
 
@@ -188,3 +187,31 @@ def test_a_plan_of_the_first_format_with_its_own_trail_upgrades(tmp_path: Path) 
     assert load_plan(first).format == 1
     old, new = plan_upgrade.upgraded(first)
     assert old != new and "format = 2" in new and "own = true" in new
+
+
+def test_the_dry_run_says_when_the_role_may_not_make_the_cutovers_table(
+        fresh_db: str, cutover_server: ServerInfo, tmp_path: Path) -> None:
+    """The table is made by execute; the dry run, which makes nothing, asks whether the role may."""
+    path = own_plan(tmp_path)
+    execute_sql(fresh_db, "DROP TABLE events")
+    role, password = f"window_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    execute_sql(cutover_server.admin_url, sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS PASSWORD {}").format(
+        sql.Identifier(role), sql.Literal(password)))
+    try:
+        execute_sql(fresh_db, sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+        parts = urlsplit(fresh_db)
+        url = urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
+
+        refused = run_cutover(url, "dry-run", "--plan", str(path))
+        blocker = next((line for line in refused.stdout.splitlines() if "audit-insert" in line), "")
+        grant = f"GRANT CREATE ON DATABASE {db.database_name(fresh_db)} TO {role}"
+        assert "may not create" in blocker and grant in blocker, refused.stdout + refused.stderr
+
+        execute_sql(fresh_db, sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(db.database_name(fresh_db)), sql.Identifier(role)))
+        allowed = run_cutover(url, "dry-run", "--plan", str(path))
+        assert "audit-insert" not in allowed.stdout, allowed.stdout
+        assert not scalar(fresh_db, OWN_TABLE)
+    finally:
+        execute_sql(fresh_db, sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        execute_sql(cutover_server.admin_url, sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
