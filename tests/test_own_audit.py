@@ -215,3 +215,10 @@ def test_the_dry_run_says_when_the_role_may_not_make_the_cutovers_table(
     finally:
         execute_sql(fresh_db, sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         execute_sql(cutover_server.admin_url, sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_the_statements_that_make_the_cutovers_table_are_the_ones_docs_plan_md_shows() -> None:
+    """The dry run's refusal sends a role without CREATE to them."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "plan.md").read_text()
+    missing = [statement for statement in audit.OWN_DDL if f"{statement};" not in text]
+    assert not missing, missing

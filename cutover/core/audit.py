@@ -346,5 +346,5 @@ def _create_problems(conn: Connection) -> list[str]:
     if may:
         return []
     return [f"the cutover's own audit table {'.'.join(OWN_TABLE)} is not there yet and role '{role}' may not create "
-            f"it: GRANT CREATE ON DATABASE {database} TO {role} for the window, or run the statements in "
-            f"docs/plan.md as its owner first"]
+            f"it: GRANT CREATE ON DATABASE {database} TO {role} for the window, or have a role that may make it "
+            f"ahead with the statements in docs/plan.md ([audit]) and hand it over"]
