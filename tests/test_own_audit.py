@@ -147,6 +147,9 @@ def test_the_cutover_keeps_its_own_trail_where_the_schema_has_no_events_table(
     assert scalar(fresh_db, "SELECT count(*) FROM cutover.audit_events WHERE tenant = %s AND event_type = %s",
                   (plan.target, plan.audit.completed)) == 1
     assert not scalar(fresh_db, "SELECT has_table_privilege('public', 'cutover.audit_events', 'SELECT')")
+    from cutover.suite import timeline
+
+    assert timeline.read(fresh_db, plan).run_id == executed["run_id"]  # the window's T+ and the go/no-go's
     # Every check but A8, whose subject (the application's events table) the plan says is absent.
     under_check = DatabaseUnderCheck(fresh_db, reports.load(report), report, sandbox=True)
     assert set(failing_evidence(under_check, plan, cutover_settings)) == {"A8"}
@@ -222,3 +225,28 @@ def test_the_statements_that_make_the_cutovers_table_are_the_ones_docs_plan_md_s
     text = (Path(__file__).resolve().parent.parent / "docs" / "plan.md").read_text()
     missing = [statement for statement in audit.OWN_DDL if f"{statement};" not in text]
     assert not missing, missing
+
+
+# -- one reader, one meaning of "newest" ------------------------------------------------------------------
+
+
+def test_every_reader_takes_the_same_run_for_the_newest(fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    """A completed event without a commit time (hand-made, or an earlier version's) is the oldest for
+    all of them: the rebuilt report took it for the newest while the pre-flight did not."""
+    from cutover.reference import preflight
+    from cutover.suite import nextstep, timeline
+
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--report-path={tmp_path / 'r.json'}")
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads((tmp_path / "r.json").read_text())["run_id"]
+    a = cutover_plan.audit
+    execute_sql(fresh_db, sql.SQL("INSERT INTO events (id, tenant_id, event_type, payload, source_service) VALUES "
+                                  "('undated', {t}, {k}, '{{\"run_id\": \"undated\"}}', {s})").format(
+        t=sql.Literal(cutover_plan.target), k=sql.Literal(a.completed), s=sql.Literal(a.source_value)))
+    with db.connection(fresh_db, read_only=True) as conn:
+        rebuilt, _ = reports.rebuild(conn, cutover_plan)
+        last = preflight.last_audit_run(conn, cutover_plan)
+    commit = nextstep.committed_at(fresh_db, cutover_plan)
+    assert last is not None and commit is not None
+    assert (rebuilt["run_id"], last["run_id"], timeline.read(fresh_db, cutover_plan).run_id, commit[1]) == (
+        run_id, run_id, run_id, run_id)
