@@ -264,13 +264,17 @@ def insert_head(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql.
     return head, sql.SQL("").join(sql.SQL("{}, ").format(key) for _ in keys)
 
 
+def _insert(conn: Connection, plan: Plan, kind: str, payload: sql.Composable, key: sql.Composable) -> sql.Composed:
+    head, ids = insert_head(conn, plan, key)
+    return sql.SQL("{head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
+        head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload,
+        sv=sql.Literal(plan.audit.source_value))
+
+
 def write_event(conn: Connection, plan: Plan, kind: str, payload: sql.Composable) -> str:
     """Insert one of the cutover's own events on the target tenant; ``payload`` is a jsonb expression."""
     event_id = str(uuid.uuid4())
-    head, ids = insert_head(conn, plan, sql.Literal(event_id))
-    conn.execute(sql.SQL("{head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
-        head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload,
-        sv=sql.Literal(plan.audit.source_value)))
+    conn.execute(_insert(conn, plan, kind, payload, sql.Literal(event_id)))
     return event_id
 
 
@@ -319,10 +323,8 @@ def insert_problems(conn: Connection, plan: Plan) -> tuple[list[str], int]:
     conn.execute("SAVEPOINT cutover_audit_probe")
     try:
         if read_only and read_only[0]:
-            head, ids = insert_head(conn, plan, sql.SQL("gen_random_uuid()"))
-            conn.execute(sql.SQL("EXPLAIN {head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
-                head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(a.started),
-                payload=probe, sv=sql.Literal(a.source_value)))
+            conn.execute(sql.SQL("EXPLAIN {}").format(
+                _insert(conn, plan, a.started, probe, sql.SQL("gen_random_uuid()"))))
         else:
             write_event(conn, plan, a.started, probe)
             inserted = 1
