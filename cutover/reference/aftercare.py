@@ -20,6 +20,7 @@ from psycopg import sql
 from cutover.core import audit, catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
+from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url
 from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
@@ -27,14 +28,14 @@ from cutover.reference import execute as engine
 from cutover.reference import ownership as rules
 from cutover.reference import preflight
 from cutover.reference import report as reports
-from cutover.reference.execute import EXIT_BLOCKED, Progress, Run, RunFailed, Timeouts, _no_progress
+from cutover.reference.execute import Progress, Run, RunFailed, Timeouts, _no_progress
 
 
 def _require_cut_over(conn: Connection, plan: Plan, what: str) -> dict[str, Any]:
     last = preflight.last_audit_run(conn, plan)
     if last is None or last["kind"] != plan.audit.completed:
         state = "was reversed" if last is not None else "has not been committed"
-        raise RunFailed(f"{what} refused: the cutover {state} on this database; nothing changed", EXIT_BLOCKED)
+        raise RunFailed(f"{what} refused: the cutover {state} on this database; nothing changed", ExitCode.BLOCKED)
     return last
 
 
@@ -59,7 +60,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             blockers = [b for b in pf.blockers if b.code != "already-cut-over"]
             info["rows"] = len(blockers)
             if blockers:
-                raise RunFailed("sweep BLOCKED: " + " | ".join(b.line() for b in blockers), EXIT_BLOCKED)
+                raise RunFailed("sweep BLOCKED: " + " | ".join(b.line() for b in blockers), ExitCode.BLOCKED)
             engine.defer_tenant_keys(conn, pf.deferred)
         ids: dict[str, str] = {}
         found: dict[str, int] = {}
@@ -220,7 +221,7 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
             raise RunFailed(f"{what} refused: the database's {plan.audit.allow_list_part} events of run {run_id} list "
                             f"{diff.counts[1]} {table} keys but its {plan.audit.completed} event says "
                             f"{moved.get(table, 0)} rows moved; the audit trail was altered, nothing changed",
-                            EXIT_BLOCKED)
+                            ExitCode.BLOCKED)
         if not diff.agrees:
             problems.append(_difference(f"allow_list.{table}", diff))
     recorded = {str(s.get("run_id")): s for s in stored.get("sweeps") or []}
@@ -240,7 +241,7 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
         failure = RunFailed(
             f"{what} refused: the report is not what the database recorded for run {run_id}: "
             + "; ".join(p[0] for p in problems) + "; pass the report that run wrote, or rebuild it with 'cutover "
-            "report --rebuild --report-path NEW'; nothing changed", EXIT_BLOCKED)
+            "report --rebuild --report-path NEW'; nothing changed", ExitCode.BLOCKED)
         failure.detail = tuple(p[1] for p in problems)
         raise failure
 
@@ -261,7 +262,7 @@ def _require_report_of(conn: Connection, plan: Plan, cut_report: Mapping[str, An
     if last.get("run_id") != cut_report.get("run_id"):
         raise RunFailed(f"{what} refused: the report is run {cut_report.get('run_id')} but the database's "
                         f"committed cutover is run {last.get('run_id')}; pass that run's report (or rebuild "
-                        f"it with 'cutover report --rebuild'); nothing changed", EXIT_BLOCKED)
+                        f"it with 'cutover report --rebuild'); nothing changed", ExitCode.BLOCKED)
     return last
 
 
@@ -279,7 +280,7 @@ def check_report(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping[s
     except CutoverError as exc:
         if isinstance(exc, RunFailed):
             raise
-        raise RunFailed(f"{what} refused: {exc}; nothing changed", EXIT_BLOCKED) from None
+        raise RunFailed(f"{what} refused: {exc}; nothing changed", ExitCode.BLOCKED) from None
 
 
 def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Composable:

@@ -30,20 +30,19 @@ from psycopg import sql
 from cutover.core import audit, catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
-from cutover.core.options import DURATION
+from cutover.core.exit_codes import ExitCode
+from cutover.core.options import DEFAULTS, DURATION
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url, redact
 from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
 from cutover.reference import ownership as rules
 from cutover.reference import preflight
 
-EXIT_OK, EXIT_BLOCKED, EXIT_ALREADY, EXIT_ROLLED_BACK, EXIT_REPORT_LOST = 0, 1, 3, 4, 5
-
 
 class RunFailed(CutoverError):
     """The transaction was rolled back; ``exit_code`` says why in a way scripts can branch on."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_ROLLED_BACK, summary: str | None = None) -> None:
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.ROLLED_BACK, summary: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         # The failure in tables, counts and run ids only: what may leave the operator's terminal (the
@@ -59,8 +58,8 @@ class RunFailed(CutoverError):
 class Timeouts:
     """``lock_timeout`` and ``statement_timeout``, as PostgreSQL interval strings, set LOCAL."""
 
-    lock: str = "3s"
-    statement: str = "15min"
+    lock: str = DEFAULTS["lock_timeout"]
+    statement: str = DEFAULTS["statement_timeout"]
 
 
 @dataclass
@@ -96,7 +95,6 @@ class Run:
     steps: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
     number: int = 0
-    conn: Connection | None = None
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
@@ -222,7 +220,7 @@ def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
     """BLOCKED when row security would filter the plan's tables for this role: every statement would fail."""
     hidden = db.hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:
-        raise RunFailed(f"row-security: {hidden}; nothing changed", EXIT_BLOCKED)
+        raise RunFailed(f"row-security: {hidden}; nothing changed", ExitCode.BLOCKED)
 
 
 def defer_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
@@ -431,10 +429,10 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             info["rows"] = len(pf.blockers)
             if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
                 done = f"{pf.blockers[0].message}; nothing changed"  # the run id and rows per table
-                raise RunFailed(done, EXIT_ALREADY, summary=done)
+                raise RunFailed(done, ExitCode.ALREADY_CUT_OVER, summary=done)
             if not pf.ready:  # the blockers with their sample rows; the summary without them
                 raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
-                                EXIT_BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
+                                ExitCode.BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
                                     f"{b.code}: {b.message}" for b in pf.blockers))
             defer_tenant_keys(conn, pf.deferred)
             if pf.deferred:
@@ -491,7 +489,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             info["rows"] = sum(moved.values())
         if before_commit is not None:
             before_commit()
-        commit(conn, url, plan, run.run_id)  # after the step, so a test can hold the transaction before COMMIT
+        commit(conn, url, plan, run.run_id)  # not a step: the steps are the work COMMIT makes durable, timed alone
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
     return report, id_files
@@ -528,10 +526,9 @@ part's usual size, and with it the client's memory, which holds one part's text 
 _SLOTS = 1 << 9  # positions per block in a range of tuple ids: above the 291 tuples a heap page can hold
 
 
-def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO,
-                part_bytes: int | None = None) -> tuple[int, int]:
+def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO) -> tuple[int, int]:
     """Store one table's allow-list, its patient-owned rows now on the target, as audit events of at
-    most ``part_bytes`` of key text each, and copy the same text to ``out``; returns how many parts
+    most ``AUDIT_PART_BYTES`` of key text each, and copy the same text to ``out``; returns how many parts
     and how many keys.
 
     Under the cutover's locks, with no patient-owned row on the target before the moves (the
@@ -540,13 +537,12 @@ def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bina
     each key as the report holds it (JSON in the column's own type; a JSON text never holds a raw
     newline), built by the server from a range of the table's tuple ids (a TID range scan reads only
     those blocks), in physical order: the order the report lists the keys in. A range whose text
-    would pass ``part_bytes`` is halved, down to one row. Capturing the keys during the moves
+    would pass that size is halved, down to one row. Capturing the keys during the moves
     (``UPDATE ... RETURNING`` into temp tables) made the moves 10-25% slower than the bare UPDATEs;
     reading them back once costs less, and the text travels to the client once, as the spool.
     """
-    limit = AUDIT_PART_BYTES if part_bytes is None else part_bytes
     with _scans_by_tid(conn):
-        return _write_parts(conn, plan, run_id, table, out, limit)
+        return _write_parts(conn, plan, run_id, table, out, AUDIT_PART_BYTES)
 
 
 @contextmanager
@@ -626,7 +622,6 @@ def guarded(url: str, run: Run, report: CutoverReport | dict[str, Any], timeouts
     Errors become :class:`RunFailed` carrying the report, so the caller can still write it.
     """
     conn = db.connect(url, application_name=f"cutover-{run.kind}")
-    run.conn = conn
     try:
         yield conn
     except RunFailed as exc:
@@ -638,7 +633,8 @@ def guarded(url: str, run: Run, report: CutoverReport | dict[str, Any], timeouts
         raise _with_report(failed, report, id_files or {}) from None
     except KeyboardInterrupt:
         report["error"] = "interrupted by the operator"
-        stopped = RunFailed("interrupted, rolled back", 130, summary="interrupted by the operator, rolled back")
+        stopped = RunFailed("interrupted, rolled back", ExitCode.INTERRUPTED,
+                            summary="interrupted by the operator, rolled back")
         raise _with_report(stopped, report, id_files or {}) from None
     finally:
         _rollback_quietly(conn)  # a no-op after a commit
