@@ -135,7 +135,8 @@ def check_plan(args: argparse.Namespace) -> int:
     with db.connection(settings.db_url, read_only=True) as conn:
         schema = catalog.read(conn)
         differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
-                       + catalog.materialized_view_differences(conn, plan))
+                       + catalog.materialized_view_differences(conn, plan)
+                       + catalog.trigger_differences(plan, catalog.trigger_writes(conn, plan)))
         if not any(d.structural for d in differences):
             differences += catalog.unclassified(conn, plan)
     for diff in differences:

@@ -8,6 +8,7 @@ tell what moved, and a lost report can be rebuilt.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,12 +79,20 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.swept}"):
             engine.check_tenant_keys(conn, pf.deferred)
-            engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
+            triggered: dict[str, dict[str, int]] = {}
+            engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target,
+                          plan.fired(moved), triggered)
+            # The triggers' patient rows on the target are listed with the swept ones, as the execute lists
+            # its own: A10 and the reverse then find every patient row the cutover and its sweeps put there.
+            written_here = {t: engine.list_written(conn, plan, plan.table(t), ids[t], plan.target)
+                            for t in triggered if t in ids}
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
-            moved_ids = {t: ids[t] for t in ids if moved[t]}
+            if triggered:
+                record["triggered"] = triggered
+            moved_ids = {t: ids[t] for t in ids if moved[t] or written_here.get(t)}
             audit.write_event(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
                 sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
-                                                               "committed_at", "moved")})),
+                                                               "committed_at", "moved", "triggered") if k in record})),
                 engine.ids_json(plan, moved_ids)))
             record["ids"] = {t: [r[0] for r in conn.execute(sql.SQL("SELECT {j} FROM {i} ORDER BY {o}").format(
                 j=key_json(plan.table(t).key), i=rules.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
@@ -209,7 +218,8 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     stored, ids = reports.rebuild(conn, plan, run_id)
     problems: list[tuple[str, str]] = []  # (one-line summary, detail)
     allow = cut_report.get("allow_list") or {}
-    moved = stored.get("moved") or {}
+    # The allow-list holds the moved rows and the patient rows the written_by triggers wrote on the target.
+    moved = Counter(stored.get("moved") or {}) + Counter(stored.get("listed_written") or {})
     parts = audit.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
     for table in list(ids) + [t for t in allow if t not in ids]:
         same = None
@@ -377,11 +387,15 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.check_tenant_keys(conn, deferred)
-            engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)
+            triggered: dict[str, dict[str, int]] = {}
+            engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source,
+                          plan.fired(moved), triggered)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
+            if triggered:
+                record["triggered"] = triggered
             audit.write_event(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
                 {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",
-                                        "new_since_commit")})))
+                                        "new_since_commit", "triggered") if k in record})))
         engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)
         record["commit_status"] = "committed"
     return record

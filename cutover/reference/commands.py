@@ -73,6 +73,9 @@ def dry_run(args: argparse.Namespace) -> int:
     lines = [f"pre-flight of plan '{plan.name}' on {db.database_name(url)}: {plan.source} -> {plan.target}"]
     lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
     lines += [f"  deferred during the moves: {k.short()}, checked before COMMIT" for k in pf.deferred]
+    lines += [f"  trigger {trigger} on {table} writes {written} on each moved row: "
+              + ("declared, one row expected per moved row, verified" if declared else "NOT declared (blocker)")
+              for table, trigger, written, declared in pf.trigger_writes]
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
     size, part = sum(pf.allow_list_bytes.values()), engine.AUDIT_PART_BYTES
     parts = preflight.audit_parts(pf.allow_list_bytes, part)
@@ -208,9 +211,10 @@ def _execute_held(args: argparse.Namespace, settings: Settings, plan: Plan, url:
               f"committed and its report is written; to undo it use 'cutover reverse'", file=sys.stderr, flush=True)
     notify.send(alerts.COMPLETED, done)
     _emit(args, {"status": "committed", "exit_code": ExitCode.OK, "run_id": report["run_id"], "report_path": str(path),
-                 "moved": report["moved"], "duration_s": report["duration_s"]},
-          f"CUTOVER COMMITTED: run {report['run_id']} moved {moved} rows in {report['duration_s']:.2f} s; "
-          f"report: {path}")
+                 "moved": report["moved"], "triggered": report.get("triggered", {}),
+                 "duration_s": report["duration_s"]},
+          f"CUTOVER COMMITTED: run {report['run_id']} moved {moved} rows in {report['duration_s']:.2f} s"
+          f"{_by_triggers(report)}; report: {path}")
     return ExitCode.OK
 
 
@@ -238,9 +242,17 @@ def sweep(args: argparse.Namespace) -> int:
     if cut is not None and args.report_path is not None:
         cut.setdefault("sweeps", []).append(record)
         reports.write(args.report_path, cut)
-    _emit(args, {"status": "committed", "exit_code": ExitCode.OK, "run_id": record["run_id"], "moved": record["moved"]},
-          f"SWEEP COMMITTED: moved {sum(record['moved'].values())} rows ({record['moved']})")
+    _emit(args, {"status": "committed", "exit_code": ExitCode.OK, "run_id": record["run_id"], "moved": record["moved"],
+                 "triggered": record.get("triggered", {})},
+          f"SWEEP COMMITTED: moved {sum(record['moved'].values())} rows ({record['moved']})" + _by_triggers(record))
     return ExitCode.OK
+
+
+def _by_triggers(record: Any) -> str:
+    """The rows the plan's written_by triggers wrote during the moves, per table and tenant ('' if none)."""
+    triggered = record.get("triggered") or {}
+    return "".join(f"; {table}: {sum(per.values())} rows written by its triggers ({per})"
+                   for table, per in triggered.items())
 
 
 def reverse(args: argparse.Namespace) -> int:
@@ -267,9 +279,10 @@ def reverse(args: argparse.Namespace) -> int:
         return ExitCode.OK
     cut["reverse"] = record
     reports.write(args.report_path, cut)
-    _emit(args, {"status": "committed", "exit_code": ExitCode.OK, "run_id": record["run_id"], "moved": record["moved"]},
-          f"REVERSE COMMITTED: moved {sum(record['moved'].values())} rows back to {plan.source}; report: "
-          f"{args.report_path}")
+    _emit(args, {"status": "committed", "exit_code": ExitCode.OK, "run_id": record["run_id"], "moved": record["moved"],
+                 "triggered": record.get("triggered", {})},
+          f"REVERSE COMMITTED: moved {sum(record['moved'].values())} rows back to {plan.source}{_by_triggers(record)}; "
+          f"report: {args.report_path}")
     return ExitCode.OK
 
 

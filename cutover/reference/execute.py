@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -283,13 +283,20 @@ def _sink(spool: Path | None, table: str) -> BinaryIO:
 
 def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
            written: dict[str, int], ids: dict[str, str], source: str, target: str,
+           fired: Mapping[str, int] | None = None, triggered: dict[str, dict[str, int]] | None = None,
            probed: dict[str, int] | None = None) -> str:
     """Prove the move inside the transaction: anything off rolls the whole cutover back.
 
     Returns how it was proved. Where no trigger or rule can change what the move statements do,
     the transaction's own statistics prove it without reading the tables again (see
     :func:`proved_by_statistics`); otherwise, or if they disagree, every table is counted again.
+
+    ``fired``: per table, the rows its ``written_by`` triggers wrote (one per moved row of the table
+    each fires on). Those rows land on whatever tenant the trigger gives them, so the verification
+    measures that: what each tenant holds beyond the moves must be no fewer rows than before and
+    add up to exactly ``fired``; ``triggered`` receives it per tenant, for the report.
     """
+    fired = fired or {}
     problems: list[str] = []
     for rule in plan.moving:
         if rule.name in ids:  # sweep and reverse: the listed rows, through the key's index
@@ -299,20 +306,36 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
                 c=rules.tenant_of(plan), to=sql.Literal(target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
-    if not problems and proved_by_statistics(conn, plan, moved, written, probed or {}):
+    if not problems and not fired and proved_by_statistics(conn, plan, moved, written, probed or {}):
         return "statistics"
     after = counts(conn, plan)
     for table in plan.table_names:
         before_total, after_total = sum(baseline[table].values()), sum(after[table].values())
-        extra = written.get(table, 0)
-        if after_total != before_total + extra:
-            problems.append(f"{table}: total {after_total}, baseline {before_total} + written {extra}")
+        extra, by_triggers = written.get(table, 0), fired.get(table, 0)
+        if after_total != before_total + extra + by_triggers:
+            problems.append(f"{table}: total {after_total}, baseline {before_total} + written {extra}"
+                            + (f" + {by_triggers} by its written_by triggers" if table in fired else ""))
+            if table in fired:
+                continue  # where the trigger's rows went says nothing more once their number is wrong
         n = moved.get(table, 0)
         src_delta = after[table].get(source, 0) - baseline[table].get(source, 0)
         tgt_delta = after[table].get(target, 0) - baseline[table].get(target, 0)
-        if src_delta != -n or tgt_delta != n + extra:
-            problems.append(f"{table}: {source} {src_delta:+d} and {target} {tgt_delta:+d}, expected {-n:+d} and "
-                            f"{n + extra:+d}")
+        if table not in fired:
+            if src_delta != -n or tgt_delta != n + extra:
+                problems.append(f"{table}: {source} {src_delta:+d} and {target} {tgt_delta:+d}, expected {-n:+d} "
+                                f"and {n + extra:+d}")
+            continue
+        beyond = {t: after[table].get(t, 0) - baseline[table].get(t, 0)
+                  for t in sorted(set(after[table]) | set(baseline[table]))}
+        beyond[source] = src_delta + n
+        beyond[target] = tgt_delta - n - extra
+        beyond = {t: d for t, d in beyond.items() if d}
+        if any(d < 0 for d in beyond.values()):
+            shown = ", ".join(f"{t} {d:+d}" for t, d in beyond.items())
+            problems.append(f"{table}: beyond the {n} moved rows the tenants changed by {shown}; its written_by "
+                            f"triggers add rows, they never take one away")
+        elif triggered is not None:
+            triggered[table] = beyond
     for rule in plan.moving:
         left_on = source if kind != "reverse" else plan.target
         left = db.one(conn, rules.count_owned(plan, rule, left_on))[0]
@@ -362,6 +385,21 @@ def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, 
     """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
     return build_ids(conn, name, sql.SQL("SELECT {k} FROM {t} WHERE {w}").format(
         k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
+
+
+def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, tenant: str) -> int:
+    """Add to ``id_table`` the patient rows of ``rule``'s table on ``tenant`` that this transaction's
+    triggers wrote (its ``written_by``); returns how many.
+
+    Written by this transaction: their ``xmin`` is its own transaction id or one of its
+    subtransactions' (a trigger's EXCEPTION block), all at or past its own (``age(xmin) <= 0``). No other
+    session can have written the table since this transaction's id was given out: its first write came
+    after it locked every plan table against writers."""
+    return int(conn.execute(sql.SQL(
+        "INSERT INTO {ids} SELECT {k} FROM {t} r WHERE {owned} AND age(r.xmin) <= 0 "
+        "AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE {join})").format(
+        ids=rules.ident(id_table), k=key_order(rule.key, "r"), t=rules.ident(rule.name),
+        owned=rules.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
 
 
 def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
@@ -462,18 +500,25 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.completed}") as info:
             check_tenant_keys(conn, pf.deferred)
+            triggered: dict[str, dict[str, int]] = {}
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
-                                           plan.target, probed=pf.probed)
+                                           plan.target, plan.fired(moved), triggered, probed=pf.probed)
             prefer_lz4(conn)
             parts: dict[str, int] = {}
             for rule in plan.moving:
                 sink = _sink(spool, rule.name)
                 with sink as out:
                     parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out)
-                    if listed != moved.get(rule.name, 0):
-                        bent = (f"{rule.name}: the move moved {moved.get(rule.name, 0)} rows but {listed} "
-                                f"patient-owned rows are on {plan.target}; rolled back")
+                    # A trigger's rows on the target are patient-owned there too when the table's rule says
+                    # so: listed with the moved ones (A10 and the reverse find them all), never more.
+                    written_here = triggered.get(rule.name, {}).get(plan.target, 0)
+                    if not moved.get(rule.name, 0) <= listed <= moved.get(rule.name, 0) + written_here:
+                        bent = (f"{rule.name}: the move moved {moved.get(rule.name, 0)} rows"
+                                + (f" and its triggers wrote {written_here} on {plan.target}" if written_here else "")
+                                + f" but {listed} patient-owned rows are on {plan.target}; rolled back")
                         raise RunFailed(bent, summary=bent)
+                    if listed > moved.get(rule.name, 0):
+                        report.setdefault("listed_written", {})[rule.name] = listed - moved.get(rule.name, 0)
                     if spool is None:
                         report.setdefault("allow_list", {})[rule.name] = [
                             json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
@@ -481,8 +526,11 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                     id_files[rule.name] = spool / f"{rule.name}.ids"
             written[plan.audit.table] += sum(parts.values()) + 1
             report["written"], report["committed_at"] = written, datetime.now(UTC).isoformat()
-            summary = {k: report[k] for k in ("run_id", "actor", "started_at", "committed_at", "baseline", "moved",
-                                              "written", "source", "target", "plan")}
+            if triggered:
+                report["triggered"] = triggered
+            fields = ("run_id", "actor", "started_at", "committed_at", "baseline", "moved", "written", "source",
+                      "target", "plan", "triggered", "listed_written")
+            summary: dict[str, Any] = {k: v for k, v in report.items() if k in fields}
             summary["allow_list_parts"] = parts
             audit.write_event(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
             report["allow_list_parts"] = parts

@@ -25,7 +25,8 @@ def a1(c: Checker) -> Evidence:
     # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
     ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
     schema = catalog.read(c.conn)
-    for diff in catalog.compare(p, schema):
+    ev.queries.append("(the user triggers the moves fire on the moving tables, and their functions' sources)")
+    for diff in catalog.compare(p, schema) + catalog.trigger_differences(p, catalog.trigger_writes(c.conn, p)):
         rows: list[str] = []
         if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
             rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in c.run(ev, sql.SQL(
