@@ -30,7 +30,7 @@ from psycopg import sql
 
 from cutover.core import catalog
 from cutover.core.db import Connection
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, table_sql
 
 # ``[audit] own = true``: the cutover's own table (``cutover.core.plan.OWN_AUDIT_TABLE``), in a schema of
 # its own so that it never mixes with the application's tables and drops in one statement after the
@@ -60,7 +60,7 @@ class Event:
 
 def table_ident(plan: Plan) -> sql.Identifier:
     """The audit table: the application's events table, or the cutover's own (``[audit] own = true``)."""
-    return sql.Identifier(*OWN_TABLE) if plan.audit.own else sql.Identifier(plan.audit.table)
+    return sql.Identifier(*OWN_TABLE) if plan.audit.own else table_sql(plan.audit.table)
 
 
 def tenant_column(plan: Plan) -> str:

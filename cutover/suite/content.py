@@ -28,11 +28,12 @@ from psycopg import sql
 
 from cutover.core import audit, db
 from cutover.core.db import Connection
-from cutover.core.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.report_types import key_text
 from cutover.suite.checks.base import Evidence
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
+T = table_sql  # a plan's table name, with its schema when it has one
 L = sql.Literal
 SHOWN = 5  # rows named per table in the evidence; the count says how many more
 VALUE_CHARS = 120
@@ -78,7 +79,7 @@ class Comparison:
 
 def _columns(conn: Connection, table: str) -> list[str]:
     rows = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                        "AND NOT attisdropped ORDER BY attnum", (table,)).fetchall()
+                        "AND NOT attisdropped ORDER BY attnum", (table_regclass(table),)).fetchall()
     return [str(r[0]) for r in rows]
 
 
@@ -105,7 +106,7 @@ def _sums(conn: Connection, plan: Plan, table: str, moved_back: bool) -> tuple[i
     row = _row(plan, _columns(conn, table), _ignored(plan, table), moved_back)
     found = conn.execute(sql.SQL(
         "SELECT count(*), coalesce(sum(hashtextextended({row}, 0)::numeric), 0)::text FROM {t} WHERE {own}").format(
-        row=row, t=I(table), own=audit.own_events(plan, table))).fetchone()
+        row=row, t=T(table), own=audit.own_events(plan, table))).fetchone()
     assert found is not None
     return int(found[0]), str(found[1])
 
@@ -115,7 +116,7 @@ def _hashes(conn: Connection, plan: Plan, rule: TableRule, moved_back: bool) -> 
     row = _row(plan, _columns(conn, rule.name), _ignored(plan, rule.name), moved_back)
     keytext = key_text(rule.key)
     query = sql.SQL("SELECT {k}, hashtextextended({row}, 0) FROM {t} WHERE {own} ORDER BY ({k}) COLLATE \"C\"").format(
-        k=keytext, row=row, t=I(rule.name), own=audit.own_events(plan, rule.name))
+        k=keytext, row=row, t=T(rule.name), own=audit.own_events(plan, rule.name))
     with conn.cursor(name=f"content_{rule.name}"[:60]) as cur:
         cur.itersize = 10_000
         for key, digest in cur.execute(query):
@@ -168,7 +169,7 @@ def _value(value: Any) -> str:
 
 def _row_of(conn: Connection, rule: TableRule, key: str) -> dict[str, Any] | None:
     found = conn.execute(sql.SQL("SELECT to_jsonb(t) FROM {t} AS t WHERE {k} = {v}").format(
-        t=I(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
+        t=T(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
     return dict(found[0]) if found else None
 
 

@@ -105,3 +105,16 @@ def check_connection(url: str, settings: Settings, plan: Plan) -> Connection:
         conn.close()
         raise SetupError(f"the checks cannot see every row: {hidden}; put that role in --db-url")
     return conn
+
+
+def server_version(url: str | None) -> str:
+    """A --db-url target's PostgreSQL version (the rehearsal records a sandbox's): what the report's
+    reader compares with production's; never a reason for the log to be missing."""
+    if url is None:
+        return "unknown"
+    try:
+        with db.connection(url, read_only=True, autocommit=True) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except Exception as exc:  # an unreachable target is already the verdict's setup error
+        return f"unknown ({type(exc).__name__})"
+    return str(row[0]) if row else "unknown"

@@ -8,22 +8,29 @@ from __future__ import annotations
 from psycopg import sql
 
 from cutover.core.report_types import key_text
-from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I
+from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 
 def a4(c: Checker, label: str) -> Evidence:
+    """Catches a record split across tenants (one reference per test): a child row on another tenant
+    than the parent it references, unless a share to the child's tenant allows that crossing."""
     ev = Evidence("A4", subject=label, tenant="all", expected="every child on its parent's tenant "
                                                               "(or a share to the child's tenant, where allowed)")
     for name, child, kind, parent, key, via in c.links():
         if name == label and kind == "column":
-            n = c.link(ev, child, parent, key, via)
-            ev.found = f"{n} rows on another tenant than their {parent.name} row"
-            if n:
-                ev.fail(f"{n} {child.name} rows are not on their {parent.name} row's tenant")
+            crossing = c.link(ev, child, parent, key, via)
+            ev.found = f"{crossing} rows on another tenant than their {parent.name} row"
+            if crossing:
+                ev.fail(f"{crossing} {child.name} rows are not on their {parent.name} row's tenant")
     return ev
 
 
 def a7(c: Checker) -> Evidence:
+    """Catches providers losing or gaining access to cases.
+
+    A share whose case is missing or on another tenant, whose target is missing or its own tenant;
+    and, as the app role under RLS for each share target, any case seen beyond exactly the provider's
+    own and its shared ones (or one of those not seen)."""
     p, share = c.plan, c.plan.share_table
     ev = Evidence("A7", tenant="each share target", expected="shares on their case's tenant, targeting another "
                                                              "existing tenant; RLS shows each provider its shares")
@@ -36,22 +43,22 @@ def a7(c: Checker) -> Evidence:
         "SELECT {k} FROM {s} s LEFT JOIN {c} c ON c.{ck} = s.{cc} LEFT JOIN {tt} t ON t.id = s.{st} "
         "WHERE c.{ck} IS NULL OR c.{ten} <> s.{ten} OR t.id IS NULL OR s.{st} = s.{ten} "
         "ORDER BY 1 LIMIT {n}").format(
-        k=key_text(share.key, "s"), s=I(share.name), c=I(cases.name), ck=I(cases.key[0]), cc=I(case_col.column),
-        tt=I(p.tenant_table), st=I(share.share_target), ten=I(p.tenant_column), n=sql.Literal(MAX_ROWS)))
+        k=key_text(share.key, "s"), s=T(share.name), c=T(cases.name), ck=I(cases.key[0]), cc=I(case_col.column),
+        tt=T(p.tenant_table), st=I(share.share_target), ten=I(p.tenant_column), n=sql.Literal(MAX_ROWS)))
     if bad:
         ev.fail(f"{len(bad)}{'+' if len(bad) == MAX_ROWS else ''} shares do not resolve (case missing or on "
                 f"another tenant, target missing or the share's own tenant)", [r[0] for r in bad])
     targets = [r[0] for r in c.run(ev, sql.SQL("SELECT DISTINCT {st}::text FROM {s} ORDER BY 1").format(
-        st=I(share.share_target), s=I(share.name)))]
+        st=I(share.share_target), s=T(share.name)))]
     seen = []
     for tenant in targets:
         expected = {r[0] for r in c.run(ev, sql.SQL(
             "SELECT c.{ck}::text FROM {c} c WHERE c.{ten} = {t} OR EXISTS (SELECT 1 FROM {s} s WHERE s.{cc} = "
-            "c.{ck} AND s.{st} = {t})").format(ck=I(cases.key[0]), c=I(cases.name), ten=I(p.tenant_column),
-                                               t=sql.Literal(tenant), s=I(share.name), cc=I(case_col.column),
+            "c.{ck} AND s.{st} = {t})").format(ck=I(cases.key[0]), c=T(cases.name), ten=I(p.tenant_column),
+                                               t=sql.Literal(tenant), s=T(share.name), cc=I(case_col.column),
                                                st=I(share.share_target)))}
         visible = c.as_app(ev, tenant, sql.SQL("SELECT {ck}::text FROM {c}").format(ck=I(cases.key[0]),
-                                                                                        c=I(cases.name)))
+                                                                                        c=T(cases.name)))
         if visible is None:
             return ev
         seen.append(f"{tenant} sees {len(visible)}")
@@ -63,6 +70,8 @@ def a7(c: Checker) -> Evidence:
 
 
 def a9(c: Checker) -> Evidence:
+    """Catches a replayed request that would resolve on the wrong tenant: an idempotency key whose cached
+    response names a case on another tenant (or a missing one), or a patient-route key off the target."""
     p = c.plan
     ev = Evidence("A9", tenant=p.target, expected="keys on their cached case's tenant; patient-route keys on "
                                                   "the target")

@@ -10,39 +10,48 @@ import json
 from psycopg import sql
 
 from cutover.core import catalog
+from cutover.core.plan import table_regclass
 from cutover.core.report_types import key_text
-from cutover.suite.checks.base import Checker, Evidence, I
+from cutover.suite.checks.base import Checker, Evidence, I, T
 
 
 def a1(c: Checker) -> Evidence:
+    """Catches a cutover rehearsed or run against a schema the plan does not describe.
+
+    The ownership rules hold only for the plan's schema: another alembic head, a tenant-scoped table
+    the plan does not list (its rows neither moved nor checked), a planned table, key or reference
+    column missing, or a tenant-keyed foreign key the move cannot run under all make every other
+    check's answer meaningless, so this one comes first."""
     p = c.plan
     ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
     heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
-                                                                                   I(p.version_table)))]
+                                                                                   T(p.version_table)))]
     ev.found = f"{len(heads)} rows: {', '.join(heads) or 'none'}"
     if heads != [p.schema_head]:
         ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
     # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
     ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
-    schema = catalog.read(c.conn)
+    schema = catalog.read(c.conn, p)
     ev.queries.append("(the user triggers the moves fire on the moving tables, and their functions' sources)")
     for diff in catalog.compare(p, schema) + catalog.trigger_differences(p, catalog.trigger_writes(c.conn, p)):
         rows: list[str] = []
         if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
             rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in c.run(ev, sql.SQL(
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1").format(
-                c=I(p.tenant_column), t=I(diff.table)))]
+                c=I(p.tenant_column), t=T(diff.table)))]
         ev.fail(diff.message + (f" ({'; '.join(rows)})" if rows else ""), rows)
     return ev
 
 
 def a2(c: Checker) -> Evidence:
+    """Catches a half-made patient tenant: missing, inactive, unprotected, or with settings that differ
+    from the source's mirrored ones, which breaks the moved patients' logins and billing."""
     p = c.plan
     ev = Evidence("A2", tenant=p.target, expected=f"exists, active, protected, {', '.join(p.mirrored_settings)} "
                                                   f"equal to {p.source}'s")
     rows = {r[0]: r[1:] for r in c.run(ev, sql.SQL("SELECT id, {s}, {a}, {pr} FROM {t} WHERE id = ANY({ids})")
                                            .format(s=I(p.settings_column), a=I(p.active_column),
-                                                   pr=I(p.protected_column), t=I(p.tenant_table),
+                                                   pr=I(p.protected_column), t=T(p.tenant_table),
                                                    ids=sql.Literal([p.source, p.target])))}
     if p.target not in rows:
         ev.fail(f"tenant {p.target} does not exist")
@@ -64,13 +73,19 @@ def a2(c: Checker) -> Evidence:
 
 
 def a21(c: Checker) -> Evidence:
+    """Catches a tenant boundary that does not hold, which the whole move relies on.
+
+    A planned table without RLS enabled, forced and a policy; an app role that bypasses RLS
+    (BYPASSRLS or superuser); or, as the app role on the source, a patient row still visible without
+    a share granting it."""
     p = c.plan
     ev = Evidence("A21", tenant=p.source, expected="RLS enabled + forced + policy on every table; app role "
                                                    "without BYPASSRLS; 0 patient rows visible on the source")
     rows = c.run(ev, sql.SQL(
-        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy "
-        "WHERE polrelid = c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
-        "n.nspname = current_schema() AND c.relname = ANY({})").format(sql.Literal(list(p.table_names))))
+        "SELECT u.n, c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy "
+        "WHERE polrelid = c.oid) FROM unnest({}::text[], {}::text[]) u(n, r) JOIN pg_class c ON c.oid = "
+        "to_regclass(u.r)").format(sql.Literal(list(p.table_names)),
+                                   sql.Literal([table_regclass(t) for t in p.table_names])))
     found = {r[0]: r[1:] for r in rows}
     for table in p.table_names:
         enabled, forced, policies = found.get(table, (False, False, 0))
@@ -88,7 +103,7 @@ def a21(c: Checker) -> Evidence:
         if rule.owner == "provider":
             continue
         visible = c.as_app(ev, p.source, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
-            k=key_text(rule.key, "t"), t=I(rule.name), w=c.patient(rule)))
+            k=key_text(rule.key, "t"), t=T(rule.name), w=c.patient(rule)))
         if visible is None:
             return ev
         leaked = visible - c.shared_to(ev, rule, p.source)
