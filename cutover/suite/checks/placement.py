@@ -47,12 +47,13 @@ def a8(c: Checker) -> Evidence:
     cutover could not know whose it is), a patient event left on the source, a provider event moved."""
     p = c.plan
     expected = "every type classified; no patient type on the source; no provider type on the target"
-    if p.audit.own:  # the plan names no events table of the application's: nothing here to classify
+    event_table = p.features.event_table or (None if p.audit.own else p.audit.table)
+    if event_table is None:  # the plan names no events table of the application's: nothing here to classify
         ev = Evidence("A8", subject=p.audit.table, tenant=f"{p.source}, {p.target}", expected=expected)
         ev.fail(f"no events table to check: the plan keeps the cutover's trail in {p.audit.table} ([audit] own = "
                 "true); an unchecked A8 is not a pass")
         return ev
-    rule = p.table(p.audit.table)
+    rule = p.table(event_table)
     ev = Evidence("A8", subject=rule.name, tenant=f"{p.source}, {p.target}", expected=expected)
     known = sorted(p.classifications.get(rule.classification or "", {}))
     col = I("t", rule.column or "")
