@@ -19,7 +19,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import audit, catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
@@ -92,7 +92,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             if triggered:
                 record["triggered"] = triggered
             moved_ids = {t: ids[t] for t in ids if moved[t] or written_here.get(t) or carried.get(t)}
-            engine.write_audit(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
+            audit.write_event(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
                 sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
                                                                "committed_at", "moved", "triggered") if k in record})),
                 engine.ids_json(plan, moved_ids)))
@@ -122,7 +122,7 @@ def _carry_written(conn: Connection, plan: Plan, ids: dict[str, str], moved: Map
 
 def listed(conn: Connection, plan: Plan, rule: TableRule, run_id: str) -> sql.Composable:
     """SELECT of the rows run ``run_id`` and its sweeps moved, typed like ``rule``'s key columns, read
-    from the database's audit events (:func:`report.recorded_keys`), never from the report file.
+    from the database's audit events (:func:`cutover.core.audit.recorded_keys`), never from the report file.
 
     Each key value is cast to its column's own type (named from the catalog, as identifiers), so it
     goes through the column's input function and every comparison below is in the key's own type.
@@ -140,7 +140,7 @@ def listed(conn: Connection, plan: Plan, rule: TableRule, run_id: str) -> sql.Co
         values = [sql.SQL("({} ->> {})::{} AS {}").format(k, sql.Literal(i), types[c], sql.Identifier(c))
                   for i, c in enumerate(rule.key)]
     return sql.SQL("SELECT {values} FROM ({keys}) s").format(
-        values=sql.SQL(", ").join(values), keys=reports.recorded_keys(plan, rule.name, run_id))
+        values=sql.SQL(", ").join(values), keys=audit.recorded_keys(plan, rule.name, run_id))
 
 
 COMPARE_BOUND = 100_000
@@ -239,11 +239,11 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     allow = cut_report.get("allow_list") or {}
     # The allow-list holds the moved rows and the patient rows the written_by triggers wrote on the target.
     moved = Counter(stored.get("moved") or {}) + Counter(stored.get("listed_written") or {})
-    parts = reports.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
+    parts = audit.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
     for table in list(ids) + [t for t in allow if t not in ids]:
         same = None
         if isinstance(allow, reports.AllowList) and table in allow and table in ids:  # byte for byte first
-            same = allow.same_text(table, reports.part_texts(conn, plan, parts.get(table, [])))
+            same = allow.same_text(table, audit.part_texts(conn, plan, parts.get(table, [])))
         diff = KeyDiff((same, same)) if same is not None else compare_keys(_report_texts(cut_report, table),
                                                                           ids.get(table, []))
         if diff.counts[1] != moved.get(table, 0) and table in ids:
@@ -445,7 +445,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
             if triggered:
                 record["triggered"] = triggered
-            engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
+            audit.write_event(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
                 {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",
                                         "new_since_commit", "triggered") if k in record})))
         engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)
