@@ -17,7 +17,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import catalog, db, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan, TableRule
@@ -49,6 +49,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "sweep", "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the cutover is committed and nothing blocks the sweep") as info:
             last = _require_cut_over(conn, plan, "sweep")
@@ -203,6 +204,7 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     disagrees keeps an edited or stale file from being the record of the window (a sweep appends to
     it, the checks A5 and A10 read it). Streamed: neither side is held in memory whole.
     """
+    plan = tenants.typed(conn, plan)
     last = _require_report_of(conn, plan, cut_report, what)
     run_id = str(last["run_id"])
     stored, ids = reports.rebuild(conn, plan, run_id)
@@ -294,7 +296,7 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Co
     return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} UNION "
                    "SELECT {k} FROM {t} r JOIN {listed} l ON {join} WHERE r.{c} = {target}").format(
         k=key_order(rule.key, "r"), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
-        target=sql.Literal(plan.target), own=rules.patient_predicate(plan, rule, "r"),
+        target=tenants.literal(plan, plan.target), own=rules.patient_predicate(plan, rule, "r"),
         listed=listed, join=key_equal(rule.key, "r", "l"))
 
 
@@ -318,6 +320,7 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
     try:
         with db.connection(url, read_only=True, application_name="cutover-reverse-count") as conn:
             engine.set_timeouts(conn, timeouts)
+            plan = tenants.typed(conn, plan)
             engine.refuse_hidden_rows(conn, plan)
             require_recorded(conn, plan, cut_report, "reverse")
             for rule in plan.moving:
@@ -350,6 +353,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                               "cutover_run_id": cut_report.get("run_id"), "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
             _require_report_of(conn, plan, cut_report, "reverse")

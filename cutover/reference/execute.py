@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import catalog, db, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.options import DURATION
@@ -288,7 +288,7 @@ def write_audit(conn: Connection, plan: Plan, kind: str, payload: sql.Composable
     event_id = str(uuid.uuid4())
     head, ids = audit_insert(conn, plan, sql.Literal(event_id))
     conn.execute(sql.SQL("{head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
-        head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload,
+        head=head, ids=ids, target=tenants.literal(plan, plan.target), kind=sql.Literal(kind), payload=payload,
         sv=sql.Literal(plan.audit.source_value)))
     return event_id
 
@@ -331,7 +331,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
             missing = db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
                                            "WHERE {join} AND r.{c} = {to})").format(
                 ids=rules.ident(ids[rule.name]), t=rules.ident(rule.name), join=key_equal(rule.key, "r", "i"),
-                c=rules.tenant_of(plan), to=sql.Literal(target)))[0]
+                c=rules.tenant_of(plan), to=tenants.literal(plan, target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
     if not problems and proved_by_statistics(conn, plan, moved, written):
@@ -412,7 +412,7 @@ def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, 
         moved[name] = int(conn.execute(rules.move_ids(plan, rule, table, source, target)).rowcount)
         if plan.tenant_column in rule.key:
             conn.execute(sql.SQL("UPDATE {ids} SET {c} = {to}").format(
-                ids=rules.ident(table), c=rules.tenant_of(plan), to=sql.Literal(target)))
+                ids=rules.ident(table), c=rules.tenant_of(plan), to=tenants.literal(plan, target)))
     return {name: moved[name] for name in ids}
 
 
@@ -454,6 +454,8 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                               "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
     id_files: dict[str, Path] = {}
     with guarded(url, run, report, timeouts, id_files) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
+        report["source"], report["target"] = plan.source, plan.target  # as the database writes them
         open_steps(run, conn, plan, timeouts)
         locked_at = time.monotonic()
         with run.step("pre-flight inside the transaction") as info:
@@ -616,7 +618,7 @@ def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bin
         ).format(
             j=key_json(rule.key), t=rules.ident(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
             owned=rules.owned_on(plan, rule, plan.target), insert=insert, fresh=fresh,
-            target=sql.Literal(plan.target), kind=sql.Literal(a.allow_list_part),
+            target=tenants.literal(plan, plan.target), kind=sql.Literal(a.allow_list_part),
             rid=sql.Literal(run_id), name=sql.Literal(table), part=sql.Literal(part), size=sql.Literal(limit),
             sv=sql.Literal(a.source_value)), binary=True).fetchone() or (0, None, None)
         if size is None:

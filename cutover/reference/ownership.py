@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from cutover.core import tenants
 from cutover.core.plan import Plan, TableRule
 from cutover.core.report_types import key_equal, key_text
 
@@ -37,7 +38,7 @@ def tenant_of(plan: Plan, alias: str | None = None) -> sql.Identifier:
 
 def owned_on(plan: Plan, rule: TableRule, tenant: str, alias: str | None = None) -> sql.Composable:
     """Rows of ``rule``'s table on ``tenant`` that the cutover treats as patient-owned."""
-    return sql.SQL("({} = {} AND {})").format(tenant_of(plan, alias), sql.Literal(tenant),
+    return sql.SQL("({} = {} AND {})").format(tenant_of(plan, alias), tenants.literal(plan, tenant),
                                               patient_predicate(plan, rule, alias))
 
 
@@ -48,14 +49,14 @@ def count_owned(plan: Plan, rule: TableRule, tenant: str) -> sql.Composed:
 def move_owned(plan: Plan, rule: TableRule, source: str, target: str) -> sql.Composed:
     """The set-based move: one UPDATE per table, no per-row round trips."""
     return sql.SQL("UPDATE {t} SET {c} = {to} WHERE {w}").format(
-        t=ident(rule.name), c=tenant_of(plan), to=sql.Literal(target), w=owned_on(plan, rule, source))
+        t=ident(rule.name), c=tenant_of(plan), to=tenants.literal(plan, target), w=owned_on(plan, rule, source))
 
 
 def move_ids(plan: Plan, rule: TableRule, id_table: str, source: str, target: str) -> sql.Composed:
     """Move exactly the rows whose keys are listed in ``id_table`` (typed like the table's key columns)."""
     return sql.SQL("UPDATE {t} AS r SET {c} = {to} FROM {ids} AS i WHERE {join} AND r.{c} = {src}").format(
-        t=ident(rule.name), c=tenant_of(plan), to=sql.Literal(target), ids=ident(id_table),
-        join=key_equal(rule.key, "r", "i"), src=sql.Literal(source))
+        t=ident(rule.name), c=tenant_of(plan), to=tenants.literal(plan, target), ids=ident(id_table),
+        join=key_equal(rule.key, "r", "i"), src=tenants.literal(plan, source))
 
 
 def tenant_counts(plan: Plan, table: str) -> sql.Composed:
@@ -117,7 +118,7 @@ def _projected(plan: Plan, rule: TableRule, alias: str, after_move: bool) -> sql
     if not after_move:
         return tenant_of(plan, alias)
     return sql.SQL("(CASE WHEN {o} THEN {to} ELSE {c} END)").format(
-        o=owned_on(plan, rule, plan.source, alias), to=sql.Literal(plan.target), c=tenant_of(plan, alias))
+        o=owned_on(plan, rule, plan.source, alias), to=tenants.literal(plan, plan.target), c=tenant_of(plan, alias))
 
 
 def link_violations(plan: Plan, link: Link, *, after_move: bool = False, limit: int = 5) -> sql.Composed:
@@ -131,7 +132,7 @@ def link_violations(plan: Plan, link: Link, *, after_move: bool = False, limit: 
     excuse: sql.Composable = sql.SQL("FALSE")
     share = plan.share_table
     if link.cross_tenant == "provider":
-        excuse = sql.SQL("{} <> {}").format(parent_t, sql.Literal(plan.target))
+        excuse = sql.SQL("{} <> {}").format(parent_t, tenants.literal(plan, plan.target))
     elif link.via_share and share is not None and share.share_target is not None:
         case_ref = next((r.column for r in share.references if r.table == link.parent.name), None)
         if case_ref is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import catalog, db, tenants
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, toml_key
 from cutover.core.report_types import key_json, key_text
@@ -81,12 +81,13 @@ def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
 
     Without its allow-list: the caller wants the run, and a completed event can carry millions of
     keys (sweep and reverse, which read this first, peaked at hundreds of MB parsing them)."""
+    plan = tenants.typed(conn, plan)
     a = plan.audit
     q = sql.SQL("SELECT {ty}, {pl}::jsonb - 'allow_list' FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) "
                 "AND {src} = {sv} ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
         ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=rules.ident(a.table),
-        ten=rules.tenant_of(plan), target=sql.Literal(plan.target), kinds=sql.Literal([a.completed, a.reversed]),
-        src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
+        ten=rules.tenant_of(plan), target=tenants.literal(plan, plan.target),
+        kinds=sql.Literal([a.completed, a.reversed]), src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
     row = conn.execute(q).fetchone()
     if row is None:
         return None
@@ -105,12 +106,18 @@ def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
 
 
 def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
-    """What is wrong with the source and target tenant rows (shared with check A2)."""
-    q = sql.SQL("SELECT {id}, {s}, {a}, {p} FROM {t} WHERE {id} = ANY({ids})").format(
-        id=rules.ident("id"), s=rules.ident(plan.settings_column), a=rules.ident(plan.active_column),
-        p=rules.ident(plan.protected_column), t=rules.ident(plan.tenant_table),
-        ids=sql.Literal([plan.source, plan.target]))
-    found = {r[0]: r[1:] for r in conn.execute(q).fetchall()}
+    """What is wrong with the source and target tenant rows.
+
+    Which row is which is asked of the database, in the key's own type: a uuid key comes back as a
+    ``UUID``, which never equals the plan's text."""
+    plan = tenants.typed(conn, plan)
+    src, tgt = tenants.literal(plan, plan.source), tenants.literal(plan, plan.target)
+    q = sql.SQL("SELECT {id} = {src}, {id} = {tgt}, {s}, {a}, {p} FROM {t} WHERE {id} IN ({src}, {tgt})").format(
+        id=rules.ident(tenants.TENANT_KEY), s=rules.ident(plan.settings_column), a=rules.ident(plan.active_column),
+        p=rules.ident(plan.protected_column), t=rules.ident(plan.tenant_table), src=src, tgt=tgt)
+    found: dict[str, tuple[Any, ...]] = {}
+    for is_source, is_target, *row in conn.execute(q).fetchall():
+        found.update({t: tuple(row) for t, hit in ((plan.source, is_source), (plan.target, is_target)) if hit})
     problems = [f"tenant '{t}' does not exist" for t in (plan.source, plan.target) if t not in found]
     if problems:
         return problems
@@ -173,6 +180,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     the verification proves what they did.
     """
     result = Preflight()
+    plan = tenants.typed(conn, plan)
     hidden = db.hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))

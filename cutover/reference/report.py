@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from psycopg import sql
 
+from cutover.core import tenants
 from cutover.core.db import Connection, hidden_by_row_security
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan
@@ -348,6 +349,7 @@ def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[Cu
     hidden = hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:
         raise CutoverError(f"cannot rebuild the report: {hidden}")
+    plan = tenants.typed(conn, plan)
     done = [e for e in audit_events(conn, plan, plan.audit.completed) if run_id is None or e.get("run_id") == run_id]
     if not done:
         which = f"run {run_id}" if run_id else "any run"
@@ -420,7 +422,7 @@ def recorded_keys(plan: Plan, table: str, run_id: str) -> sql.Composable:
     ).format(t=rules.ident(a.table), pl=rules.ident(a.payload_column), ty=rules.ident(a.type_column),
              src=rules.ident(a.source_column), sv=sql.Literal(a.source_value), part=sql.Literal(a.allow_list_part),
              done=sql.Literal(a.completed), swept=sql.Literal(a.swept), name=sql.Literal(table),
-             rid=sql.Literal(run_id), ten=rules.tenant_of(plan, "e"), target=sql.Literal(plan.target))
+             rid=sql.Literal(run_id), ten=rules.tenant_of(plan, "e"), target=tenants.literal(plan, plan.target))
 
 
 def part_texts(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[bytes]:

@@ -86,7 +86,7 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
     the database, in the key columns' own types, and names the rows.
     """
     p = c.plan
-    where = sql.SQL("{} = {} AND {}").format(c.tenant(), sql.Literal(p.target), c.patient(rule))
+    where = sql.SQL("{} = {} AND {}").format(c.tenant(), c.literal(p.target), c.patient(rule))
     texts = sorted(json.dumps(k, ensure_ascii=False) for k in listed)
     digest = hashlib.md5("\n".join(texts).encode(), usedforsecurity=False).hexdigest()
     key_j = sql.SQL("{}::text").format(key_json(rule.key, "t"))

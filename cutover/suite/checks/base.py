@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cutover.core import tenants
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import redact
@@ -75,7 +76,11 @@ class Checker:
     all need (is a row patient-owned, sample the offending rows, follow a reference)."""
 
     def __init__(self, conn: Connection, plan: Plan, report: CutoverReport | None = None) -> None:
-        self.conn, self.plan, self.report = conn, plan, report
+        self.conn, self.plan, self.report = conn, tenants.typed(conn, plan), report
+
+    def literal(self, tenant: str) -> sql.Composable:
+        """A tenant id cast to the tenant key's own type (uuid, bigint, text: the catalog says)."""
+        return tenants.literal(self.plan, tenant)
 
     def run(self, ev: Evidence, query: sql.SQL | sql.Composed, params: Any = None) -> list[tuple[Any, ...]]:
         ev.queries.append(" ".join(query.as_string(self.conn).split()))
@@ -128,7 +133,7 @@ class Checker:
         excuse: sql.Composable = sql.SQL("FALSE")
         share = self.plan.share_table
         if cross_tenant == "provider":  # any tenant but the patient tenant
-            excuse = sql.SQL("p.{} <> {}").format(I(self.plan.tenant_column), sql.Literal(self.plan.target))
+            excuse = sql.SQL("p.{} <> {}").format(I(self.plan.tenant_column), self.literal(self.plan.target))
         elif cross_tenant == "share" and share is not None and share.share_target is not None:
             case_col = next((r.column for r in share.references if r.table == parent.name), None)
             if case_col is not None:
@@ -170,7 +175,7 @@ class Checker:
         if case_ref is None:
             return set()
         if rule.name == share.name:
-            where: sql.Composable = sql.SQL("t.{} = {}").format(I(share.share_target), sql.Literal(tenant))
+            where: sql.Composable = sql.SQL("t.{} = {}").format(I(share.share_target), self.literal(tenant))
         else:
             if rule.name == case_ref.table:
                 col = rule.key[0]
@@ -179,7 +184,7 @@ class Checker:
                 if not col:
                     return set()
             where = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = t.{c} AND s.{st} = {ten})").format(
-                s=I(share.name), sc=I(case_ref.column), c=I(col), st=I(share.share_target), ten=sql.Literal(tenant))
+                s=I(share.name), sc=I(case_ref.column), c=I(col), st=I(share.share_target), ten=self.literal(tenant))
         return {r[0] for r in self.run(ev, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
             k=key_text(rule.key, "t"), t=I(rule.name), w=where))}
 

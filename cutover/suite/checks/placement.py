@@ -12,7 +12,7 @@ from cutover.suite.checks.base import Checker, Evidence, I
 def a3(c: Checker, table: str) -> Evidence:
     rule, p = c.plan.table(table), c.plan
     ev = Evidence("A3", subject=table, tenant=p.source, expected="0 patient-owned rows")
-    n = c.sample(ev, rule, sql.SQL("{} = {} AND {}").format(c.tenant(), sql.Literal(p.source),
+    n = c.sample(ev, rule, sql.SQL("{} = {} AND {}").format(c.tenant(), c.literal(p.source),
                                                                 c.patient(rule)))
     ev.found = f"{n} patient-owned rows"
     if n:
@@ -31,7 +31,7 @@ def a6(c: Checker, table: str) -> Evidence:
         where = sql.SQL("t.{} = ANY({})").format(I(rule.column or ""), sql.Literal(c.values(rule, "provider")))
     else:
         where = sql.SQL("FALSE")
-    n = c.sample(ev, rule, sql.SQL("{} = {} AND {}").format(c.tenant(), sql.Literal(p.target), where))
+    n = c.sample(ev, rule, sql.SQL("{} = {} AND {}").format(c.tenant(), c.literal(p.target), where))
     ev.found = f"{n} provider-owned rows"
     if n:
         ev.fail(f"{n} provider-owned {table} rows are on {p.target}")
@@ -48,9 +48,9 @@ def a8(c: Checker) -> Evidence:
     for what, where in (
         ("unclassified", sql.SQL("{c} IS NULL OR NOT ({c} = ANY({k}))").format(c=col, k=sql.Literal(known))),
         (f"patient-classified on {p.source}", sql.SQL("{} = {} AND {} = ANY({})").format(
-            c.tenant(), sql.Literal(p.source), col, sql.Literal(c.values(rule, "patient")))),
+            c.tenant(), c.literal(p.source), col, sql.Literal(c.values(rule, "patient")))),
         (f"provider-classified on {p.target}", sql.SQL("{} = {} AND {} = ANY({})").format(
-            c.tenant(), sql.Literal(p.target), col, sql.Literal(c.values(rule, "provider")))),
+            c.tenant(), c.literal(p.target), col, sql.Literal(c.values(rule, "provider")))),
     ):
         n = c.sample(ev, rule, where)
         if n:
@@ -66,7 +66,7 @@ def a20(c: Checker) -> Evidence:
     for rule in p.tables:
         if rule.owner == "provider":
             continue
-        n = c.sample(ev, rule, sql.SQL("{} = {} AND {}").format(c.tenant(), sql.Literal(p.source),
+        n = c.sample(ev, rule, sql.SQL("{} = {} AND {}").format(c.tenant(), c.literal(p.source),
                                                                     c.patient(rule)))
         if n:
             ev.fail(f"{n} {rule.name} stragglers on {p.source}")

@@ -6,10 +6,11 @@ see only what it should; a failure here makes every row-level check's answer sus
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from psycopg import sql
 
-from cutover.core import catalog
+from cutover.core import catalog, tenants
 from cutover.core.report_types import key_text
 from cutover.suite.checks.base import Checker, Evidence, I
 
@@ -39,10 +40,14 @@ def a2(c: Checker) -> Evidence:
     p = c.plan
     ev = Evidence("A2", tenant=p.target, expected=f"exists, active, protected, {', '.join(p.mirrored_settings)} "
                                                   f"equal to {p.source}'s")
-    rows = {r[0]: r[1:] for r in c.run(ev, sql.SQL("SELECT id, {s}, {a}, {pr} FROM {t} WHERE id = ANY({ids})")
-                                           .format(s=I(p.settings_column), a=I(p.active_column),
-                                                   pr=I(p.protected_column), t=I(p.tenant_table),
-                                                   ids=sql.Literal([p.source, p.target])))}
+    # Which row is which is asked of the database, in the key's own type (a uuid comes back as a UUID).
+    src, tgt = tenants.literal(p, p.source), tenants.literal(p, p.target)
+    rows: dict[str, tuple[Any, ...]] = {}
+    for is_source, is_target, *row in c.run(ev, sql.SQL(
+            "SELECT {id} = {src}, {id} = {tgt}, {s}, {a}, {pr} FROM {t} WHERE {id} IN ({src}, {tgt})").format(
+            id=I(tenants.TENANT_KEY), s=I(p.settings_column), a=I(p.active_column), pr=I(p.protected_column),
+            t=I(p.tenant_table), src=src, tgt=tgt)):
+        rows.update({t: tuple(row) for t, hit in ((p.source, is_source), (p.target, is_target)) if hit})
     if p.target not in rows:
         ev.fail(f"tenant {p.target} does not exist")
         return ev
