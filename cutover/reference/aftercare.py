@@ -284,8 +284,9 @@ def check_report(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping[s
         raise RunFailed(f"{what} refused: {exc}; nothing changed", EXIT_BLOCKED) from None
 
 
-def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Composable:
-    """The keys of the rows the reverse moves back: on the target and patient-owned, or in the report.
+def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql.Composable) -> sql.Composable:
+    """The keys of the rows the reverse moves back: on the target and patient-owned, or in the report;
+    never the target's own (``held``: the patient rows it held before the cutover, as recorded then).
 
     ``listed`` names a relation of the report's keys typed like the table's key columns: the reverse's
     temp table, or the read-only count's CTE. One selection for both, so the count is what moves.
@@ -293,11 +294,12 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Co
     per row, hashed only while the report's keys fit in work_mem, else a scan of them per row (the
     reverse took 163 s at scale 20 and would have taken hours at scale 100).
     """
-    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} UNION "
-                   "SELECT {k} FROM {t} r JOIN {listed} l ON {join} WHERE r.{c} = {target}").format(
+    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} AND NOT EXISTS (SELECT 1 FROM {held} h "
+                   "WHERE {hjoin}) UNION SELECT {k} FROM {t} r JOIN {listed} l ON {join} WHERE r.{c} = {target}"
+                   ).format(
         k=key_order(rule.key, "r"), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
         target=tenants.literal(plan, plan.target), own=rules.patient_predicate(plan, rule, "r"),
-        listed=listed, join=key_equal(rule.key, "r", "l"))
+        listed=listed, join=key_equal(rule.key, "r", "l"), held=held, hjoin=key_equal(rule.key, "r", "h"))
 
 
 def _not_listed(rule: TableRule, alias: str, listed: sql.Composable) -> sql.Composable:
@@ -314,7 +316,7 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
     SHARE every SELECT takes. The report is checked against the audit events first, as the reverse
     does; the rows listed are the audit events' own (:func:`listed`).
     """
-    name = sql.Identifier("listed")
+    name, held = sql.Identifier("listed"), sql.Identifier("held")
     planned: dict[str, int] = {}
     new_rows: dict[str, int] = {}
     try:
@@ -325,10 +327,11 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
             require_recorded(conn, plan, cut_report, "reverse")
             for rule in plan.moving:
                 total, new = db.one(conn, sql.SQL(  # NOT EXISTS in a WHERE: an anti-join, not a subplan per row
-                    "WITH {listed} AS MATERIALIZED ({rows}), i AS MATERIALIZED ({keys}) "
-                    "SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM i WHERE {new})").format(
-                    listed=name, rows=listed(conn, plan, rule, str(cut_report["run_id"])),
-                    new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name)))
+                    "WITH {listed} AS MATERIALIZED ({rows}), {held} AS MATERIALIZED ({own}), i AS MATERIALIZED "
+                    "({keys}) SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM i WHERE {new})").format(
+                    listed=name, rows=listed(conn, plan, rule, str(cut_report["run_id"])), held=held,
+                    own=listed(conn, plan, rule, engine.held_run(str(cut_report["run_id"]))),
+                    new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name, held)))
                 planned[rule.name] = int(total)
                 new_rows[rule.name] = int(new)
             conn.rollback()
@@ -362,14 +365,20 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}
         new_rows: dict[str, int] = {}
+        held: dict[str, int] = {}  # the target's own patient rows, still there and patient-owned: they stay
         with run.step("list the rows to move back") as info:
             baseline = engine.counts(conn, plan)
             for rule in plan.moving:
-                listed_table = engine.id_table(rule, "listed")
+                listed_table, held_table = engine.id_table(rule, "listed"), engine.id_table(rule, "held")
                 engine.build_ids(conn, listed_table, listed(conn, plan, rule, str(cut_report["run_id"])))
+                engine.build_ids(conn, held_table, listed(conn, plan, rule, engine.held_run(str(cut_report["run_id"]))))
+                held[rule.name] = int(db.one(conn, sql.SQL(
+                    "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
+                    h=rules.ident(held_table), t=rules.ident(rule.name), join=key_equal(rule.key, "r", "h"),
+                    own=rules.owned_on(plan, rule, plan.target, "r")))[0])
                 ids[rule.name] = engine.id_table(rule, "reverse")
-                planned[rule.name] = engine.build_ids(conn, ids[rule.name],
-                                                      _reverse_keys(plan, rule, rules.ident(listed_table)))
+                planned[rule.name] = engine.build_ids(conn, ids[rule.name], _reverse_keys(
+                    plan, rule, rules.ident(listed_table), rules.ident(held_table)))
                 new_rows[rule.name] = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
                     ids=rules.ident(ids[rule.name]), new=_not_listed(rule, "i", rules.ident(listed_table))))[0])
             info["rows"] = sum(planned.values())
@@ -380,7 +389,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.check_tenant_keys(conn, deferred)
-            engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source)
+            engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source, held)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
             engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
                 {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",

@@ -72,6 +72,10 @@ def dry_run(args: argparse.Namespace) -> int:
     lines = [f"pre-flight of plan '{plan.name}' on {db.database_name(url)}: {plan.source} -> {plan.target}"]
     lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
     lines += [f"  deferred during the moves: {k.short()}, checked before COMMIT" for k in pf.deferred]
+    if pf.held and pf.ready:
+        shown = ", ".join(f"{t}={n}" for t, n in pf.held.items())
+        lines.append(f"  {plan.target} holds patient-owned rows of its own ({shown}): they stay there, are not in "
+                     f"the allow-list and the reverse leaves them")
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
     size, part = sum(pf.allow_list_bytes.values()), engine.AUDIT_PART_BYTES
     parts = preflight.audit_parts(pf.allow_list_bytes, part)

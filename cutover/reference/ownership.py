@@ -32,6 +32,30 @@ def patient_predicate(plan: Plan, rule: TableRule, alias: str | None = None) -> 
     return sql.SQL("{} = ANY({})").format(col, sql.Literal(list(plan.patient_values(rule))))
 
 
+def provider_predicate(plan: Plan, rule: TableRule, alias: str | None = None) -> sql.Composable:
+    """True for the rows of ``rule``'s table that are provider-owned (a provider table's, a column
+    value that is not the patients', a provider-classified value): what must never reach the target."""
+    if rule.owner == "provider":
+        return sql.SQL("TRUE")
+    if rule.owner == "patient":
+        return sql.SQL("FALSE")
+    assert rule.column is not None
+    col = ident(alias, rule.column) if alias else ident(rule.column)
+    if rule.owner == "column":
+        return sql.SQL("NOT ({} = ANY({}))").format(col, sql.Literal(list(plan.patient_values(rule))))
+    assert rule.classification is not None
+    mapping = plan.classifications[rule.classification]
+    return sql.SQL("{} = ANY({})").format(col, sql.Literal(sorted(v for v, c in mapping.items() if c == "provider")))
+
+
+def held_counts(plan: Plan, rule: TableRule) -> sql.Composed:
+    """(patient-owned, provider-owned) rows of ``rule``'s table on the target: what it holds of its own
+    before a cutover (the report's ``held_on_target``)."""
+    return sql.SQL("SELECT count(*) FILTER (WHERE {pat}), count(*) FILTER (WHERE {pro}) FROM {t} WHERE {c} = {tgt}"
+                   ).format(pat=patient_predicate(plan, rule), pro=provider_predicate(plan, rule),
+                            t=ident(rule.name), c=tenant_of(plan), tgt=tenants.literal(plan, plan.target))
+
+
 def tenant_of(plan: Plan, alias: str | None = None) -> sql.Identifier:
     return ident(alias, plan.tenant_column) if alias else ident(plan.tenant_column)
 

@@ -46,6 +46,8 @@ class Preflight:
     # Tenant-keyed foreign keys the moves break until both sides have moved: deferred for the
     # cutover's transaction and checked before COMMIT (catalog.TenantKey).
     deferred: list[catalog.TenantKey] = field(default_factory=list)
+    # Patient-owned rows the target already holds, per table: its own, left where they are.
+    held: dict[str, int] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -60,7 +62,8 @@ class Preflight:
         return any(b.code == "already-cut-over" for b in self.blockers)
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "planned": self.planned, "allow_list_bytes": self.allow_list_bytes,
+        return {"verdict": self.verdict, "planned": self.planned, "held_by_target": self.held,
+                "allow_list_bytes": self.allow_list_bytes,
                 "deferred": [k.short() for k in self.deferred],
                 "blockers": [{"code": b.code, "message": b.message, "rows": list(b.rows)} for b in self.blockers]}
 
@@ -227,19 +230,17 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     result.blockers += [b for k in result.deferred if k.cascades and (b := cascade_blocker(conn, plan, k))]
     result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
     result.last_run = last_audit_run(conn, plan)
-    on_target = {}
     for rule in plan.moving:
         n = _one(conn, rules.count_owned(plan, rule, plan.target))
         if n:
-            on_target[rule.name] = n
-    if on_target:
-        shown = ", ".join(f"{t}={n}" for t, n in on_target.items())
-        if result.last_run is not None and result.last_run["kind"] == plan.audit.completed:
-            message = (f"run {result.last_run.get('run_id')} committed at {result.last_run.get('committed_at')}; "
-                       f"'{plan.target}' holds patient rows ({shown})")
-        else:
-            message = f"'{plan.target}' already holds patient rows ({shown}) with no committed cutover recorded"
-        result.blockers.append(Blocker("already-cut-over", message))
+            result.held[rule.name] = int(n)
+    # Decided by the audit trail: patient rows on the target may be its own (a tenant that had users
+    # before), which the cutover leaves where they are; only a committed run means it is done.
+    if result.last_run is not None and result.last_run["kind"] == plan.audit.completed:
+        shown = ", ".join(f"{t}={n}" for t, n in result.held.items()) or "none"
+        result.blockers.append(Blocker("already-cut-over", (
+            f"run {result.last_run.get('run_id')} committed at {result.last_run.get('committed_at')} (the audit "
+            f"trail's last {plan.audit.completed} event, not reversed); patient rows on '{plan.target}': {shown}")))
     for rule in plan.moving if planned else ():
         n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
                                        "WHERE {w}").format(

@@ -77,10 +77,28 @@ class Checker:
 
     def __init__(self, conn: Connection, plan: Plan, report: CutoverReport | None = None) -> None:
         self.conn, self.plan, self.report = conn, tenants.typed(conn, plan), report
+        self._held: dict[str, Any] | None = None
 
     def literal(self, tenant: str) -> sql.Composable:
         """A tenant id cast to the tenant key's own type (uuid, bigint, text: the catalog says)."""
         return tenants.literal(self.plan, tenant)
+
+    def held(self, ev: Evidence, table: str, owner: str) -> int:
+        """Rows of ``table`` owned by ``owner`` (patient, provider) that the target held of its own before
+        the cutover: the report's baseline, else the committed cutover's audit event (Set B without a
+        report). Rows there before are no placement fault; the checks compare with them."""
+        if self._held is None:
+            held = (self.report or {}).get("held_on_target")
+            if held is None:
+                a = self.plan.audit
+                rows = self.run(ev, sql.SQL(
+                    "SELECT {pl} -> 'held_on_target' FROM {t} WHERE {ty} = {done} AND {src} = {sv} "
+                    "ORDER BY {pl} ->> 'committed_at' DESC LIMIT 1").format(
+                    pl=I(a.payload_column), t=I(a.table), ty=I(a.type_column), done=sql.Literal(a.completed),
+                    src=I(a.source_column), sv=sql.Literal(a.source_value)))
+                held = rows[0][0] if rows and rows[0][0] else {}
+            self._held = dict(held)
+        return int((self._held.get(table) or {}).get(owner, 0))
 
     def run(self, ev: Evidence, query: sql.SQL | sql.Composed, params: Any = None) -> list[tuple[Any, ...]]:
         ev.queries.append(" ".join(query.as_string(self.conn).split()))
