@@ -59,6 +59,9 @@ def test_a_provider_owned_row_the_target_held_before_is_no_a6_fault_but_one_adde
     assert done.returncode == 0, done.stdout + done.stderr
     target = DatabaseUnderCheck(fresh_db, json.loads(path.read_text()), path, sandbox=True)
     assert failing_evidence(target, cutover_plan, cutover_settings) == {}
+    # Set B without the report: A6 takes the baseline from the committed cutover's audit event.
+    unreported = DatabaseUnderCheck(fresh_db, None, None, sandbox=True)
+    assert set(failing_evidence(unreported, cutover_plan, cutover_settings)) == {"A5", "A10"}
     execute_sql(fresh_db, "UPDATE provider_profiles SET tenant_id = 'tenant-curaway-patients' WHERE id = "
                           "(SELECT min(id) FROM provider_profiles WHERE tenant_id = 'tenant-apollo-001')")
     failed = failing_evidence(target, cutover_plan, cutover_settings)

@@ -45,6 +45,11 @@ def test_every_command_and_check_on_typed_tenant_ids(typed_db: tuple[str, Plan],
                                                      cutover_settings: Settings) -> None:
     url, plan = typed_db
     args = [f"--plan={plan.path}"]
+    # The target's own rows, there before the cutover (point 4): a billing profile and an event.
+    execute_sql(url, sql.SQL("INSERT INTO provider_profiles (id, tenant_id, display_name, specialty) VALUES "
+                             "('prof-own', {t}, 'own', 'billing')").format(t=sql.Literal(plan.target)),
+                sql.SQL("INSERT INTO events (id, tenant_id, event_type, payload, source_service) VALUES "
+                        "('evt-own', {t}, 'intake.started', '{{}}', 'api')").format(t=sql.Literal(plan.target)))
     before = checksum(url, plan)
     dry = run_cutover(url, "dry-run", *args)
     assert dry.returncode == 0 and "READY" in dry.stdout, dry.stdout + dry.stderr
@@ -55,6 +60,7 @@ def test_every_command_and_check_on_typed_tenant_ids(typed_db: tuple[str, Plan],
     moved = scalar(url, sql.SQL("SELECT count(*) FROM cases WHERE tenant_id = {}").format(sql.Literal(plan.target)))
     assert report["moved"]["cases"] == moved > 0
     assert report["baseline"]["cases"][plan.source] == moved  # the report names the tenants as the plan does
+    assert report["held_on_target"] == {"provider_profiles": {"provider": 1}, "events": {"patient": 1}}
     target = DatabaseUnderCheck(url, report, path, sandbox=True)
     assert failing_evidence(target, plan, cutover_settings) == {}
     again = run_cutover(url, "execute", "--operator-confirmed", *args, f"--report-path={tmp_path / 'again.json'}")
@@ -76,7 +82,7 @@ def test_every_command_and_check_on_typed_tenant_ids(typed_db: tuple[str, Plan],
     back = run_cutover(url, "reverse", "--operator-confirmed", *args, f"--report-path={path}")
     assert back.returncode == 0, back.stdout + back.stderr
     execute_sql(url, "DELETE FROM messages WHERE id = 'late'")
-    assert checksum(url, plan) == before
+    assert checksum(url, plan) == before  # the target's own event included: still on the target
 
 
 def test_the_content_comparison_reads_the_target_as_the_source_in_the_keys_type(
