@@ -23,6 +23,8 @@ from cutover.suite import content
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests import tenant_types
 from tests.support import (
+    REHEARSAL,
+    ROOT,
     checksum,
     execute_sql,
     executed,
@@ -41,15 +43,19 @@ def typed_db(request: pytest.FixtureRequest, cutover_server: ServerInfo, tmp_pat
     db.drop_database(cutover_server.admin_url, db.database_name(url))
 
 
-def test_every_command_and_check_on_typed_tenant_ids(typed_db: tuple[str, Plan], tmp_path: Path,
-                                                     cutover_settings: Settings) -> None:
-    url, plan = typed_db
-    args = [f"--plan={plan.path}"]
-    # The target's own rows, there before the cutover (point 4): a billing profile and an event.
+def _own_rows(url: str, plan: Plan) -> None:
+    """The target's own rows, there before the cutover (point 4): a billing profile and an event."""
     execute_sql(url, sql.SQL("INSERT INTO provider_profiles (id, tenant_id, display_name, specialty) VALUES "
                              "('prof-own', {t}, 'own', 'billing')").format(t=sql.Literal(plan.target)),
                 sql.SQL("INSERT INTO events (id, tenant_id, event_type, payload, source_service) VALUES "
                         "('evt-own', {t}, 'intake.started', '{{}}', 'api')").format(t=sql.Literal(plan.target)))
+
+
+def test_every_command_and_check_on_typed_tenant_ids(typed_db: tuple[str, Plan], tmp_path: Path,
+                                                     cutover_settings: Settings) -> None:
+    url, plan = typed_db
+    args = [f"--plan={plan.path}"]
+    _own_rows(url, plan)
     before = checksum(url, plan)
     dry = run_cutover(url, "dry-run", *args)
     assert dry.returncode == 0 and "READY" in dry.stdout, dry.stdout + dry.stderr
@@ -154,5 +160,26 @@ def test_the_rehearsals_twelve_sql_checks_pass_on_uuid_tenants(
                                                f"--plan={plan.path}", *args)
         out = result.stdout.str()
         assert result.ret == 0 and "ALL 12 CHECKS PASSED" in out, out + result.stderr.str()
+    finally:
+        db.drop_database(cutover_server.admin_url, db.database_name(url))
+
+
+def test_the_full_rehearsal_is_ready_on_uuid_tenants(
+        pytester: pytest.Pytester, example: Callable[..., list[str]], cutover_server: ServerInfo,
+        tmp_path: Path) -> None:
+    """Set A, the manual checks (CI's labelled answers), A20-active, A5-content and the rollback
+    rehearsed, on a database whose tenants are uuid and whose target holds rows of its own: REHEARSAL
+    READY, 21 of 21."""
+    url, plan = tenant_types.database(cutover_server, "uuid", tmp_path)
+    try:
+        _own_rows(url, plan)
+        args = example(**REHEARSAL)
+        answers = pytester.path / "answers.yaml"
+        answers.write_text((ROOT / "ci" / "answers-ci.yaml").read_text())
+        result = pytester.runpytest_subprocess("-m", "setA", "-p", "no:randomly", *rehearse_on(url),
+                                               f"--plan={plan.path}", "--answers=answers.yaml", "--rehearse-rollback",
+                                               *args)
+        out = result.stdout.str()
+        assert result.ret == 0 and "REHEARSAL READY: 21 of 21 checks passed" in out, out + result.stderr.str()
     finally:
         db.drop_database(cutover_server.admin_url, db.database_name(url))
