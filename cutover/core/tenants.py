@@ -3,7 +3,7 @@
 The plan names the tenants as text (``source = "bbbbbbbb-…"``); the database holds them typed. A
 value read back is a ``UUID`` or an ``int``, and never equals the plan's string, so comparing them in
 Python said "tenant 'bbbbbbbb-…' does not exist" of a tenant that does. Here the key column's type is
-read from the catalog once per connection's use, and the plan's ids are written as the database
+read from the catalog once, where a command (or the checks) first connects, and the plan's ids are written as the database
 writes them (its own text of the typed value: a uuid in lower case, a bigint without leading zeros).
 Every tenant the SQL names is then a literal cast to that type (:func:`literal`), and every count or
 report keyed by tenant uses the same text, so the two always agree.
@@ -66,10 +66,3 @@ def literal(plan: Plan, tenant: str) -> sql.Composable:
         return sql.Literal(tenant)
     return sql.SQL("CAST({} AS {})").format(sql.Literal(tenant), sql.Identifier(*plan.tenant_type))
 
-
-def literals(plan: Plan, tenants: list[str]) -> sql.Composable:
-    """Several tenant ids as an array of the tenant key's type, for ``= ANY(...)``."""
-    if plan.tenant_type is None:
-        return sql.Literal(tenants)
-    kind = sql.Identifier(*plan.tenant_type)
-    return sql.SQL("CAST({} AS {}[])").format(sql.Literal(tenants), kind)
