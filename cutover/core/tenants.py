@@ -3,8 +3,9 @@
 The plan names the tenants as text (``source = "bbbbbbbb-…"``); the database holds them typed. A
 value read back is a ``UUID`` or an ``int``, and never equals the plan's string, so comparing them in
 Python said "tenant 'bbbbbbbb-…' does not exist" of a tenant that does. Here the key column's type is
-read from the catalog once, where a command (or the checks) first connects, and the plan's ids are written as the database
-writes them (its own text of the typed value: a uuid in lower case, a bigint without leading zeros).
+read from the catalog once, where a command (or the checks) first connects, and the plan's ids are
+written as the database writes them (its own text of the typed value: a uuid in lower case, a bigint
+without leading zeros).
 Every tenant the SQL names is then a literal cast to that type (:func:`literal`), and every count or
 report keyed by tenant uses the same text, so the two always agree.
 """
