@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from cutover.core import db
-from cutover.core.options import resolve
+from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import load_plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
@@ -41,7 +41,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scales", default="1,10,100", help="comma-separated scales (default 1,10,100)")
-    parser.add_argument("--seed", type=int, default=20260430)
+    parser.add_argument("--seed", type=int, default=DEFAULTS["snapshot_seed"])
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)

@@ -29,7 +29,7 @@ from typing import Any
 from psycopg import sql
 
 from cutover.core import db
-from cutover.core.options import resolve
+from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.report_types import key_order
 from cutover.reference import ownership as rules
@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scales", default="20,100", help="comma-separated scales (default 20,100)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scale (median reported)")
-    parser.add_argument("--seed", type=int, default=20260430)
+    parser.add_argument("--seed", type=int, default=DEFAULTS["snapshot_seed"])
     parser.add_argument("--aftercare", action="store_true", help="also time sweep and reverse after the execute")
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})

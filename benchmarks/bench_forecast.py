@@ -24,7 +24,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from cutover.core import db
-from cutover.core.options import resolve
+from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.reference import preflight
 from cutover.sandbox import backends as sandbox
@@ -100,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scales", default="1,20,100",
                         help="comma-separated scales, each forecast from the one before")
-    parser.add_argument("--seed", type=int, default=20260430)
+    parser.add_argument("--seed", type=int, default=DEFAULTS["snapshot_seed"])
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)

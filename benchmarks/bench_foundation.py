@@ -11,6 +11,7 @@ ratio against plain ``gunzip -c FILE | psql`` of the same file, measured in the 
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from cutover.core.options import resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
+from cutover.sandbox.pgbin import ClientTools
 from cutover.sandbox.snapshot import ensure_roles
 
 
@@ -35,9 +37,9 @@ def timed(fn: object, *args: object, **kwargs: object) -> tuple[float, object]:
 
 
 def gunzip_psql(path: Path, url: str) -> float:
-    bare, env = db.tool_env(url)
+    argv, env = ClientTools().command("psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null")
     started = time.monotonic()
-    subprocess.run(f"gunzip -c '{path}' | psql -X -q -v ON_ERROR_STOP=1 -d '{bare}' -o /dev/null",
+    subprocess.run(f"gunzip -c {shlex.quote(str(path))} | {shlex.join(argv)}",
                    shell=True, check=True, env=env, stderr=subprocess.DEVNULL)
     return time.monotonic() - started
 

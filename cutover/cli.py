@@ -1,8 +1,7 @@
 """The ``cutover`` command: the cutover module (dry-run, execute, sweep, reverse, report) and snapshots.
 
-Exit codes scripts can rely on: 0 done, 2 usage, setup or database error (one line on stderr, never a
-traceback), 130 interrupted; the cutover commands add theirs (see :mod:`cutover.reference.commands`). Progress goes to
-stderr so stdout stays clean for pipes.
+Exit codes scripts can rely on are :class:`cutover.core.exit_codes.ExitCode` (the README's table): errors
+are one line on stderr, never a traceback. Progress goes to stderr so stdout stays clean for pipes.
 """
 
 from __future__ import annotations
@@ -15,15 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cutover.core import catalog, db, evidence, plan_draft, plan_upgrade
-from cutover.core.errors import EXIT_USAGE, CutoverError, PlanError
-from cutover.core.options import resolve
+from cutover.core.errors import CutoverError, PlanError
+from cutover.core.exit_codes import ExitCode
+from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
 from cutover.core.redact import redact
 from cutover.reference import commands as cutover_commands
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
-
-EXIT_INTERRUPTED = 130
 
 
 def _progress(line: str) -> None:
@@ -35,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(redact(f"{self.prog}: error: {message}; see {self.prog} --help"), file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(ExitCode.COMMAND_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     make = snap_cmds.add_parser("make", help="write the deterministic synthetic pre-cutover snapshot")
     make.add_argument("--out", required=True, type=Path, help="file to write (plus FILE.manifest.json)")
     make.add_argument("--scale", type=float, default=1.0, help="1 is about 50k rows, 100 about 5M (default 1)")
-    make.add_argument("--seed", type=int, default=20260430, help="random seed (default 20260430)")
+    make.add_argument("--seed", type=int, default=DEFAULTS["snapshot_seed"],
+                      help=f"random seed (default {DEFAULTS['snapshot_seed']})")
     make.add_argument("--format", choices=snapshot.FORMATS, default="plain",
                       help="plain: gzip'd SQL as the runbook makes it; custom: for pg_restore -j")
     make.add_argument("--db-url", default=None,
@@ -58,12 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--sandbox", choices=("local", "docker", "auto"), default="local",
                       help="where the throwaway build server runs without --db-url (default local; docker runs "
                            "pg_dump inside the container, so no host PostgreSQL is needed)")
+    make.set_defaults(handler=make_snapshot)
 
     rest = snap_cmds.add_parser("restore", help="restore a snapshot into an empty database")
     rest.add_argument("file", type=Path, help="snapshot: .sql.gz / .sql plain, or pg_dump custom")
     rest.add_argument("--db-url", default=None, help="empty target database (or CUTOVER_DB_URL / DATABASE_URL)")
     rest.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs for custom archives")
     rest.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
+    rest.set_defaults(handler=restore_snapshot)
 
     ev = commands.add_parser("evidence", help="check a run's evidence bundle (evidence.json)")
     ev_cmds = ev.add_subparsers(dest="evidence_command", required=True, parser_class=_Parser)
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--allowed-signers", default=None,
                         help="ssh-keygen allowed-signers file (or CUTOVER_ALLOWED_SIGNERS): the bundle must be "
                              "signed by one of its keys; names the signer")
+    verify.set_defaults(handler=verify_evidence)
     plan = commands.add_parser("plan", help="draft a plan from a live database, or check one against it")
     plan_cmds = plan.add_subparsers(dest="plan_command", required=True, parser_class=_Parser)
     draft = plan_cmds.add_parser("draft", help="write a draft plan from the live schema (read-only)")
@@ -82,20 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--source", default=None, help="source tenant id (default the reference plan's)")
     draft.add_argument("--target", default=None, help="target tenant id (default the reference plan's)")
     draft.add_argument("--patient-table", default=None, help="the patient root table (default: guessed by name)")
+    draft.set_defaults(handler=draft_plan)
     check = plan_cmds.add_parser("check", help="list every difference between a plan and the live schema")
     check.add_argument("--db-url", default=None, help="the database to read (or CUTOVER_DB_URL / DATABASE_URL)")
     check.add_argument("--plan", default=None, help="plan file (default the reference plan)")
+    check.set_defaults(handler=check_plan, plan_error=ExitCode.BAD_PLAN)
     upgrade = plan_cmds.add_parser("upgrade", help="show a plan of an earlier format in the current one; "
                                                    "--write writes it")
     upgrade.add_argument("--plan", default=None, help="plan file (default the reference plan)")
     upgrade.add_argument("--write", action="store_true", help="write the upgraded plan (default: only show the diff)")
+    upgrade.set_defaults(handler=upgrade_plan, plan_error=ExitCode.BAD_PLAN)
     return parser
 
 
-EXIT_BAD_PLAN = 4
 
-
-def _plan_draft(args: argparse.Namespace) -> int:
+def draft_plan(args: argparse.Namespace) -> int:
+    """``cutover plan draft``: a first plan read from the live schema (read-only), so an operator starts from
+    their tables rather than a blank file; written atomically, and only into a directory that exists."""
     settings = resolve({"db_url": args.db_url}, {})
     if settings.db_url is None:
         raise CutoverError("plan draft needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
@@ -111,62 +116,59 @@ def _plan_draft(args: argparse.Namespace) -> int:
         text = plan_draft.draft(conn, options)
     if args.out is None:
         sys.stdout.write(text)
-        return 0
+        return ExitCode.OK
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     tmp.write_text(text)
     tmp.replace(args.out)
     print(f"plan draft: wrote {args.out}; settle every '# REVIEW', then run 'cutover plan check --plan "
           f"{args.out}'", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
-def _plan_check(args: argparse.Namespace) -> int:
+def check_plan(args: argparse.Namespace) -> int:
+    """``cutover plan check``: every difference between the plan and the live schema (read-only), exit 1 when
+    there is one; a plan that does not load is BAD_PLAN (4), as operators' scripts already branch on."""
     settings = resolve({"db_url": args.db_url, "plan": args.plan}, {})
     if settings.db_url is None:
         raise CutoverError("plan check needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
-    try:
-        plan = load_plan(settings.plan_path)
-    except PlanError as exc:
-        print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_BAD_PLAN
+    plan = load_plan(settings.plan_path)
     with db.connection(settings.db_url, read_only=True) as conn:
         schema = catalog.read(conn)
         differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
-                       + catalog.materialized_view_differences(conn, plan))
+                       + catalog.materialized_view_differences(conn, plan)
+                       + catalog.trigger_differences(plan, catalog.trigger_writes(conn, plan)))
         if not any(d.structural for d in differences):
             differences += catalog.unclassified(conn, plan)
     for diff in differences:
         print(f"{diff.code}: {diff.message}")
     if differences:
         print(f"plan check: {len(differences)} differences between {settings.plan_path} and the database")
-        return 1
+        return ExitCode.FAILED
     print(f"plan check: {settings.plan_path} and the database agree")
-    return 0
+    return ExitCode.OK
 
 
-def _plan_upgrade(args: argparse.Namespace) -> int:
-    """The diff to the current format on stdout; the file is written only with --write. No database."""
+def upgrade_plan(args: argparse.Namespace) -> int:
+    """``cutover plan upgrade``: the diff to the current format on stdout; the file is written only with
+    --write, so a plan under review is never changed by looking at it. No database."""
     path = resolve({"plan": args.plan}, {}).plan_path
-    try:
-        old, new = plan_upgrade.upgraded(path)
-    except PlanError as exc:
-        print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_BAD_PLAN
+    old, new = plan_upgrade.upgraded(path)
     if new == old:
         print(f"plan upgrade: {path} is already format {PLAN_FORMAT}; nothing to do", file=sys.stderr)
-        return 0
+        return ExitCode.OK
     sys.stdout.write(plan_upgrade.diff(path, old, new))
     if args.write:
         plan_upgrade.write(path, new)
         print(f"plan upgrade: wrote {path} (format {PLAN_FORMAT})", file=sys.stderr)
     else:
         print(f"plan upgrade: nothing written; run again with --write to write {path}", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
-def _evidence_verify(args: argparse.Namespace) -> int:
-    """Exit 0 when every artifact matches its recorded hash (and, with allowed signers, the signature
-    verifies), 1 naming each file that differs, is missing or is a symlink, and a bad or absent signature."""
+def verify_evidence(args: argparse.Namespace) -> int:
+    """``cutover evidence verify``: exit 0 when every artifact matches its recorded hash (and, with allowed
+    signers, the signature verifies), 1 naming each file that differs, is missing or is a symlink, and a bad or
+    absent signature."""
     settings = resolve({"allowed_signers": args.allowed_signers}, {})
     signers = Path(settings.allowed_signers) if settings.allowed_signers is not None else None
     if signers is not None:
@@ -177,19 +179,21 @@ def _evidence_verify(args: argparse.Namespace) -> int:
     if found.ok:
         print(f"EVIDENCE VERIFIED: {len(found.checked)} files match {args.dir / evidence.FILE} "
               f"({found.body.get('verdict')}); {found.trust()}")
-        return 0
+        return ExitCode.OK
     print(f"EVIDENCE DOES NOT VERIFY: {len(found.problems)} of {len(found.problems) + len(found.checked)} "
           f"differ or are missing in {args.dir}")
-    return 1
+    return ExitCode.FAILED
 
 
-def _snapshot_make(args: argparse.Namespace) -> int:
+def make_snapshot(args: argparse.Namespace) -> int:
+    """``cutover snapshot make``: the deterministic synthetic snapshot, made on --db-url or on a throwaway
+    sandbox that is stopped whatever happens, so a rehearsal can be run without production data."""
     settings = resolve({"db_url": args.db_url, "plan": args.plan}, {}, {})
     plan = load_plan(settings.plan_path)
     snapshot.check_make_args(args.out, args.scale, args.format)
     if args.db_url is not None:
         snapshot.make(args.out, plan, args.db_url, args.scale, args.seed, args.format, _progress)
-        return 0
+        return ExitCode.OK
     build = resolve({"plan": args.plan, "sandbox": args.sandbox}, {})
     info = sandbox.start(sandbox.SandboxSpec.of(build), log=_progress)
     try:
@@ -197,10 +201,12 @@ def _snapshot_make(args: argparse.Namespace) -> int:
                       tools=info.tools())
     finally:
         sandbox.stop(info)
-    return 0
+    return ExitCode.OK
 
 
-def _snapshot_restore(args: argparse.Namespace) -> int:
+def restore_snapshot(args: argparse.Namespace) -> int:
+    """``cutover snapshot restore``: a snapshot into an empty database, all or nothing; the target must be
+    named (no default database is ever written)."""
     settings = resolve({"db_url": args.db_url, "plan": args.plan}, {})
     if settings.db_url is None:
         raise CutoverError("snapshot restore needs a target: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
@@ -208,22 +214,10 @@ def _snapshot_restore(args: argparse.Namespace) -> int:
     result = snapshot.restore(args.file, settings.db_url, plan, jobs=args.jobs, log=_progress)
     print(f"restore wall-clock: {result.total_seconds:.2f} s ({result.rows} rows, {result.format}; "
           f"load {result.seconds:.2f} s)")
-    return 0
+    return ExitCode.OK
 
 
 _COMMAND = ("command", "plan_command", "snapshot_command", "evidence_command")  # what an error names
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "evidence":
-        return _evidence_verify(args)
-    if args.command == "plan":
-        return {"draft": _plan_draft, "check": _plan_check, "upgrade": _plan_upgrade}[args.plan_command](args)
-    if args.command != "snapshot":
-        return int(args.handler(args))
-    if args.snapshot_command == "make":
-        return _snapshot_make(args)
-    return _snapshot_restore(args)
 
 
 def _interruptible() -> None:
@@ -239,18 +233,21 @@ def _interruptible() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run the handler each command registered with its parser, and turn the one error type every
+    command raises (:class:`CutoverError`) into its one line and exit code, here and nowhere else."""
     _interruptible()
     args = build_parser().parse_args(argv)
     try:
         command = " ".join(str(getattr(args, a)) for a in _COMMAND if getattr(args, a, None))
         with db.operator_errors(command):  # a database error: one line, exit 2, never 1 (BLOCKED's)
-            return _dispatch(args)
+            return int(args.handler(args))
     except CutoverError as exc:
         print(f"cutover: error: {redact(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        plan_error = getattr(args, "plan_error", None)  # plan check/upgrade: a plan that does not load is 4
+        return plan_error if plan_error is not None and isinstance(exc, PlanError) else exc.exit_code
     except KeyboardInterrupt:
         print("cutover: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

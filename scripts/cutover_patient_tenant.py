@@ -40,7 +40,7 @@ def _into_the_project_environment() -> None:
         print(f"cutover_patient_tenant.py: error: this python ({sys.executable}) lacks the project's dependencies "
               f"and {python} does not exist; run scripts/bootstrap.sh once, then run this command again",
               file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(2) from None  # ExitCode.SETUP: the project cannot be imported here to name it
 
 
 if __name__ == "__main__":
@@ -49,6 +49,7 @@ if __name__ == "__main__":
 sys.path.insert(0, str(ROOT))
 
 from cutover.cli import main  # noqa: E402  (after the interpreter is settled)
+from cutover.core.exit_codes import ExitCode  # noqa: E402
 
 MODES = {"--execute": "execute", "--sweep": "sweep", "--reverse": "reverse", "--rebuild-report": "report"}
 
@@ -73,5 +74,5 @@ if __name__ == "__main__":
     args = translate(sys.argv[1:])
     if args and args[0] == "--usage-error":
         print(f"cutover_patient_tenant.py: error: {args[1]}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(ExitCode.COMMAND_USAGE)
     raise SystemExit(main(args))

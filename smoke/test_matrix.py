@@ -1,4 +1,4 @@
-"""The 12 automated checks of the smoke matrix, one test function each, made from the check catalogue.
+"""The 12 automated checks of the smoke matrix, one test each, collected from the check catalogue.
 
 Set A: ``pytest -m setA`` (rehearsal, dev branch or sandbox). Set B: ``pytest -m setB --db-url PROD``
 (production window: read-only, database only). Select by id with ``--check A3,A7``, or ``-k A3_``
@@ -9,6 +9,6 @@ cutover/suite/checks/, written from the plan independently of the cutover module
 
 from __future__ import annotations
 
-from cutover.suite.matrix import matrix_tests
+from cutover.suite.matrix import Matrix
 
-globals().update(matrix_tests())
+checks = Matrix()  # collected as one test per automated check of the catalogue (cutover/suite/matrix.py)

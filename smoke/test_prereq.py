@@ -16,7 +16,7 @@ from cutover.core.plan import Plan
 from cutover.suite import window
 from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.checks.base import Checker, Evidence
-from cutover.suite.oplog import server_version
+from cutover.suite.under_check import server_version
 
 pytestmark = pytest.mark.prereq
 Record = Callable[[window.Item], None]

@@ -19,8 +19,8 @@ from cutover.core.plan import Plan
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.server import SessionSandbox
-from cutover.suite.under_check import DatabaseUnderCheck, cut_over_clone
-from tests.support import ROOT
+from cutover.suite.under_check import DatabaseUnderCheck
+from tests.support import ROOT, cut_over_clone
 
 # Hypothesis profiles (HYPOTHESIS_PROFILE): ci keeps every row-mix property, with a database per
 # example, well under 3 minutes on 2 cores; dev explores more; stress is the long hunt (docs/hypothesis.md).

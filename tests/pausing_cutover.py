@@ -24,25 +24,43 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the checkout's package
 
 from cutover import cli
+from cutover.core.db import Connection
 from cutover.reference import execute
 
 PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
 PART_BYTES_ENV = "CUTOVER_TEST_AUDIT_PART_BYTES"
 SIGINT_AFTER_COMMIT_ENV = "CUTOVER_TEST_SIGINT_AFTER_COMMIT"
 HOLD_S = 600
+_held: dict[int, Connection] = {}  # id(run) -> the connection of that run's transaction
 
 
 def _hold(run: execute.Run) -> None:
     print(f"cutover: paused after step {run.number} ({PAUSE_ENV})", file=sys.stderr, flush=True)
     deadline = time.monotonic() + HOLD_S
+    conn = _held.get(id(run))
     while time.monotonic() < deadline:
         time.sleep(0.1)
-        if run.conn is not None:
-            run.conn.execute("SELECT 1")
+        if conn is not None:
+            conn.execute("SELECT 1")
+
+
+def _record_connections() -> None:
+    """Keep each run's transaction connection, as ``guarded`` opens it, for :func:`_hold` to probe: the
+    reference execute carries no handle for tests."""
+    original = execute.guarded
+
+    @contextmanager
+    def guarded(url: str, run: execute.Run, *args: Any, **kwargs: Any) -> Iterator[Connection]:
+        with original(url, run, *args, **kwargs) as conn:
+            _held[id(run)] = conn
+            yield conn
+
+    execute.guarded = guarded
 
 
 def pause_after(step_number: int) -> None:
     """Make every execute/sweep/reverse run hold after ``step_number``."""
+    _record_connections()
     original = execute.Run.step
 
     @contextmanager

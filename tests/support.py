@@ -21,13 +21,16 @@ import pytest
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.progress import Log, quiet
 from cutover.core.report_types import CutoverReport
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
+from cutover.sandbox.server import SessionSandbox
 from cutover.suite.catalogue import AUTOMATED
 from cutover.suite.checks.base import Checker
 from cutover.suite.under_check import DatabaseUnderCheck, check_connection
@@ -306,3 +309,22 @@ def postgres_running_in(base_dir: str | Path) -> bool:
         if "postgres" in cmdline and str(base_dir) in cmdline:
             return True
     return False
+
+
+def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, label: str,
+                   log: Log = quiet) -> DatabaseUnderCheck:
+    """A clone of the restored snapshot with the reference cutover executed on it."""
+    url = provider.clone(label)
+    path = workdir / f"cutover_report_{label}_{os.getpid()}.json"
+    with engine.private_spool() as spool:
+        try:
+            report, id_files = engine.execute(url, plan, f"rehearsal:{label}",
+                                              engine.Timeouts(settings.lock_timeout, settings.statement_timeout),
+                                              spool=spool)
+        except engine.RunFailed as exc:
+            provider.drop(url)
+            raise SetupError(f"the reference cutover failed on the sandbox target: {exc}") from None
+        reports.write(path, report, id_files)
+    log(f"cutover: reference cutover committed on the sandbox target in {report['duration_s']:.2f} s "
+        f"({sum(report['moved'].values())} rows); report {path}")
+    return DatabaseUnderCheck(url, json.loads(path.read_text()), path, sandbox=True)

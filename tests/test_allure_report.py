@@ -12,7 +12,7 @@ import json
 import uuid
 from pathlib import Path
 
-from cutover.suite import oplog
+from cutover.suite import allure_report
 
 
 def _result(results: Path, name: str, status: str, message: str) -> None:
@@ -23,16 +23,16 @@ def _result(results: Path, name: str, status: str, message: str) -> None:
 
 
 def test_a_failed_check_a_setup_error_and_an_unanswered_manual_check_are_three_categories(tmp_path: Path) -> None:
-    allure = oplog.allure_command(None)
+    allure = allure_report.allure_command(None)
     assert allure is not None, "the pinned Allure is missing: run scripts/bootstrap.sh"
     results = tmp_path / "allure-results"
-    oplog.write_results_metadata(results, {"backend": "local"}, "build")
+    allure_report.write_results_metadata(results, {"backend": "local"}, "build")
     _result(results, "A3 nothing patient-owned remains on the source [events]", "failed", "2 rows left on the source")
     _result(results, "A1 schema head is exactly the plan's revision", "broken", "connection refused")
     _result(results, "A12 Idempotency-key replay", "skipped", "needs operator: no answer in the answers file")
     _result(results, "A20-active the sweep moves a synthetic straggler", "skipped", "needs --rehearse")
     (tmp_path / "operator-log.md").write_text("# Operator log: REHEARSAL NOT READY: A3 FAIL\n")
-    report, why = oplog.render_html(results, tmp_path, allure, single_file=False, attach=("operator-log.md",))
+    report, why = allure_report.render_html(results, tmp_path, allure, single_file=False, attach=("operator-log.md",))
     assert report is not None, why
     attached = [p for p in (tmp_path / "allure-report").rglob("*") if p.is_file() and p.suffix != ".html"
                 and "# Operator log: REHEARSAL NOT READY: A3 FAIL" in p.read_text(errors="replace")]

@@ -104,3 +104,15 @@ def test_every_automated_check_titles_its_evidence() -> None:
     for check in AUTOMATED:
         assert check.run is not None and check.per in (None, "patient_table", "reference", "owned_table")
         assert check.heading("t") == f"{check.id} {check.title} [t]"
+
+
+def test_a_matrix_is_collected_as_one_test_per_automated_check_and_subject(
+        pytester: pytest.Pytester, example: Callable[..., list[str]]) -> None:
+    """The test ids are the catalogue's names and the plan's subjects, each once: a module that declares
+    ``Matrix()`` gets the automated checks through pytest's collection, in the catalogue's order, each once
+    (the functions the collector leaves on the module are not collected a second time)."""
+    plan = load_plan(DEFAULT_PLAN)
+    expected = [f"test_matrix.py::{check.test_name}" + (f"[{subject}]" if check.per else "")
+                for check in AUTOMATED for subject in (check.subjects(plan) if check.per else [""])]
+    args = example(test_matrix="from cutover.suite.matrix import Matrix\n\nchecks = Matrix()\n")
+    assert collected(pytester, "-p", "no:randomly", *args) == expected

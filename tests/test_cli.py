@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import re
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from cutover.cli import build_parser
 from cutover.core.plan import DEFAULT_PLAN
 from cutover.sandbox.backends import ServerInfo, free_port
 from cutover.suite.under_check import DatabaseUnderCheck
@@ -162,3 +164,40 @@ def test_a_database_error_is_one_line_and_its_exit_code_never_a_traceback(
     assert "(permission denied " in lines[0] and "; SQLSTATE 42501)" in lines[0], lines
     assert CANARY not in done.stdout + done.stderr
     assert not rebuilt.exists() and not out.exists()
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[
+        tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subparsers:
+        yield path, parser
+    for action in subparsers:
+        for name, sub in action.choices.items():
+            yield from _leaf_parsers(sub, (*path, name))
+
+
+def test_every_command_registers_one_documented_handler_with_its_parser() -> None:
+    """One dispatch style: a command is found by the handler its parser carries, never by an if-chain on its
+    name, and that handler says what the command is for."""
+    leaves = dict(_leaf_parsers(build_parser()))
+    assert {" ".join(p) for p in leaves} >= {"dry-run", "execute", "sweep", "reverse", "report", "snapshot make",
+                                             "snapshot restore", "evidence verify", "plan draft", "plan check",
+                                             "plan upgrade"}
+    for path, parser in leaves.items():
+        handler = parser.get_default("handler")
+        assert callable(handler), f"cutover {' '.join(path)} registers no handler"
+        assert handler.__doc__, f"cutover {' '.join(path)}: {handler.__name__} has no docstring"
+
+
+def test_plan_check_of_a_plan_that_does_not_load_is_bad_plan_and_a_snapshots_is_a_setup_error(tmp_path: Path) -> None:
+    """4 for plan check and plan upgrade (operators' scripts branch on it), 2 for every other command's bad plan."""
+    broken = tmp_path / "plan.toml"
+    broken.write_text(DEFAULT_PLAN.read_text().replace('[tables.quotes]\nkey = "id"', '[tables.quotes]\nkye = "id"', 1))
+    unreachable = f"postgresql://ops@127.0.0.1:{free_port()}/prod"
+    checked = cutover("plan", "check", f"--plan={broken}", f"--db-url={unreachable}")
+    assert checked.returncode == 4, checked.stderr
+    (line,) = checked.stderr.strip().splitlines()
+    assert line.startswith("cutover: error: ") and "unknown key 'kye'" in line
+    restored = cutover("snapshot", "restore", str(tmp_path / "none.sql.gz"), f"--plan={broken}",
+                       f"--db-url={unreachable}")
+    assert_one_line_error(restored, "unknown key 'kye'")

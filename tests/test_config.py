@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from cutover.core.errors import SetupError
-from cutover.core.options import OPTIONS, add_to_parser, option_table, refuse_outside_the_command_line, resolve
+from cutover.core.options import (
+    DEFAULTS,
+    OPTIONS,
+    Settings,
+    add_to_parser,
+    option_table,
+    refuse_outside_the_command_line,
+    resolve,
+)
+from cutover.reference.execute import Timeouts
+from cutover.sandbox.backends import SandboxSpec
 
 
 def test_defaults_when_nothing_is_given() -> None:
@@ -109,3 +119,13 @@ def test_rehearse_on_the_command_line_is_bare_or_names_a_database(argv: list[str
     parser = argparse.ArgumentParser()
     add_to_parser(parser.add_argument)
     assert parser.parse_args(argv).cutover_rehearse == value
+
+
+def test_every_default_is_the_option_tables() -> None:
+    """A default written a second time (Settings, the sandbox's spec, the cutover's timeouts) drifts from the table
+    and from the README generated from it; they all read it."""
+    assert Settings() == resolve({}, {}, {})
+    assert Timeouts() == Timeouts(DEFAULTS["lock_timeout"], DEFAULTS["statement_timeout"])
+    spec = SandboxSpec()
+    assert (spec.backend, spec.startup_timeout, spec.snapshot_scale, spec.snapshot_seed) == (
+        DEFAULTS["sandbox"], DEFAULTS["startup_timeout"], DEFAULTS["snapshot_scale"], DEFAULTS["snapshot_seed"])

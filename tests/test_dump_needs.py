@@ -21,6 +21,7 @@ from cutover.core.redact import split_password
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import dumpneeds, snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
+from cutover.sandbox.pgbin import ClientTools
 from cutover.sandbox.server import SessionSandbox, release
 from tests.support import REHEARSAL, ROOT, operator_log
 
@@ -122,8 +123,8 @@ def dump_server() -> Iterator[ServerInfo]:
 
 
 def _pg_dump(url: str, out: Path, *options: str) -> Path:
-    bare, env = db.tool_env(url)
-    done = subprocess.run(["pg_dump", *options, "-d", bare], env=env, capture_output=True, check=True)
+    argv, env = ClientTools().command("pg_dump", url, *options)
+    done = subprocess.run(argv, env=env, capture_output=True, check=True)
     if "-Fc" in options:
         out.write_bytes(done.stdout)
     else:

@@ -26,7 +26,7 @@ from cutover.core.plan import Plan
 from cutover.core.redact import register_secret
 from cutover.sandbox import snapshot
 from cutover.sandbox.server import SessionSandbox
-from cutover.suite import oplog
+from cutover.suite import secret_sweep
 from tests.support import REHEARSAL, machine_python, rehearse_on
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +201,7 @@ def test_the_artifacts_sweep_masks_json_by_its_strings_and_leaves_it_json(tmp_pa
     (tmp_path / "journal.jsonl").write_text(json.dumps({"observation": command}) + "\n" + json.dumps({"n": 1}) + "\n")
     (tmp_path / "operator-log.md").write_text(f"- command: `{command}`\n")
     assert escaped not in (tmp_path / "allure-result.json").read_text()  # not in the text as itself: escaped
-    assert oplog.sweep_secrets(tmp_path) == 4
+    assert secret_sweep.sweep_secrets(tmp_path) == 4
     assert json.loads((tmp_path / "allure-result.json").read_text()) == {"message": "login as ops with *** refused"}
     log = json.loads((tmp_path / "operator-log.json").read_text())
     assert log == {"command": 'DB_PASSWORD=*** ./cutover --report-path "R.json"; echo "host=db password=***"',
@@ -209,4 +209,4 @@ def test_the_artifacts_sweep_masks_json_by_its_strings_and_leaves_it_json(tmp_pa
     lines = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
     assert lines == [{"observation": log["command"]}, {"n": 1}]
     assert CANARY not in (tmp_path / "operator-log.md").read_text()
-    assert oplog.sweep_secrets(tmp_path) == 0  # nothing left to mask: no file is rewritten again
+    assert secret_sweep.sweep_secrets(tmp_path) == 0  # nothing left to mask: no file is rewritten again

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.report_types import CutoverReport
@@ -100,7 +101,7 @@ def test_the_cutover_moves_exactly_what_the_spec_says_and_reverse_undoes_it(
         assert not bad, "\n\n".join(bad.values())
         with pytest.raises(engine.RunFailed) as again:
             engine.execute(url, cutover_plan, ACTOR, engine.Timeouts())
-        assert again.value.exit_code == engine.EXIT_ALREADY
+        assert again.value.exit_code == ExitCode.ALREADY_CUT_OVER
         assert tenants_of(url) == after
         aftercare.reverse(url, cutover_plan, ACTOR, engine.Timeouts(), report)
         assert tenants_of(url) == before
@@ -156,7 +157,7 @@ def test_any_unclassified_value_blocks_and_changes_nothing(world: World, unknown
         assert not result.ready and any(f"unclassified-{column}" in b.line() for b in result.blockers)
         with pytest.raises(engine.RunFailed) as failed:
             engine.execute(url, cutover_plan, ACTOR, engine.Timeouts())
-        assert failed.value.exit_code == engine.EXIT_BLOCKED
+        assert failed.value.exit_code == ExitCode.BLOCKED
         assert tenants_of(url) == before
 
 

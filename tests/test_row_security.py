@@ -17,11 +17,11 @@ import pytest
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan
 from cutover.reference import aftercare
 from cutover.reference import execute as engine
 from cutover.sandbox.backends import ServerInfo
-from cutover.suite import verdict as v
 from tests.support import checksum, execute_sql, operator_tests, run_cutover
 
 MATRIX = operator_tests("test_matrix")
@@ -97,7 +97,7 @@ def test_the_reverse_preview_as_a_forced_owner_is_blocked(forced_owner: tuple[st
     url, role = forced_owner
     with pytest.raises(engine.RunFailed) as info:
         aftercare.reverse_counts(url, cutover_plan, engine.Timeouts(), {"run_id": "any"})
-    assert info.value.exit_code == engine.EXIT_BLOCKED
+    assert info.value.exit_code == ExitCode.BLOCKED
     assert str(info.value).startswith("row-security: ")
     assert_names_role_table_and_fix(str(info.value), role)
 
@@ -118,7 +118,7 @@ def test_set_a_and_set_b_as_a_forced_owner_are_a_setup_error_never_a_pass(
     args = example(**MATRIX)
     result = pytester.runpytest_subprocess("-m", selection, f"--db-url={url}", "-p", "no:randomly", *args)
     out = result.stdout.str() + result.stderr.str()
-    assert result.ret == v.EXIT_SETUP, out
+    assert result.ret == ExitCode.SETUP, out
     assert "PASSED" not in out.replace("SET B PASSED: 0", "")
     (line,) = [x for x in out.splitlines() if "BYPASSRLS" in x and "setup error" in x.lower()][:1]
     assert_names_role_table_and_fix(line, role)
@@ -134,7 +134,7 @@ def test_the_go_no_go_as_a_forced_owner_is_never_go(
     result = pytester.runpytest_subprocess("-m", "prereq", f"--db-url={url}", f"--evidence={tmp_path}",
                                            "-p", "no:randomly", *args)
     out = result.stdout.str() + result.stderr.str()
-    assert result.ret == v.EXIT_SETUP, out
+    assert result.ret == ExitCode.SETUP, out
     assert "WINDOW GO" not in out and "WINDOW NO-GO: A1 not run, A2 not run" in out
     (line,) = [x for x in out.splitlines() if "the checks cannot see every row" in x][:1]
     assert_names_role_table_and_fix(line, role)

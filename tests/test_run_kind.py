@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan
 from cutover.suite import selection
 from cutover.suite import verdict as v
@@ -59,12 +60,12 @@ def test_step_5a_is_the_twelve_automated_sql_checks(catalogue: Catalogue) -> Non
 def test_step_5a_verdicts() -> None:
     passed = {c: "passed" for c in STEP_5A}
     ok = v.decide(v.STEP_5A, STEP_5A, passed, {}, [])
-    assert ok.exit_code == v.EXIT_READY
+    assert ok.exit_code == ExitCode.OK
     assert ok.line.startswith("ALL 12 CHECKS PASSED (step 5a)") and "READY only after step 5b" in ok.line
     failed = v.decide(v.STEP_5A, STEP_5A, {**passed, "A3": "failed"}, {}, [])
-    assert (failed.line, failed.exit_code) == ("STEP 5A FAILED: A3 FAIL", v.EXIT_FAILED)
+    assert (failed.line, failed.exit_code) == ("STEP 5A FAILED: A3 FAIL", ExitCode.FAILED)
     short = v.decide(v.STEP_5A, STEP_5A, {c: "passed" for c in STEP_5A[:-1]}, {}, [])
-    assert (short.line, short.exit_code) == ("STEP 5A NOT PASSED: 1 not run", v.EXIT_INCOMPLETE)
+    assert (short.line, short.exit_code) == ("STEP 5A NOT PASSED: 1 not run", ExitCode.INCOMPLETE)
 
 
 def test_step_5a_on_a_dev_branch_ends_all_12_checks_passed_and_its_evidence_says_step_5a(
@@ -88,7 +89,7 @@ def test_a_run_of_everything_but_set_b_is_a_rehearsal_not_set_b(
     result = pytester.runpytest_subprocess("-m", "not setB", f"--db-url={cut_over_db.url}",
                                            f"--report-path={cut_over_db.report_path}", "-p", "no:randomly", *args)
     out = result.stdout.str()
-    assert result.ret == v.EXIT_INCOMPLETE, out
+    assert result.ret == ExitCode.INCOMPLETE, out
     assert "REHEARSAL NOT READY" in out and "SET B" not in out
     assert "8 not run" in out  # the Set B checks it left out are owed all the same
 

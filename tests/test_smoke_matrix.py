@@ -16,6 +16,7 @@ import pytest
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.redact import split_password
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import ROOT, executed, operator_tests, reference_database, run_checks, scalar
@@ -41,7 +42,8 @@ def test_set_b_on_a_db_url_passes_reads_only_and_starts_nothing(
     assert "SET B PASSED: 8 of 8" in out
     assert "sandbox:" not in out and "cutover: reference cutover" not in out
     assert writes(cut_over_db.url) == before, "Set B changed the database"
-    assert db.tool_env(cut_over_db.url)[1]["PGPASSWORD"] not in out
+    password = split_password(cut_over_db.url)[1]
+    assert password is not None and password not in out
 
 
 def test_a_write_inside_a_set_b_check_is_refused(
@@ -74,7 +76,8 @@ def test_before_the_cutover_set_a_fails_and_names_rows(
     assert "rows (20 shown, max 20): msg-" in out
     assert "query:    SELECT" in out
     assert "pass the execute's report with --report-path" in out
-    assert db.tool_env(fresh_db)[1]["PGPASSWORD"] not in out
+    password = split_password(fresh_db)[1]
+    assert password is not None and password not in out
 
 
 def test_check_selection_by_id(

@@ -121,11 +121,10 @@ def _other_schema(url: str, tmp_path: Path) -> Path:
         conn.execute("CREATE TABLE widgets (id int PRIMARY KEY, name text)")
         conn.execute("INSERT INTO widgets VALUES (1, 'a')")
     out = tmp_path / "widgets.sql.gz"
-    bare, env = db.tool_env(url)
+    argv, env = ClientTools().command("pg_dump", url, "--no-owner", "--no-privileges")
     import subprocess
 
-    dump = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", "-d", bare], env=env, capture_output=True,
-                          check=True)
+    dump = subprocess.run(argv, env=env, capture_output=True, check=True)
     out.write_bytes(gzip.compress(dump.stdout))
     return out
 

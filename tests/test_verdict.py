@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.reference import aftercare
@@ -50,7 +51,7 @@ def test_a_set_b_of_some_checks_only_is_never_a_pass(
     result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", "--check", "A3,A7",
                                            "-p", "no:randomly", *args)
     out = result.stdout.str()
-    assert result.ret == v.EXIT_INCOMPLETE, out
+    assert result.ret == ExitCode.INCOMPLETE, out
     assert "SET B NOT PASSED: 6 not run" in out and "SET B PASSED" not in out
 
 
@@ -61,14 +62,14 @@ def test_a_setup_error_is_the_verdict_and_is_in_the_log(
     url = f"postgresql://ops:{CANARY}@127.0.0.1:{free_port()}/prod"
     result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={url}", *args)
     out = result.stdout.str() + result.stderr.str()
-    assert result.ret == v.EXIT_SETUP, out
+    assert result.ret == ExitCode.SETUP, out
     # the target first, password masked
     header = next(line for line in out.splitlines() if line.startswith("cutover target:"))
     assert "host 127.0.0.1" in header and "database prod" in header and "user ops" in header
     assert CANARY not in out
     log = operator_log(pytester.path)
     assert log["verdict"].startswith("SET B FAILED: setup error: cannot reach PostgreSQL at 127.0.0.1:")
-    assert log["setup_error"] and log["exit_status"] == v.EXIT_SETUP
+    assert log["setup_error"] and log["exit_status"] == ExitCode.SETUP
     assert log["verdict"] in out
     md = (pytester.path / "artifacts" / "latest" / "operator-log.md").read_text()
     assert md.startswith(f"# Operator log: {log['verdict']}")
@@ -102,7 +103,7 @@ def test_an_interruption_says_where_the_run_stopped(pytester: pytest.Pytester,
     args = example(test_checks=INTERRUPTED)
     result = pytester.runpytest_subprocess("-m", "setA", "-p", "no:randomly", *args)
     out = result.stdout.str()
-    assert result.ret == v.EXIT_INTERRUPTED, out
+    assert result.ret == ExitCode.INTERRUPTED, out
     assert "REHEARSAL NOT READY: interrupted at the A12 prompt" in out
     assert "ANSWERED" not in out and "CHECKS PASSED" not in out
     log = operator_log(pytester.path)
@@ -117,14 +118,14 @@ WAITING = {c: "needs operator: no terminal and no --answers" for c in MANUAL}
 
 
 @pytest.mark.parametrize(("outcomes", "reasons", "line", "code"), [
-    ({c: "passed" for c in ALL}, {}, "REHEARSAL READY: 21 of 21 checks passed", v.EXIT_READY),
+    ({c: "passed" for c in ALL}, {}, "REHEARSAL READY: 21 of 21 checks passed", ExitCode.OK),
     ({**{c: "passed" for c in SQL}, "A11": "passed", "A12": "failed", **{c: "skipped" for c in MANUAL[2:]}},
      {**WAITING, "A13": "operator skipped A13: app down"},
-     "REHEARSAL NOT READY: A12 FAIL, A13 SKIP, 6 unanswered", v.EXIT_FAILED),
+     "REHEARSAL NOT READY: A12 FAIL, A13 SKIP, 6 unanswered", ExitCode.FAILED),
     ({**{c: "passed" for c in SQL}, **{c: "skipped" for c in MANUAL}}, WAITING,
-     "REHEARSAL NOT READY: 9 unanswered", v.EXIT_INCOMPLETE),
-    ({c: "passed" for c in SQL}, {}, "REHEARSAL NOT READY: 9 unanswered", v.EXIT_INCOMPLETE),
-    ({c: "passed" for c in MANUAL}, {}, "REHEARSAL NOT READY: 12 not run", v.EXIT_INCOMPLETE),
+     "REHEARSAL NOT READY: 9 unanswered", ExitCode.INCOMPLETE),
+    ({c: "passed" for c in SQL}, {}, "REHEARSAL NOT READY: 9 unanswered", ExitCode.INCOMPLETE),
+    ({c: "passed" for c in MANUAL}, {}, "REHEARSAL NOT READY: 12 not run", ExitCode.INCOMPLETE),
 ])
 def test_the_rehearsal_verdict_names_every_check_that_did_not_pass(
     outcomes: dict[str, str], reasons: dict[str, str], line: str, code: int
@@ -137,7 +138,7 @@ def test_set_b_verdicts() -> None:
     set_b = ["A1", "A2", "A3", "A4", "A6", "A7", "A8", "A9"]
     assert v.decide(v.SET_B, set_b, dict.fromkeys(set_b, "passed"), {}, []).line == "SET B PASSED: 8 of 8"
     failed = v.decide(v.SET_B, set_b, {**dict.fromkeys(set_b, "passed"), "A3": "failed", "A4": "failed"}, {}, [])
-    assert (failed.line, failed.exit_code) == ("SET B FAILED: A3 FAIL, A4 FAIL", v.EXIT_FAILED)
+    assert (failed.line, failed.exit_code) == ("SET B FAILED: A3 FAIL, A4 FAIL", ExitCode.FAILED)
 
 
 def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
@@ -148,7 +149,7 @@ def test_a_failing_set_b_says_what_the_runbook_says_to_do_now(
     result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", "-p", "no:randomly",
                                            f"--report-path={cut_over_db.report_path}", *args)
     out = result.stdout.str()
-    assert result.ret == v.EXIT_FAILED, out
+    assert result.ret == ExitCode.FAILED, out
     assert "SET B FAILED: A3 FAIL" in out
     committed = str((cut_over_db.report or {})["committed_at"])[:10]
     assert f"the cutover committed at {committed}" in out and "now T+0:" in out and "the T+0:30 line is in" in out
@@ -190,7 +191,7 @@ def test_before_t_plus_30_the_next_step_says_what_the_reverse_would_move(
     result = pytester.runpytest_subprocess("-m", "setB", f"--db-url={cut_over_db.url}", "-p", "no:randomly",
                                            f"--report-path={cut_over_db.report_path}", *args)
     out = result.stdout.str()
-    assert result.ret == v.EXIT_FAILED, out
+    assert result.ret == ExitCode.FAILED, out
     per_table = ", ".join(f"{t} {n}" for t, n in expected.items())
     moves = (f"the reverse would move {sum(expected.values())} rows back to {cutover_plan.source} "
              f"({per_table}); 1 of them created since the commit ({table} 1)")
@@ -278,8 +279,8 @@ def test_a_newer_server_note_ends_every_verdict_line_and_changes_no_exit_code() 
     expected, manual = ["A1", "A11"], ["A11"]
     note = "rehearsed on 18 for a PostgreSQL 16 production"
     ready = v.decide(v.REHEARSAL, expected, {"A1": "passed", "A11": "passed"}, {}, manual, note=note)
-    assert ready.line == f"REHEARSAL READY: 2 of 2 checks passed; {note}" and ready.exit_code == v.EXIT_READY
+    assert ready.line == f"REHEARSAL READY: 2 of 2 checks passed; {note}" and ready.exit_code == ExitCode.OK
     failed = v.decide(v.REHEARSAL, expected, {"A1": "failed"}, {}, manual, note=note)
-    assert failed.line.endswith(f"; {note}") and failed.exit_code == v.EXIT_FAILED
+    assert failed.line.endswith(f"; {note}") and failed.exit_code == ExitCode.FAILED
     plain = v.decide(v.REHEARSAL, expected, {"A1": "passed", "A11": "passed"}, {}, manual)
     assert plain.line == "REHEARSAL READY: 2 of 2 checks passed"

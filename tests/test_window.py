@@ -24,7 +24,7 @@ from cutover.sandbox.pgbin import major_of
 from cutover.suite import bundle, window
 from cutover.suite.catalogue import AUTOMATED, REHEARSAL_PROOFS
 from cutover.suite.manual.answers import Answer
-from cutover.suite.oplog import server_version
+from cutover.suite.under_check import server_version
 from tests import fakes
 from tests.support import ssh_signer
 

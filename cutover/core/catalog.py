@@ -10,6 +10,7 @@ whatever the number of tables, so the answer takes well under a second on hundre
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -442,4 +443,100 @@ def materialized_view_differences(conn: Connection, plan: Plan) -> list[Differen
                     "missing-materialized-view", name,
                     f"[refresh].{key}: {name} is not a materialized view in the database; fix the name or "
                     f"remove it from the plan"))
+    return out
+
+
+# The user triggers on the current schema's tables that a move fires: enabled, on UPDATE, and, for
+# ``UPDATE OF columns``, with the tenant column among them (the move sets nothing else). With the
+# function's language and source, the only place a trigger says which tables it writes.
+_TRIGGERS = """
+SELECT c.relname, t.tgname, p.proname, l.lanname, (t.tgtype & 1) = 1, coalesce(p.prosrc, '')
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
+WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 16) <> 0 AND n.nspname = current_schema()
+  AND (cardinality(t.tgattr::int2[]) = 0 OR (SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = c.oid
+                                   AND a.attname = %(column)s) = ANY(t.tgattr::int2[]))
+ORDER BY 1, 2
+"""
+
+# A statement that writes a table, in a function's source: INSERT INTO, UPDATE, DELETE FROM, MERGE INTO,
+# then the table's name (schema-qualified or not, quoted or not).
+_WRITES = re.compile(r'\b(?:insert\s+into|update|delete\s+from|merge\s+into)\s+(?:only\s+)?'
+                     r'(?:(?:"(?:[^"]|"")+"|[a-z_][\w$]*)\s*\.\s*)?("(?:[^"]|"")+"|[a-z_][\w$]*)', re.I)
+
+
+@dataclass(frozen=True)
+class TriggerWrite:
+    """A user trigger the cutover's move of ``table`` fires, and the planned tables its function writes.
+
+    ``writes`` is read from the function's source (plpgsql or SQL): each table named after INSERT INTO,
+    UPDATE, DELETE FROM or MERGE INTO. Dynamic SQL (``EXECUTE format(...)``) and functions in other
+    languages are not read: the plan's ``written_by`` declares what they write."""
+
+    table: str
+    trigger: str
+    function: str
+    row_level: bool
+    writes: tuple[str, ...]
+
+    @property
+    def entry(self) -> str:
+        return f"{self.table}.{self.trigger}"
+
+    def undeclared(self, plan: Plan) -> tuple[str, ...]:
+        """The tables it writes whose ``written_by`` does not name it."""
+        return tuple(w for w in self.writes
+                     if not any((d.table, d.trigger) == (self.table, self.trigger) for d in plan.table(w).written_by))
+
+
+def written_tables(source: str, planned: Iterable[str]) -> tuple[str, ...]:
+    """The planned tables a function's source writes to, in the plan's order."""
+    named = set()
+    for match in _WRITES.finditer(source):
+        name = match.group(1)
+        named.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
+    return tuple(t for t in planned if t in named)
+
+
+def trigger_writes(conn: Connection, plan: Plan) -> list[TriggerWrite]:
+    """Every user trigger the moves fire on the plan's moving tables, with the other planned tables it writes."""
+    moving = {t.name for t in plan.moving}
+    out = []
+    for table, trigger, function, language, row_level, source in conn.execute(
+            _TRIGGERS, {"column": plan.tenant_column}).fetchall():
+        if table not in moving:
+            continue
+        readable = language in ("plpgsql", "sql")
+        writes = written_tables(source, plan.table_names) if readable else ()
+        out.append(TriggerWrite(table, trigger, function, bool(row_level), tuple(w for w in writes if w != table)))
+    return out
+
+
+def trigger_differences(plan: Plan, triggers: Iterable[TriggerWrite]) -> list[Difference]:
+    """Triggers the moves fire that write planned tables the plan does not say they write, and
+    ``written_by`` entries no such trigger stands behind: either way the verification would find rows
+    it did not expect (or miss rows it did) and roll the cutover back after the window's minutes."""
+    found = {(t.table, t.trigger): t for t in triggers}
+    out: list[Difference] = []
+    for rule in plan.tables:
+        where = f"[tables.{toml_key(rule.name)}].written_by"
+        for declared in rule.written_by:
+            trig = found.get((declared.table, declared.trigger))
+            if trig is None:
+                out.append(Difference("missing-trigger", rule.name, (
+                    f"{where}: no enabled trigger {_shown(declared.trigger)} on {_shown(declared.table)} fires on the "
+                    f"move's UPDATE of {plan.tenant_column}; fix the name or remove it from the plan")))
+            elif not trig.row_level:
+                out.append(Difference("trigger-per-statement", rule.name, (
+                    f"{where}: trigger {_shown(trig.trigger)} on {_shown(trig.table)} is FOR EACH STATEMENT: the "
+                    f"rows it writes do not follow the moved rows, so the cutover cannot expect them; make it FOR "
+                    f"EACH ROW or disable it for the window (ALTER TABLE {_shown(trig.table)} DISABLE TRIGGER "
+                    f"{_shown(trig.trigger)})")))
+    for trig in triggers:
+        for written in trig.undeclared(plan):
+            out.append(Difference("undeclared-trigger-writes", written, (
+                f"trigger {_shown(trig.trigger)} on {_shown(trig.table)} writes {_shown(written)} (its function "
+                f"{_shown(trig.function)} names it) each time the cutover moves a {_shown(trig.table)} row: "
+                f"verification would find rows it did not expect and roll back; declare them: add "
+                f"written_by = [{toml_string(trig.entry)}] to [tables.{toml_key(written)}]")))
     return out

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cutover.core.errors import DatabaseError, SetupError
-from cutover.core.redact import mask_url, redact, register_secret, split_password
+from cutover.core.redact import mask_url, redact, register_secret
 
 APPLICATION_NAME = "cutover-suite"
 
@@ -220,16 +220,6 @@ def connection(url: str, **kwargs: object) -> Iterator[Connection]:
         yield conn
     finally:
         conn.close()
-
-
-def tool_env(url: str) -> tuple[str, dict[str, str]]:
-    """The URL and environment to hand to psql/pg_dump/pg_restore: the password goes in PGPASSWORD."""
-    bare, password = split_password(url)
-    env = dict(os.environ)
-    if password is not None:
-        env["PGPASSWORD"] = password
-    env.setdefault("PGCONNECT_TIMEOUT", "5")
-    return bare, env
 
 
 def create_database(admin_url: str, name: str, template: str | None = None) -> str:

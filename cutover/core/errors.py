@@ -2,18 +2,18 @@
 
 Every error a person can fix is raised as a :class:`CutoverError` whose message is one line:
 what was checked, what was found, and which option fixes it. Callers (the CLI, the pytest plugin)
-turn it into exit code 2 without a traceback, because in a maintenance window a traceback is noise.
+turn it into exit code 2 (``ExitCode.SETUP``) without a traceback, because in a maintenance window a traceback is noise.
 """
 
 from __future__ import annotations
 
-EXIT_USAGE = 2
+from cutover.core.exit_codes import ExitCode
 
 
 class CutoverError(Exception):
     """An error with a one-line, secret-free message that tells the operator the fix."""
 
-    exit_code: int = EXIT_USAGE
+    exit_code: ExitCode = ExitCode.SETUP
 
     def __init__(self, message: str) -> None:
         # Collapse accidental newlines: the contract is one line, greppable in a log.

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from cutover.core.errors import SetupError
@@ -173,6 +174,9 @@ OPTIONS: tuple[Option, ...] = (
            "Who answers the manual checks, recorded with each answer (default: $USER).",
            ("CUTOVER_OPERATOR", "USER")),
 )
+# Each option's default, read from the table: Settings, the sandbox's spec, the cutover's timeouts and the
+# commands' own flags (snapshot make --seed) take theirs from here, so no default is written twice.
+DEFAULTS: Mapping[str, Any] = MappingProxyType({o.name: o.default for o in OPTIONS})
 # Values checked as durations (500ms, 3s, 15min) when resolved: the timeouts and the go/no-go's slots.
 DURATIONS = frozenset(o.name for o in OPTIONS if o.name.endswith("_timeout") and o.type == "string") | {
     "execute_slot", "setb_slot", "rollback_bound"}
@@ -182,41 +186,41 @@ DURATIONS = frozenset(o.name for o in OPTIONS if o.name.endswith("_timeout") and
 class Settings:
     """The resolved configuration of one run. Frozen: resolved once, then only read."""
 
-    sandbox: str = "auto"
-    db_url: str | None = None
-    pg_bindir: str | None = None
-    sandbox_dir: str | None = None
-    sandbox_durable: bool = False
-    docker_image: str | None = None
-    pg_major: int | None = None
-    allow_newer_server: bool = False
-    snapshot: str | None = None
-    snapshot_scale: int = 1
-    snapshot_seed: int = 20260430
-    plan: str | None = None
-    cache_dir: str | None = None
-    startup_timeout: int = 60
-    lock_timeout: str = "3s"
-    statement_timeout: str = "15min"
-    report_path: str | None = None
-    check: str | None = None
-    check_statement_timeout: str = "30s"
-    check_lock_timeout: str = "2s"
-    rehearse: str | None = None  # DBNAME, "" for a bare --rehearse, None when not given
-    cutover_cmd: str | None = None
-    reverse_cmd: str | None = None
-    rehearse_rollback: bool = False
-    answers: str | None = None
-    answers_template: str | None = None
-    artifacts_dir: str = "artifacts"
-    allure_bin: str | None = None
-    evidence: str | None = None
-    execute_slot: str = "5min"
-    setb_slot: str = "2min"
-    rollback_bound: str = "15min"
-    sign_with: str | None = None
-    allowed_signers: str | None = None
-    operator: str | None = None
+    sandbox: str = DEFAULTS["sandbox"]
+    db_url: str | None = DEFAULTS["db_url"]
+    pg_bindir: str | None = DEFAULTS["pg_bindir"]
+    sandbox_dir: str | None = DEFAULTS["sandbox_dir"]
+    sandbox_durable: bool = DEFAULTS["sandbox_durable"]
+    docker_image: str | None = DEFAULTS["docker_image"]
+    pg_major: int | None = DEFAULTS["pg_major"]
+    allow_newer_server: bool = DEFAULTS["allow_newer_server"]
+    snapshot: str | None = DEFAULTS["snapshot"]
+    snapshot_scale: int = DEFAULTS["snapshot_scale"]
+    snapshot_seed: int = DEFAULTS["snapshot_seed"]
+    plan: str | None = DEFAULTS["plan"]
+    cache_dir: str | None = DEFAULTS["cache_dir"]
+    startup_timeout: int = DEFAULTS["startup_timeout"]
+    lock_timeout: str = DEFAULTS["lock_timeout"]
+    statement_timeout: str = DEFAULTS["statement_timeout"]
+    report_path: str | None = DEFAULTS["report_path"]
+    check: str | None = DEFAULTS["check"]
+    check_statement_timeout: str = DEFAULTS["check_statement_timeout"]
+    check_lock_timeout: str = DEFAULTS["check_lock_timeout"]
+    rehearse: str | None = DEFAULTS["rehearse"]  # DBNAME, "" for a bare --rehearse, None when not given
+    cutover_cmd: str | None = DEFAULTS["cutover_cmd"]
+    reverse_cmd: str | None = DEFAULTS["reverse_cmd"]
+    rehearse_rollback: bool = DEFAULTS["rehearse_rollback"]
+    answers: str | None = DEFAULTS["answers"]
+    answers_template: str | None = DEFAULTS["answers_template"]
+    artifacts_dir: str = DEFAULTS["artifacts_dir"]
+    allure_bin: str | None = DEFAULTS["allure_bin"]
+    evidence: str | None = DEFAULTS["evidence"]
+    execute_slot: str = DEFAULTS["execute_slot"]
+    setb_slot: str = DEFAULTS["setb_slot"]
+    rollback_bound: str = DEFAULTS["rollback_bound"]
+    sign_with: str | None = DEFAULTS["sign_with"]
+    allowed_signers: str | None = DEFAULTS["allowed_signers"]
+    operator: str | None = DEFAULTS["operator"]
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property

@@ -12,7 +12,7 @@ import difflib
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -129,6 +129,16 @@ class ManualCheck:
 
 
 @dataclass(frozen=True)
+class WrittenBy:
+    """A trigger on a moving table that writes rows into the table declaring it (``written_by =
+    ["patients.patients_audit"]``): each move of ``table`` fires it once per moved row, so the
+    cutover expects that many new rows in the declaring table instead of rolling back on them."""
+
+    table: str
+    trigger: str
+
+
+@dataclass(frozen=True)
 class TableRule:
     """How one tenant-scoped table's rows are owned, and what they point at."""
 
@@ -142,6 +152,7 @@ class TableRule:
     case_json: JsonReference | None = None
     share_target: str | None = None
     trigger_columns: tuple[str, ...] = ()  # rewritten by a trigger on every UPDATE: content comparisons skip them
+    written_by: tuple[WrittenBy, ...] = ()  # triggers on moving tables that insert rows here
 
 
 @dataclass(frozen=True)
@@ -201,6 +212,10 @@ class Plan:
         """The table whose rows forward a case to another tenant (``share_target`` set)."""
         return next((t for t in self.tables if t.share_target is not None), None)
 
+    def fired(self, moved: Mapping[str, int]) -> dict[str, int]:
+        """Rows each table's declared triggers write, given the rows each move moved (one per row)."""
+        return {r.name: sum(moved.get(w.table, 0) for w in r.written_by) for r in self.tables if r.written_by}
+
     def table(self, name: str) -> TableRule:
         for rule in self.tables:
             if rule.name == name:
@@ -228,7 +243,7 @@ ROLES_KEYS = ("app", "app_privileges", "tenant_setting")
 STATIC_KEYS = ("tables",)
 REFRESH_KEYS = ("materialized_views", "static")
 TABLE_KEYS = ("key", "owner", "column", "patient_values", "classification", "references", "case_json",
-              "share_target", "trigger_columns")
+              "share_target", "trigger_columns", "written_by")
 REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant")
 CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
 STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
@@ -352,7 +367,34 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
     return TableRule(name=name, key=_key(raw, where), owner=owner, column=column,
                      patient_values=patient_values, classification=classification, references=tuple(refs),
                      case_json=case_json, share_target=_get(raw, "share_target", where, str, None),
-                     trigger_columns=_strings(raw, "trigger_columns", where, []))
+                     trigger_columns=_strings(raw, "trigger_columns", where, []),
+                     # As written: which table each entry names is known once every table is (_written_by).
+                     written_by=tuple(WrittenBy("", w) for w in _strings(raw, "written_by", where, [])))
+
+
+def _written_by(rule: TableRule, moving: Sequence[str], order: Sequence[str]) -> tuple[WrittenBy, ...]:
+    """``written_by = ["patients.patients_audit"]``: each entry a moving table, a dot, its trigger.
+
+    The table is the longest moving table the entry starts with (a quoted name may hold a dot). The
+    written table must move after it: its own move then carries none of the trigger's rows, which
+    stay where the trigger put them and are counted as written, not moved."""
+    where = f"[tables.{toml_key(rule.name)}].written_by"
+    out = []
+    for raw in rule.written_by:
+        entry = raw.trigger
+        table = max((n for n in moving if entry.startswith(n + ".") and len(entry) > len(n) + 1), key=len,
+                    default=None)
+        if table is None:
+            raise PlanError(f"plan {where}: {toml_string(entry)} is not \"table.trigger\" with a moving table of the "
+                            f"plan (moving: {', '.join(moving)}); write e.g. \"patients.patients_audit\"")
+        if table == rule.name:
+            raise PlanError(f"plan {where}: {toml_string(entry)} is a trigger on {toml_key(rule.name)} itself; "
+                            f"written_by names triggers on other tables that write into this one")
+        if rule.name in order and order.index(rule.name) < order.index(table):
+            raise PlanError(f"plan {where}: {toml_key(rule.name)} moves before {toml_key(table)}, whose trigger "
+                            f"writes it; list {toml_key(rule.name)} in a later [plan].move_steps group")
+        out.append(WrittenBy(table, entry[len(table) + 1:]))
+    return tuple(out)
 
 
 def load_plan(path: Path) -> Plan:
@@ -404,6 +446,7 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
     if sorted(in_steps) != sorted(moving):
         raise PlanError(f"plan [plan].move_steps must list every non-provider table exactly once "
                         f"(tables: {', '.join(moving)}; steps list: {', '.join(in_steps)})")
+    rules = tuple(replace(r, written_by=_written_by(r, moving, in_steps)) for r in rules)
     audit_raw = _get(raw, "audit", "", dict)
     _known(audit_raw, tuple(Audit.__dataclass_fields__), "[audit]")
     audit = Audit(**{f: _get(audit_raw, f, "[audit]", str, _added_since(fmt, "audit", f))

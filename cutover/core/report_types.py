@@ -40,7 +40,8 @@ class SweepRecord(TypedDict, total=False):
     started_at: str
     committed_at: str
     moved: dict[str, int]
-    ids: AllowList
+    triggered: dict[str, dict[str, int]]  # per table, per tenant: rows its written_by triggers wrote
+    ids: AllowList  # the swept rows, and the triggers' patient rows on the target
 
 
 class CutoverReport(TypedDict, total=False):
@@ -59,6 +60,8 @@ class CutoverReport(TypedDict, total=False):
     baseline: dict[str, dict[str, int]]
     moved: dict[str, int]
     written: dict[str, int]
+    triggered: dict[str, dict[str, int]]  # per table, per tenant: rows its written_by triggers wrote during the moves
+    listed_written: dict[str, int]  # per table, the triggers' rows the allow-list holds (patient-owned on the target)
     steps: list[dict[str, Any]]
     allow_list: AllowList
     sweeps: list[SweepRecord]

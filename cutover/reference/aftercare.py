@@ -8,6 +8,7 @@ tell what moved, and a lost report can be rebuilt.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from psycopg import sql
 from cutover.core import catalog, db, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
+from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url
 from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
@@ -27,14 +29,14 @@ from cutover.reference import execute as engine
 from cutover.reference import ownership as rules
 from cutover.reference import preflight
 from cutover.reference import report as reports
-from cutover.reference.execute import EXIT_BLOCKED, Progress, Run, RunFailed, Timeouts, _no_progress
+from cutover.reference.execute import Progress, Run, RunFailed, Timeouts, _no_progress
 
 
 def _require_cut_over(conn: Connection, plan: Plan, what: str) -> dict[str, Any]:
     last = preflight.last_audit_run(conn, plan)
     if last is None or last["kind"] != plan.audit.completed:
         state = "was reversed" if last is not None else "has not been committed"
-        raise RunFailed(f"{what} refused: the cutover {state} on this database; nothing changed", EXIT_BLOCKED)
+        raise RunFailed(f"{what} refused: the cutover {state} on this database; nothing changed", ExitCode.BLOCKED)
     return last
 
 
@@ -60,7 +62,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             blockers = [b for b in pf.blockers if b.code != "already-cut-over"]
             info["rows"] = len(blockers)
             if blockers:
-                raise RunFailed("sweep BLOCKED: " + " | ".join(b.line() for b in blockers), EXIT_BLOCKED)
+                raise RunFailed("sweep BLOCKED: " + " | ".join(b.line() for b in blockers), ExitCode.BLOCKED)
             engine.defer_tenant_keys(conn, pf.deferred)
         ids: dict[str, str] = {}
         found: dict[str, int] = {}
@@ -78,12 +80,20 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.swept}"):
             engine.check_tenant_keys(conn, pf.deferred)
-            engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target)
+            triggered: dict[str, dict[str, int]] = {}
+            engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target,
+                          plan.fired(moved), triggered)
+            # The triggers' patient rows on the target are listed with the swept ones, as the execute lists
+            # its own: A10 and the reverse then find every patient row the cutover and its sweeps put there.
+            written_here = {t: engine.list_written(conn, plan, plan.table(t), ids[t], plan.target)
+                            for t in triggered if t in ids}
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
-            moved_ids = {t: ids[t] for t in ids if moved[t]}
+            if triggered:
+                record["triggered"] = triggered
+            moved_ids = {t: ids[t] for t in ids if moved[t] or written_here.get(t)}
             engine.write_audit(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
                 sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
-                                                               "committed_at", "moved")})),
+                                                               "committed_at", "moved", "triggered") if k in record})),
                 engine.ids_json(plan, moved_ids)))
             record["ids"] = {t: [r[0] for r in conn.execute(sql.SQL("SELECT {j} FROM {i} ORDER BY {o}").format(
                 j=key_json(plan.table(t).key), i=rules.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
@@ -210,7 +220,8 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     stored, ids = reports.rebuild(conn, plan, run_id)
     problems: list[tuple[str, str]] = []  # (one-line summary, detail)
     allow = cut_report.get("allow_list") or {}
-    moved = stored.get("moved") or {}
+    # The allow-list holds the moved rows and the patient rows the written_by triggers wrote on the target.
+    moved = Counter(stored.get("moved") or {}) + Counter(stored.get("listed_written") or {})
     parts = reports.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
     for table in list(ids) + [t for t in allow if t not in ids]:
         same = None
@@ -222,7 +233,7 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
             raise RunFailed(f"{what} refused: the database's {plan.audit.allow_list_part} events of run {run_id} list "
                             f"{diff.counts[1]} {table} keys but its {plan.audit.completed} event says "
                             f"{moved.get(table, 0)} rows moved; the audit trail was altered, nothing changed",
-                            EXIT_BLOCKED)
+                            ExitCode.BLOCKED)
         if not diff.agrees:
             problems.append(_difference(f"allow_list.{table}", diff))
     recorded = {str(s.get("run_id")): s for s in stored.get("sweeps") or []}
@@ -242,7 +253,7 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
         failure = RunFailed(
             f"{what} refused: the report is not what the database recorded for run {run_id}: "
             + "; ".join(p[0] for p in problems) + "; pass the report that run wrote, or rebuild it with 'cutover "
-            "report --rebuild --report-path NEW'; nothing changed", EXIT_BLOCKED)
+            "report --rebuild --report-path NEW'; nothing changed", ExitCode.BLOCKED)
         failure.detail = tuple(p[1] for p in problems)
         raise failure
 
@@ -263,7 +274,7 @@ def _require_report_of(conn: Connection, plan: Plan, cut_report: Mapping[str, An
     if last.get("run_id") != cut_report.get("run_id"):
         raise RunFailed(f"{what} refused: the report is run {cut_report.get('run_id')} but the database's "
                         f"committed cutover is run {last.get('run_id')}; pass that run's report (or rebuild "
-                        f"it with 'cutover report --rebuild'); nothing changed", EXIT_BLOCKED)
+                        f"it with 'cutover report --rebuild'); nothing changed", ExitCode.BLOCKED)
     return last
 
 
@@ -281,7 +292,7 @@ def check_report(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping[s
     except CutoverError as exc:
         if isinstance(exc, RunFailed):
             raise
-        raise RunFailed(f"{what} refused: {exc}; nothing changed", EXIT_BLOCKED) from None
+        raise RunFailed(f"{what} refused: {exc}; nothing changed", ExitCode.BLOCKED) from None
 
 
 def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql.Composable) -> sql.Composable:
@@ -389,11 +400,15 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.check_tenant_keys(conn, deferred)
-            engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source, held)
+            triggered: dict[str, dict[str, int]] = {}
+            engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source,
+                          plan.fired(moved), triggered, held=held)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
+            if triggered:
+                record["triggered"] = triggered
             engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
                 {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",
-                                        "new_since_commit")})))
+                                        "new_since_commit", "triggered") if k in record})))
         engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)
         record["commit_status"] = "committed"
     return record

@@ -33,7 +33,6 @@ RETRY_PAUSE_S = 0.5
 MAX_TEXT = 4000  # the Bot API refuses a message over 4096 characters
 
 STARTED, COMPLETED, FAILED = "cutover_started", "cutover_completed", "cutover_failed"
-EVENTS = (STARTED, COMPLETED, FAILED)
 
 
 @dataclass(frozen=True)

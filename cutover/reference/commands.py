@@ -1,9 +1,7 @@
 """The operator commands of the cutover module: dry-run, execute, sweep, reverse, report.
 
-Exit codes (also in the README) are a contract with the operators' scripts:
-0 done / READY, 1 BLOCKED (nothing changed), 2 usage, connection or database error (nothing changed),
-3 already cut over (nothing changed), 4 rolled back (nothing changed), 5 committed but the report
-could not be written (rebuild it), 130 interrupted (rolled back).
+Exit codes are a contract with the operators' scripts: :class:`cutover.core.exit_codes.ExitCode` (the
+README's table). In every case but OK and REPORT_LOST the database is unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ from typing import Any
 
 from cutover.core import db
 from cutover.core.errors import CutoverError
-from cutover.core.options import Settings, resolve
+from cutover.core.exit_codes import ExitCode
+from cutover.core.options import DEFAULTS, Settings, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.redact import redact, split_password
 from cutover.reference import aftercare, alerts, preflight
@@ -65,6 +64,8 @@ def _emit(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
 
 
 def dry_run(args: argparse.Namespace) -> int:
+    """``cutover dry-run``: the pre-flight on a read-only connection, READY (0) or BLOCKED (1), so the window
+    opens only on a database whose blockers were seen and none of which was written to."""
     settings, plan, url = _settings(args)
     with db.connection(url, read_only=True) as conn:
         pf = preflight.run(conn, plan)
@@ -72,6 +73,9 @@ def dry_run(args: argparse.Namespace) -> int:
     lines = [f"pre-flight of plan '{plan.name}' on {db.database_name(url)}: {plan.source} -> {plan.target}"]
     lines += [f"  {table:<24} {n:>10} rows to move" for table, n in pf.planned.items()]
     lines += [f"  deferred during the moves: {k.short()}, checked before COMMIT" for k in pf.deferred]
+    lines += [f"  trigger {trigger} on {table} writes {written} on each moved row: "
+              + ("declared, one row expected per moved row, verified" if declared else "NOT declared (blocker)")
+              for table, trigger, written, declared in pf.trigger_writes]
     if pf.held and pf.ready:
         shown = ", ".join(f"{t}={n}" for t, n in pf.held.items())
         lines.append(f"  {plan.target} holds patient-owned rows of its own ({shown}): they stay there, are not in "
@@ -83,20 +87,20 @@ def dry_run(args: argparse.Namespace) -> int:
                  f"audit events of at most {part / 1e6:.0f} MB")
     lines.append(f"{pf.verdict}: {sum(pf.planned.values())} rows planned, {len(pf.blockers)} blockers")
     _emit(args, pf.to_json(), "\n".join(lines))
-    return engine.EXIT_OK if pf.ready else engine.EXIT_BLOCKED
+    return ExitCode.OK if pf.ready else ExitCode.BLOCKED
 
 
 def _default_report_path() -> Path:
     return Path(f"cutover_report_{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json")
 
 
-def _failed(args: argparse.Namespace, exc: engine.RunFailed, path: Path | None) -> int:
+def _failed(args: argparse.Namespace, exc: engine.RunFailed, path: Path | None) -> ExitCode:
     """Say what failed, write the rolled-back report (never over a committed one) and return the code."""
     written = None
-    if exc.report is not None and path is not None and exc.exit_code != engine.EXIT_ALREADY:
+    if exc.report is not None and path is not None and exc.exit_code != ExitCode.ALREADY_CUT_OVER:
         written = reports.write(path, exc.report, exc.id_files or None)
-    status = "ALREADY CUT OVER" if exc.exit_code == engine.EXIT_ALREADY else (
-        "BLOCKED" if exc.exit_code == engine.EXIT_BLOCKED else "ROLLED BACK")
+    status = "ALREADY CUT OVER" if exc.exit_code == ExitCode.ALREADY_CUT_OVER else (
+        "BLOCKED" if exc.exit_code == ExitCode.BLOCKED else "ROLLED BACK")
     where = f"; report: {written}" if written else ""
     print(redact(f"cutover: {status}: {exc}{where}"), file=sys.stderr)
     for line in exc.detail:
@@ -109,6 +113,8 @@ def _failed(args: argparse.Namespace, exc: engine.RunFailed, path: Path | None) 
 
 
 def execute(args: argparse.Namespace) -> int:
+    """``cutover execute``: the cutover in one transaction, only with --operator-confirmed and an actor for the
+    audit trail; the report is checked writable first, and the runbook's alerts say how it ended."""
     settings, plan, url = _settings(args)
     actor = _actor(args)
     path = args.report_path or _default_report_path()
@@ -183,7 +189,7 @@ def _execute_held(args: argparse.Namespace, settings: Settings, plan: Plan, url:
         except engine.RunFailed as exc:
             display.close()
             code = _failed(args, exc, path)
-            status = {engine.EXIT_ALREADY: "ALREADY CUT OVER", engine.EXIT_BLOCKED: "BLOCKED"}.get(code,
+            status = {ExitCode.ALREADY_CUT_OVER: "ALREADY CUT OVER", ExitCode.BLOCKED: "BLOCKED"}.get(code,
                                                                                                    "ROLLED BACK")
             run_id = exc.report.get("run_id") if exc.report is not None else None
             run = f"; run {run_id}" if run_id else ""
@@ -202,20 +208,23 @@ def _execute_held(args: argparse.Namespace, settings: Settings, plan: Plan, url:
             print(f"cutover: CUTOVER COMMITTED (run {report['run_id']}) but the report could not be written to "
                   f"{path} ({exc.strerror}); rebuild it with 'cutover report --rebuild --report-path NEW'",
                   file=sys.stderr)
-            return engine.EXIT_REPORT_LOST
+            return ExitCode.REPORT_LOST
     held.release()
     if held.came:
         print(f"cutover: Ctrl-C came after the COMMIT had begun, too late to roll back: run {report['run_id']} "
               f"committed and its report is written; to undo it use 'cutover reverse'", file=sys.stderr, flush=True)
     notify.send(alerts.COMPLETED, done)
-    _emit(args, {"status": "committed", "exit_code": 0, "run_id": report["run_id"], "report_path": str(path),
-                 "moved": report["moved"], "duration_s": report["duration_s"]},
-          f"CUTOVER COMMITTED: run {report['run_id']} moved {moved} rows in {report['duration_s']:.2f} s; "
-          f"report: {path}")
-    return engine.EXIT_OK
+    _emit(args, {"status": "committed", "exit_code": ExitCode.OK, "run_id": report["run_id"], "report_path": str(path),
+                 "moved": report["moved"], "triggered": report.get("triggered", {}),
+                 "duration_s": report["duration_s"]},
+          f"CUTOVER COMMITTED: run {report['run_id']} moved {moved} rows in {report['duration_s']:.2f} s"
+          f"{_by_triggers(report)}; report: {path}")
+    return ExitCode.OK
 
 
 def sweep(args: argparse.Namespace) -> int:
+    """``cutover sweep``: move patient rows that landed on the source after the commit; with --report-path it
+    is appended to that report only when the database recorded that report's cutover."""
     settings, plan, url = _settings(args)
     actor = os.environ.get(ACTOR_ENV, "").strip() or "sweep"
     cut = reports.load_streamed(args.report_path) if args.report_path else None
@@ -231,18 +240,28 @@ def sweep(args: argparse.Namespace) -> int:
         display.close()
         return _failed(args, exc, None)
     if record is None:
-        _emit(args, {"status": "nothing_to_move", "exit_code": 0, "moved": {}},
+        _emit(args, {"status": "nothing_to_move", "exit_code": ExitCode.OK, "moved": {}},
               "SWEEP: nothing to move; the database was not changed")
-        return engine.EXIT_OK
+        return ExitCode.OK
     if cut is not None and args.report_path is not None:
         cut.setdefault("sweeps", []).append(record)
         reports.write(args.report_path, cut)
-    _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"]},
-          f"SWEEP COMMITTED: moved {sum(record['moved'].values())} rows ({record['moved']})")
-    return engine.EXIT_OK
+    _emit(args, {"status": "committed", "exit_code": ExitCode.OK, "run_id": record["run_id"], "moved": record["moved"],
+                 "triggered": record.get("triggered", {})},
+          f"SWEEP COMMITTED: moved {sum(record['moved'].values())} rows ({record['moved']})" + _by_triggers(record))
+    return ExitCode.OK
+
+
+def _by_triggers(record: Any) -> str:
+    """The rows the plan's written_by triggers wrote during the moves, per table and tenant ('' if none)."""
+    triggered = record.get("triggered") or {}
+    return "".join(f"; {table}: {sum(per.values())} rows written by its triggers ({per})"
+                   for table, per in triggered.items())
 
 
 def reverse(args: argparse.Namespace) -> int:
+    """``cutover reverse``: rollback option 2, the report's rows moved back (--dry-run only counts them), so
+    the window has a way back before T+0:30 that needs no snapshot restore."""
     settings, plan, url = _settings(args)
     actor = "" if args.dry_run else _actor(args)  # the dry run only counts: it records nothing
     cut = reports.load_streamed(args.report_path)  # the allow-list stays on disk: memory flat at any size
@@ -257,29 +276,32 @@ def reverse(args: argparse.Namespace) -> int:
         return _failed(args, exc, None)
     total = sum(record["planned"].values())
     if args.dry_run:
-        _emit(args, {"status": "dry_run", "exit_code": 0, "planned": record["planned"],
+        _emit(args, {"status": "dry_run", "exit_code": ExitCode.OK, "planned": record["planned"],
                      "new_since_commit": record["new_since_commit"]},
               f"REVERSE DRY RUN: {total} rows would move back to {plan.source} ({record['planned']}); "
               f"{sum(record['new_since_commit'].values())} of them created since the commit; nothing changed")
-        return engine.EXIT_OK
+        return ExitCode.OK
     cut["reverse"] = record
     reports.write(args.report_path, cut)
-    _emit(args, {"status": "committed", "exit_code": 0, "run_id": record["run_id"], "moved": record["moved"]},
-          f"REVERSE COMMITTED: moved {sum(record['moved'].values())} rows back to {plan.source}; report: "
-          f"{args.report_path}")
-    return engine.EXIT_OK
+    _emit(args, {"status": "committed", "exit_code": ExitCode.OK, "run_id": record["run_id"], "moved": record["moved"],
+                 "triggered": record.get("triggered", {})},
+          f"REVERSE COMMITTED: moved {sum(record['moved'].values())} rows back to {plan.source}{_by_triggers(record)}; "
+          f"report: {args.report_path}")
+    return ExitCode.OK
 
 
 def report(args: argparse.Namespace) -> int:
+    """``cutover report --rebuild``: a lost report made again from the database's audit events, because sweep
+    and reverse need one and a committed cutover must never be left without it."""
     _, plan, url = _settings(args)
     reports.check_writable(args.report_path)
     with db.connection(url, read_only=True) as conn:
         rebuilt, ids = reports.rebuild(conn, plan, args.run_id)
         reports.write(args.report_path, rebuilt, ids)
-    _emit(args, {"status": "rebuilt", "exit_code": 0, "run_id": rebuilt["run_id"],
+    _emit(args, {"status": "rebuilt", "exit_code": ExitCode.OK, "run_id": rebuilt["run_id"],
                  "report_path": str(args.report_path)},
           f"REPORT REBUILT from the database: run {rebuilt['run_id']}; report: {args.report_path}")
-    return engine.EXIT_OK
+    return ExitCode.OK
 
 
 def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
@@ -290,8 +312,10 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
         p.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
         p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
         if timeouts:
-            p.add_argument("--lock-timeout", default=None, help="lock_timeout of the transaction (default 3s)")
-            p.add_argument("--statement-timeout", default=None, help="statement_timeout (default 15min)")
+            p.add_argument("--lock-timeout", default=None,
+                           help=f"lock_timeout of the transaction (default {DEFAULTS['lock_timeout']})")
+            p.add_argument("--statement-timeout", default=None,
+                           help=f"statement_timeout (default {DEFAULTS['statement_timeout']})")
 
     p = commands.add_parser("dry-run", help="pre-flight: read-only, planned moves and READY/BLOCKED")
     common(p, timeouts=False)

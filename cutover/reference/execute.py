@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,20 +30,19 @@ from psycopg import sql
 from cutover.core import catalog, db, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
-from cutover.core.options import DURATION
+from cutover.core.exit_codes import ExitCode
+from cutover.core.options import DEFAULTS, DURATION
 from cutover.core.plan import Plan, TableRule
 from cutover.core.redact import mask_url, redact
 from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
 from cutover.reference import ownership as rules
 from cutover.reference import preflight
 
-EXIT_OK, EXIT_BLOCKED, EXIT_ALREADY, EXIT_ROLLED_BACK, EXIT_REPORT_LOST = 0, 1, 3, 4, 5
-
 
 class RunFailed(CutoverError):
     """The transaction was rolled back; ``exit_code`` says why in a way scripts can branch on."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_ROLLED_BACK, summary: str | None = None) -> None:
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.ROLLED_BACK, summary: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         # The failure in tables, counts and run ids only: what may leave the operator's terminal (the
@@ -59,8 +58,8 @@ class RunFailed(CutoverError):
 class Timeouts:
     """``lock_timeout`` and ``statement_timeout``, as PostgreSQL interval strings, set LOCAL."""
 
-    lock: str = "3s"
-    statement: str = "15min"
+    lock: str = DEFAULTS["lock_timeout"]
+    statement: str = DEFAULTS["statement_timeout"]
 
 
 @dataclass
@@ -96,7 +95,6 @@ class Run:
     steps: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
     number: int = 0
-    conn: Connection | None = None
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
@@ -222,7 +220,7 @@ def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
     """BLOCKED when row security would filter the plan's tables for this role: every statement would fail."""
     hidden = db.hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:
-        raise RunFailed(f"row-security: {hidden}; nothing changed", EXIT_BLOCKED)
+        raise RunFailed(f"row-security: {hidden}; nothing changed", ExitCode.BLOCKED)
 
 
 def defer_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
@@ -319,6 +317,7 @@ def has_default(conn: Connection, table: str, column: str) -> bool:
 
 def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
            written: dict[str, int], ids: dict[str, str], source: str, target: str,
+           fired: Mapping[str, int] | None = None, triggered: dict[str, dict[str, int]] | None = None,
            held: dict[str, int] | None = None) -> str:
     """Prove the move inside the transaction: anything off rolls the whole cutover back.
 
@@ -328,7 +327,13 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
     Returns how it was proved. Where no trigger or rule can change what the move statements do,
     the transaction's own statistics prove it without reading the tables again (see
     :func:`proved_by_statistics`); otherwise, or if they disagree, every table is counted again.
+
+    ``fired``: per table, the rows its ``written_by`` triggers wrote (one per moved row of the table
+    each fires on). Those rows land on whatever tenant the trigger gives them, so the verification
+    measures that: what each tenant holds beyond the moves must be no fewer rows than before and
+    add up to exactly ``fired``; ``triggered`` receives it per tenant, for the report.
     """
+    fired = fired or {}
     problems: list[str] = []
     for rule in plan.moving:
         if rule.name in ids:  # sweep and reverse: the listed rows, through the key's index
@@ -338,20 +343,36 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
                 c=rules.tenant_of(plan), to=tenants.literal(plan, target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
-    if not problems and proved_by_statistics(conn, plan, moved, written):
+    if not problems and not fired and proved_by_statistics(conn, plan, moved, written):
         return "statistics"
     after = counts(conn, plan)
     for table in plan.table_names:
         before_total, after_total = sum(baseline[table].values()), sum(after[table].values())
-        extra = written.get(table, 0)
-        if after_total != before_total + extra:
-            problems.append(f"{table}: total {after_total}, baseline {before_total} + written {extra}")
+        extra, by_triggers = written.get(table, 0), fired.get(table, 0)
+        if after_total != before_total + extra + by_triggers:
+            problems.append(f"{table}: total {after_total}, baseline {before_total} + written {extra}"
+                            + (f" + {by_triggers} by its written_by triggers" if table in fired else ""))
+            if table in fired:
+                continue  # where the trigger's rows went says nothing more once their number is wrong
         n = moved.get(table, 0)
         src_delta = after[table].get(source, 0) - baseline[table].get(source, 0)
         tgt_delta = after[table].get(target, 0) - baseline[table].get(target, 0)
-        if src_delta != -n or tgt_delta != n + extra:
-            problems.append(f"{table}: {source} {src_delta:+d} and {target} {tgt_delta:+d}, expected {-n:+d} and "
-                            f"{n + extra:+d}")
+        if table not in fired:
+            if src_delta != -n or tgt_delta != n + extra:
+                problems.append(f"{table}: {source} {src_delta:+d} and {target} {tgt_delta:+d}, expected {-n:+d} "
+                                f"and {n + extra:+d}")
+            continue
+        beyond = {t: after[table].get(t, 0) - baseline[table].get(t, 0)
+                  for t in sorted(set(after[table]) | set(baseline[table]))}
+        beyond[source] = src_delta + n
+        beyond[target] = tgt_delta - n - extra
+        beyond = {t: d for t, d in beyond.items() if d}
+        if any(d < 0 for d in beyond.values()):
+            shown = ", ".join(f"{t} {d:+d}" for t, d in beyond.items())
+            problems.append(f"{table}: beyond the {n} moved rows the tenants changed by {shown}; its written_by "
+                            f"triggers add rows, they never take one away")
+        elif triggered is not None:
+            triggered[table] = beyond
     for rule in plan.moving:
         left_on = source if kind != "reverse" else plan.target
         left = db.one(conn, rules.count_owned(plan, rule, left_on))[0]
@@ -401,6 +422,21 @@ def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, 
     """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
     return build_ids(conn, name, sql.SQL("SELECT {k} FROM {t} WHERE {w}").format(
         k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
+
+
+def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, tenant: str) -> int:
+    """Add to ``id_table`` the patient rows of ``rule``'s table on ``tenant`` that this transaction's
+    triggers wrote (its ``written_by``); returns how many.
+
+    Written by this transaction: their ``xmin`` is its own transaction id or one of its
+    subtransactions' (a trigger's EXCEPTION block), all at or past its own (``age(xmin) <= 0``). No other
+    session can have written the table since this transaction's id was given out: its first write came
+    after it locked every plan table against writers."""
+    return int(conn.execute(sql.SQL(
+        "INSERT INTO {ids} SELECT {k} FROM {t} r WHERE {owned} AND age(r.xmin) <= 0 "
+        "AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE {join})").format(
+        ids=rules.ident(id_table), k=key_order(rule.key, "r"), t=rules.ident(rule.name),
+        owned=rules.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
 
 
 def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
@@ -469,10 +505,10 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             info["rows"] = len(pf.blockers)
             if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
                 done = f"{pf.blockers[0].message}; nothing changed"  # the run id and rows per table
-                raise RunFailed(done, EXIT_ALREADY, summary=done)
+                raise RunFailed(done, ExitCode.ALREADY_CUT_OVER, summary=done)
             if not pf.ready:  # the blockers with their sample rows; the summary without them
                 raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
-                                EXIT_BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
+                                ExitCode.BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
                                     f"{b.code}: {b.message}" for b in pf.blockers))
             defer_tenant_keys(conn, pf.deferred)
             if pf.deferred:
@@ -509,8 +545,9 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.completed}") as info:
             check_tenant_keys(conn, pf.deferred)
+            triggered: dict[str, dict[str, int]] = {}
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
-                                           plan.target)
+                                           plan.target, plan.fired(moved), triggered)
             prefer_lz4(conn)
             parts: dict[str, int] = {}
             held_parts = 0
@@ -523,10 +560,16 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                 sink = _sink(spool, rule.name)
                 with sink as out:
                     parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out, held=own)
-                    if listed != moved.get(rule.name, 0):
-                        bent = (f"{rule.name}: the move moved {moved.get(rule.name, 0)} rows but {listed} "
-                                f"patient-owned rows are on {plan.target}; rolled back")
+                    # A trigger's rows on the target are patient-owned there too when the table's rule says
+                    # so: listed with the moved ones (A10 and the reverse find them all), never more.
+                    written_here = triggered.get(rule.name, {}).get(plan.target, 0)
+                    if not moved.get(rule.name, 0) <= listed <= moved.get(rule.name, 0) + written_here:
+                        bent = (f"{rule.name}: the move moved {moved.get(rule.name, 0)} rows"
+                                + (f" and its triggers wrote {written_here} on {plan.target}" if written_here else "")
+                                + f" but {listed} patient-owned rows are on {plan.target}; rolled back")
                         raise RunFailed(bent, summary=bent)
+                    if listed > moved.get(rule.name, 0):
+                        report.setdefault("listed_written", {})[rule.name] = listed - moved.get(rule.name, 0)
                     if spool is None:
                         report.setdefault("allow_list", {})[rule.name] = [
                             json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
@@ -534,15 +577,18 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                     id_files[rule.name] = spool / f"{rule.name}.ids"
             written[plan.audit.table] += sum(parts.values()) + held_parts + 1
             report["written"], report["committed_at"] = written, datetime.now(UTC).isoformat()
-            summary = {k: report[k] for k in ("run_id", "actor", "started_at", "committed_at", "baseline", "moved",
-                                              "written", "source", "target", "plan", "held_on_target")}
+            if triggered:
+                report["triggered"] = triggered
+            fields = ("run_id", "actor", "started_at", "committed_at", "baseline", "moved", "written", "source",
+                      "target", "plan", "triggered", "listed_written", "held_on_target")
+            summary: dict[str, Any] = {k: v for k, v in report.items() if k in fields}
             summary["allow_list_parts"] = parts
             write_audit(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
             report["allow_list_parts"] = parts
             info["rows"] = sum(moved.values())
         if before_commit is not None:
             before_commit()
-        commit(conn, url, plan, run.run_id)  # after the step, so a test can hold the transaction before COMMIT
+        commit(conn, url, plan, run.run_id)  # not a step: the steps are the work COMMIT makes durable, timed alone
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
     return report, id_files
@@ -596,10 +642,10 @@ def held_on_target(conn: Connection, plan: Plan) -> dict[str, dict[str, int]]:
     return out
 
 
-def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO,
-                part_bytes: int | None = None, held: str | None = None, of_held: bool = False) -> tuple[int, int]:
+def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, held: str | None = None,
+                of_held: bool = False) -> tuple[int, int]:
     """Store one table's allow-list, its patient-owned rows now on the target, as audit events of at
-    most ``part_bytes`` of key text each, and copy the same text to ``out``; returns how many parts
+    most ``AUDIT_PART_BYTES`` of key text each, and copy the same text to ``out``; returns how many parts
     and how many keys.
 
     Under the cutover's locks, those rows less the ones the target held before the moves (``held``)
@@ -607,14 +653,13 @@ def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bina
     each key as the report holds it (JSON in the column's own type; a JSON text never holds a raw
     newline), built by the server from a range of the table's tuple ids (a TID range scan reads only
     those blocks), in physical order: the order the report lists the keys in. A range whose text
-    would pass ``part_bytes`` is halved, down to one row. Capturing the keys during the moves
+    would pass that size is halved, down to one row. Capturing the keys during the moves
     (``UPDATE ... RETURNING`` into temp tables) made the moves 10-25% slower than the bare UPDATEs;
     reading them back once costs less, and the text travels to the client once, as the spool.
 
     ``held`` names the temp table of the target's own patient-owned rows (keyed as the table): they
     were there before the moves, so they are left out, or with ``of_held`` they alone are stored.
     """
-    limit = AUDIT_PART_BYTES if part_bytes is None else part_bytes
     rule = plan.table(table)
     which = rules.owned_on(plan, rule, plan.target, "r")
     if held is not None:
@@ -622,7 +667,7 @@ def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bina
             owned=which, neg=sql.SQL("" if of_held else "NOT"), h=rules.ident(held),
             join=key_equal(rule.key, "r", "h"))
     with _scans_by_tid(conn):
-        return _write_parts(conn, plan, run_id, table, out, limit, which)
+        return _write_parts(conn, plan, run_id, table, out, AUDIT_PART_BYTES, which)
 
 
 @contextmanager
@@ -703,7 +748,6 @@ def guarded(url: str, run: Run, report: CutoverReport | dict[str, Any], timeouts
     Errors become :class:`RunFailed` carrying the report, so the caller can still write it.
     """
     conn = db.connect(url, application_name=f"cutover-{run.kind}")
-    run.conn = conn
     try:
         yield conn
     except RunFailed as exc:
@@ -715,7 +759,8 @@ def guarded(url: str, run: Run, report: CutoverReport | dict[str, Any], timeouts
         raise _with_report(failed, report, id_files or {}) from None
     except KeyboardInterrupt:
         report["error"] = "interrupted by the operator"
-        stopped = RunFailed("interrupted, rolled back", 130, summary="interrupted by the operator, rolled back")
+        stopped = RunFailed("interrupted, rolled back", ExitCode.INTERRUPTED,
+                            summary="interrupted by the operator, rolled back")
         raise _with_report(stopped, report, id_files or {}) from None
     finally:
         _rollback_quietly(conn)  # a no-op after a commit

@@ -48,6 +48,9 @@ class Preflight:
     deferred: list[catalog.TenantKey] = field(default_factory=list)
     # Patient-owned rows the target already holds, per table: its own, left where they are.
     held: dict[str, int] = field(default_factory=dict)
+    # Triggers the moves fire that write other planned tables: (table, trigger, written table, declared in
+    # the plan's written_by), the declared ones whether or not their function's source shows it.
+    trigger_writes: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -65,6 +68,8 @@ class Preflight:
         return {"verdict": self.verdict, "planned": self.planned, "held_by_target": self.held,
                 "allow_list_bytes": self.allow_list_bytes,
                 "deferred": [k.short() for k in self.deferred],
+                "trigger_writes": [{"trigger": f"{t}.{g}", "writes": w, "declared": d}
+                                   for t, g, w, d in self.trigger_writes],
                 "blockers": [{"code": b.code, "message": b.message, "rows": list(b.rows)} for b in self.blockers]}
 
 
@@ -189,7 +194,11 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
     schema = catalog.read(conn)
-    differences = catalog.compare(plan, schema) + catalog.materialized_view_differences(conn, plan)
+    triggers = catalog.trigger_writes(conn, plan)
+    result.trigger_writes = [(w.table, w.trigger, r.name, True) for r in plan.tables for w in r.written_by]
+    result.trigger_writes += [(t.table, t.trigger, w, False) for t in triggers for w in t.undeclared(plan)]
+    differences = (catalog.compare(plan, schema) + catalog.materialized_view_differences(conn, plan)
+                   + catalog.trigger_differences(plan, triggers))
     result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and len(missing) == len(plan.all_tables):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from cutover.core import db
 from cutover.core.errors import SetupError
-from cutover.core.options import Settings
+from cutover.core.options import DEFAULTS, Settings
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
 from cutover.sandbox import dumpneeds, majors, pgbin
@@ -61,17 +61,17 @@ RECORD_KIND = "cutover-sandbox"
 class SandboxSpec:
     """What the sandbox needs to know, and nothing more: the suite's other settings stay out of here."""
 
-    backend: str = "auto"
+    backend: str = DEFAULTS["sandbox"]
     db_url: str | None = None
     pg_bindir: str | None = None
     sandbox_dir: str | None = None
     docker_image: str | None = None  # None: postgres:N of the wanted major (majors.docker_image)
     pg_major: int | None = None
     allow_newer_server: bool = False
-    startup_timeout: int = 60
+    startup_timeout: int = DEFAULTS["startup_timeout"]
     snapshot: str | None = None
-    snapshot_scale: int = 1
-    snapshot_seed: int = 20260430
+    snapshot_scale: int = DEFAULTS["snapshot_scale"]
+    snapshot_seed: int = DEFAULTS["snapshot_seed"]
     cache_path: Path = Path(".cutover-cache")
     durable: bool = False
 
@@ -326,13 +326,6 @@ def _remove(client: Any, containers: list[Any]) -> list[str]:
         except Exception:  # already gone (another reaper, or --rm): nothing left to do
             pass
     return removed
-
-
-def remove_owned(owner_pid: int, client: Any = None) -> list[str]:
-    """Remove every sandbox container ``owner_pid`` on this host started, whatever state it is in."""
-    client = client or _docker_client()
-    filters = {"label": [f"{k}={v}" for k, v in _owner_labels(owner_pid).items()]}
-    return _remove(client, client.containers.list(all=True, filters=filters))
 
 
 def reap_stale_containers(client: Any = None) -> list[str]:

@@ -38,6 +38,7 @@ from cutover.core import db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.evidence import sha256_file
+from cutover.core.options import DEFAULTS
 from cutover.core.plan import Plan, toml_key
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, register_secret
@@ -356,8 +357,9 @@ def check_make_args(out: Path, scale: float, fmt: str) -> None:
         raise SetupError(f"output directory {out.parent} does not exist; create it or fix --out")
 
 
-def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = 20260430, fmt: str = "plain",
-         log: Log = quiet, model: Model = REFERENCE, tools: ClientTools | None = None) -> dict[str, Any]:
+def make(out: Path, plan: Plan, admin_url: str, scale: float = 1, seed: int = DEFAULTS["snapshot_seed"],
+         fmt: str = "plain", log: Log = quiet, model: Model = REFERENCE,
+         tools: ClientTools | None = None) -> dict[str, Any]:
     """Generate, dump and compress a snapshot to ``out`` (atomically), with its manifest.
 
     The build database is UTF8 whatever the server's default: the snapshot must not depend on it.

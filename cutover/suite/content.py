@@ -6,7 +6,10 @@ So the rehearsal compares every planned table, column by column, with the restor
 started from: after the cutover with the tenant column of the rows on the target read as the source
 on both sides (the cutover moves rows only from the source to the target; which rows moved is the
 placement checks' question), and after the rehearsed reverse exactly. The cutover's own audit events
-and the columns the plan declares as rewritten by triggers (``trigger_columns``) are left out.
+and the columns the plan declares as rewritten by triggers (``trigger_columns``) are left out. In a
+table the plan declares triggers write (``written_by``), the rows only the later database holds are
+its triggers' rows: they must number exactly what the cutover's, the sweeps' and the reverse's audit
+events record (``triggered``), and every other row is compared as usual.
 
 Cheap at any size: one pass per table on each side summing a 64-bit hash of each row's text, so equal
 tables cost two sequential scans and no memory. Only a table whose sums differ is read again, key by
@@ -16,6 +19,7 @@ key in the same order on both sides, to name the rows and columns that differ.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -135,10 +139,11 @@ def _hashes(conn: Connection, plan: Plan, rule: TableRule, moved_back: bool) -> 
 
 
 def _differing_keys(before: Connection, after: Connection, plan: Plan, rule: TableRule,
-                    moved_back: bool) -> tuple[list[str], int]:
-    """Keys whose rows differ (a row on one side only, or another hash), the first SHOWN, and how many."""
+                    moved_back: bool, added_apart: bool = False) -> tuple[list[str], int, int]:
+    """Keys whose rows differ (a row on one side only, or another hash), the first SHOWN, and how many;
+    with ``added_apart``, rows only on the after side are counted apart (the third value), not as differing."""
     shown: list[str] = []
-    count = 0
+    count = added = 0
     left, right = _hashes(before, plan, rule, moved_back), _hashes(after, plan, rule, moved_back)
     a, b = next(left, None), next(right, None)
     while a is not None or b is not None:
@@ -146,6 +151,9 @@ def _differing_keys(before: Connection, after: Connection, plan: Plan, rule: Tab
             key, a = a[0], next(left, None)
         elif b is not None and (a is None or b[0] < a[0]):
             key, b = b[0], next(right, None)
+            if added_apart:
+                added += 1
+                continue
         else:
             assert a is not None and b is not None
             same = a[1] == b[1]
@@ -155,7 +163,23 @@ def _differing_keys(before: Connection, after: Connection, plan: Plan, rule: Tab
         count += 1
         if len(shown) < SHOWN:
             shown.append(key)
-    return shown, count
+    return shown, count, added
+
+
+def _trigger_rows(conn: Connection, plan: Plan) -> Counter[str]:
+    """Per table, the rows the plan's ``written_by`` triggers wrote during the cutover's, the sweeps' and
+    the reverse's moves, as their audit events record them (``triggered``: per table, per tenant)."""
+    a = plan.audit
+    out: Counter[str] = Counter()
+    for (found,) in conn.execute(sql.SQL(
+            "SELECT {pl} -> 'triggered' FROM {t} WHERE {ty} IN ({kinds}) AND {src} IS NOT DISTINCT FROM {value} "
+            "AND {pl} ? 'triggered'").format(
+            pl=I(a.payload_column), t=I(a.table), ty=I(a.type_column),
+            kinds=sql.SQL(", ").join(map(L, (a.completed, a.swept, a.reversed))), src=I(a.source_column),
+            value=L(a.source_value))).fetchall():
+        for table, per in (found or {}).items():
+            out[table] += sum(int(n) for n in per.values())
+    return out
 
 
 def _value(value: Any) -> str:
@@ -200,17 +224,22 @@ def compare(before_url: str, after_url: str, plan: Plan, *, moved_back: bool) ->
     tables = (*plan.static_tables, *plan.table_names)
     with db.connection(before_url, read_only=True) as before, db.connection(after_url, read_only=True) as after:
         plan = tenants.typed(after, plan)
+        # Rows the plan's written_by triggers wrote since: expected, as many as the audit events say, and new.
+        written = _trigger_rows(after, plan) - _trigger_rows(before, plan)
         for table in tables:
             was, now = _sums(before, plan, table, moved_back), _sums(after, plan, table, moved_back)
             rows += now[0]
-            if was == now:
+            if was == now and not written[table]:
                 continue
             rule = next((t for t in plan.tables if t.name == table), None)
             if rule is None:  # a static table: no planned key to name rows by
                 differences.append(Difference(table, "*", "(rows, content sum)", f"{was[0]} rows, {was[1]}",
                                               f"{now[0]} rows, {now[1]}"))
                 continue
-            keys, count = _differing_keys(before, after, plan, rule, moved_back)
+            keys, count, added = _differing_keys(before, after, plan, rule, moved_back, bool(rule.written_by))
+            if rule.written_by and added != written[table]:
+                differences.append(Difference(table, "*", "(rows written by its written_by triggers)",
+                                              f"{written[table]} recorded in the audit events", f"{added} new rows"))
             more += count - len(keys)
             for key in keys:
                 differences.extend(_row_differences(rule, key, _row_of(before, plan, rule, key, moved_back),

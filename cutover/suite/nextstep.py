@@ -29,8 +29,8 @@ from cutover.reference import aftercare
 from cutover.reference import execute as engine
 from cutover.reference import report as reports
 from cutover.suite import rehearsal as rehearsals
+from cutover.suite import timeline
 
-T_LINE = timedelta(minutes=30)
 # Checks whose failure is what the sweep fixes: patient-classified rows left on (or landed on) the source.
 SWEEP_FIXES = ("A3", "A8")
 
@@ -98,10 +98,10 @@ def advice(failed: Sequence[str], commit: tuple[datetime, str] | None, now: date
         return lines
     when, run_id = commit
     since = now - when
-    line_at = when + T_LINE
+    line_at = when + timeline.ROLLBACK_LINE
     before = now < line_at
-    where = (f"the T+0:30 line is in {_mmss(line_at - now)} (at {line_at:%H:%M:%S} UTC)" if before
-             else f"the T+0:30 line passed {_mmss(now - line_at)} ago")
+    where = (f"the {timeline.ROLLBACK_AT} line is in {_mmss(line_at - now)} (at {line_at:%H:%M:%S} UTC)" if before
+             else f"the {timeline.ROLLBACK_AT} line passed {_mmss(now - line_at)} ago")
     lines.append(f"  the cutover committed at {when:%Y-%m-%d %H:%M:%S} UTC (run {run_id}): "
                  f"now T+{_mmss(since)}; {where}")
     sweepable = [c for c in failed if c in SWEEP_FIXES]
@@ -110,14 +110,15 @@ def advice(failed: Sequence[str], commit: tuple[datetime, str] | None, now: date
                      f"which the sweep moves: cutover sweep {target} {report}")
         lines.append(f"  then run Set B again: pytest -m setB {target} {report}")
     if before:
-        lines.append("  if it still fails, roll back with the reverse (option 2, safe before T+0:30): first "
-                     f"cutover reverse --dry-run {target} {report} (prints what it would move back), then "
+        lines.append(f"  if it still fails, roll back with the reverse (option 2, safe before "
+                     f"{timeline.ROLLBACK_AT}): first cutover reverse --dry-run {target} {report} (prints what it "
+                     "would move back), then "
                      f"cutover reverse --operator-confirmed {target} {report}")
         if moves:
             lines.append(f"  {moves} (counted just now, read-only; nothing changed)")
     else:
-        lines.append("  past T+0:30 the reverse is no longer the safe rollback: restore the pre-cutover snapshot "
-                     "(option 1; never alembic downgrade): "
+        lines.append(f"  past {timeline.ROLLBACK_AT} the reverse is no longer the safe rollback: restore the "
+                     "pre-cutover snapshot (option 1; never alembic downgrade): "
                      + (f"the rehearsal's restore took {restore}" if restore else
                         "the rehearsal's restore time is not known here (see its operator log)"))
     return [redact(line) for line in lines]
@@ -133,6 +134,6 @@ def for_set_b(url: str, plan: Plan, failed: Sequence[str], settings: Settings) -
                 "rollback decision tree (spec section 11) by hand"]
     now = datetime.now(UTC)
     moves = (reverse_preview(url, plan, report_path, settings)
-             if commit is not None and now < commit[0] + T_LINE else None)
+             if commit is not None and now < commit[0] + timeline.ROLLBACK_LINE else None)
     return advice(failed, commit, now, report_path, measured_restore(Path(settings.artifacts_dir)), plan, moves)
 

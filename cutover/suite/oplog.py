@@ -4,6 +4,9 @@ Written once per run by the controller at session end, also when the run failed:
 rehearsal's log is the one an operator most needs. Every file is swept for secrets before the HTML
 report is rendered from the results (the single-file HTML embeds them encoded, where a later sweep
 could not see them), and again after.
+
+This module gathers the run and writes the directory; its parts are their own modules: the Markdown
+(``oplog_markdown``), the HTML report (``allure_report``), the secret sweep (``secret_sweep``).
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover.core import db
 from cutover.core.errors import CutoverError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
@@ -26,31 +27,15 @@ from cutover.core.private import make_private, private_dir, write_private
 from cutover.core.redact import mask_url, redact
 from cutover.reference import report as reports
 from cutover.suite import bundle, forecast
+from cutover.suite.allure_report import allure_command, render_html, write_results_metadata
 from cutover.suite.catalogue import SET_B_IDS, Catalogue
+from cutover.suite.git_revision import git_sha
 from cutover.suite.manual.answers import Answer, Journal
+from cutover.suite.oplog_markdown import markdown
 from cutover.suite.rehearsal import Record, load_record
+from cutover.suite.secret_sweep import sweep_secrets
 from cutover.suite.state import RunState
-
-PINNED_ALLURE = Path("tools") / "allure" / "node_modules" / ".bin" / "allure"
-
-
-def allure_command(configured: str | None) -> Path | None:
-    """--allure-bin when given; else the pinned install of a checkout run from its root, else PATH.
-
-    Looked up from the working directory, not the package: a plain ``pip install .`` has no tools/."""
-    if configured is not None:
-        return Path(configured)
-    if PINNED_ALLURE.exists():
-        return PINNED_ALLURE.resolve()
-    found = shutil.which("allure")
-    return Path(found) if found is not None else None
-WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP"}
-CATEGORIES = [
-    {"name": "Cutover check failed", "matchedStatuses": ["failed"]},
-    {"name": "Setup or infrastructure error", "matchedStatuses": ["broken"]},
-    {"name": "Needs an operator", "matchedStatuses": ["skipped"], "messageRegex": ".*needs operator.*"},
-    {"name": "Skipped", "matchedStatuses": ["skipped"]},
-]
+from cutover.suite.under_check import server_version
 
 
 @dataclass(frozen=True)
@@ -64,180 +49,6 @@ class CheckRow:
     observation: str = ""
     operator: str = ""
     at: str = ""
-
-
-def git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path.cwd(), capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
-def server_version(url: str | None) -> str:
-    """A --db-url target's PostgreSQL version (the rehearsal records a sandbox's): what the report's
-    reader compares with production's; never a reason for the log to be missing."""
-    if url is None:
-        return "unknown"
-    try:
-        with db.connection(url, read_only=True, autocommit=True) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-    except Exception as exc:  # an unreachable target is already the verdict's setup error
-        return f"unknown ({type(exc).__name__})"
-    return str(row[0]) if row else "unknown"
-
-
-def _redact_json(value: Any) -> Any:
-    """Every string of a parsed JSON document redacted. Its text is not what was said: a password
-    with a quote or a non-ASCII letter is escaped there (``p\\u00e4ss``), where no mask finds it."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_redact_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _redact_json(v) for k, v in value.items()}
-    return value
-
-
-def _redact_file_text(path: Path, text: str) -> str:
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return redact(text)
-        clean = _redact_json(data)
-        return text if clean == data else json.dumps(clean, indent=2, default=str)
-    if path.suffix == ".jsonl":
-        lines = []
-        for line in text.splitlines():
-            try:
-                lines.append(json.dumps(_redact_json(json.loads(line))) if line.strip() else line)
-            except ValueError:
-                lines.append(redact(line))
-        return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
-    return redact(text)
-
-
-def sweep_secrets(root: Path) -> int:
-    """Redact every text file under ``root`` in place (JSON by its strings); returns how many files changed."""
-    changed = 0
-    for path in root.rglob("*"):
-        if not path.is_file() or path.is_symlink():
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        clean = _redact_file_text(path, text)
-        if clean != text:
-            path.write_text(clean, encoding="utf-8")
-            changed += 1
-    return changed
-
-
-def write_results_metadata(results: Path, environment: Mapping[str, str], build: str,
-                           verdict: str = "Patient tenant cutover") -> None:
-    """environment.properties, executor.json and categories.json: what Allure shows beside the tests."""
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "environment.properties").write_text(
-        "".join(f"{k}={str(v).replace(chr(10), ' ')}\n" for k, v in environment.items()))
-    (results / "executor.json").write_text(json.dumps(
-        {"name": "cutover-suite", "type": "local", "buildName": build, "reportName": verdict}))
-    (results / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
-
-
-def render_html(results: Path, out_dir: Path, allure: Path | None, title: str = "Patient tenant cutover",
-                single_file: bool = True, attach: tuple[str, ...] = ()) -> tuple[Path | None, str]:
-    """Single-file HTML with the pinned Allure 3 (offline); (path, "") or (None, why not).
-
-    The categories go in the config: Allure 3 reads ``categories.json`` from the results but groups
-    by its own defaults ("Product errors") unless the config names them, so a failed check, a setup
-    error and an unanswered manual check would all have landed in one undifferentiated list.
-    ``attach`` names files in ``out_dir`` shown as the report's own attachments (the operator log)."""
-    if allure is None or not allure.exists():
-        return None, (f"not generated: {allure or PINNED_ALLURE} is missing; run scripts/bootstrap.sh (it installs "
-                      "the pinned Allure) or pass --allure-bin")
-    rc = out_dir / "allurerc.mjs"
-    rc.write_text(f'export default {{ name: {json.dumps(title)}, categories: {json.dumps(CATEGORIES)}, '
-                  f'globalAttachments: {json.dumps(list(attach))}, '
-                  f'plugins: {{ awesome: {{ options: {{ singleFile: {json.dumps(single_file)}, '
-                  'reportLanguage: "en" } } } };\n')
-    report_dir = out_dir / "allure-report"
-    try:
-        proc = subprocess.run([str(allure), "generate", str(results), "-c", str(rc), "-o", str(report_dir)],
-                              capture_output=True, text=True, timeout=300, check=False, cwd=out_dir)
-    except subprocess.TimeoutExpired:
-        return None, "not generated: allure generate took over 300 s"
-    finally:
-        rc.unlink(missing_ok=True)
-    html = report_dir / "index.html"
-    if proc.returncode != 0 or not html.exists():
-        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
-        return None, f"not generated: allure generate exited {proc.returncode}: {redact(last)}"
-    return html, ""
-
-
-def _fmt_s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
-def markdown(log: Mapping[str, Any]) -> str:
-    """The human half of the operator log: what the runbook's step 6 asks for, in its order."""
-    r = log["rehearsal"] or {}
-    bound = log.get("rollback_time_bound") or {}
-    lines = [f"# Operator log: {log['verdict']}", ""]
-    if log.get("setup_error"):
-        lines.append(f"- setup error: {log['setup_error']}")
-    if log.get("interrupted_at"):
-        lines.append(f"- interrupted at: {log['interrupted_at']}")
-    if log.get("answers_warning"):
-        lines.append(f"- {log['answers_warning']}")
-    if log.get("next_step"):
-        lines += ["## Next step", "", "```", *log["next_step"], "```", ""]
-    lines += [f"- run: {log['started_at']} to {log['finished_at']}, exit status {log['exit_status']}",
-             f"- command: `{log['command']}`",
-             f"- operator: {log['operator']}", f"- git: {log['environment'].get('git_sha', 'unknown')}",
-             f"- target: {r.get('target') or log['environment'].get('target', '-')}",
-             f"- snapshot: {r.get('snapshot') or '-'}"
-             + (f" (restored by the earlier run {r['restored_by_run']}: this run found the target restored; its "
-                "snapshot timestamp and restore time below are that run's)" if r.get("restored_by_run") else ""),
-             f"- snapshot timestamp: {r.get('snapshot_timestamp') or '-'}",
-             f"- PostgreSQL: the snapshot was dumped from {r.get('snapshot_source') or 'an unstated version'}, "
-             f"rehearsed on {r.get('postgres') or log['environment'].get('postgres', '-')}"
-             + (f" ({r['major_note']})" if r.get("major_note") else ""),
-             f"- restore wall-clock: {_fmt_s(r.get('restore_s'))}"
-             + (f" (measured on {r['restore_measured_on']})" if r.get("restore_measured_on") else ""),
-             *([f"- roles created for the restore (NOLOGIN, sandbox only; the snapshot's policies, owners or "
-                f"grants name them): {', '.join(r['created_roles'])}"] if r.get("created_roles") else []),
-             f"- dry-run verdict: {r.get('dry_run') or '-'}"
-             + (f" ({'; '.join(r['blockers'])})" if r.get("blockers") else ""),
-             f"- execute duration: {_fmt_s(r.get('execute_s'))} ({r.get('execute_via') or '-'})",
-             f"- report path: {r.get('report_path') or log.get('report_path') or '-'}"]
-    if bound:
-        lines.append(f"- rollback time bound: {bound['total_s'] / 60:.1f} min = restore {bound['restore_s']:.1f} s + "
-                     f"revert deploys {bound['revert_deploys_s'] // 60} min + smoke {bound['smoke_s'] // 60} min "
-                     f"(runbook budget {bound['budget_s'] // 60} min: "
-                     f"{'within' if bound['within_budget'] else 'OVER'}; restore measured on "
-                     f"{bound.get('restore_measured_on', 'unknown')})")
-    html = log["allure"]["html"]
-    lines += [f"- Allure report: [{html}]({html})" if html else f"- Allure report: {log['allure']['note']}",
-              f"- Allure results: {log['allure']['results']}", f"- journal: {log['journal']}", "",
-              "## Checks A1-A21", "", "| check | kind | result | title | observation | operator | at |",
-              "|---|---|---|---|---|---|---|"]
-    for c in log["checks"]:
-        obs = str(c["observation"]).replace("|", "\\|").replace("\n", " ")
-        word = WORDS.get(c["result"], c["result"].upper())
-        lines.append(f"| {c['check']} | {c['kind']} | {word} | {c['title']} | {obs} | "
-                     f"{c['operator']} | {c['at']} |")
-    lines += ["", "## Timeline", "", "| step | started | seconds | status | detail |", "|---|---|---|---|---|"]
-    for t in log["timeline"]:
-        lines.append(f"| {t['step']} | {t['started_at']} | {t['seconds']} | {t['status']} | {t['detail']} |")
-    if log.get("window_timeline"):
-        lines += ["", "## Window timeline (T+ since the cutover's commit, from the database)", "", "```",
-                  *log["window_timeline"], "```"]
-    lines += ["", "## Summary", "", "```", *log["summary_lines"], "```", ""]
-    return "\n".join(lines)
 
 
 def write(artifacts_root: Path, stamp: str, log: dict[str, Any], results: Path, journal: Path,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cutover.core.exit_codes import ExitCode
 from cutover.core.redact import redact
 from cutover.suite import verdict as verdicts
 from cutover.suite.allure_out import NEEDS_OPERATOR
@@ -62,9 +63,10 @@ class Summary:
         self._at(item, "call")
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        """A setup error ends the run through ``pytest.exit(returncode=2)``; anything else is Ctrl-C/SIGTERM."""
+        """A setup error ends the run through ``pytest.exit(returncode=ExitCode.SETUP)``; anything else is
+        Ctrl-C or SIGTERM."""
         value = excinfo.value
-        if isinstance(value, pytest.exit.Exception) and value.returncode == verdicts.EXIT_SETUP:
+        if isinstance(value, pytest.exit.Exception) and value.returncode == ExitCode.SETUP:
             self.setup_error = redact(str(value.msg)).removeprefix("cutover: error: ")
             return
         self.interrupted_at = self.where()
@@ -87,7 +89,7 @@ class Summary:
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):
             return
-        if exitstatus == pytest.ExitCode.USAGE_ERROR:  # bad input: nothing ran, so there is nothing to judge
+        if exitstatus == ExitCode.USAGE:  # bad input: nothing ran, so there is nothing to judge
             return
         terminalreporter.section("smoke matrix")
         for line, colour in self.lines():

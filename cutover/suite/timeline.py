@@ -21,6 +21,8 @@ from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
 
+# The runbook's rollback line: the reverse (option 2) is the rollback until T+0:30 after the commit, the
+# snapshot restore (option 1) after it. The one home of that line; every message names it as ROLLBACK_AT.
 ROLLBACK_LINE = timedelta(minutes=30)
 
 
@@ -33,6 +35,9 @@ def t_plus(delta: timedelta) -> str:
     minutes = math.floor(delta.total_seconds() / 60)
     sign, minutes = ("-", -minutes) if minutes < 0 else ("+", minutes)
     return f"T{sign}{minutes // 60}:{minutes % 60:02d}"
+
+
+ROLLBACK_AT = t_plus(ROLLBACK_LINE)  # "T+0:30"
 
 
 def parse(raw: Any) -> datetime | None:
@@ -67,9 +72,9 @@ class Window:
         why = "Set B did not pass" if set_b_passed is False else "no Set B verdict in this run"
         if left > timedelta(0):
             minutes = int(left.total_seconds() // 60)
-            return (f"{why}: rollback option 2 (cutover reverse) is open for {minutes} more min, until T+0:30; "
+            return (f"{why}: rollback option 2 (cutover reverse) is open for {minutes} more min, until {ROLLBACK_AT}; "
                     "after that only option 1 (snapshot restore)")
-        return f"{why} and T+0:30 has passed: rollback option 1 (snapshot restore) only"
+        return f"{why} and {ROLLBACK_AT} has passed: rollback option 1 (snapshot restore) only"
 
 
 def read(url: str, plan: Plan) -> Window:

@@ -10,8 +10,6 @@ rows move to, and one word for both made "the target's rows" ambiguous.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +18,10 @@ from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url
 from cutover.core.report_types import CutoverReport
-from cutover.reference import execute as engine
 from cutover.reference import report as reports
 from cutover.sandbox import majors
-from cutover.sandbox.server import SessionSandbox
 
 CHECK_APPLICATION = "cutover-suite-checks"
 
@@ -94,25 +89,6 @@ def adopt(settings: Settings) -> DatabaseUnderCheck:
     return DatabaseUnderCheck(settings.db_url, report, path, sandbox=False)
 
 
-def cut_over_clone(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path, label: str,
-                   log: Log = quiet) -> DatabaseUnderCheck:
-    """A clone of the restored snapshot with the reference cutover executed on it."""
-    url = provider.clone(label)
-    path = workdir / f"cutover_report_{label}_{os.getpid()}.json"
-    with engine.private_spool() as spool:
-        try:
-            report, id_files = engine.execute(url, plan, f"rehearsal:{label}",
-                                              engine.Timeouts(settings.lock_timeout, settings.statement_timeout),
-                                              spool=spool)
-        except engine.RunFailed as exc:
-            provider.drop(url)
-            raise SetupError(f"the reference cutover failed on the sandbox target: {exc}") from None
-        reports.write(path, report, id_files)
-    log(f"cutover: reference cutover committed on the sandbox target in {report['duration_s']:.2f} s "
-        f"({sum(report['moved'].values())} rows); report {path}")
-    return DatabaseUnderCheck(url, json.loads(path.read_text()), path, sandbox=True)
-
-
 def check_connection(url: str, settings: Settings, plan: Plan) -> Connection:
     """Read-only by session default, short timeouts, named; refuses to hand out anything writable, or a
     role that row security would show only part of the plan's tables (a check would pass on less)."""
@@ -129,3 +105,16 @@ def check_connection(url: str, settings: Settings, plan: Plan) -> Connection:
         conn.close()
         raise SetupError(f"the checks cannot see every row: {hidden}; put that role in --db-url")
     return conn
+
+
+def server_version(url: str | None) -> str:
+    """A --db-url target's PostgreSQL version (the rehearsal records a sandbox's): what the report's
+    reader compares with production's; never a reason for the log to be missing."""
+    if url is None:
+        return "unknown"
+    try:
+        with db.connection(url, read_only=True, autocommit=True) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except Exception as exc:  # an unreachable target is already the verdict's setup error
+        return f"unknown ({type(exc).__name__})"
+    return str(row[0]) if row else "unknown"

@@ -8,8 +8,9 @@ Set B (the production window) reads the same way over its 8 checks, and the runb
 of exactly the 12 automated SQL checks) over those 12: all passing ends ``ALL 12 CHECKS PASSED``, as
 the runbook expects, in a line that also says the rehearsal is READY only after step 5b and A20-active.
 
-Exit codes: 0 READY / PASSED; 1 a check failed; 2 a setup error (its line is in the log);
-6 nothing failed but checks were skipped, unanswered or not run; 130 interrupted (the log says where).
+Exit codes (:class:`cutover.core.exit_codes.ExitCode`): OK READY / PASSED; FAILED a check failed; SETUP a
+setup error (its line is in the log); INCOMPLETE nothing failed but checks were skipped, unanswered or not
+run; INTERRUPTED (the log says where).
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-EXIT_READY = 0
-EXIT_FAILED = 1
-EXIT_SETUP = 2
-EXIT_INCOMPLETE = 6
-EXIT_INTERRUPTED = 130
+from cutover.core.exit_codes import ExitCode
 
 REHEARSAL = "rehearsal"
 SET_B = "setB"
@@ -35,17 +32,17 @@ class Verdict:
     """The line, its exit code, and what stopped the run (if anything), for the operator log."""
 
     line: str
-    exit_code: int
+    exit_code: ExitCode
     setup_error: str | None = None
     interrupted_at: str | None = None
 
     @property
     def ready(self) -> bool:
-        return self.exit_code == EXIT_READY
+        return self.exit_code == ExitCode.OK
 
     @property
     def colour(self) -> str:
-        return {EXIT_READY: "green", EXIT_INCOMPLETE: "yellow"}.get(self.exit_code, "red")
+        return {ExitCode.OK: "green", ExitCode.INCOMPLETE: "yellow"}.get(self.exit_code, "red")
 
 
 def _heads(kind: str) -> tuple[str, str, str]:
@@ -107,16 +104,16 @@ def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], rea
         parts.append(f"{not_run} not run")
     if interrupted_at is not None:
         return Verdict(f"{failed_head}: interrupted at {interrupted_at}" + (f"; {', '.join(parts)}" if parts else ""),
-                       EXIT_INTERRUPTED, interrupted_at=interrupted_at)
+                       ExitCode.INTERRUPTED, interrupted_at=interrupted_at)
     if setup_error is not None:
-        return Verdict(f"{failed_head}: setup error: {setup_error}", EXIT_SETUP, setup_error=setup_error)
+        return Verdict(f"{failed_head}: setup error: {setup_error}", ExitCode.SETUP, setup_error=setup_error)
     if not parts and kind == STEP_5A:
         return Verdict(f"{ready.format(n=len(expected))} (step 5a): the rehearsal is READY only after step 5b "
-                       "(the manual checks) and A20-active", EXIT_READY)
+                       "(the manual checks) and A20-active", ExitCode.OK)
     if not parts:
         noun = " checks passed" if kind == REHEARSAL else ""
         return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}" + "".join(f"; {n}" for n in notes),
-                       EXIT_READY)
+                       ExitCode.OK)
     if failed:
-        return Verdict(f"{failed_head}: {', '.join(parts)}", EXIT_FAILED)
-    return Verdict(f"{incomplete_head}: {', '.join(parts)}", EXIT_INCOMPLETE)
+        return Verdict(f"{failed_head}: {', '.join(parts)}", ExitCode.FAILED)
+    return Verdict(f"{incomplete_head}: {', '.join(parts)}", ExitCode.INCOMPLETE)

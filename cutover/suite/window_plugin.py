@@ -22,6 +22,7 @@ import pytest
 
 from cutover.core import evidence
 from cutover.core.errors import CutoverError
+from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite import timeline, window
@@ -33,7 +34,6 @@ from cutover.suite.manual import answers as prompts
 from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR
 
 MARKER = "prereq: production window go/no-go prerequisite (pytest -m prereq --db-url=PROD --evidence=DIR)"
-EXIT_NO_GO = 1
 
 
 def _wanted(config: pytest.Config) -> bool:
@@ -182,8 +182,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _wanted(config):
         return
     go, lines = _collector(config).outcome()
-    if not go and session.exitstatus == 0:
-        session.exitstatus = EXIT_NO_GO
+    if not go and session.exitstatus == ExitCode.OK:
+        session.exitstatus = ExitCode.NO_GO
     run = config.stash.get(RUN, None)
     if run is not None:
         run.window = {"lines": lines, "verdict": lines[-1], "exit_status": int(session.exitstatus)}

@@ -19,15 +19,27 @@ from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I
 
 
 def a5(c: Checker) -> Evidence:
+    """Catches rows lost or duplicated by the move, which the end state alone cannot show.
+
+    Per table, the total against the report's baseline plus what the cutover wrote (its triggers' rows
+    too) and swept; per tenant, the source's and the target's counts against the moved counts; every
+    other tenant untouched."""
     p = c.plan
-    ev = Evidence("A5", tenant=f"{p.source}, {p.target}", expected="totals = baseline + written; per-tenant "
-                                                                  "deltas = moved (+ sweeps)")
+    ev = Evidence("A5", tenant=f"{p.source}, {p.target}", expected="totals = baseline + written (+ rows written by "
+                                                                  "triggers); per-tenant deltas = moved (+ sweeps)")
     report = c.committed_report(ev)
     if report is None:
         return ev
     moved = dict(report.get("moved") or {})
     swept = {t: sum((s.get("moved") or {}).get(t, 0) for s in report.get("sweeps") or []) for t in p.table_names}
+    # Rows the plan's written_by triggers wrote during the moves and the sweeps' moves, per table and tenant,
+    # where they landed.
+    triggered: dict[str, Counter[str]] = {}
+    for run in [report, *(report.get("sweeps") or [])]:
+        for table, per in (run.get("triggered") or {}).items():
+            triggered.setdefault(table, Counter()).update({k: int(v) for k, v in per.items()})
     for table in p.table_names:
+        by_trigger = triggered.get(table, Counter())
         now = {r[0]: int(r[1]) for r in c.run(ev, sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY 1")
                                                   .format(c=I(p.tenant_column), t=I(table)))}
         base = {k: int(v) for k, v in (report["baseline"].get(table) or {}).items()}
@@ -35,24 +47,30 @@ def a5(c: Checker) -> Evidence:
         if table == p.audit.table:  # each sweep writes one `swept` event (found by the row mixes)
             written += len(report.get("sweeps") or [])
         # Stragglers arrived on the source after the baseline and were swept to the target.
-        want_total = sum(base.values()) + written + swept[table]
+        want_total = sum(base.values()) + written + swept[table] + sum(by_trigger.values())
         if sum(now.values()) != want_total:
             ev.fail(f"{table}: {sum(now.values())} rows, expected {want_total} (baseline {sum(base.values())} "
-                    f"+ written {written} + swept {swept[table]})")
-        want_source = base.get(p.source, 0) - moved.get(table, 0)
+                    f"+ written {written} + swept {swept[table]}"
+                    + (f" + by triggers {sum(by_trigger.values())})" if by_trigger else ")"))
+        want_source = base.get(p.source, 0) - moved.get(table, 0) + by_trigger.get(p.source, 0)
         if now.get(p.source, 0) != want_source:
             ev.fail(f"{table}: {now.get(p.source, 0)} on {p.source}, expected {want_source}")
-        want_target = base.get(p.target, 0) + moved.get(table, 0) + written + swept[table]
+        want_target = base.get(p.target, 0) + moved.get(table, 0) + written + swept[table] + by_trigger.get(p.target, 0)
         if now.get(p.target, 0) != want_target:
             ev.fail(f"{table}: {now.get(p.target, 0)} on {p.target}, expected {want_target}")
         for tenant, count in now.items():
-            if tenant not in (p.source, p.target) and count != base.get(tenant, 0):
-                ev.fail(f"{table}: {count} on {tenant}, expected {base.get(tenant, 0)} (untouched)")
+            if tenant not in (p.source, p.target) and count != base.get(tenant, 0) + by_trigger.get(tenant, 0):
+                ev.fail(f"{table}: {count} on {tenant}, expected {base.get(tenant, 0) + by_trigger.get(tenant, 0)} "
+                        f"(untouched but for its triggers' rows)")
     ev.found = "as expected" if ev.ok else f"{len(ev.problems)} mismatches"
     return ev
 
 
 def a10(c: Checker) -> Evidence:
+    """Catches the target gaining rows the plan never listed, or lacking ones it did.
+
+    The patient rows on the target against the report's allow-list plus the sweeps, key for key; and a
+    report that is not the committed run's (no cutover.completed event agreeing with it)."""
     p = c.plan
     ev = Evidence("A10", tenant=p.target, expected="patient-owned rows on the target = allow-list + sweeps; "
                                                    "report = cutover.completed event")

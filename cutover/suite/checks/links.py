@@ -12,18 +12,25 @@ from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I
 
 
 def a4(c: Checker, label: str) -> Evidence:
+    """Catches a record split across tenants (one reference per test): a child row on another tenant
+    than the parent it references, unless a share to the child's tenant allows that crossing."""
     ev = Evidence("A4", subject=label, tenant="all", expected="every child on its parent's tenant "
                                                               "(or a share to the child's tenant, where allowed)")
     for name, child, kind, parent, key, via in c.links():
         if name == label and kind == "column":
-            n = c.link(ev, child, parent, key, via)
-            ev.found = f"{n} rows on another tenant than their {parent.name} row"
-            if n:
-                ev.fail(f"{n} {child.name} rows are not on their {parent.name} row's tenant")
+            crossing = c.link(ev, child, parent, key, via)
+            ev.found = f"{crossing} rows on another tenant than their {parent.name} row"
+            if crossing:
+                ev.fail(f"{crossing} {child.name} rows are not on their {parent.name} row's tenant")
     return ev
 
 
 def a7(c: Checker) -> Evidence:
+    """Catches providers losing or gaining access to cases.
+
+    A share whose case is missing or on another tenant, whose target is missing or its own tenant;
+    and, as the app role under RLS for each share target, any case seen beyond exactly the provider's
+    own and its shared ones (or one of those not seen)."""
     p, share = c.plan, c.plan.share_table
     ev = Evidence("A7", tenant="each share target", expected="shares on their case's tenant, targeting another "
                                                              "existing tenant; RLS shows each provider its shares")
@@ -63,6 +70,8 @@ def a7(c: Checker) -> Evidence:
 
 
 def a9(c: Checker) -> Evidence:
+    """Catches a replayed request that would resolve on the wrong tenant: an idempotency key whose cached
+    response names a case on another tenant (or a missing one), or a patient-route key off the target."""
     p = c.plan
     ev = Evidence("A9", tenant=p.target, expected="keys on their cached case's tenant; patient-route keys on "
                                                   "the target")

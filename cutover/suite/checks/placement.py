@@ -10,6 +10,8 @@ from cutover.suite.checks.base import Checker, Evidence, I
 
 
 def a3(c: Checker, table: str) -> Evidence:
+    """Catches patient-owned rows left on the source (one table per test): a patient the new tenant
+    cannot see, from an ownership rule the cutover missed or a table it skipped."""
     rule, p = c.plan.table(table), c.plan
     ev = Evidence("A3", subject=table, tenant=p.source, expected="0 patient-owned rows")
     n = c.sample(ev, rule, sql.SQL("{} = {} AND {}").format(c.tenant(), c.literal(p.source),
@@ -21,6 +23,8 @@ def a3(c: Checker, table: str) -> Evidence:
 
 
 def a6(c: Checker, table: str) -> Evidence:
+    """Catches provider data dragged onto the patient tenant, a data leak (one table per test): provider
+    staff and organizations, profiles, quotes, provider-classified events or provider-route keys."""
     rule, p = c.plan.table(table), c.plan
     ev = Evidence("A6", subject=table, tenant=p.target, expected="0 provider-owned rows")
     if rule.owner == "provider":
@@ -43,6 +47,8 @@ def a6(c: Checker, table: str) -> Evidence:
 
 
 def a8(c: Checker) -> Evidence:
+    """Catches incomplete ownership rules for events: an event type no classification names (the
+    cutover could not know whose it is), a patient event left on the source, a provider event moved."""
     p = c.plan
     rule = p.table(p.audit.table)
     ev = Evidence("A8", subject=rule.name, tenant=f"{p.source}, {p.target}",
@@ -65,6 +71,8 @@ def a8(c: Checker) -> Evidence:
 
 
 def a20(c: Checker) -> Evidence:
+    """Catches late writes that landed on the source after the cutover (an app still writing to it):
+    the sweep's own predicate in count mode, read-only, so the window can run it without moving a row."""
     p = c.plan
     ev = Evidence("A20", tenant=p.source, expected="0 rows for the sweep predicate (count mode, read-only)")
     total = 0

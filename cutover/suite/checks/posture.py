@@ -16,6 +16,12 @@ from cutover.suite.checks.base import Checker, Evidence, I
 
 
 def a1(c: Checker) -> Evidence:
+    """Catches a cutover rehearsed or run against a schema the plan does not describe.
+
+    The ownership rules hold only for the plan's schema: another alembic head, a tenant-scoped table
+    the plan does not list (its rows neither moved nor checked), a planned table, key or reference
+    column missing, or a tenant-keyed foreign key the move cannot run under all make every other
+    check's answer meaningless, so this one comes first."""
     p = c.plan
     ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
     heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
@@ -26,7 +32,8 @@ def a1(c: Checker) -> Evidence:
     # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
     ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
     schema = catalog.read(c.conn)
-    for diff in catalog.compare(p, schema):
+    ev.queries.append("(the user triggers the moves fire on the moving tables, and their functions' sources)")
+    for diff in catalog.compare(p, schema) + catalog.trigger_differences(p, catalog.trigger_writes(c.conn, p)):
         rows: list[str] = []
         if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
             rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in c.run(ev, sql.SQL(
@@ -37,6 +44,8 @@ def a1(c: Checker) -> Evidence:
 
 
 def a2(c: Checker) -> Evidence:
+    """Catches a half-made patient tenant: missing, inactive, unprotected, or with settings that differ
+    from the source's mirrored ones, which breaks the moved patients' logins and billing."""
     p = c.plan
     ev = Evidence("A2", tenant=p.target, expected=f"exists, active, protected, {', '.join(p.mirrored_settings)} "
                                                   f"equal to {p.source}'s")
@@ -68,6 +77,11 @@ def a2(c: Checker) -> Evidence:
 
 
 def a21(c: Checker) -> Evidence:
+    """Catches a tenant boundary that does not hold, which the whole move relies on.
+
+    A planned table without RLS enabled, forced and a policy; an app role that bypasses RLS
+    (BYPASSRLS or superuser); or, as the app role on the source, a patient row still visible without
+    a share granting it."""
     p = c.plan
     ev = Evidence("A21", tenant=p.source, expected="RLS enabled + forced + policy on every table; app role "
                                                    "without BYPASSRLS; 0 patient rows visible on the source")

@@ -6,10 +6,18 @@ from __future__ import annotations
 import pytest
 
 from cutover.suite import allure_out as reporting
+from cutover.suite import matrix
 from cutover.suite import verdict as verdicts
 from cutover.suite.catalogue import AUTOMATED, Catalogue
 from cutover.suite.hooks import session
 from cutover.suite.state import CATALOGUE, PLAN, SELECTED, SETTINGS
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str,
+                              obj: object) -> list[pytest.Item | pytest.Collector] | None:
+    """A module's ``Matrix()`` is the catalogue's automated checks, one test each (``suite/matrix.py``)."""
+    return matrix.collect(collector) if isinstance(obj, matrix.Matrix) else None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from cutover.core import evidence
 from cutover.core.errors import CutoverError
+from cutover.core.exit_codes import ExitCode
 from cutover.core.redact import redact
 from cutover.suite import nextstep, oplog, workers
 from cutover.suite import rehearsal as rehearsals
@@ -43,7 +44,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if workers.is_worker(config) or RUN not in config.stash:
         return
     run = config.stash[RUN]
-    if not run.artifacts or exitstatus == pytest.ExitCode.USAGE_ERROR:  # bad input: nothing ran, nothing written
+    if not run.artifacts or exitstatus == ExitCode.USAGE:  # bad input: nothing ran, nothing written
         return
     settings, shared = config.stash[SETTINGS], config.stash[SHARED_DIR]
     summary = config.pluginmanager.get_plugin("cutover-summary")
@@ -56,9 +57,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         record = rehearsals.load_record(shared)
         summary.note = record.major_note if record else ""
         found = summary.verdict()
-        if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
+        if exitstatus != ExitCode.NOTHING_COLLECTED:
             session.exitstatus = found.exit_code  # the verdict's code, documented, is the run's
-        if summary.kind == verdicts.SET_B and found.exit_code == verdicts.EXIT_FAILED and settings.db_url:
+        if summary.kind == verdicts.SET_B and found.exit_code == ExitCode.FAILED and settings.db_url:
             failed = [c for c in summary.expected if summary.outcomes.get(c) == "failed"]
             summary.next_steps = nextstep.for_set_b(settings.db_url, config.stash[PLAN], failed, settings)
     try:
@@ -80,7 +81,7 @@ def _sign(session: pytest.Session, out: Path, key: Path) -> None:
         sig = evidence.sign(out, key)
     except (CutoverError, OSError) as exc:
         run.log_error = redact(f"{exc}" if isinstance(exc, CutoverError) else f"evidence not signed: {exc}")
-        session.exitstatus = verdicts.EXIT_SETUP
+        session.exitstatus = ExitCode.SETUP
         return
     run.signature = f"evidence signed: {sig} (namespace {evidence.NAMESPACE}, key {key})"
 

@@ -97,7 +97,10 @@ def _http_error(check: str, what: str, exc: httpx.HTTPError) -> Assist:
 
 def a12_replay(cfg: AssistConfig, key: str | None, route: str | None, cached: Any, case_tenant: str | None,
                target: str) -> Assist:
-    """Replay a pre-cutover idempotency key: same 2xx, same body, and its case now on the patient tenant."""
+    """Replay a pre-cutover idempotency key: same 2xx, same body, and its case now on the patient tenant.
+
+    Catches a client's retry across the cutover being run again, or answered from a case the patient
+    tenant no longer finds."""
     if cfg.api_url is None:
         return _missing("A12", "api_url")
     if not key or not route:
@@ -128,7 +131,10 @@ def a12_replay(cfg: AssistConfig, key: str | None, route: str | None, cached: An
 
 
 def a15_cross_tenant(cfg: AssistConfig, patient_id: str | None, visible_to_source: int | None) -> Assist:
-    """A non-patient-tenant user reading a moved patient gets 403; the SQL probe sees nothing either."""
+    """A non-patient-tenant user reading a moved patient gets 403; the SQL probe sees nothing either.
+
+    Catches the API handing a moved patient to another tenant's user: RLS can hold in SQL while a
+    route reads past it."""
     if cfg.api_url is None or cfg.provider_jwt is None:
         return _missing("A15", "api_url", "provider_jwt")
     url = f"{cfg.api_url}/api/v1/patients/{patient_id}"
@@ -148,7 +154,10 @@ def a15_cross_tenant(cfg: AssistConfig, patient_id: str | None, visible_to_sourc
 
 
 def a16_langfuse(cfg: AssistConfig, target: str) -> Assist:
-    """The latest Langfuse trace carries the patient tenant in its metadata."""
+    """The latest Langfuse trace carries the patient tenant in its metadata.
+
+    Catches the app still tagging a patient's work with the old tenant (a tenant id cached or
+    configured outside the database)."""
     if cfg.langfuse_url is None or cfg.langfuse_public_key is None or cfg.langfuse_secret_key is None:
         return _missing("A16", "langfuse_url", "langfuse_public_key", "langfuse_secret_key")
     url = f"{cfg.langfuse_url}/api/public/traces"
@@ -171,7 +180,9 @@ def a16_langfuse(cfg: AssistConfig, target: str) -> Assist:
 
 
 def a17_callback(cfg: AssistConfig, document_id: str | None, document_tenant: str | None, target: str) -> Assist:
-    """The QStash document-processed callback completes for a moved document that sits on the target."""
+    """The QStash document-processed callback completes for a moved document that sits on the target.
+
+    Catches a background job that still looks for a moved row on the old tenant and fails to find it."""
     if cfg.api_url is None:
         return _missing("A17", "api_url")
     url = f"{cfg.api_url}/qstash/document-processed"
@@ -193,7 +204,10 @@ def a17_callback(cfg: AssistConfig, document_id: str | None, document_tenant: st
 
 
 def a18_constant(cfg: AssistConfig, target: str) -> Assist:
-    """The configured command (e.g. railway run -- python -c ...) prints the new default tenant."""
+    """The configured command (e.g. railway run -- python -c ...) prints the new default tenant.
+
+    Catches a deployed process still holding the old default tenant in a module constant (it needs
+    the redeploy the runbook orders)."""
     if cfg.a18_cmd is None:
         return _missing("A18", "a18_cmd")
     try:
@@ -249,7 +263,10 @@ async def _drain(cfg: AssistConfig, case_id: str) -> Assist:
 
 
 def a19_drain(cfg: AssistConfig, case_id: str | None) -> Assist:
-    """Open the case WebSocket, POST drain-streams: a drained frame and the close within 1 s."""
+    """Open the case WebSocket, POST drain-streams: a drained frame and the close within 1 s.
+
+    Catches a stream left open across the cutover, writing on the old tenant after the move: the
+    pollution the post-cutover sweep would otherwise have to catch."""
     if cfg.api_url is None or cfg.ws_url is None:
         return _missing("A19", "api_url")
     if not case_id:
