@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--source", default=None, help="source tenant id (default the reference plan's)")
     draft.add_argument("--target", default=None, help="target tenant id (default the reference plan's)")
     draft.add_argument("--patient-table", default=None, help="the patient root table (default: guessed by name)")
+    draft.add_argument("--version-table", default=None,
+                       help="the table holding the schema's version (default: alembic_version or schema_migrations)")
+    draft.add_argument("--version-column", default=None,
+                       help="its column holding the version (default: the known one, or its only column)")
     draft.set_defaults(handler=draft_plan)
     check = plan_cmds.add_parser("check", help="list every difference between a plan and the live schema")
     check.add_argument("--db-url", default=None, help="the database to read (or CUTOVER_DB_URL / DATABASE_URL)")
@@ -110,8 +114,9 @@ def draft_plan(args: argparse.Namespace) -> int:
     options = plan_draft.DraftOptions(tenant_table=args.tenant_table or reference.tenant_table,
                                       tenant_column=args.tenant_column or reference.tenant_column,
                                       source=args.source or reference.source, target=args.target or reference.target,
-                                      version_table=reference.version_table,
-                                      version_column=reference.version_column, patient_table=args.patient_table)
+                                      version_table=args.version_table, version_column=args.version_column,
+                                      patient_table=args.patient_table,
+                                      given=frozenset(k for k in ("source", "target") if getattr(args, k)))
     with db.connection(settings.db_url, read_only=True) as conn:
         text = plan_draft.draft(conn, options)
     if args.out is None:
@@ -133,7 +138,7 @@ def check_plan(args: argparse.Namespace) -> int:
         raise CutoverError("plan check needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
     plan = load_plan(settings.plan_path)
     with db.connection(settings.db_url, read_only=True) as conn:
-        schema = catalog.read(conn)
+        schema = catalog.read(conn, plan)
         differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
                        + catalog.materialized_view_differences(conn, plan)
                        + catalog.trigger_differences(plan, catalog.trigger_writes(conn, plan)))

@@ -17,9 +17,11 @@ from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.sandbox import backends as sandbox
+from cutover.sandbox import snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.server import SessionSandbox
 from cutover.suite.under_check import DatabaseUnderCheck
+from tests import billing_model
 from tests.support import ROOT, cut_over_clone
 
 # Hypothesis profiles (HYPOTHESIS_PROFILE): ci keeps every row-mix property, with a database per
@@ -144,4 +146,23 @@ def cut_over_db(cut_over_template: DatabaseUnderCheck, cutover_server: ServerInf
     name = f"cut_{uuid.uuid4().hex[:8]}"
     url = db.create_database(cutover_server.admin_url, name, template=db.database_name(cut_over_template.url))
     yield DatabaseUnderCheck(url, copy.deepcopy(cut_over_template.report), cut_over_template.report_path, sandbox=True)
+    db.drop_database(cutover_server.admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def billing_template(cutover_server: ServerInfo) -> Iterator[str]:
+    """The billing model (tests/billing_model) loaded once, into a database used only as a template."""
+    name = f"billing_tpl_{uuid.uuid4().hex[:6]}"
+    url = db.create_database(cutover_server.admin_url, name)
+    snapshot.fill(url, billing_model.MODEL, scale=1, seed=11)
+    yield url
+    db.drop_database(cutover_server.admin_url, name)
+
+
+@pytest.fixture
+def billing_db(cutover_server: ServerInfo, billing_template: str) -> Iterator[str]:
+    """A private copy of the billing model, for one test to read or change."""
+    name = f"billing_{uuid.uuid4().hex[:8]}"
+    url = db.create_database(cutover_server.admin_url, name, template=db.database_name(billing_template))
+    yield url
     db.drop_database(cutover_server.admin_url, name)

@@ -8,7 +8,7 @@ cannot make it agree. A world is loaded with the very INSERT statements a failin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from cutover.core import db
+from cutover.core.plan import table_sql
 
 SOURCE = "tenant-apollo-001"
 TARGET = "tenant-curaway-patients"
@@ -204,8 +205,9 @@ def _late(draw: Any, new: Ids, w: World, cases: list[str]) -> None:
         w.late["idempotency_keys"].append(_key(draw, new, SOURCE, draw(st.sampled_from(PATIENT_ROUTES)), None))
 
 
-def insert_sql(conn: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
-    """The INSERT statements for ``rows``: what a failing example prints, and what loads it."""
+def insert_sql(conn: Any, rows: dict[str, list[dict[str, Any]]], names: Mapping[str, str] | None = None) -> str:
+    """The INSERT statements for ``rows``: what a failing example prints, and what loads it. ``names``:
+    a model's own names for the reference tables (the third model's ``clinical.match_requests``)."""
     out = []
     for table in ORDER:
         for row in rows.get(table, []):
@@ -213,18 +215,19 @@ def insert_sql(conn: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
             vals = [sql.SQL("now()") if row[c] == "now" else
                     sql.Literal(json.dumps(row[c]) if isinstance(row[c], dict) else row[c]) for c in cols]
             out.append(sql.SQL("INSERT INTO {} ({}) VALUES ({});").format(
-                sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, cols)),
+                table_sql((names or {}).get(table, table)), sql.SQL(", ").join(map(sql.Identifier, cols)),
                 sql.SQL(", ").join(vals)).as_string(conn))
     return "\n".join(out)
 
 
 @contextmanager
-def loaded(admin_url: str, template: str, name: str, world: World) -> Iterator[tuple[str, str]]:
+def loaded(admin_url: str, template: str, name: str, world: World,
+           names: Mapping[str, str] | None = None) -> Iterator[tuple[str, str]]:
     """A fresh database cloned from the empty reference template, with the world inserted; dropped after."""
     url = db.create_database(admin_url, name, template=template)
     try:
         with db.connection(url) as conn:
-            text = insert_sql(conn, world.rows)
+            text = insert_sql(conn, world.rows, names)
             if text:
                 conn.execute(text.encode())
             conn.commit()
@@ -233,13 +236,13 @@ def loaded(admin_url: str, template: str, name: str, world: World) -> Iterator[t
         db.drop_database(admin_url, name)
 
 
-def tenants_of(url: str) -> dict[str, dict[str, str]]:
-    """{table: {key: tenant}} for every row of the world's tables."""
+def tenants_of(url: str, names: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """{table: {key: tenant}} for every row of the world's tables (by the reference's names)."""
     out: dict[str, dict[str, str]] = {}
     with db.connection(url, read_only=True) as conn:
         for table in ORDER:
             audit = sql.SQL("source_service IS DISTINCT FROM 'cutover'" if table == "events" else "true")
             rows = conn.execute(sql.SQL("SELECT {}::text, tenant_id FROM {} WHERE {}").format(
-                sql.Identifier(KEY[table]), sql.Identifier(table), audit)).fetchall()
+                sql.Identifier(KEY[table]), table_sql((names or {}).get(table, table)), audit)).fetchall()
             out[table] = {k: t for k, t in rows}
     return out

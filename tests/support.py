@@ -23,7 +23,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, table_sql
 from cutover.core.progress import Log, quiet
 from cutover.core.report_types import CutoverReport
 from cutover.reference import execute as engine
@@ -128,7 +128,7 @@ def checksum(url: str, plan: Plan, *, include_audit: bool = False) -> dict[str, 
             if table == plan.audit.table and not include_audit:
                 where = audit_filter(plan)
             row = conn.execute(sql.SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
-                                       "FROM {} t WHERE {}").format(sql.Identifier(table), where)).fetchone()
+                                       "FROM {} t WHERE {}").format(table_sql(table), where)).fetchone()
             assert row is not None
             out[table] = str(row[0])
     return out
@@ -146,11 +146,12 @@ def execute_sql(url: str, *statements: Any) -> None:
             conn.execute(statement)
 
 
-def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, prefix: str = "seed") -> str:
-    """A new database on ``server`` generated from the reference model (roles and grants as a restore
-    leaves them); the caller drops it."""
+def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, prefix: str = "seed",
+                       model: snapshot.Model = snapshot.REFERENCE) -> str:
+    """A new database on ``server`` generated from the reference model (or ``model``; roles and grants as
+    a restore leaves them); the caller drops it."""
     url = db.create_database(server.admin_url, f"{prefix}_{uuid.uuid4().hex[:8]}")
-    snapshot.seed_database(url, plan, scale, seed)
+    snapshot.seed_database(url, plan, scale, seed, model=model)
     return url
 
 

@@ -341,6 +341,29 @@ def test_plan_check_agrees_with_the_reviewed_plan_and_lists_differences(second_d
     assert "case.archived" in differ.stdout and "[tables.reminders]" in differ.stdout
 
 
+def test_a_reference_declared_without_a_foreign_key_is_checked_like_one(second_db: str, tmp_path: Path) -> None:
+    """documents.patient_profile_id without its foreign key (as a Rails schema has it): plan check asks
+    for the key until the plan says foreign_key = false; then it agrees, the dry run is READY, and a
+    document naming a profile that does not exist (which no constraint stops now) blocks it as an orphan."""
+    execute_sql(second_db, "ALTER TABLE documents DROP CONSTRAINT documents_patient_profile_id_fkey")
+    asked = run_cutover(second_db, "plan", "check", f"--db-url={second_db}", f"--plan={PLAN}")
+    assert asked.returncode == 1 and "reference-without-fk" in asked.stdout, asked.stdout
+    assert "foreign_key = false" in asked.stdout, asked.stdout
+    declared = tmp_path / "plan.toml"
+    old = '{ column = "case_id", table = "cases" }, { column = "patient_profile_id", table = "patient_profiles" }'
+    assert PLAN.read_text().count(old) == 1
+    declared.write_text(PLAN.read_text().replace(old, old[:-2] + ", foreign_key = false }"))
+    agree = run_cutover(second_db, "plan", "check", f"--db-url={second_db}", f"--plan={declared}")
+    assert agree.returncode == 0, agree.stdout
+    assert run_cutover(second_db, "dry-run", f"--plan={declared}").returncode == 0
+    execute_sql(second_db, f"INSERT INTO documents (tenant_id, case_id, patient_profile_id, storage_key) SELECT "
+                           f"{SRC}, id, '00000000-0000-4000-8000-000000000000', 's3://orphan' FROM cases LIMIT 1")
+    dry = run_cutover(second_db, "dry-run", f"--plan={declared}")
+    assert dry.returncode == 1, dry.stdout
+    assert "BLOCKER orphans: 1 documents rows" in dry.stdout, dry.stdout
+    assert "documents.patient_profile_id" in dry.stdout, dry.stdout
+
+
 def test_a_partitioned_tables_single_column_key_names_its_exact_replacement(second_db: str, tmp_path: Path) -> None:
     """``key = "id"`` on the partitioned events table, as plans had it before keys could be lists: the
     dry run and plan check say the replacement to paste, the partitioned primary key."""

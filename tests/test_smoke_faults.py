@@ -58,7 +58,8 @@ CHILD_CASE = one("cases", f"tenant_id = {TGT} AND EXISTS (SELECT 1 FROM messages
 FORTIS_QUOTE = one("quotes", f"tenant_id = {FORTIS}")
 
 FAULTS: dict[str, tuple[list[str] | Callable[[dict[str, Any]], None], set[str]]] = {
-    "org-left-behind": (left_behind("organizations", "kind = 'patient'"), LEFT),
+    # users.organization_id is tenant-bound: an organization left behind or dragged splits it from its users
+    "org-left-behind": (left_behind("organizations", "kind = 'patient'"), LEFT | {"A4"}),
     "user-left-behind": (left_behind("users", "role = 'patient' AND EXISTS (SELECT 1 FROM patients p WHERE "
                                      "p.user_id = users.id)"), LEFT | {"A4"}),
     "patient-left-behind": (left_behind("patients", "EXISTS (SELECT 1 FROM cases c WHERE c.patient_id = "
@@ -72,8 +73,8 @@ FAULTS: dict[str, tuple[list[str] | Callable[[dict[str, Any]], None], set[str]]]
     "idempotency-key-left-behind": (left_behind("idempotency_keys", "route = 'POST /api/v1/cases' AND "
                                                 "response_body ? 'case_id'", "key"), LEFT | {"A9"}),
     "patient-event-left-behind": (left_behind("events", "event_type = 'intake.started'"), LEFT | {"A8"}),
-    "provider-user-dragged": (dragged("users", "role = 'provider'"), {"A5", "A6"}),
-    "coordinator-org-dragged": (dragged("organizations", "kind = 'coordinator'"), {"A5", "A6"}),
+    "provider-user-dragged": (dragged("users", "role = 'provider'"), {"A4", "A5", "A6"}),
+    "coordinator-org-dragged": (dragged("organizations", "kind = 'coordinator'"), {"A4", "A5", "A6"}),
     "provider-profile-dragged": (dragged("provider_profiles", "true"), {"A5", "A6"}),
     "quote-dragged": (dragged("quotes", f"tenant_id = {FORTIS}"), {"A5", "A6"}),
     "provider-event-dragged": (dragged("events", "event_type = 'quote.issued'"), {"A5", "A6", "A8"}),

@@ -104,6 +104,11 @@ def test_snapshot_validation_finds_quoted_non_ascii_and_non_public_tables(odd_du
     wrong = dataclasses.replace(plan, static_tables=(*SNAPSHOT_NAMES, "Case notes"))
     with pytest.raises(SetupError, match=r'missing tables: "Case notes"\)'):
         snapshot.validate(odd_dumps[fmt], wrong)
+    qualified = dataclasses.replace(plan, static_tables=("app.reminders", "public.Case Notes"))
+    assert snapshot.validate(odd_dumps[fmt], qualified)
+    elsewhere = dataclasses.replace(plan, static_tables=("public.reminders",))
+    with pytest.raises(SetupError, match=r'missing tables: "public.reminders"\)'):
+        snapshot.validate(odd_dumps[fmt], elsewhere)
 
 
 # -- a planned table whose name needs quoting, through every command ---------------------------------------
@@ -188,3 +193,189 @@ def test_tables_outside_public_are_cut_over_with_their_schema_in_the_search_path
     back = run_cutover(url, "reverse", "--operator-confirmed", f"--report-path={path}")
     assert back.returncode == 0, back.stdout + back.stderr
     assert checksum(url, cutover_plan) == before
+
+
+# -- tables in another schema, named with it in the plan: app.case_notes ---------------------------------
+
+APP_TABLES = ("app.case_notes", "app.v1.notes")  # the second: table "v1.notes", a dot in its own name
+
+
+@pytest.fixture
+def schema_plan(tmp_path: Path) -> Path:
+    """The reference plan with two patient tables in schema ``app`` beside public's, one pointing at the
+    other, and a materialized view of ``app`` refreshed by the cutover."""
+    text = DEFAULT_PLAN.read_text()
+    step = '["idempotency_keys"],'
+    assert step in text
+    text = text.replace(step, step + f"\n    [{toml_string(APP_TABLES[0])}],\n    [{toml_string(APP_TABLES[1])}],", 1)
+    text += (f"\n[tables.{toml_key(APP_TABLES[0])}]\nkey = \"id\"\nowner = \"patient\"\n"
+             "references = [{ column = \"case_id\", table = \"cases\" }]\n"
+             f"\n[tables.{toml_key(APP_TABLES[1])}]\nkey = \"id\"\nowner = \"patient\"\n"
+             f"references = [{{ column = \"note_id\", table = {toml_string(APP_TABLES[0])} }}]\n"
+             "\n[refresh]\nmaterialized_views = [\"app.note_counts\"]\n")
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    return path
+
+
+def _app_schema(url: str, plan: Plan) -> None:
+    """Schema ``app`` with the two patient tables (RLS forced, a policy, the app role's grants) and a
+    materialized view counting notes per tenant, every public case with a note on its tenant."""
+    role = sql.Identifier(plan.app_role)
+    execute_sql(url, "CREATE SCHEMA app", sql.SQL("GRANT USAGE ON SCHEMA app TO {}").format(role),
+                "CREATE TABLE app.case_notes (id text PRIMARY KEY, tenant_id text NOT NULL REFERENCES public.tenants "
+                "(id), case_id text NOT NULL REFERENCES public.cases (id), body text)",
+                'CREATE TABLE app."v1.notes" (id text PRIMARY KEY, tenant_id text NOT NULL REFERENCES public.tenants '
+                "(id), note_id text NOT NULL REFERENCES app.case_notes (id))",
+                "CREATE MATERIALIZED VIEW app.note_counts AS SELECT tenant_id, count(*) AS notes FROM app.case_notes "
+                "GROUP BY tenant_id")
+    for table in (sql.SQL("app.case_notes"), sql.SQL('app."v1.notes"')):
+        execute_sql(url, *(sql.SQL(statement).format(table) for statement in (
+            "ALTER TABLE {} ENABLE ROW LEVEL SECURITY", "ALTER TABLE {} FORCE ROW LEVEL SECURITY",
+            "CREATE POLICY tenant_isolation ON {} USING (tenant_id = current_setting('app.tenant_id', true))")),
+            sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(", ").join(map(sql.SQL, plan.app_privileges)), table,
+                                                   role))
+    execute_sql(url, "INSERT INTO app.case_notes (id, tenant_id, case_id, body) SELECT 'n-' || id, tenant_id, id, "
+                     "'note' FROM public.cases",
+                'INSERT INTO app."v1.notes" (id, tenant_id, note_id) SELECT \'v-\' || id, tenant_id, id '
+                "FROM app.case_notes", "REFRESH MATERIALIZED VIEW app.note_counts")
+
+
+def test_a_plan_names_tables_of_another_schema_with_it_in_every_command(
+        fresh_db: str, schema_plan: Path, tmp_path: Path, cutover_settings: Settings) -> None:
+    """``app.case_notes`` in the plan is table case_notes of schema app, whatever the search path; a
+    dot after the schema is the table's own (``app.v1.notes``). Plan check, the dry run, execute (and
+    its refresh of ``app.note_counts``), the 12 checks, the rebuilt report, the sweep and the reverse."""
+    plan = load_plan(schema_plan)
+    _app_schema(fresh_db, plan)
+    before = checksum(fresh_db, plan)
+    check = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={schema_plan}")
+    assert check.returncode in (0, 1) and "app." not in check.stdout, check.stdout + check.stderr  # the
+    # reference plan leaves three foreign keys undeclared; the app tables are planned as the database has them
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={schema_plan}")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    path = tmp_path / "r.json"
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--plan={schema_plan}", f"--report-path={path}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(path.read_text())
+    cases = scalar(fresh_db, "SELECT count(*) FROM cases WHERE tenant_id = %s", (TGT,))
+    assert report["moved"]["app.case_notes"] == report["moved"]["app.v1.notes"] == cases > 0
+    assert scalar(fresh_db, "SELECT notes FROM app.note_counts WHERE tenant_id = %s", (TGT,)) == cases  # refreshed
+    target = DatabaseUnderCheck(fresh_db, report, path, sandbox=True)
+    assert failing_evidence(target, plan, cutover_settings) == {}
+    execute_sql(fresh_db, sql.SQL("INSERT INTO app.case_notes (id, tenant_id, case_id, body) SELECT 'late', {}, id, "
+                                  "'late' FROM cases WHERE tenant_id = {} LIMIT 1").format(sql.Literal(SRC),
+                                                                                          sql.Literal(TGT)))
+    rebuilt = tmp_path / "rebuilt.json"
+    assert run_cutover(fresh_db, "report", "--rebuild", f"--plan={schema_plan}",
+                       f"--report-path={rebuilt}").returncode == 0
+    assert json.loads(rebuilt.read_text())["allow_list"]["app.v1.notes"]
+    swept = run_cutover(fresh_db, "sweep", f"--plan={schema_plan}", f"--report-path={path}")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert failing_evidence(target, plan, cutover_settings, json.loads(path.read_text())) == {}
+    preview = run_cutover(fresh_db, "reverse", "--dry-run", f"--plan={schema_plan}", f"--report-path={path}")
+    assert preview.returncode == 0 and "app.v1.notes" in preview.stdout, preview.stdout + preview.stderr
+    back = run_cutover(fresh_db, "reverse", "--operator-confirmed", f"--plan={schema_plan}", f"--report-path={path}")
+    assert back.returncode == 0, back.stdout + back.stderr
+    execute_sql(fresh_db, "DELETE FROM app.case_notes WHERE id = 'late'")
+    assert checksum(fresh_db, plan) == before
+
+
+def test_plan_draft_writes_tables_outside_the_search_paths_schema_with_their_schema(
+        fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    _app_schema(fresh_db, cutover_plan)
+    out = tmp_path / "draft.toml"
+    done = run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    assert '[tables."app.case_notes"]' in out.read_text()
+    draft = load_plan(out)
+    assert [(r.column, r.table) for r in draft.table("app.v1.notes").references] == [("note_id", "app.case_notes")]
+    assert [(r.column, r.table) for r in draft.table("app.case_notes").references] == [("case_id", "cases")]
+    assert draft.table("app.case_notes").owner == "patient" and "cases" in draft.table_names
+    assert draft.refresh_views == ("app.note_counts",)
+
+
+def test_an_unplanned_table_in_a_schema_the_plan_names_is_a_blocker_naming_it_with_its_schema(
+        fresh_db: str, schema_plan: Path) -> None:
+    """The catalog reads every schema the plan names: a tenant-scoped table there that the plan leaves
+    out would be neither moved nor checked."""
+    plan = load_plan(schema_plan)
+    _app_schema(fresh_db, plan)
+    execute_sql(fresh_db, "CREATE TABLE app.cases (id text PRIMARY KEY, tenant_id text NOT NULL)")
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={schema_plan}")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "unplanned-table:" in ln]
+    assert len(lines) == 1 and '[tables."app.cases"]' in lines[0], dry.stdout
+    check = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={schema_plan}")
+    assert check.returncode == 1 and '[tables."app.cases"]' in check.stdout, check.stdout + check.stderr
+
+
+def test_plan_draft_finds_the_patient_root_in_another_schema(fresh_db: str, tmp_path: Path) -> None:
+    """``app.patients`` is the patient root as ``patients`` was: every chain of foreign keys to it is drafted
+    as patient-owned, not left to the provider."""
+    execute_sql(fresh_db, "CREATE SCHEMA app", "ALTER TABLE patients SET SCHEMA app")
+    out = tmp_path / "draft.toml"
+    done = run_cutover(fresh_db, "plan", "draft", f"--db-url={fresh_db}", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    draft = load_plan(out)
+    assert draft.table("app.patients").owner == "patient" and draft.rehearsal.patient_table == "app.patients"
+    assert draft.table("cases").owner == "patient"
+    assert [(r.column, r.table) for r in draft.table("cases").references if r.column == "patient_id"] == [
+        ("patient_id", "app.patients")]
+
+
+def test_a_dotted_table_name_from_an_earlier_plan_is_missing_with_the_name_that_fixes_it(
+        fresh_db: str, tmp_path: Path) -> None:
+    """A table whose own name holds a dot (``v1.events`` in public), named so by an earlier plan, now
+    reads as schema v1: the blocker says so and gives the name to write, ``"public.v1.events"``."""
+    execute_sql(fresh_db, 'CREATE TABLE "v1.events" (id text PRIMARY KEY)')
+    plan = tmp_path / "plan.toml"
+    plan.write_text(DEFAULT_PLAN.read_text().replace('tables = ["tenants", "alembic_version"]',
+                                                     'tables = ["tenants", "alembic_version", "v1.events"]', 1))
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={plan}")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    (line,) = [ln for ln in dry.stdout.splitlines() if "missing-table" in ln]
+    assert 'schema v1 has no table events' in line and 'name it "public.v1.events"' in line, line
+    fixed = plan.read_text().replace('"v1.events"]', '"public.v1.events"]')
+    plan.write_text(fixed)
+    assert run_cutover(fresh_db, "dry-run", f"--plan={plan}").returncode == 0
+
+
+NOTE_AUDIT = (
+    "CREATE TABLE app.note_audit (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+    "tenant_id text NOT NULL REFERENCES public.tenants (id), note_id text NOT NULL)",
+    "ALTER TABLE app.note_audit ENABLE ROW LEVEL SECURITY", "ALTER TABLE app.note_audit FORCE ROW LEVEL SECURITY",
+    "CREATE POLICY tenant_isolation ON app.note_audit USING (tenant_id = current_setting('app.tenant_id', true))",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON app.note_audit TO app_user",
+    """CREATE FUNCTION app.case_notes_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO app.note_audit (tenant_id, note_id) VALUES (NEW.tenant_id, NEW.id);
+        RETURN NEW;
+    END $$""",
+    "CREATE TRIGGER case_notes_audit AFTER UPDATE ON app.case_notes FOR EACH ROW EXECUTE FUNCTION "
+    "app.case_notes_audit()",
+)
+
+
+def test_a_trigger_on_an_app_table_writing_another_app_table_is_found_and_declared_by_its_schema(
+        fresh_db: str, schema_plan: Path, tmp_path: Path) -> None:
+    """The trigger on app.case_notes that writes app.note_audit: undeclared, a blocker naming both; declared
+    (``written_by = ["app.case_notes.case_notes_audit"]``), the cutover expects its rows and commits."""
+    _app_schema(fresh_db, load_plan(schema_plan))
+    execute_sql(fresh_db, *NOTE_AUDIT)
+    text = schema_plan.read_text().replace(f"    [{toml_string(APP_TABLES[1])}],",
+                                           f"    [{toml_string(APP_TABLES[1])}],\n    [\"app.note_audit\"],", 1)
+    undeclared = tmp_path / "undeclared.toml"
+    undeclared.write_text(text + '\n[tables."app.note_audit"]\nkey = "id"\nowner = "patient"\n')
+    dry = run_cutover(fresh_db, "dry-run", f"--plan={undeclared}")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    (line,) = [ln for ln in dry.stdout.splitlines() if "undeclared-trigger-writes" in ln]
+    assert "case_notes_audit" in line and "app.note_audit" in line, line
+    declared = tmp_path / "declared.toml"
+    declared.write_text(undeclared.read_text() + 'written_by = ["app.case_notes.case_notes_audit"]\n')
+    assert run_cutover(fresh_db, "dry-run", f"--plan={declared}").returncode == 0
+    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--plan={declared}",
+                       f"--report-path={tmp_path / 'r.json'}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    cases = scalar(fresh_db, "SELECT count(*) FROM cases WHERE tenant_id = %s", (TGT,))
+    assert scalar(fresh_db, "SELECT count(*) FROM app.note_audit WHERE tenant_id = %s", (TGT,)) == cases > 0

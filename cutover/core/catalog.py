@@ -18,7 +18,16 @@ from typing import Any
 from psycopg import sql
 
 from cutover.core.db import Connection
-from cutover.core.plan import Plan, TableRule, toml_key, toml_string
+from cutover.core.plan import (
+    Plan,
+    TableRule,
+    plan_table_name,
+    split_table,
+    table_regclass,
+    table_sql,
+    toml_key,
+    toml_string,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class ForeignKey:
     name: str = ""
     deferrable: bool = False
     on_update: str = "a"  # pg_constraint.confupdtype: a NO ACTION, r RESTRICT, c CASCADE, n SET NULL, d SET DEFAULT
+    schema: str = ""  # the constraint's (its table's) schema: SET CONSTRAINTS names it qualified
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class Table:
     unique: tuple[tuple[str, ...], ...]  # every unique index without predicate or expression, pk included
     foreign_keys: tuple[ForeignKey, ...]
     row_estimate: int = 0
+    schema: str = ""
+    relname: str = ""  # the name in its schema (``name`` is the plan's form: ``app.patients``)
 
     def is_unique(self, key: Iterable[str]) -> bool:
         """Is a row identified by these columns (a unique index over some of them)?"""
@@ -53,6 +65,7 @@ class Table:
 @dataclass
 class Catalog:
     tables: dict[str, Table] = field(default_factory=dict)
+    current_schema: str | None = None
 
     def tenant_scoped(self, plan: Plan) -> list[Table]:
         """Tables carrying the plan's tenant column or referencing the tenants table; partitions are
@@ -61,19 +74,24 @@ class Catalog:
                 and (plan.tenant_column in t.columns or any(fk.parent == plan.tenant_table for fk in t.foreign_keys))]
 
 
+# The schemas read: the search path's own (current_schema()) and those the plan names, or every schema
+# but PostgreSQL's own (plan draft). %(all)s and %(schemas)s are the query's parameters.
+_IN_SCOPE = ("(n.nspname = current_schema() OR n.nspname = ANY(%(schemas)s) OR (%(all)s AND n.nspname NOT IN "
+             "('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'))")
+
 _CATALOG = """
 WITH cols AS (
     SELECT a.attrelid, json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
                                 ORDER BY a.attnum) AS columns
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+    WHERE {scope} AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
     GROUP BY a.attrelid),
 idx AS (
     SELECT i.indrelid, json_agg(json_build_array(i.indisprimary,
         (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum))) AS indexes
     FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = current_schema() AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+    WHERE {scope} AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
     GROUP BY i.indrelid),
 fks AS (
     SELECT f.conrelid, json_agg(json_build_array(
@@ -82,20 +100,21 @@ fks AS (
         r.relname,
         (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(f.confkey) WITH ORDINALITY k(attnum, ord)
          JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum),
-        f.conname, f.condeferrable, f.confupdtype) ORDER BY f.conname) AS fkeys
-    FROM pg_constraint f JOIN pg_class r ON r.oid = f.confrelid JOIN pg_class c ON c.oid = f.conrelid
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = current_schema() AND f.contype = 'f' AND f.conparentid = 0
+        f.conname, f.condeferrable, f.confupdtype, rn.nspname) ORDER BY f.conname) AS fkeys
+    FROM pg_constraint f JOIN pg_class r ON r.oid = f.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+    JOIN pg_class c ON c.oid = f.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE {scope} AND f.contype = 'f' AND f.conparentid = 0
     GROUP BY f.conrelid)
-SELECT c.relname, c.relkind = 'p', (SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
-                                    WHERE h.inhrelid = c.oid AND c.relispartition LIMIT 1),
+SELECT n.nspname, c.relname, c.relkind = 'p',
+       (SELECT json_build_array(pn.nspname, p.relname) FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
+        JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE h.inhrelid = c.oid AND c.relispartition LIMIT 1),
        coalesce(cols.columns, '[]'), coalesce(idx.indexes, '[]'), coalesce(fks.fkeys, '[]'),
-       greatest(c.reltuples, 0)::bigint
+       greatest(c.reltuples, 0)::bigint, current_schema()
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN cols ON cols.attrelid = c.oid LEFT JOIN idx ON idx.indrelid = c.oid LEFT JOIN fks ON fks.conrelid = c.oid
-WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
-ORDER BY c.relname
-"""
+WHERE {scope} AND c.relkind IN ('r', 'p')
+ORDER BY n.nspname, c.relname
+""".replace("{scope}", _IN_SCOPE)
 
 
 def schemas_holding(conn: Connection, names: Iterable[str]) -> tuple[str | None, list[str]]:
@@ -106,27 +125,50 @@ def schemas_holding(conn: Connection, names: Iterable[str]) -> tuple[str | None,
     rows = conn.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                         "WHERE c.relname = ANY(%s) AND c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM "
                         "current_schema() GROUP BY n.nspname ORDER BY count(*) DESC, n.nspname",
-                        (list(names),)).fetchall()
+                        ([split_table(n)[1] for n in names if split_table(n)[0] is None],)).fetchall()
     return (current[0] if current else None), [str(r[0]) for r in rows]
+
+
+def db_current_schema(conn: Connection) -> str | None:
+    """The schema a bare plan name resolves in: the first existing one of the search path."""
+    row = conn.execute("SELECT current_schema()").fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def _load(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def read(conn: Connection) -> Catalog:
-    """The current schema's tables, columns, unique keys and foreign keys, in one query."""
-    catalog = Catalog()
-    for name, partitioned, parent, columns, indexes, fkeys, estimate in conn.execute(_CATALOG).fetchall():
+def read(conn: Connection, plan: Plan | None = None, *, every_schema: bool = False) -> Catalog:
+    """The tables, columns, unique keys and foreign keys of the search path's schema and of the schemas
+    ``plan`` names (``every_schema``: of every schema but PostgreSQL's own), in one query.
+
+    Each table is keyed by the name the plan gives it (``cases``, ``app.patients``, or
+    ``public.cases`` if the plan qualifies a table of the search path's schema), else as a plan would
+    name it (:func:`plan_table_name`), so plan and catalog compare by schema, never by bare name.
+    """
+    named = (*plan.all_tables, plan.tenant_table, plan.version_table) if plan is not None else ()
+    params = {"schemas": list(plan.schemas if plan is not None else ()), "all": every_schema}
+    rows = conn.execute(_CATALOG, params).fetchall()
+    current = str(rows[0][-1]) if rows and rows[0][-1] is not None else None
+    aliases = {(schema or current, table): name for name in named for schema, table in [split_table(name)]}
+
+    def key(schema: str, table: str) -> str:
+        return aliases.get((schema, table)) or plan_table_name(schema, table, current)
+
+    catalog = Catalog(current_schema=current)
+    for nsp, rel, partitioned, parent, columns, indexes, fkeys, estimate, _ in rows:
         idx = [(bool(p), tuple(cols or ())) for p, cols in _load(indexes)]
+        name = key(nsp, rel)
+        parent_of = _load(parent)
         catalog.tables[name] = Table(
-            name=name, partitioned=bool(partitioned), partition_of=parent,
+            name=name, partitioned=bool(partitioned), partition_of=key(*parent_of) if parent_of else None,
             columns={c: t for c, t in _load(columns)},
             primary_key=next((cols for p, cols in idx if p), None),
             unique=tuple(cols for _, cols in idx),
-            foreign_keys=tuple(ForeignKey(tuple(c or ()), p, tuple(pc or ()), n, bool(d), u)
-                               for c, p, pc, n, d, u in _load(fkeys)),
-            row_estimate=int(estimate))
+            foreign_keys=tuple(ForeignKey(tuple(c or ()), key(pn, p), tuple(pc or ()), n, bool(d), u, nsp)
+                               for c, p, pc, n, d, u, pn in _load(fkeys)),
+            row_estimate=int(estimate), schema=nsp, relname=rel)
     return catalog
 
 
@@ -140,8 +182,9 @@ class Difference:
 
     @property
     def structural(self) -> bool:
-        """Does it stop the plan's queries from running at all (a missing table or column)?"""
-        return self.code in ("missing-table", "missing-column")
+        """Does it stop the plan's queries from running at all (a missing table or column, a reference
+        whose two sides cannot be compared)?"""
+        return self.code in ("missing-table", "missing-column", "reference-type-mismatch")
 
 
 def _columns_named(plan: Plan, rule: TableRule) -> list[tuple[str, str]]:
@@ -165,6 +208,14 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
         if name not in catalog.tables:
             where = f"[tables.{toml_key(name)}]" if name in plan.table_names else "[static].tables"
             part = catalog.tables.get(name)
+            schema, relname = split_table(name)
+            whole = f"{catalog.current_schema}.{name}"  # a table whose own name holds the dot, in the search path's
+            if schema is not None and whole in catalog.tables:
+                out.append(Difference("missing-table", name, (
+                    f"{where}: schema {schema} has no table {relname} (a plan's table name splits at its first dot); "
+                    f"a table named {toml_string(name)} is in schema {catalog.current_schema}: name it "
+                    f"{toml_string(whole)}")))
+                continue
             out.append(Difference("missing-table", name, f"{where}: table {toml_key(name)} does not exist in the "
                                                         f"database; remove it from the plan or fix its name"
                                   + (f" (it is a partition of {part.partition_of})" if part else "")))
@@ -192,7 +243,40 @@ def compare(plan: Plan, catalog: Catalog) -> list[Difference]:
                                   f"table {toml_key(table.name)} {why} but the plan does not list it: its rows would "
                                   f"be neither moved nor checked; add [tables.{toml_key(table.name)}] (key, owner, "
                                   f"references) or list it in [static].tables"))
-    return out + tenant_key_differences(plan, catalog)
+    return (out + named_differences(plan, catalog) + reference_type_differences(plan, catalog)
+            + tenant_key_differences(plan, catalog))
+
+
+def _plan_columns(plan: Plan) -> list[tuple[str, str, str]]:
+    """(plan key, table, column) for the columns the plan names outside its [tables] rules: the version
+    table's, the tenants table's and the audit table's. A key a plan leaves unset is not asked for."""
+    a = plan.audit
+    out = [("[plan].version_column", plan.version_table, plan.version_column)]
+    out += [(f"[tenants].{key}", plan.tenant_table, column) for key, column in (
+        ("settings_column", plan.settings_column), ("active_column", plan.active_column),
+        ("protected_column", plan.protected_column))]
+    out += [(f"[audit].{key}", a.table, column) for key, column in (
+        ("key", a.key), ("type_column", a.type_column), ("payload_column", a.payload_column),
+        ("source_column", a.source_column))]
+    return [(key, table, column) for key, table, column in out if table and column]
+
+
+def named_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """The version table, the tenants table and the columns the plan names in them and in the audit
+    table, where the database lacks them: every command reading them would stop on the database's own
+    error (``relation "alembic_versions" does not exist``), which names no plan key."""
+    out: list[Difference] = []
+    listed = set(plan.all_tables)  # a listed table that is missing is already a difference of its own
+    for key, table in (("[plan].version_table", plan.version_table), ("[tenants].table", plan.tenant_table)):
+        if table and table not in catalog.tables and table not in listed:
+            out.append(Difference("missing-table", table, f"{key}: table {toml_key(table)} does not exist in the "
+                                                          f"database; fix {key} in the plan"))
+    for key, table, column in _plan_columns(plan):
+        found = catalog.tables.get(table)
+        if found is not None and column not in found.columns:
+            out.append(Difference("missing-column", table, f"{key}: column {toml_key(table)}.{column} does not "
+                                                           f"exist; fix {key} in the plan"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -214,12 +298,12 @@ class TenantKey:
         return self.key.name
 
     def short(self) -> str:
-        return f"{_shown(self.key.name)} ({_shown(self.table)} -> {_shown(self.key.parent)})"
+        return f"{_shown(self.key.name)} ({_table_shown(self.table)} -> {_table_shown(self.key.parent)})"
 
     def describe(self) -> str:
         k = self.key
-        return (f"{_shown(k.name)} ({_shown(self.table)} ({', '.join(map(_shown, k.columns))}) -> "
-                f"{_shown(k.parent)} ({', '.join(map(_shown, k.parent_columns))}))")
+        return (f"{_shown(k.name)} ({_table_shown(self.table)} ({', '.join(map(_shown, k.columns))}) -> "
+                f"{_table_shown(k.parent)} ({', '.join(map(_shown, k.parent_columns))}))")
 
     @property
     def deferred_by_cutover(self) -> bool:
@@ -267,6 +351,11 @@ def _shown(name: str) -> str:
     return name if plain else '"' + name.replace('"', '""') + '"'
 
 
+def _table_shown(name: str) -> str:
+    """A plan's table name as SQL needs it written: ``app.case_notes``, ``app."v1.notes"``."""
+    return ".".join(_shown(part) for part in split_table(name) if part is not None)
+
+
 def tenant_keys(plan: Plan, catalog: Catalog) -> list[TenantKey]:
     """Every tenant-keyed foreign key between planned tables of which at least one side moves."""
     planned = set(plan.table_names)
@@ -288,7 +377,7 @@ def tenant_key_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
     """The tenant-keyed foreign keys the cutover cannot move rows under, each with its fix."""
     out: list[Difference] = []
     for tk in tenant_keys(plan, catalog):
-        k, child, parent = tk.key, _shown(tk.table), _shown(tk.key.parent)
+        k, child, parent = tk.key, _table_shown(tk.table), _table_shown(tk.key.parent)
         recreate = (f"re-create it as ON UPDATE NO ACTION DEFERRABLE, keeping its ON DELETE action: ALTER TABLE "
                     f"{child} DROP CONSTRAINT {_shown(k.name)}, ADD CONSTRAINT {_shown(k.name)} FOREIGN KEY "
                     f"({', '.join(map(_shown, k.columns))}) REFERENCES {parent} "
@@ -334,11 +423,51 @@ def reference_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
                                       f"{toml_key(rule.name)}.{column} -> {toml_key(parent)} is not "
                                       f"declared; add {{ column = {toml_string(column)}, table = "
                                       f"{toml_string(parent)} }}"))
-        for column, parent in sorted(declared - fks):
+        without = {(r.column, r.table) for r in rule.references if not r.foreign_key}
+        for column, parent in sorted(declared - fks - without):
             out.append(Difference("reference-without-fk", rule.name,
                                   f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{column} -> "
-                                  f"{toml_key(parent)} has no foreign "
-                                  f"key in the database; check the column and table names"))
+                                  f"{toml_key(parent)} has no foreign key in the database; check the column and "
+                                  f"table names, or, if the schema links them without one (a Rails belongs_to), "
+                                  f"declare foreign_key = false on the reference"))
+    return out
+
+
+# Types a join compares without a cast: the same type, or two of one family (varchar(255) and text).
+_FAMILIES = {"character varying": "text", "character": "text", "text": "text", "smallint": "integer",
+             "integer": "integer", "bigint": "integer"}
+
+
+def comparable(a: str, b: str) -> bool:
+    """Can columns of these two types (``format_type`` names) be compared without a cast?"""
+    def family(column_type: str) -> str:
+        base = column_type.split("(")[0].strip()
+        return _FAMILIES.get(base, base)
+    return family(a) == family(b)
+
+
+def reference_type_differences(plan: Plan, catalog: Catalog) -> list[Difference]:
+    """References with no foreign key behind them whose column cannot be compared with the parent's
+    key (``customer_id text`` against a uuid ``customers.id``): every query following the reference
+    would fail. A foreign key guarantees comparable types, so only references without one are asked."""
+    out: list[Difference] = []
+    for rule in plan.tables:
+        table = catalog.tables.get(rule.name)
+        if table is None:
+            continue
+        backed = {(c, fk.parent) for fk in table.foreign_keys if (c := _link_column(fk, plan.tenant_column))}
+        for ref in rule.references:
+            parent = catalog.tables.get(ref.table)
+            pkey = next((r.key[0] for r in plan.tables if r.name == ref.table), None)
+            if (ref.column, ref.table) in backed or parent is None or pkey is None:
+                continue
+            mine, theirs = table.columns.get(ref.column), parent.columns.get(pkey)
+            if mine is not None and theirs is not None and not comparable(mine, theirs):
+                out.append(Difference(
+                    "reference-type-mismatch", rule.name,
+                    f"[tables.{toml_key(rule.name)}].references: {toml_key(rule.name)}.{ref.column} is {mine} but "
+                    f"{toml_key(ref.table)}.{pkey} is {theirs}, and no foreign key links them: they cannot be "
+                    f"compared; fix the reference's column or table"))
     return out
 
 
@@ -358,7 +487,7 @@ def unclassified(conn: Connection, plan: Plan) -> list[Difference]:
             continue
         known = sorted(plan.classifications[rule.classification])
         rows = conn.execute(sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE {c} IS NULL OR NOT ({c} = ANY({k})) "
-                                    "ORDER BY 1").format(c=sql.Identifier(rule.column), t=sql.Identifier(rule.name),
+                                    "ORDER BY 1").format(c=sql.Identifier(rule.column), t=table_sql(rule.name),
                                                          k=sql.Literal(known))).fetchall()
         values = [r[0] for r in rows]
         if values:
@@ -369,22 +498,24 @@ def unclassified(conn: Connection, plan: Plan) -> list[Difference]:
     return out
 
 
-# A materialized view of the current schema: does it carry the tenant column, does its query name the
-# source or target tenant, and which tables of the current schema it reads (through its rewrite rule).
+# A materialized view of the schemas in scope (_IN_SCOPE): does it carry the tenant column, does its
+# query name the source or target tenant, and which tables it reads (through its rewrite rule).
 _MATVIEWS = """
-SELECT m.relname,
+SELECT n.nspname, m.relname,
        EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = m.oid AND a.attname = %(column)s
                AND a.attnum > 0 AND NOT a.attisdropped),
        position(%(source)s IN pg_get_viewdef(m.oid)) > 0 OR position(%(target)s IN pg_get_viewdef(m.oid)) > 0,
-       ARRAY(SELECT DISTINCT t.relname::text FROM pg_rewrite r
+       coalesce((SELECT json_agg(DISTINCT jsonb_build_array(tn.nspname, t.relname)) FROM pg_rewrite r
              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
                              AND d.refclassid = 'pg_class'::regclass
              JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> m.oid
-             WHERE r.ev_class = m.oid AND t.relnamespace = m.relnamespace ORDER BY 1)
+             JOIN pg_namespace tn ON tn.oid = t.relnamespace
+             WHERE r.ev_class = m.oid), '[]'),
+       current_schema()
 FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace
-WHERE m.relkind = 'm' AND n.nspname = current_schema()
-ORDER BY 1
-"""
+WHERE m.relkind = 'm' AND {scope}
+ORDER BY 1, 2
+""".replace("{scope}", _IN_SCOPE)
 
 
 @dataclass(frozen=True)
@@ -396,25 +527,37 @@ class TenantView:
     over: tuple[str, ...]  # the tenant-scoped tables it reads
 
 
-def materialized_views(conn: Connection) -> set[str]:
-    """Every materialized view of the current schema."""
-    return {str(r[0]) for r in conn.execute(
-        "SELECT m.relname FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace "
-        "WHERE m.relkind = 'm' AND n.nspname = current_schema()").fetchall()}
+def _canonical(name: str, current: str | None) -> tuple[str | None, str]:
+    """(schema, table) of a plan's name, a bare name in the search path's schema."""
+    schema, table = split_table(name)
+    return (schema if schema is not None else current), table
 
 
-def tenant_views(conn: Connection, tenant_column: str, source: str, target: str,
-                 tables: Iterable[str]) -> list[TenantView]:
-    """The materialized views over ``tables`` that carry ``tenant_column`` or whose query names the
-    ``source`` or ``target`` tenant: what a cutover of those tables leaves stale."""
-    scoped = set(tables)
+def materialized_views(conn: Connection, names: Iterable[str]) -> set[str]:
+    """Those of ``names`` (the plan's form: ``case_counts``, ``app.case_counts``) that are materialized views."""
+    wanted = list(dict.fromkeys(names))
+    rows = conn.execute("SELECT n FROM unnest(%s::text[], %s::text[]) u(n, r) JOIN pg_class m ON "
+                        "m.oid = to_regclass(r) AND m.relkind = 'm'",
+                        (wanted, [table_regclass(n) for n in wanted])).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def tenant_views(conn: Connection, tenant_column: str, source: str, target: str, tables: Iterable[str],
+                 schemas: Iterable[str] = (), *, every_schema: bool = False) -> list[TenantView]:
+    """The materialized views over ``tables`` (named as the plan names them) that carry
+    ``tenant_column`` or whose query names the ``source`` or ``target`` tenant: what a cutover of those
+    tables leaves stale. Views of the search path's schema and of ``schemas`` (every schema with
+    ``every_schema``) are read, each named as a plan names it (``app.case_counts`` outside it)."""
+    rows = conn.execute(_MATVIEWS, {"column": tenant_column, "source": source, "target": target,
+                                    "schemas": list(schemas), "all": every_schema}).fetchall()
+    current = str(rows[0][-1]) if rows and rows[0][-1] is not None else None
+    scoped = {_canonical(t, current): t for t in tables}
     out: list[TenantView] = []
-    for name, carries, filters, reads in conn.execute(_MATVIEWS, {"column": tenant_column, "source": source,
-                                                                   "target": target}).fetchall():
-        over = tuple(t for t in reads if t in scoped)
+    for nsp, name, carries, filters, reads, _ in rows:
+        over = tuple(sorted(scoped[(n, r)] for n, r in _load(reads) if (n, r) in scoped))
         if over and (carries or filters):
             why = f"carries {tenant_column}" if carries else f"filters on a tenant id ({source} / {target})"
-            out.append(TenantView(str(name), why, over))
+            out.append(TenantView(plan_table_name(nsp, name, current), why, over))
     return out
 
 
@@ -424,11 +567,13 @@ def materialized_view_differences(conn: Connection, plan: Plan) -> list[Differen
     after the cutover such a view still shows the moved rows on the source until someone refreshes it,
     so it blocks like an unplanned table. A view ``[refresh]`` names that is not in the database blocks
     too: the execute would fail refreshing it (or an acknowledgement would cover nothing)."""
-    found = materialized_views(conn)
     named = set(plan.refresh_views) | set(plan.static_views)
+    found = materialized_views(conn, named)
+    current = db_current_schema(conn)
+    known = {_canonical(n, current) for n in named}
     out: list[Difference] = []
-    for view in tenant_views(conn, plan.tenant_column, plan.source, plan.target, plan.table_names):
-        if view.name in named:
+    for view in tenant_views(conn, plan.tenant_column, plan.source, plan.target, plan.table_names, plan.schemas):
+        if _canonical(view.name, current) in known:
             continue
         out.append(Difference(
             "unplanned-materialized-view", view.name,
@@ -450,19 +595,20 @@ def materialized_view_differences(conn: Connection, plan: Plan) -> list[Differen
 # ``UPDATE OF columns``, with the tenant column among them (the move sets nothing else). With the
 # function's language and source, the only place a trigger says which tables it writes.
 _TRIGGERS = """
-SELECT c.relname, t.tgname, p.proname, l.lanname, (t.tgtype & 1) = 1, coalesce(p.prosrc, '')
+SELECT n.nspname, c.relname, t.tgname, p.proname, l.lanname, (t.tgtype & 1) = 1, coalesce(p.prosrc, ''),
+       current_schema()
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
-WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 16) <> 0 AND n.nspname = current_schema()
+WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 16) <> 0 AND {scope}
   AND (cardinality(t.tgattr::int2[]) = 0 OR (SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = c.oid
                                    AND a.attname = %(column)s) = ANY(t.tgattr::int2[]))
-ORDER BY 1, 2
-"""
+ORDER BY 1, 2, 3
+""".replace("{scope}", _IN_SCOPE)
 
 # A statement that writes a table, in a function's source: INSERT INTO, UPDATE, DELETE FROM, MERGE INTO,
 # then the table's name (schema-qualified or not, quoted or not).
 _WRITES = re.compile(r'\b(?:insert\s+into|update|delete\s+from|merge\s+into)\s+(?:only\s+)?'
-                     r'(?:(?:"(?:[^"]|"")+"|[a-z_][\w$]*)\s*\.\s*)?("(?:[^"]|"")+"|[a-z_][\w$]*)', re.I)
+                     r'(?:("(?:[^"]|"")+"|[a-z_][\w$]*)\s*\.\s*)?("(?:[^"]|"")+"|[a-z_][\w$]*)', re.I)
 
 
 @dataclass(frozen=True)
@@ -489,25 +635,32 @@ class TriggerWrite:
                      if not any((d.table, d.trigger) == (self.table, self.trigger) for d in plan.table(w).written_by))
 
 
-def written_tables(source: str, planned: Iterable[str]) -> tuple[str, ...]:
-    """The planned tables a function's source writes to, in the plan's order."""
-    named = set()
-    for match in _WRITES.finditer(source):
-        name = match.group(1)
-        named.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
-    return tuple(t for t in planned if t in named)
+def written_tables(source: str, planned: Iterable[str], current: str | None = None) -> tuple[str, ...]:
+    """The planned tables a function's source writes to, in the plan's order: by schema and name, a
+    name without a schema (in the source or the plan) taken as the search path's schema ``current``."""
+
+    def unquoted(name: str) -> str:
+        return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+
+    named = {(unquoted(schema) if schema else current, unquoted(table))
+             for schema, table in (m.groups() for m in _WRITES.finditer(source))}
+    return tuple(t for t in planned if _canonical(t, current) in named)
 
 
 def trigger_writes(conn: Connection, plan: Plan) -> list[TriggerWrite]:
     """Every user trigger the moves fire on the plan's moving tables, with the other planned tables it writes."""
     moving = {t.name for t in plan.moving}
+    rows = conn.execute(_TRIGGERS, {"column": plan.tenant_column, "schemas": list(plan.schemas),
+                                    "all": False}).fetchall()
+    current = str(rows[0][-1]) if rows and rows[0][-1] is not None else None
+    named = {_canonical(name, current): name for name in plan.table_names}  # app.patients as the plan names it
     out = []
-    for table, trigger, function, language, row_level, source in conn.execute(
-            _TRIGGERS, {"column": plan.tenant_column}).fetchall():
-        if table not in moving:
+    for schema, relname, trigger, function, language, row_level, source, _ in rows:
+        table = named.get((schema, relname))
+        if table is None or table not in moving:
             continue
         readable = language in ("plpgsql", "sql")
-        writes = written_tables(source, plan.table_names) if readable else ()
+        writes = written_tables(source, plan.table_names, current) if readable else ()
         out.append(TriggerWrite(table, trigger, function, bool(row_level), tuple(w for w in writes if w != table)))
     return out
 

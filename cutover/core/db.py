@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cutover.core.errors import DatabaseError, SetupError
+from cutover.core.plan import table_regclass
 from cutover.core.redact import mask_url, redact, register_secret
 
 APPLICATION_NAME = "cutover-suite"
@@ -151,9 +152,9 @@ def hidden_by_row_security(conn: Connection, tables: Sequence[str]) -> str | Non
     is asked before any row is read: the failure is one line, not the first query's error.
     """
     rows = conn.execute("SELECT current_user, quote_ident(current_user), t "
-                        "FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) "
-                        "WHERE row_security_active(to_regclass(quote_ident(t))) ORDER BY n",
-                        (list(tables),)).fetchall()
+                        "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(t, r, n) "
+                        "WHERE row_security_active(to_regclass(r)) ORDER BY n",
+                        (list(tables), [table_regclass(t) for t in tables])).fetchall()
     if not rows:
         return None
     role, quoted = rows[0][0], rows[0][1]

@@ -37,7 +37,8 @@ MEANINGS: dict[str, str] = {
     "FAILED": "the suite: a check failed (`REHEARSAL NOT READY: A12 FAIL, …`, `SET B FAILED: …`); `plan check`: "
               "differences; `evidence verify`: a file or the signature "
               "does not match",
-    "BLOCKED": "`cutover dry-run`, `execute`, `sweep`, `reverse`: BLOCKED or a refused report; nothing changed",
+    "BLOCKED": "`cutover dry-run`, `execute`, `sweep`, `reverse`: BLOCKED or a refused report; these and `report "
+               "--rebuild`: a plan naming a table or column the database lacks; nothing changed",
     "NO_GO": "`pytest -m prereq`: `WINDOW NO-GO`",
     "SETUP": "a setup, connection or database error: one line that names the fix (the suite: no PostgreSQL, a "
              "BLOCKED dry run or a failed execute in the rehearsal, `--sign-with` could not sign; also in the "

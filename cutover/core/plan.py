@@ -18,6 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from psycopg import sql
+
 from cutover.core.errors import PlanError
 
 # The embedded reference model's plan, found through the package so that a plain `pip install .` works.
@@ -58,11 +60,16 @@ class Reference(_CrossTenant):
     parent is a case shared to the child's tenant, ``via_share = true``), ``"provider"`` (the parent
     may sit on any tenant but the patient tenant, e.g. a patient's appointment with a provider's
     profile), or ``None`` (same tenant only). The pre-flight and A4 allow exactly that, no more.
+
+    ``foreign_key = False`` says the database has no foreign key behind the column, on purpose (a
+    Rails ``belongs_to``): ``plan check`` then does not ask for one, and the pre-flight and A4 still
+    check every row's parent exists, which no constraint does for it.
     """
 
     column: str
     table: str
     cross_tenant: str | None = None
+    foreign_key: bool = True
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,13 @@ class Plan:
         return self.static_tables + self.table_names
 
     @property
+    def schemas(self) -> tuple[str, ...]:
+        """The schemas the plan names tables in (``app`` of ``app.patients``): the catalog reads these
+        beside the search path's own schema."""
+        names = (*self.all_tables, self.tenant_table, self.version_table, *self.refresh_views, *self.static_views)
+        return tuple(sorted({schema for schema, _ in map(split_table, names) if schema is not None}))
+
+    @property
     def moving(self) -> tuple[TableRule, ...]:
         """Tables that hold patient-owned rows (everything but provider-owned tables)."""
         return tuple(t for t in self.tables if t.owner != "provider")
@@ -244,7 +258,7 @@ STATIC_KEYS = ("tables",)
 REFRESH_KEYS = ("materialized_views", "static")
 TABLE_KEYS = ("key", "owner", "column", "patient_values", "classification", "references", "case_json",
               "share_target", "trigger_columns", "written_by")
-REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant")
+REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant", "foreign_key")
 CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
 STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
 MANUAL_KEYS = ("title", "steps")
@@ -269,6 +283,36 @@ def toml_string(value: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def split_table(name: str) -> tuple[str | None, str]:
+    """A plan's table name as (schema, table). ``app.patients`` is table ``patients`` in schema ``app``;
+    a name without a dot is a table of the search path's schema (``current_schema()``), as before
+    schemas could be named. The name splits at its first dot only, so a table whose own name holds a
+    dot is still expressible, written with its schema first: ``public.v1.events``."""
+    schema, dot, table = name.partition(".")
+    return (schema, table) if dot and schema and table else (None, name)
+
+
+def table_sql(name: str) -> sql.Identifier:
+    """A plan's table name as SQL: ``app.notes`` as the identifier pair (app, notes), a bare name as one
+    identifier the search path resolves.
+    Every statement that names a plan's table takes it from here, so a schema the plan gives is
+    never dropped (and a name is never split at a dot somewhere else)."""
+    schema, table = split_table(name)
+    return sql.Identifier(schema, table) if schema is not None else sql.Identifier(table)
+
+
+def table_regclass(name: str) -> str:
+    """A plan's table name as ``to_regclass`` reads it (a query parameter, not SQL text): each part
+    double-quoted, so case, spaces, quotes and dots stay the name's own."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in split_table(name) if part is not None)
+
+
+def plan_table_name(schema: str, table: str, current: str | None) -> str:
+    """How a plan names the table ``table`` of ``schema`` when the search path's schema is ``current``:
+    bare in that schema (unless its own name holds a dot), else qualified (``app.patients``)."""
+    return table if schema == current and "." not in table else f"{schema}.{table}"
 
 
 def toml_key(name: str) -> str:
@@ -355,7 +399,8 @@ def _table_rule(name: str, raw: Mapping[str, Any], classifications: Mapping[str,
         if not isinstance(ref, dict):
             raise PlanError(f"plan {at}: expected a table like {{ column = \"...\", table = \"...\" }}")
         _known(ref, REFERENCE_KEYS, at)
-        refs.append(Reference(_get(ref, "column", at, str), _get(ref, "table", at, str), _cross_tenant(ref, at)))
+        refs.append(Reference(_get(ref, "column", at, str), _get(ref, "table", at, str), _cross_tenant(ref, at),
+                              _get(ref, "foreign_key", at, bool, True)))
     case_json = None
     if "case_json" in raw:
         cj = _get(raw, "case_json", where, dict)

@@ -1,24 +1,32 @@
 """A first plan from a live database, for an operator adapting the suite to their own schema.
 
 Drafting is read-only and mechanical: every tenant-scoped table with its primary key (composite
-included) and its foreign keys as references, partitioned parents rather than partitions, owner
-"patient" where a chain of foreign keys leads to the patient root, classification tables pre-filled
-with the values found on the source tenant. Everything the catalog cannot decide is marked
-``# REVIEW``: a draft is where the review starts, never a plan to run unread.
+included) and its foreign keys as references (a table's references to itself too), partitioned
+parents rather than partitions, owner "patient" where a chain of references leads to the patient
+root, classification tables pre-filled with the values found on the source tenant. A column named
+like a parent's key with no foreign key behind it (Rails' ``customer_id``) is drafted as a reference
+with ``foreign_key = false``: left out, its table would be drafted as staying behind, and the dry
+run would say READY with the table's rows left on the source. Everything the catalog cannot decide
+is marked ``# REVIEW``: a draft is where the review starts, never a plan to run unread. What the
+draft cannot start without (the tenant column, the two tenants, the patient root; a version table
+or column given but not there) stops it in one line naming the flag to give.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import psycopg
 from psycopg import sql
 
 from cutover.core import catalog as cat
+from cutover.core import db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
-from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, toml_key, toml_string
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, split_table, table_sql, toml_key, toml_string
 
 CLASSIFYING = re.compile(r"^(kind|role|type|route|category)$|_(type|kind|route)$")
 MAX_VALUES = 200
@@ -32,9 +40,14 @@ class DraftOptions:
     tenant_column: str
     source: str
     target: str
-    version_table: str
-    version_column: str
+    version_table: str | None = None  # found among VERSION_TABLES when absent
+    version_column: str | None = None  # the table's known or only column when absent
     patient_table: str | None = None  # the patient root; guessed from the names when absent
+    given: frozenset[str] = frozenset()  # the flags the operator gave (the rest are defaults), for the errors
+
+
+# Where frameworks keep the schema's version: alembic's one row, Rails' table of applied migrations.
+VERSION_TABLES = {"alembic_version": "version_num", "schema_migrations": "version"}
 
 
 def _q(value: str) -> str:
@@ -59,41 +72,97 @@ def _toml_key(columns: tuple[str, ...]) -> str:
     return _q(columns[0]) if len(columns) == 1 else "[" + ", ".join(_q(c) for c in columns) + "]"
 
 
-def _root(tables: dict[str, cat.Table], wanted: str | None) -> str | None:
+def _root(tables: dict[str, cat.Table], wanted: str | None) -> str:
     if wanted is not None:
         if wanted not in tables:
             raise SetupError(f"--patient-table {wanted}: no tenant-scoped table of that name; pass one of "
                              f"{', '.join(sorted(tables)[:10])}")
         return wanted
-    return next((name for name in sorted(tables, key=lambda n: (len(n), n)) if name.startswith("patient")), None)
+    bare = {name: split_table(name)[1] for name in tables}  # app.patients is a patient table too
+    found = next((name for name in sorted(tables, key=lambda n: (len(bare[n]), n)) if bare[name].startswith("patient")),
+                 None)
+    if found is None:  # the draft's [rehearsal] and every "patient" owner hang on it
+        raise SetupError(f"--patient-table: no tenant-scoped table's name starts with 'patient'; pass --patient-table "
+                         f"with the table whose rows move, the one the others reference (one of "
+                         f"{', '.join(sorted(tables)[:10])})")
+    return found
 
 
-def _chains(tables: dict[str, cat.Table], root: str | None) -> dict[str, list[str]]:
-    """For each table, a foreign-key path to the root (child first), if one exists."""
-    if root is None:
-        return {}
-    paths: dict[str, list[str]] = {root: [_shown(root)]}
-    changed = True
-    while changed:
-        changed = False
-        for name, table in sorted(tables.items()):
-            if name in paths:
+@dataclass(frozen=True)
+class _Ref:
+    """A reference the draft declares: a single-column foreign key, or a column named like a parent's
+    key with no foreign key behind it (``customer_id`` beside a ``customers`` table keyed by ``id``)."""
+
+    column: str
+    parent: str
+    foreign_key: bool = True
+
+
+def _parent_named(column: str, table: cat.Table, tables: dict[str, cat.Table]) -> str | None:
+    """The table a column's name points at, Rails-style (``customer_id`` -> ``customers``): a tenant-scoped
+    table with a single-column key ``id`` of a type the column compares with. None when there is none."""
+    if not column.endswith("_id"):
+        return None
+    base = column[:-3]
+    names = [base + "s", base + "es", base] + ([base[:-1] + "ies"] if base.endswith("y") else [])
+    for name in names:
+        parent = tables.get(name)
+        if parent is not None and parent.primary_key == ("id",) and \
+                cat.comparable(table.columns[column], parent.columns["id"]):
+            return name
+    return None
+
+
+def _references(tables: dict[str, cat.Table], tenant_column: str) -> dict[str, list[_Ref]]:
+    """Each table's references: its single-column foreign keys to tables with a one-column key (itself
+    included), then the columns named like a parent's key that no foreign key covers."""
+    out: dict[str, list[_Ref]] = {}
+    for name, table in sorted(tables.items()):
+        refs: list[_Ref] = []
+        for fk in table.foreign_keys:
+            if len(fk.columns) == 1 and fk.parent in tables and len(tables[fk.parent].primary_key or ()) <= 1:
+                refs.append(_Ref(fk.columns[0], fk.parent))
+        covered = {c for fk in table.foreign_keys for c in fk.columns if c != tenant_column}
+        for column in table.columns:
+            if column == tenant_column or column in covered:
                 continue
-            for fk in table.foreign_keys:
-                if len(fk.columns) == 1 and fk.parent in paths and fk.parent != name:
-                    paths[name] = [f"{_shown(name)}.{_shown(fk.columns[0])}", *paths[fk.parent]]
-                    changed = True
-                    break
+            parent = _parent_named(column, table, tables)
+            if parent is not None:
+                refs.append(_Ref(column, parent, foreign_key=False))
+        out[name] = refs
+    return out
+
+
+def _chains(refs: dict[str, list[_Ref]], root: str) -> dict[str, list[str]]:
+    """For each table, a path of references to the root (child first), if one exists; a path through
+    foreign keys is preferred to one through a column that only looks like a reference."""
+    paths: dict[str, list[str]] = {root: [_shown(root)]}
+    for with_guesses in (False, True):
+        changed = True
+        while changed:
+            changed = False
+            for name, table_refs in sorted(refs.items()):
+                if name in paths:
+                    continue
+                for ref in table_refs:
+                    if ref.parent in paths and ref.parent != name and (ref.foreign_key or with_guesses):
+                        how = "" if ref.foreign_key else " (no foreign key)"
+                        paths[name] = [f"{_shown(name)}.{_shown(ref.column)}{how}", *paths[ref.parent]]
+                        changed = True
+                        break
     return paths
 
 
-def _levels(names: Iterable[str], tables: dict[str, cat.Table]) -> list[list[str]]:
-    """Move steps: parents before children (by foreign keys among the moving tables)."""
+def _levels(names: Iterable[str], tables: dict[str, cat.Table], refs: dict[str, list[_Ref]]) -> list[list[str]]:
+    """Move steps: parents before children (by foreign keys and drafted references among the moving tables)."""
     todo = set(names)
     out: list[list[str]] = []
+
+    def parents(n: str) -> set[str]:
+        return {fk.parent for fk in tables[n].foreign_keys} | {r.parent for r in refs.get(n, [])}
+
     while todo:
-        ready = sorted(n for n in todo if not any(fk.parent in todo and fk.parent != n
-                                                    for fk in tables[n].foreign_keys))
+        ready = sorted(n for n in todo if not any(p in todo and p != n for p in parents(n)))
         if not ready:  # a cycle: take the rest in one step and let the reviewer split it
             ready = sorted(todo)
         out.append(ready)
@@ -103,7 +172,7 @@ def _levels(names: Iterable[str], tables: dict[str, cat.Table]) -> list[list[str
 
 def draft(conn: Connection, options: DraftOptions) -> str:
     """The draft plan's TOML text; reads the catalog once and the classifying columns' values."""
-    schema = cat.read(conn)
+    schema = cat.read(conn, every_schema=True)  # tables outside the search path's schema drafted as app.name
     o = options
     if o.tenant_table not in schema.tables:
         raise SetupError(f"the database has no table '{o.tenant_table}' (the tenants table); pass --tenant-table, "
@@ -113,15 +182,18 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         tenant_table, tenant_column = o.tenant_table, o.tenant_column
 
     scoped = {t.name: t for t in schema.tenant_scoped(_P())}  # type: ignore[arg-type]
+    _check_tenancy(conn, schema, o, scoped)
+    version_table, version_column, head, head_note = _version(conn, schema, o)
     root = _root(scoped, o.patient_table)
-    chains = _chains(scoped, root)
+    references = _references(scoped, o.tenant_column)
+    chains = _chains(references, root)
     static = [n for n, t in schema.tables.items() if t.partition_of is None and n not in scoped]
     lines: list[str] = []
     classifications: dict[str, list[str]] = {}
     owners: dict[str, str] = {}
     audit: tuple[str, str] | None = None
     body: list[str] = []
-    pending: list[tuple[int, list[tuple[str, str, str]]]] = []  # each table's references: first line, (column, parent)
+    pending: list[tuple[str, int, list[_Ref]]] = []  # each table, its references' first line, its references
     for name, table in sorted(scoped.items()):
         key, key_note = _key(table)
         body += ["", f"[tables.{toml_key(name)}]", f"key = {_toml_key(key)}{key_note}"]
@@ -138,11 +210,12 @@ def draft(conn: Connection, options: DraftOptions) -> str:
             classification = classifier
             body += ['owner = "classified"  # REVIEW: or "column" with patient_values, or "provider"',
                      f"column = {_q(classifier)}", f"classification = {_q(classification)}"]
-            values = [r[0] for r in conn.execute(sql.SQL(
+            values = [] if o.tenant_column not in table.columns else [r[0] for r in conn.execute(sql.SQL(
                 "SELECT DISTINCT {c}::text FROM {t} WHERE {ten} = {src} AND {c} IS NOT NULL "
                 "ORDER BY 1 LIMIT {n}").format(
-                c=sql.Identifier(classifier), t=sql.Identifier(name), ten=sql.Identifier(o.tenant_column),
-                src=sql.Literal(o.source), n=sql.Literal(MAX_VALUES))).fetchall()]
+                c=sql.Identifier(classifier), t=table_sql(name), ten=sql.Identifier(o.tenant_column),
+                src=sql.Literal(o.source), n=sql.Literal(MAX_VALUES))).fetchall()]  # (a table that only
+            # references the tenants table has no tenant column: plan check names it missing)
             classifications.setdefault(classification, [])
             classifications[classification] += [v for v in values if v not in classifications[classification]]
             payload = next((c for c, t in table.columns.items() if t == "jsonb"), None)
@@ -150,37 +223,33 @@ def draft(conn: Connection, options: DraftOptions) -> str:
                 audit = (name, classifier)
         else:
             owners[name] = "provider"
-            body.append(f'owner = "provider"  # REVIEW: no foreign-key chain to {_shown(root or "a patient table")}')
+            body.append(f'owner = "provider"  # REVIEW: no chain of references to {_shown(root)}')
         if share is not None:
             body.append(f"share_target = {_q(share)}  # REVIEW: a case share's target tenant?")
-        refs: list[tuple[str, str, str]] = []
-        for fk in table.foreign_keys:
-            if len(fk.columns) != 1 or fk.parent not in scoped or fk.parent == name:
-                continue
-            if len(scoped[fk.parent].primary_key or ()) > 1:
-                continue
-            refs.append((fk.columns[0], fk.parent, ""))
+        refs = references[name]
         if refs:
             body.append("references = [")
-            body += [f"    {{ column = {_q(c)}, table = {_q(p)} }},{n}" for c, p, n in refs]
+            body += [f"    {{ column = {_q(r.column)}, table = {_q(r.parent)}"
+                     f"{'' if r.foreign_key else ', foreign_key = false'} }},"
+                     f"{'' if r.foreign_key else '  # REVIEW: no foreign key'}" for r in refs]
             body.append("]")
-            pending.append((len(body) - 1 - len(refs), refs))
+            pending.append((name, len(body) - 1 - len(refs), refs))
     if audit is None:
         audit = next(((n, c) for n in sorted(scoped) if owners.get(n) == "classified"
                       for c in [next(c for c in scoped[n].columns if CLASSIFYING.search(c))]), ("REVIEW", "REVIEW"))
     audit_table = scoped.get(audit[0])
     # Cross-tenant references the reviewer must settle: a patient table pointing at a non-patient one.
-    for first, refs in pending:
-        for i, (_, parent, _) in enumerate(refs, start=first):
-            if owners.get(parent) == "provider":
-                body[i] += (f"  # REVIEW: {_shown(parent)} is not patient-owned; declare cross_tenant = \"provider\" "
-                            f"(or \"share\") if the parent stays on another tenant")
+    for child, first, refs in pending:
+        for i, ref in enumerate(refs, start=first):
+            if owners.get(ref.parent) == "provider" and owners.get(child) != "provider" and ref.parent != child:
+                body[i] += ("; " if not ref.foreign_key else "  # REVIEW: ") + (
+                    f"{_shown(ref.parent)} is not patient-owned; declare cross_tenant = \"provider\" "
+                    f"(or \"share\") if the parent stays on another tenant")
     for kind in ("cutover.started", "cutover.completed", "cutover.swept", "cutover.reversed",
                  "cutover.allow_list_part"):
         if audit[1] in classifications and kind not in classifications[audit[1]]:
             classifications[audit[1]].append(kind)
     moving = [n for n in sorted(scoped) if owners[n] != "provider"]
-    head = _schema_head(conn, schema, o.version_table, o.version_column)
     tenants = schema.tables[o.tenant_table]
     jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), "settings")
     active = next((c for c, t in tenants.columns.items() if t == "boolean" and "active" in c), "is_active")
@@ -196,10 +265,11 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     lines += [
         "# Drafted by `cutover plan draft` from the live schema. Settle every REVIEW before the first rehearsal,",
         "# then run `cutover plan check` (exit 0 when the plan and the database agree). See docs/plan.md.",
-        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW', f"schema_head = {_q(head)}",
-        f"version_table = {_q(o.version_table)}", f"version_column = {_q(o.version_column)}",
+        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW',
+        f"schema_head = {_q(head)}{head_note}",
+        f"version_table = {_q(version_table)}", f"version_column = {_q(version_column)}",
         f"tenant_column = {_q(o.tenant_column)}", "move_steps = [",
-        *[f"    [{', '.join(_q(n) for n in step)}]," for step in _levels(moving, scoped)], "]",
+        *[f"    [{', '.join(_q(n) for n in step)}]," for step in _levels(moving, scoped, references)], "]",
         "", "[tenants]", f"table = {_q(o.tenant_table)}", f"source = {_q(o.source)}", f"target = {_q(o.target)}",
         f"protected = [{_q(o.source)}, {_q(o.target)}]",
         'mirrored_settings = ["region", "language", "currency"]  # REVIEW',
@@ -224,7 +294,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         "", _manual_sections().rstrip(),
         "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
-    views = cat.tenant_views(conn, o.tenant_column, o.source, o.target, scoped)
+    views = cat.tenant_views(conn, o.tenant_column, o.source, o.target, scoped, every_schema=True)
     if views:  # each would be left stale by the cutover: refreshed in its transaction unless you say static
         lines += ["", "[refresh]  # REVIEW: or move a view to static = [...] if it holds nothing the cutover changes",
                   "materialized_views = ["]
@@ -239,13 +309,70 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _schema_head(conn: Connection, schema: cat.Catalog, version_table: str, version_column: str) -> str:
-    table = schema.tables.get(version_table)
-    if table is None or version_column not in table.columns:
-        return "REVIEW"
-    row = conn.execute(sql.SQL("SELECT {}::text FROM {} LIMIT 1").format(
-        sql.Identifier(version_column), sql.Identifier(version_table))).fetchone()
-    return str(row[0]) if row else "REVIEW"
+def _check_tenancy(conn: Connection, schema: cat.Catalog, o: DraftOptions, scoped: dict[str, cat.Table]) -> None:
+    """Stop, naming the flag to give, when the tenant column, the source or the target is not there:
+    every query of the draft reads them, and the database's own error would name no flag."""
+    carrying = [t for t in scoped.values() if o.tenant_column in t.columns]
+    if not carrying:
+        held = Counter(fk.columns[0] for t in scoped.values() for fk in t.foreign_keys
+                       if fk.parent == o.tenant_table and len(fk.columns) == 1)
+        if held:
+            column, n = held.most_common(1)[0]
+            raise SetupError(f"no table has the tenant column '{o.tenant_column}'; {n} tables reference "
+                             f"{o.tenant_table} through {column}: pass --tenant-column {column}")
+        raise SetupError(f"no table has the tenant column '{o.tenant_column}' or references {o.tenant_table}; "
+                         f"pass --tenant-column (the column holding a row's tenant) and --tenant-table")
+    tenants = schema.tables[o.tenant_table]
+    key = next((fk.parent_columns[0] for t in carrying for fk in t.foreign_keys
+                if fk.parent == o.tenant_table and fk.columns == (o.tenant_column,)), None)
+    key = key or (tenants.primary_key[0] if tenants.primary_key and len(tenants.primary_key) == 1 else "id")
+    for flag, value, rows in (("--source", o.source, "leave"), ("--target", o.target, "arrive")):
+        default = "" if flag[2:] in o.given else f" (the reference plan's; give {flag})"
+        fix = f"pass {flag} with the {o.tenant_table}.{key} of the tenant whose rows {rows}"
+        try:
+            with conn.transaction():  # a savepoint: a value the key's type refuses aborts only this
+                found = conn.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {k} = {v}").format(
+                    t=table_sql(o.tenant_table), k=sql.Identifier(key), v=sql.Literal(value))).fetchone()
+        except psycopg.DataError:
+            raise SetupError(f"{flag} {value!r}{default} is not a {tenants.columns.get(key, '?')}, the type of "
+                             f"{o.tenant_table}.{key}; {fix}") from None
+        if not found or not found[0]:
+            raise SetupError(f"{flag} {value!r}{default}: no {o.tenant_table} row has this {key}; {fix}")
+    if o.source == o.target:
+        raise SetupError(f"--source and --target are both {o.source!r}; pass two different tenants")
+
+
+def _version(conn: Connection, schema: cat.Catalog, o: DraftOptions) -> tuple[str, str, str, str]:
+    """The version table and column (given, or found), the schema head to write, and its REVIEW note
+    (REVIEW for all three where no version table is found).
+
+    alembic keeps one row, the head; Rails keeps a row per applied migration, and the head is the
+    newest (compared in the column's own type)."""
+    if o.version_table is not None and o.version_table not in schema.tables:
+        raise SetupError(f"--version-table {o.version_table}: no such table in the database; pass the table "
+                         f"holding the schema's version (e.g. {', '.join(VERSION_TABLES)})")
+    table = o.version_table or next((t for t in VERSION_TABLES if t in schema.tables), None)
+    if table is None:  # a schema may keep no version at all: the reviewer says which, plan check names it
+        return "REVIEW", "REVIEW", "REVIEW", (f"  # REVIEW: no version table found (looked for "
+                                              f"{', '.join(VERSION_TABLES)}); name yours here, or draft again with "
+                                              f"--version-table and --version-column")
+    columns = list(schema.tables[table].columns)
+    if o.version_column is not None and o.version_column not in columns:
+        raise SetupError(f"--version-column {o.version_column}: {table} has no such column (its columns: "
+                         f"{', '.join(columns)}); pass one of them")
+    known = VERSION_TABLES.get(table)
+    column = o.version_column or (known if known in columns else columns[0] if len(columns) == 1 else None)
+    if column is None:
+        raise SetupError(f"--version-column: {table} has several columns ({', '.join(columns)}); pass "
+                         f"--version-column with the one holding the version")
+    n, head = db.one(conn, sql.SQL("SELECT (SELECT count(*) FROM {t}), (SELECT {c}::text FROM {t} ORDER BY {c} "
+                                   "DESC LIMIT 1)").format(t=table_sql(table), c=sql.Identifier(column)))
+    if not n:
+        return table, column, "REVIEW", f"  # REVIEW: {_shown(table)} is empty"
+    if n > 1:
+        return table, column, str(head), (f"  # REVIEW: {_shown(table)} holds {n} versions (one row per applied "
+                                          f"migration); this is the newest")
+    return table, column, str(head), ""
 
 
 def _manual_sections() -> str:

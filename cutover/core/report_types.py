@@ -23,6 +23,8 @@ from typing import Any, TypedDict
 
 from psycopg import sql
 
+from cutover.core.plan import table_sql
+
 ScalarKey = str | int | float | bool
 RowKey = ScalarKey | list[ScalarKey]
 """One row's key as the report holds it: a JSON scalar, or a list for a composite key."""
@@ -124,7 +126,7 @@ def key_records(columns: Sequence[str], keys: Iterable[RowKey]) -> str:
 def listed_rows(table: str, columns: Sequence[str], records: sql.Composable) -> sql.Composable:
     """SELECT of a key list as rows typed like ``table``'s own key columns."""
     return sql.SQL("SELECT {cols} FROM jsonb_populate_recordset(NULL::{t}, {records}) r").format(
-        cols=key_order(columns, "r"), t=sql.Identifier(table), records=records)
+        cols=key_order(columns, "r"), t=table_sql(table), records=records)
 
 
 def key_label(key: RowKey) -> str:

@@ -22,7 +22,7 @@ from cutover.core import catalog, db, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
-from cutover.core.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.redact import mask_url
 from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
 from cutover.reference import execute as engine
@@ -114,7 +114,8 @@ def listed(conn: Connection, plan: Plan, rule: TableRule, run_id: str) -> sql.Co
     """
     rows = conn.execute("SELECT a.attname, n.nspname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = "
                         "a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace WHERE a.attrelid = "
-                        "to_regclass(quote_ident(%s)) AND a.attnum > 0 AND NOT a.attisdropped", (rule.name,)).fetchall()
+                        "to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+                        (table_regclass(rule.name),)).fetchall()
     types = {name: sql.Identifier(nsp, typ) for name, nsp, typ in rows}
     k = sql.Identifier("s", "k")
     values = [sql.SQL("({} #>> '{{}}')::{} AS {}").format(k, types[rule.key[0]], sql.Identifier(rule.key[0]))]
@@ -308,7 +309,7 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql
     return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} AND NOT EXISTS (SELECT 1 FROM {held} h "
                    "WHERE {hjoin}) UNION SELECT {k} FROM {t} r JOIN {listed} l ON {join} WHERE r.{c} = {target}"
                    ).format(
-        k=key_order(rule.key, "r"), t=rules.ident(rule.name), c=rules.ident(plan.tenant_column),
+        k=key_order(rule.key, "r"), t=table_sql(rule.name), c=rules.ident(plan.tenant_column),
         target=tenants.literal(plan, plan.target), own=rules.patient_predicate(plan, rule, "r"),
         listed=listed, join=key_equal(rule.key, "r", "l"), held=held, hjoin=key_equal(rule.key, "r", "h"))
 
@@ -371,7 +372,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
             _require_report_of(conn, plan, cut_report, "reverse")
-            deferred = [k for k in catalog.tenant_keys(plan, catalog.read(conn)) if k.deferred_by_cutover]
+            deferred = [k for k in catalog.tenant_keys(plan, catalog.read(conn, plan)) if k.deferred_by_cutover]
             engine.defer_tenant_keys(conn, deferred)
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}
@@ -385,7 +386,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                 engine.build_ids(conn, held_table, listed(conn, plan, rule, engine.held_run(str(cut_report["run_id"]))))
                 held[rule.name] = int(db.one(conn, sql.SQL(
                     "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
-                    h=rules.ident(held_table), t=rules.ident(rule.name), join=key_equal(rule.key, "r", "h"),
+                    h=rules.ident(held_table), t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
                     own=rules.owned_on(plan, rule, plan.target, "r")))[0])
                 ids[rule.name] = engine.id_table(rule, "reverse")
                 planned[rule.name] = engine.build_ids(conn, ids[rule.name], _reverse_keys(

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cutover.core import db
+from cutover.core import catalog, db
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, Settings, resolve
@@ -54,6 +54,25 @@ def _actor(args: argparse.Namespace) -> str:
         raise CutoverError(f"{args.command} needs an actor for the audit trail: set {ACTOR_ENV}, "
                            f"e.g. {ACTOR_ENV}=\"rehearsal:$(whoami)\"")
     return actor
+
+
+def _misfit(args: argparse.Namespace, url: str, plan: Plan) -> int | None:
+    """BLOCKED (exit 1, nothing changed) when the plan names a table or column the database lacks.
+
+    Execute, sweep, reverse and the rebuild lock or read those names before any pre-flight of theirs
+    runs, and stopped on the database's own error (``relation "quotez" does not exist``, exit 4 or 2),
+    which names no plan key. The dry run reports the same differences as its blockers."""
+    with db.connection(url, read_only=True) as conn:
+        schema = catalog.read(conn)
+        conn.rollback()
+    structural = [d for d in catalog.compare(plan, schema) if d.structural]
+    if not structural:
+        return None
+    more = f" (and {len(structural) - 1} more; 'cutover plan check' lists them)" if len(structural) > 1 else ""
+    return _failed(args, engine.RunFailed(
+        f"{args.command} refused: the plan does not fit the database: {structural[0].message}{more}; nothing "
+        f"changed", ExitCode.BLOCKED, summary=f"the plan names {structural[0].code.removeprefix('missing-')}s "
+                                                 f"the database lacks"), None)
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
@@ -119,6 +138,8 @@ def execute(args: argparse.Namespace) -> int:
     actor = _actor(args)
     path = args.report_path or _default_report_path()
     reports.check_writable(path)
+    if (blocked := _misfit(args, url, plan)) is not None:
+        return blocked
     notify = alerts.Alerter.from_env()
     where = f"plan '{plan.name}' on {db.database_name(url)} ({socket.gethostname()}), actor {actor}"
     notify.send(alerts.STARTED, f"{alerts.STARTED}: {plan.source} -> {plan.target}, {where}")
@@ -230,6 +251,8 @@ def sweep(args: argparse.Namespace) -> int:
     cut = reports.load_streamed(args.report_path) if args.report_path else None
     if args.report_path:
         reports.check_writable(args.report_path)
+    if (blocked := _misfit(args, url, plan)) is not None:
+        return blocked
     display = StepDisplay()
     try:
         if cut is not None:  # appended to only if it is this database's cutover, as the database recorded it
@@ -267,6 +290,8 @@ def reverse(args: argparse.Namespace) -> int:
     cut = reports.load_streamed(args.report_path)  # the allow-list stays on disk: memory flat at any size
     if not args.dry_run:
         reports.check_writable(args.report_path)
+    if (blocked := _misfit(args, url, plan)) is not None:
+        return blocked
     display = StepDisplay()
     try:
         record = (aftercare.reverse_counts(url, plan, _timeouts(settings), cut) if args.dry_run
@@ -295,6 +320,8 @@ def report(args: argparse.Namespace) -> int:
     and reverse need one and a committed cutover must never be left without it."""
     _, plan, url = _settings(args)
     reports.check_writable(args.report_path)
+    if (blocked := _misfit(args, url, plan)) is not None:
+        return blocked
     with db.connection(url, read_only=True) as conn:
         rebuilt, ids = reports.rebuild(conn, plan, args.run_id)
         reports.write(args.report_path, rebuilt, ids)

@@ -32,7 +32,7 @@ from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, DURATION
-from cutover.core.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.redact import mask_url, redact
 from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
 from cutover.reference import ownership as rules
@@ -135,7 +135,7 @@ def lock(conn: Connection, plan: Plan, timeouts: Timeouts) -> None:
     deadlock = float(db.one(conn, "SELECT setting::float / 1000 FROM pg_settings WHERE name = 'deadlock_timeout'")[0])
     deadline = time.monotonic() + budget
     statement = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-        sql.SQL(", ").join(rules.ident(t) for t in plan.table_names))
+        sql.SQL(", ").join(table_sql(t) for t in plan.table_names))
     holders: list[Holder] = []
     while True:
         attempt = max(0.001, next_attempt(deadline - time.monotonic(), deadlock,
@@ -188,11 +188,12 @@ class Holder:
 def _holders(conn: Connection, plan: Plan) -> list[Holder]:
     """Which plan tables other sessions hold in a mode that blocks ours, and who they are."""
     rows = conn.execute(
-        "SELECT c.relname, a.pid, coalesce(a.application_name, ''), a.backend_type = 'autovacuum worker' "
-        "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid "
+        "SELECT u.n, a.pid, coalesce(a.application_name, ''), a.backend_type = 'autovacuum worker' "
+        "FROM pg_locks l JOIN unnest(%s::text[], %s::text[]) u(n, r) ON l.relation = to_regclass(u.r) "
+        "JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database "
-        "WHERE datname = current_database()) AND c.relname = ANY(%s) AND l.mode <> 'AccessShareLock' "
-        "ORDER BY 1, 2", (list(plan.table_names),)).fetchall()
+        "WHERE datname = current_database()) AND l.mode <> 'AccessShareLock' "
+        "ORDER BY 1, 2", (list(plan.table_names), [table_regclass(t) for t in plan.table_names])).fetchall()
     return [Holder(rel, pid, app, bool(vacuum)) for rel, pid, app, vacuum in rows]
 
 
@@ -247,9 +248,11 @@ def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
 
 
 def _constraint_names(conn: Connection, keys: list[catalog.TenantKey]) -> sql.Composable:
-    """Schema-qualified: a constraint name is only unique per table, SET CONSTRAINTS searches the schema."""
+    """Schema-qualified, each in its own table's schema: a constraint name is only unique per table, and
+    SET CONSTRAINTS searches the search path otherwise (or the current schema, for a key read without one)."""
     schema = str(db.one(conn, "SELECT current_schema()")[0])
-    return sql.SQL(", ").join(sql.Identifier(schema, n) for n in dict.fromkeys(k.name for k in keys))
+    return sql.SQL(", ").join(sql.Identifier(s or schema, n)
+                              for s, n in dict.fromkeys((k.key.schema, k.name) for k in keys))
 
 
 def interval_seconds(value: str) -> float:
@@ -301,7 +304,7 @@ def audit_insert(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql
     a = plan.audit
     keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
     head = sql.SQL("INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src})").format(
-        t=rules.ident(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
+        t=table_sql(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
         ten=rules.tenant_of(plan), ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column),
         src=rules.ident(a.source_column))
     return head, sql.SQL("").join(sql.SQL("{}, ").format(key) for _ in keys)
@@ -310,8 +313,8 @@ def audit_insert(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql
 def has_default(conn: Connection, table: str, column: str) -> bool:
     """Does the database fill ``column`` itself on insert (a default, identity or serial)?"""
     row = conn.execute("SELECT a.atthasdef OR a.attidentity <> '' FROM pg_attribute a WHERE a.attrelid = "
-                       "to_regclass(quote_ident(%s)) AND a.attname = %s AND NOT a.attisdropped",
-                       (table, column)).fetchone()
+                       "to_regclass(%s) AND a.attname = %s AND NOT a.attisdropped",
+                       (table_regclass(table), column)).fetchone()
     return bool(row and row[0])
 
 
@@ -339,7 +342,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
         if rule.name in ids:  # sweep and reverse: the listed rows, through the key's index
             missing = db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
                                            "WHERE {join} AND r.{c} = {to})").format(
-                ids=rules.ident(ids[rule.name]), t=rules.ident(rule.name), join=key_equal(rule.key, "r", "i"),
+                ids=rules.ident(ids[rule.name]), t=table_sql(rule.name), join=key_equal(rule.key, "r", "i"),
                 c=rules.tenant_of(plan), to=tenants.literal(plan, target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
@@ -398,16 +401,17 @@ def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], wr
     full recount of every table (most of step 14 at scale 100) would only say it again.
     """
     tables = list(plan.table_names)
-    off = db.one(conn, "WITH r AS (SELECT to_regclass(quote_ident(n)) AS oid FROM unnest(%s::text[]) n) "
+    off = db.one(conn, "WITH r AS (SELECT to_regclass(n) AS oid FROM unnest(%s::text[]) n) "
                        "SELECT current_setting('track_counts') <> 'on' OR EXISTS (SELECT 1 FROM pg_trigger t "
                        "WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgrelid IN (SELECT oid FROM r)) "
                        "OR EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.rulename <> '_RETURN' AND w.ev_class IN "
-                       "(SELECT oid FROM r))", (tables,))[0]
+                       "(SELECT oid FROM r))", ([table_regclass(t) for t in tables],))[0]
     if off:
         return False
     stats = {name: (int(ins), int(upd), int(dele)) for name, ins, upd, dele in conn.execute(
-        "SELECT n, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM unnest(%s::text[]) n JOIN pg_stat_xact_all_tables s "
-        "ON s.relid = to_regclass(quote_ident(n))", (tables,)).fetchall()}
+        "SELECT n, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM unnest(%s::text[], %s::text[]) u(n, r) "
+        "JOIN pg_stat_xact_all_tables s ON s.relid = to_regclass(r)",
+        (tables, [table_regclass(t) for t in tables])).fetchall()}
     return all(stats.get(t, (0, 0, 0)) == (written.get(t, 0), moved.get(t, 0), 0) for t in tables)
 
 
@@ -421,7 +425,7 @@ def build_ids(conn: Connection, name: str, select: sql.Composable) -> int:
 def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, name: str) -> int:
     """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
     return build_ids(conn, name, sql.SQL("SELECT {k} FROM {t} WHERE {w}").format(
-        k=key_order(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, tenant)))
+        k=key_order(rule.key), t=table_sql(rule.name), w=rules.owned_on(plan, rule, tenant)))
 
 
 def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, tenant: str) -> int:
@@ -435,7 +439,7 @@ def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, t
     return int(conn.execute(sql.SQL(
         "INSERT INTO {ids} SELECT {k} FROM {t} r WHERE {owned} AND age(r.xmin) <= 0 "
         "AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE {join})").format(
-        ids=rules.ident(id_table), k=key_order(rule.key, "r"), t=rules.ident(rule.name),
+        ids=rules.ident(id_table), k=key_order(rule.key, "r"), t=table_sql(rule.name),
         owned=rules.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
 
 
@@ -602,7 +606,7 @@ def refresh_views(run: Run, conn: Connection, plan: Plan) -> None:
         return
     with run.step("refresh " + ", ".join(plan.refresh_views)) as info:
         for view in plan.refresh_views:
-            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(view)))
+            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(table_sql(view)))
         info["rows"] = len(plan.refresh_views)
 
 
@@ -690,10 +694,10 @@ def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bin
     insert, fresh = audit_insert(conn, plan, sql.SQL("gen_random_uuid()"))
     # A partitioned or inherited table has no blocks of its own: a range of tuple ids applies to each
     # of its partitions, so the ranges cover the largest one.
-    pages = int(db.one(conn, "WITH RECURSIVE tree(oid) AS (SELECT to_regclass(quote_ident(%s))::oid UNION ALL "
+    pages = int(db.one(conn, "WITH RECURSIVE tree(oid) AS (SELECT to_regclass(%s)::oid UNION ALL "
                              "SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid) "
                              "SELECT coalesce(max(pg_relation_size(oid)), 0) / current_setting('block_size')::bigint "
-                             "FROM tree", (table,))[0])
+                             "FROM tree", (table_regclass(table),))[0])
     ranges = [(b * _SLOTS, min(b + PART_BLOCKS, pages) * _SLOTS) for b in range(0, pages, PART_BLOCKS)][::-1]
     part = listed = 0
     while ranges:
@@ -706,7 +710,7 @@ def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bin
             "WHERE octet_length(s) <= {size}) "
             "SELECT n, octet_length(s), CASE WHEN octet_length(s) <= {size} THEN convert_to(s, 'UTF8') END FROM agg"
         ).format(
-            j=key_json(rule.key, "r"), t=rules.ident(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
+            j=key_json(rule.key, "r"), t=table_sql(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
             owned=which, insert=insert, fresh=fresh,
             target=tenants.literal(plan, plan.target), kind=sql.Literal(a.allow_list_part),
             rid=sql.Literal(run_id), name=sql.Literal(table), part=sql.Literal(part), size=sql.Literal(limit),
@@ -787,7 +791,7 @@ def commit(conn: Connection, url: str, plan: Plan, run_id: str, kind: str | None
 def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
     a = plan.audit
     query = sql.SQL("SELECT count(*) FROM {t} WHERE {ty} = {kind} AND {pl} ->> 'run_id' = {rid}").format(
-        t=rules.ident(a.table), ty=rules.ident(a.type_column), kind=sql.Literal(kind),
+        t=table_sql(a.table), ty=rules.ident(a.type_column), kind=sql.Literal(kind),
         pl=rules.ident(a.payload_column), rid=sql.Literal(run_id))
     with db.connection(url, autocommit=True) as check:
         row = check.execute(query).fetchone()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from cutover.core import tenants
-from cutover.core.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule, table_sql
 from cutover.core.report_types import key_equal, key_text
 
 
@@ -53,7 +53,7 @@ def held_counts(plan: Plan, rule: TableRule) -> sql.Composed:
     before a cutover (the report's ``held_on_target``)."""
     return sql.SQL("SELECT count(*) FILTER (WHERE {pat}), count(*) FILTER (WHERE {pro}) FROM {t} WHERE {c} = {tgt}"
                    ).format(pat=patient_predicate(plan, rule), pro=provider_predicate(plan, rule),
-                            t=ident(rule.name), c=tenant_of(plan), tgt=tenants.literal(plan, plan.target))
+                            t=table_sql(rule.name), c=tenant_of(plan), tgt=tenants.literal(plan, plan.target))
 
 
 def tenant_of(plan: Plan, alias: str | None = None) -> sql.Identifier:
@@ -67,25 +67,25 @@ def owned_on(plan: Plan, rule: TableRule, tenant: str, alias: str | None = None)
 
 
 def count_owned(plan: Plan, rule: TableRule, tenant: str) -> sql.Composed:
-    return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident(rule.name), owned_on(plan, rule, tenant))
+    return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table_sql(rule.name), owned_on(plan, rule, tenant))
 
 
 def move_owned(plan: Plan, rule: TableRule, source: str, target: str) -> sql.Composed:
     """The set-based move: one UPDATE per table, no per-row round trips."""
     return sql.SQL("UPDATE {t} SET {c} = {to} WHERE {w}").format(
-        t=ident(rule.name), c=tenant_of(plan), to=tenants.literal(plan, target), w=owned_on(plan, rule, source))
+        t=table_sql(rule.name), c=tenant_of(plan), to=tenants.literal(plan, target), w=owned_on(plan, rule, source))
 
 
 def move_ids(plan: Plan, rule: TableRule, id_table: str, source: str, target: str) -> sql.Composed:
     """Move exactly the rows whose keys are listed in ``id_table`` (typed like the table's key columns)."""
     return sql.SQL("UPDATE {t} AS r SET {c} = {to} FROM {ids} AS i WHERE {join} AND r.{c} = {src}").format(
-        t=ident(rule.name), c=tenant_of(plan), to=tenants.literal(plan, target), ids=ident(id_table),
+        t=table_sql(rule.name), c=tenant_of(plan), to=tenants.literal(plan, target), ids=ident(id_table),
         join=key_equal(rule.key, "r", "i"), src=tenants.literal(plan, source))
 
 
 def tenant_counts(plan: Plan, table: str) -> sql.Composed:
     col = tenant_of(plan)
-    return sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY {c}").format(c=col, t=ident(table))
+    return sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY {c}").format(c=col, t=table_sql(table))
 
 
 def unclassified_values(plan: Plan, rule: TableRule) -> sql.Composed:
@@ -94,7 +94,7 @@ def unclassified_values(plan: Plan, rule: TableRule) -> sql.Composed:
     known = sorted(plan.classifications[rule.classification])
     col = ident(rule.column)
     return sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE {c} IS NULL OR NOT ({c} = ANY({k})) ORDER BY 1").format(
-        c=col, t=ident(rule.name), k=sql.Literal(known))
+        c=col, t=table_sql(rule.name), k=sql.Literal(known))
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def json_key(parent: TableRule, column: sql.Composable, field: str) -> sql.Compo
     compared as what it is (no ``uuid = text``), and the parent's index stays usable.
     """
     return sql.SQL("(jsonb_populate_record(NULL::{p}, jsonb_build_object({k}, {c} -> {f}))).{pk}").format(
-        p=ident(parent.name), k=sql.Literal(parent.key[0]), c=column, f=sql.Literal(field), pk=ident(parent.key[0]))
+        p=table_sql(parent.name), k=sql.Literal(parent.key[0]), c=column, f=sql.Literal(field), pk=ident(parent.key[0]))
 
 
 def _projected(plan: Plan, rule: TableRule, alias: str, after_move: bool) -> sql.Composable:
@@ -161,11 +161,11 @@ def link_violations(plan: Plan, link: Link, *, after_move: bool = False, limit: 
         case_ref = next((r.column for r in share.references if r.table == link.parent.name), None)
         if case_ref is not None:
             excuse = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = p.{pk} AND s.{st} = {ct})").format(
-                s=ident(share.name), sc=ident(case_ref), pk=ident(link.parent.key[0]),
+                s=table_sql(share.name), sc=ident(case_ref), pk=ident(link.parent.key[0]),
                 st=ident(share.share_target), ct=child_t)
     bad = sql.SQL("SELECT {ck} AS id FROM {ct} c LEFT JOIN {pt} p ON p.{pk} = {ref} "
                   "WHERE {ref} IS NOT NULL AND (p.{pk} IS NULL OR ({cten} <> {pten} AND NOT {excuse}))").format(
-        ck=key_text(link.child.key, "c"), ct=ident(link.child.name), pt=ident(link.parent.name),
+        ck=key_text(link.child.key, "c"), ct=table_sql(link.child.name), pt=table_sql(link.parent.name),
         pk=ident(link.parent.key[0]), ref=link.parent_key, cten=child_t, pten=parent_t, excuse=excuse)
     return sql.SQL("SELECT count(*), (array_agg(id ORDER BY id))[1:{n}] FROM ({bad}) v").format(
         bad=bad, n=sql.Literal(limit))

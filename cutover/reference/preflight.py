@@ -15,7 +15,7 @@ from psycopg import sql
 
 from cutover.core import catalog, db, tenants
 from cutover.core.db import Connection, Query
-from cutover.core.plan import Plan, toml_key
+from cutover.core.plan import Plan, table_regclass, table_sql, toml_key
 from cutover.core.report_types import key_json, key_text
 from cutover.reference import ownership as rules
 
@@ -79,8 +79,8 @@ def _one(conn: Connection, query: Query, params: Any = None) -> Any:
 
 
 def catalog_columns(conn: Connection, table: str) -> set[str]:
-    rows = conn.execute("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(quote_ident(%s)) "
-                        "AND a.attnum > 0 AND NOT a.attisdropped", (table,)).fetchall()
+    rows = conn.execute("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) "
+                        "AND a.attnum > 0 AND NOT a.attisdropped", (table_regclass(table),)).fetchall()
     return {r[0] for r in rows}
 
 
@@ -93,7 +93,7 @@ def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
     a = plan.audit
     q = sql.SQL("SELECT {ty}, {pl}::jsonb - 'allow_list' FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) "
                 "AND {src} = {sv} ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
-        ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=rules.ident(a.table),
+        ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=table_sql(a.table),
         ten=rules.tenant_of(plan), target=tenants.literal(plan, plan.target),
         kinds=sql.Literal([a.completed, a.reversed]), src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
     row = conn.execute(q).fetchone()
@@ -105,7 +105,7 @@ def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
 
 def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
     rows = conn.execute(sql.SQL("SELECT {c}::text FROM {t}").format(
-        c=rules.ident(plan.version_column), t=rules.ident(plan.version_table))).fetchall()
+        c=rules.ident(plan.version_column), t=table_sql(plan.version_table))).fetchall()
     heads = [r[0] for r in rows]
     if heads != [plan.schema_head]:
         return [Blocker("wrong-schema-head", f"{plan.version_table} holds {heads or 'no row'}, expected exactly "
@@ -122,7 +122,7 @@ def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
     src, tgt = tenants.literal(plan, plan.source), tenants.literal(plan, plan.target)
     q = sql.SQL("SELECT {id} = {src}, {id} = {tgt}, {s}, {a}, {p} FROM {t} WHERE {id} IN ({src}, {tgt})").format(
         id=rules.ident(tenants.TENANT_KEY), s=rules.ident(plan.settings_column), a=rules.ident(plan.active_column),
-        p=rules.ident(plan.protected_column), t=rules.ident(plan.tenant_table), src=src, tgt=tgt)
+        p=rules.ident(plan.protected_column), t=table_sql(plan.tenant_table), src=src, tgt=tgt)
     found: dict[str, tuple[Any, ...]] = {}
     for is_source, is_target, *row in conn.execute(q).fetchall():
         found.update({t: tuple(row) for t, hit in ((plan.source, is_source), (plan.target, is_target)) if hit})
@@ -144,10 +144,10 @@ def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
 def rls_problems(conn: Connection, plan: Plan) -> list[str]:
     """Tables whose row-level security is not enabled, not forced, or without a policy (shared with A21)."""
     rows = conn.execute(
-        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
-        "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
-        (list(plan.table_names),)).fetchall()
+        "SELECT u.n, c.relrowsecurity, c.relforcerowsecurity, "
+        "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) FROM unnest(%s::text[], %s::text[]) u(n, r) "
+        "JOIN pg_class c ON c.oid = to_regclass(u.r)",
+        (list(plan.table_names), [table_regclass(t) for t in plan.table_names])).fetchall()
     out = []
     for name, enabled, forced, policies in sorted(rows):
         missing = [what for what, ok in (("enabled", enabled), ("forced", forced), ("policy", policies > 0))
@@ -167,7 +167,7 @@ def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blo
     n, sample = db.one(conn, sql.SQL(
         "SELECT count(*), (array_agg({ck} ORDER BY {ck}))[1:5] FROM {ct} c JOIN {pt} p ON {join} "
         "WHERE {parent_moves} AND NOT {child_moves}").format(
-        ck=key_text(child.key, "c"), ct=rules.ident(child.name), pt=rules.ident(parent.name), join=join,
+        ck=key_text(child.key, "c"), ct=table_sql(child.name), pt=table_sql(parent.name), join=join,
         parent_moves=rules.owned_on(plan, parent, plan.source, "p"),
         child_moves=rules.owned_on(plan, child, plan.source, "c")))
     if not n:
@@ -193,7 +193,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
-    schema = catalog.read(conn)
+    schema = catalog.read(conn, plan)
     triggers = catalog.trigger_writes(conn, plan)
     result.trigger_writes = [(w.table, w.trigger, r.name, True) for r in plan.tables for w in r.written_by]
     result.trigger_writes += [(t.table, t.trigger, w, False) for t in triggers for w in t.undeclared(plan)]
@@ -201,7 +201,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
                    + catalog.trigger_differences(plan, triggers))
     result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
-    if missing and len(missing) == len(plan.all_tables):
+    if missing and set(plan.all_tables) <= set(missing):
         current, elsewhere = catalog.schemas_holding(conn, missing)
         fix = "wrong database, or pass the matching --plan"
         if elsewhere:
@@ -216,7 +216,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         if diff.code == "unplanned-table" and plan.tenant_column in catalog_columns(conn, diff.table):
             rows = tuple(f"{tenant}: {n} rows" for tenant, n in conn.execute(sql.SQL(
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1 LIMIT 5").format(
-                c=rules.ident(plan.tenant_column), t=rules.ident(diff.table))).fetchall())
+                c=rules.ident(plan.tenant_column), t=table_sql(diff.table))).fetchall())
         result.blockers.append(Blocker(diff.code, diff.message, rows))
     if any(d.structural for d in differences):
         return result  # the plan's own queries would fail on a missing table or column
@@ -253,7 +253,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     for rule in plan.moving if planned else ():
         n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
                                        "WHERE {w}").format(
-            k=key_json(rule.key), t=rules.ident(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+            k=key_json(rule.key), t=table_sql(rule.name), w=rules.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
         result.allow_list_bytes[rule.name] = int(size)
     return result

@@ -23,7 +23,7 @@ from psycopg import sql
 from cutover.core import tenants
 from cutover.core.db import Connection, hidden_by_row_security
 from cutover.core.errors import CutoverError
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, table_sql
 from cutover.core.report_types import CutoverReport
 from cutover.reference import ownership as rules
 
@@ -333,7 +333,7 @@ def audit_events(conn: Connection, plan: Plan, kind: str) -> list[dict[str, Any]
     """Payloads of the cutover's audit events of one kind, oldest first."""
     a = plan.audit
     q = sql.SQL("SELECT {pl} FROM {t} WHERE {ty} = {kind} AND {src} = {sv} ORDER BY {pl} ->> 'committed_at'").format(
-        pl=rules.ident(a.payload_column), t=rules.ident(a.table), ty=rules.ident(a.type_column),
+        pl=rules.ident(a.payload_column), t=table_sql(a.table), ty=rules.ident(a.type_column),
         kind=sql.Literal(kind), src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
     return [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in conn.execute(q).fetchall()]
 
@@ -388,7 +388,7 @@ def part_keys(conn: Connection, plan: Plan, run_id: str) -> dict[str, list[Any]]
     rows = conn.execute(sql.SQL(
         "SELECT {pl} ->> 'table', ctid::text FROM {t} WHERE {ty} = {kind} AND {src} = {sv} AND {pl} ->> 'run_id' = "
         "{rid} ORDER BY 1, ({pl} ->> 'part')::bigint").format(
-        pl=rules.ident(a.payload_column), t=rules.ident(a.table), ty=rules.ident(a.type_column),
+        pl=rules.ident(a.payload_column), t=table_sql(a.table), ty=rules.ident(a.type_column),
         kind=sql.Literal(a.allow_list_part), src=rules.ident(a.source_column), sv=sql.Literal(a.source_value),
         rid=sql.Literal(run_id))).fetchall()
     out: dict[str, list[Any]] = {}
@@ -419,7 +419,7 @@ def recorded_keys(plan: Plan, table: str, run_id: str) -> sql.Composable:
         "AND (e.{ty} = {part} AND e.{pl} ->> 'run_id' = {rid} AND e.{pl} ->> 'table' = {name} "
         "OR e.{ty} = {done} AND e.{pl} ->> 'run_id' = {rid} "
         "OR e.{ty} = {swept} AND e.{pl} ->> 'cutover_run_id' = {rid})"
-    ).format(t=rules.ident(a.table), pl=rules.ident(a.payload_column), ty=rules.ident(a.type_column),
+    ).format(t=table_sql(a.table), pl=rules.ident(a.payload_column), ty=rules.ident(a.type_column),
              src=rules.ident(a.source_column), sv=sql.Literal(a.source_value), part=sql.Literal(a.allow_list_part),
              done=sql.Literal(a.completed), swept=sql.Literal(a.swept), name=sql.Literal(table),
              rid=sql.Literal(run_id), ten=rules.tenant_of(plan, "e"), target=tenants.literal(plan, plan.target))
@@ -432,7 +432,7 @@ def part_texts(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[bytes
     for ctid in ctids:
         row = conn.execute(sql.SQL("SELECT convert_to(e.{pl} ->> 'keys', 'UTF8') FROM {t} e WHERE e.ctid = {c}::tid "
                                    "AND e.{pl} ? 'keys'").format(pl=rules.ident(a.payload_column),
-                                                                 t=rules.ident(a.table), c=sql.Literal(ctid)),
+                                                                 t=table_sql(a.table), c=sql.Literal(ctid)),
                            binary=True).fetchone()
         if row is None or row[0] is None:
             return
@@ -448,7 +448,7 @@ def _part_ids(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[str]:
             cur.execute(sql.SQL(  # a part holds its keys as lines of text ('keys'), before as a jsonb array
                 "SELECT k FROM {t} e, LATERAL (SELECT regexp_split_to_table(e.{pl} ->> 'keys', E'\\n') WHERE e.{pl} ? "
                 "'keys' UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids')::text WHERE e.{pl} ? 'ids') x(k) "
-                "WHERE e.ctid = {c}::tid").format(pl=rules.ident(a.payload_column), t=rules.ident(a.table),
+                "WHERE e.ctid = {c}::tid").format(pl=rules.ident(a.payload_column), t=table_sql(a.table),
                                                  c=sql.Literal(ctid)))
             for (key,) in cur:
                 yield key

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -39,7 +39,7 @@ from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.evidence import sha256_file
 from cutover.core.options import DEFAULTS
-from cutover.core.plan import Plan, toml_key
+from cutover.core.plan import Plan, table_sql, toml_key
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.model import generator
@@ -129,9 +129,15 @@ def _unquote(ident: bytes) -> str:
 
 
 def _created_tables(script: bytes) -> set[str]:
-    """The names of the tables a dump's SQL creates, whatever their schema (a plan names a table as the
-    search path finds it: ``app.patients`` is ``patients`` for a role whose search_path is ``app``)."""
-    return {_unquote(second or first) for first, second in _CREATE_TABLE.findall(script)}
+    """The names of the tables a dump's SQL creates, each bare and, where the dump names its schema,
+    qualified too: a plan names a table as the search path finds it (``patients`` for a role whose
+    search_path is ``app``) or with its schema (``app.patients``)."""
+    out: set[str] = set()
+    for first, second in _CREATE_TABLE.findall(script):
+        out.add(_unquote(second or first))
+        if second:
+            out.add(f"{_unquote(first)}.{_unquote(second)}")
+    return out
 
 
 def _tables_in_plain(path: Path, fmt: str, log: Log = quiet) -> set[str]:
@@ -282,12 +288,12 @@ def count_rows(conn: Connection, plan: Plan) -> Counts:
     """Rows per table per tenant (static tables under '*'): the manifest and the conservation base."""
     counts: Counts = {}
     for table in plan.static_tables:
-        row = db.one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        row = db.one(conn, sql.SQL("SELECT count(*) FROM {}").format(table_sql(table)))
         counts[table] = {"*": int(row[0])}
     for table in plan.table_names:
         col = sql.Identifier(plan.tenant_column)
         rows = conn.execute(sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY {c} ORDER BY {c}")
-                            .format(c=col, t=sql.Identifier(table))).fetchall()
+                            .format(c=col, t=table_sql(table))).fetchall()
         counts[table] = {_text(tenant, table): int(n) for tenant, n in rows}
     return counts
 
@@ -314,16 +320,17 @@ class Model:
 REFERENCE = Model(REFERENCE_DIR / "schema.sql", generator.generate, generator.GENERATOR_VERSION)
 
 
-def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet,
-                   model: Model = REFERENCE) -> Counts:
-    """Create the model's schema in an empty database and fill it with generated rows."""
+def fill(url: str, model: Model, scale: float, seed: int, log: Log = quiet,
+         tables: Collection[str] | None = None) -> None:
+    """Create the model's schema in an empty database and fill it with generated rows. With ``tables``
+    (a plan's), a generated table outside them stops the load: the plan and the model disagree."""
     with db.connection(url, purpose="the build database") as conn:
         conn.execute(model.schema.read_text())  # static fixture file, no parameters
         for data in model.generate(scale, seed):
-            if data.table not in plan.all_tables:
-                raise SetupError(f"generator table '{data.table}' is not in the plan {plan.path}; fix the plan")
+            if tables is not None and data.table not in tables:
+                raise SetupError(f"generator table '{data.table}' is not in the plan; fix the plan")
             stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(data.table), sql.SQL(", ").join(map(sql.Identifier, data.columns)))
+                table_sql(data.table), sql.SQL(", ").join(map(sql.Identifier, data.columns)))
             started = time.monotonic()
             with conn.cursor().copy(stmt) as copy:
                 for row in data.rows:
@@ -331,17 +338,26 @@ def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = qui
             log(f"snapshot: {data.table:<20} {len(data.rows):>9,} rows  {time.monotonic() - started:5.1f} s")
         conn.commit()
         conn.execute("ANALYZE")
+        conn.commit()
+
+
+def load_reference(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet,
+                   model: Model = REFERENCE) -> Counts:
+    """Create the model's schema in an empty database, fill it with generated rows, count them."""
+    fill(url, model, scale, seed, log, plan.all_tables)
+    with db.connection(url, purpose="the build database") as conn:
         counts = count_rows(conn, plan)
         conn.commit()
     return counts
 
 
-def seed_database(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet) -> Counts:
-    """The reference model in the empty database at ``url``, with its roles and grants as a restore of
-    its snapshot leaves them: what the benchmarks and the tests that skip the dump start from."""
+def seed_database(url: str, plan: Plan, scale: float, seed: int, log: Log = quiet,
+                  model: Model = REFERENCE) -> Counts:
+    """The reference model (or ``model``) in the empty database at ``url``, with its roles and grants as
+    a restore of its snapshot leaves them: what the benchmarks and the tests that skip the dump start from."""
     with db.connection(url, autocommit=True) as conn:
         ensure_roles(conn, plan)
-    counts = load_reference(url, plan, scale, seed, log)
+    counts = load_reference(url, plan, scale, seed, log, model)
     with db.connection(url, autocommit=True) as conn:
         grant_app_role(conn, plan)
     return counts
@@ -513,11 +529,12 @@ def unprivileged_owner(url: str, enabled: bool = True) -> Iterator[str]:
 def grant_app_role(conn: Connection, plan: Plan) -> None:
     """Re-grant what --no-privileges dropped: the app role's table privileges."""
     role = sql.Identifier(plan.app_role)
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    for schema in ("public", *plan.schemas):  # and each schema the plan names tables in (app.case_notes)
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
     privileges = sql.SQL(", ").join(sql.SQL(p) for p in plan.app_privileges if p.isalpha())
-    tables = sql.SQL(", ").join(map(sql.Identifier, plan.table_names))
+    tables = sql.SQL(", ").join(map(table_sql, plan.table_names))
     conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(privileges, tables, role))
-    static = sql.SQL(", ").join(map(sql.Identifier, plan.static_tables))
+    static = sql.SQL(", ").join(map(table_sql, plan.static_tables))
     conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(static, role))
 
 

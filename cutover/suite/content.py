@@ -28,11 +28,12 @@ from psycopg import sql
 
 from cutover.core import db, tenants
 from cutover.core.db import Connection
-from cutover.core.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.report_types import key_text
 from cutover.suite.checks.base import Evidence
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
+T = table_sql  # a plan's table name, with its schema when it has one
 L = sql.Literal
 SHOWN = 5  # rows named per table in the evidence; the count says how many more
 VALUE_CHARS = 120
@@ -78,7 +79,7 @@ class Comparison:
 
 def _columns(conn: Connection, table: str) -> list[str]:
     rows = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                        "AND NOT attisdropped ORDER BY attnum", (table,)).fetchall()
+                        "AND NOT attisdropped ORDER BY attnum", (table_regclass(table),)).fetchall()
     return [str(r[0]) for r in rows]
 
 
@@ -121,7 +122,7 @@ def _sums(conn: Connection, plan: Plan, table: str, moved_back: bool) -> tuple[i
     row = _row(plan, _columns(conn, table), _ignored(plan, table), moved_back)
     found = conn.execute(sql.SQL(
         "SELECT count(*), coalesce(sum(hashtextextended({row}, 0)::numeric), 0)::text FROM {t} WHERE {own}").format(
-        row=row, t=I(table), own=_own_audit(plan, table))).fetchone()
+        row=row, t=T(table), own=_own_audit(plan, table))).fetchone()
     assert found is not None
     return int(found[0]), str(found[1])
 
@@ -131,7 +132,7 @@ def _hashes(conn: Connection, plan: Plan, rule: TableRule, moved_back: bool) -> 
     row = _row(plan, _columns(conn, rule.name), _ignored(plan, rule.name), moved_back)
     keytext = key_text(rule.key)
     query = sql.SQL("SELECT {k}, hashtextextended({row}, 0) FROM {t} WHERE {own} ORDER BY ({k}) COLLATE \"C\"").format(
-        k=keytext, row=row, t=I(rule.name), own=_own_audit(plan, rule.name))
+        k=keytext, row=row, t=T(rule.name), own=_own_audit(plan, rule.name))
     with conn.cursor(name=f"content_{rule.name}"[:60]) as cur:
         cur.itersize = 10_000
         for key, digest in cur.execute(query):
@@ -174,7 +175,7 @@ def _trigger_rows(conn: Connection, plan: Plan) -> Counter[str]:
     for (found,) in conn.execute(sql.SQL(
             "SELECT {pl} -> 'triggered' FROM {t} WHERE {ty} IN ({kinds}) AND {src} IS NOT DISTINCT FROM {value} "
             "AND {pl} ? 'triggered'").format(
-            pl=I(a.payload_column), t=I(a.table), ty=I(a.type_column),
+            pl=I(a.payload_column), t=T(a.table), ty=I(a.type_column),
             kinds=sql.SQL(", ").join(map(L, (a.completed, a.swept, a.reversed))), src=I(a.source_column),
             value=L(a.source_value))).fetchall():
         for table, per in (found or {}).items():
@@ -195,7 +196,7 @@ def _row_of(conn: Connection, plan: Plan, rule: TableRule, key: str, moved_back:
         row = sql.SQL("to_jsonb(t) || jsonb_build_object({name}, {tenant})").format(
             name=L(plan.tenant_column), tenant=_read_as_source(plan, I("t", plan.tenant_column)))
     found = conn.execute(sql.SQL("SELECT {row} FROM {t} AS t WHERE {k} = {v}").format(
-        row=row, t=I(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
+        row=row, t=T(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
     return dict(found[0]) if found else None
 
 

@@ -65,13 +65,18 @@ def _cut_report(url: str, plan: Plan, report_path: str | None) -> CutoverReport:
     return rebuilt
 
 
+def _why(exc: BaseException) -> str:
+    """An exception as one line: a server error's LINE and caret lines would break the advice's lines."""
+    return redact((str(exc).strip().splitlines() or [type(exc).__name__])[0], limit=200)
+
+
 def reverse_preview(url: str, plan: Plan, report_path: str | None, settings: Settings) -> str:
     """One line: what ``cutover reverse`` would move back, per table, counted read-only on this database."""
     try:
         record = aftercare.reverse_counts(url, plan, engine.Timeouts(
             settings.check_lock_timeout, settings.check_statement_timeout), _cut_report(url, plan, report_path))
     except Exception as exc:  # the figures help; their absence must not hide the commands or the verdict
-        return f"what the reverse would move could not be read ({redact(str(exc), limit=200)})"
+        return f"what the reverse would move could not be read ({_why(exc)})"
     planned: dict[str, int] = record["planned"]
     new: dict[str, int] = record["new_since_commit"]
     per_table = ", ".join(f"{table} {n}" for table, n in planned.items())
@@ -130,7 +135,7 @@ def for_set_b(url: str, plan: Plan, failed: Sequence[str], settings: Settings) -
     try:
         commit = committed_at(url, plan)
     except Exception as exc:  # the advice must not hide the verdict it follows
-        return [f"NEXT STEP: the commit time could not be read ({redact(str(exc), limit=200)}); follow the runbook's "
+        return [f"NEXT STEP: the commit time could not be read ({_why(exc)}); follow the runbook's "
                 "rollback decision tree (spec section 11) by hand"]
     now = datetime.now(UTC)
     moves = (reverse_preview(url, plan, report_path, settings)

@@ -30,7 +30,7 @@ from cutover.core import db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, table_sql
 from cutover.core.private import open_private
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, shell_command
@@ -44,6 +44,7 @@ from cutover.suite import content
 from cutover.suite.under_check import DatabaseUnderCheck
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
+T = table_sql  # a plan's table name, with its schema when it has one
 L = sql.Literal
 # Worst case of the runbook's rollback option 1: snapshot restore + revert deploys + smoke.
 REVERT_DEPLOYS_S = 4 * 60
@@ -132,7 +133,7 @@ def case_key(conn: Connection, plan: Plan, tenant: str) -> dict[str, str]:
     query = sql.SQL("SELECT {k}, {route}, {resp}->>{field} FROM {t} WHERE {resp}->>{field} IS NOT NULL "
                     "AND {tenant} = {value} ORDER BY {k} LIMIT 1").format(
         k=I(r.key_column), route=I(r.key_route_column), resp=I(r.key_response_column), field=L(r.key_case_field),
-        t=I(r.key_table), tenant=I(plan.tenant_column), value=L(tenant))
+        t=T(r.key_table), tenant=I(plan.tenant_column), value=L(tenant))
     row = conn.execute(query).fetchone()
     return {"idempotency_key": row[0], "route": row[1], "key_case_id": row[2]} if row else {}
 
@@ -343,7 +344,8 @@ def _restore_into_url(settings: Settings, provider: SessionSandbox, plan: Plan, 
     """A --rehearse dev branch: restore the snapshot when the database is empty, else use it as it is."""
     assert settings.db_url is not None
     with db.connection(settings.db_url, read_only=True) as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                                             "OR schemaname = ANY(%s)", (list(plan.schemas),))}
     with record.step("restore the snapshot", log) as entry:
         if tables:
             entry["detail"] = f"the database already holds {len(tables)} tables: used as restored (runbook step 2)"
@@ -486,9 +488,9 @@ def insert_straggler(url: str, plan: Plan) -> str:
                 continue
             columns.append(key)
             values.append(sql.SQL("(jsonb_populate_record(NULL::{t}, jsonb_build_object({k}, gen_random_uuid())))"
-                                  ".{c}").format(t=I(st.table), k=L(key), c=I(key)))
+                                  ".{c}").format(t=T(st.table), k=L(key), c=I(key)))
         query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING {k}").format(
-            t=I(st.table), cols=sql.SQL(", ").join(map(I, columns)), vals=sql.SQL(", ").join(values),
+            t=T(st.table), cols=sql.SQL(", ").join(map(I, columns)), vals=sql.SQL(", ").join(values),
             k=key_text(rule.key))
         row = conn.execute(query).fetchone()
         conn.commit()
@@ -499,7 +501,7 @@ def insert_straggler(url: str, plan: Plan) -> str:
 def count_straggler(url: str, plan: Plan, tenant: str) -> int:
     """How many synthetic stragglers sit on ``tenant`` (the runbook's confirm steps)."""
     query = sql.SQL("SELECT count(*) FROM {t} WHERE {w}").format(
-        t=I(plan.rehearsal.straggler.table), w=_straggler_where(plan, tenant))
+        t=T(plan.rehearsal.straggler.table), w=_straggler_where(plan, tenant))
     with db.connection(url, read_only=True) as conn:
         row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
@@ -509,7 +511,7 @@ def delete_straggler(url: str, plan: Plan) -> int:
     """The runbook's cleanup: every synthetic straggler, on any tenant, so no audit sees it later."""
     st = plan.rehearsal.straggler
     query = sql.SQL("DELETE FROM {t} WHERE {col}->>{key} = {marker}").format(
-        t=I(st.table), col=I(st.marker_column), key=L(st.marker_key), marker=L(st.marker))
+        t=T(st.table), col=I(st.marker_column), key=L(st.marker_key), marker=L(st.marker))
     with db.connection(url) as conn:
         deleted = conn.execute(query).rowcount
         conn.commit()
@@ -524,7 +526,7 @@ def manual_values(url: str, plan: Plan, record: Record | None) -> dict[str, str]
     def first(table: str) -> str | None:
         rule = plan.table(table)
         query = sql.SQL("SELECT {k} FROM {t} WHERE {tenant} = {tgt} ORDER BY {o} LIMIT 1").format(
-            k=key_text(rule.key), t=I(table), tenant=I(plan.tenant_column), tgt=L(plan.target),
+            k=key_text(rule.key), t=T(table), tenant=I(plan.tenant_column), tgt=L(plan.target),
             o=key_order(rule.key))
         row = conn.execute(query).fetchone()
         return str(row[0]) if row else None
@@ -555,12 +557,12 @@ def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, docume
             return None
         rule = plan.table(table)
         row = conn.execute(sql.SQL("SELECT {tenant} FROM {t} WHERE {k} = {v}").format(
-            tenant=I(plan.tenant_column), t=I(table), k=key_text(rule.key), v=L(row_id))).fetchone()
+            tenant=I(plan.tenant_column), t=T(table), k=key_text(rule.key), v=L(row_id))).fetchone()
         return str(row[0]) if row else None
 
     with db.connection(url, read_only=True) as conn:
         row = conn.execute(sql.SQL("SELECT {resp} FROM {t} WHERE {k} = {v}").format(
-            resp=I(r.key_response_column), t=I(r.key_table), k=I(r.key_column), v=L(key))).fetchone()
+            resp=I(r.key_response_column), t=T(r.key_table), k=I(r.key_column), v=L(key))).fetchone()
         facts["cached"] = row[0] if row else None
         facts["case_tenant"] = tenant_of(r.case_table, case_id)
         facts["document_tenant"] = tenant_of(r.document_table, document_id)
@@ -569,7 +571,7 @@ def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, docume
         conn.execute("SET LOCAL row_security = on")  # the probe filters as the app does; nothing else may
         conn.execute("SELECT set_config(%s, %s, true)", (plan.tenant_setting, plan.source))
         row = conn.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {k} = {v}").format(
-            t=I(r.patient_table), k=key_text(rule.key), v=L(patient_id))).fetchone()
+            t=T(r.patient_table), k=key_text(rule.key), v=L(patient_id))).fetchone()
         facts["patient_visible_to_source"] = int(row[0]) if row else None
         conn.rollback()
     return facts

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.errors import SetupError
-from cutover.core.plan import Plan
+from cutover.core.plan import Plan, table_sql
 from cutover.core.redact import redact
 
 # The runbook's rollback line: the reverse (option 2) is the rollback until T+0:30 after the commit, the
@@ -83,7 +83,7 @@ def read(url: str, plan: Plan) -> Window:
     query = sql.SQL("SELECT {ty}, {pl} ->> 'run_id', {pl} ->> 'committed_at', {pl} ->> 'cutover_run_id', "
                     "{pl} -> 'moved' FROM {t} WHERE {src} = {sv} AND {ty} = ANY({kinds}) "
                     "AND {pl} ? 'committed_at'").format(
-        ty=sql.Identifier(a.type_column), pl=sql.Identifier(a.payload_column), t=sql.Identifier(a.table),
+        ty=sql.Identifier(a.type_column), pl=sql.Identifier(a.payload_column), t=table_sql(a.table),
         src=sql.Identifier(a.source_column), sv=sql.Literal(a.source_value),
         kinds=sql.Literal([a.completed, a.swept, a.reversed]))
     with db.connection(url, read_only=True) as conn:

@@ -25,6 +25,7 @@ from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
+from cutover.core.redact import redact
 from cutover.suite import timeline, window
 from cutover.suite import verdict as verdicts
 from cutover.suite.catalogue import SET_B_IDS
@@ -167,7 +168,8 @@ def _place_on_timeline(config: pytest.Config) -> None:
     try:
         found = timeline.read(url, config.stash[PLAN])
     except Exception as exc:  # the timeline informs; it must never turn a verdict into a crash
-        run.window_timeline = [f"timeline: not read from the database ({type(exc).__name__}: {exc})"]
+        first = (str(exc).strip().splitlines() or [""])[0]  # a server error's LINE/caret lines stay out
+        run.window_timeline = [redact(f"timeline: not read from the database ({type(exc).__name__}: {first})")]
         return
     run.window_timeline = timeline.lines(found, started, datetime.now(UTC), label, _set_b_passed(config))
 

@@ -15,7 +15,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.plan import TableRule
 from cutover.core.report_types import key_json, key_label, key_order, key_records, key_text, listed_keys, listed_rows
-from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I
+from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 
 def a5(c: Checker) -> Evidence:
@@ -41,7 +41,7 @@ def a5(c: Checker) -> Evidence:
     for table in p.table_names:
         by_trigger = triggered.get(table, Counter())
         now = {r[0]: int(r[1]) for r in c.run(ev, sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY 1")
-                                                  .format(c=I(p.tenant_column), t=I(table)))}
+                                                  .format(c=I(p.tenant_column), t=T(table)))}
         base = {k: int(v) for k, v in (report["baseline"].get(table) or {}).items()}
         written = int((report.get("written") or {}).get(table, 0))
         if table == p.audit.table:  # each sweep writes one `swept` event (found by the row mixes)
@@ -79,7 +79,7 @@ def a10(c: Checker) -> Evidence:
         return ev
     a = p.audit
     events = c.run(ev, sql.SQL("SELECT {pl} FROM {t} WHERE {ty} = {k} AND {pl} ->> 'run_id' = {rid}").format(
-        pl=I(a.payload_column), t=I(a.table), ty=I(a.type_column), k=sql.Literal(a.completed),
+        pl=I(a.payload_column), t=T(a.table), ty=I(a.type_column), k=sql.Literal(a.completed),
         rid=sql.Literal(str(report.get("run_id")))))
     if not events:
         ev.fail(f"no {a.completed} event for the report's run {report.get('run_id')}: wrong report or database")
@@ -110,7 +110,7 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
     key_j = sql.SQL("{}::text").format(key_json(rule.key, "t"))
     count, found_digest = c.run(ev, sql.SQL(
         "SELECT count(*), md5(coalesce(string_agg({j}, E'\\n' ORDER BY {j} COLLATE \"C\"), '')) "
-        "FROM {t} t WHERE {w}").format(j=key_j, t=I(rule.name), w=where))[0]
+        "FROM {t} t WHERE {w}").format(j=key_j, t=T(rule.name), w=where))[0]
     if int(count) == len(listed) and found_digest == digest:
         return
     held = c.held(ev, rule.name, "patient")  # the target's own patient rows, there before the cutover
@@ -128,7 +128,7 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
         "ARRAY(SELECT {ke} FROM extra e ORDER BY {oe} LIMIT {n}), "
         "ARRAY(SELECT {km} FROM missing m ORDER BY {om} LIMIT {n})").format(
         listed=listed_rows(rule.name, rule.key, sql.Literal(records)), k=key_order(rule.key, "t"),
-        t=I(rule.name), w=where, ke=key_text(rule.key, "e"), oe=key_order(rule.key, "e"),
+        t=T(rule.name), w=where, ke=key_text(rule.key, "e"), oe=key_order(rule.key, "e"),
         km=key_text(rule.key, "m"), om=key_order(rule.key, "m"), n=sql.Literal(MAX_ROWS))
     ev.queries.append(f"(typed comparison of {len(listed)} reported {rule.name} keys with the target's rows)")
     extra, missing, extra_rows, missing_rows = db.one(c.conn, query)

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from cutover.core import tenants
 from cutover.core.db import Connection
-from cutover.core.plan import Plan, TableRule
+from cutover.core.plan import Plan, TableRule, table_sql
 from cutover.core.redact import redact
 from cutover.core.report_types import CutoverReport, key_order, key_text
 
@@ -71,6 +71,9 @@ def I(*names: str) -> sql.Identifier:  # noqa: E743 (short on purpose: queries r
     return sql.Identifier(*names)
 
 
+T = table_sql  # a plan's table name (``app.patients`` with its schema), short like I
+
+
 class Checker:
     """The read-only connection, the plan and the report the checks share, with the predicates they
     all need (is a row patient-owned, sample the offending rows, follow a reference)."""
@@ -94,15 +97,24 @@ class Checker:
                 rows = self.run(ev, sql.SQL(
                     "SELECT {pl} -> 'held_on_target' FROM {t} WHERE {ty} = {done} AND {src} = {sv} "
                     "ORDER BY {pl} ->> 'committed_at' DESC LIMIT 1").format(
-                    pl=I(a.payload_column), t=I(a.table), ty=I(a.type_column), done=sql.Literal(a.completed),
+                    pl=I(a.payload_column), t=T(a.table), ty=I(a.type_column), done=sql.Literal(a.completed),
                     src=I(a.source_column), sv=sql.Literal(a.source_value)))
                 held = rows[0][0] if rows and rows[0][0] else {}
             self._held = dict(held)
         return int((self._held.get(table) or {}).get(owner, 0))
 
     def run(self, ev: Evidence, query: sql.SQL | sql.Composed, params: Any = None) -> list[tuple[Any, ...]]:
+        """The query's rows. A table or column the plan names that the database lacks is the check's
+        failure, in one line (the checks' connection is in autocommit: the next query is unaffected)."""
         ev.queries.append(" ".join(query.as_string(self.conn).split()))
-        return list(self.conn.execute(query, params).fetchall())
+        try:
+            return list(self.conn.execute(query, params).fetchall())
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+            if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raise  # inside a transaction of the check's own (as_app), which reports it
+            ev.fail(f"the database lacks a table or column the plan names ({redact(str(exc).splitlines()[0])}); "
+                    f"fix the plan: A1 and 'cutover plan check' name its key")
+            return []
 
     def patient(self, rule: TableRule, alias: str = "t") -> sql.Composable:
         """Is a row patient-owned, by the plan's rule (written here, independently of the cutover)."""
@@ -120,7 +132,7 @@ class Checker:
 
     def sample(self, ev: Evidence, rule: TableRule, where: sql.Composable) -> int:
         rows = self.run(ev, sql.SQL("SELECT count(*) OVER (), {k} FROM {t} t WHERE {w} ORDER BY {o} "
-                                     "LIMIT {n}").format(k=key_text(rule.key, "t"), t=I(rule.name), w=where,
+                                     "LIMIT {n}").format(k=key_text(rule.key, "t"), t=T(rule.name), w=where,
                                                          o=key_order(rule.key, "t"), n=sql.Literal(MAX_ROWS)))
         if rows:
             ev.rows.extend(r[1] for r in rows if len(ev.rows) < MAX_ROWS)
@@ -141,7 +153,7 @@ class Checker:
                 # The JSON value read as the parent key column's own type (its input function, via
                 # jsonb_populate_record): no uuid = text, and the parent's index still serves the join.
                 typed = sql.SQL("(jsonb_populate_record(NULL::{p}, jsonb_build_object({k}, {c} -> {f}))).{pk}").format(
-                    p=I(parent.name), k=sql.Literal(parent.key[0]), c=I("c", cj.column), f=sql.Literal(cj.key),
+                    p=T(parent.name), k=sql.Literal(parent.key[0]), c=I("c", cj.column), f=sql.Literal(cj.key),
                     pk=I(parent.key[0]))
                 yield (f"{rule.name}.{cj.column}.{cj.key}", rule, "json", parent, typed, cj.cross_tenant)
 
@@ -156,12 +168,12 @@ class Checker:
             case_col = next((r.column for r in share.references if r.table == parent.name), None)
             if case_col is not None:
                 excuse = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = p.{pk} AND s.{st} = c.{ct})").format(
-                    s=I(share.name), sc=I(case_col), pk=I(parent.key[0]), st=I(share.share_target),
+                    s=T(share.name), sc=I(case_col), pk=I(parent.key[0]), st=I(share.share_target),
                     ct=I(self.plan.tenant_column))
         query = sql.SQL("SELECT count(*) OVER (), {ck} FROM {ct} c LEFT JOIN {pt} p ON p.{pk} = {key} "
                         "WHERE {key} IS NOT NULL AND (p.{pk} IS NULL OR (c.{ten} <> p.{ten} AND NOT {excuse})) "
                         "ORDER BY {co} LIMIT {n}").format(
-            ck=key_text(child.key, "c"), ct=I(child.name), pt=I(parent.name), pk=I(parent.key[0]), key=key,
+            ck=key_text(child.key, "c"), ct=T(child.name), pt=T(parent.name), pk=I(parent.key[0]), key=key,
             co=key_order(child.key, "c"), ten=I(self.plan.tenant_column), excuse=excuse, n=sql.Literal(MAX_ROWS))
         rows = self.run(ev, query)
         ev.rows.extend(r[1] for r in rows if len(ev.rows) < MAX_ROWS)
@@ -202,9 +214,9 @@ class Checker:
                 if not col:
                     return set()
             where = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = t.{c} AND s.{st} = {ten})").format(
-                s=I(share.name), sc=I(case_ref.column), c=I(col), st=I(share.share_target), ten=self.literal(tenant))
+                s=T(share.name), sc=I(case_ref.column), c=I(col), st=I(share.share_target), ten=self.literal(tenant))
         return {r[0] for r in self.run(ev, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
-            k=key_text(rule.key, "t"), t=I(rule.name), w=where))}
+            k=key_text(rule.key, "t"), t=T(rule.name), w=where))}
 
     def committed_report(self, ev: Evidence) -> CutoverReport | None:
         if self.report is None:

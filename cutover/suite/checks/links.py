@@ -8,7 +8,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from cutover.core.report_types import key_text
-from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I
+from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 
 def a4(c: Checker, label: str) -> Evidence:
@@ -43,22 +43,22 @@ def a7(c: Checker) -> Evidence:
         "SELECT {k} FROM {s} s LEFT JOIN {c} c ON c.{ck} = s.{cc} LEFT JOIN {tt} t ON t.id = s.{st} "
         "WHERE c.{ck} IS NULL OR c.{ten} <> s.{ten} OR t.id IS NULL OR s.{st} = s.{ten} "
         "ORDER BY 1 LIMIT {n}").format(
-        k=key_text(share.key, "s"), s=I(share.name), c=I(cases.name), ck=I(cases.key[0]), cc=I(case_col.column),
-        tt=I(p.tenant_table), st=I(share.share_target), ten=I(p.tenant_column), n=sql.Literal(MAX_ROWS)))
+        k=key_text(share.key, "s"), s=T(share.name), c=T(cases.name), ck=I(cases.key[0]), cc=I(case_col.column),
+        tt=T(p.tenant_table), st=I(share.share_target), ten=I(p.tenant_column), n=sql.Literal(MAX_ROWS)))
     if bad:
         ev.fail(f"{len(bad)}{'+' if len(bad) == MAX_ROWS else ''} shares do not resolve (case missing or on "
                 f"another tenant, target missing or the share's own tenant)", [r[0] for r in bad])
     targets = [r[0] for r in c.run(ev, sql.SQL("SELECT DISTINCT {st}::text FROM {s} ORDER BY 1").format(
-        st=I(share.share_target), s=I(share.name)))]
+        st=I(share.share_target), s=T(share.name)))]
     seen = []
     for tenant in targets:
         expected = {r[0] for r in c.run(ev, sql.SQL(
             "SELECT c.{ck}::text FROM {c} c WHERE c.{ten} = {t} OR EXISTS (SELECT 1 FROM {s} s WHERE s.{cc} = "
-            "c.{ck} AND s.{st} = {t})").format(ck=I(cases.key[0]), c=I(cases.name), ten=I(p.tenant_column),
-                                               t=c.literal(tenant), s=I(share.name), cc=I(case_col.column),
+            "c.{ck} AND s.{st} = {t})").format(ck=I(cases.key[0]), c=T(cases.name), ten=I(p.tenant_column),
+                                               t=c.literal(tenant), s=T(share.name), cc=I(case_col.column),
                                                st=I(share.share_target)))}
         visible = c.as_app(ev, tenant, sql.SQL("SELECT {ck}::text FROM {c}").format(ck=I(cases.key[0]),
-                                                                                        c=I(cases.name)))
+                                                                                        c=T(cases.name)))
         if visible is None:
             return ev
         seen.append(f"{tenant} sees {len(visible)}")

@@ -11,8 +11,9 @@ from typing import Any
 from psycopg import sql
 
 from cutover.core import catalog, tenants
+from cutover.core.plan import table_regclass
 from cutover.core.report_types import key_text
-from cutover.suite.checks.base import Checker, Evidence, I
+from cutover.suite.checks.base import Checker, Evidence, I, T
 
 
 def a1(c: Checker) -> Evidence:
@@ -25,20 +26,20 @@ def a1(c: Checker) -> Evidence:
     p = c.plan
     ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
     heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
-                                                                                   I(p.version_table)))]
+                                                                                   T(p.version_table)))]
     ev.found = f"{len(heads)} rows: {', '.join(heads) or 'none'}"
     if heads != [p.schema_head]:
         ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
     # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
     ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
-    schema = catalog.read(c.conn)
+    schema = catalog.read(c.conn, p)
     ev.queries.append("(the user triggers the moves fire on the moving tables, and their functions' sources)")
     for diff in catalog.compare(p, schema) + catalog.trigger_differences(p, catalog.trigger_writes(c.conn, p)):
         rows: list[str] = []
         if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
             rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in c.run(ev, sql.SQL(
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1").format(
-                c=I(p.tenant_column), t=I(diff.table)))]
+                c=I(p.tenant_column), t=T(diff.table)))]
         ev.fail(diff.message + (f" ({'; '.join(rows)})" if rows else ""), rows)
     return ev
 
@@ -55,7 +56,7 @@ def a2(c: Checker) -> Evidence:
     for is_source, is_target, *row in c.run(ev, sql.SQL(
             "SELECT {id} = {src}, {id} = {tgt}, {s}, {a}, {pr} FROM {t} WHERE {id} IN ({src}, {tgt})").format(
             id=I(tenants.TENANT_KEY), s=I(p.settings_column), a=I(p.active_column), pr=I(p.protected_column),
-            t=I(p.tenant_table), src=src, tgt=tgt)):
+            t=T(p.tenant_table), src=src, tgt=tgt)):
         rows.update({t: tuple(row) for t, hit in ((p.source, is_source), (p.target, is_target)) if hit})
     if p.target not in rows:
         ev.fail(f"tenant {p.target} does not exist")
@@ -86,9 +87,10 @@ def a21(c: Checker) -> Evidence:
     ev = Evidence("A21", tenant=p.source, expected="RLS enabled + forced + policy on every table; app role "
                                                    "without BYPASSRLS; 0 patient rows visible on the source")
     rows = c.run(ev, sql.SQL(
-        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy "
-        "WHERE polrelid = c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
-        "n.nspname = current_schema() AND c.relname = ANY({})").format(sql.Literal(list(p.table_names))))
+        "SELECT u.n, c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy "
+        "WHERE polrelid = c.oid) FROM unnest({}::text[], {}::text[]) u(n, r) JOIN pg_class c ON c.oid = "
+        "to_regclass(u.r)").format(sql.Literal(list(p.table_names)),
+                                   sql.Literal([table_regclass(t) for t in p.table_names])))
     found = {r[0]: r[1:] for r in rows}
     for table in p.table_names:
         enabled, forced, policies = found.get(table, (False, False, 0))
@@ -106,7 +108,7 @@ def a21(c: Checker) -> Evidence:
         if rule.owner == "provider":
             continue
         visible = c.as_app(ev, p.source, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
-            k=key_text(rule.key, "t"), t=I(rule.name), w=c.patient(rule)))
+            k=key_text(rule.key, "t"), t=T(rule.name), w=c.patient(rule)))
         if visible is None:
             return ev
         leaked = visible - c.shared_to(ev, rule, p.source)
