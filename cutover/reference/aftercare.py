@@ -77,7 +77,8 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             return None
         with run.step("move stragglers to the target") as info:
             moved = engine.move_listed(conn, plan, ids, plan.source, plan.target, pf.deferred)
-            info["rows"] = sum(moved.values())
+            carried = _carry_written(conn, plan, ids, moved, plan.source, plan.target, pf.deferred)
+            info["rows"] = sum(moved.values()) + sum(carried.values())
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.swept}"):
             engine.check_tenant_keys(conn, pf.deferred)
@@ -91,7 +92,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
             if triggered:
                 record["triggered"] = triggered
-            moved_ids = {t: ids[t] for t in ids if moved[t] or written_here.get(t)}
+            moved_ids = {t: ids[t] for t in ids if moved[t] or written_here.get(t) or carried.get(t)}
             engine.write_audit(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
                 sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
                                                                "committed_at", "moved", "triggered") if k in record})),
@@ -102,6 +103,22 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             engine.commit(conn, url, plan, run.run_id, plan.audit.swept)
         record["commit_status"] = "committed"
     return cast(SweepRecord, record)  # what report["sweeps"] holds, plus the command's own fields
+
+
+def _carry_written(conn: Connection, plan: Plan, ids: dict[str, str], moved: Mapping[str, int], source: str,
+                   target: str, keys: list[catalog.TenantKey]) -> dict[str, int]:
+    """Move to ``target`` the patient rows that declared triggers wrote on ``source`` during this move, and
+    add them to the id tables; rows carried per table.
+
+    A trigger may write on the tenant a row leaves (``OLD.tenant_id``): rows no list held when the
+    sweep's or the reverse's rows were listed, which its verification would find left behind. The
+    execute's moves take them by predicate (the written table moves after its writer). Counted as the
+    trigger's rows where they end, never as moved: the sweep's moved rows are ones A5 counts as
+    written since the baseline, which these were not.
+    """
+    return {name: engine.move_listed(conn, plan, {name: ids[name]}, source, target, keys)[name]
+            for name, fired in plan.fired(moved).items()
+            if fired and name in ids and engine.list_written(conn, plan, plan.table(name), ids[name], source)}
 
 
 def listed(conn: Connection, plan: Plan, rule: TableRule, run_id: str) -> sql.Composable:
@@ -432,7 +449,8 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         with run.step("move the rows back to the source") as info:
             moved = engine.move_listed(conn, plan, ids, plan.target, plan.source, deferred)
-            info["rows"] = sum(moved.values())
+            carried = _carry_written(conn, plan, ids, moved, plan.target, plan.source, deferred)
+            info["rows"] = sum(moved.values()) + sum(carried.values())
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.check_tenant_keys(conn, deferred)
