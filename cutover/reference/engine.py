@@ -313,7 +313,27 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
     if not problems and not fired and proved_by_statistics(conn, plan, moved, written, probed or {}):
         return "statistics"
-    after = counts(conn, plan)
+    problems += _count_problems(plan, baseline, counts(conn, plan), moved, written, fired, triggered, source, target)
+    for rule in plan.moving:
+        left_on = source if kind != "reverse" else plan.target
+        left = db.one(conn, ownership.count_owned(plan, rule, left_on))[0]
+        own = (held or {}).get(rule.name, 0) if kind == "reverse" else 0
+        if left != own:
+            problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}"
+                            + (f", {own} of them its own" if own else ""))
+    if problems:
+        failure = "verification failed, rolled back: " + "; ".join(problems)  # tables and counts
+        raise RunFailed(failure, summary=failure)
+    return "full count"
+
+
+def _count_problems(plan: Plan, baseline: dict[str, dict[str, int]], after: dict[str, dict[str, int]],
+                    moved: dict[str, int], written: dict[str, int], fired: Mapping[str, int],
+                    triggered: dict[str, dict[str, int]] | None, source: str, target: str) -> list[str]:
+    """The counts after the moves against the baseline: each table's total grew by exactly what was
+    written (and its triggers wrote), the source lost and the target gained exactly the moved rows,
+    and a trigger's rows only added to a tenant. Fills ``triggered`` with where those went."""
+    problems: list[str] = []
     for table in plan.table_names:
         before_total, after_total = sum(baseline[table].values()), sum(after[table].values())
         extra, by_triggers = written.get(table, 0), fired.get(table, 0)
@@ -341,17 +361,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
                             f"triggers add rows, they never take one away")
         elif triggered is not None:
             triggered[table] = beyond
-    for rule in plan.moving:
-        left_on = source if kind != "reverse" else plan.target
-        left = db.one(conn, ownership.count_owned(plan, rule, left_on))[0]
-        own = (held or {}).get(rule.name, 0) if kind == "reverse" else 0
-        if left != own:
-            problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}"
-                            + (f", {own} of them its own" if own else ""))
-    if problems:
-        failure = "verification failed, rolled back: " + "; ".join(problems)  # tables and counts
-        raise RunFailed(failure, summary=failure)
-    return "full count"
+    return problems
 
 
 def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], written: dict[str, int],
