@@ -6,7 +6,8 @@ gets only the plan's set-based UPDATE statements in one transaction (the floor),
 to disk). The ratio is execute / bare, both measured in the same run on the same data. Also
 printed: per-step times, how long writers were blocked (locks taken to COMMIT), the CLI's peak RSS,
 and with --aftercare the `sweep` (of stragglers put back on the source), `reverse --dry-run` and `reverse`
-commands.
+commands, `reverse` beside the bare reverse UPDATEs (the same rows moved back, on a copy of the same
+cut-over database: its floor) and their ratio.
 With --repeat N the two alternate which runs first; each starts on flushed buffers. Prints
 figures; asserts nothing.
 
@@ -31,7 +32,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
-from cutover.core.report_types import key_order
+from cutover.core.report_types import key_equal, key_order, key_values
 from cutover.reference import ownership as rules
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
@@ -48,6 +49,50 @@ def bare_updates(url: str, plan: Plan) -> tuple[float, int]:
                 moved += conn.execute(rules.move_owned(plan, plan.table(name), plan.source, plan.target)).rowcount
         conn.commit()
     return time.monotonic() - started, moved
+
+
+def bare_reverse(url: str, plan: Plan, report_path: Path) -> tuple[float, int]:
+    """The floor of the reverse: plain ``UPDATE ... FROM keys`` moving back exactly the rows the report
+    lists (allow-list and sweeps), table by table in the plan's order, in one transaction.
+
+    The keys are copied into typed temp tables first, untimed: only the UPDATEs and the COMMIT count,
+    as the bare UPDATEs of the execute. Nothing else: no check, lock, listing, verification or audit.
+    """
+    report = json.loads(report_path.read_text())
+    listed: dict[str, list[Any]] = {t: list(keys) for t, keys in report["allow_list"].items()}
+    for swept in report.get("sweeps") or []:
+        for table, keys in (swept.get("ids") or {}).items():
+            listed.setdefault(table, []).extend(keys)
+    order = [name for group in plan.move_steps for name in group if name in listed]
+    with db.connection(url) as conn:
+        for name in order:
+            rule = plan.table(name)
+            keys = sql.Identifier(f"bare_keys_{name}")
+            conn.execute(sql.SQL("CREATE TEMP TABLE {k} AS SELECT {c} FROM {t} LIMIT 0").format(
+                k=keys, c=key_order(rule.key), t=rules.ident(name)))
+            with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(keys)) as copy:
+                for key in listed[name]:
+                    copy.write_row(key_values(rule.key, key))
+            conn.execute(sql.SQL("ANALYZE {}").format(keys))
+        conn.commit()
+        started = time.monotonic()
+        moved = 0
+        for name in order:
+            rule = plan.table(name)
+            query = sql.SQL("UPDATE {t} r SET {c} = {src} FROM {k} k WHERE {join} AND r.{c} = {tgt}").format(
+                t=rules.ident(name), c=rules.tenant_of(plan), src=sql.Literal(plan.source),
+                k=sql.Identifier(f"bare_keys_{name}"), join=key_equal(rule.key, "r", "k"),
+                tgt=sql.Literal(plan.target))
+            moved += conn.execute(query).rowcount
+        conn.commit()
+    return time.monotonic() - started, moved
+
+
+def flushed(url: str) -> None:
+    """Start the next run from flushed buffers: the run before leaves dirty pages the kernel writes back."""
+    with db.connection(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    os.sync()
 
 
 def cli(url: str, *args: str) -> tuple[float, int, dict[str, Any]]:
@@ -119,15 +164,14 @@ def main() -> None:
             print(f"scale {scale:g}: data loaded in {time.monotonic() - t0:.0f} s", flush=True)
             ex: list[float] = []
             bare: list[float] = []
+            reverse_line = ""
             for i in range(args.repeat):
                 # Alternate which goes first, and start each from flushed buffers: the run before
                 # leaves ~1 GB of dirty pages per scale 100 that the kernel writes back during the next.
                 for kind in ("bare", "execute") if i % 2 == 0 else ("execute", "bare"):
                     name = f"{template}_{kind}_{i}"
                     clone = db.create_database(info.admin_url, name, template=template)
-                    with db.connection(clone, autocommit=True) as conn:
-                        conn.execute("CHECKPOINT")
-                    os.sync()
+                    flushed(clone)
                     if kind == "bare":
                         seconds, moved = bare_updates(clone, plan)
                         bare.append(seconds)
@@ -153,13 +197,23 @@ def main() -> None:
                                 d_sec, d_rss, _ = cli(clone, "reverse", "--dry-run", "--report-path", str(path),
                                                       "--statement-timeout", "60min")
                                 print(f"  reverse --dry-run {d_sec:8.2f} s  peak RSS {d_rss} MB", flush=True)
+                                copy_name = f"{name}_bare_reverse"
+                                copy = db.create_database(info.admin_url, copy_name, template=name)
+                                flushed(copy)
+                                b_sec, b_moved = bare_reverse(copy, plan, path)
+                                db.drop_database(info.admin_url, copy_name)
+                                print(f"  bare reverse UPDATEs {b_sec:5.2f} s  {b_moved} rows", flush=True)
+                                flushed(clone)
                                 r_sec, r_rss, res = cli(clone, "reverse", "--operator-confirmed", "--report-path",
                                                         str(path), "--statement-timeout", "60min")
-                                print(f"  cutover reverse   {r_sec:8.2f} s  peak RSS {r_rss} MB  "
-                                      f"({sum(res['moved'].values())} rows back)", flush=True)
+                                back = sum(res["moved"].values())
+                                print(f"  cutover reverse   {r_sec:8.2f} s  peak RSS {r_rss} MB  ({back} rows back)  "
+                                      f"ratio to bare {r_sec / b_sec:.2f}", flush=True)
+                                reverse_line = (f"; reverse {r_sec:.2f} s, bare reverse {b_sec:.2f} s, ratio "
+                                                f"{r_sec / b_sec:.2f}, peak RSS {r_rss} MB")
                     db.drop_database(info.admin_url, name)
             e, b = statistics.median(ex), statistics.median(bare)
-            line = f"scale {scale:>5g}: execute {e:7.2f} s, bare {b:7.2f} s, ratio {e / b:.2f}"
+            line = f"scale {scale:>5g}: execute {e:7.2f} s, bare {b:7.2f} s, ratio {e / b:.2f}{reverse_line}"
             summary.append(line)
             print(line, flush=True)
             db.drop_database(info.admin_url, template)

@@ -31,7 +31,7 @@ from cutover.reference import report as reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.server import SessionSandbox
-from cutover.suite.catalogue import AUTOMATED
+from cutover.suite.catalogue import AUTOMATED, Catalogue
 from cutover.suite.checks.base import Checker
 from cutover.suite.under_check import DatabaseUnderCheck, check_connection
 
@@ -158,12 +158,16 @@ def reference_database(server: ServerInfo, plan: Plan, scale: float, seed: int, 
 # -- the checks ----------------------------------------------------------------------------------------------
 
 
-def failing_evidence(target: DatabaseUnderCheck, plan: Plan, settings: Settings, report: Any = None) -> dict[str, str]:
-    """Every one of the 12 checks on ``target``; the failing ones' ids with their evidence text."""
+def failing_evidence(target: DatabaseUnderCheck, plan: Plan, settings: Settings, report: Any = None,
+                     only: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every one of the 12 checks (or ``only`` these) the plan makes applicable, on ``target``; the failing
+    ones' ids with their evidence text."""
     conn = check_connection(target.url, settings, plan)
+    applicable = Catalogue.for_plan(plan).applicable
     try:
         c = Checker(conn, plan, target.report if report is None else report)
         results = [check.evaluate(c, *subject) for check in AUTOMATED
+                   if applicable(check.id) and (not only or check.id in only)
                    for subject in ([[s] for s in check.subjects(plan)] if check.per else [[]])]
         for ev in results:
             assert ev.ok or (ev.queries or ev.problems), "a failing check must carry evidence"
@@ -176,9 +180,10 @@ def failing_evidence(target: DatabaseUnderCheck, plan: Plan, settings: Settings,
         conn.close()
 
 
-def run_checks(target: DatabaseUnderCheck, plan: Plan, settings: Settings, report: Any = None) -> set[str]:
+def run_checks(target: DatabaseUnderCheck, plan: Plan, settings: Settings, report: Any = None,
+               only: tuple[str, ...] = ()) -> set[str]:
     """The ids of the checks that fail on ``target``."""
-    return set(failing_evidence(target, plan, settings, report))
+    return set(failing_evidence(target, plan, settings, report, only))
 
 
 # -- example projects: the operator-facing tests, and what a run leaves ------------------------------------

@@ -160,8 +160,16 @@ def test_a_typo_stops_the_dry_run_before_any_database_is_touched(tmp_path: Path)
 # -- formats: a plan written for an earlier release loads with documented defaults ------------------------------
 
 
+def _format_2(text: str) -> str:
+    """The reference plan as format 2 wrote it: no [features] section (and its comment)."""
+    start, end = text.index("# What the schema has"), text.index("[tenants]\n")
+    assert "[features]" in text[start:end] and "format = 3\n" in text
+    return (text[:start] + text[end:]).replace("format = 3\n", "format = 2\n", 1)
+
+
 def _format_1(text: str) -> str:
     """The reference plan as the release before format numbers wrote it: no format, no allow-list parts."""
+    text = _format_2(text)
     for line in ('format = 2\n', 'allow_list_part = "cutover.allow_list_part"\n',
                  '"cutover.allow_list_part" = "system"\n'):
         assert line in text
@@ -182,6 +190,7 @@ def test_a_plan_of_format_1_loads_with_the_defaults_of_keys_added_since(tmp_path
     assert plan.audit == current.audit
     assert plan.classifications["event_type"]["cutover.allow_list_part"] == "system"
     assert plan.classifications == current.classifications
+    assert plan.features == current.features  # the reference schema's: everything present, as before
 
 
 def test_a_plan_of_the_current_format_must_say_everything(tmp_path: Path) -> None:
@@ -192,13 +201,13 @@ def test_a_plan_of_the_current_format_must_say_everything(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("99", r"plan \[plan\].format: 99 is newer than this release reads \(formats 1 to 2\); upgrade the suite"),
-    ("0", r"plan \[plan\].format: 0 is not a plan format \(formats 1 to 2\)"),
-    ('"2"', r"plan \[plan\].format: expected int, got str"),
+    ("99", r"plan \[plan\].format: 99 is newer than this release reads \(formats 1 to 3\); upgrade the suite"),
+    ("0", r"plan \[plan\].format: 0 is not a plan format \(formats 1 to 3\)"),
+    ('"3"', r"plan \[plan\].format: expected int, got str"),
 ])
 def test_a_format_this_release_does_not_read_is_refused(tmp_path: Path, value: str, message: str) -> None:
     path = tmp_path / "plan.toml"
-    path.write_text(DEFAULT_PLAN.read_text().replace("format = 2", f"format = {value}", 1))
+    path.write_text(DEFAULT_PLAN.read_text().replace("format = 3", f"format = {value}", 1))
     with pytest.raises(PlanError, match=message):
         load_plan(path)
 
@@ -210,8 +219,12 @@ def test_plan_upgrade_shows_the_diff_and_writes_only_with_write(tmp_path: Path) 
     shown = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}")
     assert shown.returncode == 0, shown.stderr
     added = [ln for ln in shown.stdout.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
-    assert added == ["+format = 2", '+allow_list_part = "cutover.allow_list_part"',
-                     '+"cutover.allow_list_part" = "system"'], shown.stdout
+    assert added == ["+format = 3", '+allow_list_part = "cutover.allow_list_part"',
+                     '+"cutover.allow_list_part" = "system"', "+", "+# What the schema has (docs/plan.md, [features]); "
+                     "added by `cutover plan upgrade`.", "+[features]", "+row_level_security = true",
+                     "+tenant_settings = true", "+tenant_flags = true", '+share_table = "case_shares"',
+                     '+event_table = "events"', '+idempotency_table = "idempotency_keys"',
+                     '+schema_versions = "alembic"'], shown.stdout
     assert not [ln for ln in shown.stdout.splitlines() if ln.startswith("-") and not ln.startswith("---")]
     assert path.read_text() == old, "without --write nothing is written"
     assert "--write" in shown.stderr
@@ -220,10 +233,11 @@ def test_plan_upgrade_shows_the_diff_and_writes_only_with_write(tmp_path: Path) 
     upgraded = load_plan(path)
     current = load_plan(DEFAULT_PLAN)
     assert upgraded.format == PLAN_FORMAT
-    assert (upgraded.audit, upgraded.classifications) == (current.audit, current.classifications)
+    assert (upgraded.audit, upgraded.classifications, upgraded.features) == (current.audit, current.classifications,
+                                                                             current.features)
     assert "# The cutover's own audit trail" in path.read_text(), "comments are kept"
     again = run_cutover("postgresql://unused@127.0.0.1:1/none", "plan", "upgrade", f"--plan={path}", "--write")
-    assert again.returncode == 0 and "already format 2" in again.stderr and again.stdout == ""
+    assert again.returncode == 0 and "already format 3" in again.stderr and again.stdout == ""
 
 
 def test_plan_upgrade_refuses_a_plan_that_does_not_load(tmp_path: Path) -> None:

@@ -251,3 +251,22 @@ def test_the_go_no_go_holds_the_rehearsals_major_to_productions(
     found = window.same_major(make_bundle(tmp_path, plan, settings, postgres=facts), prod)
     assert found.ok is ok, found.line()
     assert said.format(prod=prod, major=major) in found.detail
+
+
+def test_a_check_the_plan_declares_not_applicable_is_named_and_never_read_as_passed(tmp_path: Path,
+                                                                                  plan: Plan) -> None:
+    """A rehearsal of a plan without row-level security: READY over its 20 applicable checks, A21 named. The
+    same evidence does not make a plan that has RLS ready: A21's "not applicable" is no pass."""
+    no_rls = tmp_path / "no-rls.toml"
+    no_rls.write_text(DEFAULT_PLAN.read_text().replace("row_level_security = true", "row_level_security = false", 1))
+    settings = resolve({"plan": str(no_rls)}, {}, {})
+    declared = load_plan(no_rls)
+    made = make_bundle(tmp_path / "bundle", declared, settings, results={"A21": "not applicable"})
+    ready = items(made, declared, settings)["evidence-ready"]
+    assert ready.ok, ready.line()
+    assert "READY: 20 of 20 applicable passed" in ready.detail
+    assert ready.detail.endswith("not applicable, as the plan declares: A21 no row-level security"), ready.detail
+    reference = resolve({}, {}, {})
+    held = items(made, plan, reference)
+    assert not held["evidence-ready"].ok and "A21 NOT APPLICABLE" in held["evidence-ready"].detail
+    assert not held["same-plan"].ok

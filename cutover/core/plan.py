@@ -29,11 +29,15 @@ DEFAULT_PLAN = Path(str(resources.files("cutover.model") / "plan.toml"))
 # ``[plan] format``; a plan without it is format 1, written before formats were numbered. An earlier
 # format loads with the defaults of the keys added since (``ADDED_SINCE``), so an operator's rehearsed
 # plan keeps working across an upgrade; docs/plan.md lists them.
-PLAN_FORMAT = 2
+PLAN_FORMAT = 3
 # Keys added in a format, with the value a plan of an earlier format gets: (format, section, key) -> value.
 ADDED_SINCE: Mapping[tuple[int, str, str], str] = MappingProxyType({
     (2, "audit", "allow_list_part"): "cutover.allow_list_part",  # classified 'system' along with it
 })
+# The [features] section came in format 3. An earlier plan gets the reference schema's features (every
+# one present, its tables found from the plan itself: Features.of_earlier), so it behaves as before.
+FEATURES_SINCE = 3
+VERSION_KINDS = ("alembic", "rails", "none")
 
 OWNER_KINDS = ("patient", "provider", "column", "classified")
 CLASSES = ("patient", "provider", "system")
@@ -127,6 +131,44 @@ class Rehearsal:
 
 
 @dataclass(frozen=True)
+class Features:
+    """What the schema has, as the plan declares it (``[features]``), never as the suite assumes it.
+
+    A check whose subject is declared absent is *not applicable*: named with its reason in the verdict,
+    left out of the checks a READY waits for, never counted as passed. So a schema without row-level
+    security needs no policies made for the tool, and a schema that has them keeps every check.
+    ``share_table``, ``event_table`` and ``idempotency_table`` name the table, or are None (TOML
+    ``false``) when the schema has none; an earlier-format plan's "" means "present, not named" (its
+    check runs, as before, and fails if the plan lacks the table).
+    """
+
+    row_level_security: bool = True
+    tenant_settings: bool = True
+    tenant_flags: bool = True
+    share_table: str | None = ""
+    event_table: str | None = ""
+    idempotency_table: str | None = ""
+    schema_versions: str = "alembic"
+
+    def absent(self) -> dict[str, str]:
+        """Each feature declared absent, with the words a reason is made of (``no share table``)."""
+        out = {}
+        if not self.row_level_security:
+            out["row_level_security"] = "no row-level security"
+        if not self.tenant_settings:
+            out["tenant_settings"] = "no tenant settings to mirror"
+        if not self.tenant_flags:
+            out["tenant_flags"] = "no active/protected columns on the tenant row"
+        for key, words in (("share_table", "no share table"), ("event_table", "no classified event table"),
+                           ("idempotency_table", "no idempotency table")):
+            if getattr(self, key) is None:
+                out[key] = words
+        if self.schema_versions == "none":
+            out["schema_versions"] = "no version table"
+        return out
+
+
+@dataclass(frozen=True)
 class ManualCheck:
     """One operator-executed check: its title and the runbook's steps, as a template."""
 
@@ -195,6 +237,7 @@ class Plan:
     # cutover's transaction after the moves, or acknowledged as holding nothing the cutover changes.
     refresh_views: tuple[str, ...] = ()
     static_views: tuple[str, ...] = ()
+    features: Features = Features()
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -245,7 +288,7 @@ class Plan:
 # Every key each part of the plan knows. A key outside them is refused: a typo (``refrences``) would
 # otherwise drop a declaration without a word, and the dry run would say READY without it.
 SECTIONS = ("plan", "tenants", "roles", "audit", "rehearsal", "manual", "static", "tables", "classification",
-            "refresh")
+            "refresh", "features")
 PLAN_KEYS = ("format", "name", "schema_head", "version_table", "version_column", "tenant_column", "move_steps")
 TENANTS_KEYS = ("table", "source", "target", "protected", "mirrored_settings", "settings_column", "active_column",
                 "protected_column")
@@ -258,6 +301,7 @@ REFERENCE_KEYS = ("column", "table", "via_share", "cross_tenant", "foreign_key")
 CASE_JSON_KEYS = ("column", "key", "table", "via_share", "cross_tenant")
 STRAGGLER_KEYS = ("table", "marker_column", "marker_key", "marker", "now_columns", "values")
 MANUAL_KEYS = ("title", "steps")
+FEATURES_KEYS = tuple(Features.__dataclass_fields__)
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -520,21 +564,30 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
     if both:
         raise PlanError(f"plan [refresh]: {', '.join(both)} is both refreshed and static; keep it in "
                         f"materialized_views (the cutover refreshes it) or in static, not both")
+    features = _features(raw, fmt, rules, audit.table)
+    versions = features.schema_versions != "none"
+    settings, flags = features.tenant_settings, features.tenant_flags
+    _declared(meta, "[plan]", ("schema_head", "version_table", "version_column"), versions,
+              'schema_versions = "none"', 'schema_versions = "alembic" or "rails"')
+    _declared(tenants, "[tenants]", ("mirrored_settings", "settings_column"), settings, "tenant_settings = false",
+              "tenant_settings = true")
+    _declared(tenants, "[tenants]", ("active_column", "protected_column"), flags, "tenant_flags = false",
+              "tenant_flags = true")
     return Plan(
         path=path,
         name=_get(meta, "name", "[plan]", str),
-        schema_head=_get(meta, "schema_head", "[plan]", str),
-        version_table=_get(meta, "version_table", "[plan]", str),
-        version_column=_get(meta, "version_column", "[plan]", str),
+        schema_head=_get(meta, "schema_head", "[plan]", str) if versions else "",
+        version_table=_get(meta, "version_table", "[plan]", str) if versions else "",
+        version_column=_get(meta, "version_column", "[plan]", str) if versions else "",
         tenant_column=_get(meta, "tenant_column", "[plan]", str),
         tenant_table=_get(tenants, "table", "[tenants]", str),
         source=_get(tenants, "source", "[tenants]", str),
         target=_get(tenants, "target", "[tenants]", str),
         protected=_strings(tenants, "protected", "[tenants]"),
-        mirrored_settings=_strings(tenants, "mirrored_settings", "[tenants]"),
-        settings_column=_get(tenants, "settings_column", "[tenants]", str),
-        active_column=_get(tenants, "active_column", "[tenants]", str),
-        protected_column=_get(tenants, "protected_column", "[tenants]", str),
+        mirrored_settings=_strings(tenants, "mirrored_settings", "[tenants]") if settings else (),
+        settings_column=_get(tenants, "settings_column", "[tenants]", str) if settings else "",
+        active_column=_get(tenants, "active_column", "[tenants]", str) if flags else "",
+        protected_column=_get(tenants, "protected_column", "[tenants]", str) if flags else "",
         audit=audit,
         app_role=_get(roles, "app", "[roles]", str),
         app_privileges=_strings(roles, "app_privileges", "[roles]"),
@@ -548,7 +601,86 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
         format=fmt,
         refresh_views=refresh_views,
         static_views=static_views,
+        features=features,
     )
+
+
+def features_toml(features: Features) -> str:
+    """``[features]`` as a plan writes it (``plan upgrade``, ``plan draft``): every key, tables by name or false."""
+    lines = ["[features]"]
+    for key in FEATURES_KEYS:
+        value = getattr(features, key)
+        if value == "":
+            raise PlanError(f"plan [features].{key}: the plan names no such table; declare {key} by hand "
+                            f"(a table's name, or false)")
+        shown = "false" if value is None else toml_string(value) if isinstance(value, str) else str(value).lower()
+        lines.append(f"{key} = {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def _declared(section: Mapping[str, Any], where: str, keys: Sequence[str], present: bool, absent_said: str,
+              present_said: str) -> None:
+    """Keys that describe a feature the plan declares absent contradict the declaration: refused, naming both."""
+    if present:
+        return
+    given = [k for k in keys if k in section]
+    if given:
+        raise PlanError(f"plan {where}: {', '.join(given)} given but [features] {absent_said}; remove "
+                        f"{'them' if len(given) > 1 else 'it'}, or declare {present_said}")
+
+
+def _features(raw: Mapping[str, Any], fmt: int, rules: Sequence[TableRule], audit_table: str) -> Features:
+    """``[features]``: required from format 3 on (every key: a feature is declared, never assumed); an
+    earlier plan gets the reference schema's (everything present, the tables as its plan names them)."""
+    shares = [r.name for r in rules if r.share_target is not None]
+    keyed = [r.name for r in rules if r.case_json is not None]
+    if fmt < FEATURES_SINCE:
+        if "features" in raw:
+            raise PlanError(f"plan [features]: a format {fmt} plan has no [features] (it came in format "
+                            f"{FEATURES_SINCE}); set [plan] format = {FEATURES_SINCE}, or remove [features]")
+        return Features(share_table=shares[0] if shares else "", event_table=audit_table,
+                        idempotency_table=keyed[0] if keyed else "")
+    where = "[features]"
+    if "features" not in raw:
+        raise PlanError(f"plan: missing section [features] (format {fmt}); declare what the schema has: "
+                        f"{', '.join(FEATURES_KEYS)} (docs/plan.md, [features])")
+    section = _get(raw, "features", "", dict)
+    _known(section, FEATURES_KEYS, where)
+    versions = _get(section, "schema_versions", where, str)
+    if versions not in VERSION_KINDS:
+        raise PlanError(f"plan {where}.schema_versions: '{versions}' is not one of {', '.join(VERSION_KINDS)}")
+    by_name = {r.name: r for r in rules}
+
+    def table(key: str, what: str, fits: Sequence[str], exclusive: bool = True) -> str | None:
+        """The table named under ``key``; with ``exclusive``, false while a table fits contradicts the plan."""
+        value = section.get(key, ...)
+        if value is ...:
+            raise PlanError(f"plan {where}: missing key '{key}'; name {what}, or {key} = false if the schema "
+                            f"has none")
+        if value is False:
+            if fits and exclusive:
+                raise PlanError(f"plan {where}.{key} = false, but [tables.{toml_key(fits[0])}] is one; name it "
+                                f"({key} = {toml_string(fits[0])}) or change that table's rule")
+            return None
+        if not isinstance(value, str) or not value:
+            raise PlanError(f"plan {where}.{key}: expected a table name or false, got {value!r}")
+        if value not in by_name:
+            raise PlanError(f"plan {where}.{key}: '{value}' is not one of the plan's tables")
+        if value not in fits:
+            raise PlanError(f"plan {where}.{key}: [tables.{toml_key(value)}] is not {what}")
+        return value
+
+    classified = [r.name for r in rules if r.owner == "classified"]
+    return Features(
+        row_level_security=_get(section, "row_level_security", where, bool),
+        tenant_settings=_get(section, "tenant_settings", where, bool),
+        tenant_flags=_get(section, "tenant_flags", where, bool),
+        share_table=table("share_table", "the table whose share_target names the tenant a case is shared with",
+                          shares),
+        event_table=table("event_table", "a classified event table (owner = \"classified\")", classified,
+                          exclusive=False),
+        idempotency_table=table("idempotency_table", "a table whose case_json names a case", keyed),
+        schema_versions=versions)
 
 
 def _format(meta: Mapping[str, Any]) -> int:

@@ -26,7 +26,7 @@ from cutover.core import catalog as cat
 from cutover.core import db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
-from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, split_table, table_sql, toml_key, toml_string
+from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, split_table, table_regclass, table_sql, toml_key, toml_string
 
 CLASSIFYING = re.compile(r"^(kind|role|type|route|category)$|_(type|kind|route)$")
 MAX_VALUES = 200
@@ -251,9 +251,33 @@ def draft(conn: Connection, options: DraftOptions) -> str:
             classifications[audit[1]].append(kind)
     moving = [n for n in sorted(scoped) if owners[n] != "provider"]
     tenants = schema.tables[o.tenant_table]
-    jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), "settings")
-    active = next((c for c, t in tenants.columns.items() if t == "boolean" and "active" in c), "is_active")
-    protected = next((c for c, t in tenants.columns.items() if t == "boolean" and "protect" in c), "is_protected")
+    jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), None)
+    active = next((c for c, t in tenants.columns.items() if t == "boolean" and "active" in c), None)
+    protected = next((c for c, t in tenants.columns.items() if t == "boolean" and "protect" in c), None)
+    # No version table found: left to the review (plan check names it), never declared away by the draft.
+    versions = "alembic" if version_table == "REVIEW" else _versions(conn, version_table)
+    shares = sorted(n for n, t in scoped.items() for fk in t.foreign_keys if fk.parent == o.tenant_table
+                    and len(fk.columns) == 1 and fk.columns[0] != o.tenant_column)
+    rls = bool(conn.execute("SELECT 1 FROM unnest(%s::text[]) AS u(r) JOIN pg_class c ON c.oid = to_regclass(r) "
+                            "WHERE c.relrowsecurity LIMIT 1", ([table_regclass(n) for n in sorted(scoped)],)
+                            ).fetchone())
+    features = [  # what the schema was found to have: a check whose subject is absent is not applicable
+        "", "[features]  # REVIEW: what the schema has (docs/plan.md, [features])",
+        f"row_level_security = {str(rls).lower()}", f"tenant_settings = {str(jsonb is not None).lower()}",
+        f"tenant_flags = {str(active is not None and protected is not None).lower()}",
+        f"share_table = {_q(shares[0]) if shares else 'false'}",
+        f"event_table = {_q(audit[0]) if owners.get(audit[0]) == 'classified' else 'false'}",
+        "idempotency_table = false  # REVIEW: a table whose case_json names a case, if the schema has one",
+        f"schema_versions = {_q(versions)}" + (
+            "  # REVIEW: no version table found; name it under [plan], or declare \"none\" and drop [plan]'s "
+            "schema_head, version_table and version_column" if version_table == "REVIEW" else ""),
+    ]
+    version_lines = ([f"schema_head = {_q(head)}{head_note}", f"version_table = {_q(version_table)}",
+                      f"version_column = {_q(version_column)}"] if versions != "none" else [])
+    tenant_lines = ([] if jsonb is None else ['mirrored_settings = ["region", "language", "currency"]  # REVIEW',
+                                              f"settings_column = {_q(jsonb)}"]) + (
+        [] if active is None or protected is None else
+        [f"active_column = {_q(active)}", f"protected_column = {_q(protected)}"])
     payload = next((c for c, t in (audit_table.columns.items() if audit_table else []) if t == "jsonb"), "payload")
     source_col = next((c for c in (audit_table.columns if audit_table else []) if c.startswith("source")), "REVIEW")
     audit_key = audit_table.primary_key[0] if audit_table and audit_table.primary_key else "id"
@@ -265,15 +289,12 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     lines += [
         "# Drafted by `cutover plan draft` from the live schema. Settle every REVIEW before the first rehearsal,",
         "# then run `cutover plan check` (exit 0 when the plan and the database agree). See docs/plan.md.",
-        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW',
-        f"schema_head = {_q(head)}{head_note}",
-        f"version_table = {_q(version_table)}", f"version_column = {_q(version_column)}",
+        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW', *version_lines,
         f"tenant_column = {_q(o.tenant_column)}", "move_steps = [",
         *[f"    [{', '.join(_q(n) for n in step)}]," for step in _levels(moving, scoped, references)], "]",
+        *features,
         "", "[tenants]", f"table = {_q(o.tenant_table)}", f"source = {_q(o.source)}", f"target = {_q(o.target)}",
-        f"protected = [{_q(o.source)}, {_q(o.target)}]",
-        'mirrored_settings = ["region", "language", "currency"]  # REVIEW',
-        f"settings_column = {_q(jsonb)}", f"active_column = {_q(active)}", f"protected_column = {_q(protected)}",
+        f"protected = [{_q(o.source)}, {_q(o.target)}]", *tenant_lines,
         "", "[roles]", 'app = "app_user"  # REVIEW', 'app_privileges = ["SELECT", "INSERT", "UPDATE", "DELETE"]',
         'tenant_setting = "app.tenant_id"  # REVIEW',
         "", "[audit]  # REVIEW: where the cutover writes its own events",
@@ -340,6 +361,12 @@ def _check_tenancy(conn: Connection, schema: cat.Catalog, o: DraftOptions, scope
             raise SetupError(f"{flag} {value!r}{default}: no {o.tenant_table} row has this {key}; {fix}")
     if o.source == o.target:
         raise SetupError(f"--source and --target are both {o.source!r}; pass two different tenants")
+
+
+def _versions(conn: Connection, table: str) -> str:
+    """``[features] schema_versions`` as found: alembic keeps one row (the head), Rails a row per migration."""
+    n = db.one(conn, sql.SQL("SELECT count(*) FROM {}").format(table_sql(table)))[0]
+    return "rails" if int(n) > 1 else "alembic"
 
 
 def _version(conn: Connection, schema: cat.Catalog, o: DraftOptions) -> tuple[str, str, str, str]:

@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 
 from cutover.core.errors import PlanError
-from cutover.core.plan import ADDED_SINCE, PLAN_FORMAT, load_plan, plan_from
+from cutover.core.plan import ADDED_SINCE, FEATURES_SINCE, PLAN_FORMAT, features_toml, load_plan, plan_from
 
 # A section header on a line of its own ([audit], [classification.event_type]), not an array's line.
 _HEADER = r"\[\s*{}\s*\]\s*(#.*)?"
@@ -40,6 +40,9 @@ def upgraded(path: Path) -> tuple[str, str]:
     kind = plan.audit.allow_list_part
     if classification is not None and kind not in raw.get("classification", {}).get(classification, {}):
         new = _add(new, f"classification.{classification}", f"{json.dumps(kind)} = \"system\"")
+    if plan.format < FEATURES_SINCE and "features" not in raw:  # a new section: the earlier plan's features
+        new = (new.rstrip("\n") + "\n\n# What the schema has (docs/plan.md, [features]); added by `cutover plan "
+               "upgrade`.\n" + features_toml(plan.features))
     again = plan_from(tomllib.loads(new), path)
     if dataclasses.replace(again, format=plan.format) != plan:
         raise PlanError(f"plan upgrade: the upgraded {path} would not mean the same plan; upgrade it by hand "

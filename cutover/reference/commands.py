@@ -63,7 +63,7 @@ def _misfit(args: argparse.Namespace, url: str, plan: Plan) -> int | None:
     runs, and stopped on the database's own error (``relation "quotez" does not exist``, exit 4 or 2),
     which names no plan key. The dry run reports the same differences as its blockers."""
     with db.connection(url, read_only=True) as conn:
-        schema = catalog.read(conn)
+        schema = catalog.read(conn, plan)
         conn.rollback()
     structural = [d for d in catalog.compare(plan, schema) if d.structural]
     if not structural:

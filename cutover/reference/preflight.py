@@ -100,34 +100,56 @@ def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
 
 
 def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
-    rows = conn.execute(sql.SQL("SELECT {c}::text FROM {t}").format(
-        c=rules.ident(plan.version_column), t=table_sql(plan.version_table))).fetchall()
+    """The schema head as the plan's [features] schema_versions reads it: alembic's one row is the head, a
+    Rails-style table of applied versions must hold it among them, and with no version table there is none."""
+    versions = plan.features.schema_versions
+    if versions == "none":
+        return []
+    table, column = table_sql(plan.version_table), rules.ident(plan.version_column)
+    if versions == "rails":
+        n, present = db.one(conn, sql.SQL("SELECT count(*), coalesce(bool_or({c}::text = {h}), false) FROM {t}").format(
+            c=column, h=sql.Literal(plan.schema_head), t=table))
+        if not present:
+            return [Blocker("wrong-schema-head", f"{plan.version_table} holds {n} applied versions, not "
+                                                 f"'{plan.schema_head}'; run the migration first, or fix [plan] "
+                                                 f"schema_head")]
+        return []
+    rows = conn.execute(sql.SQL("SELECT {c}::text FROM {t}").format(c=column, t=table)).fetchall()
     heads = [r[0] for r in rows]
     if heads != [plan.schema_head]:
         return [Blocker("wrong-schema-head", f"{plan.version_table} holds {heads or 'no row'}, expected exactly "
-                                             f"['{plan.schema_head}']; run the Phase 1 migration first")]
+                                             f"['{plan.schema_head}']; run the Phase 1 migration first"
+                                             + ("; a table of every applied version is [features] schema_versions "
+                                                "= \"rails\"" if len(heads) > 1 else ""))]
     return []
 
 
 def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
-    """What is wrong with the source and target tenant rows (shared with check A2)."""
-    q = sql.SQL("SELECT {id}, {s}, {a}, {p} FROM {t} WHERE {id} = ANY({ids})").format(
-        id=rules.ident("id"), s=rules.ident(plan.settings_column), a=rules.ident(plan.active_column),
-        p=rules.ident(plan.protected_column), t=table_sql(plan.tenant_table),
+    """What is wrong with the source and target tenant rows (shared with check A2): they exist, and the
+    features the plan declares (active and protected flags, mirrored settings) hold on the target."""
+    f = plan.features
+    columns = [rules.ident("id")] + ([rules.ident(plan.settings_column)] if f.tenant_settings else []) + (
+        [rules.ident(plan.active_column), rules.ident(plan.protected_column)] if f.tenant_flags else [])
+    q = sql.SQL("SELECT {cols} FROM {t} WHERE {id} = ANY({ids})").format(
+        cols=sql.SQL(", ").join(columns), id=rules.ident("id"), t=table_sql(plan.tenant_table),
         ids=sql.Literal([plan.source, plan.target]))
     found = {r[0]: r[1:] for r in conn.execute(q).fetchall()}
     problems = [f"tenant '{t}' does not exist" for t in (plan.source, plan.target) if t not in found]
     if problems:
         return problems
-    src_settings, tgt_settings = found[plan.source][0] or {}, found[plan.target][0] or {}
-    diff = [k for k in plan.mirrored_settings if tgt_settings.get(k) != src_settings.get(k) or k not in tgt_settings]
-    if diff:
-        shown = ", ".join(f"{k}={tgt_settings.get(k)!r} (source {src_settings.get(k)!r})" for k in diff)
-        problems.append(f"tenant '{plan.target}' settings not mirrored from '{plan.source}': {shown}")
-    if not found[plan.target][1]:
-        problems.append(f"tenant '{plan.target}' is not active")
-    if not found[plan.target][2]:
-        problems.append(f"tenant '{plan.target}' is not protected")
+    target = list(found[plan.target])
+    if f.tenant_settings:
+        src_settings, tgt_settings = found[plan.source][0] or {}, target.pop(0) or {}
+        diff = [k for k in plan.mirrored_settings
+                if tgt_settings.get(k) != src_settings.get(k) or k not in tgt_settings]
+        if diff:
+            shown = ", ".join(f"{k}={tgt_settings.get(k)!r} (source {src_settings.get(k)!r})" for k in diff)
+            problems.append(f"tenant '{plan.target}' settings not mirrored from '{plan.source}': {shown}")
+    if f.tenant_flags:
+        if not target[0]:
+            problems.append(f"tenant '{plan.target}' is not active")
+        if not target[1]:
+            problems.append(f"tenant '{plan.target}' is not protected")
     return problems
 
 
@@ -145,6 +167,19 @@ def rls_problems(conn: Connection, plan: Plan) -> list[str]:
         if missing:
             out.append(f"{name}: RLS lacks {' / '.join(missing)}")
     return out
+
+
+def rls_declared_absent(conn: Connection, plan: Plan) -> list[Blocker]:
+    """A plan that declares no row-level security on a schema whose tables have it would leave the RLS posture
+    (A21) unchecked for a schema that relies on it: the declaration is wrong, and says which tables show it."""
+    rows = conn.execute("SELECT t FROM unnest(%s::text[], %s::text[]) AS u(t, r) JOIN pg_class c "
+                        "ON c.oid = to_regclass(r) WHERE c.relrowsecurity ORDER BY 1",
+                        (list(plan.table_names), [table_regclass(t) for t in plan.table_names])).fetchall()
+    if not rows:
+        return []
+    return [Blocker("rls-declared-absent", f"[features] row_level_security = false, but {len(rows)} planned tables "
+                                           f"have row-level security enabled; declare row_level_security = true "
+                                           f"(the checks then verify it)", tuple(r[0] for r in rows[:5]))]
 
 
 def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blocker | None:
@@ -226,7 +261,10 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
                 "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
                            f"({link.label}); fix the rows or the plan's rules", tuple(sample or ())))
     result.blockers += [b for k in result.deferred if k.cascades and (b := cascade_blocker(conn, plan, k))]
-    result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
+    if plan.features.row_level_security:  # a schema without RLS declares so: no policy is made for the tool
+        result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
+    else:
+        result.blockers += rls_declared_absent(conn, plan)
     result.last_run = last_audit_run(conn, plan)
     on_target = {}
     for rule in plan.moving:

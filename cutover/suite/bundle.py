@@ -20,6 +20,7 @@ from cutover.core.plan import Plan
 from cutover.core.redact import redact
 from cutover.reference.version import module_version, package_version
 from cutover.sandbox.snapshot import manifest_path
+from cutover.suite.catalogue import NOT_APPLICABLE
 from cutover.suite.rehearsal import Record
 
 PASS_WORDS = {"passed", "pass"}
@@ -53,8 +54,10 @@ def readiness(checks: Mapping[str, str], required: list[str]) -> tuple[int, list
 
 def required_checks(log: Mapping[str, Any]) -> list[str]:
     """The 21 of the runbook: every check of the log but the rehearsal's extras (A20-active, A5-content and the
-    rollback, which the go/no-go requires by name)."""
-    return [str(c["check"]) for c in log.get("checks", []) if c.get("kind") != "rehearsal"]
+    rollback, which the go/no-go requires by name) and those the plan declares not applicable (listed apart,
+    ``not_applicable``; the go/no-go counts from its own plan, never from this list)."""
+    return [str(c["check"]) for c in log.get("checks", [])
+            if c.get("kind") != "rehearsal" and c.get("result") != NOT_APPLICABLE]
 
 
 def _copy_in(out: Path, source: Path | None, name: str) -> Path | None:
@@ -101,6 +104,7 @@ def write(out: Path, settings: Settings, plan: Plan, log: Mapping[str, Any], rec
         "passed": passed,
         "required": len(required),
         "not_passed": not_passed,
+        "not_applicable": dict(log.get("not_applicable") or {}),
         "plan": {"name": plan.name, "sha256": plan_sha256(settings)},
         "cutover_command": cutover_command(settings),
         "suite_version": suite_version(str(log.get("environment", {}).get("git_sha", "unknown"))),

@@ -11,8 +11,9 @@ kind, so they are listed, selected and counted exactly like the automated ones.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 from cutover.core.errors import CutoverError
@@ -21,6 +22,7 @@ from cutover.suite.checks import accounting, links, placement, posture
 from cutover.suite.checks.base import Checker, Evidence
 
 SET_A, SET_B = "setA", "setB"
+NOT_APPLICABLE = "not applicable"
 SET_NAMES = {SET_A: "Set A", SET_B: "Set B"}
 Kind = Literal["sql", "manual", "rehearsal"]
 Per = Literal["patient_table", "reference", "owned_table"]
@@ -39,6 +41,7 @@ class Check:
     slug: str
     per: Per | None = None
     run: Callable[..., Evidence] | None = None
+    needs: str | None = None  # the [features] key whose subject the check is about; declared absent: not applicable
 
     @property
     def keyword(self) -> str:
@@ -72,6 +75,9 @@ class Check:
         """Run the automated check and title its evidence from this entry."""
         if self.run is None:
             raise TypeError(f"{self.id} is a {self.kind} check: it has no query to run")
+        if self.needs is not None and self.needs in checker.plan.features.absent():
+            # never a pass by default: the plan says there is nothing for it to look at, so it is not run at all
+            raise CutoverError(f"{self.id} is not applicable to this plan ([features] {self.needs} = false)")
         evidence = self.run(checker, *args)
         evidence.title = self.title
         return evidence
@@ -91,18 +97,20 @@ AUTOMATED: tuple[Check, ...] = (
     Check("A6", "provider data intact: no provider-owned row on the target", _BOTH, "sql", "provider_data_intact",
           per="owned_table", run=placement.a6),
     Check("A7", "case shares resolve, and providers see exactly their shared cases", _BOTH, "sql",
-          "shares_resolve", run=links.a7),
-    Check("A8", "events classified and on the right tenant", _BOTH, "sql", "events_classified", run=placement.a8),
+          "shares_resolve", run=links.a7, needs="share_table"),
+    Check("A8", "events classified and on the right tenant", _BOTH, "sql", "events_classified", run=placement.a8,
+          needs="event_table"),
     Check("A9", "idempotency keys on their case's tenant; patient routes on the target", _BOTH, "sql",
-          "replay_keys_on_their_case_tenant", run=links.a9),
+          "replay_keys_on_their_case_tenant", run=links.a9, needs="idempotency_table"),
     Check("A10", "allow-list exact: the target holds exactly the report's rows", (SET_A,), "sql",
           "allow_list_exact", run=accounting.a10),
     Check("A20", "no stragglers: the sweep predicate finds nothing", (SET_A,), "sql", "no_stragglers",
           run=placement.a20),
     Check("A21", "RLS posture: enabled, forced, policies, no BYPASSRLS, nothing patient visible on the source",
-          (SET_A,), "sql", "rls_posture", run=posture.a21),
+          (SET_A,), "sql", "rls_posture", run=posture.a21, needs="row_level_security"),
 )
 SET_B_IDS = frozenset(c.id for c in AUTOMATED if SET_B in c.sets)  # the manual checks are Set A only
+RUNBOOK_MANUAL = tuple(f"A{i}" for i in range(11, 20))  # the runbook's step 5b; their steps are the plan's
 A20_ACTIVE = Check("A20-active", "the sweep moves a synthetic straggler", (SET_A,), "rehearsal",
                    "sweep_moves_a_synthetic_straggler")
 # The rehearsal's own proofs beside the 21: they need the pre-cutover database the rehearsal restored,
@@ -124,13 +132,22 @@ class Catalogue:
     after A20, the rollback last)."""
 
     checks: tuple[Check, ...]
+    # Checks whose subject the plan's [features] declares absent, with the reason: never run, never counted,
+    # always named (the verdict line, the operator log, the evidence, the go/no-go).
+    not_applicable: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def for_plan(cls, plan: Plan) -> Catalogue:
         manual = [Check(c, m.title, (SET_A,), "manual", _slug(m.title)) for c, m in plan.manual.items()]
-        every = sorted([*AUTOMATED, *manual, A20_ACTIVE, A5_CONTENT, ROLLBACK],
+        # A runbook manual check the plan leaves out is named as such, never dropped without a word.
+        left_out = [Check(c, "runbook manual check the plan leaves out", (SET_A,), "manual", "left_out")
+                    for c in RUNBOOK_MANUAL if c not in plan.manual]
+        every = sorted([*AUTOMATED, *manual, *left_out, A20_ACTIVE, A5_CONTENT, ROLLBACK],
                        key=lambda c: (c.number, c.kind == "rehearsal"))
-        return cls(tuple(every))
+        absent = plan.features.absent()
+        na = {c.id: absent[c.needs] for c in every if c.needs is not None and c.needs in absent}
+        na.update({c.id: f"no [manual.{c.id}] section" for c in left_out})
+        return cls(tuple(every), MappingProxyType(na))
 
     def __iter__(self) -> Iterator[Check]:
         return iter(self.checks)
@@ -146,9 +163,21 @@ class Catalogue:
         return tuple(c for c in self.checks if name in c.sets)
 
     def counted(self, kind: str | None = None) -> tuple[Check, ...]:
-        """The checks a verdict waits for: the runbook's 21 (A20-active is a rehearsal extra), or Set B's."""
-        every = tuple(c for c in self.checks if c.kind != "rehearsal")
+        """The checks a verdict waits for: the runbook's 21 (A20-active is a rehearsal extra), or Set B's;
+        the plan's not-applicable checks left out (they are named beside the count, never passed)."""
+        every = tuple(c for c in self.checks if c.kind != "rehearsal" and c.id not in self.not_applicable)
         return tuple(c for c in every if SET_B in c.sets) if kind == SET_B else every
+
+    def applicable(self, check_id: str) -> bool:
+        return check_id not in self.not_applicable
+
+    def why_not_applicable(self, check_id: str) -> str:
+        """``not applicable: the plan declares no share table ([features] share_table = false)``."""
+        entry = self.get(check_id)
+        key = entry.needs if entry is not None else None
+        if key is None:
+            return f"{NOT_APPLICABLE}: the plan has {self.not_applicable[check_id]}"
+        return f"{NOT_APPLICABLE}: the plan declares {self.not_applicable[check_id]} ([features] {key} = false)"
 
     def select(self, raw: str | None) -> tuple[str, ...]:
         """The ``--check`` ids in their catalogue spelling; an unknown id is a usage error naming the known ones."""

@@ -28,7 +28,7 @@ from cutover.core.redact import mask_url, redact
 from cutover.reference import report as reports
 from cutover.suite import bundle, forecast
 from cutover.suite.allure_report import allure_command, render_html, write_results_metadata
-from cutover.suite.catalogue import SET_B_IDS, Catalogue
+from cutover.suite.catalogue import NOT_APPLICABLE, SET_B, Catalogue
 from cutover.suite.git_revision import git_sha
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.oplog_markdown import markdown
@@ -36,6 +36,7 @@ from cutover.suite.rehearsal import Record, load_record
 from cutover.suite.secret_sweep import sweep_secrets
 from cutover.suite.state import RunState
 from cutover.suite.under_check import server_version
+from cutover.suite.verdict import NOT_CONFIGURED
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,10 @@ def manual_rows(titles: Mapping[str, str], outcomes: Mapping[str, str], answers:
         if a is not None:
             rows.append(CheckRow(check, title, "manual", a.result, a.observation, a.operator, a.at))
         else:
-            outcome = outcomes.get(check, "not run")
-            rows.append(CheckRow(check, title, "manual", outcome, reasons.get(check, "")))
+            outcome, why = outcomes.get(check, "not run"), reasons.get(check, "")
+            if outcome == "skipped" and why.startswith(NOT_CONFIGURED):  # the plan cannot supply its values
+                outcome = NOT_CONFIGURED
+            rows.append(CheckRow(check, title, "manual", outcome, why))
     return rows
 
 
@@ -131,10 +134,11 @@ def forecast_basis(record: Record | None, plan: Plan, settings: Settings,
         report = reports.load_streamed(Path(record.report_path))
     except CutoverError:
         return None
-    setb = [seconds[c] for c in sorted(SET_B_IDS) if c in seconds]
+    owed = sorted(c.id for c in Catalogue.for_plan(plan).counted(SET_B))  # Set B's applicable checks, all timed
+    setb = [seconds[c] for c in owed if c in seconds]
     reverse = (record.rollback or {}).get("seconds")
     return forecast.basis(report, plan, wal_bytes=record.wal_bytes,
-                          setb_s=round(sum(setb), 3) if len(setb) == len(SET_B_IDS) else None,
+                          setb_s=round(sum(setb), 3) if len(setb) == len(owed) else None,
                           reverse_s=float(reverse) if reverse is not None else None, restore_s=record.restore_s,
                           durable=settings.sandbox_durable or not record.sandbox).to_json()
 
@@ -148,9 +152,12 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
     outcomes: Mapping[str, str] = summary.outcomes
     reasons: Mapping[str, str] = summary.reasons
     catalogue = Catalogue.for_plan(plan)
-    manual = {c.id: c.title for c in catalogue if c.kind == "manual"}
+    manual = {c.id: c.title for c in catalogue if c.kind == "manual" and catalogue.applicable(c.id)}
     rows = [CheckRow(c.id, c.title, c.kind, outcomes.get(c.id, "not run"), reasons.get(c.id, ""))
-            for c in catalogue if c.kind == "sql" or (c.kind == "rehearsal" and c.id in outcomes)]
+            if catalogue.applicable(c.id) else
+            CheckRow(c.id, c.title, c.kind, NOT_APPLICABLE, catalogue.why_not_applicable(c.id))
+            for c in catalogue if c.kind == "sql" or (c.kind == "rehearsal" and c.id in outcomes)
+            or (c.kind == "manual" and not catalogue.applicable(c.id))]
     rows += manual_rows(manual, outcomes, answers, reasons)
     order = {c.id: i for i, c in enumerate(catalogue)}  # the runbook's order: A1..A21, A20-active after A20
     rows.sort(key=lambda r: (order.get(r.check, len(order)), r.check))
@@ -175,6 +182,7 @@ def operator_log(settings: Settings, plan: Plan, shared: Path, run: RunState, su
                 setup_error=setup_error, interrupted_at=interrupted_at,
                 next_step=list(getattr(summary, "next_steps", [])))
     log["run"] = "go/no-go" if run.window else summary.kind  # step 5a's evidence is never a rehearsal's
+    log["not_applicable"] = {c: catalogue.why_not_applicable(c) for c in catalogue.not_applicable}
     log["forecast_basis"] = forecast_basis(record, plan, settings, getattr(summary, "seconds", {}))
     log["window_timeline"] = run.window_timeline or []
     log["answers_for"], log["answers_warning"] = run.rehearsal, run.answers_warning

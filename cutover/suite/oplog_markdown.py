@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP"}
+from cutover.suite.catalogue import NOT_APPLICABLE
+from cutover.suite.verdict import NOT_CONFIGURED
+
+WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP",
+         NOT_APPLICABLE: "N/A", NOT_CONFIGURED: "NOT CONFIGURED"}
 
 
 def _fmt_s(value: float | None) -> str:
@@ -27,6 +31,8 @@ def markdown(log: Mapping[str, Any]) -> str:
         lines.append(f"- interrupted at: {log['interrupted_at']}")
     if log.get("answers_warning"):
         lines.append(f"- {log['answers_warning']}")
+    for check, why in (log.get("not_applicable") or {}).items():
+        lines.append(f"- {check} {why}")
     if log.get("next_step"):
         lines += ["## Next step", "", "```", *log["next_step"], "```", ""]
     lines += [f"- run: {log['started_at']} to {log['finished_at']}, exit status {log['exit_status']}",

@@ -73,6 +73,7 @@ class Record:
     execute_via: str = ""
     report_path: str = ""
     captured: dict[str, str] = field(default_factory=dict)
+    capture_gap: str = ""  # why no key was captured: the plan's [rehearsal] does not fit the database
     content: dict[str, Any] | None = None  # A5-content: content.Comparison as JSON, or {"not_compared": why}
     rollback: dict[str, Any] | None = None  # the rehearsed reverse: seconds, via, comparison, or error
     wal_bytes: int | None = None  # WAL the execute wrote (the forecast scales it to production's rows)
@@ -127,21 +128,49 @@ def snapshot_timestamp(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds") + " (file mtime)"
 
 
-def case_key(conn: Connection, plan: Plan, tenant: str) -> dict[str, str]:
-    """An idempotency key on ``tenant`` whose cached response names a case (A12 replays it)."""
+KEY_VALUES = ("idempotency_key", "route", "key_case_id", "route_method", "route_path")  # from [rehearsal] key_*
+KEY_KEYS = "[rehearsal] key_table, key_column, key_route_column, key_response_column"
+
+
+def misfit(keys: str, exc: psycopg.Error) -> str:
+    """Why a value the manual checks show cannot be read: the plan's keys naming what the database lacks."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{keys} do not fit the database ({redact(first)}); fix them in the plan"
+
+
+def case_key(conn: Connection, plan: Plan, tenant: str, gaps: dict[str, str] | None = None) -> dict[str, str]:
+    """An idempotency key on ``tenant`` whose cached response names a case (A12 replays it). A ``[rehearsal]``
+    that does not fit the database (a column it lacks) gives no key, and says why in ``gaps``: the checks
+    that need it are then "not configured", never a crash (``conn`` is in autocommit)."""
     r = plan.rehearsal
     query = sql.SQL("SELECT {k}, {route}, {resp}->>{field} FROM {t} WHERE {resp}->>{field} IS NOT NULL "
                     "AND {tenant} = {value} ORDER BY {k} LIMIT 1").format(
         k=I(r.key_column), route=I(r.key_route_column), resp=I(r.key_response_column), field=L(r.key_case_field),
         t=T(r.key_table), tenant=I(plan.tenant_column), value=L(tenant))
-    row = conn.execute(query).fetchone()
+    columns = preflight.catalog_columns(conn, r.key_table)
+    unfit = [f"[rehearsal] {key}: column {r.key_table}.{column} does not exist" for key, column in (
+        ("key_column", r.key_column), ("key_route_column", r.key_route_column),
+        ("key_response_column", r.key_response_column)) if column not in columns]
+    try:
+        row = None if unfit else conn.execute(query).fetchone()
+    except psycopg.Error as exc:
+        unfit = [misfit(KEY_KEYS, exc)]
+    if unfit:
+        if gaps is not None:
+            gaps.update(dict.fromkeys(KEY_VALUES, "; ".join(unfit) + ("; fix it in the plan" if len(unfit) == 1
+                                                                      else "; fix them in the plan")))
+        return {}
     return {"idempotency_key": row[0], "route": row[1], "key_case_id": row[2]} if row else {}
 
 
-def capture_key(url: str, plan: Plan) -> dict[str, str]:
-    """The key A12 replays, captured on the source before the cutover moves it."""
-    with db.connection(url, read_only=True) as conn:
-        return case_key(conn, plan, plan.source)
+def capture_key(url: str, plan: Plan, record: Record) -> dict[str, str]:
+    """The key A12 replays, captured on the source before the cutover moves it; ``record.capture_gap`` says
+    why there is none when the plan's [rehearsal] does not fit."""
+    gaps: dict[str, str] = {}
+    with db.connection(url, read_only=True, autocommit=True) as conn:
+        found = case_key(conn, plan, plan.source, gaps)
+    record.capture_gap = gaps.get("idempotency_key", "")
+    return found
 
 
 def _dry_run(url: str, plan: Plan, record: Record, log: Log) -> None:
@@ -412,7 +441,7 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
         record.snapshot_source = majors.snapshot_source(Path(record.snapshot)) or ""
     record.major_note = provider.server().note
     _dry_run(url, plan, record, log)
-    record.captured = capture_key(url, plan)
+    record.captured = capture_key(url, plan, record)
     if settings.db_url is None:
         _execute(url, plan, settings, record, report_dir or workdir, log)
         admin = provider.server().admin_url
@@ -518,27 +547,37 @@ def delete_straggler(url: str, plan: Plan) -> int:
     return deleted
 
 
-def manual_values(url: str, plan: Plan, record: Record | None) -> dict[str, str]:
-    """Real values for the manual checks' steps: moved rows on the target, the captured key."""
+def manual_values(url: str, plan: Plan, record: Record | None, gaps: dict[str, str] | None = None) -> dict[str, str]:
+    """Real values for the manual checks' steps: moved rows on the target, the captured key. A value the
+    plan's [rehearsal] cannot supply (a table or column the database lacks) is left out, and ``gaps``
+    (when given) says why, per value name."""
     r = plan.rehearsal
     values: dict[str, str] = {"source": plan.source, "target": plan.target, "database": mask_url(url)}
+    gaps = {} if gaps is None else gaps
 
-    def first(table: str) -> str | None:
+    def first(name: str, table: str, keys: str) -> str | None:
         rule = plan.table(table)
         query = sql.SQL("SELECT {k} FROM {t} WHERE {tenant} = {tgt} ORDER BY {o} LIMIT 1").format(
             k=key_text(rule.key), t=T(table), tenant=I(plan.tenant_column), tgt=L(plan.target),
             o=key_order(rule.key))
-        row = conn.execute(query).fetchone()
+        try:
+            row = conn.execute(query).fetchone()
+        except psycopg.Error as exc:
+            gaps[name] = misfit(keys, exc)
+            return None
         return str(row[0]) if row else None
 
     with db.connection(url, read_only=True, autocommit=True) as conn:
-        for name, table in (("case_id", r.case_table), ("patient_id", r.patient_table),
-                            ("document_id", r.document_table)):
-            found = first(table)
+        for name, table, key in (("case_id", r.case_table, "case_table"),
+                                 ("patient_id", r.patient_table, "patient_table"),
+                                 ("document_id", r.document_table, "document_table")):
+            found = first(name, table, f"[rehearsal] {key} ({table})")
             if found is not None:
                 values[name] = found
+        if record is not None and record.capture_gap:
+            gaps.update(dict.fromkeys(KEY_VALUES, record.capture_gap))
         # Not rehearsed here: a key on the target names a moved case.
-        values.update(record.captured if record and record.captured else case_key(conn, plan, plan.target))
+        values.update(record.captured if record and record.captured else case_key(conn, plan, plan.target, gaps))
     method, _, path = values.get("route", "").partition(" ")  # stored as "POST /api/v1/cases": split to paste
     if path:
         values.update(route_method=method, route_path=path)
@@ -548,30 +587,41 @@ def manual_values(url: str, plan: Plan, record: Record | None) -> dict[str, str]
 def key_facts(url: str, plan: Plan, key: str | None, case_id: str | None, document_id: str | None,
               patient_id: str | None) -> dict[str, Any]:
     """What the assists compare with: the cached response, where the case and document sit, and what the
-    app role sees of the moved patient from the source tenant (A15's SQL probe)."""
+    app role sees of the moved patient from the source tenant (A15's SQL probe). A fact the plan's
+    [rehearsal] cannot reach (a column the database lacks, no app role) is None: its check says so, the
+    others still get theirs."""
     r = plan.rehearsal
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = dict.fromkeys(("cached", "case_tenant", "document_tenant", "patient_visible_to_source"))
+
+    def read(query: db.Query, *setup: db.Query) -> Any:
+        """The first column of the query's row, in a transaction of its own (``setup`` runs first in it)."""
+        try:
+            with conn.transaction():
+                for statement in setup:
+                    conn.execute(statement)
+                row = conn.execute(query).fetchone()
+        except psycopg.Error:
+            return None
+        return row[0] if row else None
 
     def tenant_of(table: str, row_id: str | None) -> str | None:
         if row_id is None:
             return None
-        rule = plan.table(table)
-        row = conn.execute(sql.SQL("SELECT {tenant} FROM {t} WHERE {k} = {v}").format(
-            tenant=I(plan.tenant_column), t=T(table), k=key_text(rule.key), v=L(row_id))).fetchone()
-        return str(row[0]) if row else None
+        found = read(sql.SQL("SELECT {tenant} FROM {t} WHERE {k} = {v}").format(
+            tenant=I(plan.tenant_column), t=T(table), k=key_text(plan.table(table).key), v=L(row_id)))
+        return None if found is None else str(found)
 
-    with db.connection(url, read_only=True) as conn:
-        row = conn.execute(sql.SQL("SELECT {resp} FROM {t} WHERE {k} = {v}").format(
-            resp=I(r.key_response_column), t=T(r.key_table), k=I(r.key_column), v=L(key))).fetchone()
-        facts["cached"] = row[0] if row else None
+    with db.connection(url, read_only=True, autocommit=True) as conn:
+        if key is not None:
+            facts["cached"] = read(sql.SQL("SELECT {resp} FROM {t} WHERE {k} = {v}").format(
+                resp=I(r.key_response_column), t=T(r.key_table), k=I(r.key_column), v=L(key)))
         facts["case_tenant"] = tenant_of(r.case_table, case_id)
         facts["document_tenant"] = tenant_of(r.document_table, document_id)
-        rule = plan.table(r.patient_table)
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(I(plan.app_role)))
-        conn.execute("SET LOCAL row_security = on")  # the probe filters as the app does; nothing else may
-        conn.execute("SELECT set_config(%s, %s, true)", (plan.tenant_setting, plan.source))
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {t} WHERE {k} = {v}").format(
-            t=T(r.patient_table), k=key_text(rule.key), v=L(patient_id))).fetchone()
-        facts["patient_visible_to_source"] = int(row[0]) if row else None
-        conn.rollback()
+        if patient_id is not None:
+            # the probe filters as the app does (its role, row_security on, the source tenant); nothing else may
+            found = read(sql.SQL("SELECT count(*) FROM {t} WHERE {k} = {v}").format(
+                t=T(r.patient_table), k=key_text(plan.table(r.patient_table).key), v=L(patient_id)),
+                sql.SQL("SET LOCAL ROLE {}").format(I(plan.app_role)), sql.SQL("SET LOCAL row_security = on"),
+                sql.SQL("SELECT set_config({}, {}, true)").format(L(plan.tenant_setting), L(plan.source)))
+            facts["patient_visible_to_source"] = None if found is None else int(found)
     return facts

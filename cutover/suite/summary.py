@@ -6,6 +6,7 @@ order and with the catalogue's title, and then the single line that says whether
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -24,13 +25,15 @@ class Summary:
     RANK = {"passed": 0, "skipped": 1, "failed": 2}
 
     def __init__(self, catalogue: Catalogue, kind: str | None = None, expected: tuple[str, ...] = (),
-                 also_required: tuple[str, ...] = ()) -> None:
+                 also_required: tuple[str, ...] = (), not_applicable: Mapping[str, str] | None = None) -> None:
         self.outcomes: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
         self.catalogue = catalogue
-        self.manual = tuple(c.id for c in catalogue if c.kind == "manual")
+        self.manual = tuple(c.id for c in catalogue if c.kind == "manual" and catalogue.applicable(c.id))
         self.kind = kind  # None: not an operator's run (the project's own tests): no verdict
         self.expected = expected
+        # The checks this kind of run would wait for that the plan declares without a subject: named, not run.
+        self.not_applicable: Mapping[str, str] = dict(not_applicable or {})
         self.also_required = also_required  # beside the counted checks: the rehearsal's proofs
         self.current: tuple[str, str] | None = None
         self.setup_error: str | None = None
@@ -84,7 +87,8 @@ class Summary:
         return verdicts.decide(self.kind or verdicts.REHEARSAL, self.expected, self.outcomes, self.reasons,
                                self.manual, setup_error=self.setup_error,
                                interrupted_at=self.interrupted_at, also_required=self.also_required,
-                               notes=tuple(self.notes), note=self.note)
+                               notes=tuple(self.notes), note=self.note,
+                               not_applicable=self.not_applicable)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if getattr(config, "workerinput", None) is not None or (not self.outcomes and self.kind is None):
@@ -117,24 +121,37 @@ class Summary:
         words = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "skipped": ("SKIP", "yellow")}
         ran = [c for c in self.catalogue if c.id in self.outcomes]
         checks = [c.id for c in ran if c.kind == "sql"]
+        na = [c for c in self.not_applicable if c not in self.outcomes
+              and (entry := self.catalogue.get(c)) is not None and entry.kind == "sql"]
+        order = {c.id: i for i, c in enumerate(self.catalogue)}
         out = [(f"{c:<4} {words[self.outcomes[c]][0]}  {self.catalogue.title(c)}", words[self.outcomes[c]][1])
-               for c in checks]
+               if c in self.outcomes else
+               (f"{c:<4} N/A   {self.catalogue.title(c)} ({self.catalogue.why_not_applicable(c)})", "cyan")
+               for c in sorted([*checks, *na], key=order.__getitem__)]
         out += self._tally(checks)
         others = [c.id for c in ran if c.kind != "sql"] + sorted(set(self.outcomes) - {c.id for c in ran})
         for c in others:
             word, colour = words[self.outcomes[c]]
             reason = self.reasons.get(c, "")
+            if self.outcomes[c] == "skipped" and reason.startswith(verdicts.NOT_CONFIGURED):
+                word = verdicts.NOT_CONFIGURED.upper()
             reason = NEEDS_OPERATOR if reason.startswith(NEEDS_OPERATOR) else reason
             why = f" ({reason})" if self.outcomes[c] != "passed" and reason else ""
             out.append((f"{c:<4} {word}  {self.catalogue.title(c)}{why}", colour))
+        for c in (c for c in self.not_applicable if c not in self.outcomes and c not in na):
+            out.append((f"{c:<4} N/A   {self.catalogue.title(c)} ({self.catalogue.why_not_applicable(c)})", "cyan"))
         manual = [c for c in others if c in self.manual]
         if manual:
             waiting = [c for c in manual if self.outcomes[c] == "skipped"
                        and self.reasons.get(c, "").startswith(NEEDS_OPERATOR)]
+            unset = [c for c in manual if self.outcomes[c] == "skipped"
+                     and self.reasons.get(c, "").startswith(verdicts.NOT_CONFIGURED)]
             passed = [c for c in manual if self.outcomes[c] == "passed"]
-            colour = "yellow" if waiting else ("red" if any(self.outcomes[c] == "failed" for c in manual) else "green")
+            colour = "yellow" if waiting or unset else (
+                "red" if any(self.outcomes[c] == "failed" for c in manual) else "green")
             out.append((f"manual checks: {len(passed)} of {len(self.manual)} passed, "
-                        f"{len(manual) - len(waiting)} answered"
+                        f"{len(manual) - len(waiting) - len(unset)} answered"
+                        + (f"; {len(unset)} {verdicts.NOT_CONFIGURED}: {', '.join(unset)}" if unset else "")
                         + (f"; {len(waiting)} need an operator: {', '.join(waiting)}" if waiting else ""), colour))
             if waiting:
                 out.append((f"  ({self.reasons[waiting[0]].removeprefix(NEEDS_OPERATOR + ': ')})", colour))

@@ -25,6 +25,7 @@ REHEARSAL = "rehearsal"
 SET_B = "setB"
 STEP_5A = "step 5a"
 NEEDS_OPERATOR = "needs operator"
+NOT_CONFIGURED = "not configured"
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,22 @@ def _rank(check: str) -> tuple[int, str]:
 
 def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
            manual: Sequence[str], *, setup_error: str | None = None, interrupted_at: str | None = None,
-           also_required: Sequence[str] = (), notes: Sequence[str] = (), note: str = "") -> Verdict:
+           also_required: Sequence[str] = (), notes: Sequence[str] = (), note: str = "",
+           not_applicable: Mapping[str, str] | None = None) -> Verdict:
     """One line for the run, ending with ``note`` when there is one (a newer server than production's:
     "rehearsed on 18 for a PostgreSQL 16 production"), so the reader of the line never misses it.
     ``expected``: the checks this kind of run must pass (in the runbook's order); ``outcomes``: each
     check's worst outcome (passed/failed/skipped); checks outside ``expected`` that ran (A20-active)
     count too when they did not pass; ``also_required``: checks outside the count that must pass all
     the same (the rehearsal's content and rollback proofs); ``notes``: what a READY line adds
-    ("rollback rehearsed in 4.1 s")."""
-    found = _decide(kind, expected, outcomes, reasons, manual, setup_error, interrupted_at, also_required, notes)
+    ("rollback rehearsed in 4.1 s"); ``not_applicable``: checks the plan declares without a subject, each with
+    its reason (``"A7": "no share table"``), left out of ``expected`` by the caller and named at the end of the
+    line, READY or not, so a count of applicable checks is never read as the runbook's 21."""
+    na = {c: why for c, why in (not_applicable or {}).items() if c not in expected}
+    said = (" (not applicable, as the plan declares: " + ", ".join(f"{c} {na[c]}" for c in sorted(na, key=_rank))
+            + ")") if na else ""
+    found = _decide(kind, expected, outcomes, reasons, manual, setup_error, interrupted_at, also_required, notes,
+                    said)
     if not note:
         return found
     return Verdict(f"{found.line}; {note}", found.exit_code, found.setup_error, found.interrupted_at)
@@ -78,7 +86,7 @@ def decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reas
 
 def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], reasons: Mapping[str, str],
             manual: Sequence[str], setup_error: str | None, interrupted_at: str | None,
-            also_required: Sequence[str], notes: Sequence[str]) -> Verdict:
+            also_required: Sequence[str], notes: Sequence[str], not_applicable: str = "") -> Verdict:
     ready, failed_head, incomplete_head = _heads(kind)
     parts: list[str] = []
     unanswered = not_run = 0
@@ -89,6 +97,8 @@ def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], rea
         if outcome == "failed":
             parts.append(f"{check} FAIL")
             failed = True
+        elif outcome == "skipped" and reasons.get(check, "").startswith(NOT_CONFIGURED):
+            parts.append(f"{check} {NOT_CONFIGURED}")  # the plan cannot supply its values: never answered
         elif outcome == "skipped" and not (check in manual and reasons.get(check, "").startswith(NEEDS_OPERATOR)):
             parts.append(f"{check} SKIP")
         elif outcome is None and check in also_required:
@@ -109,11 +119,11 @@ def _decide(kind: str, expected: Sequence[str], outcomes: Mapping[str, str], rea
         return Verdict(f"{failed_head}: setup error: {setup_error}", ExitCode.SETUP, setup_error=setup_error)
     if not parts and kind == STEP_5A:
         return Verdict(f"{ready.format(n=len(expected))} (step 5a): the rehearsal is READY only after step 5b "
-                       "(the manual checks) and A20-active", ExitCode.OK)
+                       f"(the manual checks) and A20-active{not_applicable}", ExitCode.OK)
     if not parts:
-        noun = " checks passed" if kind == REHEARSAL else ""
-        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}" + "".join(f"; {n}" for n in notes),
-                       ExitCode.OK)
+        noun = (" applicable checks passed" if not_applicable else " checks passed") if kind == REHEARSAL else ""
+        return Verdict(f"{ready}: {len(expected)} of {len(expected)}{noun}{not_applicable}"
+                       + "".join(f"; {n}" for n in notes), ExitCode.OK)
     if failed:
-        return Verdict(f"{failed_head}: {', '.join(parts)}", ExitCode.FAILED)
-    return Verdict(f"{incomplete_head}: {', '.join(parts)}", ExitCode.INCOMPLETE)
+        return Verdict(f"{failed_head}: {', '.join(parts)}{not_applicable}", ExitCode.FAILED)
+    return Verdict(f"{incomplete_head}: {', '.join(parts)}{not_applicable}", ExitCode.INCOMPLETE)

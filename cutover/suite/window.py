@@ -194,11 +194,14 @@ def evidence_ready(b: Bundle, plan: Plan) -> Item:
     checks = bundle.checks_of(b.log)
     count, missing = bundle.readiness(checks, required)
     _, proofs = bundle.readiness(checks, list(REHEARSAL_PROOFS))  # content unchanged, the rollback rehearsed
+    na = Catalogue.for_plan(plan).not_applicable  # from this plan (same-plan holds it to the rehearsal's)
+    said = f"; not applicable, as the plan declares: {', '.join(f'{c} {w}' for c, w in na.items())}" if na else ""
     if missing or proofs:
         return failed("evidence-ready", f"{count} of {len(required)} passed; not passed: "
-                                        f"{', '.join([*missing, *proofs])} (verdict was {b.log.get('verdict')!r})")
-    return passed("evidence-ready", f"READY: {count} of {len(required)} passed, content unchanged, rollback "
-                                    f"rehearsed ({b.log.get('verdict')})")
+                                        f"{', '.join([*missing, *proofs])} (verdict was {b.log.get('verdict')!r})"
+                                        + said)
+    return passed("evidence-ready", f"READY: {count} of {len(required)} {'applicable ' if na else ''}passed, content "
+                                    f"unchanged, rollback rehearsed ({b.log.get('verdict')}){said}")
 
 
 def evidence_fresh(b: Bundle, now: datetime) -> Item:

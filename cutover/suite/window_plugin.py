@@ -28,11 +28,11 @@ from cutover.core.plan import Plan
 from cutover.core.redact import redact
 from cutover.suite import timeline, window
 from cutover.suite import verdict as verdicts
-from cutover.suite.catalogue import SET_B_IDS
+from cutover.suite.catalogue import SET_B
 from cutover.suite.fixtures.manual import _terminal
 from cutover.suite.hooks import session
 from cutover.suite.manual import answers as prompts
-from cutover.suite.state import ANSWERS, PLAN, RUN, SETTINGS, SHARED_DIR
+from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SETTINGS, SHARED_DIR
 
 MARKER = "prereq: production window go/no-go prerequisite (pytest -m prereq --db-url=PROD --evidence=DIR)"
 
@@ -146,12 +146,13 @@ def _target_url(config: pytest.Config) -> str | None:
 
 def _set_b_passed(config: pytest.Config) -> bool | None:
     summary = config.pluginmanager.get_plugin("cutover-summary")
-    outcomes = {c: o for c, o in getattr(summary, "outcomes", {}).items() if c in SET_B_IDS}
+    owed = {c.id for c in config.stash[CATALOGUE].counted(SET_B)}  # the applicable ones: the plan's [features]
+    outcomes = {c: o for c, o in getattr(summary, "outcomes", {}).items() if c in owed}
     if not outcomes:
         return None
     if any(o == "failed" for o in outcomes.values()):
         return False
-    return all(o == "passed" for o in outcomes.values()) and set(outcomes) == SET_B_IDS
+    return all(o == "passed" for o in outcomes.values()) and set(outcomes) == owed
 
 
 def _place_on_timeline(config: pytest.Config) -> None:

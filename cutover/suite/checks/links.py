@@ -48,6 +48,10 @@ def a7(c: Checker) -> Evidence:
     if bad:
         ev.fail(f"{len(bad)}{'+' if len(bad) == MAX_ROWS else ''} shares do not resolve (case missing or on "
                 f"another tenant, target missing or the share's own tenant)", [r[0] for r in bad])
+    if not p.features.row_level_security:  # what a provider sees is the application's to filter, not RLS's
+        ev.found = ("shares resolve" if ev.ok else f"{len(ev.problems)} problems") + (
+            "; per-provider visibility not applicable: the plan declares no row-level security")
+        return ev
     targets = [r[0] for r in c.run(ev, sql.SQL("SELECT DISTINCT {st}::text FROM {s} ORDER BY 1").format(
         st=I(share.share_target), s=T(share.name)))]
     seen = []

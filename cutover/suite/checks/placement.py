@@ -46,7 +46,7 @@ def a8(c: Checker) -> Evidence:
     """Catches incomplete ownership rules for events: an event type no classification names (the
     cutover could not know whose it is), a patient event left on the source, a provider event moved."""
     p = c.plan
-    rule = p.table(p.audit.table)
+    rule = p.table(p.features.event_table or p.audit.table)
     ev = Evidence("A8", subject=rule.name, tenant=f"{p.source}, {p.target}",
                   expected="every type classified; no patient type on the source; no provider type on the target")
     known = sorted(p.classifications.get(rule.classification or "", {}))

@@ -23,12 +23,25 @@ def a1(c: Checker) -> Evidence:
     column missing, or a tenant-keyed foreign key the move cannot run under all make every other
     check's answer meaningless, so this one comes first."""
     p = c.plan
-    ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
-    heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
-                                                                                   T(p.version_table)))]
-    ev.found = f"{len(heads)} rows: {', '.join(heads) or 'none'}"
-    if heads != [p.schema_head]:
-        ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
+    versions = p.features.schema_versions
+    if versions == "none":
+        ev = Evidence("A1", expected="the plan and the catalog agree (schema head not applicable: the plan declares "
+                                     "no version table, [features] schema_versions = \"none\")", tenant="-")
+        ev.found = "schema head not applicable (no version table)"
+    elif versions == "rails":  # a table of every applied version: the head must be among them
+        ev = Evidence("A1", expected=f"{p.schema_head} among the applied versions in {p.version_table}", tenant="-")
+        n, present = c.run(ev, sql.SQL("SELECT count(*), coalesce(bool_or({c}::text = {h}), false) FROM {t}").format(
+            c=I(p.version_column), h=sql.Literal(p.schema_head), t=T(p.version_table)))[0]
+        ev.found = f"{n} applied versions; {p.schema_head} {'among them' if present else 'not among them'}"
+        if not present:
+            ev.fail(f"schema head {p.schema_head} is not among the {n} applied versions in {p.version_table}")
+    else:
+        ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
+        heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
+                                                                                       T(p.version_table)))]
+        ev.found = f"{len(heads)} rows: {', '.join(heads) or 'none'}"
+        if heads != [p.schema_head]:
+            ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
     # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
     ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
     schema = catalog.read(c.conn, p)
@@ -47,28 +60,39 @@ def a2(c: Checker) -> Evidence:
     """Catches a half-made patient tenant: missing, inactive, unprotected, or with settings that differ
     from the source's mirrored ones, which breaks the moved patients' logins and billing."""
     p = c.plan
-    ev = Evidence("A2", tenant=p.target, expected=f"exists, active, protected, {', '.join(p.mirrored_settings)} "
-                                                  f"equal to {p.source}'s")
-    rows = {r[0]: r[1:] for r in c.run(ev, sql.SQL("SELECT id, {s}, {a}, {pr} FROM {t} WHERE id = ANY({ids})")
-                                           .format(s=I(p.settings_column), a=I(p.active_column),
-                                                   pr=I(p.protected_column), t=T(p.tenant_table),
-                                                   ids=sql.Literal([p.source, p.target])))}
+    f = p.features
+    wanted = ["exists"] + (["active", "protected"] if f.tenant_flags else []) + (
+        [f"{', '.join(p.mirrored_settings)} equal to {p.source}'s"] if f.tenant_settings else [])
+    absent = [w for key, w in f.absent().items() if key in ("tenant_flags", "tenant_settings")]
+    ev = Evidence("A2", tenant=p.target, expected=", ".join(wanted) + (
+        f" (not applicable, as the plan declares: {', '.join(absent)})" if absent else ""))
+    columns = [I("id")] + ([I(p.active_column), I(p.protected_column)] if f.tenant_flags else []) + (
+        [I(p.settings_column)] if f.tenant_settings else [])
+    rows = {r[0]: r[1:] for r in c.run(ev, sql.SQL("SELECT {cols} FROM {t} WHERE id = ANY({ids})").format(
+        cols=sql.SQL(", ").join(columns), t=T(p.tenant_table), ids=sql.Literal([p.source, p.target])))}
     if p.target not in rows:
         ev.fail(f"tenant {p.target} does not exist")
         return ev
-    settings, active, protected = rows[p.target]
-    source_settings = (rows.get(p.source) or ({},))[0] or {}
-    settings = settings or {}
-    ev.found = f"active={active}, protected={protected}, settings={json.dumps(settings, sort_keys=True)}"
+    found = list(rows[p.target])
+    seen = []
+    if f.tenant_flags:
+        active, protected = found[0], found[1]
+        seen.append(f"active={active}, protected={protected}")
+        if not active:
+            ev.fail("target tenant is not active")
+        if not protected:
+            ev.fail("target tenant is not protected")
     if p.source not in rows:
-        ev.fail(f"source tenant {p.source} does not exist, so the mirrored settings cannot be compared")
-    if not active:
-        ev.fail("target tenant is not active")
-    if not protected:
-        ev.fail("target tenant is not protected")
-    for key in p.mirrored_settings:
-        if key not in settings or settings.get(key) != source_settings.get(key):
-            ev.fail(f"setting {key}: {settings.get(key)!r}, source has {source_settings.get(key)!r}")
+        ev.fail(f"source tenant {p.source} does not exist" + (", so the mirrored settings cannot be compared"
+                                                               if f.tenant_settings else ""))
+    if f.tenant_settings:
+        settings = found[-1] or {}
+        source_settings: dict[str, object] = (rows.get(p.source) or [{}])[-1] or {}
+        seen.append(f"settings={json.dumps(settings, sort_keys=True)}")
+        for key in p.mirrored_settings:
+            if key not in settings or settings.get(key) != source_settings.get(key):
+                ev.fail(f"setting {key}: {settings.get(key)!r}, source has {source_settings.get(key)!r}")
+    ev.found = "; ".join(seen) or "exists"
     return ev
 
 

@@ -53,7 +53,8 @@ def _mark(item: pytest.Item, check: str, catalogue: Catalogue) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before -m and -k deselect: they must see the catalogue's markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``--check A3,A7`` keeps only those checks; every check's id travels with its reports (xdist too)."""
+    """``--check A3,A7`` keeps only those checks; a check the plan declares not applicable is not run (the
+    summary and the verdict name it instead); every check's id travels with its reports (xdist too)."""
     settings = config.stash[SETTINGS]
     # A forgotten DATABASE_URL must not turn into a green on a throwaway database; a sandbox chosen by
     # name (--sandbox=local|docker, as CI does) is a deliberate choice and runs on a cut-over clone.
@@ -70,7 +71,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if check is not None:
             _mark(item, check, catalogue)
             item.user_properties.append(("cutover_check", check))
-        (keep if not wanted or check in wanted else drop).append(item)
+        applicable = check is None or catalogue.applicable(check)
+        (keep if applicable and (not wanted or check in wanted) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -105,8 +105,17 @@ def _expected(kind: str | None, catalogue: Catalogue) -> tuple[str, ...]:
     narrows what runs, never this: the checks it leaves out are "not run", so a selection is never a pass."""
     if kind == verdicts.STEP_5A:
         wanted = selection.step_5a(catalogue)
-        return tuple(c.id for c in catalogue if c.id in wanted)
+        return tuple(c.id for c in catalogue if c.id in wanted and catalogue.applicable(c.id))
     return tuple(c.id for c in catalogue.counted(SET_B if kind == verdicts.SET_B else None))
+
+
+def _not_applicable(kind: str | None, catalogue: Catalogue) -> dict[str, str]:
+    """The checks this kind of run would wait for but the plan declares without a subject, with the reason."""
+    if kind is None:
+        return {}
+    wanted = (selection.step_5a(catalogue) if kind == verdicts.STEP_5A
+              else {c.id for c in catalogue if SET_B in c.sets} if kind == verdicts.SET_B else None)
+    return {c: why for c, why in catalogue.not_applicable.items() if wanted is None or c in wanted}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -142,7 +151,8 @@ def pytest_configure(config: pytest.Config) -> None:
     glue.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
     kind = run_kind(config)
     proofs = REHEARSAL_PROOFS if kind == verdicts.REHEARSAL else ()
-    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue), proofs),
+    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue), proofs,
+                                                    _not_applicable(kind, catalogue)),
                                   "cutover-summary")  # one per run, not per process
     AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
     if workers.adopt_controller_state(config):
