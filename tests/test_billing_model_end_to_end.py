@@ -18,6 +18,7 @@ import pytest
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import load_plan
+from cutover.suite.catalogue import Catalogue
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.billing_model import SOURCE, TARGET
 from tests.support import checksum, failing_evidence, operator_tests, run_cutover, scalar
@@ -113,6 +114,8 @@ def test_the_draft_and_the_ownership_decisions_cut_over_and_back_leaving_nothing
     # every applicable check passes; the ones the drafted plan declares without a subject are named
     target = DatabaseUnderCheck(billing_db, report, report_path, sandbox=True)
     assert failing_evidence(target, plan, cutover_settings) == {}
+    not_applicable = Catalogue.for_plan(plan).not_applicable
+    assert set(not_applicable) == {"A7", "A8", "A9", "A21"}, dict(not_applicable)
     args = example(**operator_tests("test_matrix"))
     set_b = pytester.runpytest_subprocess("-m", "setB", f"--db-url={billing_db}", f"--plan={path}",
                                           f"--report-path={report_path}", "-p", "no:randomly", *args)
