@@ -396,8 +396,11 @@ def test_under_tenant_keyed_foreign_keys_the_cutover_moves_exactly_the_same_and_
 
 
 # The third model (tests/third_model): the reference schema under tenant-keyed foreign keys, with a
-# (tenant_id, id) key, clinical.match_requests, "Document References" and a refreshed materialized view.
+# (tenant_id, id) key, clinical.match_requests, "Document References", a refreshed materialized view and
+# an audit trigger on messages into audit."Message Changes". Late messages cannot be stragglers here
+# (their tenant-keyed foreign key refuses them on the source), so the sweep never fires that trigger.
 THIRD_NAMES = third_model.RENAMED
+THIRD_AUDIT = third_model.AUDIT
 
 
 @pytest.fixture(scope="session")
@@ -441,6 +444,10 @@ def test_on_the_third_model_the_cutover_sweep_and_reverse_move_exactly_what_the_
         plan_name = {t: THIRD_NAMES.get(t, t) for t in ORDER}
         assert ({t: n for t, n in report["moved"].items() if n}
                 == {plan_name[t]: len(v) for t, v in expected.items() if v})
+        # The audit trigger on messages wrote one row per moved message, on the target (the trail starts empty).
+        moved_messages = len(expected["messages"])
+        assert ({t: v for t, v in report.get("triggered", {}).items() if v}
+                == ({THIRD_AUDIT: {TARGET: moved_messages}} if moved_messages else {}))
         bad = failing(url, report, third_plan, cutover_settings)
         assert not bad, "\n\n".join(bad.values())
         # A late message on the source cannot point at its case, moved to the target: messages'
@@ -463,3 +470,8 @@ def test_on_the_third_model_the_cutover_sweep_and_reverse_move_exactly_what_the_
         aftercare.reverse(url, third_plan, ACTOR, engine.Timeouts(), report)
         # Every row where it was before the cutover; the late rows where they were written.
         assert tenants_of(url, THIRD_NAMES) == {t: {**mid[t], **before[t]} for t in ORDER}
+        # The trail keeps what the trigger wrote: the cutover's rows moved back, one more per message moved back.
+        with db.connection(url, read_only=True) as conn:
+            trail = dict(conn.execute(sql.SQL("SELECT tenant_id, count(*) FROM {} GROUP BY 1").format(
+                table_sql(THIRD_AUDIT))).fetchall())
+        assert trail == ({SOURCE: 2 * moved_messages} if moved_messages else {})

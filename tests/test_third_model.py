@@ -1,6 +1,7 @@
 """The whole flow on the third model (issue 23): the reference schema with tenant-keyed foreign keys of
 each kind, a ``(tenant_id, id)`` key, a table outside ``public``, a quoted mixed-case name, a
-materialized view the cutover refreshes, and an owner role under FORCE ROW LEVEL SECURITY.
+materialized view the cutover refreshes, an audit trigger on ``messages`` writing into a tenant-scoped
+``audit."Message Changes"`` (declared with ``written_by``), and an owner role under FORCE ROW LEVEL SECURITY.
 
 The model is built in ``tests/third_model``; the Hypothesis row mixes run on it in test_row_mixes.py.
 """
@@ -19,7 +20,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
-from cutover.core.plan import Plan, load_plan
+from cutover.core.plan import Plan, load_plan, table_sql
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck, check_connection
@@ -28,6 +29,7 @@ from tests.support import checksum, execute_sql, failing_evidence, run_cutover, 
 
 PLAN = third_model.PLAN
 SRC, TGT = "tenant-apollo-001", "tenant-curaway-patients"
+AUDIT = third_model.AUDIT  # written by the trigger messages_audit on messages (plan: written_by)
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +68,7 @@ def test_dry_run_ready_execute_the_twelve_checks_and_an_exact_reverse(third_db: 
     dry = run_cutover(third_db, "dry-run", f"--plan={PLAN}")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert dry.stdout.splitlines()[-1].startswith("READY"), dry.stdout
+    assert f"trigger messages_audit on messages writes {AUDIT} on each moved row: declared" in dry.stdout, dry.stdout
     path = tmp_path / "r.json"
     done = run_cutover(third_db, "execute", "--operator-confirmed", f"--plan={PLAN}", f"--report-path={path}")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -73,13 +76,21 @@ def test_dry_run_ready_execute_the_twelve_checks_and_an_exact_reverse(third_db: 
     for table in ("Document References", "clinical.match_requests", "messages", "cases", "patients"):
         assert report["moved"][table] > 0, table
     assert {k[0] for k in report["allow_list"]["messages"]} == {TGT}  # (tenant_id, id): as it is after the move
+    moved_messages = report["moved"]["messages"]
+    assert report["triggered"] == {AUDIT: {TGT: moved_messages}}  # one row per moved message, where it landed
     moved_cases = report["moved"]["cases"]
     assert scalar(third_db, "SELECT cases FROM case_counts WHERE tenant_id = %s", (TGT,)) == moved_cases  # refreshed
     target = DatabaseUnderCheck(third_db, report, path, sandbox=True)
     assert failing_evidence(target, third_plan, cutover_settings) == {}
     back = run_cutover(third_db, "reverse", "--operator-confirmed", f"--plan={PLAN}", f"--report-path={path}")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert checksum(third_db, third_plan) == before
+    # Exact but for the audit trail, which keeps what the trigger wrote: the cutover's rows moved back, and
+    # one more per message the reverse moved, all on the source.
+    assert {t: s for t, s in checksum(third_db, third_plan).items() if t != AUDIT} == {
+        t: s for t, s in before.items() if t != AUDIT}
+    audit = sql.SQL("SELECT tenant_id, count(*) FROM {} GROUP BY 1").format(table_sql(AUDIT))
+    with db.connection(third_db, read_only=True) as conn:
+        assert dict(conn.execute(audit).fetchall()) == {SRC: 2 * moved_messages}
     assert scalar(third_db, "SELECT count(*) FROM case_counts WHERE tenant_id = %s", (TGT,)) == 0
 
 

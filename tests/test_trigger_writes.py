@@ -335,3 +335,41 @@ def test_a_rehearsal_on_the_audited_schema_passes_the_twelve_checks_and_a20_acti
     assert any(ln.startswith("PASSED") and "A20active_" in ln for ln in out.splitlines()), out
     assert "audit_log [*] (rows, content sum): before 1000 rows" in out, out
     assert "REHEARSAL NOT READY: A5-content FAIL, rollback SKIP, 9 unanswered" in out and result.ret == 1, out
+
+
+def test_a_declared_trigger_that_writes_on_the_source_tenant_is_handled_by_execute_sweep_and_reverse(
+        audited_db: str, tmp_path: Path, cutover_settings: Settings) -> None:
+    """A trail kept on the tenant a row leaves (``OLD.tenant_id``): each move writes its rows on the tenant
+    it moves from. The execute's later move of audit_log took them; the sweep and the reverse, which move
+    the rows they listed first, left them behind and rolled back (``audit_log: 1 patient-owned rows still
+    on tenant-apollo-001``). Now they follow, listed with the rows moved, counted as the trigger's."""
+    execute_sql(audited_db, """CREATE OR REPLACE FUNCTION patients_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO audit_log (tenant_id, table_name, row_id) VALUES (OLD.tenant_id, TG_TABLE_NAME, NEW.id);
+                    RETURN NEW;
+                END $$""")
+    plan = plan_file(tmp_path, DECLARED)
+    patients = int(scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (SRC,)))
+    before = audit_rows(audited_db)
+    report_path = tmp_path / "r.json"
+    done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan}",
+                       f"--report-path={report_path}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    execute_sql(audited_db, sql.SQL("INSERT INTO patients (id, tenant_id) VALUES ('late-patient', {})").format(
+        sql.Literal(SRC)))
+    swept = run_cutover(audited_db, "sweep", "--json", f"--plan={plan}", f"--report-path={report_path}")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    record = json.loads(swept.stdout)
+    assert record["moved"] == {"patients": 1} and record["triggered"] == {"audit_log": {TGT: 1}}
+    report = json.loads(report_path.read_text())
+    target = DatabaseUnderCheck(audited_db, report, report_path, sandbox=True)
+    bad = failing_evidence(target, load_plan(plan), cutover_settings)
+    assert bad == {}, "\n".join(bad.values())
+    back = run_cutover(audited_db, "reverse", "--json", "--operator-confirmed", f"--plan={plan}",
+                       f"--report-path={report_path}")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert json.loads(back.stdout)["triggered"] == {"audit_log": {SRC: patients + 1}}
+    assert scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (TGT,)) == 0
+    # Every row on the source: the trail as it was, and two per patient (the cutover's or the sweep's, and
+    # the reverse's), each written on the target's side of a move and carried back with it.
+    assert audit_rows(audited_db) == {**before, SRC: before[SRC] + 2 * (patients + 1)}

@@ -19,7 +19,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import audit, catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
@@ -76,7 +76,8 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             return None
         with run.step("move stragglers to the target") as info:
             moved = engine.move_listed(conn, plan, ids, plan.source, plan.target, pf.deferred)
-            info["rows"] = sum(moved.values())
+            carried = _carry_written(conn, plan, ids, moved, plan.source, plan.target, pf.deferred)
+            info["rows"] = sum(moved.values()) + sum(carried.values())
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.swept}"):
             engine.check_tenant_keys(conn, pf.deferred)
@@ -90,8 +91,8 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             record.update(moved={k: v for k, v in moved.items() if v}, committed_at=datetime.now(UTC).isoformat())
             if triggered:
                 record["triggered"] = triggered
-            moved_ids = {t: ids[t] for t in ids if moved[t] or written_here.get(t)}
-            engine.write_audit(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
+            moved_ids = {t: ids[t] for t in ids if moved[t] or written_here.get(t) or carried.get(t)}
+            audit.write_event(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
                 sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
                                                                "committed_at", "moved", "triggered") if k in record})),
                 engine.ids_json(plan, moved_ids)))
@@ -103,9 +104,25 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
     return cast(SweepRecord, record)  # what report["sweeps"] holds, plus the command's own fields
 
 
+def _carry_written(conn: Connection, plan: Plan, ids: dict[str, str], moved: Mapping[str, int], source: str,
+                   target: str, keys: list[catalog.TenantKey]) -> dict[str, int]:
+    """Move to ``target`` the patient rows that declared triggers wrote on ``source`` during this move, and
+    add them to the id tables; rows carried per table.
+
+    A trigger may write on the tenant a row leaves (``OLD.tenant_id``): rows no list held when the
+    sweep's or the reverse's rows were listed, which its verification would find left behind. The
+    execute's moves take them by predicate (the written table moves after its writer). Counted as the
+    trigger's rows where they end, never as moved: the sweep's moved rows are ones A5 counts as
+    written since the baseline, which these were not.
+    """
+    return {name: engine.move_listed(conn, plan, {name: ids[name]}, source, target, keys)[name]
+            for name, fired in plan.fired(moved).items()
+            if fired and name in ids and engine.list_written(conn, plan, plan.table(name), ids[name], source)}
+
+
 def listed(conn: Connection, plan: Plan, rule: TableRule, run_id: str) -> sql.Composable:
     """SELECT of the rows run ``run_id`` and its sweeps moved, typed like ``rule``'s key columns, read
-    from the database's audit events (:func:`report.recorded_keys`), never from the report file.
+    from the database's audit events (:func:`cutover.core.audit.recorded_keys`), never from the report file.
 
     Each key value is cast to its column's own type (named from the catalog, as identifiers), so it
     goes through the column's input function and every comparison below is in the key's own type.
@@ -123,7 +140,7 @@ def listed(conn: Connection, plan: Plan, rule: TableRule, run_id: str) -> sql.Co
         values = [sql.SQL("({} ->> {})::{} AS {}").format(k, sql.Literal(i), types[c], sql.Identifier(c))
                   for i, c in enumerate(rule.key)]
     return sql.SQL("SELECT {values} FROM ({keys}) s").format(
-        values=sql.SQL(", ").join(values), keys=reports.recorded_keys(plan, rule.name, run_id))
+        values=sql.SQL(", ").join(values), keys=audit.recorded_keys(plan, rule.name, run_id))
 
 
 COMPARE_BOUND = 100_000
@@ -222,11 +239,11 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     allow = cut_report.get("allow_list") or {}
     # The allow-list holds the moved rows and the patient rows the written_by triggers wrote on the target.
     moved = Counter(stored.get("moved") or {}) + Counter(stored.get("listed_written") or {})
-    parts = reports.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
+    parts = audit.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
     for table in list(ids) + [t for t in allow if t not in ids]:
         same = None
         if isinstance(allow, reports.AllowList) and table in allow and table in ids:  # byte for byte first
-            same = allow.same_text(table, reports.part_texts(conn, plan, parts.get(table, [])))
+            same = allow.same_text(table, audit.part_texts(conn, plan, parts.get(table, [])))
         diff = KeyDiff((same, same)) if same is not None else compare_keys(_report_texts(cut_report, table),
                                                                           ids.get(table, []))
         if diff.counts[1] != moved.get(table, 0) and table in ids:
@@ -417,7 +434,8 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         with run.step("move the rows back to the source") as info:
             moved = engine.move_listed(conn, plan, ids, plan.target, plan.source, deferred)
-            info["rows"] = sum(moved.values())
+            carried = _carry_written(conn, plan, ids, moved, plan.target, plan.source, deferred)
+            info["rows"] = sum(moved.values()) + sum(carried.values())
         engine.refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.check_tenant_keys(conn, deferred)
@@ -427,7 +445,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
             if triggered:
                 record["triggered"] = triggered
-            engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
+            audit.write_event(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
                 {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",
                                         "new_since_commit", "triggered") if k in record})))
         engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)

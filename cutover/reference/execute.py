@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import audit, catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
@@ -284,43 +284,10 @@ def _sink(spool: Path | None, table: str) -> BinaryIO:
     return os.fdopen(os.open(spool / f"{table}.ids", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
-def write_audit(conn: Connection, plan: Plan, kind: str, payload: sql.Composable) -> str:
-    """Insert one of the cutover's own events on the target tenant; ``payload`` is a jsonb expression."""
-    event_id = str(uuid.uuid4())
-    head, ids = audit_insert(conn, plan, sql.Literal(event_id))
-    conn.execute(sql.SQL("{head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
-        head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload,
-        sv=sql.Literal(plan.audit.source_value)))
-    return event_id
-
-
-def audit_insert(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql.Composed, sql.Composed]:
-    """``INSERT INTO <audit> (<keys>, tenant, type, payload, source)`` and the key values, ``key``
-    for each, that go first in its row; the caller adds the tenant, type, payload and source values.
-
-    Key columns the table fills itself (identity, serial, default now()) are left to it; the others
-    get ``key``, a fresh uuid, which PostgreSQL takes for a text or uuid column.
-    """
-    a = plan.audit
-    keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
-    head = sql.SQL("INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src})").format(
-        t=table_sql(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
-        ten=rules.tenant_of(plan), ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column),
-        src=rules.ident(a.source_column))
-    return head, sql.SQL("").join(sql.SQL("{}, ").format(key) for _ in keys)
-
-
-def has_default(conn: Connection, table: str, column: str) -> bool:
-    """Does the database fill ``column`` itself on insert (a default, identity or serial)?"""
-    row = conn.execute("SELECT a.atthasdef OR a.attidentity <> '' FROM pg_attribute a WHERE a.attrelid = "
-                       "to_regclass(%s) AND a.attname = %s AND NOT a.attisdropped",
-                       (table_regclass(table), column)).fetchone()
-    return bool(row and row[0])
-
-
 def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
            written: dict[str, int], ids: dict[str, str], source: str, target: str,
-           fired: Mapping[str, int] | None = None, triggered: dict[str, dict[str, int]] | None = None) -> str:
+           fired: Mapping[str, int] | None = None, triggered: dict[str, dict[str, int]] | None = None,
+           probed: dict[str, int] | None = None) -> str:
     """Prove the move inside the transaction: anything off rolls the whole cutover back.
 
     Returns how it was proved. Where no trigger or rule can change what the move statements do,
@@ -342,7 +309,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
                 c=rules.tenant_of(plan), to=sql.Literal(target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
-    if not problems and not fired and proved_by_statistics(conn, plan, moved, written):
+    if not problems and not fired and proved_by_statistics(conn, plan, moved, written, probed or {}):
         return "statistics"
     after = counts(conn, plan)
     for table in plan.table_names:
@@ -383,7 +350,8 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
     return "full count"
 
 
-def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], written: dict[str, int]) -> bool:
+def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], written: dict[str, int],
+                         probed: dict[str, int] | None = None) -> bool:
     """Did this transaction change exactly what the moves and the audit events say, and nothing else?
 
     Each move is one UPDATE that sets the tenant of every row its predicate selects on the source
@@ -406,7 +374,8 @@ def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], wr
         "SELECT n, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM unnest(%s::text[], %s::text[]) u(n, r) "
         "JOIN pg_stat_xact_all_tables s ON s.relid = to_regclass(r)",
         (tables, [table_regclass(t) for t in tables])).fetchall()}
-    return all(stats.get(t, (0, 0, 0)) == (written.get(t, 0), moved.get(t, 0), 0) for t in tables)
+    inserted = {t: written.get(t, 0) + (probed or {}).get(t, 0) for t in tables}  # the probe's row was rolled back
+    return all(stats.get(t, (0, 0, 0)) == (inserted[t], moved.get(t, 0), 0) for t in tables)
 
 
 def build_ids(conn: Connection, name: str, select: sql.Composable) -> int:
@@ -497,6 +466,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         open_steps(run, conn, plan, timeouts)
         locked_at = time.monotonic()
         with run.step("pre-flight inside the transaction") as info:
+            audit.create_own(conn, plan)  # [audit] own = true: made on first use, in this transaction
             pf = preflight.run(conn, plan, planned=False)
             info["rows"] = len(pf.blockers)
             if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
@@ -517,7 +487,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             pass  # nothing on the target is patient-owned yet (the pre-flight just said so)
         written = {plan.audit.table: 1}
         with run.step(f"write {plan.audit.started}"):
-            write_audit(conn, plan, plan.audit.started, sql.Literal(json.dumps(
+            audit.write_event(conn, plan, plan.audit.started, sql.Literal(json.dumps(
                 {"run_id": run.run_id, "actor": actor, "started_at": run.started_at})))
         moved: dict[str, int] = {}
         order = catalog.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
@@ -536,7 +506,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             check_tenant_keys(conn, pf.deferred)
             triggered: dict[str, dict[str, int]] = {}
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
-                                           plan.target, plan.fired(moved), triggered)
+                                           plan.target, plan.fired(moved), triggered, probed=pf.probed)
             prefer_lz4(conn)
             parts: dict[str, int] = {}
             for rule in plan.moving:
@@ -566,7 +536,7 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                       "target", "plan", "triggered", "listed_written")
             summary: dict[str, Any] = {k: v for k, v in report.items() if k in fields}
             summary["allow_list_parts"] = parts
-            write_audit(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
+            audit.write_event(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
             report["allow_list_parts"] = parts
             info["rows"] = sum(moved.values())
         if before_commit is not None:
@@ -643,7 +613,7 @@ def _scans_by_tid(conn: Connection) -> Iterator[None]:
 
 def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, limit: int) -> tuple[int, int]:
     a, rule = plan.audit, plan.table(table)
-    insert, fresh = audit_insert(conn, plan, sql.SQL("gen_random_uuid()"))
+    insert, fresh = audit.insert_head(conn, plan, sql.SQL("gen_random_uuid()"))
     # A partitioned or inherited table has no blocks of its own: a range of tuple ids applies to each
     # of its partitions, so the ranges cover the largest one.
     pages = int(db.one(conn, "WITH RECURSIVE tree(oid) AS (SELECT to_regclass(%s)::oid UNION ALL "
@@ -741,13 +711,10 @@ def commit(conn: Connection, url: str, plan: Plan, run_id: str, kind: str | None
 
 
 def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
-    a = plan.audit
-    query = sql.SQL("SELECT count(*) FROM {t} WHERE {ty} = {kind} AND {pl} ->> 'run_id' = {rid}").format(
-        t=table_sql(a.table), ty=rules.ident(a.type_column), kind=sql.Literal(kind),
-        pl=rules.ident(a.payload_column), rid=sql.Literal(run_id))
+    """Is run ``run_id``'s ``kind`` event in the database? Asked on a new connection after a COMMIT
+    whose answer was lost."""
     with db.connection(url, autocommit=True) as check:
-        row = check.execute(query).fetchone()
-    return bool(row and row[0])
+        return bool(audit.events(check, plan, [kind], run_id=run_id, slim=True))
 
 
 def _rollback_quietly(conn: Connection) -> None:

@@ -7,13 +7,12 @@ just the first): an operator fixing a classifier dict wants the whole list in on
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import audit, catalog, db
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, table_regclass, table_sql, toml_key
 from cutover.core.report_types import key_json, key_text
@@ -46,6 +45,9 @@ class Preflight:
     # Tenant-keyed foreign keys the moves break until both sides have moved: deferred for the
     # cutover's transaction and checked before COMMIT (catalog.TenantKey).
     deferred: list[catalog.TenantKey] = field(default_factory=list)
+    # Rows the audit insert's probe inserted and rolled back to its savepoint (the execute's pre-flight
+    # only): the transaction's row statistics count them, the tables do not hold them.
+    probed: dict[str, int] = field(default_factory=dict)
     # Triggers the moves fire that write other planned tables: (table, trigger, written table, declared in
     # the plan's written_by), the declared ones whether or not their function's source shows it.
     trigger_writes: list[tuple[str, str, str, bool]] = field(default_factory=list)
@@ -82,21 +84,10 @@ def catalog_columns(conn: Connection, table: str) -> set[str]:
 
 
 def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
-    """The newest completed-or-reversed audit event on the target: the database's own record of state.
-
-    Without its allow-list: the caller wants the run, and a completed event can carry millions of
-    keys (sweep and reverse, which read this first, peaked at hundreds of MB parsing them)."""
-    a = plan.audit
-    q = sql.SQL("SELECT {ty}, {pl}::jsonb - 'allow_list' FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) "
-                "AND {src} = {sv} ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
-        ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=table_sql(a.table),
-        ten=rules.tenant_of(plan), target=sql.Literal(plan.target), kinds=sql.Literal([a.completed, a.reversed]),
-        src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
-    row = conn.execute(q).fetchone()
-    if row is None:
-        return None
-    payload = row[1] if isinstance(row[1], dict) else json.loads(row[1] or "{}")
-    return {"kind": row[0], **payload}
+    """The newest completed-or-reversed audit event on the target: the database's own record of state,
+    without its allow-list (the caller wants the run, not its keys)."""
+    last = audit.newest(conn, plan, [plan.audit.completed, plan.audit.reversed])
+    return None if last is None else {"kind": last.kind, **last.payload}
 
 
 def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
@@ -265,7 +256,12 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
     else:
         result.blockers += rls_declared_absent(conn, plan)
-    result.last_run = last_audit_run(conn, plan)
+    refused, probed = audit.insert_problems(conn, plan)
+    result.blockers += [Blocker("audit-insert", p) for p in refused]
+    if probed:
+        result.probed[plan.audit.table] = probed
+    # A table that refuses the cutover's events (an enum without its types) cannot hold any to read.
+    result.last_run = None if refused else last_audit_run(conn, plan)
     on_target = {}
     for rule in plan.moving:
         n = _one(conn, rules.count_owned(plan, rule, plan.target))

@@ -26,7 +26,7 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import audit, db
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.report_types import key_text
@@ -83,17 +83,6 @@ def _columns(conn: Connection, table: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def _own_audit(plan: Plan, table: str) -> sql.Composable:
-    """The cutover's own events are expected to appear: left out on both sides."""
-    a = plan.audit
-    if table != a.table:
-        return sql.SQL("true")
-    kinds = (a.started, a.completed, a.swept, a.reversed, a.allow_list_part)
-    return sql.SQL("NOT ({type} IN ({kinds}) AND {src} IS NOT DISTINCT FROM {value})").format(
-        type=I(a.type_column), kinds=sql.SQL(", ").join(map(L, kinds)), src=I(a.source_column),
-        value=L(a.source_value))
-
-
 def _row(plan: Plan, columns: list[str], ignored: set[str], moved_back: bool) -> sql.Composable:
     """The row as compared: the ignored columns out and, after the cutover, the target read as the source."""
     parts: list[sql.Composable] = []
@@ -117,7 +106,7 @@ def _sums(conn: Connection, plan: Plan, table: str, moved_back: bool) -> tuple[i
     row = _row(plan, _columns(conn, table), _ignored(plan, table), moved_back)
     found = conn.execute(sql.SQL(
         "SELECT count(*), coalesce(sum(hashtextextended({row}, 0)::numeric), 0)::text FROM {t} WHERE {own}").format(
-        row=row, t=T(table), own=_own_audit(plan, table))).fetchone()
+        row=row, t=T(table), own=audit.own_events(plan, table))).fetchone()
     assert found is not None
     return int(found[0]), str(found[1])
 
@@ -127,7 +116,7 @@ def _hashes(conn: Connection, plan: Plan, rule: TableRule, moved_back: bool) -> 
     row = _row(plan, _columns(conn, rule.name), _ignored(plan, rule.name), moved_back)
     keytext = key_text(rule.key)
     query = sql.SQL("SELECT {k}, hashtextextended({row}, 0) FROM {t} WHERE {own} ORDER BY ({k}) COLLATE \"C\"").format(
-        k=keytext, row=row, t=T(rule.name), own=_own_audit(plan, rule.name))
+        k=keytext, row=row, t=T(rule.name), own=audit.own_events(plan, rule.name))
     with conn.cursor(name=f"content_{rule.name}"[:60]) as cur:
         cur.itersize = 10_000
         for key, digest in cur.execute(query):
@@ -167,13 +156,8 @@ def _trigger_rows(conn: Connection, plan: Plan) -> Counter[str]:
     the reverse's moves, as their audit events record them (``triggered``: per table, per tenant)."""
     a = plan.audit
     out: Counter[str] = Counter()
-    for (found,) in conn.execute(sql.SQL(
-            "SELECT {pl} -> 'triggered' FROM {t} WHERE {ty} IN ({kinds}) AND {src} IS NOT DISTINCT FROM {value} "
-            "AND {pl} ? 'triggered'").format(
-            pl=I(a.payload_column), t=T(a.table), ty=I(a.type_column),
-            kinds=sql.SQL(", ").join(map(L, (a.completed, a.swept, a.reversed))), src=I(a.source_column),
-            value=L(a.source_value))).fetchall():
-        for table, per in (found or {}).items():
+    for event in audit.events(conn, plan, [a.completed, a.swept, a.reversed], slim=True):
+        for table, per in (event.payload.get("triggered") or {}).items():
             out[table] += sum(int(n) for n in per.values())
     return out
 

@@ -26,7 +26,7 @@ import psycopg
 from filelock import FileLock
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import catalog, db
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
@@ -513,7 +513,7 @@ def insert_straggler(url: str, plan: Plan) -> str:
         # Key columns the table fills itself (identity, serial, a default) are left to it; any other
         # gets a fresh uuid read as the column's own type (text or uuid).
         for key in rule.key:
-            if key in columns or engine.has_default(conn, st.table, key):
+            if key in columns or catalog.has_default(conn, st.table, key):
                 continue
             columns.append(key)
             values.append(sql.SQL("(jsonb_populate_record(NULL::{t}, jsonb_build_object({k}, gen_random_uuid())))"

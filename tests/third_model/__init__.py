@@ -3,7 +3,9 @@
 Tenant-keyed foreign keys of each kind the cutover moves rows under (ON UPDATE CASCADE; DEFERRABLE
 INITIALLY IMMEDIATE and DEFERRED), a ``(tenant_id, id)`` key, a table outside ``public``
 (``clinical.match_requests``), a quoted mixed-case name (``"Document References"``), a materialized
-view the cutover refreshes, and, after a restore, an owner role under FORCE ROW LEVEL SECURITY.
+view the cutover refreshes, an audit trigger on ``messages`` writing into ``audit."Message Changes"``
+(tenant-scoped, outside ``public``, a quoted name; declared with ``written_by``) and, after a restore,
+an owner role under FORCE ROW LEVEL SECURITY.
 Built on the reference schema and its generator, so that the Hypothesis row mixes' oracle (written
 for the reference schema) applies to it unchanged, under the names in ``RENAMED``.
 """
@@ -28,6 +30,8 @@ CHANGES = HERE / "schema.sql"  # run after the reference schema
 GENERATOR_VERSION = "third-1"
 # The reference tables this model names differently: the reference name -> the plan's.
 RENAMED = {"document_references": "Document References", "match_requests": "clinical.match_requests"}
+# The table the audit trigger on messages writes, as the plan names it (the generator leaves it empty).
+AUDIT = "audit.Message Changes"
 
 
 def generate(scale: float, seed: int) -> Iterator[TableData]:

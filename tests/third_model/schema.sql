@@ -28,8 +28,29 @@ ALTER TABLE "Document References" ADD CONSTRAINT documents_tenant_patient_fkey F
 -- A materialized view per tenant: the plan's [refresh] has the cutover refresh it after the moves.
 CREATE MATERIALIZED VIEW case_counts AS SELECT tenant_id, count(*) AS cases FROM cases GROUP BY tenant_id;
 
--- Rows that triggers write (issue 23, point 2) belong here: an audit trigger on patients writing
--- each UPDATE into a tenant-scoped table, planned with `written_by` in plan.toml.
+-- Rows that triggers write: an audit trail kept by the application, every UPDATE of a message recorded
+-- (the row's new tenant, the table, the row's key) by a plpgsql trigger into a tenant-scoped table
+-- outside public with a name that needs quoting. The cutover's move of messages is such an UPDATE:
+-- plan.toml declares the trigger with `written_by`, so the cutover expects one row per moved message.
+CREATE SCHEMA audit;
+CREATE TABLE audit."Message Changes" (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id text NOT NULL REFERENCES public.tenants (id),
+    table_name text NOT NULL,
+    row_id text NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON audit."Message Changes" (tenant_id);
+ALTER TABLE audit."Message Changes" ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audit."Message Changes" FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON audit."Message Changes"
+    USING (tenant_id = current_setting('app.tenant_id', true));
+CREATE FUNCTION audit.messages_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit."Message Changes" (tenant_id, table_name, row_id) VALUES (NEW.tenant_id, TG_TABLE_NAME, NEW.id);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER messages_audit AFTER UPDATE ON messages FOR EACH ROW EXECUTE FUNCTION audit.messages_audit();
 
 -- The owner role under FORCE ROW LEVEL SECURITY is not part of a dump (snapshots are taken with
 -- --no-owner): tests/third_model.owned_by_a_forced_role hands the tables to one after the restore.

@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import audit, db
 from cutover.core.plan import TableRule
 from cutover.core.report_types import key_json, key_label, key_order, key_records, key_text, listed_keys, listed_rows
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
@@ -78,13 +78,11 @@ def a10(c: Checker) -> Evidence:
     if report is None:
         return ev
     a = p.audit
-    events = c.run(ev, sql.SQL("SELECT {pl} FROM {t} WHERE {ty} = {k} AND {pl} ->> 'run_id' = {rid}").format(
-        pl=I(a.payload_column), t=T(a.table), ty=I(a.type_column), k=sql.Literal(a.completed),
-        rid=sql.Literal(str(report.get("run_id")))))
+    events = audit.as_events(c.run(ev, audit.events_query(p, [a.completed], run_id=str(report.get("run_id")))))
     if not events:
         ev.fail(f"no {a.completed} event for the report's run {report.get('run_id')}: wrong report or database")
     else:
-        event = events[0][0]
+        event = events[-1].payload
         for key in ("actor", "baseline", "moved", "committed_at"):
             if event.get(key) != report.get(key):
                 ev.fail(f"report {key} differs from the {a.completed} event")

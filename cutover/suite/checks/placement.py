@@ -46,9 +46,15 @@ def a8(c: Checker) -> Evidence:
     """Catches incomplete ownership rules for events: an event type no classification names (the
     cutover could not know whose it is), a patient event left on the source, a provider event moved."""
     p = c.plan
-    rule = p.table(p.features.event_table or p.audit.table)
-    ev = Evidence("A8", subject=rule.name, tenant=f"{p.source}, {p.target}",
-                  expected="every type classified; no patient type on the source; no provider type on the target")
+    expected = "every type classified; no patient type on the source; no provider type on the target"
+    event_table = p.features.event_table or (None if p.audit.own else p.audit.table)
+    if event_table is None:  # the plan names no events table of the application's: nothing here to classify
+        ev = Evidence("A8", subject=p.audit.table, tenant=f"{p.source}, {p.target}", expected=expected)
+        ev.fail(f"no events table to check: the plan keeps the cutover's trail in {p.audit.table} ([audit] own = "
+                "true); an unchecked A8 is not a pass")
+        return ev
+    rule = p.table(event_table)
+    ev = Evidence("A8", subject=rule.name, tenant=f"{p.source}, {p.target}", expected=expected)
     known = sorted(p.classifications.get(rule.classification or "", {}))
     col = I("t", rule.column or "")
     for what, where in (
