@@ -187,13 +187,15 @@ def test_the_reverse_selects_its_rows_without_a_subplan_per_row(fresh_db: str, c
     with db.connection(fresh_db) as conn:
         conn.execute("SET LOCAL work_mem = '64kB'")
         for rule in cutover_plan.moving:
-            conn.execute(sql.SQL("CREATE TEMP TABLE listed ON COMMIT DROP AS SELECT {k} FROM {t}").format(
-                k=key_order(rule.key), t=rules.ident(rule.name)))
-            conn.execute("ANALYZE listed")
+            for name in ("listed", "held"):  # the target's own rows, left out: an anti-join too
+                conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {k} FROM {t}").format(
+                    sql.Identifier(name), k=key_order(rule.key), t=rules.ident(rule.name)))
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN {}").format(
-                aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed")))).fetchall())
+                aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed"), sql.Identifier("held")))
+            ).fetchall())
             assert "SubPlan" not in plan, f"{rule.name}:\n{plan}"
-            conn.execute("DROP TABLE listed")
+            conn.execute("DROP TABLE listed, held")
 
 
 def test_the_reverse_selects_its_rows_without_sorting_or_hashing_them_all(fresh_db: str, cutover_plan: Plan) -> None:
@@ -205,14 +207,16 @@ def test_the_reverse_selects_its_rows_without_sorting_or_hashing_them_all(fresh_
 
     with db.connection(fresh_db) as conn:
         for rule in cutover_plan.moving:
-            conn.execute(sql.SQL("CREATE TEMP TABLE listed ON COMMIT DROP AS SELECT {k} FROM {t}").format(
-                k=key_order(rule.key), t=sql.Identifier(rule.name)))
-            conn.execute("ANALYZE listed")
+            for name, rows in (("listed", sql.SQL("")), ("held", sql.SQL(" LIMIT 0"))):  # held: the target's own
+                conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {k} FROM {t}{rows}").format(
+                    sql.Identifier(name), k=key_order(rule.key), t=sql.Identifier(rule.name), rows=rows))
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN {}").format(
-                aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed")))).fetchall())
+                aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed"), sql.Identifier("held")))
+            ).fetchall())
             for node in ("Unique", "HashAggregate", "Sort", "SubPlan"):
                 assert node not in plan, f"{rule.name}: {node}\n{plan}"
-            conn.execute("DROP TABLE listed")
+            conn.execute("DROP TABLE listed, held")
 
 
 def test_the_reverse_moves_back_a_listed_row_no_longer_patient_owned_once(

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog
+from cutover.core import catalog, tenants
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, table_sql
 
@@ -77,7 +77,13 @@ def _trail(plan: Plan, alias: str | None = None) -> dict[str, sql.Composable]:
 
     return {"t": table_ident(plan), "ty": col(a.type_column), "pl": col(a.payload_column),
             "src": col(a.source_column), "sv": sql.Literal(a.source_value), "ten": col(tenant_column(plan)),
-            "target": sql.Literal(plan.target)}
+            "target": _target(plan)}
+
+
+def _target(plan: Plan) -> sql.Composable:
+    """The target tenant as the audit table holds it: the cutover's own table keeps it as text, an
+    application's events table in the tenant key's own type."""
+    return sql.Literal(plan.target) if plan.audit.own else tenants.literal(plan, plan.target)
 
 
 def exists(conn: Connection, plan: Plan) -> bool:
@@ -267,7 +273,7 @@ def insert_head(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql.
 def _insert(conn: Connection, plan: Plan, kind: str, payload: sql.Composable, key: sql.Composable) -> sql.Composed:
     head, ids = insert_head(conn, plan, key)
     return sql.SQL("{head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
-        head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload,
+        head=head, ids=ids, target=_target(plan), kind=sql.Literal(kind), payload=payload,
         sv=sql.Literal(plan.audit.source_value))
 
 

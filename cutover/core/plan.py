@@ -253,6 +253,10 @@ class Plan:
     refresh_views: tuple[str, ...] = ()
     static_views: tuple[str, ...] = ()
     features: Features = Features()
+    # (schema, type) of the tenant table's key as the database has it; None until read from the
+    # catalog (cutover.core.tenants.typed), which also writes source, target and protected as the
+    # database writes that type. Never in the file: the database is the authority on its own types.
+    tenant_type: tuple[str, str] | None = None
 
     @property
     def table_names(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
-from cutover.core import audit, catalog, db
+from cutover.core import audit, catalog, db, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
@@ -52,6 +52,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "sweep", "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the cutover is committed and nothing blocks the sweep") as info:
             last = _require_cut_over(conn, plan, "sweep")
@@ -232,6 +233,7 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     disagrees keeps an edited or stale file from being the record of the window (a sweep appends to
     it, the checks A5 and A10 read it). Streamed: neither side is held in memory whole.
     """
+    plan = tenants.typed(conn, plan)
     last = _require_report_of(conn, plan, cut_report, what)
     run_id = str(last["run_id"])
     stored, ids = reports.rebuild(conn, plan, run_id)
@@ -312,8 +314,9 @@ def check_report(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping[s
         raise RunFailed(f"{what} refused: {exc}; nothing changed", ExitCode.BLOCKED) from None
 
 
-def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Composable:
-    """The keys of the rows the reverse moves back: on the target and patient-owned, or in the report.
+def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql.Composable) -> sql.Composable:
+    """The keys of the rows the reverse moves back: on the target and patient-owned, or in the report;
+    never the target's own (``held``: the patient rows it held before the cutover, as recorded then).
 
     ``listed`` names a relation of the report's keys typed like the table's key columns: the reverse's
     temp table, or the read-only count's CTE. One selection for both, so the count is what moves.
@@ -325,11 +328,13 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Co
     every row twice over, on disk past work_mem, and handed the move its keys in the sort's order.
     """
     own = rules.patient_predicate(plan, rule, "r")
-    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} UNION ALL "
+    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} AND NOT EXISTS (SELECT 1 FROM {held} h "
+                   "WHERE {hjoin}) UNION ALL "
                    "SELECT {k} FROM {t} r WHERE r.{c} = {target} AND ({own}) IS NOT TRUE "
                    "AND EXISTS (SELECT 1 FROM {listed} l WHERE {join})").format(
         k=key_order(rule.key, "r"), t=table_sql(rule.name), c=rules.ident(plan.tenant_column),
-        target=sql.Literal(plan.target), own=own, listed=listed, join=key_equal(rule.key, "r", "l"))
+        target=tenants.literal(plan, plan.target), own=own, listed=listed, join=key_equal(rule.key, "r", "l"),
+        held=held, hjoin=key_equal(rule.key, "r", "h"))
 
 
 def _not_listed(rule: TableRule, alias: str, listed: sql.Composable) -> sql.Composable:
@@ -349,6 +354,7 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
     try:
         with db.connection(url, read_only=True, application_name="cutover-reverse-count") as conn:
             engine.set_timeouts(conn, timeouts)
+            plan = tenants.typed(conn, plan)
             engine.refuse_hidden_rows(conn, plan)
             require_recorded(conn, plan, cut_report, "reverse")
             with _no_nested_loops(conn):
@@ -391,11 +397,13 @@ def _count(conn: Connection, plan: Plan, run_id: str) -> tuple[dict[str, int], d
 def count_statement(conn: Connection, plan: Plan, rule: TableRule, run_id: str,
                     name: sql.Identifier) -> sql.Composed:
     """The dry run's count of one table: the reverse's selection over its listed keys as a CTE."""
+    held = sql.Identifier("held")  # the target's own patient rows, recorded by the execute: they stay
     return sql.SQL(  # NOT EXISTS in a WHERE: an anti-join, not a subplan per row
-        "WITH {listed} AS MATERIALIZED ({rows}), i AS MATERIALIZED ({keys}) "
+        "WITH {listed} AS MATERIALIZED ({rows}), {held} AS MATERIALIZED ({own}), i AS MATERIALIZED ({keys}) "
         "SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM i WHERE {new})").format(
-        listed=name, rows=listed(conn, plan, rule, run_id),
-        new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name))
+        listed=name, rows=listed(conn, plan, rule, run_id), held=held,
+        own=listed(conn, plan, rule, engine.held_run(run_id)),
+        new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name, held))
 
 
 def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any],
@@ -412,6 +420,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                               "cutover_run_id": cut_report.get("run_id"), "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
             _require_report_of(conn, plan, cut_report, "reverse")
@@ -420,14 +429,20 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}
         new_rows: dict[str, int] = {}
+        held: dict[str, int] = {}  # the target's own patient rows, still there and patient-owned: they stay
         with run.step("list the rows to move back") as info:
             baseline = engine.counts(conn, plan)
             for rule in plan.moving:
-                listed_table = engine.id_table(rule, "listed")
+                listed_table, held_table = engine.id_table(rule, "listed"), engine.id_table(rule, "held")
                 engine.build_ids(conn, listed_table, listed(conn, plan, rule, str(cut_report["run_id"])))
+                engine.build_ids(conn, held_table, listed(conn, plan, rule, engine.held_run(str(cut_report["run_id"]))))
+                held[rule.name] = int(db.one(conn, sql.SQL(
+                    "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
+                    h=rules.ident(held_table), t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
+                    own=rules.owned_on(plan, rule, plan.target, "r")))[0])
                 ids[rule.name] = engine.id_table(rule, "reverse")
-                planned[rule.name] = engine.build_ids(conn, ids[rule.name],
-                                                      _reverse_keys(plan, rule, rules.ident(listed_table)))
+                planned[rule.name] = engine.build_ids(conn, ids[rule.name], _reverse_keys(
+                    plan, rule, rules.ident(listed_table), rules.ident(held_table)))
                 new_rows[rule.name] = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
                     ids=rules.ident(ids[rule.name]), new=_not_listed(rule, "i", rules.ident(listed_table))))[0])
             info["rows"] = sum(planned.values())
@@ -441,7 +456,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             engine.check_tenant_keys(conn, deferred)
             triggered: dict[str, dict[str, int]] = {}
             engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source,
-                          plan.fired(moved), triggered)
+                          plan.fired(moved), triggered, held=held)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
             if triggered:
                 record["triggered"] = triggered

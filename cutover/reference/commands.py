@@ -95,6 +95,10 @@ def dry_run(args: argparse.Namespace) -> int:
     lines += [f"  trigger {trigger} on {table} writes {written} on each moved row: "
               + ("declared, one row expected per moved row, verified" if declared else "NOT declared (blocker)")
               for table, trigger, written, declared in pf.trigger_writes]
+    if pf.held and pf.ready:
+        shown = ", ".join(f"{t}={n}" for t, n in pf.held.items())
+        lines.append(f"  {plan.target} holds patient-owned rows of its own ({shown}): they stay there, are not in "
+                     f"the allow-list and the reverse leaves them")
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
     size, part = sum(pf.allow_list_bytes.values()), engine.AUDIT_PART_BYTES
     parts = preflight.audit_parts(pf.allow_list_bytes, part)

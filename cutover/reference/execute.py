@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import audit, catalog, db
+from cutover.core import audit, catalog, db, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
@@ -287,8 +287,11 @@ def _sink(spool: Path | None, table: str) -> BinaryIO:
 def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
            written: dict[str, int], ids: dict[str, str], source: str, target: str,
            fired: Mapping[str, int] | None = None, triggered: dict[str, dict[str, int]] | None = None,
-           probed: dict[str, int] | None = None) -> str:
+           probed: dict[str, int] | None = None, held: dict[str, int] | None = None) -> str:
     """Prove the move inside the transaction: anything off rolls the whole cutover back.
+
+    ``held``: the reverse's count, per table, of the patient-owned rows the target held of its own
+    before the cutover: they stay on the target, and only they may.
 
     Returns how it was proved. Where no trigger or rule can change what the move statements do,
     the transaction's own statistics prove it without reading the tables again (see
@@ -306,7 +309,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
             missing = db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
                                            "WHERE {join} AND r.{c} = {to})").format(
                 ids=rules.ident(ids[rule.name]), t=table_sql(rule.name), join=key_equal(rule.key, "r", "i"),
-                c=rules.tenant_of(plan), to=sql.Literal(target)))[0]
+                c=rules.tenant_of(plan), to=tenants.literal(plan, target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
     if not problems and not fired and proved_by_statistics(conn, plan, moved, written, probed or {}):
@@ -342,8 +345,10 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
     for rule in plan.moving:
         left_on = source if kind != "reverse" else plan.target
         left = db.one(conn, rules.count_owned(plan, rule, left_on))[0]
-        if left:
-            problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}")
+        own = (held or {}).get(rule.name, 0) if kind == "reverse" else 0
+        if left != own:
+            problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}"
+                            + (f", {own} of them its own" if own else ""))
     if problems:
         failure = "verification failed, rolled back: " + "; ".join(problems)  # tables and counts
         raise RunFailed(failure, summary=failure)
@@ -421,7 +426,7 @@ def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, 
         moved[name] = int(conn.execute(rules.move_ids(plan, rule, table, source, target)).rowcount)
         if plan.tenant_column in rule.key:
             conn.execute(sql.SQL("UPDATE {ids} SET {c} = {to}").format(
-                ids=rules.ident(table), c=rules.tenant_of(plan), to=sql.Literal(target)))
+                ids=rules.ident(table), c=rules.tenant_of(plan), to=tenants.literal(plan, target)))
     return {name: moved[name] for name in ids}
 
 
@@ -463,6 +468,8 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                               "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
     id_files: dict[str, Path] = {}
     with guarded(url, run, report, timeouts, id_files) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
+        report["source"], report["target"] = plan.source, plan.target  # as the database writes them
         open_steps(run, conn, plan, timeouts)
         locked_at = time.monotonic()
         with run.step("pre-flight inside the transaction") as info:
@@ -483,8 +490,15 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             baseline = counts(conn, plan)
             report["baseline"] = baseline
             info["rows"] = sum(sum(v.values()) for v in baseline.values())
-        with run.step("allow-list: the moved rows, read back at step 14 under these locks"):
-            pass  # nothing on the target is patient-owned yet (the pre-flight just said so)
+        with run.step("allow-list: the moved rows, read back at step 14 under these locks") as info:
+            # The target's own rows: there before the moves, so not the cutover's (not in the allow-list,
+            # not moved back by the reverse, no placement fault). Their keys stay in the server.
+            held = held_on_target(conn, plan)
+            report["held_on_target"] = held
+            for rule in plan.moving:
+                if held.get(rule.name, {}).get("patient"):
+                    build_owned_ids(conn, plan, rule, plan.target, id_table(rule, "held"))
+            info["rows"] = sum(h.get("patient", 0) for h in held.values())
         written = {plan.audit.table: 1}
         with run.step(f"write {plan.audit.started}"):
             audit.write_event(conn, plan, plan.audit.started, sql.Literal(json.dumps(
@@ -509,10 +523,16 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                                            plan.target, plan.fired(moved), triggered, probed=pf.probed)
             prefer_lz4(conn)
             parts: dict[str, int] = {}
+            held_parts = 0
             for rule in plan.moving:
+                own = id_table(rule, "held") if held.get(rule.name, {}).get("patient") else None
+                if own is not None:  # recorded for the reverse, which must leave them where they are
+                    with open(os.devnull, "wb") as nowhere:
+                        held_parts += write_parts(conn, plan, held_run(run.run_id), rule.name, nowhere,
+                                                  held=own, of_held=True)[0]
                 sink = _sink(spool, rule.name)
                 with sink as out:
-                    parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out)
+                    parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out, held=own)
                     # A trigger's rows on the target are patient-owned there too when the table's rule says
                     # so: listed with the moved ones (A10 and the reverse find them all), never more.
                     written_here = triggered.get(rule.name, {}).get(plan.target, 0)
@@ -528,12 +548,12 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                             json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
                 if spool is not None:
                     id_files[rule.name] = spool / f"{rule.name}.ids"
-            written[plan.audit.table] += sum(parts.values()) + 1
+            written[plan.audit.table] += sum(parts.values()) + held_parts + 1
             report["written"], report["committed_at"] = written, datetime.now(UTC).isoformat()
             if triggered:
                 report["triggered"] = triggered
             fields = ("run_id", "actor", "started_at", "committed_at", "baseline", "moved", "written", "source",
-                      "target", "plan", "triggered", "listed_written")
+                      "target", "plan", "triggered", "listed_written", "held_on_target")
             summary: dict[str, Any] = {k: v for k, v in report.items() if k in fields}
             summary["allow_list_parts"] = parts
             audit.write_event(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
@@ -578,23 +598,49 @@ part's usual size, and with it the client's memory, which holds one part's text 
 _SLOTS = 1 << 9  # positions per block in a range of tuple ids: above the 291 tuples a heap page can hold
 
 
-def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO) -> tuple[int, int]:
+def held_run(run_id: str) -> str:
+    """The run id under which a run records the target's own patient-owned rows (audit parts like the
+    allow-list's): never the run's own, so no reader of the allow-list takes them for moved rows."""
+    return f"{run_id}/held-by-target"
+
+
+def held_on_target(conn: Connection, plan: Plan) -> dict[str, dict[str, int]]:
+    """Per table, the patient-owned and provider-owned rows the target holds (tables holding none left out)."""
+    out: dict[str, dict[str, int]] = {}
+    for rule in plan.tables:
+        patient, provider = db.one(conn, rules.held_counts(plan, rule))
+        found = {k: int(v) for k, v in (("patient", patient), ("provider", provider)) if v}
+        if found:
+            out[rule.name] = found
+    return out
+
+
+def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, held: str | None = None,
+                of_held: bool = False) -> tuple[int, int]:
     """Store one table's allow-list, its patient-owned rows now on the target, as audit events of at
     most ``AUDIT_PART_BYTES`` of key text each, and copy the same text to ``out``; returns how many parts
     and how many keys.
 
-    Under the cutover's locks, with no patient-owned row on the target before the moves (the
-    pre-flight's already-cut-over blocker, checked under the same locks), those rows are exactly
-    the moved ones; the caller compares the count with the moves' own. A part is one key per line,
+    Under the cutover's locks, those rows less the ones the target held before the moves (``held``)
+    are exactly the moved ones; the caller compares the count with the moves' own. A part is one key per line,
     each key as the report holds it (JSON in the column's own type; a JSON text never holds a raw
     newline), built by the server from a range of the table's tuple ids (a TID range scan reads only
     those blocks), in physical order: the order the report lists the keys in. A range whose text
     would pass that size is halved, down to one row. Capturing the keys during the moves
     (``UPDATE ... RETURNING`` into temp tables) made the moves 10-25% slower than the bare UPDATEs;
     reading them back once costs less, and the text travels to the client once, as the spool.
+
+    ``held`` names the temp table of the target's own patient-owned rows (keyed as the table): they
+    were there before the moves, so they are left out, or with ``of_held`` they alone are stored.
     """
+    rule = plan.table(table)
+    which = rules.owned_on(plan, rule, plan.target, "r")
+    if held is not None:
+        which = sql.SQL("{owned} AND {neg} EXISTS (SELECT 1 FROM {h} h WHERE {join})").format(
+            owned=which, neg=sql.SQL("" if of_held else "NOT"), h=rules.ident(held),
+            join=key_equal(rule.key, "r", "h"))
     with _scans_by_tid(conn):
-        return _write_parts(conn, plan, run_id, table, out, AUDIT_PART_BYTES)
+        return _write_parts(conn, plan, run_id, table, out, AUDIT_PART_BYTES, which)
 
 
 @contextmanager
@@ -611,7 +657,8 @@ def _scans_by_tid(conn: Connection) -> Iterator[None]:
         conn.execute("SELECT " + ", ".join(f"set_config('{n}', %s, true)" for n in names), tuple(before))
 
 
-def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, limit: int) -> tuple[int, int]:
+def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, limit: int,
+                 which: sql.Composable) -> tuple[int, int]:
     a, rule = plan.audit, plan.table(table)
     insert, fresh = audit.insert_head(conn, plan, sql.SQL("gen_random_uuid()"))
     # A partitioned or inherited table has no blocks of its own: a range of tuple ids applies to each
@@ -625,16 +672,16 @@ def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bin
     while ranges:
         lo, hi = ranges.pop()
         n, size, text = conn.execute(sql.SQL(
-            "WITH agg AS MATERIALIZED (SELECT count(*) AS n, string_agg({j}::text, E'\\n') AS s FROM {t} "
-            "WHERE ctid >= {lo}::tid AND ctid < {hi}::tid AND {owned}), "
+            "WITH agg AS MATERIALIZED (SELECT count(*) AS n, string_agg({j}::text, E'\\n') AS s FROM {t} r "
+            "WHERE r.ctid >= {lo}::tid AND r.ctid < {hi}::tid AND {owned}), "
             "ins AS ({insert} SELECT {fresh}{target}, {kind}, "
             "jsonb_build_object('run_id', {rid}, 'table', {name}, 'part', {part}, 'keys', s), {sv} FROM agg "
             "WHERE octet_length(s) <= {size}) "
             "SELECT n, octet_length(s), CASE WHEN octet_length(s) <= {size} THEN convert_to(s, 'UTF8') END FROM agg"
         ).format(
-            j=key_json(rule.key), t=table_sql(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
-            owned=rules.owned_on(plan, rule, plan.target), insert=insert, fresh=fresh,
-            target=sql.Literal(plan.target), kind=sql.Literal(a.allow_list_part),
+            j=key_json(rule.key, "r"), t=table_sql(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
+            owned=which, insert=insert, fresh=fresh,
+            target=tenants.literal(plan, plan.target), kind=sql.Literal(a.allow_list_part),
             rid=sql.Literal(run_id), name=sql.Literal(table), part=sql.Literal(part), size=sql.Literal(limit),
             sv=sql.Literal(a.source_value)), binary=True).fetchone() or (0, None, None)
         if size is None:

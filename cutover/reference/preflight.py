@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import audit, catalog, db
+from cutover.core import audit, catalog, db, tenants
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, table_regclass, table_sql, toml_key
 from cutover.core.report_types import key_json, key_text
@@ -48,6 +48,8 @@ class Preflight:
     # Rows the audit insert's probe inserted and rolled back to its savepoint (the execute's pre-flight
     # only): the transaction's row statistics count them, the tables do not hold them.
     probed: dict[str, int] = field(default_factory=dict)
+    # Patient-owned rows the target already holds, per table: its own, left where they are.
+    held: dict[str, int] = field(default_factory=dict)
     # Triggers the moves fire that write other planned tables: (table, trigger, written table, declared in
     # the plan's written_by), the declared ones whether or not their function's source shows it.
     trigger_writes: list[tuple[str, str, str, bool]] = field(default_factory=list)
@@ -65,7 +67,8 @@ class Preflight:
         return any(b.code == "already-cut-over" for b in self.blockers)
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "planned": self.planned, "allow_list_bytes": self.allow_list_bytes,
+        return {"verdict": self.verdict, "planned": self.planned, "held_by_target": self.held,
+                "allow_list_bytes": self.allow_list_bytes,
                 "deferred": [k.short() for k in self.deferred],
                 "trigger_writes": [{"trigger": f"{t}.{g}", "writes": w, "declared": d}
                                    for t, g, w, d in self.trigger_writes],
@@ -117,14 +120,22 @@ def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
 
 def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
     """What is wrong with the source and target tenant rows (shared with check A2): they exist, and the
-    features the plan declares (active and protected flags, mirrored settings) hold on the target."""
+    features the plan declares (active and protected flags, mirrored settings) hold on the target.
+
+    Which row is which is asked of the database, in the key's own type: a uuid key comes back as a
+    ``UUID``, which never equals the plan's text."""
+    plan = tenants.typed(conn, plan)
     f = plan.features
-    columns = [rules.ident("id")] + ([rules.ident(plan.settings_column)] if f.tenant_settings else []) + (
+    src, tgt = tenants.literal(plan, plan.source), tenants.literal(plan, plan.target)
+    key = rules.ident(tenants.TENANT_KEY)
+    columns = [sql.SQL("{} = {}").format(key, src), sql.SQL("{} = {}").format(key, tgt)] + (
+        [rules.ident(plan.settings_column)] if f.tenant_settings else []) + (
         [rules.ident(plan.active_column), rules.ident(plan.protected_column)] if f.tenant_flags else [])
-    q = sql.SQL("SELECT {cols} FROM {t} WHERE {id} = ANY({ids})").format(
-        cols=sql.SQL(", ").join(columns), id=rules.ident("id"), t=table_sql(plan.tenant_table),
-        ids=sql.Literal([plan.source, plan.target]))
-    found = {r[0]: r[1:] for r in conn.execute(q).fetchall()}
+    q = sql.SQL("SELECT {cols} FROM {t} WHERE {id} IN ({src}, {tgt})").format(
+        cols=sql.SQL(", ").join(columns), id=key, t=table_sql(plan.tenant_table), src=src, tgt=tgt)
+    found: dict[str, tuple[Any, ...]] = {}
+    for is_source, is_target, *row in conn.execute(q).fetchall():
+        found.update({t: tuple(row) for t, hit in ((plan.source, is_source), (plan.target, is_target)) if hit})
     problems = [f"tenant '{t}' does not exist" for t in (plan.source, plan.target) if t not in found]
     if problems:
         return problems
@@ -204,6 +215,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     the verification proves what they did.
     """
     result = Preflight()
+    plan = tenants.typed(conn, plan)
     hidden = db.hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
@@ -262,19 +274,17 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         result.probed[plan.audit.table] = probed
     # A table that refuses the cutover's events (an enum without its types) cannot hold any to read.
     result.last_run = None if refused else last_audit_run(conn, plan)
-    on_target = {}
     for rule in plan.moving:
         n = _one(conn, rules.count_owned(plan, rule, plan.target))
         if n:
-            on_target[rule.name] = n
-    if on_target:
-        shown = ", ".join(f"{t}={n}" for t, n in on_target.items())
-        if result.last_run is not None and result.last_run["kind"] == plan.audit.completed:
-            message = (f"run {result.last_run.get('run_id')} committed at {result.last_run.get('committed_at')}; "
-                       f"'{plan.target}' holds patient rows ({shown})")
-        else:
-            message = f"'{plan.target}' already holds patient rows ({shown}) with no committed cutover recorded"
-        result.blockers.append(Blocker("already-cut-over", message))
+            result.held[rule.name] = int(n)
+    # Decided by the audit trail: patient rows on the target may be its own (a tenant that had users
+    # before), which the cutover leaves where they are; only a committed run means it is done.
+    if result.last_run is not None and result.last_run["kind"] == plan.audit.completed:
+        shown = ", ".join(f"{t}={n}" for t, n in result.held.items()) or "none"
+        result.blockers.append(Blocker("already-cut-over", (
+            f"run {result.last_run.get('run_id')} committed at {result.last_run.get('committed_at')} (the audit "
+            f"trail's last {plan.audit.completed} event, not reversed); patient rows on '{plan.target}': {shown}")))
     for rule in plan.moving if planned else ():
         n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
                                        "WHERE {w}").format(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from cutover.core import audit
+from cutover.core import audit, tenants
 from cutover.core.db import Connection, hidden_by_row_security
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan
@@ -336,6 +336,7 @@ def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[Cu
     hidden = hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:
         raise CutoverError(f"cannot rebuild the report: {hidden}")
+    plan = tenants.typed(conn, plan)
     done = audit.events(conn, plan, [plan.audit.completed], run_id=run_id)
     if not done:
         which = f"run {run_id}" if run_id else "any run"

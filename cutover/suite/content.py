@@ -26,7 +26,7 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import audit, db
+from cutover.core import audit, db, tenants
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.report_types import key_text
@@ -90,11 +90,16 @@ def _row(plan: Plan, columns: list[str], ignored: set[str], moved_back: bool) ->
         if col in ignored:
             continue
         if col == plan.tenant_column and moved_back:
-            parts.append(sql.SQL("CASE WHEN {c} = {tgt} THEN {src} ELSE {c} END").format(
-                c=I(col), tgt=L(plan.target), src=L(plan.source)))
+            parts.append(_read_as_source(plan, I(col)))
         else:
             parts.append(I(col))
     return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(parts))
+
+
+def _read_as_source(plan: Plan, column: sql.Composable) -> sql.Composable:
+    """The tenant column with the target read as the source, compared in the tenant key's own type."""
+    return sql.SQL("CASE WHEN {c} = {tgt} THEN {src} ELSE {c} END").format(
+        c=column, tgt=tenants.literal(plan, plan.target), src=tenants.literal(plan, plan.source))
 
 
 def _ignored(plan: Plan, table: str) -> set[str]:
@@ -167,14 +172,20 @@ def _value(value: Any) -> str:
     return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
 
 
-def _row_of(conn: Connection, rule: TableRule, key: str) -> dict[str, Any] | None:
-    found = conn.execute(sql.SQL("SELECT to_jsonb(t) FROM {t} AS t WHERE {k} = {v}").format(
-        t=T(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
+def _row_of(conn: Connection, plan: Plan, rule: TableRule, key: str, moved_back: bool) -> dict[str, Any] | None:
+    """One row as JSON; ``moved_back``: its tenant read as :func:`_row` reads it, in the database, where
+    the key's type is known (a uuid or bigint tenant never equals the plan's text in Python)."""
+    row: sql.Composable = sql.SQL("to_jsonb(t)")
+    if moved_back:
+        row = sql.SQL("to_jsonb(t) || jsonb_build_object({name}, {tenant})").format(
+            name=L(plan.tenant_column), tenant=_read_as_source(plan, I("t", plan.tenant_column)))
+    found = conn.execute(sql.SQL("SELECT {row} FROM {t} AS t WHERE {k} = {v}").format(
+        row=row, t=T(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
     return dict(found[0]) if found else None
 
 
-def _row_differences(plan: Plan, rule: TableRule, key: str, before: dict[str, Any] | None,
-                     after: dict[str, Any] | None, moved_back: bool) -> list[Difference]:
+def _row_differences(rule: TableRule, key: str, before: dict[str, Any] | None,
+                     after: dict[str, Any] | None) -> list[Difference]:
     if before is None or after is None:
         return [Difference(rule.name, key, "(row)", "absent" if before is None else "present",
                            "absent" if after is None else "present")]
@@ -183,9 +194,7 @@ def _row_differences(plan: Plan, rule: TableRule, key: str, before: dict[str, An
     for column in sorted(set(before) | set(after)):
         if column in ignored:
             continue
-        old, new = before.get(column), after.get(column)
-        if column == plan.tenant_column and moved_back:
-            old, new = (plan.source if v == plan.target else v for v in (old, new))
+        old, new = before.get(column), after.get(column)  # the tenant already read as _row_of says
         if old != new:
             out.append(Difference(rule.name, key, column, _value(old), _value(after.get(column))))
     return out
@@ -199,6 +208,7 @@ def compare(before_url: str, after_url: str, plan: Plan, *, moved_back: bool) ->
     more = rows = 0
     tables = (*plan.static_tables, *plan.table_names)
     with db.connection(before_url, read_only=True) as before, db.connection(after_url, read_only=True) as after:
+        plan = tenants.typed(after, plan)
         # Rows the plan's written_by triggers wrote since: expected, as many as the audit events say, and new.
         written = _trigger_rows(after, plan) - _trigger_rows(before, plan)
         for table in tables:
@@ -217,8 +227,8 @@ def compare(before_url: str, after_url: str, plan: Plan, *, moved_back: bool) ->
                                               f"{written[table]} recorded in the audit events", f"{added} new rows"))
             more += count - len(keys)
             for key in keys:
-                differences.extend(_row_differences(plan, rule, key, _row_of(before, rule, key),
-                                                    _row_of(after, rule, key), moved_back))
+                differences.extend(_row_differences(rule, key, _row_of(before, plan, rule, key, moved_back),
+                                                    _row_of(after, plan, rule, key, moved_back)))
     return Comparison(len(tables), rows, tuple(differences), more)
 
 
@@ -226,6 +236,7 @@ def sums(url: str, plan: Plan, *, moved_back: bool) -> dict[str, list[Any]]:
     """Each planned table's (row count, content sum), for a database with no copy kept to compare with
     (a dev branch: taken before the cutover, compared after it)."""
     with db.connection(url, read_only=True) as conn:
+        plan = tenants.typed(conn, plan)
         return {t: list(_sums(conn, plan, t, moved_back)) for t in (*plan.static_tables, *plan.table_names)}
 
 
