@@ -20,8 +20,7 @@ from psycopg import sql
 
 from cutover.core import audit
 from cutover.core.plan import Plan
-from cutover.reference import aftercare
-from cutover.reference import report as reports
+from cutover.reference import aftercare, reports
 from tests.support import checksum, execute_sql, run_cutover, scalar
 
 

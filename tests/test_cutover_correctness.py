@@ -18,7 +18,7 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.plan import Plan
-from cutover.core.report_types import key_order, key_text
+from cutover.core.row_keys import key_order, key_text
 from cutover.sandbox.backends import ServerInfo
 from tests.support import checksum, reference_database, run_cutover, scalar
 
@@ -180,16 +180,14 @@ def test_the_reverse_selects_its_rows_without_a_subplan_per_row(fresh_db: str, c
     """``owned OR EXISTS (listed)`` made PostgreSQL run the EXISTS per row, hashed only while the
     report's keys fit in work_mem: past it, a scan of every listed key per row (163 s for the reverse
     at scale 20). The selection must plan joins whatever work_mem is."""
-    from cutover.core.report_types import key_order
-    from cutover.reference import aftercare
-    from cutover.reference import ownership as rules
-
+    from cutover.core.row_keys import key_order
+    from cutover.reference import aftercare, ownership
     with db.connection(fresh_db) as conn:
         conn.execute("SET LOCAL work_mem = '64kB'")
         for rule in cutover_plan.moving:
             for name in ("listed", "held"):  # the target's own rows, left out: an anti-join too
                 conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {k} FROM {t}").format(
-                    sql.Identifier(name), k=key_order(rule.key), t=rules.ident(rule.name)))
+                    sql.Identifier(name), k=key_order(rule.key), t=ownership.ident(rule.name)))
                 conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN {}").format(
                 aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed"), sql.Identifier("held")))

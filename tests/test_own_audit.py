@@ -24,7 +24,7 @@ from cutover.core import audit, db
 from cutover.core.errors import PlanError
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
-from cutover.reference import report as reports
+from cutover.reference import reports
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import checksum, execute_sql, failing_evidence, run_cutover, scalar

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog, tenants
+from cutover.core import live_schema, tenants
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, table_sql
 
@@ -253,7 +253,8 @@ def _keys(conn: Connection, plan: Plan) -> list[str]:
     a = plan.audit
     if a.own:
         return ["id"]
-    return [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not catalog.has_default(conn, a.table, c)]
+    return [c for c in dict.fromkeys((a.key, *plan.table(a.table).key))
+            if not live_schema.has_default(conn, a.table, c)]
 
 
 def insert_head(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql.Composed, sql.Composed]:

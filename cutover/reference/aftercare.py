@@ -19,18 +19,15 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
-from cutover.core import audit, catalog, db, tenants
+from cutover.core import audit, db, live_schema, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.redact import mask_url
-from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
-from cutover.reference import execute as engine
-from cutover.reference import ownership as rules
-from cutover.reference import preflight
-from cutover.reference import report as reports
-from cutover.reference.execute import Progress, Run, RunFailed, Timeouts, _no_progress
+from cutover.core.row_keys import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
+from cutover.reference import engine, ownership, preflight, reports
+from cutover.reference.engine import Progress, Run, RunFailed, Timeouts, _no_progress
 
 
 def _require_cut_over(conn: Connection, plan: Plan, what: str) -> dict[str, Any]:
@@ -98,7 +95,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
                                                                "committed_at", "moved", "triggered") if k in record})),
                 engine.ids_json(plan, moved_ids)))
             record["ids"] = {t: [r[0] for r in conn.execute(sql.SQL("SELECT {j} FROM {i} ORDER BY {o}").format(
-                j=key_json(plan.table(t).key), i=rules.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
+                j=key_json(plan.table(t).key), i=ownership.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
                 for t in moved_ids}
             engine.commit(conn, url, plan, run.run_id, plan.audit.swept)
         record["commit_status"] = "committed"
@@ -106,7 +103,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
 
 
 def _carry_written(conn: Connection, plan: Plan, ids: dict[str, str], moved: Mapping[str, int], source: str,
-                   target: str, keys: list[catalog.TenantKey]) -> dict[str, int]:
+                   target: str, keys: list[live_schema.TenantKey]) -> dict[str, int]:
     """Move to ``target`` the patient rows that declared triggers wrote on ``source`` during this move, and
     add them to the id tables; rows carried per table.
 
@@ -327,12 +324,12 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql
     20). Not a UNION of the owned rows and a join with every listed key either: it sorted (or hashed)
     every row twice over, on disk past work_mem, and handed the move its keys in the sort's order.
     """
-    own = rules.patient_predicate(plan, rule, "r")
+    own = ownership.patient_predicate(plan, rule, "r")
     return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} AND NOT EXISTS (SELECT 1 FROM {held} h "
                    "WHERE {hjoin}) UNION ALL "
                    "SELECT {k} FROM {t} r WHERE r.{c} = {target} AND ({own}) IS NOT TRUE "
                    "AND EXISTS (SELECT 1 FROM {listed} l WHERE {join})").format(
-        k=key_order(rule.key, "r"), t=table_sql(rule.name), c=rules.ident(plan.tenant_column),
+        k=key_order(rule.key, "r"), t=table_sql(rule.name), c=ownership.ident(plan.tenant_column),
         target=tenants.literal(plan, plan.target), own=own, listed=listed, join=key_equal(rule.key, "r", "l"),
         held=held, hjoin=key_equal(rule.key, "r", "h"))
 
@@ -424,7 +421,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
             _require_report_of(conn, plan, cut_report, "reverse")
-            deferred = [k for k in catalog.tenant_keys(plan, catalog.read(conn, plan)) if k.deferred_by_cutover]
+            deferred = [k for k in live_schema.tenant_keys(plan, live_schema.read(conn, plan)) if k.deferred_by_cutover]
             engine.defer_tenant_keys(conn, deferred)
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}
@@ -438,13 +435,13 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                 engine.build_ids(conn, held_table, listed(conn, plan, rule, engine.held_run(str(cut_report["run_id"]))))
                 held[rule.name] = int(db.one(conn, sql.SQL(
                     "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
-                    h=rules.ident(held_table), t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
-                    own=rules.owned_on(plan, rule, plan.target, "r")))[0])
+                    h=ownership.ident(held_table), t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
+                    own=ownership.owned_on(plan, rule, plan.target, "r")))[0])
                 ids[rule.name] = engine.id_table(rule, "reverse")
                 planned[rule.name] = engine.build_ids(conn, ids[rule.name], _reverse_keys(
-                    plan, rule, rules.ident(listed_table), rules.ident(held_table)))
+                    plan, rule, ownership.ident(listed_table), ownership.ident(held_table)))
                 new_rows[rule.name] = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
-                    ids=rules.ident(ids[rule.name]), new=_not_listed(rule, "i", rules.ident(listed_table))))[0])
+                    ids=ownership.ident(ids[rule.name]), new=_not_listed(rule, "i", ownership.ident(listed_table))))[0])
             info["rows"] = sum(planned.values())
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         with run.step("move the rows back to the source") as info:

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from cutover.core import tenants
 from cutover.core.plan import Plan, TableRule, table_sql
-from cutover.core.report_types import key_equal, key_text
+from cutover.core.row_keys import key_equal, key_text
 
 
 def ident(*names: str) -> sql.Identifier:

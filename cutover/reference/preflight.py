@@ -12,11 +12,11 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import audit, catalog, db, tenants
+from cutover.core import audit, db, live_schema, tenants
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, table_regclass, table_sql, toml_key
-from cutover.core.report_types import key_json, key_text
-from cutover.reference import ownership as rules
+from cutover.core.row_keys import key_json, key_text
+from cutover.reference import ownership
 
 ROW_SECURITY = "row-security"
 
@@ -43,8 +43,8 @@ class Preflight:
     blockers: list[Blocker] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
     # Tenant-keyed foreign keys the moves break until both sides have moved: deferred for the
-    # cutover's transaction and checked before COMMIT (catalog.TenantKey).
-    deferred: list[catalog.TenantKey] = field(default_factory=list)
+    # cutover's transaction and checked before COMMIT (live_schema.TenantKey).
+    deferred: list[live_schema.TenantKey] = field(default_factory=list)
     # Rows the audit insert's probe inserted and rolled back to its savepoint (the execute's pre-flight
     # only): the transaction's row statistics count them, the tables do not hold them.
     probed: dict[str, int] = field(default_factory=dict)
@@ -99,7 +99,7 @@ def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
     versions = plan.features.schema_versions
     if versions == "none":
         return []
-    table, column = table_sql(plan.version_table), rules.ident(plan.version_column)
+    table, column = table_sql(plan.version_table), ownership.ident(plan.version_column)
     if versions == "rails":
         n, present = db.one(conn, sql.SQL("SELECT count(*), coalesce(bool_or({c}::text = {h}), false) FROM {t}").format(
             c=column, h=sql.Literal(plan.schema_head), t=table))
@@ -127,10 +127,10 @@ def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
     plan = tenants.typed(conn, plan)
     f = plan.features
     src, tgt = tenants.literal(plan, plan.source), tenants.literal(plan, plan.target)
-    key = rules.ident(tenants.TENANT_KEY)
+    key = ownership.ident(tenants.TENANT_KEY)
     columns = [sql.SQL("{} = {}").format(key, src), sql.SQL("{} = {}").format(key, tgt)] + (
-        [rules.ident(plan.settings_column)] if f.tenant_settings else []) + (
-        [rules.ident(plan.active_column), rules.ident(plan.protected_column)] if f.tenant_flags else [])
+        [ownership.ident(plan.settings_column)] if f.tenant_settings else []) + (
+        [ownership.ident(plan.active_column), ownership.ident(plan.protected_column)] if f.tenant_flags else [])
     q = sql.SQL("SELECT {cols} FROM {t} WHERE {id} IN ({src}, {tgt})").format(
         cols=sql.SQL(", ").join(columns), id=key, t=table_sql(plan.tenant_table), src=src, tgt=tgt)
     found: dict[str, tuple[Any, ...]] = {}
@@ -184,19 +184,19 @@ def rls_declared_absent(conn: Connection, plan: Plan) -> list[Blocker]:
                                            f"(the checks then verify it)", tuple(r[0] for r in rows[:5]))]
 
 
-def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blocker | None:
+def cascade_blocker(conn: Connection, plan: Plan, key: live_schema.TenantKey) -> Blocker | None:
     """Rows an ON UPDATE CASCADE key would carry along with a moving parent although the plan keeps
     them (their own table's rule does not move them): the cascade would put them on the target
     against the plan. None when there are none."""
     child, parent = plan.table(key.table), plan.table(key.key.parent)
-    join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(rules.ident(a), rules.ident(b))
+    join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(ownership.ident(a), ownership.ident(b))
                                  for a, b in zip(key.key.columns, key.key.parent_columns, strict=True))
     n, sample = db.one(conn, sql.SQL(
         "SELECT count(*), (array_agg({ck} ORDER BY {ck}))[1:5] FROM {ct} c JOIN {pt} p ON {join} "
         "WHERE {parent_moves} AND NOT {child_moves}").format(
         ck=key_text(child.key, "c"), ct=table_sql(child.name), pt=table_sql(parent.name), join=join,
-        parent_moves=rules.owned_on(plan, parent, plan.source, "p"),
-        child_moves=rules.owned_on(plan, child, plan.source, "c")))
+        parent_moves=ownership.owned_on(plan, parent, plan.source, "p"),
+        child_moves=ownership.owned_on(plan, child, plan.source, "c")))
     if not n:
         return None
     return Blocker("tenant-key-cascade", (
@@ -220,16 +220,16 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
-    schema = catalog.read(conn, plan)
-    triggers = catalog.trigger_writes(conn, plan)
+    schema = live_schema.read(conn, plan)
+    triggers = live_schema.trigger_writes(conn, plan)
     result.trigger_writes = [(w.table, w.trigger, r.name, True) for r in plan.tables for w in r.written_by]
     result.trigger_writes += [(t.table, t.trigger, w, False) for t in triggers for w in t.undeclared(plan)]
-    differences = (catalog.compare(plan, schema) + catalog.materialized_view_differences(conn, plan)
-                   + catalog.trigger_differences(plan, triggers))
-    result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
+    differences = (live_schema.compare(plan, schema) + live_schema.materialized_view_differences(conn, plan)
+                   + live_schema.trigger_differences(plan, triggers))
+    result.deferred = [k for k in live_schema.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and set(plan.all_tables) <= set(missing):
-        current, elsewhere = catalog.schemas_holding(conn, missing)
+        current, elsewhere = live_schema.schemas_holding(conn, missing)
         fix = "wrong database, or pass the matching --plan"
         if elsewhere:
             fix = (f"they are in schema {elsewhere[0]}: put it first in the search path, "
@@ -243,7 +243,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         if diff.code == "unplanned-table" and plan.tenant_column in catalog_columns(conn, diff.table):
             rows = tuple(f"{tenant}: {n} rows" for tenant, n in conn.execute(sql.SQL(
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1 LIMIT 5").format(
-                c=rules.ident(plan.tenant_column), t=table_sql(diff.table))).fetchall())
+                c=ownership.ident(plan.tenant_column), t=table_sql(diff.table))).fetchall())
         result.blockers.append(Blocker(diff.code, diff.message, rows))
     if any(d.structural for d in differences):
         return result  # the plan's own queries would fail on a missing table or column
@@ -251,14 +251,14 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     result.blockers += [Blocker("target-tenant", p) for p in tenant_problems(conn, plan)]
     for rule in plan.tables:
         if rule.owner == "classified":
-            values = [r[0] for r in conn.execute(rules.unclassified_values(plan, rule)).fetchall()]
+            values = [r[0] for r in conn.execute(ownership.unclassified_values(plan, rule)).fetchall()]
             if values:
                 result.blockers.append(Blocker(
                     f"unclassified-{rule.classification}",
                     f"{rule.name}.{rule.column} values not in [classification.{rule.classification}]: "
                     f"{', '.join(repr(v) for v in values[:10])}; classify them in the plan"))
-    for link in rules.links(plan):
-        n, sample = db.one(conn, rules.link_violations(plan, link, after_move=True))
+    for link in ownership.links(plan):
+        n, sample = db.one(conn, ownership.link_violations(plan, link, after_move=True))
         if n:
             result.blockers.append(Blocker(
                 "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
@@ -275,7 +275,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     # A table that refuses the cutover's events (an enum without its types) cannot hold any to read.
     result.last_run = None if refused else last_audit_run(conn, plan)
     for rule in plan.moving:
-        n = _one(conn, rules.count_owned(plan, rule, plan.target))
+        n = _one(conn, ownership.count_owned(plan, rule, plan.target))
         if n:
             result.held[rule.name] = int(n)
     # Decided by the audit trail: patient rows on the target may be its own (a tenant that had users
@@ -288,7 +288,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     for rule in plan.moving if planned else ():
         n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
                                        "WHERE {w}").format(
-            k=key_json(rule.key), t=table_sql(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+            k=key_json(rule.key), t=table_sql(rule.name), w=ownership.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
         result.allow_list_bytes[rule.name] = int(size)
     return result

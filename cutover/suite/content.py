@@ -29,7 +29,7 @@ from psycopg import sql
 from cutover.core import audit, db, tenants
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
-from cutover.core.report_types import key_text
+from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import Evidence
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)

@@ -24,12 +24,9 @@ from cutover.core import audit, db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
-from cutover.core.report_types import CutoverReport
-from cutover.reference import aftercare
-from cutover.reference import execute as engine
-from cutover.reference import report as reports
-from cutover.suite import rehearsal as rehearsals
-from cutover.suite import timeline
+from cutover.core.row_keys import CutoverReport
+from cutover.reference import aftercare, engine, reports
+from cutover.suite import rehearsals, timeline
 
 # Checks whose failure is what the sweep fixes: patient-classified rows left on (or landed on) the source.
 SWEEP_FIXES = ("A3", "A8")

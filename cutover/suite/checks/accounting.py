@@ -14,7 +14,7 @@ from psycopg import sql
 
 from cutover.core import audit, db
 from cutover.core.plan import TableRule
-from cutover.core.report_types import key_json, key_label, key_order, key_records, key_text, listed_keys, listed_rows
+from cutover.core.row_keys import key_json, key_label, key_order, key_records, key_text, listed_keys, listed_rows
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 

@@ -20,7 +20,7 @@ from cutover.core import tenants
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule, table_sql
 from cutover.core.redact import redact
-from cutover.core.report_types import CutoverReport, key_order, key_text
+from cutover.core.row_keys import CutoverReport, key_order, key_text
 
 MAX_ROWS = 20
 

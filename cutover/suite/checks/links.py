@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from cutover.core.report_types import key_text
+from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 

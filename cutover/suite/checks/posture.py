@@ -10,9 +10,9 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import catalog, tenants
+from cutover.core import live_schema, tenants
 from cutover.core.plan import table_regclass
-from cutover.core.report_types import key_text
+from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import Checker, Evidence, I, T
 
 
@@ -45,9 +45,10 @@ def a1(c: Checker) -> Evidence:
             ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
     # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
     ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
-    schema = catalog.read(c.conn, p)
+    schema = live_schema.read(c.conn, p)
     ev.queries.append("(the user triggers the moves fire on the moving tables, and their functions' sources)")
-    for diff in catalog.compare(p, schema) + catalog.trigger_differences(p, catalog.trigger_writes(c.conn, p)):
+    for diff in (live_schema.compare(p, schema)
+                 + live_schema.trigger_differences(p, live_schema.trigger_writes(c.conn, p))):
         rows: list[str] = []
         if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
             rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in c.run(ev, sql.SQL(

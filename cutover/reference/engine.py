@@ -27,16 +27,15 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import audit, catalog, db, tenants
+from cutover.core import audit, db, live_schema, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, DURATION
 from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.redact import mask_url, redact
-from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
-from cutover.reference import ownership as rules
-from cutover.reference import preflight
+from cutover.core.row_keys import CutoverReport, key_equal, key_json, key_order
+from cutover.reference import ownership, preflight
 
 
 class RunFailed(CutoverError):
@@ -224,14 +223,14 @@ def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
         raise RunFailed(f"row-security: {hidden}; nothing changed", ExitCode.BLOCKED)
 
 
-def defer_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+def defer_tenant_keys(conn: Connection, keys: list[live_schema.TenantKey]) -> None:
     """Defer the tenant-keyed foreign keys for this transaction only: each table moves in its own
     statement, so between the parent's move and its children's such a key is broken by design."""
     if keys:
         conn.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(_constraint_names(conn, keys)))
 
 
-def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+def check_tenant_keys(conn: Connection, keys: list[live_schema.TenantKey]) -> None:
     """Check the deferred keys now, at verification, so that a row the moves left pointing at another
     tenant rolls the run back naming the key, instead of an anonymous failure at COMMIT."""
     if not keys:
@@ -247,7 +246,7 @@ def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
                         f"the rows or the plan's rules; nothing changed", summary=broken) from None
 
 
-def _constraint_names(conn: Connection, keys: list[catalog.TenantKey]) -> sql.Composable:
+def _constraint_names(conn: Connection, keys: list[live_schema.TenantKey]) -> sql.Composable:
     """Schema-qualified, each in its own table's schema: a constraint name is only unique per table, and
     SET CONSTRAINTS searches the search path otherwise (or the current schema, for a key read without one)."""
     schema = str(db.one(conn, "SELECT current_schema()")[0])
@@ -268,7 +267,7 @@ def counts(conn: Connection, plan: Plan) -> dict[str, dict[str, int]]:
     """Rows per table per tenant: the baseline, and the verification's after-state."""
     out: dict[str, dict[str, int]] = {}
     for table in plan.table_names:
-        out[table] = {tenant: int(n) for tenant, n in conn.execute(rules.tenant_counts(plan, table)).fetchall()}
+        out[table] = {tenant: int(n) for tenant, n in conn.execute(ownership.tenant_counts(plan, table)).fetchall()}
     return out
 
 
@@ -308,8 +307,8 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
         if rule.name in ids:  # sweep and reverse: the listed rows, through the key's index
             missing = db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
                                            "WHERE {join} AND r.{c} = {to})").format(
-                ids=rules.ident(ids[rule.name]), t=table_sql(rule.name), join=key_equal(rule.key, "r", "i"),
-                c=rules.tenant_of(plan), to=tenants.literal(plan, target)))[0]
+                ids=ownership.ident(ids[rule.name]), t=table_sql(rule.name), join=key_equal(rule.key, "r", "i"),
+                c=ownership.tenant_of(plan), to=tenants.literal(plan, target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
     if not problems and not fired and proved_by_statistics(conn, plan, moved, written, probed or {}):
@@ -344,7 +343,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
             triggered[table] = beyond
     for rule in plan.moving:
         left_on = source if kind != "reverse" else plan.target
-        left = db.one(conn, rules.count_owned(plan, rule, left_on))[0]
+        left = db.one(conn, ownership.count_owned(plan, rule, left_on))[0]
         own = (held or {}).get(rule.name, 0) if kind == "reverse" else 0
         if left != own:
             problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}"
@@ -385,15 +384,15 @@ def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], wr
 
 def build_ids(conn: Connection, name: str, select: sql.Composable) -> int:
     """Materialise a list of row keys (typed like the table's key columns) in a temp table dropped at commit."""
-    cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(rules.ident(name), select))
-    conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(name)))
+    cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(ownership.ident(name), select))
+    conn.execute(sql.SQL("ANALYZE {}").format(ownership.ident(name)))
     return int(cur.rowcount)
 
 
 def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, name: str) -> int:
     """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
     return build_ids(conn, name, sql.SQL("SELECT {k} FROM {t} WHERE {w}").format(
-        k=key_order(rule.key), t=table_sql(rule.name), w=rules.owned_on(plan, rule, tenant)))
+        k=key_order(rule.key), t=table_sql(rule.name), w=ownership.owned_on(plan, rule, tenant)))
 
 
 def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, tenant: str) -> int:
@@ -407,12 +406,12 @@ def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, t
     return int(conn.execute(sql.SQL(
         "INSERT INTO {ids} SELECT {k} FROM {t} r WHERE {owned} AND age(r.xmin) <= 0 "
         "AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE {join})").format(
-        ids=rules.ident(id_table), k=key_order(rule.key, "r"), t=table_sql(rule.name),
-        owned=rules.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
+        ids=ownership.ident(id_table), k=key_order(rule.key, "r"), t=table_sql(rule.name),
+        owned=ownership.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
 
 
 def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
-                keys: list[catalog.TenantKey] | None = None) -> dict[str, int]:
+                keys: list[live_schema.TenantKey] | None = None) -> dict[str, int]:
     """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table.
 
     An ON UPDATE CASCADE child of ``keys`` moves before its parent, so the cascade carries nothing. A
@@ -421,12 +420,12 @@ def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, 
     allow-list does (keys after the move), for the verification and for what the sweep records.
     """
     moved = {}
-    for name in catalog.cascade_order(ids, keys or []):
+    for name in live_schema.cascade_order(ids, keys or []):
         rule, table = plan.table(name), ids[name]
-        moved[name] = int(conn.execute(rules.move_ids(plan, rule, table, source, target)).rowcount)
+        moved[name] = int(conn.execute(ownership.move_ids(plan, rule, table, source, target)).rowcount)
         if plan.tenant_column in rule.key:
             conn.execute(sql.SQL("UPDATE {ids} SET {c} = {to}").format(
-                ids=rules.ident(table), c=rules.tenant_of(plan), to=tenants.literal(plan, target)))
+                ids=ownership.ident(table), c=ownership.tenant_of(plan), to=tenants.literal(plan, target)))
     return {name: moved[name] for name in ids}
 
 
@@ -504,14 +503,14 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             audit.write_event(conn, plan, plan.audit.started, sql.Literal(json.dumps(
                 {"run_id": run.run_id, "actor": actor, "started_at": run.started_at})))
         moved: dict[str, int] = {}
-        order = catalog.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
+        order = live_schema.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
         for group in plan.move_steps:
             with run.step("move " + ", ".join(group)) as info:
                 before = sum(moved.values())
                 for name in order[:max(order.index(n) for n in group) + 1]:  # an ON UPDATE CASCADE child first
                     if name not in moved:
                         rule = plan.table(name)
-                        moved[name] = int(conn.execute(rules.move_owned(plan, rule, plan.source,
+                        moved[name] = int(conn.execute(ownership.move_owned(plan, rule, plan.source,
                                                                         plan.target)).rowcount)
                 info["rows"] = sum(moved.values()) - before
         report["moved"] = moved
@@ -608,7 +607,7 @@ def held_on_target(conn: Connection, plan: Plan) -> dict[str, dict[str, int]]:
     """Per table, the patient-owned and provider-owned rows the target holds (tables holding none left out)."""
     out: dict[str, dict[str, int]] = {}
     for rule in plan.tables:
-        patient, provider = db.one(conn, rules.held_counts(plan, rule))
+        patient, provider = db.one(conn, ownership.held_counts(plan, rule))
         found = {k: int(v) for k, v in (("patient", patient), ("provider", provider)) if v}
         if found:
             out[rule.name] = found
@@ -634,10 +633,10 @@ def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bina
     were there before the moves, so they are left out, or with ``of_held`` they alone are stored.
     """
     rule = plan.table(table)
-    which = rules.owned_on(plan, rule, plan.target, "r")
+    which = ownership.owned_on(plan, rule, plan.target, "r")
     if held is not None:
         which = sql.SQL("{owned} AND {neg} EXISTS (SELECT 1 FROM {h} h WHERE {join})").format(
-            owned=which, neg=sql.SQL("" if of_held else "NOT"), h=rules.ident(held),
+            owned=which, neg=sql.SQL("" if of_held else "NOT"), h=ownership.ident(held),
             join=key_equal(rule.key, "r", "h"))
     with _scans_by_tid(conn):
         return _write_parts(conn, plan, run_id, table, out, AUDIT_PART_BYTES, which)
@@ -709,7 +708,7 @@ def ids_json(plan: Plan, ids: dict[str, str]) -> sql.Composed:
     capture order: a sweep's few stragglers, recorded in its event."""
     return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, (SELECT coalesce(jsonb_agg({j}), '[]'::jsonb) FROM {i})").format(
-            sql.Literal(t), j=key_json(plan.table(t).key), i=rules.ident(ids[t]))
+            sql.Literal(t), j=key_json(plan.table(t).key), i=ownership.ident(ids[t]))
         for t in ids))
 
 

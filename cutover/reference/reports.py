@@ -21,7 +21,7 @@ from cutover.core import audit, tenants
 from cutover.core.db import Connection, hidden_by_row_security
 from cutover.core.errors import CutoverError
 from cutover.core.plan import Plan
-from cutover.core.report_types import CutoverReport
+from cutover.core.row_keys import CutoverReport
 
 
 def check_writable(path: Path) -> None:
