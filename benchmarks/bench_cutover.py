@@ -33,6 +33,7 @@ from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.report_types import key_equal, key_order, key_values
+from cutover.reference import execute as engine
 from cutover.reference import ownership as rules
 from cutover.sandbox import backends as sandbox
 from cutover.sandbox import snapshot
@@ -55,8 +56,12 @@ def bare_reverse(url: str, plan: Plan, report_path: Path) -> tuple[float, int]:
     """The floor of the reverse: plain ``UPDATE ... FROM keys`` moving back exactly the rows the report
     lists (allow-list and sweeps), table by table in the plan's order, in one transaction.
 
-    The keys are copied into typed temp tables first, untimed: only the UPDATEs and the COMMIT count,
-    as the bare UPDATEs of the execute. Nothing else: no check, lock, listing, verification or audit.
+    The keys are copied into typed temp tables first and ANALYZEd, untimed: only the UPDATEs and the
+    COMMIT count, as the bare UPDATEs of the execute. Nothing else: no check, lock, listing,
+    verification or audit. Written as a DBA would: before each UPDATE, ``SET LOCAL work_mem`` large
+    enough for the hash join on the keys not to batch to disk (the reverse's own sizing,
+    ``size_hash_for``, capped at 256 MB). At the server's 4 MB default the join batched, every row of
+    both sides through temp files: 202 s at scale 100 against 67 s for the forward bare UPDATEs.
     """
     report = json.loads(report_path.read_text())
     listed: dict[str, list[Any]] = {t: list(keys) for t, keys in report["allow_list"].items()}
@@ -79,6 +84,7 @@ def bare_reverse(url: str, plan: Plan, report_path: Path) -> tuple[float, int]:
         moved = 0
         for name in order:
             rule = plan.table(name)
+            engine.size_hash_for(conn, f"bare_keys_{name}", len(rule.key))
             query = sql.SQL("UPDATE {t} r SET {c} = {src} FROM {k} k WHERE {join} AND r.{c} = {tgt}").format(
                 t=rules.ident(name), c=rules.tenant_of(plan), src=sql.Literal(plan.source),
                 k=sql.Identifier(f"bare_keys_{name}"), join=key_equal(rule.key, "r", "k"),

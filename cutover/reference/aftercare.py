@@ -425,6 +425,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             for rule in plan.moving:
                 listed_table = engine.id_table(rule, "listed")
                 engine.build_ids(conn, listed_table, listed(conn, plan, rule, str(cut_report["run_id"])))
+                engine.size_hash_for(conn, listed_table, len(rule.key))  # the semi-join on them, in memory
                 ids[rule.name] = engine.id_table(rule, "reverse")
                 planned[rule.name] = engine.build_ids(conn, ids[rule.name],
                                                       _reverse_keys(plan, rule, rules.ident(listed_table)))
