@@ -123,6 +123,7 @@ def cli(url: str, *args: str) -> tuple[float, int, dict[str, Any]]:
         if proc.returncode != 0:
             raise SystemExit(f"cutover {args[0]} exited {proc.returncode}: {err.read().decode()[-2000:]}")
         result = json.loads(out.read().decode().strip().splitlines()[-1])
+        result["_progress"] = err.read().decode().splitlines()
     return seconds, peak // 1024, result
 
 
@@ -215,6 +216,8 @@ def main() -> None:
                                 back = sum(res["moved"].values())
                                 print(f"  cutover reverse   {r_sec:8.2f} s  peak RSS {r_rss} MB  ({back} rows back)  "
                                       f"ratio to bare {r_sec / b_sec:.2f}", flush=True)
+                                for step in res["_progress"]:
+                                    print(f"      {step}", flush=True)
                                 reverse_line = (f"; reverse {r_sec:.2f} s, bare reverse {b_sec:.2f} s, ratio "
                                                 f"{r_sec / b_sec:.2f}, peak RSS {r_rss} MB")
                     db.drop_database(info.admin_url, name)

@@ -456,7 +456,7 @@ def size_hash_for(conn: Connection, id_table: str, columns: int) -> None:
     transaction, capped at :data:`HASH_WORK_MEM_CAP_MB`.
     """
     rows, current = db.one(conn, "SELECT greatest(reltuples, 0)::bigint, pg_size_bytes(current_setting('work_mem')) "
-                                 "FROM pg_class WHERE oid = to_regclass(%s)", (id_table,))
+                                 "FROM pg_class WHERE oid = to_regclass(quote_ident(%s))", (id_table,))
     wanted_kb = int(rows) * HASH_BYTES_PER_KEY_COLUMN * max(columns, 1) // 1024
     current_kb = int(current) // 1024
     size_kb = min(max(wanted_kb, current_kb), max(current_kb, HASH_WORK_MEM_CAP_MB * 1024))
