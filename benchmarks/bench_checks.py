@@ -23,8 +23,7 @@ from pathlib import Path
 from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import load_plan
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -45,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
-    info = sandbox.start(sandbox.SandboxSpec.of(settings))
+    info = backends.start(backends.SandboxSpec.of(settings))
     env = {**os.environ, "CUTOVER_ACTOR": "benchmark"}
     env.pop("CUTOVER_DB_URL", None)
     env.pop("DATABASE_URL", None)
@@ -74,7 +73,7 @@ def main() -> None:
             finally:
                 db.drop_database(info.admin_url, name)
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,7 @@ from pathlib import Path
 from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import load_plan
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 from cutover.suite import content
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
-    info = sandbox.start(sandbox.SandboxSpec.of(settings))
+    info = backends.start(backends.SandboxSpec.of(settings))
     try:
         for scale in (float(s) for s in args.scales.split(",")):
             template = f"content_s{str(scale).replace('.', '_')}"
@@ -74,7 +73,7 @@ def main() -> None:
             for name in (f"{template}_back", f"{template}_cut", template):
                 db.drop_database(info.admin_url, name)
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
 
 
 if __name__ == "__main__":

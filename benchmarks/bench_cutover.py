@@ -32,11 +32,9 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
-from cutover.core.report_types import key_equal, key_order, key_values
-from cutover.reference import execute as engine
-from cutover.reference import ownership as rules
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.core.row_keys import key_equal, key_order, key_values
+from cutover.reference import engine, ownership
+from cutover.sandbox import backends, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +45,7 @@ def bare_updates(url: str, plan: Plan) -> tuple[float, int]:
     with db.connection(url) as conn:
         for group in plan.move_steps:
             for name in group:
-                moved += conn.execute(rules.move_owned(plan, plan.table(name), plan.source, plan.target)).rowcount
+                moved += conn.execute(ownership.move_owned(plan, plan.table(name), plan.source, plan.target)).rowcount
         conn.commit()
     return time.monotonic() - started, moved
 
@@ -74,7 +72,7 @@ def bare_reverse(url: str, plan: Plan, report_path: Path) -> tuple[float, int]:
             rule = plan.table(name)
             keys = sql.Identifier(f"bare_keys_{name}")
             conn.execute(sql.SQL("CREATE TEMP TABLE {k} AS SELECT {c} FROM {t} LIMIT 0").format(
-                k=keys, c=key_order(rule.key), t=rules.ident(name)))
+                k=keys, c=key_order(rule.key), t=ownership.ident(name)))
             with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(keys)) as copy:
                 for key in listed[name]:
                     copy.write_row(key_values(rule.key, key))
@@ -86,7 +84,7 @@ def bare_reverse(url: str, plan: Plan, report_path: Path) -> tuple[float, int]:
             rule = plan.table(name)
             engine.size_hash_for(conn, f"bare_keys_{name}", len(rule.key))
             query = sql.SQL("UPDATE {t} r SET {c} = {src} FROM {k} k WHERE {join} AND r.{c} = {tgt}").format(
-                t=rules.ident(name), c=rules.tenant_of(plan), src=sql.Literal(plan.source),
+                t=ownership.ident(name), c=ownership.tenant_of(plan), src=sql.Literal(plan.source),
                 k=sql.Identifier(f"bare_keys_{name}"), join=key_equal(rule.key, "r", "k"),
                 tgt=sql.Literal(plan.target))
             moved += conn.execute(query).rowcount
@@ -142,8 +140,9 @@ def put_back_stragglers(url: str, plan: Plan, n: int) -> int:
     rule = plan.table(plan.move_steps[-1][0])
     with db.connection(url) as conn:
         query = sql.SQL("UPDATE {t} SET {c} = {src} WHERE ({k}) IN (SELECT {k} FROM {t} WHERE {w} LIMIT {n})").format(
-            t=rules.ident(rule.name), c=rules.tenant_of(plan), src=sql.Literal(plan.source), k=key_order(rule.key),
-            w=rules.owned_on(plan, rule, plan.target), n=sql.Literal(n))
+            t=ownership.ident(rule.name), c=ownership.tenant_of(plan), src=sql.Literal(plan.source),
+            k=key_order(rule.key),
+            w=ownership.owned_on(plan, rule, plan.target), n=sql.Literal(n))
         moved = conn.execute(query).rowcount
         conn.commit()
     return int(moved)
@@ -158,7 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
-    info = sandbox.start(sandbox.SandboxSpec.of(settings))
+    info = backends.start(backends.SandboxSpec.of(settings))
     summary: list[str] = []
     try:
         for scale in (float(s) for s in args.scales.split(",")):
@@ -227,7 +226,7 @@ def main() -> None:
             print(line, flush=True)
             db.drop_database(info.admin_url, template)
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     print("\n".join(summary))
 
 

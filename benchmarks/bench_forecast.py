@@ -27,8 +27,7 @@ from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.reference import preflight
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 from cutover.suite import forecast
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
-    info = sandbox.start(sandbox.SandboxSpec.of(settings))
+    info = backends.start(backends.SandboxSpec.of(settings))
     rows: list[str] = []
     previous: forecast.Basis | None = None
     previous_scale = 0.0
@@ -134,7 +133,7 @@ def main() -> None:
             previous, previous_scale = basis, scale
             db.drop_database(info.admin_url, template)
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     print("\nfrom -> to     item             forecast           measured           forecast/measured")
     print("\n".join(rows))
 

@@ -24,8 +24,7 @@ from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.options import resolve
 from cutover.core.plan import Plan, load_plan
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 from cutover.sandbox.pgbin import ClientTools
 from cutover.sandbox.snapshot import ensure_roles
 
@@ -48,7 +47,7 @@ def docker_restores(plan: Plan, repeat: int) -> None:
     """The default snapshot restored through the container's own psql, beside the same on a local cluster."""
     figures: dict[str, list[float]] = {}
     for backend in ("local", "docker"):
-        info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": backend}, {})))
+        info = backends.start(backends.SandboxSpec.of(resolve({"sandbox": backend}, {})))
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "s1.sql.gz"
@@ -61,7 +60,7 @@ def docker_restores(plan: Plan, repeat: int) -> None:
                     figures.setdefault(backend, []).append(result.total_seconds)
                     db.drop_database(info.admin_url, db.database_name(url))
         finally:
-            sandbox.stop(info)
+            backends.stop(info)
     print("restore of a scale-1 snapshot (whole restore, client tools on the host for local, inside the "
           "container for docker): " + "; ".join(f"{b} median {statistics.median(v):.2f} s" for b, v in figures.items()))
 
@@ -78,20 +77,20 @@ def rehearsal_seconds(backend: str, major: int) -> tuple[float, int]:
     return time.monotonic() - started, done.returncode
 
 
-def per_major(plan: Plan, majors: list[int], backends: list[str], repeat: int, rehearse: bool) -> None:
+def per_major(plan: Plan, majors: list[int], backend_names: list[str], repeat: int, rehearse: bool) -> None:
     """Start, restore and whole-rehearsal wall time per (major, backend), in one table."""
     print(f"{'major':>5} {'backend':>8} {'start s':>8} {'restore s':>10} {'rehearsal s':>12}  note")
     for major in majors:
-        for backend in backends:
-            spec = sandbox.SandboxSpec.of(resolve({"sandbox": backend, "pg_major": major}, {}))
+        for backend in backend_names:
+            spec = backends.SandboxSpec.of(resolve({"sandbox": backend, "pg_major": major}, {}))
             try:
-                sandbox.stop(sandbox.start(spec))  # a first docker start may pull or build: not a start figure
+                backends.stop(backends.start(spec))  # a first docker start may pull or build: not a start figure
                 starts = []
                 for _ in range(repeat):
-                    seconds, info = timed(sandbox.start, spec)
+                    seconds, info = timed(backends.start, spec)
                     starts.append(seconds)
-                    sandbox.stop(info)  # type: ignore[arg-type]
-                info = sandbox.start(spec)
+                    backends.stop(info)  # type: ignore[arg-type]
+                info = backends.start(spec)
                 try:
                     with tempfile.TemporaryDirectory() as tmp:
                         out = Path(tmp) / "s1.sql.gz"
@@ -101,7 +100,7 @@ def per_major(plan: Plan, majors: list[int], backends: list[str], repeat: int, r
                         db.drop_database(info.admin_url, db.database_name(url))
                     version = info.version
                 finally:
-                    sandbox.stop(info)
+                    backends.stop(info)
             except SetupError as exc:
                 print(f"{major:>5} {backend:>8} {'-':>8} {'-':>10} {'-':>12}  not measured: {str(exc)[:100]}")
                 continue
@@ -123,21 +122,21 @@ def main() -> None:
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
 
-    detect, problem = timed(sandbox.docker_engine_problem)
+    detect, problem = timed(backends.docker_engine_problem)
     print(f"docker engine detection: {detect:.2f} s ({'engine answered' if problem is None else 'no engine'})")
-    backends = ["local"] + (["docker"] if problem is None else [])
-    per_major(plan, [int(m) for m in args.majors.split(",")], backends, args.repeat, not args.no_rehearsal)
+    backend_names = ["local"] + (["docker"] if problem is None else [])
+    per_major(plan, [int(m) for m in args.majors.split(",")], backend_names, args.repeat, not args.no_rehearsal)
     if args.majors_only:
         return
-    for backend in backends:
-        spec = sandbox.SandboxSpec.of(resolve({"sandbox": backend}, {}))
+    for backend in backend_names:
+        spec = backends.SandboxSpec.of(resolve({"sandbox": backend}, {}))
         if backend == "docker":  # the first start may pull or build the image: not a start figure
-            sandbox.stop(sandbox.start(spec, log=print))
+            backends.stop(backends.start(spec, log=print))
         starts, stops = [], []
         for _ in range(args.repeat):
-            seconds, info = timed(sandbox.start, spec)
+            seconds, info = timed(backends.start, spec)
             starts.append(seconds)
-            stops.append(timed(sandbox.stop, info)[0])
+            stops.append(timed(backends.stop, info)[0])
         how = "initdb + pg_ctl" if backend == "local" else "container to first TCP login"
         print(f"sandbox start ({backend}, {how}): median {statistics.median(starts):.2f} s "
               f"over {args.repeat}; stop median {statistics.median(stops):.2f} s")
@@ -146,7 +145,7 @@ def main() -> None:
     else:
         docker_restores(plan, args.repeat)
 
-    info = sandbox.start(sandbox.SandboxSpec.of(settings))
+    info = backends.start(backends.SandboxSpec.of(settings))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{'scale':>6} {'rows':>10} {'make s':>8} {'restore s':>10} {'load s':>7} "
@@ -166,7 +165,7 @@ def main() -> None:
                 for url in (restore_url, baseline_url):
                     db.drop_database(info.admin_url, db.database_name(url))
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     print("restore s = whole restore (validation read + empty-target check + load in one transaction + grants"
           " + ANALYZE); load s = the load alone; ratio = restore s / (gunzip | psql) on the same file.")
 

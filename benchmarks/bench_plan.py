@@ -23,8 +23,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.options import resolve
 from cutover.core.plan import load_plan
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = resolve({"sandbox": "local"}, {})
     plan = load_plan(settings.plan_path)
-    info = sandbox.start(sandbox.SandboxSpec.of(settings))
+    info = backends.start(backends.SandboxSpec.of(settings))
     try:
         print(f"{'tables':>7} {'draft s':>8} {'check s':>8}  exit codes (draft, check)", flush=True)
         for extra in (int(n) for n in args.tables.split(",")):
@@ -66,7 +65,7 @@ def main() -> None:
             finally:
                 db.drop_database(info.admin_url, f"bench_plan_{extra}")
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
 
 
 if __name__ == "__main__":

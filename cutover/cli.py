@@ -13,15 +13,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cutover.core import catalog, db, evidence, plan_draft, plan_upgrade
+from cutover.core import db, evidence, live_schema, plan_draft, plan_upgrade
 from cutover.core.errors import CutoverError, PlanError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, load_plan
 from cutover.core.redact import redact
-from cutover.reference import commands as cutover_commands
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.reference import commands
+from cutover.sandbox import backends, snapshot
 
 
 def _progress(line: str) -> None:
@@ -38,9 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cutover", description="Phase 2a patient tenant cutover suite tooling.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    cutover_commands.add_parsers(commands, _Parser)
-    snap = commands.add_parser("snapshot", help="make or restore a pre-cutover snapshot")
+    subcommands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parsers(subcommands, _Parser)
+    snap = subcommands.add_parser("snapshot", help="make or restore a pre-cutover snapshot")
     snap_cmds = snap.add_subparsers(dest="snapshot_command", required=True, parser_class=_Parser)
 
     make = snap_cmds.add_parser("make", help="write the deterministic synthetic pre-cutover snapshot")
@@ -66,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     rest.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
     rest.set_defaults(handler=restore_snapshot)
 
-    ev = commands.add_parser("evidence", help="check a run's evidence bundle (evidence.json)")
+    ev = subcommands.add_parser("evidence", help="check a run's evidence bundle (evidence.json)")
     ev_cmds = ev.add_subparsers(dest="evidence_command", required=True, parser_class=_Parser)
     verify = ev_cmds.add_parser("verify", help="recompute every artifact's SHA-256: 0 all match, 1 otherwise")
     verify.add_argument("dir", type=Path, help="a run's artifacts directory, e.g. artifacts/latest")
@@ -74,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ssh-keygen allowed-signers file (or CUTOVER_ALLOWED_SIGNERS): the bundle must be "
                              "signed by one of its keys; names the signer")
     verify.set_defaults(handler=verify_evidence)
-    plan = commands.add_parser("plan", help="draft a plan from a live database, or check one against it")
+    plan = subcommands.add_parser("plan", help="draft a plan from a live database, or check one against it")
     plan_cmds = plan.add_subparsers(dest="plan_command", required=True, parser_class=_Parser)
     draft = plan_cmds.add_parser("draft", help="write a draft plan from the live schema (read-only)")
     draft.add_argument("--db-url", default=None, help="the database to read (or CUTOVER_DB_URL / DATABASE_URL)")
@@ -138,12 +137,12 @@ def check_plan(args: argparse.Namespace) -> int:
         raise CutoverError("plan check needs a database: pass --db-url or set CUTOVER_DB_URL / DATABASE_URL")
     plan = load_plan(settings.plan_path)
     with db.connection(settings.db_url, read_only=True) as conn:
-        schema = catalog.read(conn, plan)
-        differences = (catalog.compare(plan, schema) + catalog.reference_differences(plan, schema)
-                       + catalog.materialized_view_differences(conn, plan)
-                       + catalog.trigger_differences(plan, catalog.trigger_writes(conn, plan)))
+        schema = live_schema.read(conn, plan)
+        differences = (live_schema.compare(plan, schema) + live_schema.reference_differences(plan, schema)
+                       + live_schema.materialized_view_differences(conn, plan)
+                       + live_schema.trigger_differences(plan, live_schema.trigger_writes(conn, plan)))
         if not any(d.structural for d in differences):
-            differences += catalog.unclassified(conn, plan)
+            differences += live_schema.unclassified(conn, plan)
     for diff in differences:
         print(f"{diff.code}: {diff.message}")
     if differences:
@@ -200,12 +199,12 @@ def make_snapshot(args: argparse.Namespace) -> int:
         snapshot.make(args.out, plan, args.db_url, args.scale, args.seed, args.format, _progress)
         return ExitCode.OK
     build = resolve({"plan": args.plan, "sandbox": args.sandbox}, {})
-    info = sandbox.start(sandbox.SandboxSpec.of(build), log=_progress)
+    info = backends.start(backends.SandboxSpec.of(build), log=_progress)
     try:
         snapshot.make(args.out, plan, info.admin_url, args.scale, args.seed, args.format, _progress,
                       tools=info.tools())
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     return ExitCode.OK
 
 

@@ -15,7 +15,7 @@ import pytest
 from cutover.core.plan import Plan
 from cutover.suite.manual import assists
 from cutover.suite.manual.assists import AssistConfig
-from cutover.suite.rehearsal import key_facts
+from cutover.suite.rehearsals import key_facts
 from cutover.suite.under_check import DatabaseUnderCheck
 
 Confirm = Callable[..., None]

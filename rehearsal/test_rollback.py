@@ -16,7 +16,7 @@ import pytest
 from cutover.core.plan import Plan
 from cutover.suite import content
 from cutover.suite.allure_out import verdict
-from cutover.suite.rehearsal import Record
+from cutover.suite.rehearsals import Record
 
 
 def _record(rehearsal: Record | None, what: str) -> Record:

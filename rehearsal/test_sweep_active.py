@@ -12,9 +12,8 @@ import pytest
 
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.reference import aftercare
-from cutover.reference import execute as engine
-from cutover.suite import rehearsal as rh
+from cutover.reference import aftercare, engine
+from cutover.suite import rehearsals
 from cutover.suite.allure_out import verdict
 from cutover.suite.catalogue import Catalogue
 from cutover.suite.checks.base import Checker
@@ -32,10 +31,10 @@ def test_A20active_sweep_moves_a_synthetic_straggler(database_under_check: Datab
     url, plan = database_under_check.url, cutover_plan
     try:
         with allure.step("insert a synthetic patient-classified row on the source"):
-            key = rh.insert_straggler(url, plan)
+            key = rehearsals.insert_straggler(url, plan)
             allure.attach(key, "synthetic row id", allure.attachment_type.TEXT)
         with allure.step("confirm it is on the source"):
-            assert rh.count_straggler(url, plan, plan.source) == 1, "the synthetic row is not on the source"
+            assert rehearsals.count_straggler(url, plan, plan.source) == 1, "the synthetic row is not on the source"
         with allure.step("run the sweep"):
             try:
                 swept = aftercare.sweep(url, plan, "rehearsal:a20-active",
@@ -45,8 +44,8 @@ def test_A20active_sweep_moves_a_synthetic_straggler(database_under_check: Datab
             moved = sum(swept["moved"].values()) if swept else 0
             allure.attach(str(moved), "rows moved by the sweep", allure.attachment_type.TEXT)
         with allure.step("confirm it moved to the target"):
-            assert rh.count_straggler(url, plan, plan.target) == 1, "the sweep did not move the synthetic row"
-            assert rh.count_straggler(url, plan, plan.source) == 0, "the synthetic row is still on the source"
+            assert rehearsals.count_straggler(url, plan, plan.target) == 1, "the sweep did not move the synthetic row"
+            assert rehearsals.count_straggler(url, plan, plan.source) == 0, "the synthetic row is still on the source"
         with allure.step("re-run A20"):
             conn = check_connection(url, cutover_settings, plan)
             try:
@@ -57,6 +56,7 @@ def test_A20active_sweep_moves_a_synthetic_straggler(database_under_check: Datab
                 conn.close()
     finally:
         with allure.step("delete the synthetic row"):
-            deleted = rh.delete_straggler(url, plan)
+            deleted = rehearsals.delete_straggler(url, plan)
             allure.attach(str(deleted), "rows deleted", allure.attachment_type.TEXT)
-            assert rh.count_straggler(url, plan, plan.source) + rh.count_straggler(url, plan, plan.target) == 0
+            assert (rehearsals.count_straggler(url, plan, plan.source)
+                    + rehearsals.count_straggler(url, plan, plan.target)) == 0

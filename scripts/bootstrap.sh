@@ -33,7 +33,7 @@ if [ "$(cat "$allure_stamp" 2>/dev/null)" != "$allure_want" ]; then
 fi
 
 # The docker sandbox: a Docker engine, and mmdebstrap to build the PostgreSQL image where no registry
-# answers (cutover/sandbox/image.py). Missing pieces are installed from the distribution's packages when
+# answers (cutover/sandbox/docker_image.py). Missing pieces are installed from the distribution's packages when
 # we are root; a daemon that does not answer is started. Without them the docker backend is unavailable
 # (the suite falls back to a local cluster and the docker tests say why they skipped), so only warn.
 engine_answers() { command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1; }

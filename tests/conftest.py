@@ -16,8 +16,7 @@ from hypothesis import Phase, Verbosity, settings
 from cutover.core import db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.server import SessionSandbox
 from cutover.suite.under_check import DatabaseUnderCheck
@@ -67,7 +66,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.fixture(scope="session")
 def docker_spec(cutover_settings: Settings) -> SandboxSpec:
     """The docker backend's settings; skips (fails, when CI requires docker) where no engine answers."""
-    problem = sandbox.docker_engine_problem()
+    problem = backends.docker_engine_problem()
     if problem is not None:
         if os.environ.get("CUTOVER_REQUIRE_DOCKER"):
             pytest.fail(f"CUTOVER_REQUIRE_DOCKER is set but {problem}")
@@ -77,16 +76,16 @@ def docker_spec(cutover_settings: Settings) -> SandboxSpec:
 
 @pytest.fixture(scope="session")
 def docker_server(docker_spec: SandboxSpec) -> Iterator[ServerInfo]:
-    info = sandbox.start(docker_spec)
+    info = backends.start(docker_spec)
     yield info
-    sandbox.stop(info)
+    backends.stop(info)
 
 
 @pytest.fixture(scope="session")
 def local_server(cutover_settings: Settings) -> Iterator[ServerInfo]:
-    info = sandbox.start(SandboxSpec(backend="local", cache_path=cutover_settings.cache_path))
+    info = backends.start(SandboxSpec(backend="local", cache_path=cutover_settings.cache_path))
     yield info
-    sandbox.stop(info)
+    backends.stop(info)
 
 
 @pytest.fixture(scope="session", params=["local", pytest.param("docker", marks=pytest.mark.docker)])

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from cutover import cli
 from cutover.core.db import Connection
-from cutover.reference import execute
+from cutover.reference import engine
 
 PAUSE_ENV = "CUTOVER_TEST_PAUSE_AFTER_STEP"
 PART_BYTES_ENV = "CUTOVER_TEST_AUDIT_PART_BYTES"
@@ -34,7 +34,7 @@ HOLD_S = 600
 _held: dict[int, Connection] = {}  # id(run) -> the connection of that run's transaction
 
 
-def _hold(run: execute.Run) -> None:
+def _hold(run: engine.Run) -> None:
     print(f"cutover: paused after step {run.number} ({PAUSE_ENV})", file=sys.stderr, flush=True)
     deadline = time.monotonic() + HOLD_S
     conn = _held.get(id(run))
@@ -47,43 +47,43 @@ def _hold(run: execute.Run) -> None:
 def _record_connections() -> None:
     """Keep each run's transaction connection, as ``guarded`` opens it, for :func:`_hold` to probe: the
     reference execute carries no handle for tests."""
-    original = execute.guarded
+    original = engine.guarded
 
     @contextmanager
-    def guarded(url: str, run: execute.Run, *args: Any, **kwargs: Any) -> Iterator[Connection]:
+    def guarded(url: str, run: engine.Run, *args: Any, **kwargs: Any) -> Iterator[Connection]:
         with original(url, run, *args, **kwargs) as conn:
             _held[id(run)] = conn
             yield conn
 
-    execute.guarded = guarded
+    engine.guarded = guarded
 
 
 def pause_after(step_number: int) -> None:
     """Make every execute/sweep/reverse run hold after ``step_number``."""
     _record_connections()
-    original = execute.Run.step
+    original = engine.Run.step
 
     @contextmanager
-    def step(self: execute.Run, name: str) -> Iterator[dict[str, Any]]:
+    def step(self: engine.Run, name: str) -> Iterator[dict[str, Any]]:
         steps: AbstractContextManager[dict[str, Any]] = original(self, name)
         with steps as info:
             yield info
         if self.number == step_number:
             _hold(self)
 
-    execute.Run.step = step  # type: ignore[method-assign]
+    engine.Run.step = step  # type: ignore[method-assign]
 
 
 def sigint_after_commit() -> None:
     """The operator's Ctrl-C landing the moment the server has committed, before anyone has said so."""
-    original = execute.commit
+    original = engine.commit
 
     def commit(*args: Any, **kwargs: Any) -> None:
         original(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)  # the handler runs here, on the next bytecode, as it would at any point
 
-    execute.commit = commit
+    engine.commit = commit
 
 
 if __name__ == "__main__":
@@ -92,5 +92,5 @@ if __name__ == "__main__":
     if PAUSE_ENV in os.environ:
         pause_after(int(os.environ[PAUSE_ENV]))
     if PART_BYTES_ENV in os.environ:
-        execute.AUDIT_PART_BYTES = int(os.environ[PART_BYTES_ENV])
+        engine.AUDIT_PART_BYTES = int(os.environ[PART_BYTES_ENV])
     raise SystemExit(cli.main())

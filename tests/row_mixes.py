@@ -164,7 +164,7 @@ def worlds(draw: Any, stragglers: bool = False) -> World:
                 w.rows["idempotency_keys"].append(_key(draw, new, tenant, "PUT /api/v1/provider/profile",
                                                        {"profile_id": f"prof-{uid}"}))
     for _ in range(draw(st.integers(0, 5))):
-        w.rows["events"].append(_event(draw, new, cases, at()))
+        w.rows["events"].append(_event(draw, new, cases, at(), target_own=True))
     if stragglers:
         _late(draw, new, w, cases)
     return w
@@ -177,12 +177,16 @@ def _key(draw: Any, new: Ids, tenant: str, route: str, body: Any) -> dict[str, A
 
 
 def _event(draw: Any, new: Ids, cases: list[str], created: str | None,
-           kinds: tuple[str, ...] = PATIENT_EVENTS + PROVIDER_EVENTS + SYSTEM_EVENTS) -> dict[str, Any]:
+           kinds: tuple[str, ...] = PATIENT_EVENTS + PROVIDER_EVENTS + SYSTEM_EVENTS,
+           target_own: bool = False) -> dict[str, Any]:
+    """An event; ``target_own``: before the cutover, so patient and provider events may be the
+    target's own (a tenant with rows of its own: they stay, and no check counts them as a fault)."""
     etype = draw(st.sampled_from(kinds))
+    own = (TARGET,) if target_own else ()
     if etype in PATIENT_EVENTS:
-        tenant = SOURCE
+        tenant = draw(st.sampled_from((SOURCE, *own)))
     elif etype in PROVIDER_EVENTS:
-        tenant = draw(st.sampled_from((SOURCE, FORTIS)))
+        tenant = draw(st.sampled_from((SOURCE, FORTIS, *own)))
     else:
         tenant = draw(st.sampled_from((SOURCE, FORTIS, TARGET)))
     return {"id": new("evt"), "tenant_id": tenant, "event_type": etype,

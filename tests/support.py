@@ -25,9 +25,8 @@ from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan, table_sql
 from cutover.core.progress import Log, quiet
-from cutover.core.report_types import CutoverReport
-from cutover.reference import execute as engine
-from cutover.reference import report as reports
+from cutover.core.row_keys import CutoverReport
+from cutover.reference import engine, reports
 from cutover.sandbox import snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.server import SessionSandbox

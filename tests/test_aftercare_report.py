@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from cutover.core import audit
 from cutover.core.plan import Plan
-from cutover.reference import aftercare
-from cutover.reference import report as reports
+from cutover.reference import aftercare, reports
 from tests.support import checksum, execute_sql, run_cutover, scalar
 
 
@@ -247,7 +247,7 @@ def test_the_executes_report_is_its_audit_parts_byte_for_byte(fresh_db: str, cut
     allow = reports.load_streamed(tmp_path / "r.json")["allow_list"]
     assert isinstance(allow, reports.AllowList)
     with db.connection(fresh_db, read_only=True) as conn:
-        parts = reports.part_keys(conn, cutover_plan, report["run_id"])
+        parts = audit.part_keys(conn, cutover_plan, report["run_id"])
         for rule in cutover_plan.moving:
-            same = allow.same_text(rule.name, reports.part_texts(conn, cutover_plan, parts.get(rule.name, [])))
+            same = allow.same_text(rule.name, audit.part_texts(conn, cutover_plan, parts.get(rule.name, [])))
             assert same == report["moved"].get(rule.name, 0), rule.name

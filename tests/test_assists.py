@@ -12,7 +12,7 @@ from cutover.core.plan import Plan
 from cutover.core.redact import redact
 from cutover.suite.manual import assists
 from cutover.suite.manual.assists import AssistConfig
-from cutover.suite.rehearsal import key_facts, manual_values
+from cutover.suite.rehearsals import key_facts, manual_values
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.fakes import TARGET, DevBranch, dev_branch
 

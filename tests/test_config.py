@@ -19,7 +19,7 @@ from cutover.core.options import (
     refuse_outside_the_command_line,
     resolve,
 )
-from cutover.reference.execute import Timeouts
+from cutover.reference.engine import Timeouts
 from cutover.sandbox.backends import SandboxSpec
 
 

@@ -272,7 +272,7 @@ def test_a_part_is_well_below_the_real_jsonb_ceiling(fresh_db: str) -> None:
     from psycopg import errors as pgerr
 
     from cutover.core import db
-    from cutover.reference.execute import AUDIT_PART_BYTES
+    from cutover.reference.engine import AUDIT_PART_BYTES
 
     with db.connection(fresh_db, autocommit=True) as conn:
         size = conn.execute("SELECT octet_length(jsonb_build_object('keys', repeat('x', %s)) ->> 'keys')",

@@ -17,9 +17,8 @@ import pytest
 
 from cutover.core import db
 from cutover.core.plan import Plan
-from cutover.reference import aftercare
-from cutover.reference import execute as engine
-from cutover.reference.execute import StepEvent
+from cutover.reference import aftercare, engine
+from cutover.reference.engine import StepEvent
 from tests.support import PAUSE_ENV, checksum, run_cutover, scalar, spawn_cutover
 
 

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from cutover.core import db
 from cutover.core.plan import Plan
-from cutover.core.report_types import key_order, key_text
+from cutover.core.row_keys import key_order, key_text
 from cutover.sandbox.backends import ServerInfo
 from tests.support import checksum, reference_database, run_cutover, scalar
 
@@ -180,20 +180,20 @@ def test_the_reverse_selects_its_rows_without_a_subplan_per_row(fresh_db: str, c
     """``owned OR EXISTS (listed)`` made PostgreSQL run the EXISTS per row, hashed only while the
     report's keys fit in work_mem: past it, a scan of every listed key per row (163 s for the reverse
     at scale 20). The selection must plan joins whatever work_mem is."""
-    from cutover.core.report_types import key_order
-    from cutover.reference import aftercare
-    from cutover.reference import ownership as rules
-
+    from cutover.core.row_keys import key_order
+    from cutover.reference import aftercare, ownership
     with db.connection(fresh_db) as conn:
         conn.execute("SET LOCAL work_mem = '64kB'")
         for rule in cutover_plan.moving:
-            conn.execute(sql.SQL("CREATE TEMP TABLE listed ON COMMIT DROP AS SELECT {k} FROM {t}").format(
-                k=key_order(rule.key), t=rules.ident(rule.name)))
-            conn.execute("ANALYZE listed")
+            for name in ("listed", "held"):  # the target's own rows, left out: an anti-join too
+                conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {k} FROM {t}").format(
+                    sql.Identifier(name), k=key_order(rule.key), t=ownership.ident(rule.name)))
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN {}").format(
-                aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed")))).fetchall())
+                aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed"), sql.Identifier("held")))
+            ).fetchall())
             assert "SubPlan" not in plan, f"{rule.name}:\n{plan}"
-            conn.execute("DROP TABLE listed")
+            conn.execute("DROP TABLE listed, held")
 
 
 def test_the_reverse_selects_its_rows_without_sorting_or_hashing_them_all(fresh_db: str, cutover_plan: Plan) -> None:
@@ -205,14 +205,16 @@ def test_the_reverse_selects_its_rows_without_sorting_or_hashing_them_all(fresh_
 
     with db.connection(fresh_db) as conn:
         for rule in cutover_plan.moving:
-            conn.execute(sql.SQL("CREATE TEMP TABLE listed ON COMMIT DROP AS SELECT {k} FROM {t}").format(
-                k=key_order(rule.key), t=sql.Identifier(rule.name)))
-            conn.execute("ANALYZE listed")
+            for name, rows in (("listed", sql.SQL("")), ("held", sql.SQL(" LIMIT 0"))):  # held: the target's own
+                conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {k} FROM {t}{rows}").format(
+                    sql.Identifier(name), k=key_order(rule.key), t=sql.Identifier(rule.name), rows=rows))
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN {}").format(
-                aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed")))).fetchall())
+                aftercare._reverse_keys(cutover_plan, rule, sql.Identifier("listed"), sql.Identifier("held")))
+            ).fetchall())
             for node in ("Unique", "HashAggregate", "Sort", "SubPlan"):
                 assert node not in plan, f"{rule.name}: {node}\n{plan}"
-            conn.execute("DROP TABLE listed")
+            conn.execute("DROP TABLE listed, held")
 
 
 def test_a_listed_move_hashes_its_keys_in_memory_whatever_work_mem_is(fresh_db: str, cutover_plan: Plan) -> None:
@@ -221,7 +223,7 @@ def test_a_listed_move_hashes_its_keys_in_memory_whatever_work_mem_is(fresh_db: 
     bare reverse UPDATEs took 202 s at scale 100 against 67 s for the forward ones). The move sizes
     work_mem from its keys for its own transaction, so no temp file is written even at 64kB (and
     ``temp_file_limit = 0`` turns any temp file into an error)."""
-    from cutover.reference import execute as engine
+    from cutover.reference import engine
 
     with db.connection(fresh_db) as conn:
         conn.execute("SET LOCAL work_mem = '64kB'")

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from cutover.core.plan import Plan, TableRule
-from cutover.reference import execute as engine
+from cutover.reference import engine
 from tests.support import execute_sql, run_cutover, scalar
 
 VACUUM_STARTS_S = 120  # a precondition's deadline (the launcher wakes every second below), not a figure

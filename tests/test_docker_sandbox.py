@@ -17,8 +17,7 @@ import pytest
 from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from tests.support import (
     RECORD,
@@ -46,13 +45,13 @@ def container_exists(container_id: str) -> bool:
 
 
 def owned_by(pid: int) -> list[Any]:
-    return list(docker_client().containers.list(all=True, filters={"label": f"{sandbox.OWNER_PID_LABEL}={pid}"}))
+    return list(docker_client().containers.list(all=True, filters={"label": f"{backends.OWNER_PID_LABEL}={pid}"}))
 
 
 def test_the_container_listens_on_loopback_labelled_with_its_owner(docker_server: ServerInfo) -> None:
     container = docker_client().containers.get(docker_server.container_id)
-    assert container.labels[sandbox.OWNER_PID_LABEL] == str(os.getpid())
-    assert container.labels[sandbox.DOCKER_LABEL] == "1"
+    assert container.labels[backends.OWNER_PID_LABEL] == str(os.getpid())
+    assert container.labels[backends.DOCKER_LABEL] == "1"
     bindings = container.attrs["HostConfig"]["PortBindings"]["5432/tcp"]
     assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
     assert docker_server.admin_url.startswith("postgresql://postgres:")
@@ -71,12 +70,12 @@ def test_testcontainers_runs_it_and_says_why_its_reaper_is_off(docker_spec: Sand
     with pytest.raises(docker.errors.ImageNotFound):  # no registry answers here: the reaper's image cannot be had
         docker_client().images.get(testcontainers_config.ryuk_image)
     lines: list[str] = []
-    info = sandbox.start(docker_spec, log=lines.append)
+    info = backends.start(docker_spec, log=lines.append)
     try:
         labels = docker_client().containers.get(info.container_id).labels
     finally:
-        sandbox.stop(info)
-    assert labels["org.testcontainers"] == "true" and labels[sandbox.OWNER_PID_LABEL] == str(os.getpid())
+        backends.stop(info)
+    assert labels["org.testcontainers"] == "true" and labels[backends.OWNER_PID_LABEL] == str(os.getpid())
     (line,) = [ln for ln in lines if "reaper" in ln]
     assert f"docker pull {testcontainers_config.ryuk_image}" in line and "removed by the next start" in line
     assert testcontainers_config.ryuk_disabled is True
@@ -91,32 +90,32 @@ def test_the_reaper_is_used_only_by_the_owner_and_where_its_image_is(docker_spec
     stand_in = "cutover-test/reaper-stand-in:1"
     client.containers.get(docker_server.container_id).image.tag(stand_in)
     monkeypatch.setattr(testcontainers_config, "ryuk_image", stand_in)
-    monkeypatch.delenv(sandbox.RYUK_DISABLED_ENV, raising=False)
+    monkeypatch.delenv(backends.RYUK_DISABLED_ENV, raising=False)
     try:
-        assert sandbox.reaper_problem(client, os.getpid()) is None
-        worker_started = sandbox.reaper_problem(client, os.getpid() + 1)
-        monkeypatch.setenv(sandbox.RYUK_DISABLED_ENV, "true")
-        asked_off = sandbox.reaper_problem(client, os.getpid())
+        assert backends.reaper_problem(client, os.getpid()) is None
+        worker_started = backends.reaper_problem(client, os.getpid() + 1)
+        monkeypatch.setenv(backends.RYUK_DISABLED_ENV, "true")
+        asked_off = backends.reaper_problem(client, os.getpid())
     finally:
         client.images.remove(stand_in)
     assert worker_started is not None and "the run's" in worker_started
-    assert asked_off == f"{sandbox.RYUK_DISABLED_ENV} is set"
+    assert asked_off == f"{backends.RYUK_DISABLED_ENV} is set"
 
 
 def test_stop_removes_the_container(docker_spec: SandboxSpec) -> None:
-    info = sandbox.start(docker_spec)
+    info = backends.start(docker_spec)
     assert container_exists(str(info.container_id))
-    sandbox.stop(info)
-    sandbox.stop(info)  # idempotent
+    backends.stop(info)
+    backends.stop(info)  # idempotent
     assert not container_exists(str(info.container_id))
 
 
 def test_a_container_whose_owner_died_is_reaped(docker_spec: SandboxSpec) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    info = sandbox.start(docker_spec, owner_pid=dead.pid)
+    info = backends.start(docker_spec, owner_pid=dead.pid)
     assert [c.id for c in owned_by(dead.pid)] == [info.container_id]
-    assert info.container_id in sandbox.reap_stale_containers()
+    assert info.container_id in backends.reap_stale_containers()
     assert not container_exists(str(info.container_id))
 
 
@@ -140,7 +139,7 @@ def test_a_failed_start_says_why_without_waiting_and_leaves_nothing(docker_spec:
     spec = SandboxSpec(**{**docker_spec.__dict__, "docker_image": exiting_image, "startup_timeout": 120})
     began = time.monotonic()
     with pytest.raises(SetupError, match=r"container exited \(code 3\).*FATAL: deliberate start failure"):
-        sandbox.start(spec)
+        backends.start(spec)
     assert time.monotonic() - began < 60, "an exited container must not be waited on until the timeout"
     assert owned_by(os.getpid()) == [] or all(c.image.tags != [exiting_image] for c in owned_by(os.getpid()))
     assert docker_client().containers.list(all=True, filters={"ancestor": exiting_image}) == []
@@ -150,28 +149,28 @@ def test_explicit_docker_never_falls_back(docker_spec: SandboxSpec) -> None:
     spec = SandboxSpec(**{**docker_spec.__dict__, "docker_image": NO_SUCH_IMAGE})
     with pytest.raises(SetupError, match=rf"--docker-image {NO_SUCH_IMAGE} is not on this machine and could not "
                                          r"be pulled .*drop --docker-image"):
-        sandbox.start(spec)
+        backends.start(spec)
 
 
 def test_auto_falls_back_to_local_saying_why(docker_spec: SandboxSpec) -> None:
     lines: list[str] = []
     spec = SandboxSpec(**{**docker_spec.__dict__, "backend": "auto", "docker_image": NO_SUCH_IMAGE})
-    info = sandbox.start(spec, log=lines.append)
+    info = backends.start(spec, log=lines.append)
     try:
         assert info.backend == "local"
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     (line,) = [ln for ln in lines if "not using docker" in ln]
     assert NO_SUCH_IMAGE in line and "\n" not in line
     assert "sandbox: auto: no --db-url given; trying docker" in lines
 
 
 def test_auto_uses_docker_when_it_can_start_a_server(docker_spec: SandboxSpec) -> None:
-    info = sandbox.start(SandboxSpec(**{**docker_spec.__dict__, "backend": "auto"}))
+    info = backends.start(SandboxSpec(**{**docker_spec.__dict__, "backend": "auto"}))
     try:
         assert info.backend == "docker" and container_exists(str(info.container_id))
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
 
 
 def test_starting_the_docker_sandbox_prints_no_deprecation_warning(docker_spec: SandboxSpec) -> None:
@@ -276,6 +275,6 @@ def test_a_killed_runs_container_is_reaped_by_the_next_start(docker_spec: Sandbo
     proc.kill()
     proc.wait()
     assert container_exists(container_id)
-    info = sandbox.start(docker_spec)
-    sandbox.stop(info)
+    info = backends.start(docker_spec)
+    backends.stop(info)
     assert not container_exists(container_id)

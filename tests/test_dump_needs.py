@@ -18,8 +18,7 @@ from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
 from cutover.core.redact import split_password
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import dumpneeds, snapshot
+from cutover.sandbox import backends, dumpneeds, snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 from cutover.sandbox.pgbin import ClientTools
 from cutover.sandbox.server import SessionSandbox, release
@@ -117,9 +116,9 @@ def test_an_archives_table_of_contents_names_its_extensions() -> None:
 def dump_server() -> Iterator[ServerInfo]:
     """A server of this module's own: roles are cluster-wide, so making and dropping them here cannot race
     another test (or xdist worker) on the session's shared server."""
-    info = sandbox.start(SandboxSpec(backend="local"))
+    info = backends.start(SandboxSpec(backend="local"))
     yield info
-    sandbox.stop(info)
+    backends.stop(info)
 
 
 def _pg_dump(url: str, out: Path, *options: str) -> Path:

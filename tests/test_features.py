@@ -20,9 +20,9 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, Plan, load_plan
 from cutover.reference import preflight
-from cutover.suite import verdict as v
+from cutover.suite import verdicts
 from cutover.suite.catalogue import SET_B, Catalogue
-from cutover.suite.rehearsal import KEY_VALUES, Record, capture_key, key_facts, manual_values
+from cutover.suite.rehearsals import KEY_VALUES, Record, capture_key, key_facts, manual_values
 from cutover.suite.summary import Summary
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import (
@@ -235,24 +235,27 @@ NA = {"A7": "no share table", "A21": "no row-level security"}
 def test_a_verdict_counts_the_applicable_checks_and_names_the_others_ready_or_not() -> None:
     expected = [c for c in [*SQL, *MANUAL_IDS] if c not in NA]
     passed = dict.fromkeys(expected, "passed")
-    ready = v.decide(v.REHEARSAL, expected, passed, {}, MANUAL_IDS, not_applicable=NA)
+    ready = verdicts.decide(verdicts.REHEARSAL, expected, passed, {}, MANUAL_IDS, not_applicable=NA)
     assert (ready.line, ready.exit_code) == (
         "REHEARSAL READY: 19 of 19 applicable checks passed (not applicable, as the plan declares: "
         "A7 no share table, A21 no row-level security)", ExitCode.OK)
-    failed = v.decide(v.REHEARSAL, expected, {**passed, "A3": "failed"}, {}, MANUAL_IDS, not_applicable=NA)
+    failed = verdicts.decide(verdicts.REHEARSAL, expected, {**passed, "A3": "failed"}, {}, MANUAL_IDS,
+                             not_applicable=NA)
     assert failed.line == ("REHEARSAL NOT READY: A3 FAIL (not applicable, as the plan declares: A7 no share table, "
                            "A21 no row-level security)") and failed.exit_code == ExitCode.FAILED
-    every = v.decide(v.REHEARSAL, [*SQL, *MANUAL_IDS], passed, {}, MANUAL_IDS)
+    every = verdicts.decide(verdicts.REHEARSAL, [*SQL, *MANUAL_IDS], passed, {}, MANUAL_IDS)
     assert every.line == "REHEARSAL NOT READY: 2 not run", "a check not run is never passed by being left out"
     set_b = [c for c in ("A1", "A2", "A3", "A4", "A6", "A7", "A8", "A9") if c not in NA]
-    assert v.decide(v.SET_B, set_b, dict.fromkeys(set_b, "passed"), {}, [], not_applicable={"A7": NA["A7"]}).line \
+    assert verdicts.decide(verdicts.SET_B, set_b, dict.fromkeys(set_b, "passed"), {}, [],
+                           not_applicable={"A7": NA["A7"]}).line \
         == "SET B PASSED: 7 of 7 (not applicable, as the plan declares: A7 no share table)"
 
 
 def test_not_configured_is_named_in_the_verdict_and_never_an_answer_or_a_pass() -> None:
     expected = [*SQL, *MANUAL_IDS]
     outcomes = {**dict.fromkeys(expected, "passed"), "A12": "skipped"}
-    found = v.decide(v.REHEARSAL, expected, outcomes, {"A12": "not configured: its steps need {route}"}, MANUAL_IDS)
+    found = verdicts.decide(verdicts.REHEARSAL, expected, outcomes, {"A12": "not configured: its steps need {route}"},
+                            MANUAL_IDS)
     assert (found.line, found.exit_code) == ("REHEARSAL NOT READY: A12 not configured", ExitCode.INCOMPLETE)
 
 
@@ -302,7 +305,7 @@ def test_a_runbook_manual_check_the_plan_leaves_out_is_named_never_dropped(tmp_p
     assert len(catalogue.counted()) == 20 and "A16" not in {c.id for c in catalogue.counted()}
     assert catalogue.why_not_applicable("A16") == "not applicable: the plan has no [manual.A16] section"
     expected = tuple(c.id for c in catalogue.counted())
-    summary = Summary(catalogue, v.REHEARSAL, expected, (), dict(catalogue.not_applicable))
+    summary = Summary(catalogue, verdicts.REHEARSAL, expected, (), dict(catalogue.not_applicable))
     summary.outcomes = dict.fromkeys(expected, "passed")
     lines = [text for text, _ in summary.lines()]
     assert "manual checks: 8 of 8 passed, 8 answered" in lines, lines

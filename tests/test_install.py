@@ -91,10 +91,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
 def test_the_installed_package_finds_its_reference_model_and_sandbox_files(installed: Installed) -> None:
     probe = ("import json, cutover\n"
              "from cutover.core.plan import DEFAULT_PLAN, load_plan\n"
-             "from cutover.sandbox import image, snapshot\n"
+             "from cutover.sandbox import docker_image, snapshot\n"
              "plan = load_plan(DEFAULT_PLAN)\n"
              "print(json.dumps({'package': cutover.__file__, 'plan': str(DEFAULT_PLAN), 'tables': len(plan.tables),\n"
-             "  'schema': str(snapshot.REFERENCE_DIR / 'schema.sql'), 'entrypoint': image.ENTRYPOINT.is_file()}))")
+             "  'schema': str(snapshot.REFERENCE_DIR / 'schema.sql'),\n"
+             "  'entrypoint': docker_image.ENTRYPOINT.is_file()}))")
     done = installed.run(installed.python, "-c", probe)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)

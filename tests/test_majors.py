@@ -21,8 +21,7 @@ import pytest
 from cutover.core.errors import SetupError
 from cutover.core.options import resolve
 from cutover.core.plan import Plan
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import image, majors, pgbin, snapshot
+from cutover.sandbox import backends, docker_image, majors, pgbin, snapshot
 from cutover.sandbox.backends import ServerInfo
 from cutover.sandbox.pgbin import ClientTools, Installation
 from cutover.suite import under_check
@@ -53,8 +52,8 @@ def production(cutover_plan: Plan, tmp_path_factory: pytest.TempPathFactory) -> 
     def make(major: int, fmt: str) -> Path:
         if (major, fmt) not in made:
             if major not in servers:
-                spec = sandbox.SandboxSpec.of(resolve({"sandbox": "local", "pg_bindir": str(_bindir(major))}, {}, {}))
-                servers[major] = sandbox.start(spec)
+                spec = backends.SandboxSpec.of(resolve({"sandbox": "local", "pg_bindir": str(_bindir(major))}, {}, {}))
+                servers[major] = backends.start(spec)
             server = servers[major]
             path = out / f"prod{major}{'.dump' if fmt == 'custom' else '.sql.gz'}"
             snapshot.make(path, cutover_plan, server.admin_url, scale=0.2, seed=7, fmt=fmt, tools=server.tools())
@@ -63,7 +62,7 @@ def production(cutover_plan: Plan, tmp_path_factory: pytest.TempPathFactory) -> 
 
     yield make
     for server in servers.values():
-        sandbox.stop(server)
+        backends.stop(server)
 
 
 # -- knowing the source --------------------------------------------------------------------------------
@@ -204,9 +203,9 @@ def test_docker_runs_the_official_image_of_the_major_and_refuses_a_tag_of_anothe
     assert majors.docker_image(None, majors.Wanted(None, "")) == "postgres:15"  # today's default
     assert majors.docker_image("mine/pg:custom", majors.Wanted(18, "x")) == "mine/pg:custom"
     assert majors.image_major("postgres:16.4-bookworm") == 16 and majors.image_major("mine/pg:custom") is None
-    spec = sandbox.SandboxSpec(backend="docker", docker_image="postgres:15", snapshot=str(production(18, "plain")))
+    spec = backends.SandboxSpec(backend="docker", docker_image="postgres:15", snapshot=str(production(18, "plain")))
     with pytest.raises(SetupError, match=r"--sandbox docker: --docker-image postgres:15 is PostgreSQL 15 .* needs 18"):
-        sandbox.start(spec)  # refused from the tag, before any engine or container is asked
+        backends.start(spec)  # refused from the tag, before any engine or container is asked
 
 
 def test_the_runs_first_line_names_the_source_and_the_local_server_it_will_run() -> None:
@@ -239,7 +238,7 @@ def test_a_15_dump_with_vector_is_refused_naming_it_before_any_server_starts(
     dump = _with_extensions(production(15, "plain"), tmp_path / "vector15.sql.gz", "vector")
     lines: list[str] = []
     with pytest.raises(SetupError) as refused:
-        sandbox.start(sandbox.SandboxSpec(backend="local", snapshot=str(dump)), log=lines.append)
+        backends.start(backends.SandboxSpec(backend="local", snapshot=str(dump)), log=lines.append)
     line = str(refused.value)
     assert "\n" not in line and "vector15.sql.gz (dumped from PostgreSQL 15" in line
     assert "lacks vector" in line and "postgresql-15-pgvector" in line and "pgvector/pgvector:pg15" in line
@@ -294,17 +293,17 @@ def test_an_installation_whose_extensions_cannot_be_seen_is_not_passed_over() ->
 
 
 def test_an_unpullable_postgres_n_the_operator_never_named_is_not_advised_to_drop_docker_image() -> None:
-    problem = sandbox.docker_engine_problem()
+    problem = backends.docker_engine_problem()
     if problem is not None:
         pytest.skip(f"needs a Docker engine: {problem}")
-    client = sandbox._docker_client()
+    client = backends._docker_client()
     try:
         if any("postgres:18" in tag for found in client.images.list() for tag in found.tags):
             pytest.skip("postgres:18 is on this machine: nothing to pull")
         with pytest.raises(SetupError) as chosen:
-            image.ensure(client, "postgres:18", given=False)
+            docker_image.ensure(client, "postgres:18", given=False)
         with pytest.raises(SetupError) as named:
-            image.ensure(client, "postgres:18", given=True)
+            docker_image.ensure(client, "postgres:18", given=True)
     finally:
         client.close()
     line = str(chosen.value)
@@ -317,12 +316,12 @@ def test_docker_whose_image_lacks_the_extension_is_refused_before_its_server_sta
         production: Callable[[int, str], Path], tmp_path: Path) -> None:
     """The image is looked into through a container that is created, never started: Debian's 15 in the
     official image (or the local stand-in) has pgcrypto, not vector."""
-    problem = sandbox.docker_engine_problem()
+    problem = backends.docker_engine_problem()
     if problem is not None:
         pytest.skip(f"needs a Docker engine: {problem}")
     dump = _with_extensions(production(15, "plain"), tmp_path / "vector15.sql.gz", "vector")
-    client = sandbox._docker_client()
-    labels = [f"{k}={v}" for k, v in sandbox._owner_labels(os.getpid()).items()]
+    client = backends._docker_client()
+    labels = [f"{k}={v}" for k, v in backends._owner_labels(os.getpid()).items()]
 
     def owned() -> set[str]:
         """This process's containers: in a whole run, a docker test before this one may hold one too."""
@@ -331,7 +330,7 @@ def test_docker_whose_image_lacks_the_extension_is_refused_before_its_server_sta
     before = owned()
     lines: list[str] = []
     with pytest.raises(SetupError) as refused:
-        sandbox.start(sandbox.SandboxSpec(backend="docker", snapshot=str(dump)), log=lines.append)
+        backends.start(backends.SandboxSpec(backend="docker", snapshot=str(dump)), log=lines.append)
     line = str(refused.value)
     assert line.startswith("--sandbox docker: ") and "lacks the extension vector that the snapshot vector15" in line
     assert "pgvector/pgvector:pg15" in line and "\n" not in line
@@ -339,8 +338,8 @@ def test_docker_whose_image_lacks_the_extension_is_refused_before_its_server_sta
     assert owned() == before  # the looked-into container is gone too
     contrib = _with_extensions(production(15, "plain"), tmp_path / "c15.sql.gz", "pgcrypto")
     try:
-        image_tag = image.ensure(client, "postgres:15", given=False)
+        image_tag = docker_image.ensure(client, "postgres:15", given=False)
         want = majors.wanted(contrib, None, False)
-        assert sandbox.image_missing_extensions(client, image_tag, want, os.getpid()) == []
+        assert backends.image_missing_extensions(client, image_tag, want, os.getpid()) == []
     finally:
         client.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cutover.reference import report as reports
+from cutover.reference import reports
 
 AWKWARD = ["plain", "co,mma", 'qu"ote', "br]ack[et", "new\nline", "back\\slash", "tab\t", "ünïcödé ✓ 𝄞",
            '\n    "looks like a table": [', "", " "]

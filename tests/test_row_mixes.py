@@ -23,10 +23,8 @@ from cutover.core import db
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan, load_plan, table_sql
-from cutover.core.report_types import CutoverReport
-from cutover.reference import aftercare, preflight
-from cutover.reference import execute as engine
-from cutover.reference import report as reports
+from cutover.core.row_keys import CutoverReport
+from cutover.reference import aftercare, engine, preflight, reports
 from cutover.sandbox.backends import ServerInfo
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests import third_model

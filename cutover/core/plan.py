@@ -39,6 +39,15 @@ ADDED_SINCE: Mapping[tuple[int, str, str], str] = MappingProxyType({
 FEATURES_SINCE = 3
 VERSION_KINDS = ("alembic", "rails", "none")
 
+# [audit] own = true: the cutover's own table, its columns, and the event types' names unless the plan
+# renames them (they need no classification: no application reads that table).
+OWN_AUDIT_TABLE = "cutover.audit_events"
+OWN_AUDIT = MappingProxyType({"key": "id", "type_column": "event_type", "payload_column": "payload",
+                              "source_column": "source_service", "source_value": "cutover"})
+AUDIT_KINDS = MappingProxyType({"started": "cutover.started", "completed": "cutover.completed",
+                                "swept": "cutover.swept", "reversed": "cutover.reversed",
+                                "allow_list_part": "cutover.allow_list_part"})
+
 OWNER_KINDS = ("patient", "provider", "column", "classified")
 CLASSES = ("patient", "provider", "system")
 
@@ -88,7 +97,12 @@ class JsonReference(_CrossTenant):
 
 @dataclass(frozen=True)
 class Audit:
-    """Where the cutover writes its own events, and the (system-classified) types it uses."""
+    """Where the cutover writes its own events, and the (system-classified) types it uses.
+
+    ``own``: the schema has no events table for them, so the cutover keeps them in a table of its
+    own (``OWN_AUDIT_TABLE``, created by the first execute; see :mod:`cutover.core.audit`), and the
+    column fields describe that table.
+    """
 
     table: str
     key: str
@@ -101,6 +115,7 @@ class Audit:
     swept: str
     reversed: str
     allow_list_part: str
+    own: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,6 +253,10 @@ class Plan:
     refresh_views: tuple[str, ...] = ()
     static_views: tuple[str, ...] = ()
     features: Features = Features()
+    # (schema, type) of the tenant table's key as the database has it; None until read from the
+    # catalog (cutover.core.tenants.typed), which also writes source, target and protected as the
+    # database writes that type. Never in the file: the database is the authority on its own types.
+    tenant_type: tuple[str, str] | None = None
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -532,22 +551,7 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
         raise PlanError(f"plan [plan].move_steps must list every non-provider table exactly once "
                         f"(tables: {', '.join(moving)}; steps list: {', '.join(in_steps)})")
     rules = tuple(replace(r, written_by=_written_by(r, moving, in_steps)) for r in rules)
-    audit_raw = _get(raw, "audit", "", dict)
-    _known(audit_raw, tuple(Audit.__dataclass_fields__), "[audit]")
-    audit = Audit(**{f: _get(audit_raw, f, "[audit]", str, _added_since(fmt, "audit", f))
-                     for f in Audit.__dataclass_fields__})
-    if audit.table not in names:
-        raise PlanError(f"plan [audit].table: '{audit.table}' is not one of the plan's tables")
-    audit_rule = next(r for r in rules if r.name == audit.table)
-    if fmt < 2 and "allow_list_part" not in audit_raw and audit_rule.classification in classifications:
-        # Format 1 had no allow-list parts: the event type comes with its 'system' classification.
-        mapping = classifications[audit_rule.classification]
-        classifications[audit_rule.classification] = MappingProxyType({**mapping, audit.allow_list_part: "system"})
-    for kind in (audit.started, audit.completed, audit.swept, audit.reversed, audit.allow_list_part):
-        cls = classifications.get(audit_rule.classification or "", {}).get(kind)
-        if cls != "system":
-            raise PlanError(f"plan [audit]: event type '{kind}' must be classified 'system' in "
-                            f"[classification.{audit_rule.classification}]")
+    audit = _audit(_get(raw, "audit", "", dict), fmt, rules, classifications)
     rehearsal = _rehearsal(_get(raw, "rehearsal", "", dict), names)
     manual_raw = _get(raw, "manual", "", dict)
     for c in manual_raw:
@@ -564,7 +568,7 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
     if both:
         raise PlanError(f"plan [refresh]: {', '.join(both)} is both refreshed and static; keep it in "
                         f"materialized_views (the cutover refreshes it) or in static, not both")
-    features = _features(raw, fmt, rules, audit.table)
+    features = _features(raw, fmt, rules, "" if audit.own else audit.table)  # own: no events table
     versions = features.schema_versions != "none"
     settings, flags = features.tenant_settings, features.tenant_flags
     _declared(meta, "[plan]", ("schema_head", "version_table", "version_column"), versions,
@@ -693,6 +697,38 @@ def _format(meta: Mapping[str, Any]) -> int:
         raise PlanError(f"plan [plan].format: {fmt} is newer than this release reads (formats 1 to {PLAN_FORMAT}); "
                         f"upgrade the suite, or use a plan written for this release")
     return int(fmt)
+
+
+def _audit(raw: Mapping[str, Any], fmt: int, rules: tuple[TableRule, ...],
+           classifications: dict[str, Mapping[str, str]]) -> Audit:
+    """``[audit]``: the application's events table (``table`` and its columns), or ``own = true``."""
+    _known(raw, tuple(Audit.__dataclass_fields__), "[audit]")
+    if _get(raw, "own", "[audit]", bool, False):
+        given = [k for k in ("table", *OWN_AUDIT) if k in raw]
+        if given:
+            raise PlanError(f"plan [audit]: own = true keeps the trail in the cutover's own table {OWN_AUDIT_TABLE}; "
+                            f"remove {', '.join(given)}, or remove own = true to write to the application's table")
+        kinds = {k: _get(raw, k, "[audit]", str, default) for k, default in AUDIT_KINDS.items()}
+        return Audit(table=OWN_AUDIT_TABLE, **OWN_AUDIT, **kinds, own=True)
+    if "table" not in raw:
+        raise PlanError("plan [audit]: no table; name the application's events table the cutover writes its "
+                        "events to (table = \"events\" and its columns), or let the cutover keep its own trail "
+                        f"in {OWN_AUDIT_TABLE} (own = true)")
+    audit = Audit(**{f: _get(raw, f, "[audit]", str, _added_since(fmt, "audit", f))
+                     for f in Audit.__dataclass_fields__ if f != "own"})
+    audit_rule = next((r for r in rules if r.name == audit.table), None)
+    if audit_rule is None:
+        raise PlanError(f"plan [audit].table: '{audit.table}' is not one of the plan's tables")
+    if fmt < 2 and "allow_list_part" not in raw and audit_rule.classification in classifications:
+        # Format 1 had no allow-list parts: the event type comes with its 'system' classification.
+        mapping = classifications[audit_rule.classification]
+        classifications[audit_rule.classification] = MappingProxyType({**mapping, audit.allow_list_part: "system"})
+    for kind in (audit.started, audit.completed, audit.swept, audit.reversed, audit.allow_list_part):
+        cls = classifications.get(audit_rule.classification or "", {}).get(kind)
+        if cls != "system":
+            raise PlanError(f"plan [audit]: event type '{kind}' must be classified 'system' in "
+                            f"[classification.{audit_rule.classification}]")
+    return audit
 
 
 def _added_since(fmt: int, section: str, key: str) -> Any:

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog as cat
-from cutover.core import db
+from cutover.core import db, live_schema
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, split_table, table_regclass, table_sql, toml_key, toml_string
@@ -59,7 +58,7 @@ def _shown(name: str) -> str:
     return name if name.isprintable() else toml_string(name)
 
 
-def _key(table: cat.Table) -> tuple[tuple[str, ...], str]:
+def _key(table: live_schema.Table) -> tuple[tuple[str, ...], str]:
     if table.primary_key:
         return table.primary_key, ""
     if table.unique:
@@ -72,7 +71,7 @@ def _toml_key(columns: tuple[str, ...]) -> str:
     return _q(columns[0]) if len(columns) == 1 else "[" + ", ".join(_q(c) for c in columns) + "]"
 
 
-def _root(tables: dict[str, cat.Table], wanted: str | None) -> str:
+def _root(tables: dict[str, live_schema.Table], wanted: str | None) -> str:
     if wanted is not None:
         if wanted not in tables:
             raise SetupError(f"--patient-table {wanted}: no tenant-scoped table of that name; pass one of "
@@ -98,7 +97,7 @@ class _Ref:
     foreign_key: bool = True
 
 
-def _parent_named(column: str, table: cat.Table, tables: dict[str, cat.Table]) -> str | None:
+def _parent_named(column: str, table: live_schema.Table, tables: dict[str, live_schema.Table]) -> str | None:
     """The table a column's name points at, Rails-style (``customer_id`` -> ``customers``): a tenant-scoped
     table with a single-column key ``id`` of a type the column compares with. None when there is none."""
     if not column.endswith("_id"):
@@ -108,12 +107,12 @@ def _parent_named(column: str, table: cat.Table, tables: dict[str, cat.Table]) -
     for name in names:
         parent = tables.get(name)
         if parent is not None and parent.primary_key == ("id",) and \
-                cat.comparable(table.columns[column], parent.columns["id"]):
+                live_schema.comparable(table.columns[column], parent.columns["id"]):
             return name
     return None
 
 
-def _references(tables: dict[str, cat.Table], tenant_column: str) -> dict[str, list[_Ref]]:
+def _references(tables: dict[str, live_schema.Table], tenant_column: str) -> dict[str, list[_Ref]]:
     """Each table's references: its single-column foreign keys to tables with a one-column key (itself
     included), then the columns named like a parent's key that no foreign key covers."""
     out: dict[str, list[_Ref]] = {}
@@ -153,7 +152,7 @@ def _chains(refs: dict[str, list[_Ref]], root: str) -> dict[str, list[str]]:
     return paths
 
 
-def _levels(names: Iterable[str], tables: dict[str, cat.Table], refs: dict[str, list[_Ref]]) -> list[list[str]]:
+def _levels(names: Iterable[str], tables: dict[str, live_schema.Table], refs: dict[str, list[_Ref]]) -> list[list[str]]:
     """Move steps: parents before children (by foreign keys and drafted references among the moving tables)."""
     todo = set(names)
     out: list[list[str]] = []
@@ -172,7 +171,7 @@ def _levels(names: Iterable[str], tables: dict[str, cat.Table], refs: dict[str, 
 
 def draft(conn: Connection, options: DraftOptions) -> str:
     """The draft plan's TOML text; reads the catalog once and the classifying columns' values."""
-    schema = cat.read(conn, every_schema=True)  # tables outside the search path's schema drafted as app.name
+    schema = live_schema.read(conn, every_schema=True)  # tables outside the search path's schema drafted as app.name
     o = options
     if o.tenant_table not in schema.tables:
         raise SetupError(f"the database has no table '{o.tenant_table}' (the tenants table); pass --tenant-table, "
@@ -315,7 +314,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         "", _manual_sections().rstrip(),
         "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
-    views = cat.tenant_views(conn, o.tenant_column, o.source, o.target, scoped, every_schema=True)
+    views = live_schema.tenant_views(conn, o.tenant_column, o.source, o.target, scoped, every_schema=True)
     if views:  # each would be left stale by the cutover: refreshed in its transaction unless you say static
         lines += ["", "[refresh]  # REVIEW: or move a view to static = [...] if it holds nothing the cutover changes",
                   "materialized_views = ["]
@@ -330,7 +329,8 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _check_tenancy(conn: Connection, schema: cat.Catalog, o: DraftOptions, scoped: dict[str, cat.Table]) -> None:
+def _check_tenancy(conn: Connection, schema: live_schema.Catalog, o: DraftOptions,
+                   scoped: dict[str, live_schema.Table]) -> None:
     """Stop, naming the flag to give, when the tenant column, the source or the target is not there:
     every query of the draft reads them, and the database's own error would name no flag."""
     carrying = [t for t in scoped.values() if o.tenant_column in t.columns]
@@ -369,7 +369,7 @@ def _versions(conn: Connection, table: str) -> str:
     return "rails" if int(n) > 1 else "alembic"
 
 
-def _version(conn: Connection, schema: cat.Catalog, o: DraftOptions) -> tuple[str, str, str, str]:
+def _version(conn: Connection, schema: live_schema.Catalog, o: DraftOptions) -> tuple[str, str, str, str]:
     """The version table and column (given, or found), the schema head to write, and its REVIEW note
     (REVIEW for all three where no version table is found).
 

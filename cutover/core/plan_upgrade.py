@@ -36,7 +36,8 @@ def upgraded(path: Path) -> tuple[str, str]:
     for (since, section, key), value in ADDED_SINCE.items():
         if plan.format < since and key not in raw.get(section, {}):
             new = _add(new, section, f"{key} = {json.dumps(value)}")
-    classification = plan.table(plan.audit.table).classification
+    # The cutover's own table ([audit] own = true) has no classification to extend.
+    classification = None if plan.audit.own else plan.table(plan.audit.table).classification
     kind = plan.audit.allow_list_part
     if classification is not None and kind not in raw.get("classification", {}).get(classification, {}):
         new = _add(new, f"classification.{classification}", f"{json.dumps(kind)} = \"system\"")

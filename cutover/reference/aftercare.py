@@ -19,18 +19,15 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import audit, db, live_schema, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.redact import mask_url
-from cutover.core.report_types import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
-from cutover.reference import execute as engine
-from cutover.reference import ownership as rules
-from cutover.reference import preflight
-from cutover.reference import report as reports
-from cutover.reference.execute import Progress, Run, RunFailed, Timeouts, _no_progress
+from cutover.core.row_keys import RowKey, SweepRecord, key_equal, key_json, key_label, key_order
+from cutover.reference import engine, ownership, preflight, reports
+from cutover.reference.engine import Progress, Run, RunFailed, Timeouts, _no_progress
 
 
 def _require_cut_over(conn: Connection, plan: Plan, what: str) -> dict[str, Any]:
@@ -52,6 +49,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
     record: dict[str, Any] = {"run_id": run.run_id, "actor": actor, "kind": "sweep", "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the cutover is committed and nothing blocks the sweep") as info:
             last = _require_cut_over(conn, plan, "sweep")
@@ -92,12 +90,12 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             if triggered:
                 record["triggered"] = triggered
             moved_ids = {t: ids[t] for t in ids if moved[t] or written_here.get(t) or carried.get(t)}
-            engine.write_audit(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
+            audit.write_event(conn, plan, plan.audit.swept, sql.SQL("{} || jsonb_build_object('ids', {})").format(
                 sql.Literal(json.dumps({k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at",
                                                                "committed_at", "moved", "triggered") if k in record})),
                 engine.ids_json(plan, moved_ids)))
             record["ids"] = {t: [r[0] for r in conn.execute(sql.SQL("SELECT {j} FROM {i} ORDER BY {o}").format(
-                j=key_json(plan.table(t).key), i=rules.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
+                j=key_json(plan.table(t).key), i=ownership.ident(ids[t]), o=key_order(plan.table(t).key))).fetchall()]
                 for t in moved_ids}
             engine.commit(conn, url, plan, run.run_id, plan.audit.swept)
         record["commit_status"] = "committed"
@@ -105,7 +103,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
 
 
 def _carry_written(conn: Connection, plan: Plan, ids: dict[str, str], moved: Mapping[str, int], source: str,
-                   target: str, keys: list[catalog.TenantKey]) -> dict[str, int]:
+                   target: str, keys: list[live_schema.TenantKey]) -> dict[str, int]:
     """Move to ``target`` the patient rows that declared triggers wrote on ``source`` during this move, and
     add them to the id tables; rows carried per table.
 
@@ -122,7 +120,7 @@ def _carry_written(conn: Connection, plan: Plan, ids: dict[str, str], moved: Map
 
 def listed(conn: Connection, plan: Plan, rule: TableRule, run_id: str) -> sql.Composable:
     """SELECT of the rows run ``run_id`` and its sweeps moved, typed like ``rule``'s key columns, read
-    from the database's audit events (:func:`report.recorded_keys`), never from the report file.
+    from the database's audit events (:func:`cutover.core.audit.recorded_keys`), never from the report file.
 
     Each key value is cast to its column's own type (named from the catalog, as identifiers), so it
     goes through the column's input function and every comparison below is in the key's own type.
@@ -140,7 +138,7 @@ def listed(conn: Connection, plan: Plan, rule: TableRule, run_id: str) -> sql.Co
         values = [sql.SQL("({} ->> {})::{} AS {}").format(k, sql.Literal(i), types[c], sql.Identifier(c))
                   for i, c in enumerate(rule.key)]
     return sql.SQL("SELECT {values} FROM ({keys}) s").format(
-        values=sql.SQL(", ").join(values), keys=reports.recorded_keys(plan, rule.name, run_id))
+        values=sql.SQL(", ").join(values), keys=audit.recorded_keys(plan, rule.name, run_id))
 
 
 COMPARE_BOUND = 100_000
@@ -232,6 +230,7 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     disagrees keeps an edited or stale file from being the record of the window (a sweep appends to
     it, the checks A5 and A10 read it). Streamed: neither side is held in memory whole.
     """
+    plan = tenants.typed(conn, plan)
     last = _require_report_of(conn, plan, cut_report, what)
     run_id = str(last["run_id"])
     stored, ids = reports.rebuild(conn, plan, run_id)
@@ -239,11 +238,11 @@ def require_recorded(conn: Connection, plan: Plan, cut_report: Mapping[str, Any]
     allow = cut_report.get("allow_list") or {}
     # The allow-list holds the moved rows and the patient rows the written_by triggers wrote on the target.
     moved = Counter(stored.get("moved") or {}) + Counter(stored.get("listed_written") or {})
-    parts = reports.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
+    parts = audit.part_keys(conn, plan, run_id) if isinstance(allow, reports.AllowList) else {}
     for table in list(ids) + [t for t in allow if t not in ids]:
         same = None
         if isinstance(allow, reports.AllowList) and table in allow and table in ids:  # byte for byte first
-            same = allow.same_text(table, reports.part_texts(conn, plan, parts.get(table, [])))
+            same = allow.same_text(table, audit.part_texts(conn, plan, parts.get(table, [])))
         diff = KeyDiff((same, same)) if same is not None else compare_keys(_report_texts(cut_report, table),
                                                                           ids.get(table, []))
         if diff.counts[1] != moved.get(table, 0) and table in ids:
@@ -312,8 +311,9 @@ def check_report(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping[s
         raise RunFailed(f"{what} refused: {exc}; nothing changed", ExitCode.BLOCKED) from None
 
 
-def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Composable:
-    """The keys of the rows the reverse moves back: on the target and patient-owned, or in the report.
+def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql.Composable) -> sql.Composable:
+    """The keys of the rows the reverse moves back: on the target and patient-owned, or in the report;
+    never the target's own (``held``: the patient rows it held before the cutover, as recorded then).
 
     ``listed`` names a relation of the report's keys typed like the table's key columns: the reverse's
     temp table, or the read-only count's CTE. One selection for both, so the count is what moves.
@@ -324,12 +324,14 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable) -> sql.Co
     20). Not a UNION of the owned rows and a join with every listed key either: it sorted (or hashed)
     every row twice over, on disk past work_mem, and handed the move its keys in the sort's order.
     """
-    own = rules.patient_predicate(plan, rule, "r")
-    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} UNION ALL "
+    own = ownership.patient_predicate(plan, rule, "r")
+    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} AND NOT EXISTS (SELECT 1 FROM {held} h "
+                   "WHERE {hjoin}) UNION ALL "
                    "SELECT {k} FROM {t} r WHERE r.{c} = {target} AND ({own}) IS NOT TRUE "
                    "AND EXISTS (SELECT 1 FROM {listed} l WHERE {join})").format(
-        k=key_order(rule.key, "r"), t=table_sql(rule.name), c=rules.ident(plan.tenant_column),
-        target=sql.Literal(plan.target), own=own, listed=listed, join=key_equal(rule.key, "r", "l"))
+        k=key_order(rule.key, "r"), t=table_sql(rule.name), c=ownership.ident(plan.tenant_column),
+        target=tenants.literal(plan, plan.target), own=own, listed=listed, join=key_equal(rule.key, "r", "l"),
+        held=held, hjoin=key_equal(rule.key, "r", "h"))
 
 
 def _not_listed(rule: TableRule, alias: str, listed: sql.Composable) -> sql.Composable:
@@ -349,6 +351,7 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
     try:
         with db.connection(url, read_only=True, application_name="cutover-reverse-count") as conn:
             engine.set_timeouts(conn, timeouts)
+            plan = tenants.typed(conn, plan)
             engine.refuse_hidden_rows(conn, plan)
             require_recorded(conn, plan, cut_report, "reverse")
             with _no_nested_loops(conn):
@@ -391,11 +394,13 @@ def _count(conn: Connection, plan: Plan, run_id: str) -> tuple[dict[str, int], d
 def count_statement(conn: Connection, plan: Plan, rule: TableRule, run_id: str,
                     name: sql.Identifier) -> sql.Composed:
     """The dry run's count of one table: the reverse's selection over its listed keys as a CTE."""
+    held = sql.Identifier("held")  # the target's own patient rows, recorded by the execute: they stay
     return sql.SQL(  # NOT EXISTS in a WHERE: an anti-join, not a subplan per row
-        "WITH {listed} AS MATERIALIZED ({rows}), i AS MATERIALIZED ({keys}) "
+        "WITH {listed} AS MATERIALIZED ({rows}), {held} AS MATERIALIZED ({own}), i AS MATERIALIZED ({keys}) "
         "SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM i WHERE {new})").format(
-        listed=name, rows=listed(conn, plan, rule, run_id),
-        new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name))
+        listed=name, rows=listed(conn, plan, rule, run_id), held=held,
+        own=listed(conn, plan, rule, engine.held_run(run_id)),
+        new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name, held))
 
 
 def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any],
@@ -412,25 +417,32 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                               "cutover_run_id": cut_report.get("run_id"), "database": mask_url(url),
                               "started_at": run.started_at, "commit_status": "rolled_back"}
     with engine.guarded(url, run, record, timeouts) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
         engine.open_steps(run, conn, plan, timeouts)
         with run.step("check the report is the committed cutover of this database"):
             _require_report_of(conn, plan, cut_report, "reverse")
-            deferred = [k for k in catalog.tenant_keys(plan, catalog.read(conn, plan)) if k.deferred_by_cutover]
+            deferred = [k for k in live_schema.tenant_keys(plan, live_schema.read(conn, plan)) if k.deferred_by_cutover]
             engine.defer_tenant_keys(conn, deferred)
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}
         new_rows: dict[str, int] = {}
+        held: dict[str, int] = {}  # the target's own patient rows, still there and patient-owned: they stay
         with run.step("list the rows to move back") as info:
             baseline = engine.counts(conn, plan)
             for rule in plan.moving:
-                listed_table = engine.id_table(rule, "listed")
+                listed_table, held_table = engine.id_table(rule, "listed"), engine.id_table(rule, "held")
                 engine.build_ids(conn, listed_table, listed(conn, plan, rule, str(cut_report["run_id"])))
                 engine.size_hash_for(conn, listed_table, len(rule.key))  # the semi-join on them, in memory
+                engine.build_ids(conn, held_table, listed(conn, plan, rule, engine.held_run(str(cut_report["run_id"]))))
+                held[rule.name] = int(db.one(conn, sql.SQL(
+                    "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
+                    h=ownership.ident(held_table), t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
+                    own=ownership.owned_on(plan, rule, plan.target, "r")))[0])
                 ids[rule.name] = engine.id_table(rule, "reverse")
-                planned[rule.name] = engine.build_ids(conn, ids[rule.name],
-                                                      _reverse_keys(plan, rule, rules.ident(listed_table)))
+                planned[rule.name] = engine.build_ids(conn, ids[rule.name], _reverse_keys(
+                    plan, rule, ownership.ident(listed_table), ownership.ident(held_table)))
                 new_rows[rule.name] = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
-                    ids=rules.ident(ids[rule.name]), new=_not_listed(rule, "i", rules.ident(listed_table))))[0])
+                    ids=ownership.ident(ids[rule.name]), new=_not_listed(rule, "i", ownership.ident(listed_table))))[0])
             info["rows"] = sum(planned.values())
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         with run.step("move the rows back to the source") as info:
@@ -442,11 +454,11 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             engine.check_tenant_keys(conn, deferred)
             triggered: dict[str, dict[str, int]] = {}
             engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source,
-                          plan.fired(moved), triggered)
+                          plan.fired(moved), triggered, held=held)
             record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
             if triggered:
                 record["triggered"] = triggered
-            engine.write_audit(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
+            audit.write_event(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(
                 {k: record[k] for k in ("run_id", "cutover_run_id", "actor", "started_at", "committed_at", "moved",
                                         "new_since_commit", "triggered") if k in record})))
         engine.commit(conn, url, plan, run.run_id, plan.audit.reversed)

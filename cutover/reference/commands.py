@@ -18,15 +18,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cutover.core import catalog, db
+from cutover.core import db, live_schema
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, Settings, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.redact import redact, split_password
-from cutover.reference import aftercare, alerts, preflight
-from cutover.reference import execute as engine
-from cutover.reference import report as reports
+from cutover.reference import aftercare, alerts, engine, preflight, reports
 from cutover.reference.console import StepDisplay
 
 ACTOR_ENV = "CUTOVER_ACTOR"
@@ -63,9 +61,9 @@ def _misfit(args: argparse.Namespace, url: str, plan: Plan) -> int | None:
     runs, and stopped on the database's own error (``relation "quotez" does not exist``, exit 4 or 2),
     which names no plan key. The dry run reports the same differences as its blockers."""
     with db.connection(url, read_only=True) as conn:
-        schema = catalog.read(conn, plan)
+        schema = live_schema.read(conn, plan)
         conn.rollback()
-    structural = [d for d in catalog.compare(plan, schema) if d.structural]
+    structural = [d for d in live_schema.compare(plan, schema) if d.structural]
     if not structural:
         return None
     more = f" (and {len(structural) - 1} more; 'cutover plan check' lists them)" if len(structural) > 1 else ""
@@ -95,6 +93,10 @@ def dry_run(args: argparse.Namespace) -> int:
     lines += [f"  trigger {trigger} on {table} writes {written} on each moved row: "
               + ("declared, one row expected per moved row, verified" if declared else "NOT declared (blocker)")
               for table, trigger, written, declared in pf.trigger_writes]
+    if pf.held and pf.ready:
+        shown = ", ".join(f"{t}={n}" for t, n in pf.held.items())
+        lines.append(f"  {plan.target} holds patient-owned rows of its own ({shown}): they stay there, are not in "
+                     f"the allow-list and the reverse leaves them")
     lines += [f"  BLOCKER {b.line()}" for b in pf.blockers]
     size, part = sum(pf.allow_list_bytes.values()), engine.AUDIT_PART_BYTES
     parts = preflight.audit_parts(pf.allow_list_bytes, part)

@@ -11,7 +11,7 @@ import sys
 from typing import IO, Any
 
 from cutover.core.redact import redact
-from cutover.reference.execute import StepEvent
+from cutover.reference.engine import StepEvent
 
 
 class StepDisplay:

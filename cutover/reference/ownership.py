@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from cutover.core import tenants
 from cutover.core.plan import Plan, TableRule, table_sql
-from cutover.core.report_types import key_equal, key_text
+from cutover.core.row_keys import key_equal, key_text
 
 
 def ident(*names: str) -> sql.Identifier:
@@ -31,13 +32,37 @@ def patient_predicate(plan: Plan, rule: TableRule, alias: str | None = None) -> 
     return sql.SQL("{} = ANY({})").format(col, sql.Literal(list(plan.patient_values(rule))))
 
 
+def provider_predicate(plan: Plan, rule: TableRule, alias: str | None = None) -> sql.Composable:
+    """True for the rows of ``rule``'s table that are provider-owned (a provider table's, a column
+    value that is not the patients', a provider-classified value): what must never reach the target."""
+    if rule.owner == "provider":
+        return sql.SQL("TRUE")
+    if rule.owner == "patient":
+        return sql.SQL("FALSE")
+    assert rule.column is not None
+    col = ident(alias, rule.column) if alias else ident(rule.column)
+    if rule.owner == "column":
+        return sql.SQL("NOT ({} = ANY({}))").format(col, sql.Literal(list(plan.patient_values(rule))))
+    assert rule.classification is not None
+    mapping = plan.classifications[rule.classification]
+    return sql.SQL("{} = ANY({})").format(col, sql.Literal(sorted(v for v, c in mapping.items() if c == "provider")))
+
+
+def held_counts(plan: Plan, rule: TableRule) -> sql.Composed:
+    """(patient-owned, provider-owned) rows of ``rule``'s table on the target: what it holds of its own
+    before a cutover (the report's ``held_on_target``)."""
+    return sql.SQL("SELECT count(*) FILTER (WHERE {pat}), count(*) FILTER (WHERE {pro}) FROM {t} WHERE {c} = {tgt}"
+                   ).format(pat=patient_predicate(plan, rule), pro=provider_predicate(plan, rule),
+                            t=table_sql(rule.name), c=tenant_of(plan), tgt=tenants.literal(plan, plan.target))
+
+
 def tenant_of(plan: Plan, alias: str | None = None) -> sql.Identifier:
     return ident(alias, plan.tenant_column) if alias else ident(plan.tenant_column)
 
 
 def owned_on(plan: Plan, rule: TableRule, tenant: str, alias: str | None = None) -> sql.Composable:
     """Rows of ``rule``'s table on ``tenant`` that the cutover treats as patient-owned."""
-    return sql.SQL("({} = {} AND {})").format(tenant_of(plan, alias), sql.Literal(tenant),
+    return sql.SQL("({} = {} AND {})").format(tenant_of(plan, alias), tenants.literal(plan, tenant),
                                               patient_predicate(plan, rule, alias))
 
 
@@ -48,14 +73,14 @@ def count_owned(plan: Plan, rule: TableRule, tenant: str) -> sql.Composed:
 def move_owned(plan: Plan, rule: TableRule, source: str, target: str) -> sql.Composed:
     """The set-based move: one UPDATE per table, no per-row round trips."""
     return sql.SQL("UPDATE {t} SET {c} = {to} WHERE {w}").format(
-        t=table_sql(rule.name), c=tenant_of(plan), to=sql.Literal(target), w=owned_on(plan, rule, source))
+        t=table_sql(rule.name), c=tenant_of(plan), to=tenants.literal(plan, target), w=owned_on(plan, rule, source))
 
 
 def move_ids(plan: Plan, rule: TableRule, id_table: str, source: str, target: str) -> sql.Composed:
     """Move exactly the rows whose keys are listed in ``id_table`` (typed like the table's key columns)."""
     return sql.SQL("UPDATE {t} AS r SET {c} = {to} FROM {ids} AS i WHERE {join} AND r.{c} = {src}").format(
-        t=table_sql(rule.name), c=tenant_of(plan), to=sql.Literal(target), ids=ident(id_table),
-        join=key_equal(rule.key, "r", "i"), src=sql.Literal(source))
+        t=table_sql(rule.name), c=tenant_of(plan), to=tenants.literal(plan, target), ids=ident(id_table),
+        join=key_equal(rule.key, "r", "i"), src=tenants.literal(plan, source))
 
 
 def tenant_counts(plan: Plan, table: str) -> sql.Composed:
@@ -117,7 +142,7 @@ def _projected(plan: Plan, rule: TableRule, alias: str, after_move: bool) -> sql
     if not after_move:
         return tenant_of(plan, alias)
     return sql.SQL("(CASE WHEN {o} THEN {to} ELSE {c} END)").format(
-        o=owned_on(plan, rule, plan.source, alias), to=sql.Literal(plan.target), c=tenant_of(plan, alias))
+        o=owned_on(plan, rule, plan.source, alias), to=tenants.literal(plan, plan.target), c=tenant_of(plan, alias))
 
 
 def link_violations(plan: Plan, link: Link, *, after_move: bool = False, limit: int = 5) -> sql.Composed:
@@ -131,7 +156,7 @@ def link_violations(plan: Plan, link: Link, *, after_move: bool = False, limit: 
     excuse: sql.Composable = sql.SQL("FALSE")
     share = plan.share_table
     if link.cross_tenant == "provider":
-        excuse = sql.SQL("{} <> {}").format(parent_t, sql.Literal(plan.target))
+        excuse = sql.SQL("{} <> {}").format(parent_t, tenants.literal(plan, plan.target))
     elif link.via_share and share is not None and share.share_target is not None:
         case_ref = next((r.column for r in share.references if r.table == link.parent.name), None)
         if case_ref is not None:

@@ -7,17 +7,16 @@ just the first): an operator fixing a classifier dict wants the whole list in on
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import audit, db, live_schema, tenants
 from cutover.core.db import Connection, Query
 from cutover.core.plan import Plan, table_regclass, table_sql, toml_key
-from cutover.core.report_types import key_json, key_text
-from cutover.reference import ownership as rules
+from cutover.core.row_keys import key_json, key_text
+from cutover.reference import ownership
 
 ROW_SECURITY = "row-security"
 
@@ -44,8 +43,13 @@ class Preflight:
     blockers: list[Blocker] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
     # Tenant-keyed foreign keys the moves break until both sides have moved: deferred for the
-    # cutover's transaction and checked before COMMIT (catalog.TenantKey).
-    deferred: list[catalog.TenantKey] = field(default_factory=list)
+    # cutover's transaction and checked before COMMIT (live_schema.TenantKey).
+    deferred: list[live_schema.TenantKey] = field(default_factory=list)
+    # Rows the audit insert's probe inserted and rolled back to its savepoint (the execute's pre-flight
+    # only): the transaction's row statistics count them, the tables do not hold them.
+    probed: dict[str, int] = field(default_factory=dict)
+    # Patient-owned rows the target already holds, per table: its own, left where they are.
+    held: dict[str, int] = field(default_factory=dict)
     # Triggers the moves fire that write other planned tables: (table, trigger, written table, declared in
     # the plan's written_by), the declared ones whether or not their function's source shows it.
     trigger_writes: list[tuple[str, str, str, bool]] = field(default_factory=list)
@@ -63,7 +67,8 @@ class Preflight:
         return any(b.code == "already-cut-over" for b in self.blockers)
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "planned": self.planned, "allow_list_bytes": self.allow_list_bytes,
+        return {"verdict": self.verdict, "planned": self.planned, "held_by_target": self.held,
+                "allow_list_bytes": self.allow_list_bytes,
                 "deferred": [k.short() for k in self.deferred],
                 "trigger_writes": [{"trigger": f"{t}.{g}", "writes": w, "declared": d}
                                    for t, g, w, d in self.trigger_writes],
@@ -82,21 +87,10 @@ def catalog_columns(conn: Connection, table: str) -> set[str]:
 
 
 def last_audit_run(conn: Connection, plan: Plan) -> dict[str, Any] | None:
-    """The newest completed-or-reversed audit event on the target: the database's own record of state.
-
-    Without its allow-list: the caller wants the run, and a completed event can carry millions of
-    keys (sweep and reverse, which read this first, peaked at hundreds of MB parsing them)."""
-    a = plan.audit
-    q = sql.SQL("SELECT {ty}, {pl}::jsonb - 'allow_list' FROM {t} WHERE {ten} = {target} AND {ty} = ANY({kinds}) "
-                "AND {src} = {sv} ORDER BY ({pl} ->> 'committed_at') DESC NULLS LAST LIMIT 1").format(
-        ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column), t=table_sql(a.table),
-        ten=rules.tenant_of(plan), target=sql.Literal(plan.target), kinds=sql.Literal([a.completed, a.reversed]),
-        src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
-    row = conn.execute(q).fetchone()
-    if row is None:
-        return None
-    payload = row[1] if isinstance(row[1], dict) else json.loads(row[1] or "{}")
-    return {"kind": row[0], **payload}
+    """The newest completed-or-reversed audit event on the target: the database's own record of state,
+    without its allow-list (the caller wants the run, not its keys)."""
+    last = audit.newest(conn, plan, [plan.audit.completed, plan.audit.reversed])
+    return None if last is None else {"kind": last.kind, **last.payload}
 
 
 def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
@@ -105,7 +99,7 @@ def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
     versions = plan.features.schema_versions
     if versions == "none":
         return []
-    table, column = table_sql(plan.version_table), rules.ident(plan.version_column)
+    table, column = table_sql(plan.version_table), ownership.ident(plan.version_column)
     if versions == "rails":
         n, present = db.one(conn, sql.SQL("SELECT count(*), coalesce(bool_or({c}::text = {h}), false) FROM {t}").format(
             c=column, h=sql.Literal(plan.schema_head), t=table))
@@ -126,14 +120,22 @@ def _schema_head(conn: Connection, plan: Plan) -> list[Blocker]:
 
 def tenant_problems(conn: Connection, plan: Plan) -> list[str]:
     """What is wrong with the source and target tenant rows (shared with check A2): they exist, and the
-    features the plan declares (active and protected flags, mirrored settings) hold on the target."""
+    features the plan declares (active and protected flags, mirrored settings) hold on the target.
+
+    Which row is which is asked of the database, in the key's own type: a uuid key comes back as a
+    ``UUID``, which never equals the plan's text."""
+    plan = tenants.typed(conn, plan)
     f = plan.features
-    columns = [rules.ident("id")] + ([rules.ident(plan.settings_column)] if f.tenant_settings else []) + (
-        [rules.ident(plan.active_column), rules.ident(plan.protected_column)] if f.tenant_flags else [])
-    q = sql.SQL("SELECT {cols} FROM {t} WHERE {id} = ANY({ids})").format(
-        cols=sql.SQL(", ").join(columns), id=rules.ident("id"), t=table_sql(plan.tenant_table),
-        ids=sql.Literal([plan.source, plan.target]))
-    found = {r[0]: r[1:] for r in conn.execute(q).fetchall()}
+    src, tgt = tenants.literal(plan, plan.source), tenants.literal(plan, plan.target)
+    key = ownership.ident(tenants.TENANT_KEY)
+    columns = [sql.SQL("{} = {}").format(key, src), sql.SQL("{} = {}").format(key, tgt)] + (
+        [ownership.ident(plan.settings_column)] if f.tenant_settings else []) + (
+        [ownership.ident(plan.active_column), ownership.ident(plan.protected_column)] if f.tenant_flags else [])
+    q = sql.SQL("SELECT {cols} FROM {t} WHERE {id} IN ({src}, {tgt})").format(
+        cols=sql.SQL(", ").join(columns), id=key, t=table_sql(plan.tenant_table), src=src, tgt=tgt)
+    found: dict[str, tuple[Any, ...]] = {}
+    for is_source, is_target, *row in conn.execute(q).fetchall():
+        found.update({t: tuple(row) for t, hit in ((plan.source, is_source), (plan.target, is_target)) if hit})
     problems = [f"tenant '{t}' does not exist" for t in (plan.source, plan.target) if t not in found]
     if problems:
         return problems
@@ -182,19 +184,19 @@ def rls_declared_absent(conn: Connection, plan: Plan) -> list[Blocker]:
                                            f"(the checks then verify it)", tuple(r[0] for r in rows[:5]))]
 
 
-def cascade_blocker(conn: Connection, plan: Plan, key: catalog.TenantKey) -> Blocker | None:
+def cascade_blocker(conn: Connection, plan: Plan, key: live_schema.TenantKey) -> Blocker | None:
     """Rows an ON UPDATE CASCADE key would carry along with a moving parent although the plan keeps
     them (their own table's rule does not move them): the cascade would put them on the target
     against the plan. None when there are none."""
     child, parent = plan.table(key.table), plan.table(key.key.parent)
-    join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(rules.ident(a), rules.ident(b))
+    join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(ownership.ident(a), ownership.ident(b))
                                  for a, b in zip(key.key.columns, key.key.parent_columns, strict=True))
     n, sample = db.one(conn, sql.SQL(
         "SELECT count(*), (array_agg({ck} ORDER BY {ck}))[1:5] FROM {ct} c JOIN {pt} p ON {join} "
         "WHERE {parent_moves} AND NOT {child_moves}").format(
         ck=key_text(child.key, "c"), ct=table_sql(child.name), pt=table_sql(parent.name), join=join,
-        parent_moves=rules.owned_on(plan, parent, plan.source, "p"),
-        child_moves=rules.owned_on(plan, child, plan.source, "c")))
+        parent_moves=ownership.owned_on(plan, parent, plan.source, "p"),
+        child_moves=ownership.owned_on(plan, child, plan.source, "c")))
     if not n:
         return None
     return Blocker("tenant-key-cascade", (
@@ -213,20 +215,21 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     the verification proves what they did.
     """
     result = Preflight()
+    plan = tenants.typed(conn, plan)
     hidden = db.hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
-    schema = catalog.read(conn, plan)
-    triggers = catalog.trigger_writes(conn, plan)
+    schema = live_schema.read(conn, plan)
+    triggers = live_schema.trigger_writes(conn, plan)
     result.trigger_writes = [(w.table, w.trigger, r.name, True) for r in plan.tables for w in r.written_by]
     result.trigger_writes += [(t.table, t.trigger, w, False) for t in triggers for w in t.undeclared(plan)]
-    differences = (catalog.compare(plan, schema) + catalog.materialized_view_differences(conn, plan)
-                   + catalog.trigger_differences(plan, triggers))
-    result.deferred = [k for k in catalog.tenant_keys(plan, schema) if k.deferred_by_cutover]
+    differences = (live_schema.compare(plan, schema) + live_schema.materialized_view_differences(conn, plan)
+                   + live_schema.trigger_differences(plan, triggers))
+    result.deferred = [k for k in live_schema.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and set(plan.all_tables) <= set(missing):
-        current, elsewhere = catalog.schemas_holding(conn, missing)
+        current, elsewhere = live_schema.schemas_holding(conn, missing)
         fix = "wrong database, or pass the matching --plan"
         if elsewhere:
             fix = (f"they are in schema {elsewhere[0]}: put it first in the search path, "
@@ -240,7 +243,7 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         if diff.code == "unplanned-table" and plan.tenant_column in catalog_columns(conn, diff.table):
             rows = tuple(f"{tenant}: {n} rows" for tenant, n in conn.execute(sql.SQL(
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1 LIMIT 5").format(
-                c=rules.ident(plan.tenant_column), t=table_sql(diff.table))).fetchall())
+                c=ownership.ident(plan.tenant_column), t=table_sql(diff.table))).fetchall())
         result.blockers.append(Blocker(diff.code, diff.message, rows))
     if any(d.structural for d in differences):
         return result  # the plan's own queries would fail on a missing table or column
@@ -248,14 +251,14 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     result.blockers += [Blocker("target-tenant", p) for p in tenant_problems(conn, plan)]
     for rule in plan.tables:
         if rule.owner == "classified":
-            values = [r[0] for r in conn.execute(rules.unclassified_values(plan, rule)).fetchall()]
+            values = [r[0] for r in conn.execute(ownership.unclassified_values(plan, rule)).fetchall()]
             if values:
                 result.blockers.append(Blocker(
                     f"unclassified-{rule.classification}",
                     f"{rule.name}.{rule.column} values not in [classification.{rule.classification}]: "
                     f"{', '.join(repr(v) for v in values[:10])}; classify them in the plan"))
-    for link in rules.links(plan):
-        n, sample = db.one(conn, rules.link_violations(plan, link, after_move=True))
+    for link in ownership.links(plan):
+        n, sample = db.one(conn, ownership.link_violations(plan, link, after_move=True))
         if n:
             result.blockers.append(Blocker(
                 "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
@@ -265,24 +268,27 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
     else:
         result.blockers += rls_declared_absent(conn, plan)
-    result.last_run = last_audit_run(conn, plan)
-    on_target = {}
+    refused, probed = audit.insert_problems(conn, plan)
+    result.blockers += [Blocker("audit-insert", p) for p in refused]
+    if probed:
+        result.probed[plan.audit.table] = probed
+    # A table that refuses the cutover's events (an enum without its types) cannot hold any to read.
+    result.last_run = None if refused else last_audit_run(conn, plan)
     for rule in plan.moving:
-        n = _one(conn, rules.count_owned(plan, rule, plan.target))
+        n = _one(conn, ownership.count_owned(plan, rule, plan.target))
         if n:
-            on_target[rule.name] = n
-    if on_target:
-        shown = ", ".join(f"{t}={n}" for t, n in on_target.items())
-        if result.last_run is not None and result.last_run["kind"] == plan.audit.completed:
-            message = (f"run {result.last_run.get('run_id')} committed at {result.last_run.get('committed_at')}; "
-                       f"'{plan.target}' holds patient rows ({shown})")
-        else:
-            message = f"'{plan.target}' already holds patient rows ({shown}) with no committed cutover recorded"
-        result.blockers.append(Blocker("already-cut-over", message))
+            result.held[rule.name] = int(n)
+    # Decided by the audit trail: patient rows on the target may be its own (a tenant that had users
+    # before), which the cutover leaves where they are; only a committed run means it is done.
+    if result.last_run is not None and result.last_run["kind"] == plan.audit.completed:
+        shown = ", ".join(f"{t}={n}" for t, n in result.held.items()) or "none"
+        result.blockers.append(Blocker("already-cut-over", (
+            f"run {result.last_run.get('run_id')} committed at {result.last_run.get('committed_at')} (the audit "
+            f"trail's last {plan.audit.completed} event, not reversed); patient rows on '{plan.target}': {shown}")))
     for rule in plan.moving if planned else ():
         n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
                                        "WHERE {w}").format(
-            k=key_json(rule.key), t=table_sql(rule.name), w=rules.owned_on(plan, rule, plan.source)))
+            k=key_json(rule.key), t=table_sql(rule.name), w=ownership.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
         result.allow_list_bytes[rule.name] = int(size)
     return result

@@ -12,8 +12,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-import cutover.core as core_package
-import cutover.reference as reference_package
+from cutover import core, reference
 
 DISTRIBUTION = "cutover-suite"
 
@@ -29,7 +28,7 @@ def package_version() -> str:
 def source_digest() -> str:
     """SHA-256 (first 12 hex digits) over the reference cutover's and the core's Python sources."""
     digest = hashlib.sha256()
-    for package in (core_package, reference_package):
+    for package in (core, reference):
         root = Path(package.__file__ or "").parent
         for path in sorted(root.glob("*.py")):
             digest.update(f"{package.__name__}/{path.name}\0".encode())

@@ -1,7 +1,7 @@
 """Sandbox process control: a throwaway PostgreSQL server, started once and always cleaned up.
 
 Backends: ``url`` (a server someone else runs; we never create or drop anything there), ``docker``
-(a container of ``--docker-image``, see image.py), ``local`` (initdb + pg_ctl on 127.0.0.1, run as
+(a container of ``--docker-image``, see docker_image.py), ``local`` (initdb + pg_ctl on 127.0.0.1, run as
 the ``postgres`` user when we are root). ``auto`` tries url, docker, local in turn.
 
 A local cluster lives in ``<tmp>/cutover-sandbox-*`` with an ``owner.json`` naming the process that
@@ -39,8 +39,7 @@ from cutover.core.errors import SetupError
 from cutover.core.options import DEFAULTS, Settings
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import redact, register_secret, split_password
-from cutover.sandbox import dumpneeds, majors, pgbin
-from cutover.sandbox import image as docker_image
+from cutover.sandbox import docker_image, dumpneeds, majors, pgbin
 from cutover.sandbox.pgbin import SERVICE_USER, ClientTools, locate
 
 if TYPE_CHECKING:  # imported where used: a run that never starts a container never loads testcontainers

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from cutover.core.errors import SetupError
 from cutover.core.progress import Log, quiet
-from cutover.sandbox import dumpneeds
-from cutover.sandbox import snapshot as snapshots
+from cutover.sandbox import dumpneeds, snapshot
 from cutover.sandbox.pgbin import ClientTools, Installation, installations, major_of, wheel_bindir
 
 PLAIN_HEADER = re.compile(rb"^-- Dumped from database version (\S+)", re.M)
@@ -90,7 +89,7 @@ def snapshot_extensions(path: Path) -> tuple[str, ...]:
     read names none here: the snapshot's validation says what is wrong with it, with its fix."""
     tool = newest_pg_restore()
     try:
-        return snapshots.required_extensions(path, ClientTools(bindir=tool.parent if tool is not None else None))
+        return snapshot.required_extensions(path, ClientTools(bindir=tool.parent if tool is not None else None))
     except (SetupError, OSError):
         return ()
 

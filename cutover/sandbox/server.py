@@ -20,8 +20,7 @@ from cutover.core import db
 from cutover.core.errors import SetupError
 from cutover.core.plan import Plan
 from cutover.core.progress import Log, quiet
-from cutover.sandbox import backends as sandbox
-from cutover.sandbox import snapshot
+from cutover.sandbox import backends, snapshot
 from cutover.sandbox.backends import SandboxSpec, ServerInfo
 
 TEMPLATE_DB = "cutover_template"
@@ -55,7 +54,7 @@ class SessionSandbox:
                     self._server = ServerInfo.from_json(info_file.read_text())
                 else:
                     try:
-                        self._server = sandbox.start(self.settings, self.owner_pid, self.log)
+                        self._server = backends.start(self.settings, self.owner_pid, self.log)
                     except SetupError as exc:
                         failed.write_text(str(exc))
                         raise
@@ -117,5 +116,5 @@ def release(shared_dir: Path) -> None:
     """Stop the shared server (if one was started) and remove the shared directory. Idempotent."""
     info_file = shared_dir / "server.json"
     if info_file.exists():
-        sandbox.stop(ServerInfo.from_json(info_file.read_text()))
+        backends.stop(ServerInfo.from_json(info_file.read_text()))
     shutil.rmtree(shared_dir, ignore_errors=True)

@@ -292,7 +292,7 @@ def count_rows(conn: Connection, plan: Plan) -> Counts:
         counts[table] = {"*": int(row[0])}
     for table in plan.table_names:
         col = sql.Identifier(plan.tenant_column)
-        rows = conn.execute(sql.SQL("SELECT {c}, count(*) FROM {t} GROUP BY {c} ORDER BY {c}")
+        rows = conn.execute(sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY {c} ORDER BY {c}")
                             .format(c=col, t=table_sql(table))).fetchall()
         counts[table] = {_text(tenant, table): int(n) for tenant, n in rows}
     return counts

@@ -21,7 +21,7 @@ from cutover.core.redact import redact
 from cutover.reference.version import module_version, package_version
 from cutover.sandbox.snapshot import manifest_path
 from cutover.suite.catalogue import NOT_APPLICABLE
-from cutover.suite.rehearsal import Record
+from cutover.suite.rehearsals import Record
 
 PASS_WORDS = {"passed", "pass"}
 

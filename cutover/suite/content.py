@@ -26,10 +26,10 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import audit, db, tenants
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
-from cutover.core.report_types import key_text
+from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import Evidence
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
@@ -83,17 +83,6 @@ def _columns(conn: Connection, table: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def _own_audit(plan: Plan, table: str) -> sql.Composable:
-    """The cutover's own events are expected to appear: left out on both sides."""
-    a = plan.audit
-    if table != a.table:
-        return sql.SQL("true")
-    kinds = (a.started, a.completed, a.swept, a.reversed, a.allow_list_part)
-    return sql.SQL("NOT ({type} IN ({kinds}) AND {src} IS NOT DISTINCT FROM {value})").format(
-        type=I(a.type_column), kinds=sql.SQL(", ").join(map(L, kinds)), src=I(a.source_column),
-        value=L(a.source_value))
-
-
 def _row(plan: Plan, columns: list[str], ignored: set[str], moved_back: bool) -> sql.Composable:
     """The row as compared: the ignored columns out and, after the cutover, the target read as the source."""
     parts: list[sql.Composable] = []
@@ -101,11 +90,16 @@ def _row(plan: Plan, columns: list[str], ignored: set[str], moved_back: bool) ->
         if col in ignored:
             continue
         if col == plan.tenant_column and moved_back:
-            parts.append(sql.SQL("CASE WHEN {c} = {tgt} THEN {src} ELSE {c} END").format(
-                c=I(col), tgt=L(plan.target), src=L(plan.source)))
+            parts.append(_read_as_source(plan, I(col)))
         else:
             parts.append(I(col))
     return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(parts))
+
+
+def _read_as_source(plan: Plan, column: sql.Composable) -> sql.Composable:
+    """The tenant column with the target read as the source, compared in the tenant key's own type."""
+    return sql.SQL("CASE WHEN {c} = {tgt} THEN {src} ELSE {c} END").format(
+        c=column, tgt=tenants.literal(plan, plan.target), src=tenants.literal(plan, plan.source))
 
 
 def _ignored(plan: Plan, table: str) -> set[str]:
@@ -117,7 +111,7 @@ def _sums(conn: Connection, plan: Plan, table: str, moved_back: bool) -> tuple[i
     row = _row(plan, _columns(conn, table), _ignored(plan, table), moved_back)
     found = conn.execute(sql.SQL(
         "SELECT count(*), coalesce(sum(hashtextextended({row}, 0)::numeric), 0)::text FROM {t} WHERE {own}").format(
-        row=row, t=T(table), own=_own_audit(plan, table))).fetchone()
+        row=row, t=T(table), own=audit.own_events(plan, table))).fetchone()
     assert found is not None
     return int(found[0]), str(found[1])
 
@@ -127,7 +121,7 @@ def _hashes(conn: Connection, plan: Plan, rule: TableRule, moved_back: bool) -> 
     row = _row(plan, _columns(conn, rule.name), _ignored(plan, rule.name), moved_back)
     keytext = key_text(rule.key)
     query = sql.SQL("SELECT {k}, hashtextextended({row}, 0) FROM {t} WHERE {own} ORDER BY ({k}) COLLATE \"C\"").format(
-        k=keytext, row=row, t=T(rule.name), own=_own_audit(plan, rule.name))
+        k=keytext, row=row, t=T(rule.name), own=audit.own_events(plan, rule.name))
     with conn.cursor(name=f"content_{rule.name}"[:60]) as cur:
         cur.itersize = 10_000
         for key, digest in cur.execute(query):
@@ -167,13 +161,8 @@ def _trigger_rows(conn: Connection, plan: Plan) -> Counter[str]:
     the reverse's moves, as their audit events record them (``triggered``: per table, per tenant)."""
     a = plan.audit
     out: Counter[str] = Counter()
-    for (found,) in conn.execute(sql.SQL(
-            "SELECT {pl} -> 'triggered' FROM {t} WHERE {ty} IN ({kinds}) AND {src} IS NOT DISTINCT FROM {value} "
-            "AND {pl} ? 'triggered'").format(
-            pl=I(a.payload_column), t=T(a.table), ty=I(a.type_column),
-            kinds=sql.SQL(", ").join(map(L, (a.completed, a.swept, a.reversed))), src=I(a.source_column),
-            value=L(a.source_value))).fetchall():
-        for table, per in (found or {}).items():
+    for event in audit.events(conn, plan, [a.completed, a.swept, a.reversed], slim=True):
+        for table, per in (event.payload.get("triggered") or {}).items():
             out[table] += sum(int(n) for n in per.values())
     return out
 
@@ -183,14 +172,20 @@ def _value(value: Any) -> str:
     return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
 
 
-def _row_of(conn: Connection, rule: TableRule, key: str) -> dict[str, Any] | None:
-    found = conn.execute(sql.SQL("SELECT to_jsonb(t) FROM {t} AS t WHERE {k} = {v}").format(
-        t=T(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
+def _row_of(conn: Connection, plan: Plan, rule: TableRule, key: str, moved_back: bool) -> dict[str, Any] | None:
+    """One row as JSON; ``moved_back``: its tenant read as :func:`_row` reads it, in the database, where
+    the key's type is known (a uuid or bigint tenant never equals the plan's text in Python)."""
+    row: sql.Composable = sql.SQL("to_jsonb(t)")
+    if moved_back:
+        row = sql.SQL("to_jsonb(t) || jsonb_build_object({name}, {tenant})").format(
+            name=L(plan.tenant_column), tenant=_read_as_source(plan, I("t", plan.tenant_column)))
+    found = conn.execute(sql.SQL("SELECT {row} FROM {t} AS t WHERE {k} = {v}").format(
+        row=row, t=T(rule.name), k=key_text(rule.key, "t"), v=L(key))).fetchone()
     return dict(found[0]) if found else None
 
 
-def _row_differences(plan: Plan, rule: TableRule, key: str, before: dict[str, Any] | None,
-                     after: dict[str, Any] | None, moved_back: bool) -> list[Difference]:
+def _row_differences(rule: TableRule, key: str, before: dict[str, Any] | None,
+                     after: dict[str, Any] | None) -> list[Difference]:
     if before is None or after is None:
         return [Difference(rule.name, key, "(row)", "absent" if before is None else "present",
                            "absent" if after is None else "present")]
@@ -199,9 +194,7 @@ def _row_differences(plan: Plan, rule: TableRule, key: str, before: dict[str, An
     for column in sorted(set(before) | set(after)):
         if column in ignored:
             continue
-        old, new = before.get(column), after.get(column)
-        if column == plan.tenant_column and moved_back:
-            old, new = (plan.source if v == plan.target else v for v in (old, new))
+        old, new = before.get(column), after.get(column)  # the tenant already read as _row_of says
         if old != new:
             out.append(Difference(rule.name, key, column, _value(old), _value(after.get(column))))
     return out
@@ -215,6 +208,7 @@ def compare(before_url: str, after_url: str, plan: Plan, *, moved_back: bool) ->
     more = rows = 0
     tables = (*plan.static_tables, *plan.table_names)
     with db.connection(before_url, read_only=True) as before, db.connection(after_url, read_only=True) as after:
+        plan = tenants.typed(after, plan)
         # Rows the plan's written_by triggers wrote since: expected, as many as the audit events say, and new.
         written = _trigger_rows(after, plan) - _trigger_rows(before, plan)
         for table in tables:
@@ -233,8 +227,8 @@ def compare(before_url: str, after_url: str, plan: Plan, *, moved_back: bool) ->
                                               f"{written[table]} recorded in the audit events", f"{added} new rows"))
             more += count - len(keys)
             for key in keys:
-                differences.extend(_row_differences(plan, rule, key, _row_of(before, rule, key),
-                                                    _row_of(after, rule, key), moved_back))
+                differences.extend(_row_differences(rule, key, _row_of(before, plan, rule, key, moved_back),
+                                                    _row_of(after, plan, rule, key, moved_back)))
     return Comparison(len(tables), rows, tuple(differences), more)
 
 
@@ -242,6 +236,7 @@ def sums(url: str, plan: Plan, *, moved_back: bool) -> dict[str, list[Any]]:
     """Each planned table's (row count, content sum), for a database with no copy kept to compare with
     (a dev branch: taken before the cutover, compared after it)."""
     with db.connection(url, read_only=True) as conn:
+        plan = tenants.typed(conn, plan)
         return {t: list(_sums(conn, plan, t, moved_back)) for t in (*plan.static_tables, *plan.table_names)}
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import pytest
 
-from cutover.suite import allure_out as reporting
+from cutover.suite import allure_out
 from cutover.suite.catalogue import AUTOMATED, Check
 from cutover.suite.checks.base import Checker
 
@@ -33,16 +33,16 @@ def _function(check: Check) -> Callable[..., None]:
     """The check's test, with the signature pytest reads its fixtures from: the checker, and the
     per-table subject under the name the catalogue's ``per`` gives it."""
     def once(cutover_checker: Checker) -> None:
-        reporting.verdict(check.evaluate(cutover_checker))
+        allure_out.verdict(check.evaluate(cutover_checker))
 
     def per_patient_table(cutover_checker: Checker, patient_table: str) -> None:
-        reporting.verdict(check.evaluate(cutover_checker, patient_table))
+        allure_out.verdict(check.evaluate(cutover_checker, patient_table))
 
     def per_owned_table(cutover_checker: Checker, owned_table: str) -> None:
-        reporting.verdict(check.evaluate(cutover_checker, owned_table))
+        allure_out.verdict(check.evaluate(cutover_checker, owned_table))
 
     def per_reference(cutover_checker: Checker, reference: str) -> None:
-        reporting.verdict(check.evaluate(cutover_checker, reference))
+        allure_out.verdict(check.evaluate(cutover_checker, reference))
 
     variants: dict[str | None, Callable[..., None]] = {
         None: once, "patient_table": per_patient_table, "owned_table": per_owned_table, "reference": per_reference}

@@ -20,16 +20,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cutover.core import db
+from cutover.core import audit, db
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
-from cutover.core.report_types import CutoverReport
-from cutover.reference import aftercare
-from cutover.reference import execute as engine
-from cutover.reference import report as reports
-from cutover.suite import rehearsal as rehearsals
-from cutover.suite import timeline
+from cutover.core.row_keys import CutoverReport
+from cutover.reference import aftercare, engine, reports
+from cutover.suite import rehearsals, timeline
 
 # Checks whose failure is what the sweep fixes: patient-classified rows left on (or landed on) the source.
 SWEEP_FIXES = ("A3", "A8")
@@ -38,11 +35,11 @@ SWEEP_FIXES = ("A3", "A8")
 def committed_at(url: str, plan: Plan) -> tuple[datetime, str] | None:
     """(commit time, run id) of the last committed cutover on this database, or None."""
     with db.connection(url, read_only=True) as conn:
-        done = reports.audit_events(conn, plan, plan.audit.completed)
-    if not done or not done[-1].get("committed_at"):
+        done = audit.newest(conn, plan, [plan.audit.completed])
+    if done is None or not done.payload.get("committed_at"):
         return None
-    when = datetime.fromisoformat(str(done[-1]["committed_at"]).replace("Z", "+00:00"))
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)), str(done[-1].get("run_id", "?"))
+    when = datetime.fromisoformat(str(done.payload["committed_at"]).replace("Z", "+00:00"))
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)), str(done.payload.get("run_id", "?"))
 
 
 def measured_restore(artifacts: Path) -> str | None:

@@ -25,18 +25,18 @@ from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.private import make_private, private_dir, write_private
 from cutover.core.redact import mask_url, redact
-from cutover.reference import report as reports
+from cutover.reference import reports
 from cutover.suite import bundle, forecast
 from cutover.suite.allure_report import allure_command, render_html, write_results_metadata
 from cutover.suite.catalogue import NOT_APPLICABLE, SET_B, Catalogue
 from cutover.suite.git_revision import git_sha
 from cutover.suite.manual.answers import Answer, Journal
 from cutover.suite.oplog_markdown import markdown
-from cutover.suite.rehearsal import Record, load_record
+from cutover.suite.rehearsals import Record, load_record
 from cutover.suite.secret_sweep import sweep_secrets
 from cutover.suite.state import RunState
 from cutover.suite.under_check import server_version
-from cutover.suite.verdict import NOT_CONFIGURED
+from cutover.suite.verdicts import NOT_CONFIGURED
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cutover.suite.catalogue import NOT_APPLICABLE
-from cutover.suite.verdict import NOT_CONFIGURED
+from cutover.suite.verdicts import NOT_CONFIGURED
 
 WORDS = {"passed": "PASS", "pass": "PASS", "failed": "FAIL", "fail": "FAIL", "skipped": "SKIP", "skip": "SKIP",
          NOT_APPLICABLE: "N/A", NOT_CONFIGURED: "NOT CONFIGURED"}

@@ -11,23 +11,18 @@ from types import ModuleType
 
 import pytest
 
-from cutover.suite import screen, settings, window_plugin, workers
-from cutover.suite.fixtures import checks as checks_fixtures
-from cutover.suite.fixtures import manual as manual_fixtures
-from cutover.suite.fixtures import rehearsal as rehearsal_fixtures
-from cutover.suite.fixtures import run as run_fixtures
-from cutover.suite.fixtures import sandbox as sandbox_fixtures
+from cutover.suite import fixtures, pytest_options, screen, window_plugin, workers
 from cutover.suite.hooks import collection, reporting, session
 
 PARTS: tuple[ModuleType, ...] = (
     session, collection, reporting, workers, screen,
     window_plugin,  # the go/no-go's hooks and fixtures (pytest -m prereq)
-    run_fixtures, sandbox_fixtures, rehearsal_fixtures, manual_fixtures, checks_fixtures,
+    fixtures.run, fixtures.sandbox, fixtures.rehearsal, fixtures.manual, fixtures.checks,
 )
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    settings.add_options(parser)
+    pytest_options.add_options(parser)
     screen.mask_argument_errors(parser)
     for part in PARTS:
         if pluginmanager.get_plugin(part.__name__) is None:

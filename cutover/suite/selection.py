@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from _pytest.mark.expression import Expression
 
-from cutover.suite import verdict as verdicts
+from cutover.suite import verdicts
 from cutover.suite.catalogue import SET_B_IDS, Catalogue
 
 GO_NO_GO_MARK = "prereq"

@@ -13,7 +13,7 @@ import pytest
 
 from cutover.core.exit_codes import ExitCode
 from cutover.core.redact import redact
-from cutover.suite import verdict as verdicts
+from cutover.suite import verdicts
 from cutover.suite.allure_out import NEEDS_OPERATOR
 from cutover.suite.catalogue import Catalogue
 

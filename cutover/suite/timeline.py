@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg import sql
-
-from cutover.core import db
+from cutover.core import audit, db
 from cutover.core.errors import SetupError
-from cutover.core.plan import Plan, table_sql
+from cutover.core.plan import Plan
 from cutover.core.redact import redact
 
 # The runbook's rollback line: the reverse (option 2) is the rollback until T+0:30 after the commit, the
@@ -80,31 +78,23 @@ class Window:
 def read(url: str, plan: Plan) -> Window:
     """The newest committed cutover of this plan, its sweeps and any reverse after it."""
     a = plan.audit
-    query = sql.SQL("SELECT {ty}, {pl} ->> 'run_id', {pl} ->> 'committed_at', {pl} ->> 'cutover_run_id', "
-                    "{pl} -> 'moved' FROM {t} WHERE {src} = {sv} AND {ty} = ANY({kinds}) "
-                    "AND {pl} ? 'committed_at'").format(
-        ty=sql.Identifier(a.type_column), pl=sql.Identifier(a.payload_column), t=table_sql(a.table),
-        src=sql.Identifier(a.source_column), sv=sql.Literal(a.source_value),
-        kinds=sql.Literal([a.completed, a.swept, a.reversed]))
     with db.connection(url, read_only=True) as conn:
         hidden = db.hidden_by_row_security(conn, [a.table])
         if hidden is not None:  # one line, not the driver's error and its HINT
             raise SetupError(hidden)
-        rows = conn.execute(query).fetchall()
+        found_events = audit.events(conn, plan, [a.completed, a.swept, a.reversed], slim=True)
         conn.rollback()
+    dated = [(e.kind, when, e.payload) for e in found_events if (when := parse(e.payload.get("committed_at")))]
     found = Window()
-    commits = sorted(((parse(r[2]), r[1]) for r in rows if r[0] == a.completed and parse(r[2]) is not None),
-                     key=lambda x: x[0] or datetime.min.replace(tzinfo=UTC))
+    commits = [(when, payload.get("run_id")) for kind, when, payload in dated if kind == a.completed]
     if not commits:
         return found
     found.committed_at, found.run_id = commits[-1]
-    assert found.committed_at is not None
-    for kind, _, when_raw, _, moved in rows:
-        when = parse(when_raw)
-        if when is None or when < found.committed_at:
+    for kind, when, payload in dated:
+        if when < found.committed_at:
             continue
         if kind == a.swept:
-            found.sweeps.append((when, sum(int(v) for v in (moved or {}).values())))
+            found.sweeps.append((when, sum(int(v) for v in (payload.get("moved") or {}).values())))
         elif kind == a.reversed:
             found.reversed_at = when
     found.sweeps.sort()

@@ -19,8 +19,8 @@ from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import mask_url
-from cutover.core.report_types import CutoverReport
-from cutover.reference import report as reports
+from cutover.core.row_keys import CutoverReport
+from cutover.reference import reports
 from cutover.sandbox import majors
 
 CHECK_APPLICATION = "cutover-suite-checks"

@@ -31,11 +31,10 @@ from cutover.core.plan import ManualCheck, Plan
 from cutover.core.redact import mask_url, redact, register_secret
 from cutover.reference import alerts, preflight
 from cutover.sandbox.pgbin import major_of
-from cutover.suite import bundle, forecast, timeline
-from cutover.suite import verdict as verdicts
+from cutover.suite import bundle, forecast, timeline, verdicts
 from cutover.suite.catalogue import REHEARSAL_PROOFS, Catalogue
 from cutover.suite.manual.answers import Answer
-from cutover.suite.rehearsal import REVERT_DEPLOYS_S, SMOKE_S
+from cutover.suite.rehearsals import REVERT_DEPLOYS_S, SMOKE_S
 
 MAX_AGE = timedelta(days=7)
 RESTORE_BUDGET_S = 8 * 60  # the runbook's rollback bound: 8 min snapshot restore + 4 deploys + 3 smoke

@@ -1,7 +1,7 @@
 """The go/no-go's pytest wiring (``pytest -m prereq --db-url=PROD --evidence=DIR``) and the window's T+ timeline.
 
 Refuses before anything runs unless production and the rehearsal's evidence are named (a --rehearse is
-refused earlier, with Set B's, by ``suite.settings.check_write_opt_in``: nothing here may write); keeps
+refused earlier, with Set B's, by ``suite.pytest_options.check_write_opt_in``: nothing here may write); keeps
 prereq tests out of every other run; collects one :class:`~cutover.suite.window.Item` per prerequisite
 from the tests' reports (xdist workers too); prints one line each and the verdict; and makes the exit
 status 0 only for WINDOW GO. A Set B run (and a rehearsal) is placed on the window's timeline: the
@@ -26,12 +26,11 @@ from cutover.core.exit_codes import ExitCode
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.core.redact import redact
-from cutover.suite import timeline, window
-from cutover.suite import verdict as verdicts
+from cutover.suite import timeline, verdicts, window
 from cutover.suite.catalogue import SET_B
 from cutover.suite.fixtures.manual import _terminal
 from cutover.suite.hooks import session
-from cutover.suite.manual import answers as prompts
+from cutover.suite.manual import answers
 from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SETTINGS, SHARED_DIR
 
 MARKER = "prereq: production window go/no-go prerequisite (pytest -m prereq --db-url=PROD --evidence=DIR)"
@@ -99,10 +98,10 @@ def prereq_answer(pytestconfig: pytest.Config, cutover_plan: Plan,
     def ask(item_id: str) -> window.Item:
         check = window.operator_items(cutover_plan)[item_id]
         capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
-        answer, why = prompts.resolve(
+        answer, why = answers.resolve(
             check, check.steps, None, pytestconfig.stash[ANSWERS], cutover_settings.operator_name,
             getattr(pytestconfig, "workerinput", None) is not None, functools.partial(_terminal, capman),
-            prompts.Journal(Path(pytestconfig.stash[RUN].journal)))
+            answers.Journal(Path(pytestconfig.stash[RUN].journal)))
         return window.answered(item_id, answer, why)
 
     return ask

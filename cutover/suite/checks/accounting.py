@@ -12,9 +12,9 @@ from typing import Any
 
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import audit, db
 from cutover.core.plan import TableRule
-from cutover.core.report_types import key_json, key_label, key_order, key_records, key_text, listed_keys, listed_rows
+from cutover.core.row_keys import key_json, key_label, key_order, key_records, key_text, listed_keys, listed_rows
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 
@@ -78,14 +78,12 @@ def a10(c: Checker) -> Evidence:
     if report is None:
         return ev
     a = p.audit
-    events = c.run(ev, sql.SQL("SELECT {pl} FROM {t} WHERE {ty} = {k} AND {pl} ->> 'run_id' = {rid}").format(
-        pl=I(a.payload_column), t=T(a.table), ty=I(a.type_column), k=sql.Literal(a.completed),
-        rid=sql.Literal(str(report.get("run_id")))))
+    events = audit.as_events(c.run(ev, audit.events_query(p, [a.completed], run_id=str(report.get("run_id")))))
     if not events:
         ev.fail(f"no {a.completed} event for the report's run {report.get('run_id')}: wrong report or database")
     else:
-        event = events[0][0]
-        for key in ("actor", "baseline", "moved", "committed_at"):
+        event = events[-1].payload
+        for key in ("actor", "baseline", "moved", "committed_at", "held_on_target"):
             if event.get(key) != report.get(key):
                 ev.fail(f"report {key} differs from the {a.completed} event")
     for rule in p.tables:
@@ -104,7 +102,7 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
     the database, in the key columns' own types, and names the rows.
     """
     p = c.plan
-    where = sql.SQL("{} = {} AND {}").format(c.tenant(), sql.Literal(p.target), c.patient(rule))
+    where = sql.SQL("{} = {} AND {}").format(c.tenant(), c.literal(p.target), c.patient(rule))
     texts = sorted(json.dumps(k, ensure_ascii=False) for k in listed)
     digest = hashlib.md5("\n".join(texts).encode(), usedforsecurity=False).hexdigest()
     key_j = sql.SQL("{}::text").format(key_json(rule.key, "t"))
@@ -113,6 +111,7 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
         "FROM {t} t WHERE {w}").format(j=key_j, t=T(rule.name), w=where))[0]
     if int(count) == len(listed) and found_digest == digest:
         return
+    held = c.held(ev, rule.name, "patient")  # the target's own patient rows, there before the cutover
     try:
         records = key_records(rule.key, listed)
     except ValueError as exc:
@@ -131,8 +130,9 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
         km=key_text(rule.key, "m"), om=key_order(rule.key, "m"), n=sql.Literal(MAX_ROWS))
     ev.queries.append(f"(typed comparison of {len(listed)} reported {rule.name} keys with the target's rows)")
     extra, missing, extra_rows, missing_rows = db.one(c.conn, query)
-    if extra or missing:
-        ev.fail(f"{rule.name}: {extra} patient rows on the target not in the report, {missing} reported rows "
+    if extra != held or missing:
+        own = f" ({held} held by the target before the cutover)" if held else ""
+        ev.fail(f"{rule.name}: {extra} patient rows on the target not in the report{own}, {missing} reported rows "
                 f"not there", list(extra_rows) + list(missing_rows))
     if dupes:
         twice = Counter(texts)

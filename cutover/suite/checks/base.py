@@ -16,10 +16,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cutover.core import tenants
 from cutover.core.db import Connection
 from cutover.core.plan import Plan, TableRule, table_sql
 from cutover.core.redact import redact
-from cutover.core.report_types import CutoverReport, key_order, key_text
+from cutover.core.row_keys import CutoverReport, key_order, key_text
 
 MAX_ROWS = 20
 
@@ -78,7 +79,29 @@ class Checker:
     all need (is a row patient-owned, sample the offending rows, follow a reference)."""
 
     def __init__(self, conn: Connection, plan: Plan, report: CutoverReport | None = None) -> None:
-        self.conn, self.plan, self.report = conn, plan, report
+        self.conn, self.plan, self.report = conn, tenants.typed(conn, plan), report
+        self._held: dict[str, Any] | None = None
+
+    def literal(self, tenant: str) -> sql.Composable:
+        """A tenant id cast to the tenant key's own type (uuid, bigint, text: the catalog says)."""
+        return tenants.literal(self.plan, tenant)
+
+    def held(self, ev: Evidence, table: str, owner: str) -> int:
+        """Rows of ``table`` owned by ``owner`` (patient, provider) that the target held of its own before
+        the cutover: the report's baseline, else the committed cutover's audit event (Set B without a
+        report). Rows there before are no placement fault; the checks compare with them."""
+        if self._held is None:
+            held = (self.report or {}).get("held_on_target")
+            if held is None:
+                a = self.plan.audit
+                rows = self.run(ev, sql.SQL(
+                    "SELECT {pl} -> 'held_on_target' FROM {t} WHERE {ty} = {done} AND {src} = {sv} "
+                    "ORDER BY {pl} ->> 'committed_at' DESC LIMIT 1").format(
+                    pl=I(a.payload_column), t=T(a.table), ty=I(a.type_column), done=sql.Literal(a.completed),
+                    src=I(a.source_column), sv=sql.Literal(a.source_value)))
+                held = rows[0][0] if rows and rows[0][0] else {}
+            self._held = dict(held)
+        return int((self._held.get(table) or {}).get(owner, 0))
 
     def run(self, ev: Evidence, query: sql.SQL | sql.Composed, params: Any = None) -> list[tuple[Any, ...]]:
         """The query's rows. A table or column the plan names that the database lacks is the check's
@@ -140,7 +163,7 @@ class Checker:
         excuse: sql.Composable = sql.SQL("FALSE")
         share = self.plan.share_table
         if cross_tenant == "provider":  # any tenant but the patient tenant
-            excuse = sql.SQL("p.{} <> {}").format(I(self.plan.tenant_column), sql.Literal(self.plan.target))
+            excuse = sql.SQL("p.{} <> {}").format(I(self.plan.tenant_column), self.literal(self.plan.target))
         elif cross_tenant == "share" and share is not None and share.share_target is not None:
             case_col = next((r.column for r in share.references if r.table == parent.name), None)
             if case_col is not None:
@@ -182,7 +205,7 @@ class Checker:
         if case_ref is None:
             return set()
         if rule.name == share.name:
-            where: sql.Composable = sql.SQL("t.{} = {}").format(I(share.share_target), sql.Literal(tenant))
+            where: sql.Composable = sql.SQL("t.{} = {}").format(I(share.share_target), self.literal(tenant))
         else:
             if rule.name == case_ref.table:
                 col = rule.key[0]
@@ -191,7 +214,7 @@ class Checker:
                 if not col:
                     return set()
             where = sql.SQL("EXISTS (SELECT 1 FROM {s} s WHERE s.{sc} = t.{c} AND s.{st} = {ten})").format(
-                s=T(share.name), sc=I(case_ref.column), c=I(col), st=I(share.share_target), ten=sql.Literal(tenant))
+                s=T(share.name), sc=I(case_ref.column), c=I(col), st=I(share.share_target), ten=self.literal(tenant))
         return {r[0] for r in self.run(ev, sql.SQL("SELECT {k} FROM {t} t WHERE {w}").format(
             k=key_text(rule.key, "t"), t=T(rule.name), w=where))}
 

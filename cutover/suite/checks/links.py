@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from cutover.core.report_types import key_text
+from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 
@@ -59,7 +59,7 @@ def a7(c: Checker) -> Evidence:
         expected = {r[0] for r in c.run(ev, sql.SQL(
             "SELECT c.{ck}::text FROM {c} c WHERE c.{ten} = {t} OR EXISTS (SELECT 1 FROM {s} s WHERE s.{cc} = "
             "c.{ck} AND s.{st} = {t})").format(ck=I(cases.key[0]), c=T(cases.name), ten=I(p.tenant_column),
-                                               t=sql.Literal(tenant), s=T(share.name), cc=I(case_col.column),
+                                               t=c.literal(tenant), s=T(share.name), cc=I(case_col.column),
                                                st=I(share.share_target)))}
         visible = c.as_app(ev, tenant, sql.SQL("SELECT {ck}::text FROM {c}").format(ck=I(cases.key[0]),
                                                                                         c=T(cases.name)))
@@ -86,7 +86,7 @@ def a9(c: Checker) -> Evidence:
         if n:
             ev.fail(f"{n} {child.name} rows name a {parent.name} row on another tenant (or a missing one)")
         if child.owner == "classified":
-            m = c.sample(ev, child, sql.SQL("{} <> {} AND {}").format(c.tenant(), sql.Literal(p.target),
+            m = c.sample(ev, child, sql.SQL("{} <> {} AND {}").format(c.tenant(), c.literal(p.target),
                                                                         c.patient(child)))
             if m:
                 ev.fail(f"{m} patient-route {child.name} rows are not on {p.target}")

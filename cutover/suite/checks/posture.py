@@ -6,12 +6,13 @@ see only what it should; a failure here makes every row-level check's answer sus
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from psycopg import sql
 
-from cutover.core import catalog
+from cutover.core import live_schema, tenants
 from cutover.core.plan import table_regclass
-from cutover.core.report_types import key_text
+from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import Checker, Evidence, I, T
 
 
@@ -44,9 +45,10 @@ def a1(c: Checker) -> Evidence:
             ev.fail(f"schema head is {heads or 'missing'}, expected ['{p.schema_head}']", heads)
     # The schema is the plan's: every tenant-scoped table planned, every planned table and column there.
     ev.queries.append("(the catalog: tables, columns, unique keys and foreign keys of the current schema)")
-    schema = catalog.read(c.conn, p)
+    schema = live_schema.read(c.conn, p)
     ev.queries.append("(the user triggers the moves fire on the moving tables, and their functions' sources)")
-    for diff in catalog.compare(p, schema) + catalog.trigger_differences(p, catalog.trigger_writes(c.conn, p)):
+    for diff in (live_schema.compare(p, schema)
+                 + live_schema.trigger_differences(p, live_schema.trigger_writes(c.conn, p))):
         rows: list[str] = []
         if diff.code == "unplanned-table" and p.tenant_column in schema.tables[diff.table].columns:
             rows = [f"{diff.table} on {tenant}: {n} rows" for tenant, n in c.run(ev, sql.SQL(
@@ -66,10 +68,15 @@ def a2(c: Checker) -> Evidence:
     absent = [w for key, w in f.absent().items() if key in ("tenant_flags", "tenant_settings")]
     ev = Evidence("A2", tenant=p.target, expected=", ".join(wanted) + (
         f" (not applicable, as the plan declares: {', '.join(absent)})" if absent else ""))
-    columns = [I("id")] + ([I(p.active_column), I(p.protected_column)] if f.tenant_flags else []) + (
+    # Which row is which is asked of the database, in the key's own type (a uuid comes back as a UUID).
+    src, tgt, tid = tenants.literal(p, p.source), tenants.literal(p, p.target), I(tenants.TENANT_KEY)
+    columns = [sql.SQL("{} = {}").format(tid, src), sql.SQL("{} = {}").format(tid, tgt)] + (
+        [I(p.active_column), I(p.protected_column)] if f.tenant_flags else []) + (
         [I(p.settings_column)] if f.tenant_settings else [])
-    rows = {r[0]: r[1:] for r in c.run(ev, sql.SQL("SELECT {cols} FROM {t} WHERE id = ANY({ids})").format(
-        cols=sql.SQL(", ").join(columns), t=T(p.tenant_table), ids=sql.Literal([p.source, p.target])))}
+    rows: dict[str, tuple[Any, ...]] = {}
+    for is_source, is_target, *row in c.run(ev, sql.SQL("SELECT {cols} FROM {t} WHERE {id} IN ({src}, {tgt})").format(
+            cols=sql.SQL(", ").join(columns), t=T(p.tenant_table), id=tid, src=src, tgt=tgt)):
+        rows.update({t: tuple(row) for t, hit in ((p.source, is_source), (p.target, is_target)) if hit})
     if p.target not in rows:
         ev.fail(f"tenant {p.target} does not exist")
         return ev

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cutover.suite import allure_out as reporting
-from cutover.suite import matrix
-from cutover.suite import verdict as verdicts
+from cutover.suite import allure_out, matrix, verdicts
 from cutover.suite.catalogue import AUTOMATED, Catalogue
 from cutover.suite.hooks import session
 from cutover.suite.state import CATALOGUE, PLAN, SELECTED, SETTINGS
@@ -48,7 +46,7 @@ def _mark(item: pytest.Item, check: str, catalogue: Catalogue) -> None:
                                 f"({', '.join(c.id for c in catalogue)})")
     for name in (*entry.sets, entry.kind):
         item.add_marker(name)
-    reporting.title(getattr(item, "obj", None), entry)
+    allure_out.title(getattr(item, "obj", None), entry)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m and -k deselect: they must see the catalogue's markers

@@ -16,9 +16,7 @@ from cutover.core import evidence
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.redact import redact
-from cutover.suite import nextstep, oplog, workers
-from cutover.suite import rehearsal as rehearsals
-from cutover.suite import verdict as verdicts
+from cutover.suite import nextstep, oplog, rehearsals, verdicts, workers
 from cutover.suite.state import PLAN, RUN, SETTINGS, SHARED_DIR
 
 

@@ -20,12 +20,9 @@ from cutover.core.errors import CutoverError
 from cutover.core.plan import load_plan
 from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
-from cutover.suite import selection, under_check, window, workers
-from cutover.suite import settings as glue
-from cutover.suite import summary as summaries
-from cutover.suite import verdict as verdicts
+from cutover.suite import pytest_options, selection, summary, under_check, verdicts, window, workers
 from cutover.suite.catalogue import REHEARSAL_PROOFS, SET_B, Catalogue
-from cutover.suite.manual import answers as prompts
+from cutover.suite.manual import answers
 from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SELECTED, SELECTION, SETTINGS, SHARED_DIR, RunState
 
@@ -48,14 +45,14 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--answers-template FILE`` writes the file to fill in and ends the run: nothing else happens."""
-    config.stash[SETTINGS] = settings = glue.resolve(config)  # resolved once: configure reuses it
+    config.stash[SETTINGS] = settings = pytest_options.resolve(config)  # resolved once: configure reuses it
     if settings.answers_template is None:
         return None
     path = Path(settings.answers_template)
     if path.exists():
         raise pytest.UsageError(f"--answers-template {path} exists; refusing to overwrite it (pick a new name)")
     try:
-        path.write_text(prompts.template(load_plan(settings.plan_path), prompts.rehearsal_identity(settings)))
+        path.write_text(answers.template(load_plan(settings.plan_path), answers.rehearsal_identity(settings)))
     except (CutoverError, OSError) as exc:
         raise pytest.UsageError(f"--answers-template {path}: {exc}") from None
     print(f"cutover: wrote the answers template {path}: fill it in, then pass --answers={path}")
@@ -130,15 +127,15 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 @pytest.hookimpl(tryfirst=True)  # before allure-pytest reads --alluredir
 def pytest_configure(config: pytest.Config) -> None:
-    glue.check_rootdir(config)
+    pytest_options.check_rootdir(config)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     if SETTINGS not in config.stash:  # xdist workers skip pytest_cmdline_main
-        config.stash[SETTINGS] = glue.resolve(config)
+        config.stash[SETTINGS] = pytest_options.resolve(config)
     settings = config.stash[SETTINGS]
     try:
         config.stash[PLAN] = plan = load_plan(settings.plan_path)
-        config.stash[ANSWERS] = (prompts.load_answers(Path(settings.answers), plan, window.operator_items(plan))
+        config.stash[ANSWERS] = (answers.load_answers(Path(settings.answers), plan, window.operator_items(plan))
                                  if settings.answers else {})
         config.stash[CATALOGUE] = catalogue = Catalogue.for_plan(plan)
         config.stash[SELECTED] = catalogue.select(settings.check)  # before any database is touched
@@ -148,10 +145,10 @@ def pytest_configure(config: pytest.Config) -> None:
             split_password(settings.db_url)  # registers the password (masked wherever it turns up); refuses junk
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
-    glue.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
+    pytest_options.check_write_opt_in(settings, _reads_only(config))  # what the run is comes from the catalogue
     kind = run_kind(config)
     proofs = REHEARSAL_PROOFS if kind == verdicts.REHEARSAL else ()
-    config.pluginmanager.register(summaries.Summary(catalogue, kind, _expected(kind, catalogue), proofs,
+    config.pluginmanager.register(summary.Summary(catalogue, kind, _expected(kind, catalogue), proofs,
                                                     _not_applicable(kind, catalogue)),
                                   "cutover-summary")  # one per run, not per process
     AssistConfig.from_env()  # registers the assist tokens as secrets before anything prints
@@ -172,12 +169,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if wanted:  # what this rehearsal is: the journal's heading records it, an answers file is compared with it
         run = config.stash[RUN]
         try:
-            run.rehearsal = prompts.rehearsal_identity(settings)
+            run.rehearsal = answers.rehearsal_identity(settings)
         except OSError as exc:  # an unreadable --snapshot is the restore's to report, with its fix
             run.rehearsal = {"unknown": redact(str(exc))}
         if settings.answers:
             path = Path(settings.answers)
-            run.answers_warning = prompts.another_rehearsal(path, prompts.written_for(path), run.rehearsal)
+            run.answers_warning = answers.another_rehearsal(path, answers.written_for(path), run.rehearsal)
     atexit.register(release, shared)  # belt and braces: unconfigure normally does it
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm)

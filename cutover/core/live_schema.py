@@ -117,6 +117,14 @@ ORDER BY n.nspname, c.relname
 """.replace("{scope}", _IN_SCOPE)
 
 
+def has_default(conn: Connection, table: str, column: str) -> bool:
+    """Does the database fill ``column`` itself on insert (a default, identity or serial)?"""
+    row = conn.execute("SELECT a.atthasdef OR a.attidentity <> '' FROM pg_attribute a WHERE a.attrelid = "
+                       "to_regclass(%s) AND a.attname = %s AND NOT a.attisdropped",
+                       (table_regclass(table), column)).fetchone()
+    return bool(row and row[0])
+
+
 def schemas_holding(conn: Connection, names: Iterable[str]) -> tuple[str | None, list[str]]:
     """The schema the plan's names resolve in (``current_schema()``, None if the search path names no
     existing schema), and the other schemas holding tables of those names, most first: where to
@@ -257,7 +265,7 @@ def _plan_columns(plan: Plan) -> list[tuple[str, str, str]]:
         ("protected_column", plan.protected_column))]
     out += [(f"[audit].{key}", a.table, column) for key, column in (
         ("key", a.key), ("type_column", a.type_column), ("payload_column", a.payload_column),
-        ("source_column", a.source_column))]
+        ("source_column", a.source_column)) if not a.own]  # the cutover's own table is its own to shape
     return [(key, table, column) for key, table, column in out if table and column]
 
 

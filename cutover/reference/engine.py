@@ -27,16 +27,15 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from cutover.core import catalog, db
+from cutover.core import audit, db, live_schema, tenants
 from cutover.core.db import Connection
 from cutover.core.errors import CutoverError
 from cutover.core.exit_codes import ExitCode
 from cutover.core.options import DEFAULTS, DURATION
 from cutover.core.plan import Plan, TableRule, table_regclass, table_sql
 from cutover.core.redact import mask_url, redact
-from cutover.core.report_types import CutoverReport, key_equal, key_json, key_order
-from cutover.reference import ownership as rules
-from cutover.reference import preflight
+from cutover.core.row_keys import CutoverReport, key_equal, key_json, key_order
+from cutover.reference import ownership, preflight
 
 
 class RunFailed(CutoverError):
@@ -224,14 +223,14 @@ def refuse_hidden_rows(conn: Connection, plan: Plan) -> None:
         raise RunFailed(f"row-security: {hidden}; nothing changed", ExitCode.BLOCKED)
 
 
-def defer_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+def defer_tenant_keys(conn: Connection, keys: list[live_schema.TenantKey]) -> None:
     """Defer the tenant-keyed foreign keys for this transaction only: each table moves in its own
     statement, so between the parent's move and its children's such a key is broken by design."""
     if keys:
         conn.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(_constraint_names(conn, keys)))
 
 
-def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
+def check_tenant_keys(conn: Connection, keys: list[live_schema.TenantKey]) -> None:
     """Check the deferred keys now, at verification, so that a row the moves left pointing at another
     tenant rolls the run back naming the key, instead of an anonymous failure at COMMIT."""
     if not keys:
@@ -247,7 +246,7 @@ def check_tenant_keys(conn: Connection, keys: list[catalog.TenantKey]) -> None:
                         f"the rows or the plan's rules; nothing changed", summary=broken) from None
 
 
-def _constraint_names(conn: Connection, keys: list[catalog.TenantKey]) -> sql.Composable:
+def _constraint_names(conn: Connection, keys: list[live_schema.TenantKey]) -> sql.Composable:
     """Schema-qualified, each in its own table's schema: a constraint name is only unique per table, and
     SET CONSTRAINTS searches the search path otherwise (or the current schema, for a key read without one)."""
     schema = str(db.one(conn, "SELECT current_schema()")[0])
@@ -268,7 +267,7 @@ def counts(conn: Connection, plan: Plan) -> dict[str, dict[str, int]]:
     """Rows per table per tenant: the baseline, and the verification's after-state."""
     out: dict[str, dict[str, int]] = {}
     for table in plan.table_names:
-        out[table] = {tenant: int(n) for tenant, n in conn.execute(rules.tenant_counts(plan, table)).fetchall()}
+        out[table] = {tenant: int(n) for tenant, n in conn.execute(ownership.tenant_counts(plan, table)).fetchall()}
     return out
 
 
@@ -284,44 +283,14 @@ def _sink(spool: Path | None, table: str) -> BinaryIO:
     return os.fdopen(os.open(spool / f"{table}.ids", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
-def write_audit(conn: Connection, plan: Plan, kind: str, payload: sql.Composable) -> str:
-    """Insert one of the cutover's own events on the target tenant; ``payload`` is a jsonb expression."""
-    event_id = str(uuid.uuid4())
-    head, ids = audit_insert(conn, plan, sql.Literal(event_id))
-    conn.execute(sql.SQL("{head} VALUES ({ids}{target}, {kind}, {payload}, {sv})").format(
-        head=head, ids=ids, target=sql.Literal(plan.target), kind=sql.Literal(kind), payload=payload,
-        sv=sql.Literal(plan.audit.source_value)))
-    return event_id
-
-
-def audit_insert(conn: Connection, plan: Plan, key: sql.Composable) -> tuple[sql.Composed, sql.Composed]:
-    """``INSERT INTO <audit> (<keys>, tenant, type, payload, source)`` and the key values, ``key``
-    for each, that go first in its row; the caller adds the tenant, type, payload and source values.
-
-    Key columns the table fills itself (identity, serial, default now()) are left to it; the others
-    get ``key``, a fresh uuid, which PostgreSQL takes for a text or uuid column.
-    """
-    a = plan.audit
-    keys = [c for c in dict.fromkeys((a.key, *plan.table(a.table).key)) if not has_default(conn, a.table, c)]
-    head = sql.SQL("INSERT INTO {t} ({cols}{ten}, {ty}, {pl}, {src})").format(
-        t=table_sql(a.table), cols=sql.SQL("").join(sql.SQL("{}, ").format(rules.ident(k)) for k in keys),
-        ten=rules.tenant_of(plan), ty=rules.ident(a.type_column), pl=rules.ident(a.payload_column),
-        src=rules.ident(a.source_column))
-    return head, sql.SQL("").join(sql.SQL("{}, ").format(key) for _ in keys)
-
-
-def has_default(conn: Connection, table: str, column: str) -> bool:
-    """Does the database fill ``column`` itself on insert (a default, identity or serial)?"""
-    row = conn.execute("SELECT a.atthasdef OR a.attidentity <> '' FROM pg_attribute a WHERE a.attrelid = "
-                       "to_regclass(%s) AND a.attname = %s AND NOT a.attisdropped",
-                       (table_regclass(table), column)).fetchone()
-    return bool(row and row[0])
-
-
 def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
            written: dict[str, int], ids: dict[str, str], source: str, target: str,
-           fired: Mapping[str, int] | None = None, triggered: dict[str, dict[str, int]] | None = None) -> str:
+           fired: Mapping[str, int] | None = None, triggered: dict[str, dict[str, int]] | None = None,
+           probed: dict[str, int] | None = None, held: dict[str, int] | None = None) -> str:
     """Prove the move inside the transaction: anything off rolls the whole cutover back.
+
+    ``held``: the reverse's count, per table, of the patient-owned rows the target held of its own
+    before the cutover: they stay on the target, and only they may.
 
     Returns how it was proved. Where no trigger or rule can change what the move statements do,
     the transaction's own statistics prove it without reading the tables again (see
@@ -338,11 +307,11 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
         if rule.name in ids:  # sweep and reverse: the listed rows, through the key's index
             missing = db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
                                            "WHERE {join} AND r.{c} = {to})").format(
-                ids=rules.ident(ids[rule.name]), t=table_sql(rule.name), join=key_equal(rule.key, "r", "i"),
-                c=rules.tenant_of(plan), to=sql.Literal(target)))[0]
+                ids=ownership.ident(ids[rule.name]), t=table_sql(rule.name), join=key_equal(rule.key, "r", "i"),
+                c=ownership.tenant_of(plan), to=tenants.literal(plan, target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
-    if not problems and not fired and proved_by_statistics(conn, plan, moved, written):
+    if not problems and not fired and proved_by_statistics(conn, plan, moved, written, probed or {}):
         return "statistics"
     after = counts(conn, plan)
     for table in plan.table_names:
@@ -374,16 +343,19 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
             triggered[table] = beyond
     for rule in plan.moving:
         left_on = source if kind != "reverse" else plan.target
-        left = db.one(conn, rules.count_owned(plan, rule, left_on))[0]
-        if left:
-            problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}")
+        left = db.one(conn, ownership.count_owned(plan, rule, left_on))[0]
+        own = (held or {}).get(rule.name, 0) if kind == "reverse" else 0
+        if left != own:
+            problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}"
+                            + (f", {own} of them its own" if own else ""))
     if problems:
         failure = "verification failed, rolled back: " + "; ".join(problems)  # tables and counts
         raise RunFailed(failure, summary=failure)
     return "full count"
 
 
-def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], written: dict[str, int]) -> bool:
+def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], written: dict[str, int],
+                         probed: dict[str, int] | None = None) -> bool:
     """Did this transaction change exactly what the moves and the audit events say, and nothing else?
 
     Each move is one UPDATE that sets the tenant of every row its predicate selects on the source
@@ -406,20 +378,21 @@ def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], wr
         "SELECT n, s.n_tup_ins, s.n_tup_upd, s.n_tup_del FROM unnest(%s::text[], %s::text[]) u(n, r) "
         "JOIN pg_stat_xact_all_tables s ON s.relid = to_regclass(r)",
         (tables, [table_regclass(t) for t in tables])).fetchall()}
-    return all(stats.get(t, (0, 0, 0)) == (written.get(t, 0), moved.get(t, 0), 0) for t in tables)
+    inserted = {t: written.get(t, 0) + (probed or {}).get(t, 0) for t in tables}  # the probe's row was rolled back
+    return all(stats.get(t, (0, 0, 0)) == (inserted[t], moved.get(t, 0), 0) for t in tables)
 
 
 def build_ids(conn: Connection, name: str, select: sql.Composable) -> int:
     """Materialise a list of row keys (typed like the table's key columns) in a temp table dropped at commit."""
-    cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(rules.ident(name), select))
-    conn.execute(sql.SQL("ANALYZE {}").format(rules.ident(name)))
+    cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(ownership.ident(name), select))
+    conn.execute(sql.SQL("ANALYZE {}").format(ownership.ident(name)))
     return int(cur.rowcount)
 
 
 def build_owned_ids(conn: Connection, plan: Plan, rule: TableRule, tenant: str, name: str) -> int:
     """The keys of ``rule``'s patient-owned rows on ``tenant``: the allow-list, or the sweep's stragglers."""
     return build_ids(conn, name, sql.SQL("SELECT {k} FROM {t} WHERE {w}").format(
-        k=key_order(rule.key), t=table_sql(rule.name), w=rules.owned_on(plan, rule, tenant)))
+        k=key_order(rule.key), t=table_sql(rule.name), w=ownership.owned_on(plan, rule, tenant)))
 
 
 def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, tenant: str) -> int:
@@ -433,8 +406,8 @@ def list_written(conn: Connection, plan: Plan, rule: TableRule, id_table: str, t
     return int(conn.execute(sql.SQL(
         "INSERT INTO {ids} SELECT {k} FROM {t} r WHERE {owned} AND age(r.xmin) <= 0 "
         "AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE {join})").format(
-        ids=rules.ident(id_table), k=key_order(rule.key, "r"), t=table_sql(rule.name),
-        owned=rules.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
+        ids=ownership.ident(id_table), k=key_order(rule.key, "r"), t=table_sql(rule.name),
+        owned=ownership.owned_on(plan, rule, tenant, "r"), join=key_equal(rule.key, "r", "i"))).rowcount)
 
 
 HASH_BYTES_PER_KEY_COLUMN = 64
@@ -465,7 +438,7 @@ def size_hash_for(conn: Connection, id_table: str, columns: int) -> None:
 
 
 def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, target: str,
-                keys: list[catalog.TenantKey] | None = None) -> dict[str, int]:
+                keys: list[live_schema.TenantKey] | None = None) -> dict[str, int]:
     """Move the rows listed in each table's id table from ``source`` to ``target``; rows moved per table.
 
     An ON UPDATE CASCADE child of ``keys`` moves before its parent, so the cascade carries nothing. A
@@ -474,13 +447,13 @@ def move_listed(conn: Connection, plan: Plan, ids: dict[str, str], source: str, 
     allow-list does (keys after the move), for the verification and for what the sweep records.
     """
     moved = {}
-    for name in catalog.cascade_order(ids, keys or []):
+    for name in live_schema.cascade_order(ids, keys or []):
         rule, table = plan.table(name), ids[name]
         size_hash_for(conn, table, len(rule.key))
-        moved[name] = int(conn.execute(rules.move_ids(plan, rule, table, source, target)).rowcount)
+        moved[name] = int(conn.execute(ownership.move_ids(plan, rule, table, source, target)).rowcount)
         if plan.tenant_column in rule.key:
             conn.execute(sql.SQL("UPDATE {ids} SET {c} = {to}").format(
-                ids=rules.ident(table), c=rules.tenant_of(plan), to=sql.Literal(target)))
+                ids=ownership.ident(table), c=ownership.tenant_of(plan), to=tenants.literal(plan, target)))
     return {name: moved[name] for name in ids}
 
 
@@ -522,9 +495,12 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                               "baseline": {}, "moved": {}, "written": {}, "steps": run.steps}
     id_files: dict[str, Path] = {}
     with guarded(url, run, report, timeouts, id_files) as conn:
+        plan = run.plan = tenants.typed(conn, plan)
+        report["source"], report["target"] = plan.source, plan.target  # as the database writes them
         open_steps(run, conn, plan, timeouts)
         locked_at = time.monotonic()
         with run.step("pre-flight inside the transaction") as info:
+            audit.create_own(conn, plan)  # [audit] own = true: made on first use, in this transaction
             pf = preflight.run(conn, plan, planned=False)
             info["rows"] = len(pf.blockers)
             if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
@@ -541,21 +517,28 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             baseline = counts(conn, plan)
             report["baseline"] = baseline
             info["rows"] = sum(sum(v.values()) for v in baseline.values())
-        with run.step("allow-list: the moved rows, read back at step 14 under these locks"):
-            pass  # nothing on the target is patient-owned yet (the pre-flight just said so)
+        with run.step("allow-list: the moved rows, read back at step 14 under these locks") as info:
+            # The target's own rows: there before the moves, so not the cutover's (not in the allow-list,
+            # not moved back by the reverse, no placement fault). Their keys stay in the server.
+            held = held_on_target(conn, plan)
+            report["held_on_target"] = held
+            for rule in plan.moving:
+                if held.get(rule.name, {}).get("patient"):
+                    build_owned_ids(conn, plan, rule, plan.target, id_table(rule, "held"))
+            info["rows"] = sum(h.get("patient", 0) for h in held.values())
         written = {plan.audit.table: 1}
         with run.step(f"write {plan.audit.started}"):
-            write_audit(conn, plan, plan.audit.started, sql.Literal(json.dumps(
+            audit.write_event(conn, plan, plan.audit.started, sql.Literal(json.dumps(
                 {"run_id": run.run_id, "actor": actor, "started_at": run.started_at})))
         moved: dict[str, int] = {}
-        order = catalog.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
+        order = live_schema.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
         for group in plan.move_steps:
             with run.step("move " + ", ".join(group)) as info:
                 before = sum(moved.values())
                 for name in order[:max(order.index(n) for n in group) + 1]:  # an ON UPDATE CASCADE child first
                     if name not in moved:
                         rule = plan.table(name)
-                        moved[name] = int(conn.execute(rules.move_owned(plan, rule, plan.source,
+                        moved[name] = int(conn.execute(ownership.move_owned(plan, rule, plan.source,
                                                                         plan.target)).rowcount)
                 info["rows"] = sum(moved.values()) - before
         report["moved"] = moved
@@ -564,13 +547,19 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
             check_tenant_keys(conn, pf.deferred)
             triggered: dict[str, dict[str, int]] = {}
             report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
-                                           plan.target, plan.fired(moved), triggered)
+                                           plan.target, plan.fired(moved), triggered, probed=pf.probed)
             prefer_lz4(conn)
             parts: dict[str, int] = {}
+            held_parts = 0
             for rule in plan.moving:
+                own = id_table(rule, "held") if held.get(rule.name, {}).get("patient") else None
+                if own is not None:  # recorded for the reverse, which must leave them where they are
+                    with open(os.devnull, "wb") as nowhere:
+                        held_parts += write_parts(conn, plan, held_run(run.run_id), rule.name, nowhere,
+                                                  held=own, of_held=True)[0]
                 sink = _sink(spool, rule.name)
                 with sink as out:
-                    parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out)
+                    parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out, held=own)
                     # A trigger's rows on the target are patient-owned there too when the table's rule says
                     # so: listed with the moved ones (A10 and the reverse find them all), never more.
                     written_here = triggered.get(rule.name, {}).get(plan.target, 0)
@@ -586,15 +575,15 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
                             json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
                 if spool is not None:
                     id_files[rule.name] = spool / f"{rule.name}.ids"
-            written[plan.audit.table] += sum(parts.values()) + 1
+            written[plan.audit.table] += sum(parts.values()) + held_parts + 1
             report["written"], report["committed_at"] = written, datetime.now(UTC).isoformat()
             if triggered:
                 report["triggered"] = triggered
             fields = ("run_id", "actor", "started_at", "committed_at", "baseline", "moved", "written", "source",
-                      "target", "plan", "triggered", "listed_written")
+                      "target", "plan", "triggered", "listed_written", "held_on_target")
             summary: dict[str, Any] = {k: v for k, v in report.items() if k in fields}
             summary["allow_list_parts"] = parts
-            write_audit(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
+            audit.write_event(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
             report["allow_list_parts"] = parts
             info["rows"] = sum(moved.values())
         if before_commit is not None:
@@ -636,23 +625,49 @@ part's usual size, and with it the client's memory, which holds one part's text 
 _SLOTS = 1 << 9  # positions per block in a range of tuple ids: above the 291 tuples a heap page can hold
 
 
-def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO) -> tuple[int, int]:
+def held_run(run_id: str) -> str:
+    """The run id under which a run records the target's own patient-owned rows (audit parts like the
+    allow-list's): never the run's own, so no reader of the allow-list takes them for moved rows."""
+    return f"{run_id}/held-by-target"
+
+
+def held_on_target(conn: Connection, plan: Plan) -> dict[str, dict[str, int]]:
+    """Per table, the patient-owned and provider-owned rows the target holds (tables holding none left out)."""
+    out: dict[str, dict[str, int]] = {}
+    for rule in plan.tables:
+        patient, provider = db.one(conn, ownership.held_counts(plan, rule))
+        found = {k: int(v) for k, v in (("patient", patient), ("provider", provider)) if v}
+        if found:
+            out[rule.name] = found
+    return out
+
+
+def write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, held: str | None = None,
+                of_held: bool = False) -> tuple[int, int]:
     """Store one table's allow-list, its patient-owned rows now on the target, as audit events of at
     most ``AUDIT_PART_BYTES`` of key text each, and copy the same text to ``out``; returns how many parts
     and how many keys.
 
-    Under the cutover's locks, with no patient-owned row on the target before the moves (the
-    pre-flight's already-cut-over blocker, checked under the same locks), those rows are exactly
-    the moved ones; the caller compares the count with the moves' own. A part is one key per line,
+    Under the cutover's locks, those rows less the ones the target held before the moves (``held``)
+    are exactly the moved ones; the caller compares the count with the moves' own. A part is one key per line,
     each key as the report holds it (JSON in the column's own type; a JSON text never holds a raw
     newline), built by the server from a range of the table's tuple ids (a TID range scan reads only
     those blocks), in physical order: the order the report lists the keys in. A range whose text
     would pass that size is halved, down to one row. Capturing the keys during the moves
     (``UPDATE ... RETURNING`` into temp tables) made the moves 10-25% slower than the bare UPDATEs;
     reading them back once costs less, and the text travels to the client once, as the spool.
+
+    ``held`` names the temp table of the target's own patient-owned rows (keyed as the table): they
+    were there before the moves, so they are left out, or with ``of_held`` they alone are stored.
     """
+    rule = plan.table(table)
+    which = ownership.owned_on(plan, rule, plan.target, "r")
+    if held is not None:
+        which = sql.SQL("{owned} AND {neg} EXISTS (SELECT 1 FROM {h} h WHERE {join})").format(
+            owned=which, neg=sql.SQL("" if of_held else "NOT"), h=ownership.ident(held),
+            join=key_equal(rule.key, "r", "h"))
     with _scans_by_tid(conn):
-        return _write_parts(conn, plan, run_id, table, out, AUDIT_PART_BYTES)
+        return _write_parts(conn, plan, run_id, table, out, AUDIT_PART_BYTES, which)
 
 
 @contextmanager
@@ -669,9 +684,10 @@ def _scans_by_tid(conn: Connection) -> Iterator[None]:
         conn.execute("SELECT " + ", ".join(f"set_config('{n}', %s, true)" for n in names), tuple(before))
 
 
-def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, limit: int) -> tuple[int, int]:
+def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: BinaryIO, limit: int,
+                 which: sql.Composable) -> tuple[int, int]:
     a, rule = plan.audit, plan.table(table)
-    insert, fresh = audit_insert(conn, plan, sql.SQL("gen_random_uuid()"))
+    insert, fresh = audit.insert_head(conn, plan, sql.SQL("gen_random_uuid()"))
     # A partitioned or inherited table has no blocks of its own: a range of tuple ids applies to each
     # of its partitions, so the ranges cover the largest one.
     pages = int(db.one(conn, "WITH RECURSIVE tree(oid) AS (SELECT to_regclass(%s)::oid UNION ALL "
@@ -683,16 +699,16 @@ def _write_parts(conn: Connection, plan: Plan, run_id: str, table: str, out: Bin
     while ranges:
         lo, hi = ranges.pop()
         n, size, text = conn.execute(sql.SQL(
-            "WITH agg AS MATERIALIZED (SELECT count(*) AS n, string_agg({j}::text, E'\\n') AS s FROM {t} "
-            "WHERE ctid >= {lo}::tid AND ctid < {hi}::tid AND {owned}), "
+            "WITH agg AS MATERIALIZED (SELECT count(*) AS n, string_agg({j}::text, E'\\n') AS s FROM {t} r "
+            "WHERE r.ctid >= {lo}::tid AND r.ctid < {hi}::tid AND {owned}), "
             "ins AS ({insert} SELECT {fresh}{target}, {kind}, "
             "jsonb_build_object('run_id', {rid}, 'table', {name}, 'part', {part}, 'keys', s), {sv} FROM agg "
             "WHERE octet_length(s) <= {size}) "
             "SELECT n, octet_length(s), CASE WHEN octet_length(s) <= {size} THEN convert_to(s, 'UTF8') END FROM agg"
         ).format(
-            j=key_json(rule.key), t=table_sql(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
-            owned=rules.owned_on(plan, rule, plan.target), insert=insert, fresh=fresh,
-            target=sql.Literal(plan.target), kind=sql.Literal(a.allow_list_part),
+            j=key_json(rule.key, "r"), t=table_sql(table), lo=sql.Literal(_tid(lo)), hi=sql.Literal(_tid(hi)),
+            owned=which, insert=insert, fresh=fresh,
+            target=tenants.literal(plan, plan.target), kind=sql.Literal(a.allow_list_part),
             rid=sql.Literal(run_id), name=sql.Literal(table), part=sql.Literal(part), size=sql.Literal(limit),
             sv=sql.Literal(a.source_value)), binary=True).fetchone() or (0, None, None)
         if size is None:
@@ -720,7 +736,7 @@ def ids_json(plan: Plan, ids: dict[str, str]) -> sql.Composed:
     capture order: a sweep's few stragglers, recorded in its event."""
     return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, (SELECT coalesce(jsonb_agg({j}), '[]'::jsonb) FROM {i})").format(
-            sql.Literal(t), j=key_json(plan.table(t).key), i=rules.ident(ids[t]))
+            sql.Literal(t), j=key_json(plan.table(t).key), i=ownership.ident(ids[t]))
         for t in ids))
 
 
@@ -769,13 +785,10 @@ def commit(conn: Connection, url: str, plan: Plan, run_id: str, kind: str | None
 
 
 def committed_in_database(url: str, plan: Plan, run_id: str, kind: str) -> bool:
-    a = plan.audit
-    query = sql.SQL("SELECT count(*) FROM {t} WHERE {ty} = {kind} AND {pl} ->> 'run_id' = {rid}").format(
-        t=table_sql(a.table), ty=rules.ident(a.type_column), kind=sql.Literal(kind),
-        pl=rules.ident(a.payload_column), rid=sql.Literal(run_id))
+    """Is run ``run_id``'s ``kind`` event in the database? Asked on a new connection after a COMMIT
+    whose answer was lost."""
     with db.connection(url, autocommit=True) as check:
-        row = check.execute(query).fetchone()
-    return bool(row and row[0])
+        return bool(audit.events(check, plan, [kind], run_id=run_id, slim=True))
 
 
 def _rollback_quietly(conn: Connection) -> None:

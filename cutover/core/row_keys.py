@@ -74,6 +74,10 @@ class CutoverReport(TypedDict, total=False):
     allow_list_parts: dict[str, int]  # per table, audit parts holding an allow-list too large for one event
     writers_blocked_s: float  # locks taken to commit
     deferred_constraints: list[str]  # tenant-keyed foreign keys deferred during the moves, checked before COMMIT
+    # What the target held of its own before the moves, per table: {"patient": n, "provider": n} (tables
+    # holding none left out). Not the cutover's rows: the placement checks compare with it, the
+    # allow-list leaves them out, the reverse leaves them where they are.
+    held_on_target: dict[str, dict[str, int]]
 
 
 def key_json(columns: Sequence[str], alias: str | None = None) -> sql.Composable:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cutover.core import options as cfg
+from cutover.core import options
 from cutover.core.errors import CutoverError
 from cutover.core.redact import redact
 
@@ -17,21 +17,21 @@ from cutover.core.redact import redact
 def add_options(parser: pytest.Parser) -> None:
     """Every option of the table, as a flag and an ini key, in one group of ``pytest --help``."""
     group = parser.getgroup("cutover", "Phase 2a patient tenant cutover suite")
-    cfg.add_to_parser(group.addoption, parser.addini)
+    options.add_to_parser(group.addoption, parser.addini)
 
 
-def resolve(config: pytest.Config) -> cfg.Settings:
+def resolve(config: pytest.Config) -> options.Settings:
     """CLI > ini > environment > default, once; a bad value is a usage error naming the option."""
-    cli = {o.name: config.getoption(f"cutover_{o.name}") for o in cfg.OPTIONS}
-    ini = {o.name: config.getini(o.ini) for o in cfg.OPTIONS}
+    cli = {o.name: config.getoption(f"cutover_{o.name}") for o in options.OPTIONS}
+    ini = {o.name: config.getini(o.ini) for o in options.OPTIONS}
     try:
-        cfg.refuse_outside_the_command_line(ini)
-        return cfg.resolve(cli, ini)
+        options.refuse_outside_the_command_line(ini)
+        return options.resolve(cli, ini)
     except CutoverError as exc:
         raise pytest.UsageError(redact(str(exc))) from None
 
 
-def check_write_opt_in(settings: cfg.Settings, reads_only: str | None) -> None:
+def check_write_opt_in(settings: options.Settings, reads_only: str | None) -> None:
     """Refuse, before anything connects, a ``--rehearse`` that a read-only run (``reads_only`` names it) was
     given or that does not say which database it may write to. The name is what makes the opt-in
     deliberate: a URL pasted from the wrong shell variable then fails the name check (on the database

@@ -26,7 +26,7 @@ import psycopg
 from filelock import FileLock
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import db, live_schema
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
@@ -34,10 +34,8 @@ from cutover.core.plan import Plan, table_sql
 from cutover.core.private import open_private
 from cutover.core.progress import Log, quiet
 from cutover.core.redact import mask_url, redact, shell_command
-from cutover.core.report_types import key_order, key_text
-from cutover.reference import aftercare, preflight
-from cutover.reference import execute as engine
-from cutover.reference import report as reports
+from cutover.core.row_keys import key_order, key_text
+from cutover.reference import aftercare, engine, preflight, reports
 from cutover.sandbox import majors, snapshot
 from cutover.sandbox.server import SessionSandbox
 from cutover.suite import content
@@ -513,7 +511,7 @@ def insert_straggler(url: str, plan: Plan) -> str:
         # Key columns the table fills itself (identity, serial, a default) are left to it; any other
         # gets a fresh uuid read as the column's own type (text or uuid).
         for key in rule.key:
-            if key in columns or engine.has_default(conn, st.table, key):
+            if key in columns or live_schema.has_default(conn, st.table, key):
                 continue
             columns.append(key)
             values.append(sql.SQL("(jsonb_populate_record(NULL::{t}, jsonb_build_object({k}, gen_random_uuid())))"

@@ -13,18 +13,15 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from psycopg import sql
-
+from cutover.core import audit, tenants
 from cutover.core.db import Connection, hidden_by_row_security
 from cutover.core.errors import CutoverError
-from cutover.core.plan import Plan, table_sql
-from cutover.core.report_types import CutoverReport
-from cutover.reference import ownership as rules
+from cutover.core.plan import Plan
+from cutover.core.row_keys import CutoverReport
 
 
 def check_writable(path: Path) -> None:
@@ -328,15 +325,6 @@ def _copy_lines(path: Path, write: Callable[[bytes], object]) -> None:
             write(chunk.replace(b"\n", b","))
 
 
-def audit_events(conn: Connection, plan: Plan, kind: str) -> list[dict[str, Any]]:
-    """Payloads of the cutover's audit events of one kind, oldest first."""
-    a = plan.audit
-    q = sql.SQL("SELECT {pl} FROM {t} WHERE {ty} = {kind} AND {src} = {sv} ORDER BY {pl} ->> 'committed_at'").format(
-        pl=rules.ident(a.payload_column), t=table_sql(a.table), ty=rules.ident(a.type_column),
-        kind=sql.Literal(kind), src=rules.ident(a.source_column), sv=sql.Literal(a.source_value))
-    return [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in conn.execute(q).fetchall()]
-
-
 def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[CutoverReport, dict[str, Iterable[str]]]:
     """The report of a committed run, from the database alone (its audit events), and its allow-list
     (keys as JSON text, for :func:`write`).
@@ -348,105 +336,30 @@ def rebuild(conn: Connection, plan: Plan, run_id: str | None = None) -> tuple[Cu
     hidden = hidden_by_row_security(conn, plan.all_tables)
     if hidden is not None:
         raise CutoverError(f"cannot rebuild the report: {hidden}")
-    done = [e for e in audit_events(conn, plan, plan.audit.completed) if run_id is None or e.get("run_id") == run_id]
+    plan = tenants.typed(conn, plan)
+    done = audit.events(conn, plan, [plan.audit.completed], run_id=run_id)
     if not done:
         which = f"run {run_id}" if run_id else "any run"
         raise CutoverError(f"no {plan.audit.completed} event for {which} on '{plan.target}'; nothing was committed")
-    event = done[-1]
+    event = done[-1].payload
     report = dict(event)
     report["commit_status"] = "committed"
     report["rebuilt_from_database"] = True
     mine = event["run_id"]
-    report["sweeps"] = [e for e in audit_events(conn, plan, plan.audit.swept) if e.get("cutover_run_id") == mine]
-    reverses = [e for e in audit_events(conn, plan, plan.audit.reversed) if e.get("cutover_run_id") == mine]
+    report["sweeps"] = [e.payload for e in audit.events(conn, plan, [plan.audit.swept], cutover_run_id=mine)]
+    reverses = audit.events(conn, plan, [plan.audit.reversed], cutover_run_id=mine)
     if reverses:
-        report["reverse"] = reverses[-1]
+        report["reverse"] = reverses[-1].payload
     ids: dict[str, Iterable[str]] = {}
     parts = report.pop("allow_list_parts", None) or {}
     if "allow_list" not in report:  # in parts: always since the parts hold key text (see write_parts)
-        keys = part_keys(conn, plan, mine)
+        keys = audit.part_keys(conn, plan, mine)
         for table, n in parts.items():
             found = keys.get(table, [])
             if len(found) != n:
                 raise CutoverError(f"run {mine}: {table}'s allow-list was stored in {n} {plan.audit.allow_list_part} "
                                    f"events but {len(found)} are in the database; the audit trail was altered")
-            ids[table] = _part_ids(conn, plan, found)
+            ids[table] = audit.part_ids(conn, plan, found)
     else:
         ids = {t: [json.dumps(k) for k in v] for t, v in (report.pop("allow_list", None) or {}).items()}
     return cast(CutoverReport, report), ids
-
-
-def part_keys(conn: Connection, plan: Plan, run_id: str) -> dict[str, list[Any]]:
-    """The physical row ids of a run's allow-list part events, per table, in part order.
-
-    ``ctid`` and not the plan's key: the audit key may be composite or filled by the table, and
-    the read is one read-only transaction, so the rows cannot move under it.
-    """
-    a = plan.audit
-    rows = conn.execute(sql.SQL(
-        "SELECT {pl} ->> 'table', ctid::text FROM {t} WHERE {ty} = {kind} AND {src} = {sv} AND {pl} ->> 'run_id' = "
-        "{rid} ORDER BY 1, ({pl} ->> 'part')::bigint").format(
-        pl=rules.ident(a.payload_column), t=table_sql(a.table), ty=rules.ident(a.type_column),
-        kind=sql.Literal(a.allow_list_part), src=rules.ident(a.source_column), sv=sql.Literal(a.source_value),
-        rid=sql.Literal(run_id))).fetchall()
-    out: dict[str, list[Any]] = {}
-    for table, ctid in rows:
-        out.setdefault(table, []).append(ctid)
-    return out
-
-
-def recorded_keys(plan: Plan, table: str, run_id: str) -> sql.Composable:
-    """SELECT of the keys (one jsonb column, ``k``) of ``table`` that run ``run_id`` and its sweeps
-    moved, as the database's audit events recorded them: the allow-list's parts (key text, or a
-    jsonb array ``ids`` before), an earlier version's allow-list inside the completed event, and the
-    ``cutover.swept`` events' ``ids``.
-
-    Sweep and reverse read the keys here, in the server, and never from the report file: a file is
-    whatever its last editor made it, the audit events were written in the cutover's own transaction.
-    They are on the target tenant, by type: an index on (tenant, type) finds them without a scan of
-    the whole audit table per moving table.
-    """
-    a = plan.audit
-    return sql.SQL(
-        "SELECT x.k FROM {t} e, LATERAL ("
-        "SELECT string_to_table(e.{pl} ->> 'keys', E'\\n')::jsonb WHERE e.{ty} = {part} AND e.{pl} ? 'keys' "
-        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids') WHERE e.{ty} = {part} AND e.{pl} ? 'ids' "
-        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'allow_list' -> {name}) WHERE e.{ty} = {done} "
-        "UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids' -> {name}) WHERE e.{ty} = {swept}) x(k) "
-        "WHERE {ten} = {target} AND e.{ty} IN ({part}, {done}, {swept}) AND e.{src} = {sv} "
-        "AND (e.{ty} = {part} AND e.{pl} ->> 'run_id' = {rid} AND e.{pl} ->> 'table' = {name} "
-        "OR e.{ty} = {done} AND e.{pl} ->> 'run_id' = {rid} "
-        "OR e.{ty} = {swept} AND e.{pl} ->> 'cutover_run_id' = {rid})"
-    ).format(t=table_sql(a.table), pl=rules.ident(a.payload_column), ty=rules.ident(a.type_column),
-             src=rules.ident(a.source_column), sv=sql.Literal(a.source_value), part=sql.Literal(a.allow_list_part),
-             done=sql.Literal(a.completed), swept=sql.Literal(a.swept), name=sql.Literal(table),
-             rid=sql.Literal(run_id), ten=rules.tenant_of(plan, "e"), target=sql.Literal(plan.target))
-
-
-def part_texts(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[bytes]:
-    """Each part's key text (a key a line, UTF-8) in order, one part in memory at a time; stops at
-    a part of an earlier layout (a jsonb array), which has no such text."""
-    a = plan.audit
-    for ctid in ctids:
-        row = conn.execute(sql.SQL("SELECT convert_to(e.{pl} ->> 'keys', 'UTF8') FROM {t} e WHERE e.ctid = {c}::tid "
-                                   "AND e.{pl} ? 'keys'").format(pl=rules.ident(a.payload_column),
-                                                                 t=table_sql(a.table), c=sql.Literal(ctid)),
-                           binary=True).fetchone()
-        if row is None or row[0] is None:
-            return
-        yield bytes(row[0])
-
-
-def _part_ids(conn: Connection, plan: Plan, ctids: list[str]) -> Iterator[str]:
-    """The keys of the given part events as JSON text, in order, streamed (a part can be tens of MB)."""
-    a = plan.audit
-    for ctid in ctids:
-        with conn.cursor(name=f"cutover_part_{uuid.uuid4().hex}") as cur:
-            cur.itersize = 10_000
-            cur.execute(sql.SQL(  # a part holds its keys as lines of text ('keys'), before as a jsonb array
-                "SELECT k FROM {t} e, LATERAL (SELECT regexp_split_to_table(e.{pl} ->> 'keys', E'\\n') WHERE e.{pl} ? "
-                "'keys' UNION ALL SELECT jsonb_array_elements(e.{pl} -> 'ids')::text WHERE e.{pl} ? 'ids') x(k) "
-                "WHERE e.ctid = {c}::tid").format(pl=rules.ident(a.payload_column), t=table_sql(a.table),
-                                                 c=sql.Literal(ctid)))
-            for (key,) in cur:
-                yield key
