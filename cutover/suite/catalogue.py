@@ -32,7 +32,8 @@ PER_WORDS: dict[str, str] = {"patient_table": "each moving table", "reference": 
 
 @dataclass(frozen=True)
 class Check:
-    """One check of the matrix. ``run`` is the automated check's function (None for manual checks)."""
+    """One check of the matrix. ``run`` is the automated check's function (None for manual checks); it is
+    handed the evidence :meth:`evaluate` makes from this entry and never writes its own id."""
 
     id: str
     title: str
@@ -72,15 +73,13 @@ class Check:
         return []
 
     def evaluate(self, checker: Checker, *args: str) -> Evidence:
-        """Run the automated check and title its evidence from this entry."""
+        """Run the automated check on evidence made from this entry: its id and title are the catalogue's."""
         if self.run is None:
             raise TypeError(f"{self.id} is a {self.kind} check: it has no query to run")
         if self.needs is not None and self.needs in checker.plan.features.absent():
             # never a pass by default: the plan says there is nothing for it to look at, so it is not run at all
             raise CutoverError(f"{self.id} is not applicable to this plan ([features] {self.needs} = false)")
-        evidence = self.run(checker, *args)
-        evidence.title = self.title
-        return evidence
+        return self.run(checker, Evidence(self.id, title=self.title), *args)
 
 
 _BOTH = (SET_A, SET_B)
