@@ -43,6 +43,7 @@ class Check:
     per: Per | None = None
     run: Callable[..., Evidence] | None = None
     needs: str | None = None  # the [features] key whose subject the check is about; declared absent: not applicable
+    swept: bool = False  # a failure the sweep fixes (rows left or written late on the source): the next step says so
 
     @property
     def keyword(self) -> str:
@@ -88,7 +89,7 @@ AUTOMATED: tuple[Check, ...] = (
     Check("A2", "target tenant exists, active, protected, settings mirrored", _BOTH, "sql", "target_tenant",
           run=posture.a2),
     Check("A3", "nothing patient-owned remains on the source", _BOTH, "sql", "nothing_patient_owned_on_source",
-          per="patient_table", run=placement.a3),
+          per="patient_table", run=placement.a3, swept=True),
     Check("A4", "references are tenant-consistent", _BOTH, "sql", "references_tenant_consistent", per="reference",
           run=links.a4),
     Check("A5", "row conservation against the report's baseline", (SET_A,), "sql", "row_conservation",
@@ -98,7 +99,7 @@ AUTOMATED: tuple[Check, ...] = (
     Check("A7", "case shares resolve, and providers see exactly their shared cases", _BOTH, "sql",
           "shares_resolve", run=links.a7, needs="share_table"),
     Check("A8", "events classified and on the right tenant", _BOTH, "sql", "events_classified", run=placement.a8,
-          needs="event_table"),
+          needs="event_table", swept=True),
     Check("A9", "idempotency keys on their case's tenant; patient routes on the target", _BOTH, "sql",
           "replay_keys_on_their_case_tenant", run=links.a9, needs="idempotency_table"),
     Check("A10", "allow-list exact: the target holds exactly the report's rows", (SET_A,), "sql",
