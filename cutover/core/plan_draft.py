@@ -25,7 +25,17 @@ from psycopg import sql
 from cutover.core import db, live_schema
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
-from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, split_table, table_regclass, table_sql, toml_key, toml_string
+from cutover.core.plan import (
+    AUDIT_KINDS,
+    DEFAULT_PLAN,
+    OWN_AUDIT_TABLE,
+    PLAN_FORMAT,
+    split_table,
+    table_regclass,
+    table_sql,
+    toml_key,
+    toml_string,
+)
 
 CLASSIFYING = re.compile(r"^(kind|role|type|route|category)$|_(type|kind|route)$")
 MAX_VALUES = 200
@@ -233,10 +243,10 @@ def draft(conn: Connection, options: DraftOptions) -> str:
                      f"{'' if r.foreign_key else '  # REVIEW: no foreign key'}" for r in refs]
             body.append("]")
             pending.append((name, len(body) - 1 - len(refs), refs))
-    if audit is None:
-        audit = next(((n, c) for n in sorted(scoped) if owners.get(n) == "classified"
-                      for c in [next(c for c in scoped[n].columns if CLASSIFYING.search(c))]), ("REVIEW", "REVIEW"))
-    audit_table = scoped.get(audit[0])
+    # No events table of the application's (named so, classified, with a jsonb payload): the cutover keeps
+    # its own trail. Another classified table is no events table (a payment provider's `type`): naming one
+    # left the dry run blocked on columns it never had, and its rows' owner hostage to the audit.
+    audit_table = scoped.get(audit[0]) if audit is not None else None
     # Cross-tenant references the reviewer must settle: a patient table pointing at a non-patient one.
     for child, first, refs in pending:
         for i, ref in enumerate(refs, start=first):
@@ -246,7 +256,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
                     f"(or \"share\") if the parent stays on another tenant")
     for kind in ("cutover.started", "cutover.completed", "cutover.swept", "cutover.reversed",
                  "cutover.allow_list_part"):
-        if audit[1] in classifications and kind not in classifications[audit[1]]:
+        if audit is not None and audit[1] in classifications and kind not in classifications[audit[1]]:
             classifications[audit[1]].append(kind)
     moving = [n for n in sorted(scoped) if owners[n] != "provider"]
     tenants = schema.tables[o.tenant_table]
@@ -265,7 +275,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         f"row_level_security = {str(rls).lower()}", f"tenant_settings = {str(jsonb is not None).lower()}",
         f"tenant_flags = {str(active is not None and protected is not None).lower()}",
         f"share_table = {_q(shares[0]) if shares else 'false'}",
-        f"event_table = {_q(audit[0]) if owners.get(audit[0]) == 'classified' else 'false'}",
+        f"event_table = {_q(audit[0]) if audit is not None else 'false'}",
         "idempotency_table = false  # REVIEW: a table whose case_json names a case, if the schema has one",
         f"schema_versions = {_q(versions)}" + (
             "  # REVIEW: no version table found; name it under [plan], or declare \"none\" and drop [plan]'s "
@@ -277,13 +287,16 @@ def draft(conn: Connection, options: DraftOptions) -> str:
                                               f"settings_column = {_q(jsonb)}"]) + (
         [] if active is None or protected is None else
         [f"active_column = {_q(active)}", f"protected_column = {_q(protected)}"])
-    payload = next((c for c, t in (audit_table.columns.items() if audit_table else []) if t == "jsonb"), "payload")
+    # A20-active's straggler: a patient event where the application has an events table, else a patient root row.
+    straggler = scoped.get(audit[0] if audit is not None else root)
+    payload = next((c for c, t in (straggler.columns.items() if straggler else []) if t == "jsonb"),
+                   "payload" if audit is not None else "REVIEW")
     source_col = next((c for c in (audit_table.columns if audit_table else []) if c.startswith("source")), "REVIEW")
-    audit_key = audit_table.primary_key[0] if audit_table and audit_table.primary_key else "id"
-    created = [c for c in (audit_table.columns if audit_table else []) if c == "created_at"]
+    created = [c for c in (straggler.columns if straggler else []) if c == "created_at"]
     pick = {"case": next((n for n in moving if n.startswith("case")), root or "REVIEW"),
             "doc": next((n for n in moving if "doc" in n), root or "REVIEW"),
-            "key": next((n for n in moving if "idempot" in n or n.endswith("_keys")), audit[0])}
+            "key": next((n for n in moving if "idempot" in n or n.endswith("_keys")),
+                        audit[0] if audit is not None else root)}
     key_tbl = scoped.get(pick["key"])
     lines += [
         "# Drafted by `cutover plan draft` from the live schema. Settle every REVIEW before the first rehearsal,",
@@ -296,21 +309,18 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         f"protected = [{_q(o.source)}, {_q(o.target)}]", *tenant_lines,
         "", "[roles]", 'app = "app_user"  # REVIEW', 'app_privileges = ["SELECT", "INSERT", "UPDATE", "DELETE"]',
         'tenant_setting = "app.tenant_id"  # REVIEW',
-        "", "[audit]  # REVIEW: where the cutover writes its own events",
-        f"table = {_q(audit[0])}", f"key = {_q(audit_key)}", f"type_column = {_q(audit[1])}",
-        f"payload_column = {_q(payload)}", f"source_column = {_q(source_col)}", 'source_value = "cutover"',
-        'started = "cutover.started"', 'completed = "cutover.completed"', 'swept = "cutover.swept"',
-        'reversed = "cutover.reversed"', 'allow_list_part = "cutover.allow_list_part"',
+        *_audit_lines(audit, audit_table, payload, source_col),
         "", "[rehearsal]  # REVIEW: the tables the manual checks' values come from",
         f"case_table = {_q(pick['case'])}", f"patient_table = {_q(root or 'REVIEW')}",
         f"document_table = {_q(pick['doc'])}", f"key_table = {_q(pick['key'])}",
         f"key_column = {_q(key_tbl.primary_key[0] if key_tbl and key_tbl.primary_key else 'key')}",
         'key_route_column = "route"', 'key_response_column = "response_body"', 'key_case_field = "case_id"',
         "", "[rehearsal.straggler]  # REVIEW: A20-active's synthetic patient row",
-        f"table = {_q(audit[0])}", f"marker_column = {_q(payload)}", 'marker_key = "actor"',
-        'marker = "rehearsal:synthetic-straggler"', f"now_columns = [{', '.join(_q(c) for c in created)}]",
-        f"values = {{ {toml_key(audit[1])} = \"REVIEW: a patient-classified value\", {toml_key(source_col)} = "
-        f"\"rehearsal\" }}",
+        f"table = {_q(audit[0] if audit is not None else root)}", f"marker_column = {_q(payload)}",
+        'marker_key = "actor"', 'marker = "rehearsal:synthetic-straggler"',
+        f"now_columns = [{', '.join(_q(c) for c in created)}]",
+        (f"values = {{ {toml_key(audit[1])} = \"REVIEW: a patient-classified value\", {toml_key(source_col)} = "
+         f"\"rehearsal\" }}") if audit is not None else "values = {}  # REVIEW: the fixed values a patient row needs",
         "", _manual_sections().rstrip(),
         "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
@@ -327,6 +337,19 @@ def draft(conn: Connection, options: DraftOptions) -> str:
             cls = "system" if value.startswith("cutover.") else ("patient" if "patient" in value else "provider")
             lines.append(f"{_q(value)} = {_q(cls)}" + ("" if value.startswith("cutover.") else "  # REVIEW"))
     return "\n".join(lines) + "\n"
+
+
+def _audit_lines(audit: tuple[str, str] | None, table: live_schema.Table | None, payload: str,
+                 source: str) -> list[str]:
+    """``[audit]``: the application's events table and its columns, or the cutover's own trail."""
+    if audit is None:
+        return ["", f"[audit]  # REVIEW: no events table found; the cutover keeps its own in {OWN_AUDIT_TABLE} "
+                "(docs/plan.md), or name the application's (table = ... and its columns)", "own = true"]
+    key = table.primary_key[0] if table and table.primary_key else "id"
+    return ["", "[audit]  # REVIEW: where the cutover writes its own events",
+            f"table = {_q(audit[0])}", f"key = {_q(key)}", f"type_column = {_q(audit[1])}",
+            f"payload_column = {_q(payload)}", f"source_column = {_q(source)}", 'source_value = "cutover"',
+            *[f"{k} = {_q(v)}" for k, v in AUDIT_KINDS.items()]]
 
 
 def _check_tenancy(conn: Connection, schema: live_schema.Catalog, o: DraftOptions,
