@@ -33,7 +33,7 @@ from cutover.core import db
 from cutover.core.options import DEFAULTS, resolve
 from cutover.core.plan import Plan, load_plan
 from cutover.core.row_keys import key_equal, key_order, key_values
-from cutover.reference import ownership
+from cutover.reference import engine, ownership
 from cutover.sandbox import backends, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +54,12 @@ def bare_reverse(url: str, plan: Plan, report_path: Path) -> tuple[float, int]:
     """The floor of the reverse: plain ``UPDATE ... FROM keys`` moving back exactly the rows the report
     lists (allow-list and sweeps), table by table in the plan's order, in one transaction.
 
-    The keys are copied into typed temp tables first, untimed: only the UPDATEs and the COMMIT count,
-    as the bare UPDATEs of the execute. Nothing else: no check, lock, listing, verification or audit.
+    The keys are copied into typed temp tables first and ANALYZEd, untimed: only the UPDATEs and the
+    COMMIT count, as the bare UPDATEs of the execute. Nothing else: no check, lock, listing,
+    verification or audit. Written as a DBA would: before each UPDATE, ``SET LOCAL work_mem`` large
+    enough for the hash join on the keys not to batch to disk (the reverse's own sizing,
+    ``size_hash_for``, capped at 256 MB). At the server's 4 MB default the join batched, every row of
+    both sides through temp files: 202 s at scale 100 against 67 s for the forward bare UPDATEs.
     """
     report = json.loads(report_path.read_text())
     listed: dict[str, list[Any]] = {t: list(keys) for t, keys in report["allow_list"].items()}
@@ -78,6 +82,7 @@ def bare_reverse(url: str, plan: Plan, report_path: Path) -> tuple[float, int]:
         moved = 0
         for name in order:
             rule = plan.table(name)
+            engine.size_hash_for(conn, f"bare_keys_{name}", len(rule.key))
             query = sql.SQL("UPDATE {t} r SET {c} = {src} FROM {k} k WHERE {join} AND r.{c} = {tgt}").format(
                 t=ownership.ident(name), c=ownership.tenant_of(plan), src=sql.Literal(plan.source),
                 k=sql.Identifier(f"bare_keys_{name}"), join=key_equal(rule.key, "r", "k"),
@@ -116,6 +121,7 @@ def cli(url: str, *args: str) -> tuple[float, int, dict[str, Any]]:
         if proc.returncode != 0:
             raise SystemExit(f"cutover {args[0]} exited {proc.returncode}: {err.read().decode()[-2000:]}")
         result = json.loads(out.read().decode().strip().splitlines()[-1])
+        result["_progress"] = err.read().decode().splitlines()
     return seconds, peak // 1024, result
 
 
@@ -209,6 +215,8 @@ def main() -> None:
                                 back = sum(res["moved"].values())
                                 print(f"  cutover reverse   {r_sec:8.2f} s  peak RSS {r_rss} MB  ({back} rows back)  "
                                       f"ratio to bare {r_sec / b_sec:.2f}", flush=True)
+                                for step in res["_progress"]:
+                                    print(f"      {step}", flush=True)
                                 reverse_line = (f"; reverse {r_sec:.2f} s, bare reverse {b_sec:.2f} s, ratio "
                                                 f"{r_sec / b_sec:.2f}, peak RSS {r_rss} MB")
                     db.drop_database(info.admin_url, name)

@@ -6,7 +6,9 @@ are read from ``cutover/suite/catalogue.py``; these tests fail when any of them 
 
 from __future__ import annotations
 
+import ast
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,3 +118,38 @@ def test_a_matrix_is_collected_as_one_test_per_automated_check_and_subject(
                 for check in AUTOMATED for subject in (check.subjects(plan) if check.per else [""])]
     args = example(test_matrix="from cutover.suite.matrix import Matrix\n\nchecks = Matrix()\n")
     assert collected(pytester, "-p", "no:randomly", *args) == expected
+
+
+CHECK_ID = re.compile(r"\bA\d+\b")
+# The check functions are handed their entry's evidence (id and title from the catalogue), the assists'
+# findings get their id from the test that runs them; a literal id in them is a second registry.
+ID_FREE = ("cutover/suite/checks", "cutover/suite/manual")
+
+
+def id_literals(root: Path) -> list[str]:
+    """Every string (docstrings aside) under ``ID_FREE`` in ``root`` that writes a check id, as ``path:line``."""
+    found: list[str] = []
+    for folder in ID_FREE:
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                          if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                          and node.body and isinstance(node.body[0], ast.Expr)
+                          and isinstance(node.body[0].value, ast.Constant)}
+            found += [f"{path.relative_to(root)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+                      if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                      and id(node) not in docstrings and CHECK_ID.search(node.value)]
+    return found
+
+
+def test_check_functions_take_their_ids_from_the_catalogue() -> None:
+    assert id_literals(ROOT) == []
+
+
+def test_a_planted_check_id_literal_is_found(tmp_path: Path) -> None:
+    """The scan can fail: a copy of the checks where one builds its own evidence with an id."""
+    for folder in ID_FREE:
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    planted = tmp_path / "cutover/suite/checks/planted.py"
+    planted.write_text('"""A check that names itself."""\n\n\ndef a7(c, ev):\n    return Evidence("A7")\n')
+    assert id_literals(tmp_path) == ["cutover/suite/checks/planted.py:5: 'A7'"]

@@ -217,6 +217,28 @@ def test_the_reverse_selects_its_rows_without_sorting_or_hashing_them_all(fresh_
             conn.execute("DROP TABLE listed, held")
 
 
+def test_a_listed_move_hashes_its_keys_in_memory_whatever_work_mem_is(fresh_db: str, cutover_plan: Plan) -> None:
+    """A move of listed rows (the reverse's, the sweep's) is ``UPDATE ... FROM`` its id table, a hash
+    join: past work_mem the join batched to disk, writing every row of both sides to temp files (the
+    bare reverse UPDATEs took 202 s at scale 100 against 67 s for the forward ones). The move sizes
+    work_mem from its keys for its own transaction, so no temp file is written even at 64kB (and
+    ``temp_file_limit = 0`` turns any temp file into an error)."""
+    from cutover.reference import engine
+
+    with db.connection(fresh_db) as conn:
+        conn.execute("SET LOCAL work_mem = '64kB'")
+        conn.execute("SET LOCAL temp_file_limit = 0")
+        ids: dict[str, str] = {}
+        planned: dict[str, int] = {}
+        for rule in cutover_plan.moving:
+            ids[rule.name] = engine.id_table(rule, "test")
+            planned[rule.name] = engine.build_owned_ids(conn, cutover_plan, rule, cutover_plan.source, ids[rule.name])
+        assert max(planned.values()) > 5_000  # far past what 64kB hashes
+        moved = engine.move_listed(conn, cutover_plan, ids, cutover_plan.source, cutover_plan.target)
+        assert moved == planned
+        conn.rollback()
+
+
 def test_the_reverse_moves_back_a_listed_row_no_longer_patient_owned_once(
     fresh_db: str, cutover_plan: Plan, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from cutover.core.plan import DEFAULT_PLAN, load_plan
+from cutover.core.plan import DEFAULT_PLAN, OWN_AUDIT_TABLE, load_plan
 from tests.billing_model import SOURCE, TARGET, generator
 from tests.support import execute_sql, run_cutover
 
@@ -212,3 +212,21 @@ def test_a_table_that_only_references_the_tenants_table_is_drafted_not_queried(b
     check = run_cutover(billing_db, "plan", "check", f"--db-url={billing_db}", f"--plan={out}")
     assert "missing-column: [plan].tenant_column: column invitations.organization_id does not exist" in check.stdout, \
         check.stdout
+
+
+def test_a_schema_without_an_events_table_is_drafted_with_the_cutovers_own_trail(billing_db: str,
+                                                                                  tmp_path: Path) -> None:
+    """The billing model has no events table the cutover could write to. The draft used to name the
+    first classified table instead (payment_providers: no payload, no source column), so the dry run
+    was blocked on columns that table never had, and deciding that table stays with its tenant broke
+    the plan ([classification.None]). Now it declares the cutover's own trail and no event table."""
+    out = tmp_path / "draft.toml"
+    done = run_cutover(billing_db, "plan", "draft", f"--db-url={billing_db}", *ORGS, f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    plan = load_plan(out)
+    assert plan.audit.own is True and plan.audit.table == OWN_AUDIT_TABLE
+    assert plan.features.event_table is None
+    assert "cutover.started" not in out.read_text(), "no table of the application's classifies the cutover's events"
+    assert plan.rehearsal.straggler.table == plan.rehearsal.key_table == "customers"  # a table that moves
+    dry = run_cutover(billing_db, "dry-run", f"--plan={out}")
+    assert "[audit]" not in dry.stdout, dry.stdout

@@ -25,7 +25,17 @@ from psycopg import sql
 from cutover.core import db, live_schema
 from cutover.core.db import Connection
 from cutover.core.errors import SetupError
-from cutover.core.plan import DEFAULT_PLAN, PLAN_FORMAT, split_table, table_regclass, table_sql, toml_key, toml_string
+from cutover.core.plan import (
+    AUDIT_KINDS,
+    DEFAULT_PLAN,
+    OWN_AUDIT_TABLE,
+    PLAN_FORMAT,
+    split_table,
+    table_regclass,
+    table_sql,
+    toml_key,
+    toml_string,
+)
 
 CLASSIFYING = re.compile(r"^(kind|role|type|route|category)$|_(type|kind|route)$")
 MAX_VALUES = 200
@@ -203,7 +213,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     found = _Found()
     for name, table in sorted(scoped.items()):
         _table_section(conn, o, found, name, table, root, chains, references[name])
-    audit = _settle_audit(found, scoped)
+    audit = _settle_audit(found)
     moving = [n for n in sorted(scoped) if found.owners[n] != "provider"]
     tenants = schema.tables[o.tenant_table]
     jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), None)
@@ -211,7 +221,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     protected = next((c for c, t in tenants.columns.items() if t == "boolean" and "protect" in c), None)
     # No version table found: left to the review (plan check names it), never declared away by the draft.
     versions = "alembic" if version_table == "REVIEW" else _versions(conn, version_table)
-    features = _features_lines(conn, o, scoped, found.owners, audit, versions, version_table,
+    features = _features_lines(conn, o, scoped, audit, versions, version_table,
                                jsonb is not None, active is not None and protected is not None)
     version_lines = ([f"schema_head = {_q(head)}{head_note}", f"version_table = {_q(version_table)}",
                       f"version_column = {_q(version_column)}"] if versions != "none" else [])
@@ -230,7 +240,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         f"protected = [{_q(o.source)}, {_q(o.target)}]", *tenant_lines,
         "", "[roles]", 'app = "app_user"  # REVIEW', 'app_privileges = ["SELECT", "INSERT", "UPDATE", "DELETE"]',
         'tenant_setting = "app.tenant_id"  # REVIEW',
-        *_audit_lines(audit, scoped, moving, root),
+        *_audit_and_rehearsal_lines(audit, scoped, moving, root),
         "", _manual_sections().rstrip(),
         "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
@@ -297,14 +307,14 @@ def _classified_section(conn: Connection, o: DraftOptions, found: _Found, name: 
         found.audit = (name, classifier)
 
 
-def _settle_audit(found: _Found, scoped: dict[str, live_schema.Table]) -> tuple[str, str]:
-    """The audit table and its type column (any classified table when none looked like events), with
-    the cutover's own event kinds among its values; and the reviewer's notes on references from a
+def _settle_audit(found: _Found) -> tuple[str, str] | None:
+    """The application's events table and its type column, with the cutover's own event kinds among
+    its values (None: the cutover keeps its own trail); and the reviewer's notes on references from a
     patient table to one that stays behind."""
+    # No events table of the application's (named so, classified, with a jsonb payload): the cutover keeps
+    # its own trail. Another classified table is no events table (a payment provider's `type`): naming one
+    # left the dry run blocked on columns it never had, and its rows' owner hostage to the audit.
     audit = found.audit
-    if audit is None:
-        audit = next(((n, c) for n in sorted(scoped) if found.owners.get(n) == "classified"
-                      for c in [next(c for c in scoped[n].columns if CLASSIFYING.search(c))]), ("REVIEW", "REVIEW"))
     # Cross-tenant references the reviewer must settle: a patient table pointing at a non-patient one.
     for child, first, refs in found.pending:
         for i, ref in enumerate(refs, start=first):
@@ -315,13 +325,13 @@ def _settle_audit(found: _Found, scoped: dict[str, live_schema.Table]) -> tuple[
                     f"(or \"share\") if the parent stays on another tenant")
     for kind in ("cutover.started", "cutover.completed", "cutover.swept", "cutover.reversed",
                  "cutover.allow_list_part"):
-        if audit[1] in found.classifications and kind not in found.classifications[audit[1]]:
+        if audit is not None and audit[1] in found.classifications and kind not in found.classifications[audit[1]]:
             found.classifications[audit[1]].append(kind)
     return audit
 
 
 def _features_lines(conn: Connection, o: DraftOptions, scoped: dict[str, live_schema.Table],
-                    owners: dict[str, str], audit: tuple[str, str], versions: str, version_table: str,
+                    audit: tuple[str, str] | None, versions: str, version_table: str,
                     settings: bool, flags: bool) -> list[str]:
     """``[features]`` as the schema was found: a check whose subject is absent is not applicable."""
     shares = sorted(n for n, t in scoped.items() for fk in t.foreign_keys if fk.parent == o.tenant_table
@@ -334,7 +344,7 @@ def _features_lines(conn: Connection, o: DraftOptions, scoped: dict[str, live_sc
         f"row_level_security = {str(rls).lower()}", f"tenant_settings = {str(settings).lower()}",
         f"tenant_flags = {str(flags).lower()}",
         f"share_table = {_q(shares[0]) if shares else 'false'}",
-        f"event_table = {_q(audit[0]) if owners.get(audit[0]) == 'classified' else 'false'}",
+        f"event_table = {_q(audit[0]) if audit is not None else 'false'}",
         "idempotency_table = false  # REVIEW: a table whose case_json names a case, if the schema has one",
         f"schema_versions = {_q(versions)}" + (
             "  # REVIEW: no version table found; name it under [plan], or declare \"none\" and drop [plan]'s "
@@ -342,36 +352,49 @@ def _features_lines(conn: Connection, o: DraftOptions, scoped: dict[str, live_sc
     ]
 
 
-def _audit_lines(audit: tuple[str, str], scoped: dict[str, live_schema.Table], moving: list[str],
-                 root: str) -> list[str]:
+def _audit_and_rehearsal_lines(audit: tuple[str, str] | None, scoped: dict[str, live_schema.Table],
+                               moving: list[str], root: str) -> list[str]:
     """``[audit]``, ``[rehearsal]`` and its straggler: where the cutover writes its events and which
     tables the manual checks' values come from, the columns guessed from the audit table."""
-    audit_table = scoped.get(audit[0])
-    payload = next((c for c, t in (audit_table.columns.items() if audit_table else []) if t == "jsonb"), "payload")
+    audit_table = scoped.get(audit[0]) if audit is not None else None
+    # A20-active's straggler: a patient event where the application has an events table, else a patient root row.
+    straggler = scoped.get(audit[0] if audit is not None else root)
+    payload = next((c for c, t in (straggler.columns.items() if straggler else []) if t == "jsonb"),
+                   "payload" if audit is not None else "REVIEW")
     source_col = next((c for c in (audit_table.columns if audit_table else []) if c.startswith("source")), "REVIEW")
-    audit_key = audit_table.primary_key[0] if audit_table and audit_table.primary_key else "id"
-    created = [c for c in (audit_table.columns if audit_table else []) if c == "created_at"]
+    created = [c for c in (straggler.columns if straggler else []) if c == "created_at"]
     pick = {"case": next((n for n in moving if n.startswith("case")), root or "REVIEW"),
             "doc": next((n for n in moving if "doc" in n), root or "REVIEW"),
-            "key": next((n for n in moving if "idempot" in n or n.endswith("_keys")), audit[0])}
+            "key": next((n for n in moving if "idempot" in n or n.endswith("_keys")),
+                        audit[0] if audit is not None else root)}
     key_tbl = scoped.get(pick["key"])
     return [
-        "", "[audit]  # REVIEW: where the cutover writes its own events",
-        f"table = {_q(audit[0])}", f"key = {_q(audit_key)}", f"type_column = {_q(audit[1])}",
-        f"payload_column = {_q(payload)}", f"source_column = {_q(source_col)}", 'source_value = "cutover"',
-        'started = "cutover.started"', 'completed = "cutover.completed"', 'swept = "cutover.swept"',
-        'reversed = "cutover.reversed"', 'allow_list_part = "cutover.allow_list_part"',
+        *_audit_lines(audit, audit_table, payload, source_col),
         "", "[rehearsal]  # REVIEW: the tables the manual checks' values come from",
         f"case_table = {_q(pick['case'])}", f"patient_table = {_q(root or 'REVIEW')}",
         f"document_table = {_q(pick['doc'])}", f"key_table = {_q(pick['key'])}",
         f"key_column = {_q(key_tbl.primary_key[0] if key_tbl and key_tbl.primary_key else 'key')}",
         'key_route_column = "route"', 'key_response_column = "response_body"', 'key_case_field = "case_id"',
         "", "[rehearsal.straggler]  # REVIEW: A20-active's synthetic patient row",
-        f"table = {_q(audit[0])}", f"marker_column = {_q(payload)}", 'marker_key = "actor"',
-        'marker = "rehearsal:synthetic-straggler"', f"now_columns = [{', '.join(_q(c) for c in created)}]",
-        f"values = {{ {toml_key(audit[1])} = \"REVIEW: a patient-classified value\", {toml_key(source_col)} = "
-        f"\"rehearsal\" }}",
+        f"table = {_q(audit[0] if audit is not None else root)}", f"marker_column = {_q(payload)}",
+        'marker_key = "actor"', 'marker = "rehearsal:synthetic-straggler"',
+        f"now_columns = [{', '.join(_q(c) for c in created)}]",
+        (f"values = {{ {toml_key(audit[1])} = \"REVIEW: a patient-classified value\", {toml_key(source_col)} = "
+         f"\"rehearsal\" }}") if audit is not None else "values = {}  # REVIEW: the fixed values a patient row needs",
     ]
+
+
+def _audit_lines(audit: tuple[str, str] | None, table: live_schema.Table | None, payload: str,
+                 source: str) -> list[str]:
+    """``[audit]``: the application's events table and its columns, or the cutover's own trail."""
+    if audit is None:
+        return ["", f"[audit]  # REVIEW: no events table found; the cutover keeps its own in {OWN_AUDIT_TABLE} "
+                "(docs/plan.md), or name the application's (table = ... and its columns)", "own = true"]
+    key = table.primary_key[0] if table and table.primary_key else "id"
+    return ["", "[audit]  # REVIEW: where the cutover writes its own events",
+            f"table = {_q(audit[0])}", f"key = {_q(key)}", f"type_column = {_q(audit[1])}",
+            f"payload_column = {_q(payload)}", f"source_column = {_q(source)}", 'source_value = "cutover"',
+            *[f"{k} = {_q(v)}" for k, v in AUDIT_KINDS.items()]]
 
 
 def _refresh_lines(conn: Connection, o: DraftOptions, scoped: dict[str, live_schema.Table]) -> list[str]:

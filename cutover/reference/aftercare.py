@@ -432,6 +432,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
             for rule in plan.moving:
                 listed_table, held_table = engine.id_table(rule, "listed"), engine.id_table(rule, "held")
                 engine.build_ids(conn, listed_table, listed(conn, plan, rule, str(cut_report["run_id"])))
+                engine.size_hash_for(conn, listed_table, len(rule.key))  # the semi-join on them, in memory
                 engine.build_ids(conn, held_table, listed(conn, plan, rule, engine.held_run(str(cut_report["run_id"]))))
                 held[rule.name] = int(db.one(conn, sql.SQL(
                     "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(

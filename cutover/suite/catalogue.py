@@ -32,7 +32,8 @@ PER_WORDS: dict[str, str] = {"patient_table": "each moving table", "reference": 
 
 @dataclass(frozen=True)
 class Check:
-    """One check of the matrix. ``run`` is the automated check's function (None for manual checks)."""
+    """One check of the matrix. ``run`` is the automated check's function (None for manual checks); it is
+    handed the evidence :meth:`evaluate` makes from this entry and never writes its own id."""
 
     id: str
     title: str
@@ -42,6 +43,7 @@ class Check:
     per: Per | None = None
     run: Callable[..., Evidence] | None = None
     needs: str | None = None  # the [features] key whose subject the check is about; declared absent: not applicable
+    swept: bool = False  # a failure the sweep fixes (rows left or written late on the source): the next step says so
 
     @property
     def keyword(self) -> str:
@@ -72,15 +74,13 @@ class Check:
         return []
 
     def evaluate(self, checker: Checker, *args: str) -> Evidence:
-        """Run the automated check and title its evidence from this entry."""
+        """Run the automated check on evidence made from this entry: its id and title are the catalogue's."""
         if self.run is None:
             raise TypeError(f"{self.id} is a {self.kind} check: it has no query to run")
         if self.needs is not None and self.needs in checker.plan.features.absent():
             # never a pass by default: the plan says there is nothing for it to look at, so it is not run at all
             raise CutoverError(f"{self.id} is not applicable to this plan ([features] {self.needs} = false)")
-        evidence = self.run(checker, *args)
-        evidence.title = self.title
-        return evidence
+        return self.run(checker, Evidence(self.id, title=self.title), *args)
 
 
 _BOTH = (SET_A, SET_B)
@@ -89,7 +89,7 @@ AUTOMATED: tuple[Check, ...] = (
     Check("A2", "target tenant exists, active, protected, settings mirrored", _BOTH, "sql", "target_tenant",
           run=posture.a2),
     Check("A3", "nothing patient-owned remains on the source", _BOTH, "sql", "nothing_patient_owned_on_source",
-          per="patient_table", run=placement.a3),
+          per="patient_table", run=placement.a3, swept=True),
     Check("A4", "references are tenant-consistent", _BOTH, "sql", "references_tenant_consistent", per="reference",
           run=links.a4),
     Check("A5", "row conservation against the report's baseline", (SET_A,), "sql", "row_conservation",
@@ -99,7 +99,7 @@ AUTOMATED: tuple[Check, ...] = (
     Check("A7", "case shares resolve, and providers see exactly their shared cases", _BOTH, "sql",
           "shares_resolve", run=links.a7, needs="share_table"),
     Check("A8", "events classified and on the right tenant", _BOTH, "sql", "events_classified", run=placement.a8,
-          needs="event_table"),
+          needs="event_table", swept=True),
     Check("A9", "idempotency keys on their case's tenant; patient routes on the target", _BOTH, "sql",
           "replay_keys_on_their_case_tenant", run=links.a9, needs="idempotency_table"),
     Check("A10", "allow-list exact: the target holds exactly the report's rows", (SET_A,), "sql",

@@ -27,9 +27,10 @@ from cutover.core.redact import redact
 from cutover.core.row_keys import CutoverReport
 from cutover.reference import aftercare, engine, reports
 from cutover.suite import rehearsals, timeline
+from cutover.suite.catalogue import AUTOMATED
 
 # Checks whose failure is what the sweep fixes: patient-classified rows left on (or landed on) the source.
-SWEEP_FIXES = ("A3", "A8")
+SWEEP_FIXES = tuple(c.id for c in AUTOMATED if c.swept)  # the catalogue says which failures the sweep fixes
 
 
 def committed_at(url: str, plan: Plan) -> tuple[datetime, str] | None:

@@ -18,15 +18,15 @@ from cutover.core.row_keys import key_json, key_label, key_order, key_records, k
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 
-def a5(c: Checker) -> Evidence:
+def a5(c: Checker, ev: Evidence) -> Evidence:
     """Catches rows lost or duplicated by the move, which the end state alone cannot show.
 
     Per table, the total against the report's baseline plus what the cutover wrote (its triggers' rows
     too) and swept; per tenant, the source's and the target's counts against the moved counts; every
     other tenant untouched."""
     p = c.plan
-    ev = Evidence("A5", tenant=f"{p.source}, {p.target}", expected="totals = baseline + written (+ rows written by "
-                                                                  "triggers); per-tenant deltas = moved (+ sweeps)")
+    ev.about(tenant=f"{p.source}, {p.target}", expected="totals = baseline + written (+ rows written by "
+                                                       "triggers); per-tenant deltas = moved (+ sweeps)")
     report = c.committed_report(ev)
     if report is None:
         return ev
@@ -66,14 +66,14 @@ def a5(c: Checker) -> Evidence:
     return ev
 
 
-def a10(c: Checker) -> Evidence:
+def a10(c: Checker, ev: Evidence) -> Evidence:
     """Catches the target gaining rows the plan never listed, or lacking ones it did.
 
     The patient rows on the target against the report's allow-list plus the sweeps, key for key; and a
     report that is not the committed run's (no cutover.completed event agreeing with it)."""
     p = c.plan
-    ev = Evidence("A10", tenant=p.target, expected="patient-owned rows on the target = allow-list + sweeps; "
-                                                   "report = cutover.completed event")
+    ev.about(tenant=p.target, expected="patient-owned rows on the target = allow-list + sweeps; "
+                                       "report = cutover.completed event")
     report = c.committed_report(ev)
     if report is None:
         return ev

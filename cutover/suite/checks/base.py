@@ -59,6 +59,11 @@ class Evidence:
         lines += [f"query:    {q}" for q in self.queries]
         return redact("\n".join(lines))
 
+    def about(self, *, subject: str = "", tenant: str = "", expected: str = "") -> None:
+        """Say what the check looked at; its id and title are the catalogue's, set before the check runs,
+        so a check function never writes its own id (one registry, no id that can drift from its title)."""
+        self.subject, self.tenant, self.expected = subject, tenant, expected
+
     def fail(self, problem: str, rows: list[str] | None = None) -> None:
         self.problems.append(problem)
         for r in rows or []:
@@ -113,7 +118,7 @@ class Checker:
             if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 raise  # inside a transaction of the check's own (as_app), which reports it
             ev.fail(f"the database lacks a table or column the plan names ({redact(str(exc).splitlines()[0])}); "
-                    f"fix the plan: A1 and 'cutover plan check' name its key")
+                    "fix the plan: 'cutover plan check' names its key")
             return []
 
     def patient(self, rule: TableRule, alias: str = "t") -> sql.Composable:
@@ -220,7 +225,7 @@ class Checker:
 
     def committed_report(self, ev: Evidence) -> CutoverReport | None:
         if self.report is None:
-            ev.fail("no cutover report: pass the execute's report with --report-path (A5 and A10 compare the "
+            ev.fail(f"no cutover report: pass the execute's report with --report-path ({ev.check} compares the "
                     "database with it)")
             return None
         if self.report.get("commit_status") != "committed":

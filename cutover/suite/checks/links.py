@@ -11,11 +11,11 @@ from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 
-def a4(c: Checker, label: str) -> Evidence:
+def a4(c: Checker, ev: Evidence, label: str) -> Evidence:
     """Catches a record split across tenants (one reference per test): a child row on another tenant
     than the parent it references, unless a share to the child's tenant allows that crossing."""
-    ev = Evidence("A4", subject=label, tenant="all", expected="every child on its parent's tenant "
-                                                              "(or a share to the child's tenant, where allowed)")
+    ev.about(subject=label, tenant="all", expected="every child on its parent's tenant "
+                                                   "(or a share to the child's tenant, where allowed)")
     for name, child, kind, parent, key, via in c.links():
         if name == label and kind == "column":
             crossing = c.link(ev, child, parent, key, via)
@@ -25,15 +25,15 @@ def a4(c: Checker, label: str) -> Evidence:
     return ev
 
 
-def a7(c: Checker) -> Evidence:
+def a7(c: Checker, ev: Evidence) -> Evidence:
     """Catches providers losing or gaining access to cases.
 
     A share whose case is missing or on another tenant, whose target is missing or its own tenant;
     and, as the app role under RLS for each share target, any case seen beyond exactly the provider's
     own and its shared ones (or one of those not seen)."""
     p, share = c.plan, c.plan.share_table
-    ev = Evidence("A7", tenant="each share target", expected="shares on their case's tenant, targeting another "
-                                                             "existing tenant; RLS shows each provider its shares")
+    ev.about(tenant="each share target", expected="shares on their case's tenant, targeting another "
+                                                  "existing tenant; RLS shows each provider its shares")
     if share is None or share.share_target is None:
         ev.fail("the plan has no share table (share_target)")
         return ev
@@ -73,12 +73,12 @@ def a7(c: Checker) -> Evidence:
     return ev
 
 
-def a9(c: Checker) -> Evidence:
+def a9(c: Checker, ev: Evidence) -> Evidence:
     """Catches a replayed request that would resolve on the wrong tenant: an idempotency key whose cached
     response names a case on another tenant (or a missing one), or a patient-route key off the target."""
     p = c.plan
-    ev = Evidence("A9", tenant=p.target, expected="keys on their cached case's tenant; patient-route keys on "
-                                                  "the target")
+    ev.about(tenant=p.target, expected="keys on their cached case's tenant; patient-route keys on "
+                                       "the target")
     for _label, child, kind, parent, key, via in c.links():
         if kind != "json":
             continue

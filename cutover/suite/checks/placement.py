@@ -9,11 +9,11 @@ from psycopg import sql
 from cutover.suite.checks.base import Checker, Evidence, I
 
 
-def a3(c: Checker, table: str) -> Evidence:
+def a3(c: Checker, ev: Evidence, table: str) -> Evidence:
     """Catches patient-owned rows left on the source (one table per test): a patient the new tenant
     cannot see, from an ownership rule the cutover missed or a table it skipped."""
     rule, p = c.plan.table(table), c.plan
-    ev = Evidence("A3", subject=table, tenant=p.source, expected="0 patient-owned rows")
+    ev.about(subject=table, tenant=p.source, expected="0 patient-owned rows")
     n = c.sample(ev, rule, sql.SQL("{} = {} AND {}").format(c.tenant(), c.literal(p.source),
                                                                 c.patient(rule)))
     ev.found = f"{n} patient-owned rows"
@@ -22,11 +22,11 @@ def a3(c: Checker, table: str) -> Evidence:
     return ev
 
 
-def a6(c: Checker, table: str) -> Evidence:
+def a6(c: Checker, ev: Evidence, table: str) -> Evidence:
     """Catches provider data dragged onto the patient tenant, a data leak (one table per test): provider
     staff and organizations, profiles, quotes, provider-classified events or provider-route keys."""
     rule, p = c.plan.table(table), c.plan
-    ev = Evidence("A6", subject=table, tenant=p.target, expected="0 provider-owned rows")
+    ev.about(subject=table, tenant=p.target, expected="0 provider-owned rows")
     if rule.owner == "provider":
         where: sql.Composable = sql.SQL("TRUE")
     elif rule.owner == "column":
@@ -46,19 +46,19 @@ def a6(c: Checker, table: str) -> Evidence:
     return ev
 
 
-def a8(c: Checker) -> Evidence:
+def a8(c: Checker, ev: Evidence) -> Evidence:
     """Catches incomplete ownership rules for events: an event type no classification names (the
     cutover could not know whose it is), a patient event left on the source, a provider event moved."""
     p = c.plan
     expected = "every type classified; no patient type on the source; no provider type on the target"
     event_table = p.features.event_table or (None if p.audit.own else p.audit.table)
     if event_table is None:  # the plan names no events table of the application's: nothing here to classify
-        ev = Evidence("A8", subject=p.audit.table, tenant=f"{p.source}, {p.target}", expected=expected)
+        ev.about(subject=p.audit.table, tenant=f"{p.source}, {p.target}", expected=expected)
         ev.fail(f"no events table to check: the plan keeps the cutover's trail in {p.audit.table} ([audit] own = "
-                "true); an unchecked A8 is not a pass")
+                f"true); an unchecked {ev.check} is not a pass")
         return ev
     rule = p.table(event_table)
-    ev = Evidence("A8", subject=rule.name, tenant=f"{p.source}, {p.target}", expected=expected)
+    ev.about(subject=rule.name, tenant=f"{p.source}, {p.target}", expected=expected)
     known = sorted(p.classifications.get(rule.classification or "", {}))
     col = I("t", rule.column or "")
     for what, where in (
@@ -76,11 +76,11 @@ def a8(c: Checker) -> Evidence:
     return ev
 
 
-def a20(c: Checker) -> Evidence:
+def a20(c: Checker, ev: Evidence) -> Evidence:
     """Catches late writes that landed on the source after the cutover (an app still writing to it):
     the sweep's own predicate in count mode, read-only, so the window can run it without moving a row."""
     p = c.plan
-    ev = Evidence("A20", tenant=p.source, expected="0 rows for the sweep predicate (count mode, read-only)")
+    ev.about(tenant=p.source, expected="0 rows for the sweep predicate (count mode, read-only)")
     total = 0
     for rule in p.tables:
         if rule.owner == "provider":

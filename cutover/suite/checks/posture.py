@@ -16,7 +16,7 @@ from cutover.core.row_keys import key_text
 from cutover.suite.checks.base import Checker, Evidence, I, T
 
 
-def a1(c: Checker) -> Evidence:
+def a1(c: Checker, ev: Evidence) -> Evidence:
     """Catches a cutover rehearsed or run against a schema the plan does not describe.
 
     The ownership rules hold only for the plan's schema: another alembic head, a tenant-scoped table
@@ -26,18 +26,18 @@ def a1(c: Checker) -> Evidence:
     p = c.plan
     versions = p.features.schema_versions
     if versions == "none":
-        ev = Evidence("A1", expected="the plan and the catalog agree (schema head not applicable: the plan declares "
-                                     "no version table, [features] schema_versions = \"none\")", tenant="-")
+        ev.about(expected="the plan and the catalog agree (schema head not applicable: the plan declares "
+                          "no version table, [features] schema_versions = \"none\")", tenant="-")
         ev.found = "schema head not applicable (no version table)"
     elif versions == "rails":  # a table of every applied version: the head must be among them
-        ev = Evidence("A1", expected=f"{p.schema_head} among the applied versions in {p.version_table}", tenant="-")
+        ev.about(expected=f"{p.schema_head} among the applied versions in {p.version_table}", tenant="-")
         n, present = c.run(ev, sql.SQL("SELECT count(*), coalesce(bool_or({c}::text = {h}), false) FROM {t}").format(
             c=I(p.version_column), h=sql.Literal(p.schema_head), t=T(p.version_table)))[0]
         ev.found = f"{n} applied versions; {p.schema_head} {'among them' if present else 'not among them'}"
         if not present:
             ev.fail(f"schema head {p.schema_head} is not among the {n} applied versions in {p.version_table}")
     else:
-        ev = Evidence("A1", expected=f"exactly one row: {p.schema_head}", tenant="-")
+        ev.about(expected=f"exactly one row: {p.schema_head}", tenant="-")
         heads = [r[0] for r in c.run(ev, sql.SQL("SELECT {}::text FROM {}").format(I(p.version_column),
                                                                                        T(p.version_table)))]
         ev.found = f"{len(heads)} rows: {', '.join(heads) or 'none'}"
@@ -58,7 +58,7 @@ def a1(c: Checker) -> Evidence:
     return ev
 
 
-def a2(c: Checker) -> Evidence:
+def a2(c: Checker, ev: Evidence) -> Evidence:
     """Catches a half-made patient tenant: missing, inactive, unprotected, or with settings that differ
     from the source's mirrored ones, which breaks the moved patients' logins and billing."""
     p = c.plan
@@ -66,7 +66,7 @@ def a2(c: Checker) -> Evidence:
     wanted = ["exists"] + (["active", "protected"] if f.tenant_flags else []) + (
         [f"{', '.join(p.mirrored_settings)} equal to {p.source}'s"] if f.tenant_settings else [])
     absent = [w for key, w in f.absent().items() if key in ("tenant_flags", "tenant_settings")]
-    ev = Evidence("A2", tenant=p.target, expected=", ".join(wanted) + (
+    ev.about(tenant=p.target, expected=", ".join(wanted) + (
         f" (not applicable, as the plan declares: {', '.join(absent)})" if absent else ""))
     # Which row is which is asked of the database, in the key's own type (a uuid comes back as a UUID).
     src, tgt, tid = tenants.literal(p, p.source), tenants.literal(p, p.target), I(tenants.TENANT_KEY)
@@ -103,15 +103,15 @@ def a2(c: Checker) -> Evidence:
     return ev
 
 
-def a21(c: Checker) -> Evidence:
+def a21(c: Checker, ev: Evidence) -> Evidence:
     """Catches a tenant boundary that does not hold, which the whole move relies on.
 
     A planned table without RLS enabled, forced and a policy; an app role that bypasses RLS
     (BYPASSRLS or superuser); or, as the app role on the source, a patient row still visible without
     a share granting it."""
     p = c.plan
-    ev = Evidence("A21", tenant=p.source, expected="RLS enabled + forced + policy on every table; app role "
-                                                   "without BYPASSRLS; 0 patient rows visible on the source")
+    ev.about(tenant=p.source, expected="RLS enabled + forced + policy on every table; app role "
+                                       "without BYPASSRLS; 0 patient rows visible on the source")
     rows = c.run(ev, sql.SQL(
         "SELECT u.n, c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy "
         "WHERE polrelid = c.oid) FROM unnest({}::text[], {}::text[]) u(n, r) JOIN pg_class c ON c.oid = "

@@ -26,6 +26,7 @@ from cutover.core.options import Settings
 from cutover.core.plan import ManualCheck, Plan
 from cutover.core.private import open_private
 from cutover.core.redact import redact
+from cutover.suite.catalogue import RUNBOOK_MANUAL
 
 RESULTS = ("pass", "fail", "skip")
 SHORT = {"p": "pass", "f": "fail", "s": "skip"}
@@ -169,7 +170,7 @@ def load_answers(path: Path, plan: Plan, extra: Mapping[str, ManualCheck] | None
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise SetupError(f"{where} must map check ids to answers (e.g. A11: pass); fix the file")
+        raise SetupError(f"{where} must map check ids to answers (e.g. {RUNBOOK_MANUAL[0]}: pass); fix the file")
     for check, raw in data.items():
         if check == REHEARSAL_KEY:
             continue  # what the file was written for: compared by another_rehearsal

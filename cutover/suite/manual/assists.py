@@ -71,28 +71,31 @@ class AssistConfig:
 
 @dataclass
 class Assist:
-    """An assist's finding: ok True/False, or None when it was not configured."""
+    """An assist's finding: ok True/False, or None when it was not configured.
 
-    check: str
+    ``check`` is the id of the check it helps, set by the test that runs it from the check's catalogue
+    entry (the manual_check fixture): an assist never writes its own id, so it cannot name another check."""
+
     ok: bool | None
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    check: str = ""
 
     def line(self) -> str:
         word = {True: "PASS", False: "FAIL", None: "NOT RUN"}[self.ok]
         return redact(f"{word}: {self.summary}")
 
 
-def _missing(check: str, *names: str) -> Assist:
-    return Assist(check, None, f"not configured: set {', '.join(ENV[n] for n in names)} to automate this check")
+def _missing(*names: str) -> Assist:
+    return Assist(None, f"not configured: set {', '.join(ENV[n] for n in names)} to automate this check")
 
 
 def _auth(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _http_error(check: str, what: str, exc: httpx.HTTPError) -> Assist:
-    return Assist(check, False, f"{what} failed: {type(exc).__name__}: {exc}")
+def _http_error(what: str, exc: httpx.HTTPError) -> Assist:
+    return Assist(False, f"{what} failed: {type(exc).__name__}: {exc}")
 
 
 def a12_replay(cfg: AssistConfig, key: str | None, route: str | None, cached: Any, case_tenant: str | None,
@@ -102,15 +105,15 @@ def a12_replay(cfg: AssistConfig, key: str | None, route: str | None, cached: An
     Catches a client's retry across the cutover being run again, or answered from a case the patient
     tenant no longer finds."""
     if cfg.api_url is None:
-        return _missing("A12", "api_url")
+        return _missing("api_url")
     if not key or not route:
-        return Assist("A12", False, "no idempotency key naming a case was captured before the cutover")
+        return Assist(False, "no idempotency key naming a case was captured before the cutover")
     url = f"{cfg.api_url}{route}"
     try:
         resp = httpx.post(url, headers={"X-Idempotency-Key": key, **_auth(cfg.patient_jwt)}, json={},
                           timeout=TIMEOUT_S)
     except httpx.HTTPError as exc:
-        return _http_error("A12", f"POST {route}", exc)
+        return _http_error(f"POST {route}", exc)
     try:
         body: Any = resp.json()
     except ValueError:
@@ -125,8 +128,8 @@ def a12_replay(cfg: AssistConfig, key: str | None, route: str | None, cached: An
     if case_tenant != target:
         problems.append(f"the cached case is on {case_tenant}, expected {target}")
     if problems:
-        return Assist("A12", False, "; ".join(problems), evidence)
-    return Assist("A12", True, f"replayed {key}: HTTP {resp.status_code}, cached body returned, case on {target}",
+        return Assist(False, "; ".join(problems), evidence)
+    return Assist(True, f"replayed {key}: HTTP {resp.status_code}, cached body returned, case on {target}",
                   evidence)
 
 
@@ -136,12 +139,12 @@ def a15_cross_tenant(cfg: AssistConfig, patient_id: str | None, visible_to_sourc
     Catches the API handing a moved patient to another tenant's user: RLS can hold in SQL while a
     route reads past it."""
     if cfg.api_url is None or cfg.provider_jwt is None:
-        return _missing("A15", "api_url", "provider_jwt")
+        return _missing("api_url", "provider_jwt")
     url = f"{cfg.api_url}/api/v1/patients/{patient_id}"
     try:
         resp = httpx.get(url, headers=_auth(cfg.provider_jwt), timeout=TIMEOUT_S)
     except httpx.HTTPError as exc:
-        return _http_error("A15", "GET patient", exc)
+        return _http_error("GET patient", exc)
     evidence = {"request": f"GET {url}", "status": resp.status_code, "sql_rows_visible_as_app_role": visible_to_source}
     problems = []
     if resp.status_code != 403:
@@ -149,8 +152,8 @@ def a15_cross_tenant(cfg: AssistConfig, patient_id: str | None, visible_to_sourc
     if visible_to_source:
         problems.append(f"the SQL probe as the app role on the source sees {visible_to_source} rows")
     if problems:
-        return Assist("A15", False, "; ".join(problems), evidence)
-    return Assist("A15", True, "cross-tenant read refused with 403; the SQL probe sees 0 rows", evidence)
+        return Assist(False, "; ".join(problems), evidence)
+    return Assist(True, "cross-tenant read refused with 403; the SQL probe sees 0 rows", evidence)
 
 
 def a16_langfuse(cfg: AssistConfig, target: str) -> Assist:
@@ -159,7 +162,7 @@ def a16_langfuse(cfg: AssistConfig, target: str) -> Assist:
     Catches the app still tagging a patient's work with the old tenant (a tenant id cached or
     configured outside the database)."""
     if cfg.langfuse_url is None or cfg.langfuse_public_key is None or cfg.langfuse_secret_key is None:
-        return _missing("A16", "langfuse_url", "langfuse_public_key", "langfuse_secret_key")
+        return _missing("langfuse_url", "langfuse_public_key", "langfuse_secret_key")
     url = f"{cfg.langfuse_url}/api/public/traces"
     try:
         resp = httpx.get(url, params={"limit": 1, "orderBy": "timestamp.desc"},
@@ -167,16 +170,16 @@ def a16_langfuse(cfg: AssistConfig, target: str) -> Assist:
         resp.raise_for_status()
         traces = resp.json().get("data") or []
     except (httpx.HTTPError, ValueError, AttributeError) as exc:
-        return Assist("A16", False, f"GET {url} failed: {type(exc).__name__}: {exc}")
+        return Assist(False, f"GET {url} failed: {type(exc).__name__}: {exc}")
     if not traces:
-        return Assist("A16", False, "Langfuse returned no trace: send a patient message first")
+        return Assist(False, "Langfuse returned no trace: send a patient message first")
     trace = traces[0]
     tenant = (trace.get("metadata") or {}).get("tenant_id")
     evidence = {"trace_id": trace.get("id"), "timestamp": trace.get("timestamp"), "metadata": trace.get("metadata")}
     if tenant != target:
-        return Assist("A16", False, f"latest trace {trace.get('id')} has tenant_id={tenant!r}, expected {target}",
+        return Assist(False, f"latest trace {trace.get('id')} has tenant_id={tenant!r}, expected {target}",
                       evidence)
-    return Assist("A16", True, f"latest trace {trace.get('id')} has tenant_id={target}", evidence)
+    return Assist(True, f"latest trace {trace.get('id')} has tenant_id={target}", evidence)
 
 
 def a17_callback(cfg: AssistConfig, document_id: str | None, document_tenant: str | None, target: str) -> Assist:
@@ -184,12 +187,12 @@ def a17_callback(cfg: AssistConfig, document_id: str | None, document_tenant: st
 
     Catches a background job that still looks for a moved row on the old tenant and fails to find it."""
     if cfg.api_url is None:
-        return _missing("A17", "api_url")
+        return _missing("api_url")
     url = f"{cfg.api_url}/qstash/document-processed"
     try:
         resp = httpx.post(url, json={"document_reference_id": document_id}, timeout=TIMEOUT_S)
     except httpx.HTTPError as exc:
-        return _http_error("A17", "POST document-processed", exc)
+        return _http_error("POST document-processed", exc)
     evidence = {"request": f"POST {url}", "document_reference_id": document_id, "status": resp.status_code,
                 "body": redact(resp.text, limit=500), "document_tenant": document_tenant}
     problems = []
@@ -198,8 +201,8 @@ def a17_callback(cfg: AssistConfig, document_id: str | None, document_tenant: st
     if document_tenant != target:
         problems.append(f"document {document_id} is on {document_tenant}, expected {target}")
     if problems:
-        return Assist("A17", False, "; ".join(problems), evidence)
-    return Assist("A17", True, f"callback completed (HTTP {resp.status_code}) for document {document_id} on {target}",
+        return Assist(False, "; ".join(problems), evidence)
+    return Assist(True, f"callback completed (HTTP {resp.status_code}) for document {document_id} on {target}",
                   evidence)
 
 
@@ -209,20 +212,20 @@ def a18_constant(cfg: AssistConfig, target: str) -> Assist:
     Catches a deployed process still holding the old default tenant in a module constant (it needs
     the redeploy the runbook orders)."""
     if cfg.a18_cmd is None:
-        return _missing("A18", "a18_cmd")
+        return _missing("a18_cmd")
     try:
         argv, env = shell_command(cfg.a18_cmd, os.environ)  # its text stays out of argv (ps)
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
-        return Assist("A18", False, "the command did not finish within 60 s")
+        return Assist(False, "the command did not finish within 60 s")
     printed = (proc.stdout.strip().splitlines() or [""])[-1].strip()
     evidence = {"command": cfg.a18_cmd, "exit": proc.returncode, "stdout": redact(proc.stdout)[-500:],
                 "stderr": redact(proc.stderr)[-500:]}
     if proc.returncode != 0:
-        return Assist("A18", False, f"the command exited {proc.returncode}", evidence)
+        return Assist(False, f"the command exited {proc.returncode}", evidence)
     if printed != target:
-        return Assist("A18", False, f"it printed {printed!r}, expected {target}", evidence)
-    return Assist("A18", True, f"it printed {target}", evidence)
+        return Assist(False, f"it printed {printed!r}, expected {target}", evidence)
+    return Assist(True, f"it printed {target}", evidence)
 
 
 async def _drain(cfg: AssistConfig, case_id: str) -> Assist:
@@ -236,7 +239,7 @@ async def _drain(cfg: AssistConfig, case_id: str) -> Assist:
         posted = time.monotonic()
         evidence["drain_status"] = resp.status_code
         if not 200 <= resp.status_code < 300:
-            return Assist("A19", False, f"drain-streams returned HTTP {resp.status_code}", evidence)
+            return Assist(False, f"drain-streams returned HTTP {resp.status_code}", evidence)
         drained = False
         try:
             async with asyncio.timeout(DRAIN_CLOSE_S):
@@ -250,15 +253,15 @@ async def _drain(cfg: AssistConfig, case_id: str) -> Assist:
         except TimeoutError:
             evidence["closed_after_s"] = None
             what = "no drained frame and " if not drained else ""
-            return Assist("A19", False, f"{what}the socket was still open {DRAIN_CLOSE_S:g} s after drain-streams",
+            return Assist(False, f"{what}the socket was still open {DRAIN_CLOSE_S:g} s after drain-streams",
                           evidence)
         closed = round(time.monotonic() - posted, 3)
         evidence["closed_after_s"] = closed
         evidence["close_code"] = ws.close_code
     if not drained:
-        return Assist("A19", False, f"the socket closed after {closed} s without a {{\"type\":\"drained\"}} frame",
+        return Assist(False, f"the socket closed after {closed} s without a {{\"type\":\"drained\"}} frame",
                       evidence)
-    return Assist("A19", True, f"drained frame received and the socket closed {closed} s after drain-streams",
+    return Assist(True, f"drained frame received and the socket closed {closed} s after drain-streams",
                   evidence)
 
 
@@ -268,10 +271,10 @@ def a19_drain(cfg: AssistConfig, case_id: str | None) -> Assist:
     Catches a stream left open across the cutover, writing on the old tenant after the move: the
     pollution the post-cutover sweep would otherwise have to catch."""
     if cfg.api_url is None or cfg.ws_url is None:
-        return _missing("A19", "api_url")
+        return _missing("api_url")
     if not case_id:
-        return Assist("A19", False, "no moved case to open a WebSocket on")
+        return Assist(False, "no moved case to open a WebSocket on")
     try:
         return asyncio.run(_drain(cfg, case_id))
     except (OSError, httpx.HTTPError, websockets.exceptions.WebSocketException) as exc:
-        return Assist("A19", False, f"{type(exc).__name__}: {redact(str(exc))}")
+        return Assist(False, f"{type(exc).__name__}: {redact(str(exc))}")
