@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cutover.core import db, evidence, live_schema, plan_draft, plan_upgrade
 from cutover.core.errors import CutoverError, PlanError
@@ -39,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cutover", description="Phase 2a patient tenant cutover suite tooling.")
     subcommands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.add_parsers(subcommands, _Parser)
+    _add_snapshot_parsers(subcommands)
+    _add_evidence_parsers(subcommands)
+    _add_plan_parsers(subcommands)
+    return parser
+
+
+def _add_snapshot_parsers(subcommands: Any) -> None:
+    """``cutover snapshot make|restore``: the rehearsal's starting point, made or loaded."""
     snap = subcommands.add_parser("snapshot", help="make or restore a pre-cutover snapshot")
     snap_cmds = snap.add_subparsers(dest="snapshot_command", required=True, parser_class=_Parser)
 
@@ -65,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     rest.add_argument("--plan", default=None, help="plan file (default cutover/model/plan.toml)")
     rest.set_defaults(handler=restore_snapshot)
 
+
+def _add_evidence_parsers(subcommands: Any) -> None:
+    """``cutover evidence verify``: an auditor's check that a run's bundle is what it says."""
     ev = subcommands.add_parser("evidence", help="check a run's evidence bundle (evidence.json)")
     ev_cmds = ev.add_subparsers(dest="evidence_command", required=True, parser_class=_Parser)
     verify = ev_cmds.add_parser("verify", help="recompute every artifact's SHA-256: 0 all match, 1 otherwise")
@@ -73,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ssh-keygen allowed-signers file (or CUTOVER_ALLOWED_SIGNERS): the bundle must be "
                              "signed by one of its keys; names the signer")
     verify.set_defaults(handler=verify_evidence)
+
+
+def _add_plan_parsers(subcommands: Any) -> None:
+    """``cutover plan draft|check|upgrade``: the plan written, checked against a database, or brought up to date."""
     plan = subcommands.add_parser("plan", help="draft a plan from a live database, or check one against it")
     plan_cmds = plan.add_subparsers(dest="plan_command", required=True, parser_class=_Parser)
     draft = plan_cmds.add_parser("draft", help="write a draft plan from the live schema (read-only)")
@@ -97,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--plan", default=None, help="plan file (default the reference plan)")
     upgrade.add_argument("--write", action="store_true", help="write the upgraded plan (default: only show the diff)")
     upgrade.set_defaults(handler=upgrade_plan, plan_error=ExitCode.BAD_PLAN)
-    return parser
 
 
 

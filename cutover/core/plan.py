@@ -523,51 +523,17 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
                                   (roles, ROLES_KEYS, "[roles]")):
         _known(section, known, where)
     fmt = _format(meta)
-    classifications_raw = _get(raw, "classification", "", dict, {})
-    classifications: dict[str, Mapping[str, str]] = {}
-    for cname, mapping in classifications_raw.items():
-        for value, cls in mapping.items():
-            if cls not in CLASSES:
-                raise PlanError(f"plan [classification.{cname}].\"{value}\": '{cls}' is not one of "
-                                f"{', '.join(CLASSES)}")
-        classifications[cname] = MappingProxyType(dict(mapping))
+    classifications = _classifications(_get(raw, "classification", "", dict, {}))
     rules = tuple(_table_rule(n, t, classifications) for n, t in _get(raw, "tables", "", dict).items())
     names = {r.name for r in rules}
-    for rule in rules:
-        parents = [ref.table for ref in rule.references] + ([rule.case_json.table] if rule.case_json else [])
-        where = f"[tables.{toml_key(rule.name)}]"
-        for parent in parents:
-            if parent not in names:
-                raise PlanError(f"plan {where}: references table '{parent}' that the plan lacks; add "
-                                f"[tables.{toml_key(parent)}] (or [static]) or fix the reference")
-            if len(next(r for r in rules if r.name == parent).key) != 1:
-                raise PlanError(f"plan {where}: references table '{parent}' whose key is composite; a "
-                                f"reference names one column holding the parent's single-column key")
-    steps = tuple(tuple(_strings({"s": s}, "s", f"[plan].move_steps[{i}]")) for i, s in
-                  enumerate(_get(meta, "move_steps", "[plan]", list)))
-    in_steps = [t for s in steps for t in s]
-    moving = [r.name for r in rules if r.owner != "provider"]
-    if sorted(in_steps) != sorted(moving):
-        raise PlanError(f"plan [plan].move_steps must list every non-provider table exactly once "
-                        f"(tables: {', '.join(moving)}; steps list: {', '.join(in_steps)})")
-    rules = tuple(replace(r, written_by=_written_by(r, moving, in_steps)) for r in rules)
+    _check_references(rules, names)
+    steps, rules = _move_steps(meta, rules)
     audit = _audit(_get(raw, "audit", "", dict), fmt, rules, classifications)
     rehearsal = _rehearsal(_get(raw, "rehearsal", "", dict), names)
-    manual_raw = _get(raw, "manual", "", dict)
-    for c in manual_raw:
-        _known(_get(manual_raw, c, "[manual]", dict), MANUAL_KEYS, f"[manual.{c}]")
-    manual = {c: ManualCheck(c, _get(m, "title", f"[manual.{c}]", str), _get(m, "steps", f"[manual.{c}]", str))
-              for c, m in manual_raw.items()}
+    manual = _manual(_get(raw, "manual", "", dict))
     static = _get(raw, "static", "", dict)
     _known(static, STATIC_KEYS, "[static]")
-    refresh = _get(raw, "refresh", "", dict, {})
-    _known(refresh, REFRESH_KEYS, "[refresh]")
-    refresh_views = _strings(refresh, "materialized_views", "[refresh]", ())
-    static_views = _strings(refresh, "static", "[refresh]", ())
-    both = sorted(set(refresh_views) & set(static_views))
-    if both:
-        raise PlanError(f"plan [refresh]: {', '.join(both)} is both refreshed and static; keep it in "
-                        f"materialized_views (the cutover refreshes it) or in static, not both")
+    refresh_views, static_views = _refresh(_get(raw, "refresh", "", dict, {}))
     features = _features(raw, fmt, rules, "" if audit.own else audit.table)  # own: no events table
     versions = features.schema_versions != "none"
     settings, flags = features.tenant_settings, features.tenant_flags
@@ -607,6 +573,69 @@ def plan_from(raw: Mapping[str, Any], path: Path) -> Plan:
         static_views=static_views,
         features=features,
     )
+
+
+def _classifications(raw: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
+    """``[classification.NAME]`` tables, each value mapped to one of :data:`CLASSES` (a typo there
+    would decide where rows go)."""
+    classifications: dict[str, Mapping[str, str]] = {}
+    for cname, mapping in raw.items():
+        for value, cls in mapping.items():
+            if cls not in CLASSES:
+                raise PlanError(f"plan [classification.{cname}].\"{value}\": '{cls}' is not one of "
+                                f"{', '.join(CLASSES)}")
+        classifications[cname] = MappingProxyType(dict(mapping))
+    return classifications
+
+
+def _check_references(rules: tuple[TableRule, ...], names: set[str]) -> None:
+    """Every table a rule follows is planned and has a single-column key: the moves' joins name one
+    column on each side."""
+    for rule in rules:
+        parents = [ref.table for ref in rule.references] + ([rule.case_json.table] if rule.case_json else [])
+        where = f"[tables.{toml_key(rule.name)}]"
+        for parent in parents:
+            if parent not in names:
+                raise PlanError(f"plan {where}: references table '{parent}' that the plan lacks; add "
+                                f"[tables.{toml_key(parent)}] (or [static]) or fix the reference")
+            if len(next(r for r in rules if r.name == parent).key) != 1:
+                raise PlanError(f"plan {where}: references table '{parent}' whose key is composite; a "
+                                f"reference names one column holding the parent's single-column key")
+
+
+def _move_steps(meta: Mapping[str, Any], rules: tuple[TableRule, ...]
+                ) -> tuple[tuple[tuple[str, ...], ...], tuple[TableRule, ...]]:
+    """``[plan].move_steps``, which must list every moving table once (a table left out would stay on
+    the source), and the rules with the tables their moves' triggers write (known from the order)."""
+    steps = tuple(tuple(_strings({"s": s}, "s", f"[plan].move_steps[{i}]")) for i, s in
+                  enumerate(_get(meta, "move_steps", "[plan]", list)))
+    in_steps = [t for s in steps for t in s]
+    moving = [r.name for r in rules if r.owner != "provider"]
+    if sorted(in_steps) != sorted(moving):
+        raise PlanError(f"plan [plan].move_steps must list every non-provider table exactly once "
+                        f"(tables: {', '.join(moving)}; steps list: {', '.join(in_steps)})")
+    return steps, tuple(replace(r, written_by=_written_by(r, moving, in_steps)) for r in rules)
+
+
+def _manual(raw: Mapping[str, Any]) -> dict[str, ManualCheck]:
+    """``[manual.ID]``: the manual checks' titles and steps as the operator reads them."""
+    for c in raw:
+        _known(_get(raw, c, "[manual]", dict), MANUAL_KEYS, f"[manual.{c}]")
+    return {c: ManualCheck(c, _get(m, "title", f"[manual.{c}]", str), _get(m, "steps", f"[manual.{c}]", str))
+            for c, m in raw.items()}
+
+
+def _refresh(refresh: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``[refresh]``: the materialized views the cutover refreshes and those it leaves; never both,
+    which would leave it unsaid whether a view's rows may change."""
+    _known(refresh, REFRESH_KEYS, "[refresh]")
+    refresh_views = _strings(refresh, "materialized_views", "[refresh]", ())
+    static_views = _strings(refresh, "static", "[refresh]", ())
+    both = sorted(set(refresh_views) & set(static_views))
+    if both:
+        raise PlanError(f"plan [refresh]: {', '.join(both)} is both refreshed and static; keep it in "
+                        f"materialized_views (the cutover refreshes it) or in static, not both")
+    return refresh_views, static_views
 
 
 def features_toml(features: Features) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -179,6 +179,19 @@ def _levels(names: Iterable[str], tables: dict[str, live_schema.Table], refs: di
     return out
 
 
+@dataclass
+class _Found:
+    """What the tables' sections found, for the sections written around them: the owners the draft
+    inferred, the classifying values read, the audit table guessed, and the reference lines a
+    cross-tenant note may still be added to."""
+
+    body: list[str] = field(default_factory=list)
+    owners: dict[str, str] = field(default_factory=dict)
+    classifications: dict[str, list[str]] = field(default_factory=dict)
+    audit: tuple[str, str] | None = None
+    pending: list[tuple[str, int, list[_Ref]]] = field(default_factory=list)  # table, references' first line, refs
+
+
 def draft(conn: Connection, options: DraftOptions) -> str:
     """The draft plan's TOML text; reads the catalog once and the classifying columns' values."""
     schema = live_schema.read(conn, every_schema=True)  # tables outside the search path's schema drafted as app.name
@@ -197,83 +210,139 @@ def draft(conn: Connection, options: DraftOptions) -> str:
     references = _references(scoped, o.tenant_column)
     chains = _chains(references, root)
     static = [n for n, t in schema.tables.items() if t.partition_of is None and n not in scoped]
-    lines: list[str] = []
-    classifications: dict[str, list[str]] = {}
-    owners: dict[str, str] = {}
-    audit: tuple[str, str] | None = None
-    body: list[str] = []
-    pending: list[tuple[str, int, list[_Ref]]] = []  # each table, its references' first line, its references
+    found = _Found()
     for name, table in sorted(scoped.items()):
-        key, key_note = _key(table)
-        body += ["", f"[tables.{toml_key(name)}]", f"key = {_toml_key(key)}{key_note}"]
-        classifier = next((c for c in table.columns if CLASSIFYING.search(c) and "char" in table.columns[c]
-                           or CLASSIFYING.search(c) and table.columns[c] == "text"), None)
-        share = next((fk.columns[0] for fk in table.foreign_keys if fk.parent == o.tenant_table
-                      and len(fk.columns) == 1 and fk.columns[0] != o.tenant_column), None)
-        if name in chains:
-            owners[name] = "patient"
-            how = "the patient root" if name == root else " -> ".join(chains[name])
-            body.append(f'owner = "patient"  # REVIEW: inferred from {how}')
-        elif classifier is not None:
-            owners[name] = "classified"
-            classification = classifier
-            body += ['owner = "classified"  # REVIEW: or "column" with patient_values, or "provider"',
-                     f"column = {_q(classifier)}", f"classification = {_q(classification)}"]
-            values = [] if o.tenant_column not in table.columns else [r[0] for r in conn.execute(sql.SQL(
-                "SELECT DISTINCT {c}::text FROM {t} WHERE {ten} = {src} AND {c} IS NOT NULL "
-                "ORDER BY 1 LIMIT {n}").format(
-                c=sql.Identifier(classifier), t=table_sql(name), ten=sql.Identifier(o.tenant_column),
-                src=sql.Literal(o.source), n=sql.Literal(MAX_VALUES))).fetchall()]  # (a table that only
-            # references the tenants table has no tenant column: plan check names it missing)
-            classifications.setdefault(classification, [])
-            classifications[classification] += [v for v in values if v not in classifications[classification]]
-            payload = next((c for c, t in table.columns.items() if t == "jsonb"), None)
-            if audit is None and payload is not None and ("event" in name or "audit" in name):
-                audit = (name, classifier)
-        else:
-            owners[name] = "provider"
-            body.append(f'owner = "provider"  # REVIEW: no chain of references to {_shown(root)}')
-        if share is not None:
-            body.append(f"share_target = {_q(share)}  # REVIEW: a case share's target tenant?")
-        refs = references[name]
-        if refs:
-            body.append("references = [")
-            body += [f"    {{ column = {_q(r.column)}, table = {_q(r.parent)}"
-                     f"{'' if r.foreign_key else ', foreign_key = false'} }},"
-                     f"{'' if r.foreign_key else '  # REVIEW: no foreign key'}" for r in refs]
-            body.append("]")
-            pending.append((name, len(body) - 1 - len(refs), refs))
-    # No events table of the application's (named so, classified, with a jsonb payload): the cutover keeps
-    # its own trail. Another classified table is no events table (a payment provider's `type`): naming one
-    # left the dry run blocked on columns it never had, and its rows' owner hostage to the audit.
-    audit_table = scoped.get(audit[0]) if audit is not None else None
-    # Cross-tenant references the reviewer must settle: a patient table pointing at a non-patient one.
-    for child, first, refs in pending:
-        for i, ref in enumerate(refs, start=first):
-            if owners.get(ref.parent) == "provider" and owners.get(child) != "provider" and ref.parent != child:
-                body[i] += ("; " if not ref.foreign_key else "  # REVIEW: ") + (
-                    f"{_shown(ref.parent)} is not patient-owned; declare cross_tenant = \"provider\" "
-                    f"(or \"share\") if the parent stays on another tenant")
-    for kind in ("cutover.started", "cutover.completed", "cutover.swept", "cutover.reversed",
-                 "cutover.allow_list_part"):
-        if audit is not None and audit[1] in classifications and kind not in classifications[audit[1]]:
-            classifications[audit[1]].append(kind)
-    moving = [n for n in sorted(scoped) if owners[n] != "provider"]
+        _table_section(conn, o, found, name, table, root, chains, references[name])
+    audit = _settle_audit(found)
+    moving = [n for n in sorted(scoped) if found.owners[n] != "provider"]
     tenants = schema.tables[o.tenant_table]
     jsonb = next((c for c, t in tenants.columns.items() if t == "jsonb"), None)
     active = next((c for c, t in tenants.columns.items() if t == "boolean" and "active" in c), None)
     protected = next((c for c, t in tenants.columns.items() if t == "boolean" and "protect" in c), None)
     # No version table found: left to the review (plan check names it), never declared away by the draft.
     versions = "alembic" if version_table == "REVIEW" else _versions(conn, version_table)
+    features = _features_lines(conn, o, scoped, audit, versions, version_table,
+                               jsonb is not None, active is not None and protected is not None)
+    version_lines = ([f"schema_head = {_q(head)}{head_note}", f"version_table = {_q(version_table)}",
+                      f"version_column = {_q(version_column)}"] if versions != "none" else [])
+    tenant_lines = ([] if jsonb is None else ['mirrored_settings = ["region", "language", "currency"]  # REVIEW',
+                                              f"settings_column = {_q(jsonb)}"]) + (
+        [] if active is None or protected is None else
+        [f"active_column = {_q(active)}", f"protected_column = {_q(protected)}"])
+    lines = [
+        "# Drafted by `cutover plan draft` from the live schema. Settle every REVIEW before the first rehearsal,",
+        "# then run `cutover plan check` (exit 0 when the plan and the database agree). See docs/plan.md.",
+        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW', *version_lines,
+        f"tenant_column = {_q(o.tenant_column)}", "move_steps = [",
+        *[f"    [{', '.join(_q(n) for n in step)}]," for step in _levels(moving, scoped, references)], "]",
+        *features,
+        "", "[tenants]", f"table = {_q(o.tenant_table)}", f"source = {_q(o.source)}", f"target = {_q(o.target)}",
+        f"protected = [{_q(o.source)}, {_q(o.target)}]", *tenant_lines,
+        "", "[roles]", 'app = "app_user"  # REVIEW', 'app_privileges = ["SELECT", "INSERT", "UPDATE", "DELETE"]',
+        'tenant_setting = "app.tenant_id"  # REVIEW',
+        *_audit_and_rehearsal_lines(audit, scoped, moving, root),
+        "", _manual_sections().rstrip(),
+        "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
+    ]
+    lines += _refresh_lines(conn, o, scoped)
+    lines += found.body
+    for name, values in sorted(found.classifications.items()):
+        lines += ["", f"[classification.{toml_key(name)}]  # REVIEW every value: patient, provider or system"]
+        for value in values:
+            cls = "system" if value.startswith("cutover.") else ("patient" if "patient" in value else "provider")
+            lines.append(f"{_q(value)} = {_q(cls)}" + ("" if value.startswith("cutover.") else "  # REVIEW"))
+    return "\n".join(lines) + "\n"
+
+
+def _table_section(conn: Connection, o: DraftOptions, found: _Found, name: str, table: live_schema.Table,
+                   root: str, chains: dict[str, list[str]], refs: list[_Ref]) -> None:
+    """One ``[tables.NAME]`` section: its key, the owner the draft infers (a chain of references to
+    the patient root, a classifying column, or else the provider), a case share, its references."""
+    key, key_note = _key(table)
+    body = found.body
+    body += ["", f"[tables.{toml_key(name)}]", f"key = {_toml_key(key)}{key_note}"]
+    classifier = next((c for c in table.columns if CLASSIFYING.search(c) and "char" in table.columns[c]
+                       or CLASSIFYING.search(c) and table.columns[c] == "text"), None)
+    share = next((fk.columns[0] for fk in table.foreign_keys if fk.parent == o.tenant_table
+                  and len(fk.columns) == 1 and fk.columns[0] != o.tenant_column), None)
+    if name in chains:
+        found.owners[name] = "patient"
+        how = "the patient root" if name == root else " -> ".join(chains[name])
+        body.append(f'owner = "patient"  # REVIEW: inferred from {how}')
+    elif classifier is not None:
+        _classified_section(conn, o, found, name, table, classifier)
+    else:
+        found.owners[name] = "provider"
+        body.append(f'owner = "provider"  # REVIEW: no chain of references to {_shown(root)}')
+    if share is not None:
+        body.append(f"share_target = {_q(share)}  # REVIEW: a case share's target tenant?")
+    if refs:
+        body.append("references = [")
+        body += [f"    {{ column = {_q(r.column)}, table = {_q(r.parent)}"
+                 f"{'' if r.foreign_key else ', foreign_key = false'} }},"
+                 f"{'' if r.foreign_key else '  # REVIEW: no foreign key'}" for r in refs]
+        body.append("]")
+        found.pending.append((name, len(body) - 1 - len(refs), refs))
+
+
+def _classified_section(conn: Connection, o: DraftOptions, found: _Found, name: str, table: live_schema.Table,
+                        classifier: str) -> None:
+    """A table owned by a classifying column: the source's values of it, to classify in the review;
+    the first such table with a jsonb payload and an event-like name is taken for the audit table."""
+    found.owners[name] = "classified"
+    classification = classifier
+    found.body += ['owner = "classified"  # REVIEW: or "column" with patient_values, or "provider"',
+                   f"column = {_q(classifier)}", f"classification = {_q(classification)}"]
+    values = [] if o.tenant_column not in table.columns else [r[0] for r in conn.execute(sql.SQL(
+        "SELECT DISTINCT {c}::text FROM {t} WHERE {ten} = {src} AND {c} IS NOT NULL "
+        "ORDER BY 1 LIMIT {n}").format(
+        c=sql.Identifier(classifier), t=table_sql(name), ten=sql.Identifier(o.tenant_column),
+        src=sql.Literal(o.source), n=sql.Literal(MAX_VALUES))).fetchall()]  # (a table that only
+    # references the tenants table has no tenant column: plan check names it missing)
+    classifications = found.classifications
+    classifications.setdefault(classification, [])
+    classifications[classification] += [v for v in values if v not in classifications[classification]]
+    payload = next((c for c, t in table.columns.items() if t == "jsonb"), None)
+    if found.audit is None and payload is not None and ("event" in name or "audit" in name):
+        found.audit = (name, classifier)
+
+
+def _settle_audit(found: _Found) -> tuple[str, str] | None:
+    """The application's events table and its type column, with the cutover's own event kinds among
+    its values (None: the cutover keeps its own trail); and the reviewer's notes on references from a
+    patient table to one that stays behind."""
+    # No events table of the application's (named so, classified, with a jsonb payload): the cutover keeps
+    # its own trail. Another classified table is no events table (a payment provider's `type`): naming one
+    # left the dry run blocked on columns it never had, and its rows' owner hostage to the audit.
+    audit = found.audit
+    # Cross-tenant references the reviewer must settle: a patient table pointing at a non-patient one.
+    for child, first, refs in found.pending:
+        for i, ref in enumerate(refs, start=first):
+            if found.owners.get(ref.parent) == "provider" and found.owners.get(child) != "provider" \
+                    and ref.parent != child:
+                found.body[i] += ("; " if not ref.foreign_key else "  # REVIEW: ") + (
+                    f"{_shown(ref.parent)} is not patient-owned; declare cross_tenant = \"provider\" "
+                    f"(or \"share\") if the parent stays on another tenant")
+    for kind in ("cutover.started", "cutover.completed", "cutover.swept", "cutover.reversed",
+                 "cutover.allow_list_part"):
+        if audit is not None and audit[1] in found.classifications and kind not in found.classifications[audit[1]]:
+            found.classifications[audit[1]].append(kind)
+    return audit
+
+
+def _features_lines(conn: Connection, o: DraftOptions, scoped: dict[str, live_schema.Table],
+                    audit: tuple[str, str] | None, versions: str, version_table: str,
+                    settings: bool, flags: bool) -> list[str]:
+    """``[features]`` as the schema was found: a check whose subject is absent is not applicable."""
     shares = sorted(n for n, t in scoped.items() for fk in t.foreign_keys if fk.parent == o.tenant_table
                     and len(fk.columns) == 1 and fk.columns[0] != o.tenant_column)
     rls = bool(conn.execute("SELECT 1 FROM unnest(%s::text[]) AS u(r) JOIN pg_class c ON c.oid = to_regclass(r) "
                             "WHERE c.relrowsecurity LIMIT 1", ([table_regclass(n) for n in sorted(scoped)],)
                             ).fetchone())
-    features = [  # what the schema was found to have: a check whose subject is absent is not applicable
+    return [
         "", "[features]  # REVIEW: what the schema has (docs/plan.md, [features])",
-        f"row_level_security = {str(rls).lower()}", f"tenant_settings = {str(jsonb is not None).lower()}",
-        f"tenant_flags = {str(active is not None and protected is not None).lower()}",
+        f"row_level_security = {str(rls).lower()}", f"tenant_settings = {str(settings).lower()}",
+        f"tenant_flags = {str(flags).lower()}",
         f"share_table = {_q(shares[0]) if shares else 'false'}",
         f"event_table = {_q(audit[0]) if audit is not None else 'false'}",
         "idempotency_table = false  # REVIEW: a table whose case_json names a case, if the schema has one",
@@ -281,12 +350,13 @@ def draft(conn: Connection, options: DraftOptions) -> str:
             "  # REVIEW: no version table found; name it under [plan], or declare \"none\" and drop [plan]'s "
             "schema_head, version_table and version_column" if version_table == "REVIEW" else ""),
     ]
-    version_lines = ([f"schema_head = {_q(head)}{head_note}", f"version_table = {_q(version_table)}",
-                      f"version_column = {_q(version_column)}"] if versions != "none" else [])
-    tenant_lines = ([] if jsonb is None else ['mirrored_settings = ["region", "language", "currency"]  # REVIEW',
-                                              f"settings_column = {_q(jsonb)}"]) + (
-        [] if active is None or protected is None else
-        [f"active_column = {_q(active)}", f"protected_column = {_q(protected)}"])
+
+
+def _audit_and_rehearsal_lines(audit: tuple[str, str] | None, scoped: dict[str, live_schema.Table],
+                               moving: list[str], root: str) -> list[str]:
+    """``[audit]``, ``[rehearsal]`` and its straggler: where the cutover writes its events and which
+    tables the manual checks' values come from, the columns guessed from the audit table."""
+    audit_table = scoped.get(audit[0]) if audit is not None else None
     # A20-active's straggler: a patient event where the application has an events table, else a patient root row.
     straggler = scoped.get(audit[0] if audit is not None else root)
     payload = next((c for c, t in (straggler.columns.items() if straggler else []) if t == "jsonb"),
@@ -298,17 +368,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
             "key": next((n for n in moving if "idempot" in n or n.endswith("_keys")),
                         audit[0] if audit is not None else root)}
     key_tbl = scoped.get(pick["key"])
-    lines += [
-        "# Drafted by `cutover plan draft` from the live schema. Settle every REVIEW before the first rehearsal,",
-        "# then run `cutover plan check` (exit 0 when the plan and the database agree). See docs/plan.md.",
-        "", "[plan]", f"format = {PLAN_FORMAT}", 'name = "drafted-cutover"  # REVIEW', *version_lines,
-        f"tenant_column = {_q(o.tenant_column)}", "move_steps = [",
-        *[f"    [{', '.join(_q(n) for n in step)}]," for step in _levels(moving, scoped, references)], "]",
-        *features,
-        "", "[tenants]", f"table = {_q(o.tenant_table)}", f"source = {_q(o.source)}", f"target = {_q(o.target)}",
-        f"protected = [{_q(o.source)}, {_q(o.target)}]", *tenant_lines,
-        "", "[roles]", 'app = "app_user"  # REVIEW', 'app_privileges = ["SELECT", "INSERT", "UPDATE", "DELETE"]',
-        'tenant_setting = "app.tenant_id"  # REVIEW',
+    return [
         *_audit_lines(audit, audit_table, payload, source_col),
         "", "[rehearsal]  # REVIEW: the tables the manual checks' values come from",
         f"case_table = {_q(pick['case'])}", f"patient_table = {_q(root or 'REVIEW')}",
@@ -321,22 +381,7 @@ def draft(conn: Connection, options: DraftOptions) -> str:
         f"now_columns = [{', '.join(_q(c) for c in created)}]",
         (f"values = {{ {toml_key(audit[1])} = \"REVIEW: a patient-classified value\", {toml_key(source_col)} = "
          f"\"rehearsal\" }}") if audit is not None else "values = {}  # REVIEW: the fixed values a patient row needs",
-        "", _manual_sections().rstrip(),
-        "", "[static]", f"tables = [{', '.join(_q(n) for n in sorted(static))}]",
     ]
-    views = live_schema.tenant_views(conn, o.tenant_column, o.source, o.target, scoped, every_schema=True)
-    if views:  # each would be left stale by the cutover: refreshed in its transaction unless you say static
-        lines += ["", "[refresh]  # REVIEW: or move a view to static = [...] if it holds nothing the cutover changes",
-                  "materialized_views = ["]
-        lines += [f"    {_q(v.name)},  # " + " ".join(f"{v.why} over {', '.join(v.over)}".split()) for v in views]
-        lines.append("]")
-    lines += body
-    for name, values in sorted(classifications.items()):
-        lines += ["", f"[classification.{toml_key(name)}]  # REVIEW every value: patient, provider or system"]
-        for value in values:
-            cls = "system" if value.startswith("cutover.") else ("patient" if "patient" in value else "provider")
-            lines.append(f"{_q(value)} = {_q(cls)}" + ("" if value.startswith("cutover.") else "  # REVIEW"))
-    return "\n".join(lines) + "\n"
 
 
 def _audit_lines(audit: tuple[str, str] | None, table: live_schema.Table | None, payload: str,
@@ -350,6 +395,18 @@ def _audit_lines(audit: tuple[str, str] | None, table: live_schema.Table | None,
             f"table = {_q(audit[0])}", f"key = {_q(key)}", f"type_column = {_q(audit[1])}",
             f"payload_column = {_q(payload)}", f"source_column = {_q(source)}", 'source_value = "cutover"',
             *[f"{k} = {_q(v)}" for k, v in AUDIT_KINDS.items()]]
+
+
+def _refresh_lines(conn: Connection, o: DraftOptions, scoped: dict[str, live_schema.Table]) -> list[str]:
+    """``[refresh]``: the materialized views over tenant rows, each left stale by the cutover unless
+    refreshed in its transaction (or declared static by the reviewer)."""
+    views = live_schema.tenant_views(conn, o.tenant_column, o.source, o.target, scoped, every_schema=True)
+    if not views:
+        return []
+    return ["", "[refresh]  # REVIEW: or move a view to static = [...] if it holds nothing the cutover changes",
+            "materialized_views = [",
+            *[f"    {_q(v.name)},  # " + " ".join(f"{v.why} over {', '.join(v.over)}".split()) for v in views],
+            "]"]
 
 
 def _check_tenancy(conn: Connection, schema: live_schema.Catalog, o: DraftOptions,

@@ -313,7 +313,27 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
     if not problems and not fired and proved_by_statistics(conn, plan, moved, written, probed or {}):
         return "statistics"
-    after = counts(conn, plan)
+    problems += _count_problems(plan, baseline, counts(conn, plan), moved, written, fired, triggered, source, target)
+    for rule in plan.moving:
+        left_on = source if kind != "reverse" else plan.target
+        left = db.one(conn, ownership.count_owned(plan, rule, left_on))[0]
+        own = (held or {}).get(rule.name, 0) if kind == "reverse" else 0
+        if left != own:
+            problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}"
+                            + (f", {own} of them its own" if own else ""))
+    if problems:
+        failure = "verification failed, rolled back: " + "; ".join(problems)  # tables and counts
+        raise RunFailed(failure, summary=failure)
+    return "full count"
+
+
+def _count_problems(plan: Plan, baseline: dict[str, dict[str, int]], after: dict[str, dict[str, int]],
+                    moved: dict[str, int], written: dict[str, int], fired: Mapping[str, int],
+                    triggered: dict[str, dict[str, int]] | None, source: str, target: str) -> list[str]:
+    """The counts after the moves against the baseline: each table's total grew by exactly what was
+    written (and its triggers wrote), the source lost and the target gained exactly the moved rows,
+    and a trigger's rows only added to a tenant. Fills ``triggered`` with where those went."""
+    problems: list[str] = []
     for table in plan.table_names:
         before_total, after_total = sum(baseline[table].values()), sum(after[table].values())
         extra, by_triggers = written.get(table, 0), fired.get(table, 0)
@@ -341,17 +361,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
                             f"triggers add rows, they never take one away")
         elif triggered is not None:
             triggered[table] = beyond
-    for rule in plan.moving:
-        left_on = source if kind != "reverse" else plan.target
-        left = db.one(conn, ownership.count_owned(plan, rule, left_on))[0]
-        own = (held or {}).get(rule.name, 0) if kind == "reverse" else 0
-        if left != own:
-            problems.append(f"{rule.name}: {left} patient-owned rows still on {left_on}"
-                            + (f", {own} of them its own" if own else ""))
-    if problems:
-        failure = "verification failed, rolled back: " + "; ".join(problems)  # tables and counts
-        raise RunFailed(failure, summary=failure)
-    return "full count"
+    return problems
 
 
 def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], written: dict[str, int],
@@ -499,92 +509,21 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         report["source"], report["target"] = plan.source, plan.target  # as the database writes them
         open_steps(run, conn, plan, timeouts)
         locked_at = time.monotonic()
-        with run.step("pre-flight inside the transaction") as info:
-            audit.create_own(conn, plan)  # [audit] own = true: made on first use, in this transaction
-            pf = preflight.run(conn, plan, planned=False)
-            info["rows"] = len(pf.blockers)
-            if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
-                done = f"{pf.blockers[0].message}; nothing changed"  # the run id and rows per table
-                raise RunFailed(done, ExitCode.ALREADY_CUT_OVER, summary=done)
-            if not pf.ready:  # the blockers with their sample rows; the summary without them
-                raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
-                                ExitCode.BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
-                                    f"{b.code}: {b.message}" for b in pf.blockers))
-            defer_tenant_keys(conn, pf.deferred)
-            if pf.deferred:
-                report["deferred_constraints"] = [k.name for k in pf.deferred]
+        pf = _preflight_in_transaction(run, conn, plan, report)
         with run.step("record baseline counts per table and tenant") as info:
             baseline = counts(conn, plan)
             report["baseline"] = baseline
             info["rows"] = sum(sum(v.values()) for v in baseline.values())
-        with run.step("allow-list: the moved rows, read back at step 14 under these locks") as info:
-            # The target's own rows: there before the moves, so not the cutover's (not in the allow-list,
-            # not moved back by the reverse, no placement fault). Their keys stay in the server.
-            held = held_on_target(conn, plan)
-            report["held_on_target"] = held
-            for rule in plan.moving:
-                if held.get(rule.name, {}).get("patient"):
-                    build_owned_ids(conn, plan, rule, plan.target, id_table(rule, "held"))
-            info["rows"] = sum(h.get("patient", 0) for h in held.values())
+        held = _note_held_on_target(run, conn, plan, report)
         written = {plan.audit.table: 1}
         with run.step(f"write {plan.audit.started}"):
             audit.write_event(conn, plan, plan.audit.started, sql.Literal(json.dumps(
                 {"run_id": run.run_id, "actor": actor, "started_at": run.started_at})))
-        moved: dict[str, int] = {}
-        order = live_schema.cascade_order([n for group in plan.move_steps for n in group], pf.deferred)
-        for group in plan.move_steps:
-            with run.step("move " + ", ".join(group)) as info:
-                before = sum(moved.values())
-                for name in order[:max(order.index(n) for n in group) + 1]:  # an ON UPDATE CASCADE child first
-                    if name not in moved:
-                        rule = plan.table(name)
-                        moved[name] = int(conn.execute(ownership.move_owned(plan, rule, plan.source,
-                                                                        plan.target)).rowcount)
-                info["rows"] = sum(moved.values()) - before
+        moved = _move_in_steps(run, conn, plan, pf.deferred)
         report["moved"] = moved
         refresh_views(run, conn, plan)
         with run.step(f"verify, write {plan.audit.completed}") as info:
-            check_tenant_keys(conn, pf.deferred)
-            triggered: dict[str, dict[str, int]] = {}
-            report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
-                                           plan.target, plan.fired(moved), triggered, probed=pf.probed)
-            prefer_lz4(conn)
-            parts: dict[str, int] = {}
-            held_parts = 0
-            for rule in plan.moving:
-                own = id_table(rule, "held") if held.get(rule.name, {}).get("patient") else None
-                if own is not None:  # recorded for the reverse, which must leave them where they are
-                    with open(os.devnull, "wb") as nowhere:
-                        held_parts += write_parts(conn, plan, held_run(run.run_id), rule.name, nowhere,
-                                                  held=own, of_held=True)[0]
-                sink = _sink(spool, rule.name)
-                with sink as out:
-                    parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out, held=own)
-                    # A trigger's rows on the target are patient-owned there too when the table's rule says
-                    # so: listed with the moved ones (A10 and the reverse find them all), never more.
-                    written_here = triggered.get(rule.name, {}).get(plan.target, 0)
-                    if not moved.get(rule.name, 0) <= listed <= moved.get(rule.name, 0) + written_here:
-                        bent = (f"{rule.name}: the move moved {moved.get(rule.name, 0)} rows"
-                                + (f" and its triggers wrote {written_here} on {plan.target}" if written_here else "")
-                                + f" but {listed} patient-owned rows are on {plan.target}; rolled back")
-                        raise RunFailed(bent, summary=bent)
-                    if listed > moved.get(rule.name, 0):
-                        report.setdefault("listed_written", {})[rule.name] = listed - moved.get(rule.name, 0)
-                    if spool is None:
-                        report.setdefault("allow_list", {})[rule.name] = [
-                            json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
-                if spool is not None:
-                    id_files[rule.name] = spool / f"{rule.name}.ids"
-            written[plan.audit.table] += sum(parts.values()) + held_parts + 1
-            report["written"], report["committed_at"] = written, datetime.now(UTC).isoformat()
-            if triggered:
-                report["triggered"] = triggered
-            fields = ("run_id", "actor", "started_at", "committed_at", "baseline", "moved", "written", "source",
-                      "target", "plan", "triggered", "listed_written", "held_on_target")
-            summary: dict[str, Any] = {k: v for k, v in report.items() if k in fields}
-            summary["allow_list_parts"] = parts
-            audit.write_event(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
-            report["allow_list_parts"] = parts
+            _verify_and_complete(run, conn, plan, report, pf, baseline, moved, written, held, spool, id_files)
             info["rows"] = sum(moved.values())
         if before_commit is not None:
             before_commit()
@@ -592,6 +531,114 @@ def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Prog
         report["commit_status"] = "committed"
         report["writers_blocked_s"] = round(time.monotonic() - locked_at, 3)
     return report, id_files
+
+
+def _preflight_in_transaction(run: Run, conn: Connection, plan: Plan, report: CutoverReport) -> preflight.Preflight:
+    """The pre-flight again under the locks, where nothing can change it before COMMIT: a blocker or a
+    finished earlier run stops the cutover before anything moves; the keys it finds are deferred."""
+    with run.step("pre-flight inside the transaction") as info:
+        audit.create_own(conn, plan)  # [audit] own = true: made on first use, in this transaction
+        pf = preflight.run(conn, plan, planned=False)
+        info["rows"] = len(pf.blockers)
+        if pf.already_cut_over and len(pf.blockers) == 1 and pf.last_run is not None:
+            done = f"{pf.blockers[0].message}; nothing changed"  # the run id and rows per table
+            raise RunFailed(done, ExitCode.ALREADY_CUT_OVER, summary=done)
+        if not pf.ready:  # the blockers with their sample rows; the summary without them
+            raise RunFailed("BLOCKED inside the transaction: " + " | ".join(b.line() for b in pf.blockers),
+                            ExitCode.BLOCKED, summary="BLOCKED inside the transaction: " + " | ".join(
+                                f"{b.code}: {b.message}" for b in pf.blockers))
+        defer_tenant_keys(conn, pf.deferred)
+        if pf.deferred:
+            report["deferred_constraints"] = [k.name for k in pf.deferred]
+    return pf
+
+
+def _note_held_on_target(run: Run, conn: Connection, plan: Plan, report: CutoverReport) -> dict[str, dict[str, int]]:
+    """The target's own rows: there before the moves, so not the cutover's (not in the allow-list,
+    not moved back by the reverse, no placement fault). Their keys stay in the server."""
+    with run.step("allow-list: the moved rows, read back at step 14 under these locks") as info:
+        held = held_on_target(conn, plan)
+        report["held_on_target"] = held
+        for rule in plan.moving:
+            if held.get(rule.name, {}).get("patient"):
+                build_owned_ids(conn, plan, rule, plan.target, id_table(rule, "held"))
+        info["rows"] = sum(h.get("patient", 0) for h in held.values())
+    return held
+
+
+def _move_in_steps(run: Run, conn: Connection, plan: Plan, deferred: list[live_schema.TenantKey]) -> dict[str, int]:
+    """The plan's move steps, one timed step each; an ON UPDATE CASCADE child moves before its parent
+    (whose cascade would otherwise carry it). Returns the rows moved per table."""
+    moved: dict[str, int] = {}
+    order = live_schema.cascade_order([n for group in plan.move_steps for n in group], deferred)
+    for group in plan.move_steps:
+        with run.step("move " + ", ".join(group)) as info:
+            before = sum(moved.values())
+            for name in order[:max(order.index(n) for n in group) + 1]:  # an ON UPDATE CASCADE child first
+                if name not in moved:
+                    rule = plan.table(name)
+                    moved[name] = int(conn.execute(ownership.move_owned(plan, rule, plan.source,
+                                                                    plan.target)).rowcount)
+            info["rows"] = sum(moved.values()) - before
+    return moved
+
+
+def _verify_and_complete(run: Run, conn: Connection, plan: Plan, report: CutoverReport, pf: preflight.Preflight,
+                         baseline: dict[str, dict[str, int]], moved: dict[str, int], written: dict[str, int],
+                         held: dict[str, dict[str, int]], spool: Path | None, id_files: dict[str, Path]) -> None:
+    """Prove the moves, write the allow-list, and record the completed event with the run's summary:
+    all in the transaction, so a failure here still rolls everything back."""
+    check_tenant_keys(conn, pf.deferred)
+    triggered: dict[str, dict[str, int]] = {}
+    report["verified_by"] = verify(conn, plan, "execute", baseline, moved, written, {}, plan.source,
+                                   plan.target, plan.fired(moved), triggered, probed=pf.probed)
+    parts, held_parts = _write_allow_list(run, conn, plan, report, moved, held, triggered, spool, id_files)
+    written[plan.audit.table] += sum(parts.values()) + held_parts + 1
+    report["written"], report["committed_at"] = written, datetime.now(UTC).isoformat()
+    if triggered:
+        report["triggered"] = triggered
+    fields = ("run_id", "actor", "started_at", "committed_at", "baseline", "moved", "written", "source",
+              "target", "plan", "triggered", "listed_written", "held_on_target")
+    summary: dict[str, Any] = {k: v for k, v in report.items() if k in fields}
+    summary["allow_list_parts"] = parts
+    audit.write_event(conn, plan, plan.audit.completed, sql.Literal(json.dumps(summary)))
+    report["allow_list_parts"] = parts
+
+
+def _write_allow_list(run: Run, conn: Connection, plan: Plan, report: CutoverReport, moved: dict[str, int],
+                      held: dict[str, dict[str, int]], triggered: dict[str, dict[str, int]], spool: Path | None,
+                      id_files: dict[str, Path]) -> tuple[dict[str, int], int]:
+    """The moved rows' keys as audit parts (and spool files or the report), the target's own rows'
+    apart for the reverse; rolls back when the rows listed are not the rows moved. Returns the parts
+    per table and the held rows' parts."""
+    prefer_lz4(conn)
+    parts: dict[str, int] = {}
+    held_parts = 0
+    for rule in plan.moving:
+        own = id_table(rule, "held") if held.get(rule.name, {}).get("patient") else None
+        if own is not None:  # recorded for the reverse, which must leave them where they are
+            with open(os.devnull, "wb") as nowhere:
+                held_parts += write_parts(conn, plan, held_run(run.run_id), rule.name, nowhere,
+                                          held=own, of_held=True)[0]
+        sink = _sink(spool, rule.name)
+        with sink as out:
+            parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out, held=own)
+            # A trigger's rows on the target are patient-owned there too when the table's rule says
+            # so: listed with the moved ones (A10 and the reverse find them all), never more.
+            written_here = triggered.get(rule.name, {}).get(plan.target, 0)
+            if not moved.get(rule.name, 0) <= listed <= moved.get(rule.name, 0) + written_here:
+                bent = (f"{rule.name}: the move moved {moved.get(rule.name, 0)} rows"
+                        + (f" and its triggers wrote {written_here} on {plan.target}" if written_here else "")
+                        + f" but {listed} patient-owned rows are on {plan.target}; rolled back")
+                raise RunFailed(bent, summary=bent)
+            if listed > moved.get(rule.name, 0):
+                report.setdefault("listed_written", {})[rule.name] = listed - moved.get(rule.name, 0)
+            if spool is None:
+                report.setdefault("allow_list", {})[rule.name] = [
+                    json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
+        if spool is not None:
+            id_files[rule.name] = spool / f"{rule.name}.ids"
+    return parts, held_parts
 
 
 def refresh_views(run: Run, conn: Connection, plan: Plan) -> None:

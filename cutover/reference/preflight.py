@@ -220,6 +220,20 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     if hidden is not None:  # every count below would fail (row_security is off), or read a partial database
         result.blockers.append(Blocker(ROW_SECURITY, hidden))
         return result
+    if not _schema_matches(conn, plan, result):
+        return result  # the plan's own queries would fail on a missing table or column
+    result.blockers += _schema_head(conn, plan)
+    result.blockers += [Blocker("target-tenant", p) for p in tenant_problems(conn, plan)]
+    result.blockers += _row_blockers(conn, plan, result.deferred)
+    _read_audit_trail(conn, plan, result)
+    if planned:
+        _measure_moves(conn, plan, result)
+    return result
+
+
+def _schema_matches(conn: Connection, plan: Plan, result: Preflight) -> bool:
+    """The live schema against the plan: its differences as blockers, the trigger writes and the
+    keys the cutover defers noted; False when a table or column the plan's queries need is missing."""
     schema = live_schema.read(conn, plan)
     triggers = live_schema.trigger_writes(conn, plan)
     result.trigger_writes = [(w.table, w.trigger, r.name, True) for r in plan.tables for w in r.written_by]
@@ -229,15 +243,8 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
     result.deferred = [k for k in live_schema.tenant_keys(plan, schema) if k.deferred_by_cutover]
     missing = [d.table for d in differences if d.code == "missing-table"]
     if missing and set(plan.all_tables) <= set(missing):
-        current, elsewhere = live_schema.schemas_holding(conn, missing)
-        fix = "wrong database, or pass the matching --plan"
-        if elsewhere:
-            fix = (f"they are in schema {elsewhere[0]}: put it first in the search path, "
-                   f"options=-csearch_path%3D{elsewhere[0]} in the --db-url, or PGOPTIONS='-c search_path="
-                   f"{elsewhere[0]}'")
-        result.blockers.append(Blocker("missing-tables", f"tables the plan names are missing from schema {current}: "
-                                                         f"{', '.join(map(toml_key, missing))}; {fix}"))
-        return result
+        result.blockers.append(_missing_tables_blocker(conn, missing))
+        return False
     for diff in differences:
         rows: tuple[str, ...] = ()
         if diff.code == "unplanned-table" and plan.tenant_column in catalog_columns(conn, diff.table):
@@ -245,29 +252,50 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
                 "SELECT {c}::text, count(*) FROM {t} GROUP BY 1 ORDER BY 1 LIMIT 5").format(
                 c=ownership.ident(plan.tenant_column), t=table_sql(diff.table))).fetchall())
         result.blockers.append(Blocker(diff.code, diff.message, rows))
-    if any(d.structural for d in differences):
-        return result  # the plan's own queries would fail on a missing table or column
-    result.blockers += _schema_head(conn, plan)
-    result.blockers += [Blocker("target-tenant", p) for p in tenant_problems(conn, plan)]
+    return not any(d.structural for d in differences)
+
+
+def _missing_tables_blocker(conn: Connection, missing: list[str]) -> Blocker:
+    """Every planned table missing: the wrong database or search path, said with the schema that has them."""
+    current, elsewhere = live_schema.schemas_holding(conn, missing)
+    fix = "wrong database, or pass the matching --plan"
+    if elsewhere:
+        fix = (f"they are in schema {elsewhere[0]}: put it first in the search path, "
+               f"options=-csearch_path%3D{elsewhere[0]} in the --db-url, or PGOPTIONS='-c search_path="
+               f"{elsewhere[0]}'")
+    return Blocker("missing-tables", f"tables the plan names are missing from schema {current}: "
+                                     f"{', '.join(map(toml_key, missing))}; {fix}")
+
+
+def _row_blockers(conn: Connection, plan: Plan, deferred: list[live_schema.TenantKey]) -> list[Blocker]:
+    """The rows that would move wrongly or not at all: unclassified values, orphans, cascades the
+    plan does not follow, and row-level security that is not as the plan declares."""
+    blockers: list[Blocker] = []
     for rule in plan.tables:
         if rule.owner == "classified":
             values = [r[0] for r in conn.execute(ownership.unclassified_values(plan, rule)).fetchall()]
             if values:
-                result.blockers.append(Blocker(
+                blockers.append(Blocker(
                     f"unclassified-{rule.classification}",
                     f"{rule.name}.{rule.column} values not in [classification.{rule.classification}]: "
                     f"{', '.join(repr(v) for v in values[:10])}; classify them in the plan"))
     for link in ownership.links(plan):
         n, sample = db.one(conn, ownership.link_violations(plan, link, after_move=True))
         if n:
-            result.blockers.append(Blocker(
+            blockers.append(Blocker(
                 "orphans", f"{n} {link.child.name} rows would end on another tenant than their parent "
                            f"({link.label}); fix the rows or the plan's rules", tuple(sample or ())))
-    result.blockers += [b for k in result.deferred if k.cascades and (b := cascade_blocker(conn, plan, k))]
+    blockers += [b for k in deferred if k.cascades and (b := cascade_blocker(conn, plan, k))]
     if plan.features.row_level_security:  # a schema without RLS declares so: no policy is made for the tool
-        result.blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
+        blockers += [Blocker("rls-off", p) for p in rls_problems(conn, plan)]
     else:
-        result.blockers += rls_declared_absent(conn, plan)
+        blockers += rls_declared_absent(conn, plan)
+    return blockers
+
+
+def _read_audit_trail(conn: Connection, plan: Plan, result: Preflight) -> None:
+    """Whether the cutover can write its events and has already run: the audit-insert probe, the
+    last run, the patient rows the target holds, and a blocker when a committed run says it is done."""
     refused, probed = audit.insert_problems(conn, plan)
     result.blockers += [Blocker("audit-insert", p) for p in refused]
     if probed:
@@ -285,13 +313,16 @@ def run(conn: Connection, plan: Plan, *, planned: bool = True) -> Preflight:
         result.blockers.append(Blocker("already-cut-over", (
             f"run {result.last_run.get('run_id')} committed at {result.last_run.get('committed_at')} (the audit "
             f"trail's last {plan.audit.completed} event, not reversed); patient rows on '{plan.target}': {shown}")))
-    for rule in plan.moving if planned else ():
+
+
+def _measure_moves(conn: Connection, plan: Plan, result: Preflight) -> None:
+    """The rows each moving table would move and its keys' bytes in the allow-list (for the dry run)."""
+    for rule in plan.moving:
         n, size = db.one(conn, sql.SQL("SELECT count(*), coalesce(sum(octet_length({k}::text) + 1), 0) FROM {t} "
                                        "WHERE {w}").format(
             k=key_json(rule.key), t=table_sql(rule.name), w=ownership.owned_on(plan, rule, plan.source)))
         result.planned[rule.name] = int(n)
         result.allow_list_bytes[rule.name] = int(size)
-    return result
 
 
 def audit_parts(sizes: dict[str, int], part_bytes: int) -> int:

@@ -406,15 +406,7 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
     owner = owner_pid or os.getpid()
     client = _docker_client()
     reap_stale_containers(client)
-    want = want or wanted_major(settings)
-    image = docker_image.ensure(client, majors.docker_image(settings.docker_image, want), log,
-                                given=settings.docker_image is not None)
-    missing = image_missing_extensions(client, image, want, owner)
-    if missing:
-        major = majors.image_major(image) or want.major or 15
-        raise SetupError(f"--sandbox docker: {image} lacks the extension{'s' if len(missing) > 1 else ''} "
-                         f"{', '.join(missing)} that {want.source or 'the snapshot ' + want.snapshot} creates; get "
-                         + "; ".join(dumpneeds.where_to_get(e, major) for e in missing))
+    image = _image_with_extensions(client, settings, owner, log, want or wanted_major(settings))
     no_reaper = reaper_problem(client, owner)
     testcontainers_config.ryuk_disabled = no_reaper is not None
     if no_reaper is not None:
@@ -452,6 +444,20 @@ def start_docker(settings: SandboxSpec, owner_pid: int | None = None, log: Log =
             container.get_docker_client().client.close()
     log(f"sandbox: docker {image} up on 127.0.0.1:{port}")
     return ServerInfo(backend="docker", admin_url=url, container_id=container_id, owner_pid=owner)
+
+
+def _image_with_extensions(client: Any, settings: SandboxSpec, owner: int, log: Log, want: majors.Wanted) -> str:
+    """The image to run, pulled if need be; a setup error naming where to get them when it lacks
+    extensions the snapshot creates (found before any server starts, not by a failed restore)."""
+    image = docker_image.ensure(client, majors.docker_image(settings.docker_image, want), log,
+                                given=settings.docker_image is not None)
+    missing = image_missing_extensions(client, image, want, owner)
+    if missing:
+        major = majors.image_major(image) or want.major or 15
+        raise SetupError(f"--sandbox docker: {image} lacks the extension{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)} that {want.source or 'the snapshot ' + want.snapshot} creates; get "
+                         + "; ".join(dumpneeds.where_to_get(e, major) for e in missing))
+    return image
 
 
 def image_missing_extensions(client: Any, image: str, want: majors.Wanted, owner: int) -> list[str] | None:
