@@ -51,17 +51,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
     with engine.guarded(url, run, record, timeouts) as conn:
         plan = run.plan = tenants.typed(conn, plan)
         engine.open_steps(run, conn, plan, timeouts)
-        with run.step("check the cutover is committed and nothing blocks the sweep") as info:
-            last = _require_cut_over(conn, plan, "sweep")
-            if cutover_run_id is not None:
-                last = _require_report_of(conn, plan, {"run_id": cutover_run_id}, "sweep")
-            record["cutover_run_id"] = last.get("run_id")
-            pf = preflight.run(conn, plan, planned=False)
-            blockers = [b for b in pf.blockers if b.code != "already-cut-over"]
-            info["rows"] = len(blockers)
-            if blockers:
-                raise RunFailed("sweep BLOCKED: " + " | ".join(b.line() for b in blockers), ExitCode.BLOCKED)
-            engine.defer_tenant_keys(conn, pf.deferred)
+        pf = _sweep_preflight(run, conn, plan, record, cutover_run_id)
         ids: dict[str, str] = {}
         found: dict[str, int] = {}
         with run.step("find stragglers on the source") as info:
@@ -100,6 +90,24 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             engine.commit(conn, url, plan, run.run_id, plan.audit.swept)
         record["commit_status"] = "committed"
     return cast(SweepRecord, record)  # what report["sweeps"] holds, plus the command's own fields
+
+
+def _sweep_preflight(run: Run, conn: Connection, plan: Plan, record: dict[str, Any],
+                     cutover_run_id: str | None) -> preflight.Preflight:
+    """The sweep's first step: it only makes sense after the committed cutover (of the report it is
+    appended to, when given), and it stops on the same blockers as execute, but the cut-over state."""
+    with run.step("check the cutover is committed and nothing blocks the sweep") as info:
+        last = _require_cut_over(conn, plan, "sweep")
+        if cutover_run_id is not None:
+            last = _require_report_of(conn, plan, {"run_id": cutover_run_id}, "sweep")
+        record["cutover_run_id"] = last.get("run_id")
+        pf = preflight.run(conn, plan, planned=False)
+        blockers = [b for b in pf.blockers if b.code != "already-cut-over"]
+        info["rows"] = len(blockers)
+        if blockers:
+            raise RunFailed("sweep BLOCKED: " + " | ".join(b.line() for b in blockers), ExitCode.BLOCKED)
+        engine.defer_tenant_keys(conn, pf.deferred)
+    return pf
 
 
 def _carry_written(conn: Connection, plan: Plan, ids: dict[str, str], moved: Mapping[str, int], source: str,
@@ -403,6 +411,17 @@ def count_statement(conn: Connection, plan: Plan, rule: TableRule, run_id: str,
         new=_not_listed(rule, "i", name), keys=_reverse_keys(plan, rule, name, held))
 
 
+def _reverse_preflight(run: Run, conn: Connection, plan: Plan,
+                       cut_report: Mapping[str, Any]) -> list[live_schema.TenantKey]:
+    """The reverse's first step: only the database's committed cutover is reversed, and the tenant-keyed
+    foreign keys the moves break until both sides are back are deferred for its transaction."""
+    with run.step("check the report is the committed cutover of this database"):
+        _require_report_of(conn, plan, cut_report, "reverse")
+        deferred = [k for k in live_schema.tenant_keys(plan, live_schema.read(conn, plan)) if k.deferred_by_cutover]
+        engine.defer_tenant_keys(conn, deferred)
+    return deferred
+
+
 def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any],
             progress: Progress = _no_progress) -> dict[str, Any]:
     """Rollback option 2: move the cutover's rows (and patient rows created since) back to the source.
@@ -419,10 +438,7 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
     with engine.guarded(url, run, record, timeouts) as conn:
         plan = run.plan = tenants.typed(conn, plan)
         engine.open_steps(run, conn, plan, timeouts)
-        with run.step("check the report is the committed cutover of this database"):
-            _require_report_of(conn, plan, cut_report, "reverse")
-            deferred = [k for k in live_schema.tenant_keys(plan, live_schema.read(conn, plan)) if k.deferred_by_cutover]
-            engine.defer_tenant_keys(conn, deferred)
+        deferred = _reverse_preflight(run, conn, plan, cut_report)
         ids: dict[str, str] = {}
         planned: dict[str, int] = {}
         new_rows: dict[str, int] = {}
