@@ -126,12 +126,13 @@ def exiting_image(docker_server: ServerInfo) -> Iterator[str]:
     base = client.containers.get(docker_server.container_id).image
     holder = client.containers.create(base.id, labels={"cutover.test": "1"})
     try:
-        holder.commit(repository="cutover-test/exits", tag="1",
+        # A tag of this process's own: two test runs on one engine must not remove each other's image.
+        holder.commit(repository="cutover-test/exits", tag=str(os.getpid()),
                       changes=['ENTRYPOINT ["sh", "-c", "echo FATAL: deliberate start failure >&2; exit 3"]'])
     finally:
         holder.remove(force=True)
-    yield "cutover-test/exits:1"
-    client.images.remove("cutover-test/exits:1", force=True)
+    yield f"cutover-test/exits:{os.getpid()}"
+    client.images.remove(f"cutover-test/exits:{os.getpid()}", force=True)
 
 
 def test_a_failed_start_says_why_without_waiting_and_leaves_nothing(docker_spec: SandboxSpec,

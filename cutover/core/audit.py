@@ -327,20 +327,19 @@ def insert_problems(conn: Connection, plan: Plan) -> tuple[list[str], int]:
     read_only = conn.execute("SELECT current_setting('transaction_read_only') = 'on'").fetchone()
     probe = sql.Literal(json.dumps({"probe": "pre-flight: rolled back"}))
     inserted = 0
-    conn.execute("SAVEPOINT cutover_audit_probe")
     try:
-        if read_only and read_only[0]:
-            conn.execute(sql.SQL("EXPLAIN {}").format(
-                _insert(conn, plan, a.started, probe, sql.SQL("gen_random_uuid()"))))
-        else:
-            write_event(conn, plan, a.started, probe)
-            inserted = 1
+        # Always rolled back: a savepoint inside the caller's transaction, or a transaction of its own on an
+        # autocommit connection (the go/no-go's read-only one, where a bare SAVEPOINT is refused).
+        with conn.transaction(force_rollback=True):
+            if read_only and read_only[0]:
+                conn.execute(sql.SQL("EXPLAIN {}").format(
+                    _insert(conn, plan, a.started, probe, sql.SQL("gen_random_uuid()"))))
+            else:
+                write_event(conn, plan, a.started, probe)
+                inserted = 1
     except _INSERT_REFUSED as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return [f"the cutover's audit insert into {where} fails: {first}; fix the table or {fix}"], 0
-    finally:
-        conn.execute("ROLLBACK TO SAVEPOINT cutover_audit_probe")
-        conn.execute("RELEASE SAVEPOINT cutover_audit_probe")
     return [], inserted
 
 
