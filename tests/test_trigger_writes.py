@@ -151,10 +151,11 @@ def test_a_declared_audit_trigger_commits_and_its_rows_are_verified_where_the_tr
                             cutover_settings) == {}
 
 
-def test_the_sweep_and_the_reverse_expect_the_rows_the_trigger_writes_on_their_moves(
-        audited_db: str, tmp_path: Path, cutover_settings: Settings) -> None:
-    """A late patient swept fires the trigger once more, on the target; the reverse moves every patient row
-    the cutover and the sweep put on the target back (the trigger's included) and fires it per row again."""
+def _cut_over_and_sweep_a_late_patient(
+        audited_db: str, tmp_path: Path) -> tuple[Path, Path, int, dict[str, int], Any]:
+    """Execute under the declared plan, then sweep one patient that landed on the source after it: the
+    sweep fires the trigger once, on the target. Returns the plan, the report's path, the source's
+    patients and audit rows before the cutover, and the report after the sweep."""
     plan = plan_file(tmp_path, DECLARED)
     patients = int(scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (SRC,)))
     before = audit_rows(audited_db)
@@ -169,6 +170,14 @@ def test_the_sweep_and_the_reverse_expect_the_rows_the_trigger_writes_on_their_m
     record = json.loads(swept.stdout)
     assert record["moved"] == {"patients": 1} and record["triggered"] == {"audit_log": {TGT: 1}}
     report = json.loads(report_path.read_text())
+    return plan, report_path, patients, before, report
+
+
+def test_the_sweep_and_the_reverse_expect_the_rows_the_trigger_writes_on_their_moves(
+        audited_db: str, tmp_path: Path, cutover_settings: Settings) -> None:
+    """A late patient swept fires the trigger once more, on the target; the reverse moves every patient row
+    the cutover and the sweep put on the target back (the trigger's included) and fires it per row again."""
+    plan, report_path, patients, before, report = _cut_over_and_sweep_a_late_patient(audited_db, tmp_path)
     assert len(report["sweeps"][-1]["ids"]["audit_log"]) == 1  # the trigger's row, listed for A10 and the reverse
     target = DatabaseUnderCheck(audited_db, report, report_path, sandbox=True)
     assert failing_evidence(target, load_plan(plan), cutover_settings) == {}
@@ -348,20 +357,7 @@ def test_a_declared_trigger_that_writes_on_the_source_tenant_is_handled_by_execu
                     INSERT INTO audit_log (tenant_id, table_name, row_id) VALUES (OLD.tenant_id, TG_TABLE_NAME, NEW.id);
                     RETURN NEW;
                 END $$""")
-    plan = plan_file(tmp_path, DECLARED)
-    patients = int(scalar(audited_db, "SELECT count(*) FROM patients WHERE tenant_id = %s", (SRC,)))
-    before = audit_rows(audited_db)
-    report_path = tmp_path / "r.json"
-    done = run_cutover(audited_db, "execute", "--operator-confirmed", f"--plan={plan}",
-                       f"--report-path={report_path}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    execute_sql(audited_db, sql.SQL("INSERT INTO patients (id, tenant_id) VALUES ('late-patient', {})").format(
-        sql.Literal(SRC)))
-    swept = run_cutover(audited_db, "sweep", "--json", f"--plan={plan}", f"--report-path={report_path}")
-    assert swept.returncode == 0, swept.stdout + swept.stderr
-    record = json.loads(swept.stdout)
-    assert record["moved"] == {"patients": 1} and record["triggered"] == {"audit_log": {TGT: 1}}
-    report = json.loads(report_path.read_text())
+    plan, report_path, patients, before, report = _cut_over_and_sweep_a_late_patient(audited_db, tmp_path)
     target = DatabaseUnderCheck(audited_db, report, report_path, sandbox=True)
     bad = failing_evidence(target, load_plan(plan), cutover_settings)
     assert bad == {}, "\n".join(bad.values())
