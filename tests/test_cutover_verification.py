@@ -13,6 +13,7 @@ from pathlib import Path
 from psycopg import sql
 
 from cutover.core.plan import Plan
+from cutover.reference import reports
 from tests.support import checksum, execute_sql, run_cutover
 
 
@@ -78,3 +79,40 @@ def test_a_trigger_that_reclassifies_a_moved_row_is_caught_by_the_allow_list(fre
     error = json.loads(report.read_text())["error"]
     assert f"{rule.name}: the move moved" in error and "patient-owned rows are on" in error, error
     assert checksum(fresh_db, cutover_plan, include_audit=True) == before
+
+
+def test_a_reverse_on_a_plain_schema_is_verified_from_the_statistics_and_puts_every_row_back(
+        fresh_db: str, cutover_plan: Plan, tmp_path: Path) -> None:
+    """Where no trigger or rule can bend a move, the reverse does not read its listed rows back: each
+    move's count equal to its list and the transaction's statistics prove them. The database must
+    still be exactly as before the cutover."""
+    before = checksum(fresh_db, cutover_plan)
+    report = tmp_path / "report.json"
+    assert run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report)).returncode == 0
+    back = run_cutover(fresh_db, "reverse", "--operator-confirmed", "--report-path", str(report), "--json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(report.read_text())["reverse"]["verified_by"] == "statistics"
+    assert checksum(fresh_db, cutover_plan) == before
+
+
+def test_a_trigger_that_bends_a_reverse_is_caught_and_rolls_it_back(fresh_db: str, cutover_plan: Plan,
+                                                                   tmp_path: Path) -> None:
+    """A BEFORE UPDATE trigger, made after the cutover, keeps one listed row on the target as the
+    reverse moves it back: the statistics path is off where a trigger exists, the listed rows are
+    read back, and the reverse rolls back with nothing changed."""
+    report = tmp_path / "report.json"
+    assert run_cutover(fresh_db, "execute", "--operator-confirmed", "--report-path", str(report)).returncode == 0
+    rule = cutover_plan.moving[-1]
+    tenant = cutover_plan.tenant_column
+    kept = str(reports.load(report)["allow_list"][rule.name][0])  # a row the cutover moved
+    execute_sql(fresh_db, sql.SQL(
+        "CREATE FUNCTION keep_one_back() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.{k}::text = {kept} THEN NEW.{c} := OLD.{c}; END IF; "
+        "RETURN NEW; END $$").format(k=sql.Identifier(rule.key[0]), c=sql.Identifier(tenant), kept=sql.Literal(kept)),
+        sql.SQL("CREATE TRIGGER keep_one_back BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION keep_one_back()")
+        .format(sql.Identifier(rule.name)))
+    cut_over = checksum(fresh_db, cutover_plan, include_audit=True)
+    back = run_cutover(fresh_db, "reverse", "--operator-confirmed", "--report-path", str(report))
+    assert back.returncode == 4, back.stderr
+    assert "verification failed" in back.stderr and f"{rule.name}: 1 listed rows are not on" in back.stderr, back.stderr
+    assert checksum(fresh_db, cutover_plan, include_audit=True) == cut_over

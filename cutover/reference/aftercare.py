@@ -71,7 +71,7 @@ def sweep(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progre
             engine.check_tenant_keys(conn, pf.deferred)
             triggered: dict[str, dict[str, int]] = {}
             engine.verify(conn, plan, "sweep", baseline, moved, {}, ids, plan.source, plan.target,
-                          plan.fired(moved), triggered)
+                          plan.fired(moved), triggered, listed=found)
             # The triggers' patient rows on the target are listed with the swept ones, as the execute lists
             # its own: A10 and the reverse then find every patient row the cutover and its sweeps put there.
             written_here = {t: engine.list_written(conn, plan, plan.table(t), ids[t], plan.target)
@@ -319,9 +319,11 @@ def check_report(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping[s
         raise RunFailed(f"{what} refused: {exc}; nothing changed", ExitCode.BLOCKED) from None
 
 
-def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql.Composable) -> sql.Composable:
+def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql.Composable | None) -> sql.Composable:
     """The keys of the rows the reverse moves back: on the target and patient-owned, or in the report;
-    never the target's own (``held``: the patient rows it held before the cutover, as recorded then).
+    never the target's own (``held``: the patient rows it held before the cutover, as recorded then;
+    ``None`` when it held none: an anti-join with an empty list still visits it once per row, a
+    quarter of a second for messages and events at scale 20).
 
     ``listed`` names a relation of the report's keys typed like the table's key columns: the reverse's
     temp table, or the read-only count's CTE. One selection for both, so the count is what moves.
@@ -333,13 +335,16 @@ def _reverse_keys(plan: Plan, rule: TableRule, listed: sql.Composable, held: sql
     every row twice over, on disk past work_mem, and handed the move its keys in the sort's order.
     """
     own = ownership.patient_predicate(plan, rule, "r")
-    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own} AND NOT EXISTS (SELECT 1 FROM {held} h "
-                   "WHERE {hjoin}) UNION ALL "
+    kept: sql.Composable = sql.SQL("")
+    if held is not None:
+        kept = sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {held} h WHERE {hjoin})").format(
+            held=held, hjoin=key_equal(rule.key, "r", "h"))
+    return sql.SQL("SELECT {k} FROM {t} r WHERE r.{c} = {target} AND {own}{kept} UNION ALL "
                    "SELECT {k} FROM {t} r WHERE r.{c} = {target} AND ({own}) IS NOT TRUE "
                    "AND EXISTS (SELECT 1 FROM {listed} l WHERE {join})").format(
         k=key_order(rule.key, "r"), t=table_sql(rule.name), c=ownership.ident(plan.tenant_column),
         target=tenants.literal(plan, plan.target), own=own, listed=listed, join=key_equal(rule.key, "r", "l"),
-        held=held, hjoin=key_equal(rule.key, "r", "h"))
+        kept=kept)
 
 
 def _not_listed(rule: TableRule, alias: str, listed: sql.Composable) -> sql.Composable:
@@ -449,14 +454,18 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
                 listed_table, held_table = engine.id_table(rule, "listed"), engine.id_table(rule, "held")
                 engine.build_ids(conn, listed_table, listed(conn, plan, rule, str(cut_report["run_id"])))
                 engine.size_hash_for(conn, listed_table, len(rule.key))  # the semi-join on them, in memory
-                engine.build_ids(conn, held_table, listed(conn, plan, rule, engine.held_run(str(cut_report["run_id"]))))
-                held[rule.name] = int(db.one(conn, sql.SQL(
-                    "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
-                    h=ownership.ident(held_table), t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
-                    own=ownership.owned_on(plan, rule, plan.target, "r")))[0])
+                held[rule.name] = 0
+                kept = None
+                if engine.build_ids(conn, held_table, listed(conn, plan, rule,
+                                                             engine.held_run(str(cut_report["run_id"])))):
+                    kept = ownership.ident(held_table)
+                    held[rule.name] = int(db.one(conn, sql.SQL(
+                        "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
+                        h=kept, t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
+                        own=ownership.owned_on(plan, rule, plan.target, "r")))[0])
                 ids[rule.name] = engine.id_table(rule, "reverse")
                 planned[rule.name] = engine.build_ids(conn, ids[rule.name], _reverse_keys(
-                    plan, rule, ownership.ident(listed_table), ownership.ident(held_table)))
+                    plan, rule, ownership.ident(listed_table), kept))
                 new_rows[rule.name] = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
                     ids=ownership.ident(ids[rule.name]), new=_not_listed(rule, "i", ownership.ident(listed_table))))[0])
             info["rows"] = sum(planned.values())
@@ -469,9 +478,9 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         with run.step(f"verify, write {plan.audit.reversed}"):
             engine.check_tenant_keys(conn, deferred)
             triggered: dict[str, dict[str, int]] = {}
-            engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source,
-                          plan.fired(moved), triggered, held=held)
-            record.update(moved=moved, committed_at=datetime.now(UTC).isoformat())
+            proof = engine.verify(conn, plan, "reverse", baseline, moved, {}, ids, plan.target, plan.source,
+                                  plan.fired(moved), triggered, held=held, listed=planned)
+            record.update(moved=moved, committed_at=datetime.now(UTC).isoformat(), verified_by=proof)
             if triggered:
                 record["triggered"] = triggered
             audit.write_event(conn, plan, plan.audit.reversed, sql.Literal(json.dumps(

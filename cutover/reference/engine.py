@@ -286,7 +286,8 @@ def _sink(spool: Path | None, table: str) -> BinaryIO:
 def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str, int]], moved: dict[str, int],
            written: dict[str, int], ids: dict[str, str], source: str, target: str,
            fired: Mapping[str, int] | None = None, triggered: dict[str, dict[str, int]] | None = None,
-           probed: dict[str, int] | None = None, held: dict[str, int] | None = None) -> str:
+           probed: dict[str, int] | None = None, held: dict[str, int] | None = None,
+           listed: Mapping[str, int] | None = None) -> str:
     """Prove the move inside the transaction: anything off rolls the whole cutover back.
 
     ``held``: the reverse's count, per table, of the patient-owned rows the target held of its own
@@ -300,10 +301,19 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
     each fires on). Those rows land on whatever tenant the trigger gives them, so the verification
     measures that: what each tenant holds beyond the moves must be no fewer rows than before and
     add up to exactly ``fired``; ``triggered`` receives it per tenant, for the report.
+
+    ``listed``: per id table, how many keys it held when its move ran. Sweep and reverse list their
+    rows from the table itself, one key per row, under locks that keep writers out; when the move's
+    UPDATE (key join, on ``source``) counted as many rows as the list and the statistics prove that
+    nothing else touched the table, every listed row is on ``target`` and reading them back through
+    the key's index (half a second at scale 20) would only say it again.
     """
     fired = fired or {}
     problems: list[str] = []
+    proved = not fired and proved_by_statistics(conn, plan, moved, written, probed or {})
     for rule in plan.moving:
+        if proved and listed is not None and rule.name in ids and moved.get(rule.name) == listed.get(rule.name):
+            continue
         if rule.name in ids:  # sweep and reverse: the listed rows, through the key's index
             missing = db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE NOT EXISTS (SELECT 1 FROM {t} r "
                                            "WHERE {join} AND r.{c} = {to})").format(
@@ -311,7 +321,7 @@ def verify(conn: Connection, plan: Plan, kind: str, baseline: dict[str, dict[str
                 c=ownership.tenant_of(plan), to=tenants.literal(plan, target)))[0]
             if missing:
                 problems.append(f"{rule.name}: {missing} listed rows are not on {target}")
-    if not problems and not fired and proved_by_statistics(conn, plan, moved, written, probed or {}):
+    if not problems and proved:
         return "statistics"
     problems += _count_problems(plan, baseline, counts(conn, plan), moved, written, fired, triggered, source, target)
     for rule in plan.moving:
@@ -392,10 +402,20 @@ def proved_by_statistics(conn: Connection, plan: Plan, moved: dict[str, int], wr
     return all(stats.get(t, (0, 0, 0)) == (inserted[t], moved.get(t, 0), 0) for t in tables)
 
 
+ID_STATISTICS_TARGET = "10"
+"""The statistics target an id table is ANALYZEd with: a 3,000-row sample. The planner needs its
+row count and that its keys are distinct, which such a sample gives as well as the default's
+30,000 rows, at a third of the time (0.03 s against 0.01 s for 400,000 keys, thirty tables a reverse)."""
+
+
 def build_ids(conn: Connection, name: str, select: sql.Composable) -> int:
     """Materialise a list of row keys (typed like the table's key columns) in a temp table dropped at commit."""
     cur = conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(ownership.ident(name), select))
-    conn.execute(sql.SQL("ANALYZE {}").format(ownership.ident(name)))
+    if cur.rowcount:  # an empty one needs no statistics: its row count is read from its size
+        before = db.one(conn, "SELECT current_setting('default_statistics_target')")[0]
+        conn.execute("SELECT set_config('default_statistics_target', %s, true)", (ID_STATISTICS_TARGET,))
+        conn.execute(sql.SQL("ANALYZE {}").format(ownership.ident(name)))
+        conn.execute("SELECT set_config('default_statistics_target', %s, true)", (before,))
     return int(cur.rowcount)
 
 
