@@ -98,10 +98,15 @@ def machine_python() -> str:
     return python
 
 
-def executed(url: str, plan: Plan, actor: str) -> CutoverReport:
-    """The reference execute run in-process; its report with the allow-list as the database's audit
-    parts record it (what a rebuilt report reads; no report file is written here)."""
-    report, _ = engine.execute(url, plan, actor, engine.Timeouts())
+def executed(url: str, plan: Plan, actor: str, timeouts: engine.Timeouts | None = None,
+             progress: engine.Progress | None = None) -> CutoverReport:
+    """The reference execute run in-process, its ids spooled as the command spools them; its report
+    with the allow-list as the database's audit parts record it (what a rebuilt report reads; no
+    report file is written here). Raises :class:`engine.RunFailed` as the execute does."""
+    bounds = engine.Timeouts() if timeouts is None else timeouts
+    with engine.private_spool() as spool:
+        report, _ = (engine.execute(url, plan, actor, bounds, spool=spool) if progress is None
+                     else engine.execute(url, plan, actor, bounds, progress, spool=spool))
     with db.connection(url, read_only=True) as conn:
         _, ids = reports.rebuild(conn, plan, report["run_id"])
         report["allow_list"] = {table: [json.loads(key) for key in keys] for table, keys in ids.items()}
