@@ -14,7 +14,7 @@ import pytest
 from cutover.core.options import Settings
 from cutover.core.plan import Plan
 from cutover.suite import window
-from cutover.suite.catalogue import AUTOMATED
+from cutover.suite.catalogue import SCHEMA_HEAD, TARGET_TENANT, Check
 from cutover.suite.checks.base import Checker, Evidence
 from cutover.suite.under_check import server_version
 
@@ -23,12 +23,12 @@ Record = Callable[[window.Item], None]
 EVIDENCE = ["evidence-verifies", "evidence-ready", "evidence-fresh", "same-plan", "same-cutover", "restore-budget"]
 
 
-def _sql(item_id: str, checker: Checker) -> window.Item:
+def _sql(check: Check, checker: Checker) -> window.Item:
     """The go/no-go's schema and tenant items are checks A1 and A2, run as the matrix runs them."""
-    ev: Evidence = next(c for c in AUTOMATED if c.id == item_id).evaluate(checker)
+    ev: Evidence = check.evaluate(checker)
     if ev.ok:
-        return window.passed(item_id, ev.found or ev.expected)
-    return window.failed(item_id, f"expected {ev.expected}; found {ev.found or '; '.join(ev.problems)}")
+        return window.passed(check.id, ev.found or ev.expected)
+    return window.failed(check.id, f"expected {ev.expected}; found {ev.found or '; '.join(ev.problems)}")
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +39,11 @@ def evidence_items(cutover_settings: Settings, cutover_plan: Plan) -> dict[str, 
 
 
 def test_prereq_schema_head(cutover_checker: Checker, prereq: Record) -> None:
-    prereq(_sql("A1", cutover_checker))
+    prereq(_sql(SCHEMA_HEAD, cutover_checker))
 
 
 def test_prereq_target_tenant(cutover_checker: Checker, prereq: Record) -> None:
-    prereq(_sql("A2", cutover_checker))
+    prereq(_sql(TARGET_TENANT, cutover_checker))
 
 
 @pytest.mark.parametrize("item", EVIDENCE)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from cutover.core import db
+from cutover.core import audit, db
 from cutover.core.errors import SetupError
 from cutover.core.options import Settings
 from cutover.core.plan import Plan, table_sql
@@ -98,10 +98,15 @@ def machine_python() -> str:
     return python
 
 
-def executed(url: str, plan: Plan, actor: str) -> CutoverReport:
-    """The reference execute run in-process; its report with the allow-list as the database's audit
-    parts record it (what a rebuilt report reads; no report file is written here)."""
-    report, _ = engine.execute(url, plan, actor, engine.Timeouts())
+def executed(url: str, plan: Plan, actor: str, timeouts: engine.Timeouts | None = None,
+             progress: engine.Progress | None = None) -> CutoverReport:
+    """The reference execute run in-process, its ids spooled as the command spools them; its report
+    with the allow-list as the database's audit parts record it (what a rebuilt report reads; no
+    report file is written here). Raises :class:`engine.RunFailed` as the execute does."""
+    bounds = engine.Timeouts() if timeouts is None else timeouts
+    with engine.private_spool() as spool:
+        report, _ = (engine.execute(url, plan, actor, bounds, spool=spool) if progress is None
+                     else engine.execute(url, plan, actor, bounds, progress, spool=spool))
     with db.connection(url, read_only=True) as conn:
         _, ids = reports.rebuild(conn, plan, report["run_id"])
         report["allow_list"] = {table: [json.loads(key) for key in keys] for table, keys in ids.items()}
@@ -111,21 +116,12 @@ def executed(url: str, plan: Plan, actor: str) -> CutoverReport:
 # -- a database's content ----------------------------------------------------------------------------------
 
 
-def audit_filter(plan: Plan) -> sql.Composable:
-    a = plan.audit
-    return sql.SQL("NOT ({ty} = ANY({kinds}) AND {src} = {sv})").format(
-        ty=sql.Identifier(a.type_column), src=sql.Identifier(a.source_column), sv=sql.Literal(a.source_value),
-        kinds=sql.Literal([a.started, a.completed, a.swept, a.reversed, a.allow_list_part]))
-
-
 def checksum(url: str, plan: Plan, *, include_audit: bool = False) -> dict[str, str]:
     """An md5 over every row of every table (ordered by key); the cutover's own audit rows optionally left out."""
     out = {}
     with db.connection(url, read_only=True) as conn:
         for table in plan.all_tables:
-            where: sql.Composable = sql.SQL("TRUE")
-            if table == plan.audit.table and not include_audit:
-                where = audit_filter(plan)
+            where = sql.SQL("TRUE") if include_audit else audit.own_events(plan, table)
             row = conn.execute(sql.SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
                                        "FROM {} t WHERE {}").format(table_sql(table), where)).fetchone()
             assert row is not None

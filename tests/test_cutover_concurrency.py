@@ -19,7 +19,7 @@ from cutover.core import db
 from cutover.core.plan import Plan
 from cutover.reference import aftercare, engine
 from cutover.reference.engine import StepEvent
-from tests.support import PAUSE_ENV, checksum, run_cutover, scalar, spawn_cutover
+from tests.support import PAUSE_ENV, checksum, executed, run_cutover, scalar, spawn_cutover
 
 
 class Writer(threading.Thread):
@@ -68,7 +68,7 @@ def test_writers_during_execute_wait_or_time_out_and_the_sweep_catches_them(
     writer.start()
     time.sleep(0.2)
     before_writes = len(writer.ok)
-    report, _ = engine.execute(fresh_db, cutover_plan, "test:concurrency", engine.Timeouts(lock="10s"), slow_moves)
+    report = executed(fresh_db, cutover_plan, "test:concurrency", engine.Timeouts(lock="10s"), slow_moves)
     time.sleep(0.3)
     writer.stop.set()
     writer.join(timeout=60)

@@ -76,6 +76,22 @@ def test_a_report_laid_out_otherwise_is_read_whole(tmp_path: Path, layout: str) 
     assert {k: v for k, v in loaded.items() if k != "allow_list"} == REPORT
 
 
+@pytest.mark.parametrize("layout", ["pretty, allow-list first", "compact"])
+def test_a_report_read_whole_written_back_keeps_its_allow_list(tmp_path: Path, layout: str) -> None:
+    """Sweep and reverse write the report they read back with their record; one another tool laid
+    out is read whole, and its allow-list, a plain mapping then, must come through key for key."""
+    path = tmp_path / "report.json"
+    whole = {"allow_list": ALLOW, **REPORT} if layout == "pretty, allow-list first" else {**REPORT, "allow_list": ALLOW}
+    path.write_text(json.dumps(whole, indent=2 if layout.startswith("pretty") else None))
+    loaded = reports.load_streamed(path)
+    assert not isinstance(loaded["allow_list"], reports.AllowList), "the control: this layout is read whole"
+    loaded["reverse"] = {"run_id": "r-2", "moved": {"cases": 3}}
+    reports.write(path, loaded)
+    assert json.loads(path.read_text()) == {**REPORT, "reverse": {"run_id": "r-2", "moved": {"cases": 3}},
+                                            "allow_list": ALLOW}
+    assert isinstance(reports.load_streamed(path)["allow_list"], reports.AllowList), "written back as write lays out"
+
+
 def test_a_report_written_from_spool_files_holds_every_key(tmp_path: Path, chunk: int) -> None:
     """The execute's spool holds a key per line, as JSON; the report turns each newline into a comma
     a chunk at a time, so a key's own escaped newline, comma or bracket must come through whole."""

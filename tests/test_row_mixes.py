@@ -60,8 +60,8 @@ def _name() -> str:
 
 def _execute(url: str, plan: Plan) -> CutoverReport:
     """The bundled cutover, its report written and read back as operators get it (with the allow-list)."""
-    report, ids = engine.execute(url, plan, ACTOR, engine.Timeouts())
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, engine.private_spool() as spool:
+        report, ids = engine.execute(url, plan, ACTOR, engine.Timeouts(), spool=spool)
         path = Path(tmp) / "report.json"
         reports.write(path, report, ids)
         return reports.load(path)
@@ -99,7 +99,7 @@ def test_the_cutover_moves_exactly_what_the_spec_says_and_reverse_undoes_it(
         bad = failing(url, report, cutover_plan, cutover_settings)
         assert not bad, "\n\n".join(bad.values())
         with pytest.raises(engine.RunFailed) as again:
-            engine.execute(url, cutover_plan, ACTOR, engine.Timeouts())
+            _execute(url, cutover_plan)
         assert again.value.exit_code == ExitCode.ALREADY_CUT_OVER
         assert tenants_of(url) == after
         aftercare.reverse(url, cutover_plan, ACTOR, engine.Timeouts(), report)
@@ -155,7 +155,7 @@ def test_any_unclassified_value_blocks_and_changes_nothing(world: World, unknown
             result = preflight.run(conn, cutover_plan)
         assert not result.ready and any(f"unclassified-{column}" in b.line() for b in result.blockers)
         with pytest.raises(engine.RunFailed) as failed:
-            engine.execute(url, cutover_plan, ACTOR, engine.Timeouts())
+            _execute(url, cutover_plan)
         assert failed.value.exit_code == ExitCode.BLOCKED
         assert tenants_of(url) == before
 
@@ -223,7 +223,7 @@ def test_a_provider_row_the_move_would_strand_blocks(world: World, pick: int, cu
         assert not result.ready, "a quote the move would strand did not block"
         assert any("quotes" in b.line() for b in result.blockers), [b.line() for b in result.blockers]
         with pytest.raises(engine.RunFailed):
-            engine.execute(url, cutover_plan, ACTOR, engine.Timeouts())
+            _execute(url, cutover_plan)
         assert tenants_of(url) == before
 
 

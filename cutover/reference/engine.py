@@ -9,7 +9,6 @@ lock before it touches anything.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -275,11 +274,9 @@ def id_table(rule: TableRule, prefix: str) -> str:
     return f"cutover_{prefix}_{rule.name}"
 
 
-def _sink(spool: Path | None, table: str) -> BinaryIO:
+def _sink(spool: Path, table: str) -> BinaryIO:
     """Where a table's allow-list keys go as the audit parts are written: a file in the private
-    spool, only the owner may read it (the keys are patient row ids), or memory for a small run."""
-    if spool is None:
-        return io.BytesIO()
+    spool, only the owner may read it (the keys are patient row ids)."""
     return os.fdopen(os.open(spool / f"{table}.ids", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
@@ -501,14 +498,15 @@ def private_spool() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progress = _no_progress,
-            spool: Path | None = None, before_commit: Callable[[], None] | None = None
+def execute(url: str, plan: Plan, actor: str, timeouts: Timeouts, progress: Progress = _no_progress, *,
+            spool: Path, before_commit: Callable[[], None] | None = None
             ) -> tuple[CutoverReport, dict[str, Path]]:
     """Run the cutover; returns the report and the allow-list id files; raises :class:`RunFailed`.
 
-    With a ``spool`` (see :func:`private_spool`; write the report before leaving it) the ids go to
-    files there and never sit in memory. Without one they are returned in the report's
-    ``allow_list``: for tests and small rehearsals only, nothing is left on disk either way.
+    The ids go to files in ``spool`` (see :func:`private_spool`) and never sit in memory, however many
+    rows moved: write the report from them (:func:`cutover.reference.reports.write`) before leaving it.
+    Every caller, the tests' included, takes this one way, so the report a test reads is the one an
+    operator gets.
 
     The moves are the plan's bare UPDATEs; the allow-list is read back from the moved rows at step
     14, under the same locks (see :func:`write_parts`): listing the rows in a pass before the moves
@@ -605,7 +603,7 @@ def _move_in_steps(run: Run, conn: Connection, plan: Plan, deferred: list[live_s
 
 def _verify_and_complete(run: Run, conn: Connection, plan: Plan, report: CutoverReport, pf: preflight.Preflight,
                          baseline: dict[str, dict[str, int]], moved: dict[str, int], written: dict[str, int],
-                         held: dict[str, dict[str, int]], spool: Path | None, id_files: dict[str, Path]) -> None:
+                         held: dict[str, dict[str, int]], spool: Path, id_files: dict[str, Path]) -> None:
     """Prove the moves, write the allow-list, and record the completed event with the run's summary:
     all in the transaction, so a failure here still rolls everything back."""
     check_tenant_keys(conn, pf.deferred)
@@ -626,9 +624,9 @@ def _verify_and_complete(run: Run, conn: Connection, plan: Plan, report: Cutover
 
 
 def _write_allow_list(run: Run, conn: Connection, plan: Plan, report: CutoverReport, moved: dict[str, int],
-                      held: dict[str, dict[str, int]], triggered: dict[str, dict[str, int]], spool: Path | None,
+                      held: dict[str, dict[str, int]], triggered: dict[str, dict[str, int]], spool: Path,
                       id_files: dict[str, Path]) -> tuple[dict[str, int], int]:
-    """The moved rows' keys as audit parts (and spool files or the report), the target's own rows'
+    """The moved rows' keys as audit parts (and spool files), the target's own rows'
     apart for the reverse; rolls back when the rows listed are not the rows moved. Returns the parts
     per table and the held rows' parts."""
     prefer_lz4(conn)
@@ -640,8 +638,7 @@ def _write_allow_list(run: Run, conn: Connection, plan: Plan, report: CutoverRep
             with open(os.devnull, "wb") as nowhere:
                 held_parts += write_parts(conn, plan, held_run(run.run_id), rule.name, nowhere,
                                           held=own, of_held=True)[0]
-        sink = _sink(spool, rule.name)
-        with sink as out:
+        with _sink(spool, rule.name) as out:
             parts[rule.name], listed = write_parts(conn, plan, run.run_id, rule.name, out, held=own)
             # A trigger's rows on the target are patient-owned there too when the table's rule says
             # so: listed with the moved ones (A10 and the reverse find them all), never more.
@@ -653,11 +650,7 @@ def _write_allow_list(run: Run, conn: Connection, plan: Plan, report: CutoverRep
                 raise RunFailed(bent, summary=bent)
             if listed > moved.get(rule.name, 0):
                 report.setdefault("listed_written", {})[rule.name] = listed - moved.get(rule.name, 0)
-            if spool is None:
-                report.setdefault("allow_list", {})[rule.name] = [
-                    json.loads(line) for line in cast(io.BytesIO, out).getvalue().split(b"\n") if line]
-        if spool is not None:
-            id_files[rule.name] = spool / f"{rule.name}.ids"
+        id_files[rule.name] = spool / f"{rule.name}.ids"
     return parts, held_parts
 
 

@@ -272,7 +272,9 @@ def is_committed_report(path: Path) -> bool:
 def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path | Iterable[str]] | None = None) -> Path:
     """Write ``report`` atomically; allow-list keys are streamed from ``id_files`` (a spool file, or
     any iterable of keys as JSON text, such as the audit parts read back by a cursor), never held in
-    memory whole.
+    memory whole. Without ``id_files`` the report keeps its own allow-list: one streamed from its
+    file (:func:`load_streamed`) is copied byte for byte, one read whole (a report another tool laid
+    out, which sweep and reverse write back with their record) is written key by key.
 
     A failed run never replaces a committed report at the same path: it goes next to it instead,
     and the returned path says where.
@@ -294,17 +296,14 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path | I
                     shutil.copyfileobj(src, out.buffer, _CHUNK)
             else:
                 out.write(",\n  \"allow_list\": {")
-                allow = dict(report.get("allow_list") or {})
-                tables = list(id_files or {}) or list(allow)
-                for i, table in enumerate(tables):
+                sources = id_files or _key_texts(streamed or {})
+                for i, (table, source) in enumerate(sources.items()):
                     out.write(("," if i else "") + f"\n    {json.dumps(table)}: [")
-                    source = id_files[table] if id_files else None
                     if isinstance(source, Path):
                         out.flush()
                         _copy_lines(source, out.buffer.write)
                     else:
-                        ids: Iterable[str] = (json.dumps(k) for k in allow[table]) if source is None else source
-                        for j, row_id in enumerate(ids):
+                        for j, row_id in enumerate(source):
                             out.write(("," if j else "") + row_id)
                     out.write("]")
                 out.write(_END.decode())
@@ -315,6 +314,11 @@ def write(path: Path, report: Mapping[str, Any], id_files: Mapping[str, Path | I
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _key_texts(allow: Mapping[str, Iterable[Any]]) -> dict[str, Iterable[str]]:
+    """A report's own allow-list (table -> keys) as :func:`write` takes ``id_files``: each key as its JSON text."""
+    return {table: (json.dumps(key) for key in keys) for table, keys in allow.items()}
 
 
 def _copy_lines(path: Path, write: Callable[[bytes], object]) -> None:

@@ -131,11 +131,12 @@ class MetaCommandGuard:
                 if stop is None:
                     return
                 i = self._normal(line, j)
-            elif state == "squote":  # standard strings: only '' escapes a quote
-                j = line.find(b"'", i)
+            elif state in ("squote", "dquote"):  # standard strings and quoted names: only a doubled quote escapes
+                quote = b"'" if state == "squote" else b'"'
+                j = line.find(quote, i)
                 if j < 0:
                     return
-                if line[j + 1:j + 2] == b"'":
+                if line[j + 1:j + 2] == quote:
                     i = j + 2
                     continue
                 self._state, i = "normal", j + 1
@@ -149,14 +150,6 @@ class MetaCommandGuard:
                     i = stop.end() + 1
                 else:
                     self._state, i = "normal", stop.end()
-            elif state == "dquote":
-                j = line.find(b'"', i)
-                if j < 0:
-                    return
-                if line[j + 1:j + 2] == b'"':
-                    i = j + 2
-                    continue
-                self._state, i = "normal", j + 1
             elif state == "dollar":
                 j = line.find(self._tag, i)
                 if j < 0:

@@ -84,10 +84,13 @@ class Check:
 
 
 _BOTH = (SET_A, SET_B)
+# Named: the production window's go/no-go runs these two on production as its schema and tenant items.
+SCHEMA_HEAD = Check("A1", "schema head is exactly the plan's revision", _BOTH, "sql", "schema_head", run=posture.a1)
+TARGET_TENANT = Check("A2", "target tenant exists, active, protected, settings mirrored", _BOTH, "sql",
+                      "target_tenant", run=posture.a2)
 AUTOMATED: tuple[Check, ...] = (
-    Check("A1", "schema head is exactly the plan's revision", _BOTH, "sql", "schema_head", run=posture.a1),
-    Check("A2", "target tenant exists, active, protected, settings mirrored", _BOTH, "sql", "target_tenant",
-          run=posture.a2),
+    SCHEMA_HEAD,
+    TARGET_TENANT,
     Check("A3", "nothing patient-owned remains on the source", _BOTH, "sql", "nothing_patient_owned_on_source",
           per="patient_table", run=placement.a3, swept=True),
     Check("A4", "references are tenant-consistent", _BOTH, "sql", "references_tenant_consistent", per="reference",

@@ -39,6 +39,7 @@ from cutover.reference import aftercare, engine, preflight, reports
 from cutover.sandbox import majors, snapshot
 from cutover.sandbox.server import SessionSandbox
 from cutover.suite import content
+from cutover.suite.catalogue import A5_CONTENT
 from cutover.suite.under_check import DatabaseUnderCheck
 
 I = sql.Identifier  # noqa: E741 (the name the other SQL modules use)
@@ -279,7 +280,7 @@ def _execute(url: str, plan: Plan, settings: Settings, record: Record, report_di
 
 def _compare_content(before_url: str, url: str, plan: Plan, record: Record, log: Log) -> None:
     """A5-content's evidence: every planned row of the cut-over database against the restored snapshot."""
-    with record.step("compare every planned row with the snapshot (A5-content)", log) as entry:
+    with record.step(f"compare every planned row with the snapshot ({A5_CONTENT.id})", log) as entry:
         try:
             found = content.compare(before_url, url, plan, moved_back=True)
         except psycopg.Error as exc:
@@ -450,7 +451,7 @@ def run(provider: SessionSandbox, plan: Plan, settings: Settings, workdir: Path,
     else:  # a dev branch keeps no copy of itself: its sums now, compared later table by table
         moved_back, exact = content.sums(url, plan, moved_back=True), content.sums(url, plan, moved_back=False)
         _execute(url, plan, settings, record, report_dir or workdir, log)
-        with record.step("compare every planned table with its sums before the cutover (A5-content)", log):
+        with record.step(f"compare every planned table with its sums before the cutover ({A5_CONTENT.id})", log):
             record.content = content.compare_sums(moved_back, content.sums(url, plan, moved_back=True)).to_json()
         if settings.rehearse_rollback:
             # CREATE DATABASE ... TEMPLATE needs no session on the branch itself: it is issued from "postgres"

@@ -32,7 +32,7 @@ from cutover.core.redact import mask_url, redact, register_secret
 from cutover.reference import alerts, preflight
 from cutover.sandbox.pgbin import major_of
 from cutover.suite import bundle, forecast, timeline, verdicts
-from cutover.suite.catalogue import REHEARSAL_PROOFS, Catalogue
+from cutover.suite.catalogue import REHEARSAL_PROOFS, SCHEMA_HEAD, TARGET_TENANT, Catalogue
 from cutover.suite.manual.answers import Answer
 from cutover.suite.rehearsals import REVERT_DEPLOYS_S, SMOKE_S
 
@@ -46,8 +46,8 @@ NOT_SET = "NOT SET"
 
 # The go/no-go's lines, in the runbook's order; every one must PASS for WINDOW GO.
 TITLES_BY_ID: dict[str, str] = {
-    "A1": "schema head on production",
-    "A2": "patient tenant row on production",
+    SCHEMA_HEAD.id: "schema head on production",
+    TARGET_TENANT.id: "patient tenant row on production",
     "evidence-verifies": "the rehearsal's evidence bundle verifies",
     "evidence-ready": "the rehearsal says READY, 21 of 21",
     "evidence-fresh": "the rehearsal is younger than 7 days",

@@ -18,33 +18,34 @@ from cutover.core.row_keys import key_json, key_label, key_order, key_records, k
 from cutover.suite.checks.base import MAX_ROWS, Checker, Evidence, I, T
 
 
-def a5(c: Checker, ev: Evidence) -> Evidence:
+def a5(checker: Checker, ev: Evidence) -> Evidence:
     """Catches rows lost or duplicated by the move, which the end state alone cannot show.
 
     Per table, the total against the report's baseline plus what the cutover wrote (its triggers' rows
     too) and swept; per tenant, the source's and the target's counts against the moved counts; every
     other tenant untouched."""
-    p = c.plan
-    ev.about(tenant=f"{p.source}, {p.target}", expected="totals = baseline + written (+ rows written by "
-                                                       "triggers); per-tenant deltas = moved (+ sweeps)")
-    report = c.committed_report(ev)
+    plan = checker.plan
+    ev.about(tenant=f"{plan.source}, {plan.target}", expected="totals = baseline + written (+ rows written by "
+                                                             "triggers); per-tenant deltas = moved (+ sweeps)")
+    report = checker.committed_report(ev)
     if report is None:
         return ev
     moved = dict(report.get("moved") or {})
-    swept = {t: sum((s.get("moved") or {}).get(t, 0) for s in report.get("sweeps") or []) for t in p.table_names}
+    swept = {table: sum((sweep.get("moved") or {}).get(table, 0) for sweep in report.get("sweeps") or [])
+             for table in plan.table_names}
     # Rows the plan's written_by triggers wrote during the moves and the sweeps' moves, per table and tenant,
     # where they landed.
     triggered: dict[str, Counter[str]] = {}
     for run in [report, *(report.get("sweeps") or [])]:
         for table, per in (run.get("triggered") or {}).items():
-            triggered.setdefault(table, Counter()).update({k: int(v) for k, v in per.items()})
-    for table in p.table_names:
+            triggered.setdefault(table, Counter()).update({tenant: int(count) for tenant, count in per.items()})
+    for table in plan.table_names:
         by_trigger = triggered.get(table, Counter())
-        now = {r[0]: int(r[1]) for r in c.run(ev, sql.SQL("SELECT {c}::text, count(*) FROM {t} GROUP BY 1")
-                                                  .format(c=I(p.tenant_column), t=T(table)))}
-        base = {k: int(v) for k, v in (report["baseline"].get(table) or {}).items()}
+        now = {row[0]: int(row[1]) for row in checker.run(ev, sql.SQL(
+            "SELECT {c}::text, count(*) FROM {t} GROUP BY 1").format(c=I(plan.tenant_column), t=T(table)))}
+        base = {tenant: int(count) for tenant, count in (report["baseline"].get(table) or {}).items()}
         written = int((report.get("written") or {}).get(table, 0))
-        if table == p.audit.table:  # each sweep writes one `swept` event (found by the row mixes)
+        if table == plan.audit.table:  # each sweep writes one `swept` event (found by the row mixes)
             written += len(report.get("sweeps") or [])
         # Stragglers arrived on the source after the baseline and were swept to the target.
         want_total = sum(base.values()) + written + swept[table] + sum(by_trigger.values())
@@ -52,66 +53,68 @@ def a5(c: Checker, ev: Evidence) -> Evidence:
             ev.fail(f"{table}: {sum(now.values())} rows, expected {want_total} (baseline {sum(base.values())} "
                     f"+ written {written} + swept {swept[table]}"
                     + (f" + by triggers {sum(by_trigger.values())})" if by_trigger else ")"))
-        want_source = base.get(p.source, 0) - moved.get(table, 0) + by_trigger.get(p.source, 0)
-        if now.get(p.source, 0) != want_source:
-            ev.fail(f"{table}: {now.get(p.source, 0)} on {p.source}, expected {want_source}")
-        want_target = base.get(p.target, 0) + moved.get(table, 0) + written + swept[table] + by_trigger.get(p.target, 0)
-        if now.get(p.target, 0) != want_target:
-            ev.fail(f"{table}: {now.get(p.target, 0)} on {p.target}, expected {want_target}")
+        want_source = base.get(plan.source, 0) - moved.get(table, 0) + by_trigger.get(plan.source, 0)
+        if now.get(plan.source, 0) != want_source:
+            ev.fail(f"{table}: {now.get(plan.source, 0)} on {plan.source}, expected {want_source}")
+        want_target = (base.get(plan.target, 0) + moved.get(table, 0) + written + swept[table]
+                       + by_trigger.get(plan.target, 0))
+        if now.get(plan.target, 0) != want_target:
+            ev.fail(f"{table}: {now.get(plan.target, 0)} on {plan.target}, expected {want_target}")
         for tenant, count in now.items():
-            if tenant not in (p.source, p.target) and count != base.get(tenant, 0) + by_trigger.get(tenant, 0):
+            if tenant not in (plan.source, plan.target) and count != base.get(tenant, 0) + by_trigger.get(tenant, 0):
                 ev.fail(f"{table}: {count} on {tenant}, expected {base.get(tenant, 0) + by_trigger.get(tenant, 0)} "
                         f"(untouched but for its triggers' rows)")
     ev.found = "as expected" if ev.ok else f"{len(ev.problems)} mismatches"
     return ev
 
 
-def a10(c: Checker, ev: Evidence) -> Evidence:
+def a10(checker: Checker, ev: Evidence) -> Evidence:
     """Catches the target gaining rows the plan never listed, or lacking ones it did.
 
     The patient rows on the target against the report's allow-list plus the sweeps, key for key; and a
     report that is not the committed run's (no cutover.completed event agreeing with it)."""
-    p = c.plan
-    ev.about(tenant=p.target, expected="patient-owned rows on the target = allow-list + sweeps; "
-                                       "report = cutover.completed event")
-    report = c.committed_report(ev)
+    plan = checker.plan
+    ev.about(tenant=plan.target, expected="patient-owned rows on the target = allow-list + sweeps; "
+                                          "report = cutover.completed event")
+    report = checker.committed_report(ev)
     if report is None:
         return ev
-    a = p.audit
-    events = audit.as_events(c.run(ev, audit.events_query(p, [a.completed], run_id=str(report.get("run_id")))))
+    trail = plan.audit
+    events = audit.as_events(checker.run(ev, audit.events_query(plan, [trail.completed],
+                                                                run_id=str(report.get("run_id")))))
     if not events:
-        ev.fail(f"no {a.completed} event for the report's run {report.get('run_id')}: wrong report or database")
+        ev.fail(f"no {trail.completed} event for the report's run {report.get('run_id')}: wrong report or database")
     else:
         event = events[-1].payload
         for key in ("actor", "baseline", "moved", "committed_at", "held_on_target"):
             if event.get(key) != report.get(key):
-                ev.fail(f"report {key} differs from the {a.completed} event")
-    for rule in p.tables:
+                ev.fail(f"report {key} differs from the {trail.completed} event")
+    for rule in plan.tables:
         if rule.owner == "provider":
             continue
-        _a10_table(c, ev, rule, list(listed_keys(report, rule.name)))
+        _a10_table(checker, ev, rule, list(listed_keys(report, rule.name)))
     ev.found = "exact" if ev.ok else f"{len(ev.problems)} problems"
     return ev
 
 
-def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> None:
+def _a10_table(checker: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> None:
     """One table's patient rows on the target against the report's keys, each key kept whole.
 
     A digest over the keys' JSON (as ``to_jsonb`` renders them, which is how the report holds
     them) answers the usual "exact" without shipping the rows; any difference is then settled in
     the database, in the key columns' own types, and names the rows.
     """
-    p = c.plan
-    where = sql.SQL("{} = {} AND {}").format(c.tenant(), c.literal(p.target), c.patient(rule))
-    texts = sorted(json.dumps(k, ensure_ascii=False) for k in listed)
+    plan = checker.plan
+    where = sql.SQL("{} = {} AND {}").format(checker.tenant(), checker.literal(plan.target), checker.patient(rule))
+    texts = sorted(json.dumps(key, ensure_ascii=False) for key in listed)
     digest = hashlib.md5("\n".join(texts).encode(), usedforsecurity=False).hexdigest()
     key_j = sql.SQL("{}::text").format(key_json(rule.key, "t"))
-    count, found_digest = c.run(ev, sql.SQL(
+    count, found_digest = checker.run(ev, sql.SQL(
         "SELECT count(*), md5(coalesce(string_agg({j}, E'\\n' ORDER BY {j} COLLATE \"C\"), '')) "
         "FROM {t} t WHERE {w}").format(j=key_j, t=T(rule.name), w=where))[0]
     if int(count) == len(listed) and found_digest == digest:
         return
-    held = c.held(ev, rule.name, "patient")  # the target's own patient rows, there before the cutover
+    held = checker.held(ev, rule.name, "patient")  # the target's own patient rows, there before the cutover
     try:
         records = key_records(rule.key, listed)
     except ValueError as exc:
@@ -129,7 +132,7 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
         t=T(rule.name), w=where, ke=key_text(rule.key, "e"), oe=key_order(rule.key, "e"),
         km=key_text(rule.key, "m"), om=key_order(rule.key, "m"), n=sql.Literal(MAX_ROWS))
     ev.queries.append(f"(typed comparison of {len(listed)} reported {rule.name} keys with the target's rows)")
-    extra, missing, extra_rows, missing_rows = db.one(c.conn, query)
+    extra, missing, extra_rows, missing_rows = db.one(checker.conn, query)
     if extra != held or missing:
         own = f" ({held} held by the target before the cutover)" if held else ""
         ev.fail(f"{rule.name}: {extra} patient rows on the target not in the report{own}, {missing} reported rows "
@@ -137,4 +140,4 @@ def _a10_table(c: Checker, ev: Evidence, rule: TableRule, listed: list[Any]) -> 
     if dupes:
         twice = Counter(texts)
         ev.fail(f"{rule.name}: the report lists {dupes} keys more than once",
-                sorted({key_label(k) for k in listed if twice[json.dumps(k, ensure_ascii=False)] > 1}))
+                sorted({key_label(key) for key in listed if twice[json.dumps(key, ensure_ascii=False)] > 1}))

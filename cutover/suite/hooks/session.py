@@ -21,7 +21,7 @@ from cutover.core.plan import load_plan
 from cutover.core.redact import redact, split_password
 from cutover.sandbox.server import release
 from cutover.suite import pytest_options, selection, summary, under_check, verdicts, window, workers
-from cutover.suite.catalogue import REHEARSAL_PROOFS, SET_B, Catalogue
+from cutover.suite.catalogue import A5_CONTENT, A20_ACTIVE, REHEARSAL_PROOFS, ROLLBACK, SET_B, Catalogue
 from cutover.suite.manual import answers
 from cutover.suite.manual.assists import AssistConfig
 from cutover.suite.state import ANSWERS, CATALOGUE, PLAN, RUN, SELECTED, SELECTION, SETTINGS, SHARED_DIR, RunState
@@ -31,7 +31,8 @@ MARKERS = (  # setA, setB, sql, manual and rehearsal are added to each check's t
     "setB: production-window check (runbook Set B): read-only, database only",
     "sql: automated SQL check",
     "manual: operator-executed check (prompt fixture)",
-    "rehearsal: rehearsal-only check (A20-active writes; A5-content and rollback compare with the snapshot)",
+    f"rehearsal: rehearsal-only check ({A20_ACTIVE.id} writes; {A5_CONTENT.id} and {ROLLBACK.id} compare with the "
+    "snapshot)",
     "check(id): the smoke-matrix check id, e.g. check('A3'); its sets and kind come from the catalogue",
     "sandbox: needs the throwaway sandbox (never runs against --db-url)",
 )
