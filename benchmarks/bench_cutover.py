@@ -8,8 +8,9 @@ printed: per-step times, how long writers were blocked (locks taken to COMMIT), 
 and with --aftercare the `sweep` (of stragglers put back on the source), `reverse --dry-run` and `reverse`
 commands, `reverse` beside the bare reverse UPDATEs (the same rows moved back, on a copy of the same
 cut-over database: its floor) and their ratio.
-With --repeat N the two alternate which runs first; each starts on flushed buffers. Prints
-figures; asserts nothing.
+With --repeat N the two alternate which runs first, and so do the reverse and its floor (N pairs,
+each on its own copy of the cut-over database, the median of their ratios); each starts on flushed
+buffers. Prints figures; asserts nothing.
 
     .venv/bin/python benchmarks/bench_cutover.py [--scales 20,100] [--repeat 1] [--aftercare]
 """
@@ -135,6 +136,44 @@ def _hwm_kb(pid: int) -> int:
     return 0
 
 
+def reverse_pairs(admin_url: str, plan: Plan, name: str, report: Path, repeat: int) -> str:
+    """The bare reverse UPDATEs and ``cutover reverse``, each on its own copy of the cut-over database
+    ``name``, ``repeat`` pairs alternating which goes first, each from flushed buffers; the median of
+    the pairs' ratios. Each reverse gets its own copy of the report (it writes its record there)."""
+    ratios: list[float] = []
+    times: list[tuple[float, float]] = []
+    rss = 0
+    for i in range(repeat):
+        seconds: dict[str, float] = {}
+        for kind in ("bare", "cutover") if i % 2 == 0 else ("cutover", "bare"):
+            copy_name = f"{name}_{kind}_reverse"
+            copy = db.create_database(admin_url, copy_name, template=name)
+            flushed(copy)
+            if kind == "bare":
+                seconds[kind], b_moved = bare_reverse(copy, plan, report)
+                print(f"  bare reverse UPDATEs {seconds[kind]:5.2f} s  {b_moved} rows", flush=True)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    own = Path(tmp) / "report.json"
+                    own.write_bytes(report.read_bytes())
+                    seconds[kind], r_rss, res = cli(copy, "reverse", "--operator-confirmed", "--report-path",
+                                                    str(own), "--statement-timeout", "60min")
+                rss = max(rss, r_rss)
+                print(f"  cutover reverse   {seconds[kind]:8.2f} s  peak RSS {r_rss} MB  "
+                      f"({sum(res['moved'].values())} rows back)", flush=True)
+                for step in res["_progress"]:
+                    if step.split("] ", 1)[-1].count(": done in"):
+                        print(f"      {step}", flush=True)
+            db.drop_database(admin_url, copy_name)
+        times.append((seconds["cutover"], seconds["bare"]))
+        ratios.append(seconds["cutover"] / seconds["bare"])
+        print(f"  pair {i + 1}: reverse / bare reverse {ratios[-1]:.2f}", flush=True)
+    r_sec = statistics.median(t[0] for t in times)
+    b_sec = statistics.median(t[1] for t in times)
+    return (f"; reverse {r_sec:.2f} s, bare reverse {b_sec:.2f} s (medians), ratio {statistics.median(ratios):.2f} "
+            f"(median of {repeat} pairs: {' '.join(f'{r:.2f}' for r in ratios)}), peak RSS {rss} MB")
+
+
 def put_back_stragglers(url: str, plan: Plan, n: int) -> int:
     """Late writes for the sweep: ``n`` rows of the last-moved table set back on the source."""
     rule = plan.table(plan.move_steps[-1][0])
@@ -203,22 +242,7 @@ def main() -> None:
                                 d_sec, d_rss, _ = cli(clone, "reverse", "--dry-run", "--report-path", str(path),
                                                       "--statement-timeout", "60min")
                                 print(f"  reverse --dry-run {d_sec:8.2f} s  peak RSS {d_rss} MB", flush=True)
-                                copy_name = f"{name}_bare_reverse"
-                                copy = db.create_database(info.admin_url, copy_name, template=name)
-                                flushed(copy)
-                                b_sec, b_moved = bare_reverse(copy, plan, path)
-                                db.drop_database(info.admin_url, copy_name)
-                                print(f"  bare reverse UPDATEs {b_sec:5.2f} s  {b_moved} rows", flush=True)
-                                flushed(clone)
-                                r_sec, r_rss, res = cli(clone, "reverse", "--operator-confirmed", "--report-path",
-                                                        str(path), "--statement-timeout", "60min")
-                                back = sum(res["moved"].values())
-                                print(f"  cutover reverse   {r_sec:8.2f} s  peak RSS {r_rss} MB  ({back} rows back)  "
-                                      f"ratio to bare {r_sec / b_sec:.2f}", flush=True)
-                                for step in res["_progress"]:
-                                    print(f"      {step}", flush=True)
-                                reverse_line = (f"; reverse {r_sec:.2f} s, bare reverse {b_sec:.2f} s, ratio "
-                                                f"{r_sec / b_sec:.2f}, peak RSS {r_rss} MB")
+                                reverse_line = reverse_pairs(info.admin_url, plan, name, path, args.repeat)
                     db.drop_database(info.admin_url, name)
             e, b = statistics.median(ex), statistics.median(bare)
             line = f"scale {scale:>5g}: execute {e:7.2f} s, bare {b:7.2f} s, ratio {e / b:.2f}{reverse_line}"
