@@ -427,6 +427,25 @@ def _reverse_preflight(run: Run, conn: Connection, plan: Plan,
     return deferred
 
 
+def _list_back(conn: Connection, plan: Plan, rule: TableRule, run_id: str, ids: str) -> tuple[int, int, int]:
+    """One table's rows to move back, in the temp table ``ids``; returns how many, how many of them the
+    audit events do not list (created since the commit), and how many patient rows the target held
+    of its own before the cutover and still holds (they stay)."""
+    listed_table, held_table = engine.id_table(rule, "listed"), engine.id_table(rule, "held")
+    engine.build_ids(conn, listed_table, listed(conn, plan, rule, run_id))
+    engine.size_hash_for(conn, listed_table, len(rule.key))  # the semi-join on them, in memory
+    held, kept = 0, None
+    if engine.build_ids(conn, held_table, listed(conn, plan, rule, engine.held_run(run_id))):
+        kept = ownership.ident(held_table)
+        held = int(db.one(conn, sql.SQL("SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
+            h=kept, t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
+            own=ownership.owned_on(plan, rule, plan.target, "r")))[0])
+    planned = engine.build_ids(conn, ids, _reverse_keys(plan, rule, ownership.ident(listed_table), kept))
+    new = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
+        ids=ownership.ident(ids), new=_not_listed(rule, "i", ownership.ident(listed_table))))[0])
+    return planned, new, held
+
+
 def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Mapping[str, Any],
             progress: Progress = _no_progress) -> dict[str, Any]:
     """Rollback option 2: move the cutover's rows (and patient rows created since) back to the source.
@@ -451,23 +470,9 @@ def reverse(url: str, plan: Plan, actor: str, timeouts: Timeouts, cut_report: Ma
         with run.step("list the rows to move back") as info:
             baseline = engine.counts(conn, plan)
             for rule in plan.moving:
-                listed_table, held_table = engine.id_table(rule, "listed"), engine.id_table(rule, "held")
-                engine.build_ids(conn, listed_table, listed(conn, plan, rule, str(cut_report["run_id"])))
-                engine.size_hash_for(conn, listed_table, len(rule.key))  # the semi-join on them, in memory
-                held[rule.name] = 0
-                kept = None
-                if engine.build_ids(conn, held_table, listed(conn, plan, rule,
-                                                             engine.held_run(str(cut_report["run_id"])))):
-                    kept = ownership.ident(held_table)
-                    held[rule.name] = int(db.one(conn, sql.SQL(
-                        "SELECT count(*) FROM {h} h JOIN {t} r ON {join} WHERE {own}").format(
-                        h=kept, t=table_sql(rule.name), join=key_equal(rule.key, "r", "h"),
-                        own=ownership.owned_on(plan, rule, plan.target, "r")))[0])
                 ids[rule.name] = engine.id_table(rule, "reverse")
-                planned[rule.name] = engine.build_ids(conn, ids[rule.name], _reverse_keys(
-                    plan, rule, ownership.ident(listed_table), kept))
-                new_rows[rule.name] = int(db.one(conn, sql.SQL("SELECT count(*) FROM {ids} i WHERE {new}").format(
-                    ids=ownership.ident(ids[rule.name]), new=_not_listed(rule, "i", ownership.ident(listed_table))))[0])
+                planned[rule.name], new_rows[rule.name], held[rule.name] = _list_back(
+                    conn, plan, rule, str(cut_report["run_id"]), ids[rule.name])
             info["rows"] = sum(planned.values())
         record.update(planned=planned, new_since_commit={k: v for k, v in new_rows.items() if v})
         with run.step("move the rows back to the source") as info:
