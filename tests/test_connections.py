@@ -84,3 +84,27 @@ def test_dry_run_reads_the_schema_pgoptions_names(fresh_db: str) -> None:
     dry = run_cutover(fresh_db, "dry-run", extra_env={"PGOPTIONS": "-c search_path=app"})
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "READY: " in dry.stdout
+
+
+def test_local_settings_hold_for_their_block_and_are_gone_with_the_transaction(empty_db: str) -> None:
+    """The planner switches and the id tables' sample size are set for one stretch of a transaction:
+    back to what they were after it, and never past the transaction however the block ends."""
+    def current(conn: db.Connection) -> tuple[str, str]:
+        row = db.one(conn, "SELECT current_setting('enable_nestloop'), current_setting('default_statistics_target')")
+        return str(row[0]), str(row[1])
+
+    with db.connection(empty_db) as conn:
+        conn.execute("SET default_statistics_target = 50")  # the session's own value, to be kept
+        conn.commit()
+        before = current(conn)
+        with db.local_settings(conn, {"enable_nestloop": "off", "default_statistics_target": "10"}):
+            assert current(conn) == ("off", "10")
+        assert current(conn) == before
+        with pytest.raises(RuntimeError), db.local_settings(conn, {"enable_nestloop": "off"}):
+            raise RuntimeError("the block failed")
+        assert current(conn) == before
+        with db.local_settings(conn, {"enable_nestloop": "off"}):
+            conn.rollback()  # the transaction ends inside the block: the setting ends with it
+            assert current(conn) == before
+        conn.rollback()
+

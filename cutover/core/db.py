@@ -214,6 +214,25 @@ def one(conn: Connection, query: Query, params: Any = None) -> tuple[Any, ...]:
 
 
 @contextmanager
+def local_settings(conn: Connection, settings: Mapping[str, str]) -> Iterator[None]:
+    """Server settings for a stretch of the current transaction, then back to what they were.
+
+    Set with ``set_config(..., true)``, so they are gone at COMMIT or ROLLBACK even if the restore
+    never runs: a planner switch or a sample size meant for one statement cannot leak into the
+    operator's session or the rest of the run.
+    """
+    names = list(settings)
+    before = one(conn, "SELECT array_agg(current_setting(n) ORDER BY i) "
+                       "FROM unnest(%s::text[]) WITH ORDINALITY u(n, i)", (names,))[0]
+    conn.execute("SELECT set_config(n, v, true) FROM unnest(%s::text[], %s::text[]) u(n, v)",
+                 (names, [settings[n] for n in names]))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT set_config(n, v, true) FROM unnest(%s::text[], %s::text[]) u(n, v)", (names, before))
+
+
+@contextmanager
 def connection(url: str, **kwargs: object) -> Iterator[Connection]:
     """A connection that is closed however the block ends."""
     conn = connect(url, **kwargs)  # type: ignore[arg-type]

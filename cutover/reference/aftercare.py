@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import zip_longest
@@ -377,19 +377,13 @@ def reverse_counts(url: str, plan: Plan, timeouts: Timeouts, cut_report: Mapping
             "new_since_commit": {k: v for k, v in new_rows.items() if v}}
 
 
-@contextmanager
-def _no_nested_loops(conn: Connection) -> Iterator[None]:
+def _no_nested_loops(conn: Connection) -> AbstractContextManager[None]:
     """Nested loops off while the dry run counts. Its listed keys and its selection are CTEs, which
     have no statistics, and the table's predate the cutover (the target held none of the moved rows):
     the planner took the selection for one row and counted the rows created since with a nested-loop
     anti-join, a scan of every listed key per selected row (137 s for the dry run at scale 20). A hash
     join reads each side once. Set for this read-only transaction only."""
-    before = conn.execute("SELECT current_setting('enable_nestloop')").fetchone() or ("on",)
-    conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
-    try:
-        yield
-    finally:
-        conn.execute("SELECT set_config('enable_nestloop', %s, true)", tuple(before))
+    return db.local_settings(conn, {"enable_nestloop": "off"})
 
 
 def _count(conn: Connection, plan: Plan, run_id: str) -> tuple[dict[str, int], dict[str, int]]:
