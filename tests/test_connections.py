@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import psycopg
 import pytest
 
 from cutover.core import db
@@ -108,3 +109,11 @@ def test_local_settings_hold_for_their_block_and_are_gone_with_the_transaction(e
             assert current(conn) == before
         conn.rollback()
 
+
+def test_a_statement_failing_under_local_settings_reaches_the_caller_as_itself(empty_db: str) -> None:
+    """A statement timeout inside the block must reach the command as the timeout it is (its message
+    names the option to raise), not as the restore's 'current transaction is aborted'."""
+    with db.connection(empty_db) as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero), db.local_settings(conn, {"enable_nestloop": "off"}):
+            conn.execute("SELECT 1 / 0")
+        conn.rollback()

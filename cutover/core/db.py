@@ -229,7 +229,12 @@ def local_settings(conn: Connection, settings: Mapping[str, str]) -> Iterator[No
     try:
         yield
     finally:
-        conn.execute("SELECT set_config(n, v, true) FROM unnest(%s::text[], %s::text[]) u(n, v)", (names, before))
+        # Only in the transaction that is still going: a failed one (a timeout, say) must reach the
+        # caller as itself, not as the restore's "current transaction is aborted", and an ended one
+        # took the settings with it.
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            conn.execute("SELECT set_config(n, v, true) FROM unnest(%s::text[], %s::text[]) u(n, v)",
+                         (names, before))
 
 
 @contextmanager
