@@ -15,7 +15,6 @@ import json
 import re
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from psycopg import sql
@@ -192,8 +191,7 @@ def test_the_dry_run_says_when_the_role_may_not_make_the_cutovers_table(
         sql.Identifier(role), sql.Literal(password)))
     try:
         execute_sql(fresh_db, sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
-        parts = urlsplit(fresh_db)
-        url = urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
+        url = db.with_login(fresh_db, role, password)
 
         refused = run_cutover(url, "dry-run", "--plan", str(path))
         blocker = next((line for line in refused.stdout.splitlines() if "audit-insert" in line), "")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from psycopg import sql
@@ -26,10 +25,6 @@ from tests.support import checksum, execute_sql, operator_tests, run_cutover
 MATRIX = operator_tests("test_matrix")
 
 
-def as_role(url: str, role: str, password: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
-
 
 @pytest.fixture
 def forced_owner(fresh_db: str, cutover_server: ServerInfo, cutover_plan: Plan) -> Iterator[tuple[str, str]]:
@@ -42,7 +37,7 @@ def forced_owner(fresh_db: str, cutover_server: ServerInfo, cutover_plan: Plan) 
                 *(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(t), sql.Identifier(role))
                   for t in cutover_plan.all_tables))
     try:
-        yield as_role(fresh_db, role, password), role
+        yield db.with_login(fresh_db, role, password), role
     finally:
         execute_sql(fresh_db, sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)),
                     sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))

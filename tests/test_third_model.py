@@ -12,7 +12,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from psycopg import sql
@@ -113,10 +112,6 @@ def test_a_not_deferrable_tenant_key_outside_public_blocks_with_its_qualified_fi
     assert checksum(third_db, third_plan, include_audit=True) == before
 
 
-def _as_role(url: str, role: str, password: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
-
 
 @pytest.fixture
 def forced_owner(third_db: str, cutover_server: ServerInfo, third_plan: Plan) -> Iterator[tuple[str, str]]:
@@ -126,7 +121,7 @@ def forced_owner(third_db: str, cutover_server: ServerInfo, third_plan: Plan) ->
         sql.Identifier(role), sql.Literal(password)))
     third_model.owned_by_a_forced_role(third_db, third_plan, role)
     try:
-        yield _as_role(third_db, role, password), role
+        yield db.with_login(third_db, role, password), role
     finally:
         execute_sql(third_db, sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)),
                     sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
