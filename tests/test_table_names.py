@@ -14,6 +14,7 @@ import re
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -41,6 +42,19 @@ def odd_db(fresh_db: str) -> str:
     for name in ODD_NAMES:
         _create(fresh_db, name)
     return fresh_db
+
+
+def _checked_and_executed(url: str, plan_path: Path, path: Path, unplanned_mark: str) -> tuple[Path, Any]:
+    """``plan check`` names none of the new tables as unplanned (``unplanned_mark`` is absent from its
+    output), the dry run is READY and execute commits; the report's path and content."""
+    check = run_cutover(url, "plan", "check", f"--db-url={url}", f"--plan={plan_path}")
+    assert check.returncode in (0, 1) and unplanned_mark not in check.stdout, check.stdout + check.stderr  # the
+    # reference plan leaves three foreign keys undeclared; the new tables are planned as the database has them
+    dry = run_cutover(url, "dry-run", f"--plan={plan_path}")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    done = run_cutover(url, "execute", "--operator-confirmed", f"--plan={plan_path}", f"--report-path={path}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return path, json.loads(path.read_text())
 
 
 def test_plan_draft_writes_a_plan_that_loads_with_any_table_name(odd_db: str, tmp_path: Path) -> None:
@@ -143,15 +157,7 @@ def test_a_table_name_that_needs_quoting_works_in_every_command(fresh_db: str, q
     execute_sql(fresh_db, sql.SQL("INSERT INTO {} (id, tenant_id, case_id, body) SELECT 'n-' || id, tenant_id, id, "
                                   "'note' FROM cases").format(sql.Identifier(QUOTED)))
     before = checksum(fresh_db, plan)
-    check = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={quoted_plan}")
-    assert check.returncode in (0, 1) and "Notes" not in check.stdout, check.stdout + check.stderr  # the
-    # reference plan leaves three foreign keys undeclared; the new table is planned as the database has it
-    dry = run_cutover(fresh_db, "dry-run", f"--plan={quoted_plan}")
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-    path = tmp_path / "r.json"
-    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--plan={quoted_plan}", f"--report-path={path}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(path.read_text())
+    path, report = _checked_and_executed(fresh_db, quoted_plan, tmp_path / "r.json", "Notes")
     assert report["moved"][QUOTED] == scalar(fresh_db, "SELECT count(*) FROM cases WHERE tenant_id = %s", (TGT,)) > 0
     target = DatabaseUnderCheck(fresh_db, report, path, sandbox=True)
     assert failing_evidence(target, plan, cutover_settings) == {}
@@ -249,15 +255,7 @@ def test_a_plan_names_tables_of_another_schema_with_it_in_every_command(
     plan = load_plan(schema_plan)
     _app_schema(fresh_db, plan)
     before = checksum(fresh_db, plan)
-    check = run_cutover(fresh_db, "plan", "check", f"--db-url={fresh_db}", f"--plan={schema_plan}")
-    assert check.returncode in (0, 1) and "app." not in check.stdout, check.stdout + check.stderr  # the
-    # reference plan leaves three foreign keys undeclared; the app tables are planned as the database has them
-    dry = run_cutover(fresh_db, "dry-run", f"--plan={schema_plan}")
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-    path = tmp_path / "r.json"
-    done = run_cutover(fresh_db, "execute", "--operator-confirmed", f"--plan={schema_plan}", f"--report-path={path}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(path.read_text())
+    path, report = _checked_and_executed(fresh_db, schema_plan, tmp_path / "r.json", "app.")
     cases = scalar(fresh_db, "SELECT count(*) FROM cases WHERE tenant_id = %s", (TGT,))
     assert report["moved"]["app.case_notes"] == report["moved"]["app.v1.notes"] == cases > 0
     assert scalar(fresh_db, "SELECT notes FROM app.note_counts WHERE tenant_id = %s", (TGT,)) == cases  # refreshed
